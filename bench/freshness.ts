@@ -1,0 +1,295 @@
+/**
+ * Freshness, coalescing and per-refresh overhead of the daemon, against the pg_cron design as the anchor.
+ *
+ * Writers insert orders at a fixed rate; two watched views report the newest order id: a fast one (a few
+ * milliseconds to refresh) and a slow one (about 500 ms, through pg_sleep). A reader polls both every
+ * few milliseconds; a write's latency is the time from its commit to the first poll that shows it.
+ * Drivers: the mvrefresh daemon (debounce 200 ms, max wait 1 s), and `CALL mvrefresh.refresh_dirty()` every
+ * second (the pg_cron design). Then 10 000 writes in 10 s show how refreshes coalesce, and the daemon's
+ * reports give its overhead per refresh beyond the REFRESH statement.
+ *
+ * Environment: BENCH_URL (superuser URL; default the local server), BENCH_FRESHNESS_SECONDS (10),
+ * BENCH_OUT (docs/benchmarks.md).
+ */
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { readFile, writeFile } from 'node:fs/promises';
+import pg from 'pg';
+import { loadConfig } from '../src/config.js';
+import { createLogger } from '../src/logger.js';
+import { Daemon } from '../src/daemon/daemon.js';
+import type { RefreshReport } from '../src/daemon/refresher.js';
+import { migrate } from '../src/db/migrate.js';
+import { packageRoot } from '../src/paths.js';
+import { shopSchema } from '../src/shop.js';
+
+const ADMIN_URL = process.env['BENCH_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const SECONDS = Number(process.env['BENCH_FRESHNESS_SECONDS'] ?? 10);
+const OUT = process.env['BENCH_OUT'] ?? join(packageRoot, 'docs', 'benchmarks.md');
+const DB = 'mvrefresh_bench_freshness';
+const DEBOUNCE_MS = 200;
+const MAX_WAIT_MS = 1000;
+const POLL_MS = 5;
+const WRITER_CONNECTIONS = 4;
+const TICK_MS = 10;
+const COALESCE_WRITES = 10_000;
+const COALESCE_SECONDS = 10;
+/** A write not visible this long after the writers stopped counts as lost. */
+const LOST_AFTER_MS = 30_000;
+
+const VIEWS = {
+  fast: 'newest_order_fast',
+  slow: 'newest_order_slow',
+} as const;
+
+function dbUrl(name: string): string {
+  const u = new URL(ADMIN_URL);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+async function connect(url: string): Promise<pg.Client> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  return c;
+}
+
+async function setup(): Promise<string> {
+  const admin = await connect(ADMIN_URL);
+  await admin.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
+  await admin.query(`CREATE DATABASE ${DB}`);
+  await admin.end();
+  const url = dbUrl(DB);
+  const c = await connect(url);
+  await c.query(shopSchema({ products: 1000, customers: 1000 }));
+  await c.query(`
+    CREATE MATERIALIZED VIEW ${VIEWS.fast} AS SELECT 1 AS one, max(order_id) AS newest FROM orders;
+    CREATE UNIQUE INDEX ON ${VIEWS.fast} (one);
+    CREATE MATERIALIZED VIEW ${VIEWS.slow} AS
+      SELECT 1 AS one, max(order_id) AS newest, (SELECT 1 FROM pg_sleep(0.5)) AS slow FROM orders;
+    CREATE UNIQUE INDEX ON ${VIEWS.slow} (one);`);
+  await migrate(c);
+  for (const v of Object.values(VIEWS)) await c.query('SELECT mvrefresh.watch($1)', [v]);
+  await c.query('CALL mvrefresh.refresh_dirty()');
+  await c.end();
+  return url;
+}
+
+type Driver = 'daemon' | 'poll 1 s';
+
+async function startDriver(
+  driver: Driver,
+  url: string,
+  reports: RefreshReport[],
+): Promise<() => Promise<void>> {
+  if (driver === 'daemon') {
+    const config = loadConfig({
+      env: {},
+      overrides: {
+        databaseUrl: url,
+        'http.port': 0,
+        'http.host': '127.0.0.1',
+        logLevel: 'warn',
+        debounceMs: DEBOUNCE_MS,
+        maxWaitMs: MAX_WAIT_MS,
+      },
+    });
+    const daemon = new Daemon(config, createLogger('warn'));
+    const running = await daemon.start();
+    running.refresher.onReport((r) => reports.push(r));
+    return () => daemon.stop();
+  }
+  const c = await connect(url);
+  let stop = false;
+  const loop = (async () => {
+    while (!stop) {
+      await c.query('CALL mvrefresh.refresh_dirty()');
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  })();
+  return async () => {
+    stop = true;
+    await loop;
+    await c.end();
+  };
+}
+
+interface Latencies {
+  fast: number[];
+  slow: number[];
+  writes: number;
+}
+
+/** Writes `rate` orders per second for `seconds`, polling both views; returns commit-to-visible latencies. */
+async function measure(url: string, rate: number, seconds: number): Promise<Latencies> {
+  const writers = await Promise.all(Array.from({ length: WRITER_CONNECTIONS }, () => connect(url)));
+  const reader = await connect(url);
+  const committed = new Map<number, number>();
+  const seen = { fast: new Map<number, number>(), slow: new Map<number, number>() };
+  let writing = true;
+  const poller = (async () => {
+    let newest = { fast: 0, slow: 0 };
+    const pending = () => [...committed.keys()];
+    let deadline = Infinity;
+    while (writing || (pending().length > 0 && performance.now() < deadline)) {
+      if (!writing && deadline === Infinity) deadline = performance.now() + LOST_AFTER_MS;
+      const { rows } = await reader.query<{ fast: string | null; slow: string | null }>(
+        `SELECT (SELECT newest FROM ${VIEWS.fast}) AS fast, (SELECT newest FROM ${VIEWS.slow}) AS slow`,
+      );
+      const now = performance.now();
+      newest = { fast: Number(rows[0]?.fast ?? 0), slow: Number(rows[0]?.slow ?? 0) };
+      for (const [id] of committed) {
+        if (id <= newest.fast && !seen.fast.has(id)) seen.fast.set(id, now);
+        if (id <= newest.slow && !seen.slow.has(id)) seen.slow.set(id, now);
+      }
+      for (const id of pending()) if (seen.fast.has(id) && seen.slow.has(id)) committed.delete(id);
+      await new Promise((r) => setTimeout(r, POLL_MS));
+    }
+  })();
+  const latencies: Latencies = { fast: [], slow: [], writes: 0 };
+  const commitTimes = new Map<number, number>();
+  const perTick = (rate * TICK_MS) / 1000;
+  let budget = 0;
+  const end = performance.now() + seconds * 1000;
+  let next = 0;
+  while (performance.now() < end) {
+    const tickStart = performance.now();
+    budget += perTick;
+    const batch: Promise<void>[] = [];
+    for (; budget >= 1; budget -= 1) {
+      const w = writers[next++ % WRITER_CONNECTIONS]!;
+      batch.push(
+        w
+          .query<{ order_id: number }>(
+            `INSERT INTO orders VALUES (nextval('order_ids'), 1 + (random() * 999)::int, current_date) RETURNING order_id`,
+          )
+          .then(({ rows }) => {
+            const id = rows[0]!.order_id;
+            const t = performance.now();
+            commitTimes.set(id, t);
+            committed.set(id, t);
+            latencies.writes += 1;
+          }),
+      );
+    }
+    await Promise.all(batch);
+    const wait = TICK_MS - (performance.now() - tickStart);
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  }
+  writing = false;
+  await poller;
+  // seen maps hold every id; committed was drained as ids became visible in both views
+  for (const [id, t] of commitTimes) {
+    latencies.fast.push((seen.fast.get(id) ?? Infinity) - t);
+    latencies.slow.push((seen.slow.get(id) ?? Infinity) - t);
+  }
+  await Promise.all([...writers, reader].map((c) => c.end()));
+  return latencies;
+}
+
+function pct(xs: number[], p: number): number {
+  const s = Float64Array.from(xs).sort();
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
+}
+
+const ms = (x: number) => `${Math.round(x)}`;
+
+async function main() {
+  const url = await setup();
+  const rows: string[] = [];
+  const refreshStats = new Map<string, number[]>();
+  for (const rate of [200, 2000]) {
+    for (const driver of ['daemon', 'poll 1 s'] as const) {
+      const reports: RefreshReport[] = [];
+      const stop = await startDriver(driver, url, reports);
+      let result: Latencies;
+      try {
+        result = await measure(url, rate, SECONDS);
+      } finally {
+        await stop();
+      }
+      for (const r of reports)
+        if (r.outcome === 'refreshed' && r.refreshMs !== undefined)
+          refreshStats.set(r.view, [...(refreshStats.get(r.view) ?? []), r.refreshMs]);
+      for (const view of ['fast', 'slow'] as const) {
+        const l = result[view];
+        rows.push(
+          `| ${driver} | ${rate} | ${view} | ${result.writes} | ${ms(pct(l, 50))} | ${ms(pct(l, 99))} | ${ms(l.reduce((m, x) => Math.max(m, x), 0))} |`,
+        );
+      }
+      process.stderr.write(`freshness: ${driver} at ${rate}/s done\n`);
+    }
+  }
+  const refreshP99 = (view: string) => pct(refreshStats.get(`public.${view}`) ?? [], 99);
+
+  // coalescing: 10 000 writes in 10 s, daemon driving
+  const reports: RefreshReport[] = [];
+  const stop = await startDriver('daemon', url, reports);
+  let coalesce: Latencies;
+  try {
+    coalesce = await measure(url, COALESCE_WRITES / COALESCE_SECONDS, COALESCE_SECONDS);
+  } finally {
+    await stop();
+  }
+  const refreshed = (view: string) =>
+    reports.filter((r) => r.view === `public.${view}` && r.outcome === 'refreshed');
+  const coalesceRows = (['fast', 'slow'] as const).map((k) => {
+    const view = VIEWS[k];
+    const n = refreshed(view).length;
+    const refreshMs = pct(
+      refreshed(view).map((r) => r.refreshMs ?? 0),
+      50,
+    );
+    const bound = Math.ceil((COALESCE_SECONDS * 1000) / (DEBOUNCE_MS + refreshMs)) + 1;
+    const lost = coalesce[k].filter((x) => !Number.isFinite(x)).length;
+    return `| ${k} | ${coalesce.writes} | ${n} | ${bound} | ${lost} |`;
+  });
+  const overhead = reports
+    .filter((r) => r.outcome === 'refreshed' && r.refreshMs !== undefined)
+    .map((r) => r.durationMs - r.refreshMs!);
+
+  const section = [
+    '## Freshness',
+    '',
+    `Measured ${new Date().toISOString()} on ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, by`,
+    '`npm run bench:freshness` (bench/freshness.ts). Writers insert orders at a fixed rate for',
+    `${SECONDS} s; two watched views show the newest order id: fast (REFRESH p99 ${ms(refreshP99(VIEWS.fast))} ms) and`,
+    `slow (pg_sleep(0.5), REFRESH p99 ${ms(refreshP99(VIEWS.slow))} ms). Latency: commit to the first poll (every ${POLL_MS} ms)`,
+    `that shows the write. Daemon: debounce ${DEBOUNCE_MS} ms, max wait ${MAX_WAIT_MS} ms. Goal: p99 <= debounce + refresh`,
+    'p99 + 100 ms. Anchor: `CALL mvrefresh.refresh_dirty()` every second (the pg_cron design).',
+    '',
+    '| driver | writes/s | view | writes | p50 ms | p99 ms | max ms |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
+    ...rows,
+    '',
+    '## Coalescing',
+    '',
+    `${COALESCE_WRITES} writes in ${COALESCE_SECONDS} s with the daemon; the bound is ceil(${COALESCE_SECONDS} s / (debounce + median`,
+    'refresh time)) + 1; lost: writes never seen in the view.',
+    '',
+    '| view | writes | refreshes | bound | lost |',
+    '| --- | --- | --- | --- | --- |',
+    ...coalesceRows,
+    '',
+    '## Per-refresh overhead',
+    '',
+    'Each refresh cycle is one round trip (`CALL mvrefresh.refresh_view(...)` on an idle pooled connection).',
+    `Daemon-side time beyond the REFRESH statement (cycle duration minus REFRESH duration, including the`,
+    `wait for writers that were running when the marks were cleared), over ${overhead.length} refreshes:`,
+    `median ${pct(overhead, 50).toFixed(2)} ms, p99 ${pct(overhead, 99).toFixed(2)} ms.`,
+    '',
+  ].join('\n');
+  console.log(section);
+  const current = await readFile(OUT, 'utf8').catch(() => '# Benchmarks\n');
+  const start = current.indexOf('## Freshness');
+  const kept = start < 0 ? current.trimEnd() : current.slice(0, start).trimEnd();
+  await writeFile(OUT, `${kept}\n\n${section}`);
+  const admin = await connect(ADMIN_URL);
+  await admin.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
+  await admin.end();
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});

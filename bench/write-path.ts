@@ -1,0 +1,642 @@
+/**
+ * Write-path cost: what watching a view costs the application's writers, side by side in one run.
+ *
+ * Every variant gets its own database, a copy of the dirty-flag article's shop (bench/shop.sql) with the
+ * same seed. pgbench writes one order per transaction (bench/write.pgbench) with 8 clients; the variants
+ * run one at a time, round-robin, each round after a CHECKPOINT and a quiet moment of the machine (the
+ * NOTIFY commit lock, the WAL and the 2 cores are shared); a round disturbed by another process is repeated.
+ *
+ *   none        no trigger
+ *   mvrefresh   `mvrefresh migrate` + `mvrefresh watch`; nothing refreshes, so the view stays dirty and
+ *               every writer takes the trigger's fast path (the steady state of a running system)
+ *   article     the article's upsert trigger (bench/article.sql), never refreshed
+ *   notify      a statement trigger that calls pg_notify in every transaction (bench/notify.sql)
+ *   ... + refresh 1 s   the same, with a second connection refreshing once a second during the round:
+ *               REFRESH ... CONCURRENTLY, CALL mvrefresh.refresh_dirty(), or the article's procedure
+ *
+ * Environment: BENCH_URL (a superuser URL of the server), BENCH_SECONDS per round (15), BENCH_ROUNDS (3),
+ * BENCH_CLIENTS (8), BENCH_THREADS (2), BENCH_SEED_ORDERS (600000), BENCH_VARIANTS (database suffixes,
+ * comma-separated; default all), BENCH_QUIET_WAIT_SECONDS (60), BENCH_BUDGET_SECONDS (480: waits and repeats
+ * only while the run stays within it), BENCH_OUT (docs/benchmarks.md; "-" for
+ * none), BENCH_KEEP=1 keeps the databases. Quick run: BENCH_SECONDS=5 BENCH_ROUNDS=1.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
+import { join, relative } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { packageRoot } from '../src/paths.js';
+import { type Activity, DisturbanceMeter, NO_ACTIVITY, addActivity, secondsSince } from './disturbance.js';
+
+const run = promisify(execFile);
+
+function intEnv(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 0) throw new Error(`${name} must be a non-negative integer`);
+  return value;
+}
+
+const ADMIN_URL = process.env['BENCH_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const SECONDS = intEnv('BENCH_SECONDS', 15);
+const ROUNDS = intEnv('BENCH_ROUNDS', 3);
+const CLIENTS = intEnv('BENCH_CLIENTS', 8);
+const THREADS = intEnv('BENCH_THREADS', 2);
+const SEED_ORDERS = intEnv('BENCH_SEED_ORDERS', 600_000);
+const QUIET_WAIT_SECONDS = intEnv('BENCH_QUIET_WAIT_SECONDS', 60);
+const BUDGET_SECONDS = intEnv('BENCH_BUDGET_SECONDS', 480);
+const OUT = process.env['BENCH_OUT'] ?? join(packageRoot, 'docs', 'benchmarks.md');
+const NO_OUTPUT = '-';
+const KEEP_DATABASES = process.env['BENCH_KEEP'] === '1';
+
+const REFRESH_PERIOD_MS = 1000;
+const MONITOR_PERIOD_MS = 1000;
+/** Consecutive quiet seconds before a round starts. */
+const QUIET_SAMPLES = 2;
+/**
+ * A round is disturbed (and run again, once) when other processes used this share of the machine's CPU or
+ * wrote this many bytes per second, other databases ended this many transactions per second, or a
+ * checkpoint ran during it.
+ */
+const DISTURBED_SHARE = 0.05;
+const DISTURBED_XACTS_PER_SECOND = 5;
+const DISTURBED_BYTES_PER_SECOND = 1024 * 1024;
+const BYTES_PER_MIB = 1024 * 1024;
+const ATTEMPTS_PER_ROUND = 2;
+const PERCENTILE = 99;
+const US_PER_MS = 1000;
+const BYTES_PER_GIB = 2 ** 30;
+const PGBENCH_MAX_BUFFER = 16 * 1024 * 1024;
+
+const DB_PREFIX = 'mvrefresh_bench_';
+const TEMPLATE_DB = `${DB_PREFIX}template`;
+const FILE_COPY_SINCE = 150000;
+const VIEW = 'public.monthly_product_sales';
+const SECTION_TITLE = '## Write-path cost';
+const BENCH_DIR = join(packageRoot, 'bench');
+const SCRIPT = join(BENCH_DIR, 'write.pgbench');
+const CLI = join(packageRoot, 'dist', 'src', 'bin.js');
+
+type Setup = 'none' | 'mvrefresh' | 'article' | 'notify';
+
+interface Variant {
+  /** In the table. */
+  label: string;
+  /** Database name suffix; BENCH_VARIANTS selects by it. */
+  key: string;
+  setup: Setup;
+  /** Called every REFRESH_PERIOD_MS during each round, on its own connection. */
+  refresh?: string;
+}
+
+const ALL_VARIANTS: readonly Variant[] = [
+  { label: 'none', key: 'none', setup: 'none' },
+  { label: 'mvrefresh', key: 'mvrefresh', setup: 'mvrefresh' },
+  { label: 'article', key: 'article', setup: 'article' },
+  { label: 'notify', key: 'notify', setup: 'notify' },
+  {
+    label: 'none + REFRESH CONCURRENTLY every 1 s',
+    key: 'none_refresh',
+    setup: 'none',
+    refresh: `REFRESH MATERIALIZED VIEW CONCURRENTLY ${VIEW}`,
+  },
+  {
+    label: 'mvrefresh + CALL mvrefresh.refresh_dirty() every 1 s',
+    key: 'mvrefresh_refresh',
+    setup: 'mvrefresh',
+    refresh: 'CALL mvrefresh.refresh_dirty()',
+  },
+  {
+    label: 'article + CALL refresh_dirty_materialized_views() every 1 s',
+    key: 'article_refresh',
+    setup: 'article',
+    refresh: 'CALL public.refresh_dirty_materialized_views()',
+  },
+];
+
+const BASELINE = 'none';
+const REFRESH_BASELINE = 'none_refresh';
+
+function selectedVariants(): Variant[] {
+  const wanted = process.env['BENCH_VARIANTS'];
+  if (!wanted) return [...ALL_VARIANTS];
+  const keys = wanted.split(',').map((k) => k.trim());
+  const unknown = keys.filter((k) => !ALL_VARIANTS.some((v) => v.key === k));
+  if (unknown.length > 0) throw new Error(`unknown BENCH_VARIANTS: ${unknown.join(', ')}`);
+  return ALL_VARIANTS.filter((v) => keys.includes(v.key));
+}
+
+const dbName = (variant: Variant): string => `${DB_PREFIX}${variant.key}`;
+const templateName = (variant: Variant): string => `${DB_PREFIX}${variant.key}_template`;
+
+function dbUrl(name: string): string {
+  const u = new URL(ADMIN_URL);
+  u.pathname = `/${encodeURIComponent(name)}`;
+  return u.toString();
+}
+
+async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end();
+  }
+}
+
+const readBenchSql = (file: string): Promise<string> => readFile(join(BENCH_DIR, file), 'utf8');
+
+async function dropDatabase(admin: pg.Client, name: string): Promise<void> {
+  await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
+}
+
+/** The shop, seeded once; every variant's database is a copy of it, so all start alike. */
+async function createTemplate(admin: pg.Client): Promise<void> {
+  await dropDatabase(admin, TEMPLATE_DB);
+  await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(TEMPLATE_DB)}`);
+  await withClient(dbUrl(TEMPLATE_DB), async (c) => {
+    await c.query(await readBenchSql('shop.sql'));
+    // one item per order, spread like the workload's (product p ordered on day p % 300 of 2024); the
+    // sequence is fresh, so order g gets id g and its item product 1 + g % 1000
+    await c.query(
+      `INSERT INTO orders
+       SELECT nextval('order_ids'), 1 + g % 1000, date '2024-01-01' + (1 + g % 1000) % 300
+         FROM generate_series(1, $1::integer) g`,
+      [SEED_ORDERS],
+    );
+    await c.query(
+      'INSERT INTO order_items SELECT order_id, 1 + order_id % 1000, 1 + order_id % 5 FROM orders',
+    );
+    await c.query(`REFRESH MATERIALIZED VIEW ${VIEW}`);
+    await c.query('VACUUM ANALYZE');
+  });
+}
+
+async function cli(url: string, ...args: string[]): Promise<void> {
+  await run(process.execPath, [CLI, ...args], { env: { ...process.env, DATABASE_URL: url } });
+}
+
+/** A variant's template: the shop with the variant's triggers; each round runs on a fresh copy of it. */
+async function createVariantTemplate(admin: pg.Client, variant: Variant): Promise<void> {
+  const name = templateName(variant);
+  await copyDatabase(admin, TEMPLATE_DB, name);
+  const url = dbUrl(name);
+  switch (variant.setup) {
+    case 'none':
+      break;
+    case 'mvrefresh':
+      // as a user installs it; watch leaves the view dirty (one mark), and nothing clears it but a refresh
+      await cli(url, 'migrate');
+      await cli(url, 'watch', VIEW);
+      break;
+    case 'article':
+    case 'notify': {
+      const sqlText = await readBenchSql(`${variant.setup}.sql`);
+      await withClient(url, (c) => c.query(sqlText));
+      break;
+    }
+  }
+  await withClient(url, (c) => c.query('VACUUM ANALYZE'));
+}
+
+/** Replaces a database with a copy of a template (FILE_COPY from PostgreSQL 15: faster for a large seed). */
+async function copyDatabase(admin: pg.Client, template: string, name: string): Promise<void> {
+  await dropDatabase(admin, name);
+  const { rows } = await admin.query<{ v: number }>(
+    "SELECT current_setting('server_version_num')::integer AS v",
+  );
+  const strategy = (rows[0]?.v ?? 0) >= FILE_COPY_SINCE ? ' STRATEGY FILE_COPY' : '';
+  await admin.query(
+    `CREATE DATABASE ${pg.escapeIdentifier(name)} TEMPLATE ${pg.escapeIdentifier(template)}${strategy}`,
+  );
+}
+
+/**
+ * Waits until no other process has used the CPU for QUIET_SAMPLES seconds, or for at most maxSeconds;
+ * true if the last second was quiet.
+ */
+async function waitForQuiet(meter: DisturbanceMeter, maxSeconds: number): Promise<boolean> {
+  const t0 = performance.now();
+  let quiet = 0;
+  let announced = false;
+  await meter.sample();
+  for (;;) {
+    const t = performance.now();
+    await sleep(MONITOR_PERIOD_MS);
+    if (disturbance(await meter.sample(), secondsSince(t)) === null) {
+      quiet += 1;
+      if (quiet >= QUIET_SAMPLES) return true;
+    } else {
+      quiet = 0;
+      if (!announced) process.stderr.write('  something else is running: waiting\n');
+      announced = true;
+    }
+    if (secondsSince(t0) >= maxSeconds) return quiet > 0;
+  }
+}
+
+/** What other processes did during a round: a description, null if nothing that matters. */
+function disturbance(activity: Activity, seconds: number): string | null {
+  const share = DisturbanceMeter.share(activity.ticks, seconds);
+  const notes = [
+    ...(share >= DISTURBED_SHARE ? [`${(share * 100).toFixed(0)}% of the CPU used by others`] : []),
+    ...(activity.written >= DISTURBED_BYTES_PER_SECOND * seconds
+      ? [`${(activity.written / BYTES_PER_MIB).toFixed(0)} MiB written by others`]
+      : []),
+    ...(activity.xacts >= DISTURBED_XACTS_PER_SECOND * seconds
+      ? [`${activity.xacts} transactions in other databases`]
+      : []),
+    ...(activity.checkpoints > 0 ? [`${activity.checkpoints} checkpoint(s)`] : []),
+  ];
+  return notes.length > 0 ? notes.join(', ') : null;
+}
+
+/** Samples what others do during a round; stop() describes it (null: nothing that matters). */
+function startMonitor(meter: DisturbanceMeter): { stop: () => Promise<string | null> } {
+  const t0 = performance.now();
+  let activity = NO_ACTIVITY;
+  let stopped = false;
+  const loop = (async () => {
+    await meter.sample();
+    while (!stopped) {
+      await sleep(MONITOR_PERIOD_MS);
+      activity = addActivity(activity, await meter.sample());
+    }
+  })();
+  return {
+    stop: async () => {
+      stopped = true;
+      await loop;
+      return disturbance(activity, secondsSince(t0));
+    },
+  };
+}
+
+/** Calls a refresh statement at a fixed rate; stop() returns how long each call took (ms). */
+async function startRefresher(url: string, statement: string): Promise<{ stop: () => Promise<number[]> }> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  c.on('notice', () => {}); // the article's procedure RAISEs a NOTICE per refresh
+  const durations: number[] = [];
+  let stopped = false;
+  const loop = (async () => {
+    let next = performance.now();
+    while (!stopped) {
+      const t0 = performance.now();
+      await c.query(statement);
+      durations.push(performance.now() - t0);
+      next += REFRESH_PERIOD_MS;
+      const wait = next - performance.now();
+      if (wait > 0) await sleep(wait);
+      else next = performance.now();
+    }
+  })();
+  return {
+    stop: async () => {
+      stopped = true;
+      try {
+        await loop;
+      } finally {
+        await c.end();
+      }
+      return durations;
+    },
+  };
+}
+
+function pgbenchArgs(database: string, logPrefix: string): string[] {
+  const u = new URL(ADMIN_URL);
+  return [
+    '-n',
+    '-c',
+    String(CLIENTS),
+    '-j',
+    String(THREADS),
+    '-T',
+    String(SECONDS),
+    '-f',
+    SCRIPT,
+    '-l',
+    '--log-prefix',
+    logPrefix,
+    '-h',
+    u.hostname,
+    '-p',
+    u.port || '5432',
+    '-U',
+    decodeURIComponent(u.username || 'postgres'),
+    database,
+  ];
+}
+
+interface Round {
+  tps: number;
+  latenciesUs: Float64Array;
+  refreshesMs: number[];
+  /** What else ran during the round, if anything that matters. */
+  disturbance: string | null;
+  attempts: number;
+}
+
+/** One pgbench run; the latencies come from its per-transaction log (third field, microseconds). */
+async function pgbench(database: string): Promise<Pick<Round, 'tps' | 'latenciesUs'>> {
+  const logDir = await mkdtemp(join(tmpdir(), 'mvrefresh-bench-'));
+  try {
+    const password = decodeURIComponent(new URL(ADMIN_URL).password);
+    const env = { ...process.env, ...(password ? { PGPASSWORD: password } : {}) };
+    const { stdout } = await run('pgbench', pgbenchArgs(database, join(logDir, 'tx')), {
+      env,
+      maxBuffer: PGBENCH_MAX_BUFFER,
+    });
+    const tps = Number(/^tps = ([\d.]+)/m.exec(stdout)?.[1]);
+    const failed = Number(/^number of failed transactions: (\d+)/m.exec(stdout)?.[1] ?? 0);
+    if (!Number.isFinite(tps) || failed > 0) throw new Error(`pgbench on ${database} failed:\n${stdout}`);
+    const latencies: number[] = [];
+    for (const file of await readdir(logDir)) {
+      for (const line of (await readFile(join(logDir, file), 'utf8')).split('\n')) {
+        const us = Number(line.split(' ')[2]);
+        if (line !== '' && Number.isFinite(us)) latencies.push(us);
+      }
+    }
+    return { tps, latenciesUs: Float64Array.from(latencies) };
+  } finally {
+    await rm(logDir, { recursive: true, force: true });
+  }
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+function concat(arrays: readonly Float64Array[]): Float64Array {
+  const out = new Float64Array(arrays.reduce((n, a) => n + a.length, 0));
+  let at = 0;
+  for (const a of arrays) {
+    out.set(a, at);
+    at += a.length;
+  }
+  return out;
+}
+
+interface Result {
+  variant: Variant;
+  tps: number;
+  roundsTps: number[];
+  p99Ms: number;
+  maxMs: number;
+  refreshesMs: number[];
+  disturbedRounds: number;
+  repeatedRounds: number;
+}
+
+function summarize(variant: Variant, rounds: readonly Round[]): Result {
+  const latencies = concat(rounds.map((r) => r.latenciesUs)).sort();
+  return {
+    variant,
+    tps: median(rounds.map((r) => r.tps)),
+    roundsTps: rounds.map((r) => r.tps),
+    p99Ms: percentile(latencies, PERCENTILE) / US_PER_MS,
+    maxMs: (latencies[latencies.length - 1] ?? NaN) / US_PER_MS,
+    refreshesMs: rounds.flatMap((r) => r.refreshesMs),
+    disturbedRounds: rounds.filter((r) => r.disturbance !== null).length,
+    repeatedRounds: rounds.filter((r) => r.attempts > 1).length,
+  };
+}
+
+const fixed = (x: number, digits: number): string => (Number.isFinite(x) ? x.toFixed(digits) : '—');
+
+function table(results: readonly Result[]): string {
+  const tpsOf = (key: string) => results.find((r) => r.variant.key === key)?.tps ?? NaN;
+  const base = tpsOf(BASELINE);
+  const refreshBase = tpsOf(REFRESH_BASELINE);
+  const lines = [
+    '| variant | median TPS | ratio to none | p99 ms | max ms | TPS per round | refreshes: n, median / max ms |',
+    '| --- | ---: | ---: | ---: | ---: | --- | --- |',
+  ];
+  for (const r of results) {
+    let ratio = fixed(r.tps / base, 2);
+    if (r.variant.refresh && r.variant.key !== REFRESH_BASELINE && Number.isFinite(refreshBase))
+      ratio += ` (${fixed(r.tps / refreshBase, 2)} to none + refresh)`;
+    const refreshes = r.variant.refresh
+      ? `${r.refreshesMs.length}, ${fixed(median(r.refreshesMs), 0)} / ${fixed(Math.max(...r.refreshesMs), 0)}`
+      : '—';
+    const notes = [
+      ...(r.repeatedRounds > 0 ? [`${r.repeatedRounds} repeated`] : []),
+      ...(r.disturbedRounds > 0 ? [`${r.disturbedRounds} disturbed`] : []),
+    ];
+    const disturbed = notes.length > 0 ? ` (${notes.join(', ')})` : '';
+    lines.push(
+      `| ${r.variant.label} | ${fixed(r.tps, 0)} | ${ratio} | ${fixed(r.p99Ms, 1)} | ${fixed(r.maxMs, 1)} | ` +
+        `${r.roundsTps.map((t) => fixed(t, 0)).join(', ')}${disturbed} | ${refreshes} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
+interface ServerInfo {
+  version: string;
+  synchronousCommit: string;
+  sharedBuffers: string;
+}
+
+async function serverInfo(admin: pg.Client): Promise<ServerInfo> {
+  const { rows } = await admin.query<ServerInfo>(
+    `SELECT current_setting('server_version') AS version,
+            current_setting('synchronous_commit') AS "synchronousCommit",
+            current_setting('shared_buffers') AS "sharedBuffers"`,
+  );
+  if (!rows[0]) throw new Error('no server information');
+  return rows[0];
+}
+
+function section(results: readonly Result[], server: ServerInfo, startedAt: Date): string {
+  const u = new URL(ADMIN_URL);
+  const command = ['pgbench', ...pgbenchArgs(`${DB_PREFIX}<variant>`, '$TMP/tx')]
+    .map((a) => (a === SCRIPT ? relative(packageRoot, SCRIPT) : a))
+    .join(' ');
+  const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU';
+  return [
+    SECTION_TITLE,
+    '',
+    `What watching a view costs the application's writers. Measured ${startedAt.toISOString()} by`,
+    '`npm run bench:write` (bench/write-path.ts) on ' +
+      `${availableParallelism()} cores (${cpu}), ${fixed(totalmem() / BYTES_PER_GIB, 1)} GiB of memory,`,
+    `PostgreSQL ${server.version} on ${u.hostname}:${u.port || '5432'} (synchronous_commit ${server.synchronousCommit}, ` +
+      `shared_buffers ${server.sharedBuffers}), pgbench and the server on the same machine.`,
+    '',
+    "The dirty-flag article's shop (bench/shop.sql) seeded with 1000 products, 1000 customers and",
+    `${SEED_ORDERS} orders of one item; each variant installs its triggers in a copy of it, and each round runs`,
+    'on a fresh copy of that (all rounds start alike). Each transaction writes one order and its item',
+    `(bench/write.pgbench). ${ROUNDS} rounds of ${SECONDS} s per variant, interleaved (round-robin, the order rotating`,
+    'each round, one variant at a time, a CHECKPOINT before each round). A round starts once, for',
+    `${QUIET_SAMPLES} s, no other process has used ${DISTURBED_SHARE * 100}% of the CPU or written ${DISTURBED_BYTES_PER_SECOND / BYTES_PER_MIB} MiB/s, no other database has run`,
+    `${DISTURBED_XACTS_PER_SECOND} transactions per second and no checkpoint has run; it is run again once if any of that happened during it`,
+    `("repeated"; "disturbed": still so the second time), as far as a budget of ${BUDGET_SECONDS} s for the whole run`,
+    'allows. TPS: median of the rounds; latencies: p99 and maximum over every transaction of every round',
+    '(pgbench -l).',
+    '',
+    '- **none**: no trigger.',
+    '- **mvrefresh**: `mvrefresh migrate` and `mvrefresh watch public.monthly_product_sales`; nothing refreshes the',
+    '  view, so it stays dirty and every writer takes the trigger fast path (a running system between refreshes).',
+    "- **article**: the article's `INSERT ... ON CONFLICT DO UPDATE` statement triggers (bench/article.sql).",
+    '- **notify**: a statement trigger calling `pg_notify` in every transaction (bench/notify.sql).',
+    '- **... every 1 s**: the same, while a second connection calls the refresh once a second (fixed rate;',
+    '  a refresh that overruns is followed by the next at once). mvrefresh clears its marks each time, so writers',
+    "  take the clean-to-dirty path once a second; the article's procedure holds the flag row locked during the refresh.",
+    '',
+    'Command of each round:',
+    '',
+    '```',
+    command,
+    '```',
+    '',
+    table(results),
+    '',
+  ].join('\n');
+}
+
+/** Replaces the "Write-path cost" section of the results file, keeping the others. */
+async function mergeSection(file: string, text: string): Promise<string> {
+  const current = await readFile(file, 'utf8').catch(() => '# Benchmarks\n');
+  const start = current.indexOf(SECTION_TITLE);
+  if (start < 0) return `${current.trimEnd()}\n\n${text}`;
+  const next = current.indexOf('\n## ', start + SECTION_TITLE.length);
+  return `${current.slice(0, start)}${text}${next < 0 ? '' : `\n${current.slice(next + 1)}`}`;
+}
+
+/** Keeps the run within BENCH_BUDGET_SECONDS: waiting for quiet and repeating rounds use only the slack. */
+class Budget {
+  private roundSeconds = 0;
+  private measured = 0;
+
+  /** @param t0 the start of the run (performance.now()) */
+  constructor(
+    private readonly t0: number,
+    private remainingRounds: number,
+  ) {}
+
+  /** Seconds left beyond what the remaining rounds are expected to take. */
+  slack(): number {
+    return BUDGET_SECONDS - secondsSince(this.t0) - this.remainingRounds * this.perRound();
+  }
+
+  /** Expected seconds of one round, without waiting. */
+  perRound(): number {
+    return this.measured > 0 ? this.roundSeconds / this.measured : SECONDS;
+  }
+
+  /** Records the seconds an attempt took, without waiting for quiet. */
+  attempted(seconds: number): void {
+    this.roundSeconds += seconds;
+    this.measured += 1;
+  }
+
+  done(): void {
+    this.remainingRounds -= 1;
+  }
+}
+
+/**
+ * One round of a variant on a fresh copy of its template, after a quiet moment and a checkpoint; run
+ * again once if another process used the CPU meanwhile and the budget allows.
+ */
+async function measure(
+  admin: pg.Client,
+  meter: DisturbanceMeter,
+  budget: Budget,
+  variant: Variant,
+): Promise<Round> {
+  let round: Round | undefined;
+  for (let attempt = 1; attempt <= ATTEMPTS_PER_ROUND; attempt += 1) {
+    const tRound = performance.now();
+    await copyDatabase(admin, templateName(variant), dbName(variant));
+    await admin.query('CHECKPOINT');
+    const preparation = secondsSince(tRound);
+    const quiet = await waitForQuiet(meter, Math.min(QUIET_WAIT_SECONDS, budget.slack()));
+    const tBench = performance.now();
+    const monitor = startMonitor(meter);
+    const refresher = variant.refresh ? await startRefresher(dbUrl(dbName(variant)), variant.refresh) : null;
+    let result: Pick<Round, 'tps' | 'latenciesUs'>;
+    let refreshesMs: number[] = [];
+    try {
+      result = await pgbench(dbName(variant));
+    } finally {
+      if (refresher) refreshesMs = await refresher.stop();
+    }
+    const seen = await monitor.stop();
+    budget.attempted(preparation + QUIET_SAMPLES + secondsSince(tBench));
+    round = {
+      ...result,
+      refreshesMs,
+      disturbance: seen ?? (quiet ? null : 'busy just before'),
+      attempts: attempt,
+    };
+    if (round.disturbance === null || budget.slack() < budget.perRound()) break;
+  }
+  budget.done();
+  return round!;
+}
+
+async function main(): Promise<void> {
+  const variants = selectedVariants();
+  const startedAt = new Date();
+  const t0 = performance.now();
+  const admin = new pg.Client({ connectionString: ADMIN_URL });
+  await admin.connect();
+  const ours = [TEMPLATE_DB, ...variants.flatMap((v) => [templateName(v), dbName(v)])];
+  try {
+    const server = await serverInfo(admin);
+    process.stderr.write(`seeding ${SEED_ORDERS} orders, creating ${variants.length} databases\n`);
+    await createTemplate(admin);
+    for (const v of variants) await createVariantTemplate(admin, v);
+
+    const meter = new DisturbanceMeter(admin, ours);
+    await meter.start();
+    process.stderr.write(`setup took ${secondsSince(t0).toFixed(0)} s\n`);
+    const rounds = new Map<string, Round[]>(variants.map((v) => [v.key, []]));
+    const budget = new Budget(t0, ROUNDS * variants.length);
+    for (let round = 0; round < ROUNDS; round += 1) {
+      for (let i = 0; i < variants.length; i += 1) {
+        const variant = variants[(i + round) % variants.length]!;
+        const r = await measure(admin, meter, budget, variant);
+        rounds.get(variant.key)!.push(r);
+        process.stderr.write(
+          `round ${round + 1}/${ROUNDS} ${variant.key}: ${r.tps.toFixed(0)} TPS` +
+            (r.attempts > 1 ? ', repeated' : '') +
+            (r.disturbance !== null ? `, disturbed (${r.disturbance})` : '') +
+            '\n',
+        );
+      }
+    }
+    process.stderr.write(`done in ${secondsSince(t0).toFixed(0)} s\n`);
+
+    const results = variants.map((v) => summarize(v, rounds.get(v.key)!));
+    const text = section(results, server, startedAt);
+    console.log(table(results));
+    if (OUT !== NO_OUTPUT) {
+      await writeFile(OUT, await mergeSection(OUT, text));
+      process.stderr.write(`written to ${OUT}\n`);
+    }
+  } finally {
+    if (!KEEP_DATABASES) for (const name of ours) await dropDatabase(admin, name);
+    await admin.end();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});

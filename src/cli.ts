@@ -1,0 +1,225 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type pg from 'pg';
+import { connectClient } from './db/connect.js';
+import { describeError } from './db/errors.js';
+import { isPostgresUrl, redactUrl, scrubSecret } from './db/url.js';
+import {
+  formatStatus,
+  runMigrate,
+  unwatchAll,
+  unwatchView,
+  viewStatus,
+  watchView,
+} from './commands/admin.js';
+import { packageRoot } from './paths.js';
+import { grantsSql } from './commands/grants.js';
+
+/** Exit codes: 0 done, 1 the operation failed, 2 the command line is wrong. */
+export const ExitCode = { ok: 0, failed: 1, usage: 2 } as const;
+
+const USAGE = `Usage: mvrefresh <command> [options]
+
+Commands:
+  migrate                       install or upgrade the mvrefresh schema
+  watch <view> [options]        watch a materialized view (installs its triggers)
+      --debounce-ms N           quiet time before a refresh (default: the daemon's)
+      --max-wait-ms N           longest wait under a stream of writes (default: the daemon's)
+      --refresh-interval-ms N   also refresh every N ms (sources without triggers)
+      --allow-blocking-refresh  accept a view without a unique index (plain REFRESH blocks readers)
+      --with-dependencies       also watch the materialized views it reads
+  unwatch <view> | --all        remove the triggers and the registration
+  status [--json]               watched views, their state, staleness and last error
+  grants --role NAME [--owner-role OWNER] [--schema S ...]
+                                print the SQL for a least-privilege role (no database needed)
+  run                           run the refresh daemon (configuration: environment, MVREFRESH_CONFIG)
+
+Options:
+  --database-url URL            default: DATABASE_URL
+  --json                        machine-readable output (watch, unwatch, status)
+  -h, --help, -v, --version`;
+
+class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+const OPTIONS = {
+  'database-url': { type: 'string' },
+  'debounce-ms': { type: 'string' },
+  'max-wait-ms': { type: 'string' },
+  'refresh-interval-ms': { type: 'string' },
+  'allow-blocking-refresh': { type: 'boolean' },
+  'with-dependencies': { type: 'boolean' },
+  all: { type: 'boolean' },
+  role: { type: 'string' },
+  'owner-role': { type: 'string' },
+  schema: { type: 'string', multiple: true },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'v' },
+} as const satisfies ParseArgsConfig['options'];
+
+type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
+
+function parseMs(
+  values: Values,
+  key: 'debounce-ms' | 'max-wait-ms' | 'refresh-interval-ms',
+  min: number,
+): number | undefined {
+  const raw = values[key];
+  if (raw === undefined) return undefined;
+  if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > 86_400_000)
+    throw new UsageError(
+      `--${key} must be a whole number of milliseconds from ${min} to 86400000, got "${raw}"`,
+    );
+  return Number(raw);
+}
+
+function databaseUrl(values: Values, env: NodeJS.ProcessEnv): string {
+  const url = values['database-url'] ?? env['DATABASE_URL'];
+  if (!url) throw new UsageError('no database: set DATABASE_URL or pass --database-url');
+  if (!isPostgresUrl(url))
+    throw new UsageError(`the database URL must be postgres://..., got ${redactUrl(url)}`);
+  return url;
+}
+
+function version(): string {
+  return (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = await connectClient(url);
+  try {
+    return await fn(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+export interface CliIo {
+  out: (line: string) => void;
+  err: (line: string) => void;
+  env: NodeJS.ProcessEnv;
+}
+
+const defaultIo: CliIo = {
+  out: (line) => process.stdout.write(`${line}\n`),
+  err: (line) => process.stderr.write(`${line}\n`),
+  env: process.env,
+};
+
+export async function main(argv: string[], io: CliIo = defaultIo): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (err) {
+    io.err(`mvrefresh: ${(err as Error).message}\nRun 'mvrefresh --help' for usage.`);
+    return ExitCode.usage;
+  }
+  const { values, positionals } = parsed;
+  const [command, ...rest] = positionals;
+  if (values.version) {
+    io.out(version());
+    return ExitCode.ok;
+  }
+  if (values.help || command === undefined || command === 'help') {
+    (command === undefined && !values.help ? io.err : io.out)(USAGE);
+    return command === undefined && !values.help ? ExitCode.usage : ExitCode.ok;
+  }
+  let url: string | undefined;
+  try {
+    const expectArgs = (n: number) => {
+      if (rest.length !== n)
+        throw new UsageError(
+          n === 0
+            ? `${command} takes no arguments, got "${rest.join(' ')}"`
+            : `${command} takes exactly ${n} argument(s)`,
+        );
+    };
+    switch (command) {
+      case 'migrate': {
+        expectArgs(0);
+        url = databaseUrl(values, io.env);
+        const result = await withClient(url, runMigrate);
+        io.out(
+          result.applied.length === 0
+            ? `mvrefresh schema is up to date (version ${result.version})`
+            : `applied ${result.applied.map((m) => `${m.version}_${m.name}`).join(', ')}; schema at version ${result.version}`,
+        );
+        return ExitCode.ok;
+      }
+      case 'watch': {
+        if (rest.length !== 1) throw new UsageError('watch takes exactly one materialized view name');
+        const opts = {
+          debounceMs: parseMs(values, 'debounce-ms', 0),
+          maxWaitMs: parseMs(values, 'max-wait-ms', 0),
+          refreshIntervalMs: parseMs(values, 'refresh-interval-ms', 1),
+          allowBlockingRefresh: values['allow-blocking-refresh'] ?? false,
+          withDependencies: values['with-dependencies'] ?? false,
+        };
+        if (opts.debounceMs !== undefined && opts.maxWaitMs !== undefined && opts.maxWaitMs < opts.debounceMs)
+          throw new UsageError('--max-wait-ms must be >= --debounce-ms');
+        url = databaseUrl(values, io.env);
+        const report = await withClient(url, (c) => watchView(c, rest[0]!, opts));
+        if (values.json) io.out(JSON.stringify(report));
+        else {
+          io.out(`${report.created ? 'watching' : 'updated'} ${report.view} (id ${report.id})`);
+          io.out(`  triggers on: ${report.tables.length ? report.tables.join(', ') : '(none)'}`);
+          if (report.dependencies.length)
+            io.out(`  reads watched materialized views: ${report.dependencies.join(', ')}`);
+          for (const w of report.warnings) io.err(`warning: ${w}`);
+        }
+        return ExitCode.ok;
+      }
+      case 'unwatch': {
+        if (values.all) expectArgs(0);
+        else if (rest.length !== 1)
+          throw new UsageError('unwatch takes one materialized view name, or --all');
+        url = databaseUrl(values, io.env);
+        const reports = await withClient(url, async (c) =>
+          values.all ? unwatchAll(c) : [await unwatchView(c, rest[0]!)],
+        );
+        if (values.json) io.out(JSON.stringify(values.all ? reports : reports[0]));
+        else if (reports.length === 0) io.out('no view was watched');
+        else
+          for (const r of reports)
+            io.out(`unwatched ${r.view}; triggers removed from: ${r.tables.join(', ') || '(none)'}`);
+        return ExitCode.ok;
+      }
+      case 'status': {
+        expectArgs(0);
+        url = databaseUrl(values, io.env);
+        const rows = await withClient(url, viewStatus);
+        io.out(values.json ? JSON.stringify(rows) : formatStatus(rows));
+        return ExitCode.ok;
+      }
+      case 'grants': {
+        expectArgs(0);
+        if (!values.role) throw new UsageError('grants needs --role NAME');
+        io.out(
+          grantsSql({
+            role: values.role,
+            ownerRole: values['owner-role'],
+            schemas: values.schema ?? ['public'],
+          }),
+        );
+        return ExitCode.ok;
+      }
+      case 'run': {
+        expectArgs(0);
+        const { runDaemon } = await import('./daemon/run.js');
+        return await runDaemon({ env: io.env, databaseUrl: values['database-url'] });
+      }
+      default:
+        throw new UsageError(`unknown command "${command}"`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.err(`mvrefresh: ${err.message}\nRun 'mvrefresh --help' for usage.`);
+      return ExitCode.usage;
+    }
+    io.err(`mvrefresh ${command}: ${scrubSecret(describeError(err), url)}`);
+    return ExitCode.failed;
+  }
+}

@@ -1,0 +1,271 @@
+import type pg from 'pg';
+import type { Config } from '../config.js';
+import type { Logger } from '../logger.js';
+import { AppName, connectClient, createPool, sessionSettings } from '../db/connect.js';
+import { SqlState, describeError, isPgError } from '../db/errors.js';
+import { sql } from '../db/sql.js';
+import { redactUrl, scrubSecret } from '../db/url.js';
+import { requireSchema, SchemaMissingError } from '../commands/admin.js';
+import { backoffDelay, sleep } from './backoff.js';
+import { HttpServer } from './http.js';
+import { Listener } from './listener.js';
+import { Metrics } from './metrics.js';
+import { Refresher } from './refresher.js';
+import { Releasers } from './releasers.js';
+import { Scheduler } from './scheduler.js';
+import { Sweeper } from './sweeper.js';
+
+/** A refresh backend whose client vanished (daemon killed) notices within this interval and frees its locks. */
+const CONNECTION_CHECK_INTERVAL = '1s';
+/** statement_timeout of the control connections (sweep, probes, failure records). */
+const CONTROL_STATEMENT_TIMEOUT_MS = 30_000;
+/** The client gives a refresh this long beyond its statement_timeout before it gives up on the server. */
+const CLIENT_TIMEOUT_MARGIN_MS = 15_000;
+const STARTUP_RETRY_BASE_MS = 500;
+const STARTUP_RETRY_MAX_MS = 5000;
+
+/** Start-up refused: the process should exit non-zero with this message. */
+export class StartupError extends Error {
+  override name = 'StartupError';
+}
+
+/** Errors that waiting will not fix. */
+const HOPELESS = new Set<string>([
+  SqlState.invalidPassword,
+  SqlState.invalidAuthorization,
+  SqlState.invalidCatalogName,
+]);
+
+export interface Running {
+  port: number;
+  refresher: Refresher;
+  scheduler: Scheduler;
+  listener: Listener;
+  sweeper: Sweeper;
+  metrics: Metrics;
+}
+
+/**
+ * The composition root: config -> logger -> pools -> listener -> scheduler -> refresher -> sweeper ->
+ * HTTP, each wired through constructor arguments. Every resource registers its release as it is
+ * acquired; stop() releases them last-in-first-out (HTTP, sweeper, running refreshes within the grace
+ * period, scheduler, listener, pools). start() and stop() are idempotent.
+ */
+export class Daemon {
+  private readonly releasers = new Releasers();
+  private starting: Promise<Running> | undefined;
+  private stopping: Promise<void> | undefined;
+  private accepting = false;
+  private refresher: Refresher | undefined;
+  /** Aborts a start-up that is still waiting for the database when stop() is called. */
+  private readonly abort = new AbortController();
+
+  constructor(
+    private readonly config: Config,
+    private readonly logger: Logger,
+  ) {}
+
+  start(): Promise<Running> {
+    this.starting ??= this.doStart().catch(async (err: unknown) => {
+      await this.releasers.release().catch(() => undefined);
+      throw err;
+    });
+    return this.starting;
+  }
+
+  private async doStart(): Promise<Running> {
+    const { config, logger } = this;
+    logger.info({ event: 'starting', database: redactUrl(config.databaseUrl) }, 'mvrefresh starting');
+    const serverVersion = await this.checkDatabase();
+
+    const onPoolError = (err: Error) =>
+      logger.warn(
+        { event: 'pool_error', err: scrubSecret(describeError(err), config.databaseUrl) },
+        'idle connection lost',
+      );
+    const controlPool = createPool({
+      connectionString: config.databaseUrl,
+      applicationName: AppName.control,
+      max: 3,
+      settings: sessionSettings(serverVersion, { statementTimeoutMs: CONTROL_STATEMENT_TIMEOUT_MS }),
+      queryTimeoutMs: CONTROL_STATEMENT_TIMEOUT_MS + CLIENT_TIMEOUT_MARGIN_MS,
+      onError: onPoolError,
+    });
+    this.releasers.add('control pool', () => controlPool.end());
+    const refreshPool = createPool({
+      connectionString: config.databaseUrl,
+      applicationName: AppName.refresh,
+      max: config.concurrency,
+      settings: sessionSettings(serverVersion, {
+        statementTimeoutMs: config.refreshTimeoutMs,
+        idleInTransactionMs: config.refreshTimeoutMs,
+        connectionCheckInterval: CONNECTION_CHECK_INTERVAL,
+      }),
+      queryTimeoutMs: config.refreshTimeoutMs + CLIENT_TIMEOUT_MARGIN_MS,
+      onError: onPoolError,
+    });
+    this.releasers.add('refresh pool', () => refreshPool.end());
+
+    const metrics = new Metrics();
+    const listener = new Listener({
+      connectionString: config.databaseUrl,
+      settings: sessionSettings(serverVersion, { statementTimeoutMs: config.listener.heartbeatTimeoutMs }),
+      logger,
+      heartbeatIntervalMs: config.listener.heartbeatIntervalMs,
+      heartbeatTimeoutMs: config.listener.heartbeatTimeoutMs,
+      reconnectMaxDelayMs: config.listener.reconnectMaxDelayMs,
+    });
+    this.releasers.add('listener', () => listener.stop());
+
+    const scheduler = new Scheduler({ logger, debounceMs: config.debounceMs, maxWaitMs: config.maxWaitMs });
+    this.releasers.add('scheduler', () => scheduler.stop());
+    listener.on('notification', (payload) => this.onNotification(payload, scheduler, metrics));
+    listener.on('connected', ({ reconnect }) => {
+      if (reconnect) metrics.listenerReconnects.inc();
+    });
+
+    const refresher = new Refresher({
+      pool: refreshPool,
+      controlPool,
+      scheduler,
+      logger,
+      metrics,
+      concurrency: config.concurrency,
+      writerWaitMs: config.writerWaitMs,
+      lockTimeoutMs: config.lockTimeoutMs,
+      backoffBaseMs: config.backoffBaseMs,
+      backoffMaxMs: config.backoffMaxMs,
+    });
+    this.refresher = refresher;
+    this.releasers.add('refresher', () => refresher.drain(config.shutdownGraceMs));
+
+    const sweeper = new Sweeper({
+      pool: controlPool,
+      scheduler,
+      listener,
+      logger,
+      metrics,
+      intervalMs: config.sweepIntervalMs,
+    });
+    this.releasers.add('sweeper', () => sweeper.stop());
+
+    const http = new HttpServer({
+      host: config.http.host,
+      port: config.http.port,
+      adminToken: config.http.adminToken,
+      pool: controlPool,
+      listener,
+      scheduler,
+      refresher,
+      metrics,
+      logger,
+      isAccepting: () => this.accepting,
+    });
+    let port: number;
+    try {
+      port = await http.start();
+    } catch (err) {
+      throw new StartupError(
+        `cannot listen on ${config.http.host}:${config.http.port}: ${describeError(err)}`,
+      );
+    }
+    this.releasers.add('http', () => http.stop());
+
+    await sweeper.reload();
+    listener.start();
+    sweeper.start();
+    this.accepting = true;
+    logger.info(
+      {
+        event: 'started',
+        port,
+        views: scheduler.viewCount,
+        concurrency: config.concurrency,
+        debounceMs: config.debounceMs,
+        maxWaitMs: config.maxWaitMs,
+      },
+      'mvrefresh running',
+    );
+    return { port, refresher, scheduler, listener, sweeper, metrics };
+  }
+
+  /** Waits (bounded) for the database, then refuses a standby or a missing or old schema. */
+  private async checkDatabase(): Promise<number> {
+    const { config, logger } = this;
+    const deadline = Date.now() + config.startupTimeoutMs;
+    for (let attempt = 1; ; attempt += 1) {
+      if (this.abort.signal.aborted) throw new StartupError('stopped while waiting for the database');
+      let client: pg.Client | undefined;
+      try {
+        client = await connectClient(config.databaseUrl, AppName.control);
+        const recovery = await client.query<{ in_recovery: boolean }>(sql.inRecovery);
+        if (recovery.rows[0]?.in_recovery)
+          throw new StartupError(
+            'the database is a standby (in recovery): REFRESH and LISTEN need the primary',
+          );
+        await requireSchema(client);
+        const { rows } = await client.query<{ version: number }>(sql.serverVersion);
+        return rows[0]?.version ?? 0;
+      } catch (err) {
+        if (err instanceof StartupError) throw err;
+        if (err instanceof SchemaMissingError) throw new StartupError(err.message);
+        const message = scrubSecret(describeError(err), config.databaseUrl);
+        if (isPgError(err) && err.code && HOPELESS.has(err.code))
+          throw new StartupError(`cannot connect: ${message}`);
+        if (Date.now() >= deadline)
+          throw new StartupError(
+            `the database is unreachable after ${config.startupTimeoutMs} ms: ${message}`,
+          );
+        const delay = Math.min(
+          backoffDelay(attempt, STARTUP_RETRY_BASE_MS, STARTUP_RETRY_MAX_MS),
+          Math.max(0, deadline - Date.now()),
+        );
+        logger.warn(
+          { event: 'database_unreachable', attempt, retryInMs: delay, err: message },
+          'waiting for the database',
+        );
+        await sleep(delay, this.abort.signal);
+      } finally {
+        await client?.end().catch(() => undefined);
+      }
+    }
+  }
+
+  private onNotification(payload: string, scheduler: Scheduler, metrics: Metrics): void {
+    // the triggers send the view id in decimal; anything else on the channel is not ours to act on
+    if (!/^[1-9]\d{0,9}$/.test(payload) || Number(payload) > 2_147_483_647) {
+      metrics.notifications.inc({ kind: 'invalid' });
+      this.logger.debug(
+        { event: 'notification_invalid', payloadBytes: Buffer.byteLength(payload) },
+        'ignored a malformed notification',
+      );
+      return;
+    }
+    const id = Number(payload);
+    metrics.notifications.inc({ kind: scheduler.knows(id) ? 'view' : 'unknown' });
+    scheduler.trigger(id, 'notify');
+  }
+
+  /** Graceful stop: no new work, running refreshes get the grace period, then everything is released. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.accepting = false;
+      this.abort.abort();
+      await this.starting?.catch(() => undefined);
+      this.logger.info({ event: 'stopping', graceMs: this.config.shutdownGraceMs }, 'mvrefresh stopping');
+      await this.releasers.release((name, err) =>
+        this.logger.error(
+          { event: 'release_failed', resource: name, err: describeError(err) },
+          `releasing ${name} failed`,
+        ),
+      );
+      this.logger.info({ event: 'stopped' }, 'mvrefresh stopped');
+    })();
+    return this.stopping;
+  }
+
+  /** For a second signal: cancel running refreshes at once. */
+  async cancelNow(): Promise<void> {
+    await this.refresher?.cancelRunning();
+  }
+}

@@ -1,0 +1,220 @@
+import { EventEmitter } from 'node:events';
+import { Socket } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import pgListen, { type Subscriber } from 'pg-listen';
+import type { Logger } from '../logger.js';
+import { AppName, CONNECT_TIMEOUT_MS, startupOptions } from '../db/connect.js';
+import { describeError } from '../db/errors.js';
+import { backoffDelay, withTimeout } from './backoff.js';
+
+/** The channel the triggers notify on; the payload is the view's id in decimal. */
+export const CHANNEL = 'mvrefresh';
+const RECONNECT_BASE_MS = 250;
+/** How long close() of a dead connection may take before its socket is destroyed. */
+const CLOSE_TIMEOUT_MS = 2000;
+
+export interface ListenerOptions {
+  connectionString: string;
+  /** Session settings of the LISTEN connection (see sessionSettings()). */
+  settings: Record<string, string>;
+  logger: Logger;
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
+  reconnectMaxDelayMs: number;
+}
+
+export interface ListenerEvents {
+  notification: [payload: string];
+  /** After LISTEN is in place, first time and after every reconnect: time for a catch-up sweep. */
+  connected: [info: { reconnect: boolean }];
+  disconnected: [info: { reason: string }];
+}
+
+interface Connection {
+  subscriber: Subscriber;
+  sockets: Socket[];
+  heartbeat?: NodeJS.Timeout;
+  pendingBeat?: { nonce: string; resolve: () => void } | undefined;
+}
+
+/**
+ * The one LISTEN connection, over pg-listen, with pg-listen's own recovery replaced:
+ *
+ *   stopped --start()--> connecting --LISTEN ok--> connected --error / end / heartbeat failed--> backoff
+ *   backoff --timer--> connecting;   connecting --failed--> backoff;   any --stop()--> stopped
+ *
+ * Every connection attempt is a fresh pg-listen subscriber that never reconnects by itself (pg-listen
+ * gives up for good after its retryTimeout, and its first connect() is not retried); we reconnect forever
+ * with jittered, capped backoff. The heartbeat sends a NOTIFY on a channel private to this process through
+ * the LISTEN connection and waits for it to come back: that proves both the round trip and that LISTEN is
+ * still active, with a timeout, so a half-open connection is found. A connection we give up on has its
+ * socket destroyed, since ending a half-open connection can hang. Payloads are passed through unparsed:
+ * a malformed one is the caller's to reject and never reaches pg-listen's fatal `error` event.
+ */
+export class Listener extends EventEmitter<ListenerEvents> {
+  private readonly heartbeatChannel = `mvrefresh_hb_${randomBytes(6).toString('hex')}`;
+  private current: Connection | undefined;
+  private state: 'stopped' | 'connecting' | 'connected' | 'backoff' = 'stopped';
+  private attempt = 0;
+  private everConnected = false;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private reconnects = 0;
+
+  constructor(private readonly opts: ListenerOptions) {
+    super();
+  }
+
+  get connected(): boolean {
+    return this.state === 'connected';
+  }
+
+  get reconnectCount(): number {
+    return this.reconnects;
+  }
+
+  /** Starts connecting; never throws for an unreachable database (it keeps trying). Idempotent. */
+  start(): void {
+    if (this.state !== 'stopped') return;
+    this.state = 'connecting';
+    void this.connect();
+  }
+
+  /** Stops for good: no reconnect, connection closed (its socket destroyed if closing hangs). Idempotent. */
+  async stop(): Promise<void> {
+    if (this.state === 'stopped') return;
+    this.state = 'stopped';
+    clearTimeout(this.retryTimer);
+    const conn = this.current;
+    this.current = undefined;
+    if (conn) await this.abandon(conn);
+  }
+
+  private isStopped(): boolean {
+    return this.state === 'stopped';
+  }
+
+  private async connect(): Promise<void> {
+    if (this.state === 'stopped') return;
+    this.state = 'connecting';
+    const sockets: Socket[] = [];
+    // pg-listen is CommonJS with an ES default export
+    const subscriber = pgListen.default(
+      {
+        connectionString: this.opts.connectionString,
+        application_name: AppName.listen,
+        connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+        keepAlive: true,
+        options: startupOptions(this.opts.settings),
+        // pg creates its socket through this factory: we keep it to destroy a half-open connection
+        stream: () => {
+          const socket = new Socket();
+          sockets.push(socket);
+          return socket;
+        },
+      },
+      {
+        paranoidChecking: false,
+        retryLimit: 1,
+        retryTimeout: 1,
+        parse: (s: string) => s,
+        serialize: (s: unknown) => String(s),
+      },
+    );
+    const conn: Connection = { subscriber, sockets };
+    subscriber.events.on('error', (err) => this.lost(conn, `connection error: ${describeError(err)}`));
+    subscriber.events.on('reconnect', () => this.lost(conn, 'connection lost'));
+    subscriber.events.on('notification', (n) => {
+      if (conn !== this.current) return;
+      const payload = typeof n.payload === 'string' ? n.payload : '';
+      if (n.channel === this.heartbeatChannel) {
+        const beat = conn.pendingBeat;
+        if (beat?.nonce === payload) beat.resolve();
+        return;
+      }
+      if (n.channel === CHANNEL) this.emit('notification', payload);
+    });
+    this.current = conn;
+    try {
+      await withTimeout(subscriber.connect(), CONNECT_TIMEOUT_MS + 1000, 'LISTEN connection');
+      await withTimeout(
+        Promise.resolve(subscriber.listenTo(CHANNEL)),
+        this.opts.heartbeatTimeoutMs,
+        'LISTEN',
+      );
+      await withTimeout(
+        Promise.resolve(subscriber.listenTo(this.heartbeatChannel)),
+        this.opts.heartbeatTimeoutMs,
+        'LISTEN',
+      );
+    } catch (err) {
+      this.lost(conn, `connect failed: ${describeError(err)}`);
+      return;
+    }
+    if (conn !== this.current || this.isStopped()) return;
+    const reconnect = this.everConnected;
+    this.state = 'connected';
+    this.everConnected = true;
+    if (reconnect) this.reconnects += 1;
+    this.attempt = 0;
+    this.opts.logger.info(
+      { event: 'listener_connected', reconnect, channel: CHANNEL },
+      'LISTEN connection established',
+    );
+    conn.heartbeat = setInterval(() => void this.beat(conn), this.opts.heartbeatIntervalMs);
+    this.emit('connected', { reconnect });
+  }
+
+  private async beat(conn: Connection): Promise<void> {
+    if (conn !== this.current || conn.pendingBeat) return;
+    const nonce = randomBytes(8).toString('hex');
+    const returned = new Promise<void>((resolve) => {
+      conn.pendingBeat = { nonce, resolve: () => resolve() };
+    });
+    try {
+      await withTimeout(
+        Promise.all([conn.subscriber.notify(this.heartbeatChannel, nonce), returned]),
+        this.opts.heartbeatTimeoutMs,
+        'LISTEN heartbeat',
+      );
+      delete conn.pendingBeat;
+    } catch (err) {
+      this.lost(conn, `heartbeat failed: ${describeError(err)}`);
+    }
+  }
+
+  /** The connection is unusable: drop it and schedule the next attempt. Only the current one counts. */
+  private lost(conn: Connection, reason: string): void {
+    if (conn !== this.current) return;
+    this.current = undefined;
+    const wasConnected = this.state === 'connected';
+    void this.abandon(conn);
+    if (this.state === 'stopped') return;
+    this.attempt += 1;
+    const delay = backoffDelay(this.attempt, RECONNECT_BASE_MS, this.opts.reconnectMaxDelayMs);
+    this.state = 'backoff';
+    if (wasConnected) this.emit('disconnected', { reason });
+    // one line per attempt: an outage of an hour logs at most one line per capped backoff period
+    this.opts.logger.warn(
+      { event: 'listener_disconnected', reason, attempt: this.attempt, retryInMs: delay },
+      'LISTEN connection lost; reconnecting',
+    );
+    this.retryTimer = setTimeout(() => void this.connect(), delay);
+  }
+
+  private async abandon(conn: Connection): Promise<void> {
+    clearInterval(conn.heartbeat);
+    conn.pendingBeat = undefined;
+    const { subscriber } = conn;
+    for (const event of ['error', 'reconnect', 'notification', 'connected'] as const)
+      subscriber.events.removeAllListeners(event);
+    subscriber.events.on('error', () => undefined);
+    // pg-listen may still be in its single internal reconnect attempt: if it succeeds, close that too
+    subscriber.events.on('connected', () => void subscriber.close().catch(() => undefined));
+    try {
+      await withTimeout(subscriber.close(), CLOSE_TIMEOUT_MS, 'closing the LISTEN connection');
+    } catch {
+      // a half-open connection: ending it waits for a peer that is gone
+    }
+    for (const socket of conn.sockets) socket.destroy();
+  }
+}

@@ -1,0 +1,69 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Every metric the daemon exports, on a registry of its own (no global state). */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly refreshes = new Counter({
+    name: 'mvrefresh_refreshes_total',
+    help: 'Refresh cycles by view, outcome and trigger.',
+    labelNames: ['view', 'outcome', 'trigger'] as const,
+    registers: [this.registry],
+  });
+  readonly refreshDuration = new Histogram({
+    name: 'mvrefresh_refresh_duration_seconds',
+    help: 'Duration of the REFRESH statement of successful cycles.',
+    labelNames: ['view'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+    registers: [this.registry],
+  });
+  readonly staleness = new Gauge({
+    name: 'mvrefresh_view_staleness_seconds',
+    help: 'Seconds since the oldest write not yet reflected in the view (0 when fresh).',
+    labelNames: ['view'] as const,
+    registers: [this.registry],
+  });
+  readonly consecutiveFailures = new Gauge({
+    name: 'mvrefresh_view_consecutive_failures',
+    help: 'Failed refresh cycles of the view since its last success.',
+    labelNames: ['view'] as const,
+    registers: [this.registry],
+  });
+  readonly notifications = new Counter({
+    name: 'mvrefresh_notifications_total',
+    help: 'Notifications received, by kind: view (a watched view), unknown (no such view), invalid (malformed payload).',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  readonly sweeps = new Counter({
+    name: 'mvrefresh_sweeps_total',
+    help: 'Sweeps of the dirty flags, by reason (start, interval, reconnect) and result (ok, error).',
+    labelNames: ['reason', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly sweepDuration = new Histogram({
+    name: 'mvrefresh_sweep_duration_seconds',
+    help: 'Duration of the sweep query.',
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+    registers: [this.registry],
+  });
+  readonly queueDepth = new Gauge({
+    name: 'mvrefresh_queue_depth',
+    help: 'Refresh jobs by state: waiting (debounce or retry backoff), queued, running.',
+    labelNames: ['state'] as const,
+    registers: [this.registry],
+  });
+  readonly listenerConnected = new Gauge({
+    name: 'mvrefresh_listener_connected',
+    help: '1 while the LISTEN connection is up.',
+    registers: [this.registry],
+  });
+  readonly listenerReconnects = new Counter({
+    name: 'mvrefresh_listener_reconnects_total',
+    help: 'Successful reconnections of the LISTEN connection.',
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'mvrefresh_' });
+  }
+}

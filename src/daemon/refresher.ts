@@ -1,0 +1,280 @@
+import PQueue from 'p-queue';
+import type pg from 'pg';
+import type { Logger } from '../logger.js';
+import { sql } from '../db/sql.js';
+import { SqlState, describeError, isConnectionError, isPgError } from '../db/errors.js';
+import { backoffDelay, withTimeout } from './backoff.js';
+import type { Job, RunResult, Scheduler } from './scheduler.js';
+import type { Metrics } from './metrics.js';
+
+/** Outcomes of mvrefresh.refresh_view(); `error` is ours: the cycle could not run (database unreachable). */
+export type Outcome =
+  | 'refreshed'
+  | 'populated'
+  | 'refreshed_blocking'
+  | 'clean'
+  | 'busy'
+  | 'waiting'
+  | 'unwatched'
+  | 'failed'
+  | 'error';
+
+const SUCCESS: ReadonlySet<Outcome> = new Set(['refreshed', 'populated', 'refreshed_blocking']);
+/** Another session holds the view's lock: look again soon, after its refresh is likely over. */
+const BUSY_RETRY_MS = 1000;
+const CANCEL_TIMEOUT_MS = 5000;
+
+interface CallRow {
+  outcome: Outcome;
+  duration_ms: number | null;
+  err_sqlstate: string | null;
+  err_message: string | null;
+  retry_in_ms: number | null;
+  dependants: number[] | null;
+}
+
+export interface RefresherOptions {
+  /** Connections for refresh cycles (statement_timeout etc. set at connect). */
+  pool: pg.Pool;
+  /** A separate pool for cancelling running refreshes and recording failures. */
+  controlPool: pg.Pool;
+  scheduler: Scheduler;
+  logger: Logger;
+  metrics: Metrics;
+  concurrency: number;
+  writerWaitMs: number;
+  lockTimeoutMs: number;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+}
+
+export interface RefreshReport {
+  viewId: number;
+  view: string;
+  trigger: Job['trigger'];
+  outcome: Outcome;
+  durationMs: number;
+  refreshMs?: number;
+  sqlstate?: string;
+  error?: string;
+}
+
+/**
+ * Runs the refresh cycles the scheduler hands out, at most `concurrency` at once (p-queue), each as one
+ * CALL of mvrefresh.refresh_view() on a pooled connection: the clear / wait / REFRESH protocol lives in
+ * SQL, so the daemon and refresh_dirty() cannot disagree. Dependants of a refreshed view are triggered
+ * here; the procedure has already marked them dirty in the refresh's transaction.
+ */
+export class Refresher {
+  private readonly queue: PQueue;
+  private readonly running = new Map<number, { pid: number; view: string }>();
+  private readonly connectionFailures = new Map<number, number>();
+  private accepting = true;
+  private readonly listeners: ((report: RefreshReport) => void)[] = [];
+
+  constructor(private readonly opts: RefresherOptions) {
+    this.queue = new PQueue({ concurrency: opts.concurrency });
+    opts.scheduler.on('due', (job) => this.enqueue(job));
+  }
+
+  get queued(): number {
+    return this.queue.size;
+  }
+
+  get active(): number {
+    return this.queue.pending;
+  }
+
+  /** Observers of every finished cycle (tests, the demo). */
+  onReport(listener: (report: RefreshReport) => void): void {
+    this.listeners.push(listener);
+  }
+
+  private enqueue(job: Job): void {
+    if (!this.accepting) {
+      this.opts.scheduler.finished(job.viewId, { kind: 'done' });
+      return;
+    }
+    void this.queue.add(() => this.run(job));
+  }
+
+  private async run(job: Job): Promise<void> {
+    if (!this.accepting) {
+      this.opts.scheduler.finished(job.viewId, { kind: 'done' });
+      return;
+    }
+    this.opts.scheduler.started(job.viewId);
+    const t0 = performance.now();
+    let report: RefreshReport;
+    let result: RunResult;
+    try {
+      const row = await this.call(job);
+      this.connectionFailures.delete(job.viewId);
+      report = {
+        viewId: job.viewId,
+        view: job.name,
+        trigger: job.trigger,
+        outcome: row.outcome,
+        durationMs: round(performance.now() - t0),
+        ...(row.duration_ms !== null ? { refreshMs: round(row.duration_ms) } : {}),
+        ...(row.err_sqlstate ? { sqlstate: row.err_sqlstate } : {}),
+        ...(row.err_message ? { error: row.err_message } : {}),
+      };
+      result = this.resultOf(row);
+      if (SUCCESS.has(row.outcome)) {
+        if (row.duration_ms !== null)
+          this.opts.metrics.refreshDuration.observe({ view: job.name }, row.duration_ms / 1000);
+        for (const id of row.dependants ?? []) this.opts.scheduler.trigger(id, 'dependency');
+      }
+    } catch (err) {
+      ({ report, result } = await this.failed(job, err, performance.now() - t0));
+    }
+    this.opts.metrics.refreshes.inc({ view: job.name, outcome: report.outcome, trigger: job.trigger });
+    this.log(report);
+    this.opts.scheduler.finished(job.viewId, result);
+    for (const l of this.listeners) l(report);
+  }
+
+  private async call(job: Job): Promise<CallRow> {
+    const client = await this.opts.pool.connect();
+    let broken: Error | undefined;
+    // A checked-out client has no pool error listener: a connection that drops without an ErrorResponse
+    // (server crash, immediate shutdown, network reset) emits 'error' on it, which would be uncaught and
+    // end the process. The query rejects as well; this only keeps the client from being reused.
+    const onError = (err: Error) => {
+      broken ??= err;
+    };
+    client.on('error', onError);
+    this.running.set(job.viewId, {
+      pid: (client as unknown as { processID: number }).processID,
+      view: job.name,
+    });
+    try {
+      const { rows } = await client.query<CallRow>(sql.refreshView, [
+        job.viewId,
+        job.force,
+        this.opts.writerWaitMs,
+        this.opts.lockTimeoutMs,
+        this.opts.backoffBaseMs,
+        this.opts.backoffMaxMs,
+      ]);
+      const row = rows[0];
+      if (!row) throw new Error('mvrefresh.refresh_view() returned no row');
+      return row;
+    } catch (err) {
+      // a read-only session (default_transaction_read_only, a standby) stays read-only until it ends: a
+      // new session is the only way to see the database writable again
+      if (isConnectionError(err) || (isPgError(err) && err.code === SqlState.readOnlySqlTransaction))
+        broken ??= err as Error;
+      throw err;
+    } finally {
+      this.running.delete(job.viewId);
+      client.off('error', onError);
+      client.release(broken);
+    }
+  }
+
+  private resultOf(row: CallRow): RunResult {
+    switch (row.outcome) {
+      case 'unwatched':
+        return { kind: 'gone' };
+      case 'busy':
+        return { kind: 'retry', afterMs: BUSY_RETRY_MS };
+      case 'waiting':
+      case 'failed':
+        return { kind: 'retry', afterMs: row.retry_in_ms ?? this.opts.backoffBaseMs };
+      default:
+        // a refresh that left writers still running keeps the view due: look again when they may be done
+        return row.retry_in_ms !== null ? { kind: 'retry', afterMs: row.retry_in_ms } : { kind: 'done' };
+    }
+  }
+
+  /**
+   * The CALL itself failed. A PostgreSQL error (statement_timeout during the wait, a cancel) is recorded on
+   * the view with the database's backoff; a lost connection is retried with a local backoff, since the
+   * database cannot record anything.
+   */
+  private async failed(
+    job: Job,
+    err: unknown,
+    elapsed: number,
+  ): Promise<{ report: RefreshReport; result: RunResult }> {
+    const base = { viewId: job.viewId, view: job.name, trigger: job.trigger, durationMs: round(elapsed) };
+    if (isPgError(err) && !isConnectionError(err)) {
+      try {
+        const { rows } = await this.opts.controlPool.query<{ retry_in_ms: number | null }>(
+          sql.recordFailure,
+          [job.viewId, err.code, err.message, elapsed, this.opts.backoffBaseMs, this.opts.backoffMaxMs],
+        );
+        const retry = rows[0]?.retry_in_ms;
+        return {
+          report: { ...base, outcome: 'failed', sqlstate: err.code ?? '', error: err.message },
+          result:
+            retry === null || retry === undefined ? { kind: 'gone' } : { kind: 'retry', afterMs: retry },
+        };
+      } catch {
+        // fall through: treat as unreachable
+      }
+    }
+    const failures = (this.connectionFailures.get(job.viewId) ?? 0) + 1;
+    this.connectionFailures.set(job.viewId, failures);
+    return {
+      report: {
+        ...base,
+        outcome: 'error',
+        error: describeError(err),
+        ...(isPgError(err) && err.code ? { sqlstate: err.code } : {}),
+      },
+      result: {
+        kind: 'retry',
+        afterMs: backoffDelay(failures, this.opts.backoffBaseMs, this.opts.backoffMaxMs),
+      },
+    };
+  }
+
+  private log(r: RefreshReport): void {
+    const fields = { event: 'refresh', ...r };
+    if (SUCCESS.has(r.outcome)) this.opts.logger.info(fields, `refreshed ${r.view}`);
+    else if (r.outcome === 'failed' || r.outcome === 'error')
+      this.opts.logger.warn(fields, `refresh of ${r.view} failed`);
+    else this.opts.logger.debug(fields, `refresh of ${r.view}: ${r.outcome}`);
+  }
+
+  /**
+   * Stops taking work, lets running cycles finish within graceMs, then cancels them (pg_cancel_backend)
+   * and waits for the queue to settle. Idempotent.
+   */
+  async drain(graceMs: number): Promise<void> {
+    this.accepting = false;
+    this.queue.clear();
+    try {
+      await withTimeout(this.queue.onIdle(), Math.max(graceMs, 1), 'running refreshes');
+      return;
+    } catch {
+      // grace period over
+    }
+    await this.cancelRunning();
+    await withTimeout(this.queue.onIdle(), CANCEL_TIMEOUT_MS, 'cancelled refreshes').catch(() => undefined);
+  }
+
+  /** Cancels every running refresh now (second signal, or grace period over). */
+  async cancelRunning(): Promise<void> {
+    const running = [...this.running.values()];
+    if (running.length === 0) return;
+    this.opts.logger.warn(
+      { event: 'refresh_cancel', views: running.map((r) => r.view) },
+      'cancelling running refreshes',
+    );
+    await withTimeout(
+      Promise.all(
+        running.map((r) => this.opts.controlPool.query(sql.cancelBackend, [r.pid]).catch(() => undefined)),
+      ),
+      CANCEL_TIMEOUT_MS,
+      'pg_cancel_backend',
+    ).catch(() => undefined);
+  }
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}

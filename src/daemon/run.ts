@@ -1,0 +1,94 @@
+import { ConfigError, loadConfig } from '../config.js';
+import { createLogger } from '../logger.js';
+import { describeError } from '../db/errors.js';
+import { scrubSecret } from '../db/url.js';
+import { Daemon, StartupError } from './daemon.js';
+
+/** Exit codes of `mvrefresh run`. */
+export const RunExit = { ok: 0, failed: 1, config: 2, forced: 130 } as const;
+/** After the first signal, the process exits by this much beyond the grace period even if something hangs. */
+const WATCHDOG_MARGIN_MS = 15_000;
+/** A second signal gives running refreshes this long to be cancelled before the process exits. */
+const FORCED_EXIT_MS = 1000;
+
+export interface RunOptions {
+  env: NodeJS.ProcessEnv;
+  databaseUrl?: string | undefined;
+}
+
+/**
+ * `mvrefresh run`: config, logger, daemon, signals. First SIGTERM / SIGINT: graceful stop, exit 0.
+ * Second: cancel running refreshes and exit at once. An unref'd watchdog ends a shutdown that hangs.
+ */
+export async function runDaemon(options: RunOptions): Promise<number> {
+  let config;
+  try {
+    config = loadConfig({ env: options.env, overrides: { databaseUrl: options.databaseUrl } });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`mvrefresh run: ${err.message}\n`);
+      return RunExit.config;
+    }
+    throw err;
+  }
+  const logger = createLogger(config.logLevel);
+  const daemon = new Daemon(config, logger);
+
+  return new Promise<number>((resolve) => {
+    let signalled = false;
+    const finish = (code: number) => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      process.off('uncaughtException', onFatal);
+      process.off('unhandledRejection', onFatal);
+      resolve(code);
+    };
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (signalled) {
+        logger.warn({ event: 'signal', signal, immediate: true }, 'second signal: exiting now');
+        const exit = setTimeout(() => process.exit(RunExit.forced), FORCED_EXIT_MS);
+        exit.unref();
+        void daemon.cancelNow().finally(() => process.exit(RunExit.forced));
+        return;
+      }
+      signalled = true;
+      logger.info({ event: 'signal', signal }, 'shutting down gracefully');
+      const watchdog = setTimeout(() => {
+        logger.fatal({ event: 'shutdown_timeout' }, 'shutdown did not finish in time; exiting');
+        process.exit(RunExit.failed);
+      }, config.shutdownGraceMs + WATCHDOG_MARGIN_MS);
+      watchdog.unref();
+      daemon.stop().then(
+        () => finish(RunExit.ok),
+        () => finish(RunExit.failed),
+      );
+    };
+    // a bug must not leave a half-working daemon behind: log it, release what can be released, exit
+    const onFatal = (err: unknown) => {
+      logger.fatal(
+        {
+          event: 'fatal',
+          err: scrubSecret(describeError(err), config.databaseUrl),
+          stack: (err as Error)?.stack,
+        },
+        'unexpected error',
+      );
+      const watchdog = setTimeout(() => process.exit(RunExit.failed), FORCED_EXIT_MS * 5);
+      watchdog.unref();
+      void daemon.stop().finally(() => finish(RunExit.failed));
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    process.on('uncaughtException', onFatal);
+    process.on('unhandledRejection', onFatal);
+
+    daemon.start().catch((err: unknown) => {
+      const message = scrubSecret(
+        err instanceof StartupError ? err.message : describeError(err),
+        config.databaseUrl,
+      );
+      logger.fatal({ event: 'startup_failed', err: message }, `cannot start: ${message}`);
+      finish(RunExit.failed);
+    });
+  });
+}

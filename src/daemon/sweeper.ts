@@ -1,0 +1,133 @@
+import type pg from 'pg';
+import type { Logger } from '../logger.js';
+import { sql } from '../db/sql.js';
+import { describeError } from '../db/errors.js';
+import type { Listener } from './listener.js';
+import type { Metrics } from './metrics.js';
+import type { Scheduler, ViewSettings } from './scheduler.js';
+
+/** A notification for an unknown view reloads the list at most this often (hostile floods stay cheap). */
+const UNKNOWN_RELOAD_MIN_MS = 1000;
+/** Periodic views are looked at at least this often, whatever the sweep interval. */
+const MIN_TICK_MS = 1000;
+
+export interface SweeperOptions {
+  pool: pg.Pool;
+  scheduler: Scheduler;
+  listener: Listener;
+  logger: Logger;
+  metrics: Metrics;
+  intervalMs: number;
+}
+
+interface ViewRow {
+  id: number;
+  view: string;
+  debounce_ms: number | null;
+  max_wait_ms: number | null;
+  refresh_interval_ms: number | null;
+}
+
+/**
+ * The backstop for anything a notification missed: at start, after every (re)connect of the listener and
+ * every intervalMs, reloads the watched views and hands every due view (dirty flag, unfinished cycle,
+ * pending mark, periodic refresh) to the scheduler. Also reloads the list, rate-limited, when a
+ * notification names a view the scheduler does not know.
+ */
+export class Sweeper {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private again: string | undefined;
+  private lastUnknownReload = 0;
+  private unknownTimer: NodeJS.Timeout | undefined;
+  private tickMs: number;
+  private stopped = true;
+  private lastError: string | undefined;
+
+  constructor(private readonly opts: SweeperOptions) {
+    this.tickMs = opts.intervalMs;
+    opts.listener.on('connected', ({ reconnect }) => this.sweep(reconnect ? 'reconnect' : 'connect'));
+    opts.scheduler.on('unknown', () => this.reloadForUnknown());
+  }
+
+  /** Runs the first sweep and arms the timer. Idempotent. */
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.sweep('start');
+  }
+
+  /** Idempotent; waits for a sweep in progress. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    clearTimeout(this.unknownTimer);
+    await this.running;
+  }
+
+  /** Sweeps now (or right after the sweep in progress). */
+  sweep(reason: string): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = reason;
+      return;
+    }
+    clearTimeout(this.timer);
+    this.running = this.run(reason).finally(() => {
+      this.running = undefined;
+      if (this.stopped) return;
+      const again = this.again;
+      this.again = undefined;
+      if (again) this.sweep(again);
+      else this.timer = setTimeout(() => this.sweep('interval'), this.tickMs);
+    });
+  }
+
+  private async run(reason: string): Promise<void> {
+    const end = this.opts.metrics.sweepDuration.startTimer();
+    try {
+      await this.reload();
+      const { rows } = await this.opts.pool.query<{ view_id: number; reason: string }>(sql.dueViews);
+      for (const r of rows)
+        this.opts.scheduler.trigger(r.view_id, r.reason === 'interval' ? 'interval' : 'sweep');
+      this.opts.metrics.sweeps.inc({ reason, result: 'ok' });
+      if (this.lastError) this.opts.logger.info({ event: 'sweep_recovered' }, 'sweep works again');
+      this.lastError = undefined;
+      this.opts.logger.debug({ event: 'sweep', reason, due: rows.length }, 'sweep');
+    } catch (err) {
+      this.opts.metrics.sweeps.inc({ reason, result: 'error' });
+      const message = describeError(err);
+      // one line per distinct failure, not one per interval, while the database is away
+      if (message !== this.lastError)
+        this.opts.logger.warn({ event: 'sweep_failed', reason, err: message }, 'sweep failed');
+      this.lastError = message;
+    } finally {
+      end();
+    }
+  }
+
+  /** Loads the watched views and their settings into the scheduler. */
+  async reload(): Promise<void> {
+    const { rows } = await this.opts.pool.query<ViewRow>(sql.listViews);
+    const views: ViewSettings[] = rows.map((r) => ({
+      id: r.id,
+      name: r.view,
+      debounceMs: r.debounce_ms,
+      maxWaitMs: r.max_wait_ms,
+    }));
+    this.opts.scheduler.setViews(views);
+    const shortest = Math.min(...rows.map((r) => r.refresh_interval_ms ?? Infinity));
+    this.tickMs = Math.max(MIN_TICK_MS, Math.min(this.opts.intervalMs, shortest));
+  }
+
+  private reloadForUnknown(): void {
+    if (this.stopped || this.unknownTimer) return;
+    const wait = Math.max(0, this.lastUnknownReload + UNKNOWN_RELOAD_MIN_MS - Date.now());
+    this.unknownTimer = setTimeout(() => {
+      this.unknownTimer = undefined;
+      this.lastUnknownReload = Date.now();
+      // a sweep reloads the list and then finds the new view dirty (watch marks it so)
+      this.sweep('new_view');
+    }, wait);
+  }
+}

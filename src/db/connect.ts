@@ -1,0 +1,87 @@
+import pg from 'pg';
+
+/** application_name of each kind of connection, so that operators can find them in pg_stat_activity. */
+export const AppName = {
+  admin: 'mvrefresh:admin',
+  listen: 'mvrefresh:listen',
+  refresh: 'mvrefresh:refresh',
+  control: 'mvrefresh:control',
+} as const;
+
+/** Connect timeout of every connection; a server that does not answer within it counts as unreachable. */
+export const CONNECT_TIMEOUT_MS = 10_000;
+
+/** Server versions (server_version_num) that introduced settings the daemon uses. */
+export const PG14 = 140_000;
+
+/**
+ * Session settings sent with the start-up packet of the daemon's connections. They override role and
+ * database defaults (ALTER ROLE ... SET), so that a role's idle_session_timeout or statement_timeout cannot
+ * silently kill the LISTEN connection or cut refreshes shorter than configured.
+ */
+export function sessionSettings(
+  serverVersion: number,
+  timeouts: { statementTimeoutMs: number; idleInTransactionMs?: number; connectionCheckInterval?: string },
+): Record<string, string> {
+  return {
+    statement_timeout: `${timeouts.statementTimeoutMs}ms`,
+    idle_in_transaction_session_timeout: `${timeouts.idleInTransactionMs ?? 0}ms`,
+    ...(serverVersion >= PG14 ? { idle_session_timeout: '0' } : {}),
+    ...(serverVersion >= PG14 && timeouts.connectionCheckInterval
+      ? { client_connection_check_interval: timeouts.connectionCheckInterval }
+      : {}),
+  };
+}
+
+export interface PoolOptions {
+  connectionString: string;
+  applicationName: string;
+  max: number;
+  /** Session settings sent at connection start-up (PostgreSQL `options`), e.g. timeouts. */
+  settings?: Record<string, string | number>;
+  /** Client-side limit of one query: a server that stopped answering (half-open) cannot hang a caller. */
+  queryTimeoutMs?: number;
+  onError: (err: Error) => void;
+}
+
+export function startupOptions(settings: Record<string, string | number> | undefined): string | undefined {
+  if (!settings) return undefined;
+  return Object.entries(settings)
+    .map(([k, v]) => `-c ${k}=${String(v).replace(/[\s\\]/g, (c) => `\\${c}`)}`)
+    .join(' ');
+}
+
+/**
+ * A pool whose idle clients' errors (server restart, terminated backend) are reported instead of
+ * crashing the process; pg emits them on the pool.
+ */
+export function createPool(opts: PoolOptions): pg.Pool {
+  const options = startupOptions(opts.settings);
+  const pool = new pg.Pool({
+    connectionString: opts.connectionString,
+    application_name: opts.applicationName,
+    max: opts.max,
+    keepAlive: true,
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    idleTimeoutMillis: 30_000,
+    ...(options ? { options } : {}),
+    ...(opts.queryTimeoutMs ? { query_timeout: opts.queryTimeoutMs } : {}),
+  });
+  pool.on('error', opts.onError);
+  return pool;
+}
+
+/** A single client for a short admin command. */
+export async function connectClient(
+  connectionString: string,
+  applicationName: string = AppName.admin,
+): Promise<pg.Client> {
+  const client = new pg.Client({
+    connectionString,
+    application_name: applicationName,
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+  });
+  client.on('error', () => undefined);
+  await client.connect();
+  return client;
+}

@@ -1,0 +1,40 @@
+/**
+ * Every SQL statement the TypeScript side sends, in one place. Identifiers never come from input: view
+ * names are bound as values and resolved by the functions of migrations/.
+ */
+export const sql = {
+  // migrations
+  migrationLock: 'SELECT pg_advisory_xact_lock(1836479078, 0)',
+  setLocalLockTimeout: "SELECT set_config('lock_timeout', $1, true)",
+  createSchema: 'CREATE SCHEMA IF NOT EXISTS mvrefresh',
+  createMigrationsTable: `CREATE TABLE IF NOT EXISTS mvrefresh.migrations (
+      version integer PRIMARY KEY,
+      name text NOT NULL,
+      applied_at timestamptz NOT NULL DEFAULT now())`,
+  appliedMigrations: 'SELECT version FROM mvrefresh.migrations ORDER BY version',
+  recordMigration: 'INSERT INTO mvrefresh.migrations (version, name) VALUES ($1, $2)',
+  schemaInstalled: "SELECT to_regclass('mvrefresh.migrations') IS NOT NULL AS installed",
+  schemaVersion: 'SELECT max(version) AS version FROM mvrefresh.migrations',
+  inRecovery: 'SELECT pg_is_in_recovery() AS in_recovery',
+
+  // watch / unwatch / status
+  watch: 'SELECT mvrefresh.watch($1, $2, $3, $4, $5, $6) AS report',
+  unwatch: 'SELECT mvrefresh.unwatch($1) AS report',
+  unwatchAll: 'SELECT mvrefresh.unwatch_all() AS report',
+  status: `SELECT id, view, dirty, cycle_unfinished, dirty_since, staleness_seconds, last_refreshed_at,
+                  last_duration_ms, last_outcome, last_error, last_sqlstate, last_error_at,
+                  consecutive_failures, next_attempt_at, debounce_ms, max_wait_ms, refresh_interval_ms,
+                  allow_blocking_refresh, depth, sources, warnings, depends_on
+             FROM mvrefresh.status ORDER BY depth, view`,
+
+  // the daemon
+  listViews: `SELECT id, view, debounce_ms, max_wait_ms, refresh_interval_ms, depth
+                FROM mvrefresh.status ORDER BY depth, id`,
+  dueViews: 'SELECT view_id, reason FROM mvrefresh.due_views()',
+  refreshView: 'CALL mvrefresh.refresh_view($1, $2, $3, $4, $5, $6, NULL, NULL, NULL, NULL, NULL, NULL)',
+  recordFailure: 'SELECT mvrefresh.record_failure($1, $2, $3, $4, $5, $6) AS retry_in_ms',
+  cancelBackend: 'SELECT pg_cancel_backend($1)',
+  serverVersion: "SELECT current_setting('server_version_num')::integer AS version",
+  ping: 'SELECT 1',
+  listeningChannels: 'SELECT pg_listening_channels() AS channel',
+} as const;

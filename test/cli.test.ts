@@ -1,0 +1,131 @@
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { packageRoot } from '../src/paths.js';
+import { useTestDatabase } from './support/db.js';
+import { SHOP_SQL } from './support/shop.js';
+
+const db = useTestDatabase('cli');
+const BIN = join(packageRoot, 'dist', 'src', 'bin.js');
+const run = promisify(execFile);
+
+/** Runs the built CLI as a user would; never throws, returns exit code and output. */
+async function cli(args: string[], env: Record<string, string> = { DATABASE_URL: db.url }) {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [BIN, ...args], {
+      env: { PATH: process.env['PATH'] ?? '', ...env },
+    });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+beforeAll(async () => {
+  await db.sql.query(SHOP_SQL);
+});
+
+describe('the mvrefresh CLI', () => {
+  it('migrate reports an up-to-date schema', async () => {
+    const r = await cli(['migrate']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/up to date \(version \d+\)/);
+  });
+
+  it('watch, then a write shows the view dirty in status and status --json', async () => {
+    const w = await cli([
+      'watch',
+      'public.monthly_product_sales',
+      '--debounce-ms',
+      '250',
+      '--max-wait-ms',
+      '2000',
+    ]);
+    expect(w.code).toBe(0);
+    expect(w.stdout).toMatch(/watching monthly_product_sales \(id \d+\)/);
+    expect(w.stdout).toMatch(/triggers on: products, orders, order_items/);
+    await db.sql.query('CALL mvrefresh.refresh_dirty()');
+    await db.exec("INSERT INTO orders VALUES (nextval('order_ids'), 1, '2024-05-01')");
+    const s = await cli(['status']);
+    expect(s.code).toBe(0);
+    expect(s.stdout).toMatch(/public\.monthly_product_sales\s+dirty/);
+    const j = await cli(['status', '--json']);
+    const rows = JSON.parse(j.stdout) as { view: string; dirty: boolean; debounce_ms: number }[];
+    expect(rows).toMatchObject([{ view: 'public.monthly_product_sales', dirty: true, debounce_ms: 250 }]);
+  });
+
+  it('unwatch removes the view', async () => {
+    const r = await cli(['unwatch', 'monthly_product_sales']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/unwatched public\.monthly_product_sales; triggers removed from: /);
+    expect((await cli(['status'])).stdout).toMatch(/no materialized view is watched/);
+  });
+
+  it('watch --with-dependencies, then unwatch --all removes every view and trigger, dependants first', async () => {
+    await db.sql.query(`CREATE MATERIALIZED VIEW product_totals AS
+        SELECT product_id, sum(total_quantity_sold) AS quantity FROM monthly_product_sales GROUP BY product_id;
+      CREATE UNIQUE INDEX ON product_totals (product_id);`);
+    const w = await cli(['watch', 'product_totals', '--with-dependencies']);
+    expect(w.code).toBe(0);
+    expect(w.stdout).toMatch(/reads watched materialized views: monthly_product_sales/);
+    const u = await cli(['unwatch', '--all']);
+    expect(u.code).toBe(0);
+    expect(u.stdout.trim().split('\n')).toEqual([
+      'unwatched public.product_totals; triggers removed from: (none)',
+      expect.stringMatching(/^unwatched public\.monthly_product_sales; triggers removed from: \S/),
+    ]);
+    const left = await db.sql.query(
+      "SELECT 1 FROM pg_trigger WHERE tgfoid = 'mvrefresh.mark_dirty()'::regprocedure UNION ALL SELECT 1 FROM mvrefresh.view_state",
+    );
+    expect(left.rows).toEqual([]);
+    expect(JSON.parse((await cli(['status', '--json'])).stdout)).toEqual([]);
+    expect((await cli(['unwatch', '--all'])).stdout).toMatch(/no view was watched/);
+  });
+
+  it.each([
+    [[], /Usage/],
+    [['frobnicate'], /unknown command "frobnicate"/],
+    [['watch'], /exactly one materialized view name/],
+    [['watch', 'a', 'b'], /exactly one materialized view name/],
+    [['watch', 'v', '--debounce-ms', 'soon'], /--debounce-ms must be a whole number/],
+    [['watch', 'v', '--debounce-ms', '900', '--max-wait-ms', '10'], /--max-wait-ms must be >= --debounce-ms/],
+    [['status', '--bogus'], /Unknown option '--bogus'/],
+    [['unwatch'], /one materialized view name, or --all/],
+  ])('exits 2 with a message for bad arguments %j', async (args, message) => {
+    const r = await cli(args);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(message);
+  });
+
+  it('exits 2 without a database URL, and 1 naming a missing view', async () => {
+    const none = await cli(['status'], {});
+    expect(none.code).toBe(2);
+    expect(none.stderr).toMatch(/DATABASE_URL/);
+    const missing = await cli(['watch', 'nowhere']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/materialized view "nowhere" does not exist/);
+    const notWatched = await cli(['unwatch', 'nowhere']);
+    expect(notWatched.code).toBe(1);
+    expect(notWatched.stderr).toMatch(/materialized view "nowhere" is not watched/);
+  });
+
+  it('never prints the password of a database it cannot reach', async () => {
+    const r = await cli(['status'], { DATABASE_URL: 'postgres://me:sekr3t-pw@127.0.0.1:1/db' });
+    expect(r.code).toBe(1);
+    expect(r.stdout + r.stderr).not.toContain('sekr3t-pw');
+  });
+
+  it('prints least-privilege SQL with quoted identifiers, and needs --role', async () => {
+    const r = await cli(['grants', '--role', 'mv"refresh', '--owner-role', 'app owner'], {});
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('GRANT "app owner" TO "mv""refresh";');
+    expect(r.stdout).toContain('GRANT TRIGGER ON ALL TABLES IN SCHEMA "public" TO "mv""refresh";');
+    expect((await cli(['grants'], {})).code).toBe(2);
+  });
+
+  it('prints its version', async () => {
+    expect((await cli(['--version'])).stdout).toMatch(/^\d+\.\d+\.\d+/);
+  });
+});

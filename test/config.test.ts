@@ -1,0 +1,62 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, describeSchema, loadConfig } from '../src/config.js';
+import { packageRoot } from '../src/paths.js';
+
+const URL_ENV = { DATABASE_URL: 'postgres://u:pw@localhost:5432/db' };
+
+describe('configuration', () => {
+  it('validates once into a frozen object with the defaults', () => {
+    const config = loadConfig({ env: URL_ENV });
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.listener)).toBe(true);
+    expect(config.debounceMs).toBe(500);
+    expect(config.http.port).toBe(9187);
+  });
+
+  it('takes the environment over the file', () => {
+    const file = join(packageRoot, 'config', 'mvrefresh.example.json');
+    const config = loadConfig({ env: { ...URL_ENV, MVREFRESH_CONFIG: file, MVREFRESH_CONCURRENCY: '5' } });
+    expect(config.concurrency).toBe(5);
+    expect(config.databaseUrl).toBe(URL_ENV.DATABASE_URL);
+  });
+
+  it.each([
+    [{ MVREFRESH_CONCURRENCY: '0' }, /concurrency.*integer from 1 to 1000/s],
+    [{ MVREFRESH_HTTP_PORT: 'http' }, /http\.port/],
+    [{ MVREFRESH_LOG_LEVEL: 'loud' }, /logLevel/],
+    [{ MVREFRESH_DEBOUNCE_MS: '900', MVREFRESH_MAX_WAIT_MS: '100' }, /maxWaitMs .* must be >= debounceMs/],
+    [{ DATABASE_URL: 'mysql://root:topsecret@h/db' }, /databaseUrl/],
+    [{ MVREFRESH_CONFIG: '/nonexistent.json' }, /does not exist/],
+  ])('refuses %j with a message naming the key', (env, message) => {
+    expect(() => loadConfig({ env: { ...URL_ENV, ...env } })).toThrow(ConfigError);
+    try {
+      loadConfig({ env: { ...URL_ENV, ...env } });
+    } catch (err) {
+      expect((err as Error).message).toMatch(message);
+      expect((err as Error).message).not.toContain('topsecret');
+    }
+  });
+
+  it('does not modify the environment object it is given', () => {
+    const env = { ...URL_ENV, MVREFRESH_CONCURRENCY: '3' };
+    const before = JSON.stringify(env);
+    loadConfig({ env });
+    expect(JSON.stringify(env)).toBe(before);
+  });
+
+  it('documents every key in config/README.md and the example file', async () => {
+    const readme = await readFile(join(packageRoot, 'config', 'README.md'), 'utf8');
+    const example = JSON.parse(
+      await readFile(join(packageRoot, 'config', 'mvrefresh.example.json'), 'utf8'),
+    ) as Record<string, unknown>;
+    for (const { key, env } of describeSchema()) {
+      expect(readme).toMatch(new RegExp(`\\|\\s*${key.replace('.', '\\.')}\\s*\\|\\s*${env}\\s*\\|`));
+      const value = key
+        .split('.')
+        .reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], example);
+      expect(value, key).not.toBeUndefined();
+    }
+  });
+});

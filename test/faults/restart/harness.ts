@@ -1,0 +1,173 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import pg from 'pg';
+import { expect } from 'vitest';
+import { migrate } from '../../../src/db/migrate.js';
+import { packageRoot } from '../../../src/paths.js';
+import type { TestDaemon } from '../../support/daemon.js';
+import { SHOP_QUERY, SHOP_SQL, viewMatches } from '../../support/shop.js';
+import { waitFor } from '../../support/wait.js';
+import type { PgCluster } from './cluster.js';
+
+export const VIEW = 'monthly_product_sales';
+export const QUALIFIED_VIEW = `public.${VIEW}`;
+export const BIN = join(packageRoot, 'dist', 'src', 'bin.js');
+/** How long convergence may take after a fault ends: reconnect backoff + debounce + refresh, generously. */
+export const CONVERGE_TIMEOUT_MS = 60_000;
+/** A probe of the daemon's HTTP port that takes longer counts as no answer. */
+const HTTP_TIMEOUT_MS = 5000;
+/** Polling period of the convergence checks (each compares the view with its query). */
+const POLL_MS = 200;
+
+/** A superuser client on a database of the cluster; the caller ends it. */
+export async function connect(url: string, applicationName = 'mvrefresh:faults-test'): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: url, application_name: applicationName });
+  // a client that is open while the server stops gets an error event: it must not crash the test run
+  client.on('error', () => undefined);
+  await client.connect();
+  return client;
+}
+
+/** Runs one statement on a new connection (a writer's committed transaction). */
+export async function exec(url: string, text: string, values?: unknown[]): Promise<pg.QueryResult> {
+  const c = await connect(url, 'mvrefresh:faults-writer');
+  try {
+    return await c.query(text, values);
+  } finally {
+    await c.end();
+  }
+}
+
+/** Creates `database` in the cluster, migrates it, creates the shop and watches its view. */
+export async function createShop(cluster: PgCluster, database: string): Promise<string> {
+  await exec(cluster.url(), `CREATE DATABASE ${pg.escapeIdentifier(database)}`);
+  const url = cluster.url(database);
+  const c = await connect(url);
+  try {
+    await migrate(c);
+    await c.query(SHOP_SQL);
+    await c.query('SELECT mvrefresh.watch($1)', [VIEW]);
+  } finally {
+    await c.end();
+  }
+  return url;
+}
+
+export interface ViewStatus {
+  view: string;
+  dirty: boolean;
+  cycle_unfinished: boolean;
+  consecutive_failures: number;
+  last_sqlstate: string | null;
+  last_error: string | null;
+}
+
+export async function statusOf(client: pg.ClientBase, view: string): Promise<ViewStatus | undefined> {
+  const { rows } = await client.query<ViewStatus>(
+    `SELECT view, dirty, cycle_unfinished, consecutive_failures, last_sqlstate, last_error
+       FROM mvrefresh.status WHERE view = $1`,
+    [view],
+  );
+  return rows[0];
+}
+
+/**
+ * The end state every case asserts: the view equals its defining query, no watched view is dirty (nor
+ * has an unfinished cycle), and the in-process daemon, if any, has nothing queued or running.
+ */
+export async function expectQuietAndFresh(
+  client: pg.ClientBase,
+  d?: TestDaemon,
+  views: { name: string; query: string }[] = [{ name: VIEW, query: SHOP_QUERY }],
+): Promise<void> {
+  for (const v of views)
+    await waitFor(`${v.name} to equal its query`, () => viewMatches(client, v.name, v.query), {
+      timeoutMs: CONVERGE_TIMEOUT_MS,
+      intervalMs: POLL_MS,
+    });
+  await waitFor(
+    'no dirty view and an idle daemon',
+    async () => {
+      const { rows } = await client.query<{ n: string }>(
+        'SELECT count(*) AS n FROM mvrefresh.status WHERE dirty OR cycle_unfinished',
+      );
+      return (
+        rows[0]?.n === '0' && (!d || (d.running.refresher.active === 0 && d.running.refresher.queued === 0))
+      );
+    },
+    { timeoutMs: CONVERGE_TIMEOUT_MS, intervalMs: POLL_MS },
+  );
+  for (const v of views) expect(await viewMatches(client, v.name, v.query)).toBe(true);
+}
+
+/** The status code of GET /readyz (0 when the daemon does not answer at all). */
+export async function readyz(port: number): Promise<number> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/readyz`, {
+      signal: AbortSignal.timeout(HTTP_TIMEOUT_MS),
+    });
+    await res.text();
+    return res.status;
+  } catch {
+    return 0;
+  }
+}
+
+/** Connections of the daemon (application_name mvrefresh:*) to the database, by application_name. */
+export async function daemonConnections(client: pg.ClientBase): Promise<string[]> {
+  const { rows } = await client.query<{ application_name: string }>(
+    `SELECT application_name FROM pg_stat_activity
+      WHERE datname = current_database() AND application_name IN ('mvrefresh:listen', 'mvrefresh:refresh', 'mvrefresh:control')
+      ORDER BY 1`,
+  );
+  return rows.map((r) => r.application_name);
+}
+
+export interface Proc {
+  child: ChildProcess;
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  text(): string;
+  events(): Record<string, unknown>[];
+}
+
+/** Spawns the built CLI, as an operator would. */
+export function spawnCli(args: string[], env: Record<string, string>): Proc {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    env: {
+      PATH: process.env['PATH'] ?? '',
+      MVREFRESH_HTTP_PORT: '0',
+      MVREFRESH_HTTP_HOST: '127.0.0.1',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const out: string[] = [];
+  child.stdout!.on('data', (b: Buffer) => out.push(b.toString()));
+  child.stderr!.on('data', (b: Buffer) => out.push(b.toString()));
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal })),
+  );
+  const text = () => out.join('');
+  const events = () =>
+    text()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  return { child, exit, text, events };
+}
+
+/** Kills a spawned CLI that a failed test left running. */
+export async function killCli(p: Proc | undefined): Promise<void> {
+  if (!p || p.child.exitCode !== null || p.child.signalCode !== null) return;
+  p.child.kill('SIGKILL');
+  await p.exit;
+}
+
+/** The daemon's log events with this `event` field, from index `from` on. */
+export function eventsOf(
+  logs: Record<string, unknown>[],
+  event: string,
+  from = 0,
+): Record<string, unknown>[] {
+  return logs.slice(from).filter((l) => l['event'] === event);
+}

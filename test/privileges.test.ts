@@ -1,0 +1,87 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { grantsSql } from '../src/commands/grants.js';
+import { migrate } from '../src/db/migrate.js';
+import { useTestDatabase } from './support/db.js';
+import { startDaemon } from './support/daemon.js';
+import { INSERT_ORDER, SHOP_QUERY, SHOP_SQL, viewMatches } from './support/shop.js';
+import { waitFor } from './support/wait.js';
+
+/** The daemon as a role without superuser, owning nothing of the application: what `mvrefresh grants` prints. */
+const db = useTestDatabase('privileges');
+const suffix = `${process.pid}`;
+const OWNER = `mvr_app_owner_${suffix}`;
+const DAEMON = `mvr_daemon_${suffix}`;
+const WRITER = `mvr_writer_${suffix}`;
+const PASSWORD = 'least-privilege-pw';
+const FRESH = `${db.name}_fresh`;
+
+function urlFor(user: string, database: string): string {
+  const u = new URL(db.url);
+  u.username = user;
+  u.password = PASSWORD;
+  u.pathname = `/${database}`;
+  return u.toString();
+}
+
+async function as<T>(user: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({ connectionString: urlFor(user, FRESH) });
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end();
+  }
+}
+
+let admin: pg.Client;
+
+beforeAll(async () => {
+  await db.exec(`CREATE DATABASE ${FRESH}`);
+  admin = new pg.Client({ connectionString: db.url.replace(`/${db.name}`, `/${FRESH}`) });
+  await admin.connect();
+  for (const role of [OWNER, DAEMON, WRITER])
+    await admin.query(`CREATE ROLE ${role} LOGIN PASSWORD '${PASSWORD}'`);
+  await admin.query(`GRANT CREATE, USAGE ON SCHEMA public TO ${OWNER}`);
+  await admin.query(`SET ROLE ${OWNER}`);
+  await admin.query(SHOP_SQL);
+  await admin.query(
+    `GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA public TO ${WRITER}; GRANT USAGE ON SEQUENCE order_ids TO ${WRITER}`,
+  );
+  await admin.query('RESET ROLE');
+  await admin.query(grantsSql({ role: DAEMON, ownerRole: OWNER, schemas: ['public'] }));
+});
+
+afterAll(async () => {
+  await admin?.end();
+  await db.exec(`DROP DATABASE IF EXISTS ${FRESH} WITH (FORCE)`);
+  for (const role of [DAEMON, WRITER, OWNER]) await db.exec(`DROP ROLE IF EXISTS ${role}`);
+});
+
+describe('least privileges', () => {
+  it('lets the role printed by `mvrefresh grants` migrate, watch and keep a view fresh, without superuser', async () => {
+    const { rows } = await admin.query<{ rolsuper: boolean }>(
+      'SELECT rolsuper FROM pg_roles WHERE rolname = $1',
+      [DAEMON],
+    );
+    expect(rows[0]!.rolsuper).toBe(false);
+    await as(DAEMON, (c) => migrate(c));
+    await as(DAEMON, (c) => c.query("SELECT mvrefresh.watch('public.monthly_product_sales')"));
+    const d = await startDaemon(urlFor(DAEMON, FRESH));
+    try {
+      await as(WRITER, (c) => c.query(INSERT_ORDER));
+      await waitFor('the view to reflect the write', () =>
+        as(OWNER, (c) => viewMatches(c, 'monthly_product_sales', SHOP_QUERY)),
+      );
+      expect(d.reports.filter((r) => r.outcome === 'failed')).toEqual([]);
+    } finally {
+      await d.stop();
+    }
+  });
+
+  it('gives the application writer no access to the mvrefresh schema', async () => {
+    await expect(as(WRITER, (c) => c.query('DELETE FROM mvrefresh.marks'))).rejects.toMatchObject({
+      code: '42501',
+    });
+  });
+});

@@ -1,0 +1,168 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { packageRoot } from '../src/paths.js';
+import { useTestDatabase } from './support/db.js';
+import { waitFor } from './support/wait.js';
+
+const db = useTestDatabase('run');
+const BIN = join(packageRoot, 'dist', 'src', 'bin.js');
+
+interface Proc {
+  child: ChildProcess;
+  out: string[];
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  text(): string;
+  events(): Record<string, unknown>[];
+}
+
+/** Spawns the built CLI, as an operator would. */
+function run(args: string[], env: Record<string, string>): Proc {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    env: {
+      PATH: process.env['PATH'] ?? '',
+      MVREFRESH_HTTP_PORT: '0',
+      MVREFRESH_HTTP_HOST: '127.0.0.1',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const out: string[] = [];
+  child.stdout!.on('data', (b: Buffer) => out.push(b.toString()));
+  child.stderr!.on('data', (b: Buffer) => out.push(b.toString()));
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal })),
+  );
+  const text = () => out.join('');
+  const events = () =>
+    text()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  return { child, out, exit, text, events };
+}
+
+/** The test database's URL, with a password in it even where the server does not ask for one. */
+function urlWithPassword(): { url: string; password: string } {
+  const u = new URL(db.url);
+  if (!u.password) u.password = 'pw-that-must-not-leak';
+  return { url: u.toString(), password: decodeURIComponent(u.password) };
+}
+
+async function slowView(name: string, seconds: number) {
+  await db.sql
+    .query(`CREATE TABLE IF NOT EXISTS slow_src (k int PRIMARY KEY); INSERT INTO slow_src VALUES (1) ON CONFLICT DO NOTHING;
+    CREATE MATERIALIZED VIEW ${name} AS SELECT k, (SELECT 1 FROM pg_sleep(${seconds})) AS s FROM slow_src WITH NO DATA;
+    CREATE UNIQUE INDEX ON ${name} (k);`);
+  await db.sql.query('SELECT mvrefresh.watch($1)', [name]);
+}
+
+async function refreshRunning() {
+  await waitFor('a refresh to be running', async () => {
+    const { rows } = await db.sql.query(
+      "SELECT 1 FROM pg_stat_activity WHERE application_name = 'mvrefresh:refresh' AND state = 'active' AND datname = current_database()",
+    );
+    return rows.length > 0;
+  });
+}
+
+describe('mvrefresh run', () => {
+  it('on SIGTERM lets a running refresh finish, then exits 0', async () => {
+    await slowView('slow_a', 2);
+    const { url, password } = urlWithPassword();
+    const p = run(['run'], { DATABASE_URL: url, MVREFRESH_SHUTDOWN_GRACE_MS: '20000' });
+    await refreshRunning();
+    p.child.kill('SIGTERM');
+    const { code } = await p.exit;
+    expect(code).toBe(0);
+    const refresh = p.events().find((e) => e['event'] === 'refresh' && e['view'] === 'public.slow_a');
+    expect(refresh).toMatchObject({
+      outcome: 'populated',
+      trigger: expect.any(String),
+      durationMs: expect.any(Number),
+    });
+    expect(p.events().at(-1)).toMatchObject({ event: 'stopped' });
+    expect(p.text()).not.toContain(password);
+    await db.sql.query("SELECT mvrefresh.unwatch('slow_a')");
+  });
+
+  it('on SIGTERM cancels a refresh that outlives the grace period, keeps the view dirty, and exits 0', async () => {
+    await slowView('slow_b', 30);
+    const p = run(['run'], { DATABASE_URL: db.url, MVREFRESH_SHUTDOWN_GRACE_MS: '300' });
+    await refreshRunning();
+    const t0 = Date.now();
+    p.child.kill('SIGTERM');
+    const { code } = await p.exit;
+    expect(code).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(15_000);
+    expect(p.events().some((e) => e['event'] === 'refresh_cancel')).toBe(true);
+    const { rows } = await db.sql.query<{ dirty: boolean }>(
+      "SELECT dirty FROM mvrefresh.status WHERE view = 'public.slow_b'",
+    );
+    expect(rows[0]?.dirty).toBe(true);
+    await waitFor('the cancelled backend to finish', async () => {
+      const r = await db.sql.query(
+        "SELECT 1 FROM pg_stat_activity WHERE application_name = 'mvrefresh:refresh' AND datname = current_database()",
+      );
+      return r.rows.length === 0;
+    });
+    await db.sql.query("SELECT mvrefresh.unwatch('slow_b')");
+  });
+
+  it('exits at once on a second signal', async () => {
+    await slowView('slow_c', 30);
+    const p = run(['run'], { DATABASE_URL: db.url, MVREFRESH_SHUTDOWN_GRACE_MS: '60000' });
+    await refreshRunning();
+    p.child.kill('SIGTERM');
+    await waitFor('the shutdown to begin', () => p.text().includes('"event":"stopping"'));
+    p.child.kill('SIGTERM');
+    const { code } = await p.exit;
+    expect(code).toBe(130);
+    await waitFor('the cancelled backend to finish', async () => {
+      const r = await db.sql.query(
+        "SELECT 1 FROM pg_stat_activity WHERE application_name = 'mvrefresh:refresh' AND datname = current_database()",
+      );
+      return r.rows.length === 0;
+    });
+    await db.sql.query("SELECT mvrefresh.unwatch('slow_c')");
+  });
+
+  it('refuses an invalid configuration value with a message naming the key, the value and what is allowed', async () => {
+    const p = run(['run'], { DATABASE_URL: db.url, MVREFRESH_CONCURRENCY: 'lots' });
+    expect((await p.exit).code).toBe(2);
+    expect(p.text()).toMatch(/concurrency/);
+    expect(p.text()).toMatch(/lots/);
+    expect(p.text()).toMatch(/integer from 1 to 1000/);
+  });
+
+  it('refuses a database URL that is not postgres:// without echoing its password', async () => {
+    const p = run(['run'], { DATABASE_URL: 'mysql://root:hunter2secret@localhost/db' });
+    expect((await p.exit).code).toBe(2);
+    expect(p.text()).toMatch(/databaseUrl|DATABASE_URL|postgres/);
+    expect(p.text()).not.toContain('hunter2secret');
+  });
+
+  it('refuses to start on a database without the mvrefresh schema and says to run migrate', async () => {
+    const empty = `${db.name}_empty`;
+    await db.exec(`CREATE DATABASE ${empty}`);
+    try {
+      const u = new URL(db.url);
+      u.pathname = `/${empty}`;
+      const p = run(['run'], { DATABASE_URL: u.toString() });
+      expect((await p.exit).code).toBe(1);
+      expect(p.text()).toMatch(/mvrefresh migrate/);
+    } finally {
+      await db.exec(`DROP DATABASE ${empty} WITH (FORCE)`);
+    }
+  });
+
+  it('gives up on an unreachable database after the start-up timeout, without leaking the password', async () => {
+    const p = run(['run'], {
+      DATABASE_URL: 'postgres://someone:unreachable-secret@127.0.0.1:1/db',
+      MVREFRESH_STARTUP_TIMEOUT_MS: '1500',
+    });
+    expect((await p.exit).code).toBe(1);
+    expect(p.text()).toMatch(/unreachable/);
+    expect(p.text()).not.toContain('unreachable-secret');
+  });
+});

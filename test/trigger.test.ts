@@ -1,0 +1,209 @@
+import pg from 'pg';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { useTestDatabase } from './support/db.js';
+import { notificationsDuring } from './support/notify.js';
+
+const db = useTestDatabase('trigger');
+
+async function watch(name: string): Promise<number> {
+  const { rows } = await db.sql.query<{ id: number }>("SELECT (mvrefresh.watch($1) ->> 'id')::int AS id", [
+    name,
+  ]);
+  return rows[0]!.id;
+}
+
+/** Committed marks of a view. */
+async function marks(id: number): Promise<number> {
+  const { rows } = await db.sql.query<{ n: number }>(
+    'SELECT count(*)::int AS n FROM mvrefresh.marks WHERE view_id = $1',
+    [id],
+  );
+  return rows[0]!.n;
+}
+
+async function dirty(id: number): Promise<boolean> {
+  const { rows } = await db.sql.query<{ dirty: boolean }>(
+    'SELECT dirty FROM mvrefresh.status WHERE id = $1',
+    [id],
+  );
+  return rows[0]!.dirty;
+}
+
+/** A full refresh cycle: the view ends clean. */
+async function refresh(id: number) {
+  await db.sql.query(
+    'CALL mvrefresh.refresh_view($1, false, 2000, 5000, 1000, 300000, NULL, NULL, NULL, NULL, NULL, NULL)',
+    [id],
+  );
+  expect(await dirty(id)).toBe(false);
+}
+
+/** Runs statements on their own connection (one simple query, so BEGIN ... COMMIT work). */
+const write = (text: string) => db.exec(text).then(() => undefined);
+
+let view: number;
+let other: number;
+
+beforeAll(async () => {
+  await db.sql.query(`
+    CREATE TABLE src (id int PRIMARY KEY, v int, unread text);
+    CREATE TABLE src2 (id int PRIMARY KEY, w int);
+    CREATE MATERIALIZED VIEW mv AS SELECT s.id, s.v, t.w FROM src s LEFT JOIN src2 t USING (id);
+    CREATE UNIQUE INDEX ON mv (id);
+    CREATE MATERIALIZED VIEW mv_other AS SELECT id FROM src;
+    CREATE UNIQUE INDEX ON mv_other (id);`);
+  view = await watch('mv');
+  other = await watch('mv_other');
+});
+
+describe('what marks a view', () => {
+  it('a rolled-back transaction, or a write rolled back to a savepoint, marks nothing and notifies nothing', async () => {
+    await refresh(view);
+    const sent = await notificationsDuring(db.url, async () => {
+      await write('BEGIN; INSERT INTO src VALUES (1, 1); ROLLBACK');
+      await write('BEGIN; SAVEPOINT s; INSERT INTO src VALUES (1, 1); ROLLBACK TO SAVEPOINT s; COMMIT');
+    });
+    expect(sent).toEqual([]);
+    expect(await marks(view)).toBe(0);
+  });
+
+  it.each(['READ COMMITTED', 'REPEATABLE READ'])(
+    'a statement that changed no row marks nothing (%s)',
+    async (isolation) => {
+      await refresh(view);
+      await write(`BEGIN ISOLATION LEVEL ${isolation};
+        UPDATE src SET v = 0 WHERE false; DELETE FROM src WHERE id = -1;
+        INSERT INTO src SELECT 1, 1 WHERE false; COMMIT`);
+      expect(await marks(view)).toBe(0);
+    },
+  );
+
+  it('a commit that turns the view dirty notifies once, with the view id as payload, and adds one mark', async () => {
+    await refresh(view);
+    await refresh(other);
+    const sent = await notificationsDuring(db.url, async () => {
+      await write(`BEGIN; INSERT INTO src2 VALUES (2, 2); INSERT INTO src VALUES (2, 2);
+        UPDATE src SET v = 3 WHERE id = 2; COMMIT`);
+    });
+    // mv reads both tables (one notification for it), mv_other reads src
+    expect(sent.sort()).toEqual([String(view), String(other)].sort());
+    expect(await marks(view)).toBe(1);
+    expect(await marks(other)).toBe(1);
+  });
+
+  it('a transaction on an already dirty view adds no mark and sends no notification', async () => {
+    expect(await dirty(view)).toBe(true);
+    const sent = await notificationsDuring(db.url, async () => {
+      await write('INSERT INTO src VALUES (3, 3)');
+      await write('BEGIN; UPDATE src SET v = v + 1; DELETE FROM src2; COMMIT');
+    });
+    expect(sent).toEqual([]);
+    expect(await marks(view)).toBe(1);
+  });
+
+  it('an UPDATE of a column the view does not read marks nothing; one of a column it reads does', async () => {
+    await write('INSERT INTO src2 VALUES (5, 5)');
+    await refresh(view);
+    await write("UPDATE src SET unread = 'x'");
+    expect(await dirty(view)).toBe(false);
+    await write('UPDATE src2 SET w = 7');
+    expect(await dirty(view)).toBe(true);
+  });
+
+  it('TRUNCATE, MERGE, INSERT ... ON CONFLICT and a write through an updatable view mark the view', async () => {
+    await db.sql.query('CREATE VIEW src_simple AS SELECT id, v FROM src');
+    const statements = [
+      'TRUNCATE src2',
+      'MERGE INTO src USING (VALUES (10, 10)) n(id, v) ON src.id = n.id WHEN NOT MATCHED THEN INSERT VALUES (n.id, n.v)',
+      'INSERT INTO src VALUES (10, 11) ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v',
+      'INSERT INTO src_simple VALUES (11, 11)',
+    ];
+    for (const statement of statements) {
+      await refresh(view);
+      await write(statement);
+      expect({ statement, dirty: await dirty(view) }).toEqual({ statement, dirty: true });
+    }
+  });
+
+  it('a cascading delete from a table the view does not read marks it', async () => {
+    await db.sql.query(`CREATE TABLE owners (id int PRIMARY KEY); INSERT INTO owners VALUES (1);
+      CREATE TABLE pets (id int PRIMARY KEY, owner_id int REFERENCES owners ON DELETE CASCADE, name text);
+      INSERT INTO pets VALUES (1, 1, 'rex');
+      CREATE MATERIALIZED VIEW pet_names AS SELECT id, name FROM pets; CREATE UNIQUE INDEX ON pet_names (id);`);
+    const id = await watch('pet_names');
+    await refresh(id);
+    await write('DELETE FROM owners');
+    expect(await dirty(id)).toBe(true);
+  });
+
+  it('an UPDATE whose BEFORE ROW trigger changes a column the view reads marks it', async () => {
+    await db.sql.query(`CREATE TABLE stamped (id int PRIMARY KEY, note text, version int NOT NULL DEFAULT 0);
+      CREATE FUNCTION bump_version() RETURNS trigger LANGUAGE plpgsql
+        AS 'BEGIN NEW.version := OLD.version + 1; RETURN NEW; END';
+      CREATE TRIGGER bump BEFORE UPDATE ON stamped FOR EACH ROW EXECUTE FUNCTION bump_version();
+      INSERT INTO stamped VALUES (1, 'a');
+      CREATE MATERIALIZED VIEW versions AS SELECT id, version FROM stamped; CREATE UNIQUE INDEX ON versions (id);`);
+    const id = await watch('versions');
+    await refresh(id);
+    await write("UPDATE stamped SET note = 'b'");
+    expect(await dirty(id)).toBe(true);
+  });
+});
+
+describe('writers', () => {
+  it('a REPEATABLE READ or SERIALIZABLE writer whose snapshot predates the last clear marks the view, once per transaction', async () => {
+    for (const isolation of ['REPEATABLE READ', 'SERIALIZABLE']) {
+      await write('INSERT INTO src VALUES (100, 0) ON CONFLICT (id) DO UPDATE SET v = src.v + 1');
+      const c = new pg.Client({ connectionString: db.url });
+      await c.connect();
+      try {
+        await c.query(`BEGIN ISOLATION LEVEL ${isolation}`);
+        await c.query('SELECT count(*) FROM src'); // takes the transaction snapshot: the view is dirty in it
+        await refresh(view);
+        for (let i = 0; i < 3; i += 1) await c.query(`UPDATE src SET v = v + 1 WHERE id = 100`);
+        await c.query('COMMIT');
+      } finally {
+        await c.end();
+      }
+      expect({ isolation, marks: await marks(view) }).toEqual({ isolation, marks: 1 });
+      expect(await dirty(view)).toBe(true);
+    }
+  });
+
+  it('a REPEATABLE READ transaction that only reads marks nothing', async () => {
+    await refresh(view);
+    await write('BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT * FROM src; COMMIT');
+    expect(await marks(view)).toBe(0);
+  });
+
+  it('concurrent writers of a clean view do not wait for each other', async () => {
+    await refresh(view);
+    const first = new pg.Client({ connectionString: db.url });
+    await first.connect();
+    try {
+      await first.query('BEGIN; INSERT INTO src VALUES (200, 1)');
+      // the first writer's mark is not committed: the second adds its own instead of waiting for it
+      await write("BEGIN; SET LOCAL lock_timeout = '2s'; INSERT INTO src VALUES (201, 1); COMMIT");
+      expect(await marks(view)).toBe(1);
+      await first.query('COMMIT');
+    } finally {
+      await first.end();
+    }
+    expect(await marks(view)).toBe(2);
+  });
+
+  it('needs no privilege on the mvrefresh schema', async () => {
+    const role = `mvr_writer_${process.pid}`;
+    await db.sql.query(`CREATE ROLE ${role}; GRANT INSERT, SELECT ON src TO ${role}`);
+    try {
+      await refresh(view);
+      await db.sql.query(`SET ROLE ${role}`);
+      await db.sql.query('INSERT INTO src VALUES (300, 1)');
+      await db.sql.query('RESET ROLE');
+      expect(await dirty(view)).toBe(true);
+    } finally {
+      await db.sql.query('RESET ROLE');
+      await db.sql.query(`REVOKE ALL ON src FROM ${role}; DROP ROLE ${role}`);
+    }
+  });
+});

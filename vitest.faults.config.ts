@@ -1,0 +1,18 @@
+import { defineConfig } from 'vitest/config';
+
+/**
+ * The fault cases that stop, restart or reconfigure a PostgreSQL server (test/faults/restart/). Each file
+ * starts its own throwaway cluster (test/faults/restart/cluster.ts), never the shared server: no URL and
+ * no global setup. One file at a time, since every file restarts servers and spawns daemons.
+ */
+export default defineConfig({
+  test: {
+    include: ['test/faults/restart/**/*.test.ts'],
+    pool: 'forks',
+    fileParallelism: false,
+    testTimeout: 180_000,
+    hookTimeout: 180_000,
+    teardownTimeout: 60_000,
+    reporters: ['default'],
+  },
+});
