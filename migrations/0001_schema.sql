@@ -262,6 +262,7 @@ BEGIN
      WHERE x <> ALL (COALESCE(old_xids, '{}'))
        AND (EXISTS (SELECT FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid
                      WHERE a.backend_xid = x::xid AND l.locktype = 'relation'
+                       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
                        AND l.relation = ANY (s.source_relids)
                        AND l.mode IN ('RowExclusiveLock', 'ShareRowExclusiveLock', 'ExclusiveLock',
                                       'AccessExclusiveLock'))

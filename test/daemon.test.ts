@@ -226,7 +226,10 @@ describe('two daemons on one database', () => {
         while (sampling) {
           const { rows } = await c.query<{ n: string }>(
             `SELECT count(*) AS n FROM pg_locks l
-              WHERE l.relation = 'monthly_product_sales'::regclass AND l.mode = 'ExclusiveLock'`,
+              WHERE l.locktype = 'relation' AND l.relation = 'monthly_product_sales'::regclass
+                AND l.mode = 'ExclusiveLock'
+                -- test databases are clones of one template: the view has the same OID in each
+                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
           );
           samples.push(Number(rows[0]!.n));
           await delay(5);

@@ -66,7 +66,7 @@ async function slowRefreshRunning(): Promise<void> {
       await admin()
     ).query(
       `SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-        WHERE a.application_name = 'mvrefresh:refresh' AND l.relation = $1::regclass
+        WHERE a.application_name = 'mvrefresh:refresh' AND l.locktype = 'relation' AND l.relation = $1::regclass
           AND l.mode = 'ExclusiveLock' AND l.granted`,
       [SLOW_VIEW],
     );
