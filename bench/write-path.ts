@@ -2,30 +2,34 @@
  * Write-path cost: what watching a view costs the application's writers, side by side in one run.
  *
  * Every variant gets its own database, a copy of the dirty-flag article's shop (bench/shop.sql) with the
- * same seed. pgbench writes one order per transaction (bench/write.pgbench) with 8 clients; the variants
- * run one at a time, round-robin, each round after a CHECKPOINT and a quiet moment of the machine (the
- * NOTIFY commit lock, the WAL and the 2 cores are shared); a round disturbed by another process is repeated.
+ * same seed. pgbench writes one order per transaction (bench/write.pgbench) with 8 and with 32 clients; the
+ * variants run one at a time, round-robin, each round after a CHECKPOINT and a quiet moment of the machine
+ * (the NOTIFY commit lock, the WAL and the 2 cores are shared); a round disturbed by another process is
+ * repeated.
  *
  *   none        no trigger
  *   mvrefresh   `mvrefresh migrate` + `mvrefresh watch`; nothing refreshes, so the view stays dirty and
  *               every writer takes the trigger's fast path (the steady state of a running system)
  *   article     the article's upsert trigger (bench/article.sql), never refreshed
  *   notify      a statement trigger that calls pg_notify in every transaction (bench/notify.sql)
- *   ... + refresh 1 s   the same, with a second connection refreshing once a second during the round:
- *               REFRESH ... CONCURRENTLY, CALL mvrefresh.refresh_dirty(), or the article's procedure
+ *   ... + refresh       the same while the view is kept fresh: REFRESH ... CONCURRENTLY or the article's
+ *               procedure called once a second on a second connection, or the mvrefresh daemon itself (the
+ *               built CLI's `run`, default settings) for mvrefresh
  *
  * Environment: BENCH_URL (a superuser URL of the server), BENCH_SECONDS per round (15), BENCH_ROUNDS (3),
- * BENCH_CLIENTS (8), BENCH_THREADS (2), BENCH_SEED_ORDERS (600000), BENCH_VARIANTS (database suffixes,
+ * BENCH_CLIENTS (8,32: the variants
+ * with a refresher run at the first only), BENCH_THREADS (2), BENCH_SEED_ORDERS (600000), BENCH_VARIANTS (database suffixes,
  * comma-separated; default all), BENCH_QUIET_WAIT_SECONDS (60), BENCH_BUDGET_SECONDS (480: waits and repeats
  * only while the run stays within it), BENCH_OUT (docs/benchmarks.md; "-" for
  * none), BENCH_KEEP=1 keeps the databases. Quick run: BENCH_SECONDS=5 BENCH_ROUNDS=1.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { packageRoot } from '../src/paths.js';
@@ -41,10 +45,19 @@ function intEnv(name: string, fallback: number): number {
   return value;
 }
 
+function listEnv(name: string, fallback: number[]): number[] {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const values = raw.split(',').map((v) => Number(v.trim()));
+  if (values.some((v) => !Number.isInteger(v) || v < 1))
+    throw new Error(`${name} must be a comma-separated list of positive integers`);
+  return values;
+}
+
 const ADMIN_URL = process.env['BENCH_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const SECONDS = intEnv('BENCH_SECONDS', 15);
 const ROUNDS = intEnv('BENCH_ROUNDS', 3);
-const CLIENTS = intEnv('BENCH_CLIENTS', 8);
+const CLIENTS = listEnv('BENCH_CLIENTS', [8, 32]);
 const THREADS = intEnv('BENCH_THREADS', 2);
 const SEED_ORDERS = intEnv('BENCH_SEED_ORDERS', 600_000);
 const QUIET_WAIT_SECONDS = intEnv('BENCH_QUIET_WAIT_SECONDS', 60);
@@ -91,6 +104,14 @@ interface Variant {
   setup: Setup;
   /** Called every REFRESH_PERIOD_MS during each round, on its own connection. */
   refresh?: string;
+  /** The mvrefresh daemon runs during each round. */
+  daemon?: boolean;
+}
+
+/** A variant at a number of clients: one row of the table. */
+interface Case {
+  variant: Variant;
+  clients: number;
 }
 
 const ALL_VARIANTS: readonly Variant[] = [
@@ -105,10 +126,10 @@ const ALL_VARIANTS: readonly Variant[] = [
     refresh: `REFRESH MATERIALIZED VIEW CONCURRENTLY ${VIEW}`,
   },
   {
-    label: 'mvrefresh + CALL mvrefresh.refresh_dirty() every 1 s',
-    key: 'mvrefresh_refresh',
+    label: 'mvrefresh + the daemon running (`mvrefresh run`, defaults)',
+    key: 'mvrefresh_daemon',
     setup: 'mvrefresh',
-    refresh: 'CALL mvrefresh.refresh_dirty()',
+    daemon: true,
   },
   {
     label: 'article + CALL refresh_dirty_materialized_views() every 1 s',
@@ -129,6 +150,17 @@ function selectedVariants(): Variant[] {
   if (unknown.length > 0) throw new Error(`unknown BENCH_VARIANTS: ${unknown.join(', ')}`);
   return ALL_VARIANTS.filter((v) => keys.includes(v.key));
 }
+
+const hasRefresher = (v: Variant): boolean => v.refresh !== undefined || v.daemon === true;
+
+/** Every variant at the first client count; those without a refresher at the others too. */
+function selectedCases(variants: readonly Variant[]): Case[] {
+  return CLIENTS.flatMap((clients, i) =>
+    variants.filter((v) => i === 0 || !hasRefresher(v)).map((variant) => ({ variant, clients })),
+  );
+}
+
+const caseLabel = (c: Case): string => `${c.variant.key}@${c.clients}`;
 
 const dbName = (variant: Variant): string => `${DB_PREFIX}${variant.key}`;
 const templateName = (variant: Variant): string => `${DB_PREFIX}${variant.key}_template`;
@@ -309,12 +341,48 @@ async function startRefresher(url: string, statement: string): Promise<{ stop: (
   };
 }
 
-function pgbenchArgs(database: string, logPrefix: string): string[] {
+/**
+ * Runs the daemon (the built CLI, as a user starts it) until stop(), which returns the durations of the
+ * refreshes it reported (ms).
+ */
+async function startDaemon(url: string): Promise<{ stop: () => Promise<number[]> }> {
+  const child = spawn(process.execPath, [CLI, 'run'], {
+    env: { ...process.env, DATABASE_URL: url, MVREFRESH_HTTP_PORT: '0', MVREFRESH_LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const durations: number[] = [];
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const started = new Promise<void>((resolve, reject) => {
+    child.on('exit', (code) => reject(new Error(`the daemon exited with code ${code} before it started`)));
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      let entry: { event?: string; outcome?: string; durationMs?: number };
+      try {
+        entry = JSON.parse(line) as typeof entry;
+      } catch {
+        return;
+      }
+      if (entry.event === 'started') resolve();
+      if (entry.event === 'refresh' && entry.outcome === 'refreshed' && typeof entry.durationMs === 'number')
+        durations.push(entry.durationMs);
+    });
+  });
+  await started;
+  return {
+    stop: async () => {
+      child.kill('SIGTERM');
+      const code = await exited;
+      if (code !== 0) throw new Error(`the daemon exited with code ${code}`);
+      return durations;
+    },
+  };
+}
+
+function pgbenchArgs(database: string, logPrefix: string, clients: number): string[] {
   const u = new URL(ADMIN_URL);
   return [
     '-n',
     '-c',
-    String(CLIENTS),
+    String(clients),
     '-j',
     String(THREADS),
     '-T',
@@ -344,12 +412,12 @@ interface Round {
 }
 
 /** One pgbench run; the latencies come from its per-transaction log (third field, microseconds). */
-async function pgbench(database: string): Promise<Pick<Round, 'tps' | 'latenciesUs'>> {
+async function pgbench(database: string, clients: number): Promise<Pick<Round, 'tps' | 'latenciesUs'>> {
   const logDir = await mkdtemp(join(tmpdir(), 'mvrefresh-bench-'));
   try {
     const password = decodeURIComponent(new URL(ADMIN_URL).password);
     const env = { ...process.env, ...(password ? { PGPASSWORD: password } : {}) };
-    const { stdout } = await run('pgbench', pgbenchArgs(database, join(logDir, 'tx')), {
+    const { stdout } = await run('pgbench', pgbenchArgs(database, join(logDir, 'tx'), clients), {
       env,
       maxBuffer: PGBENCH_MAX_BUFFER,
     });
@@ -393,6 +461,7 @@ function concat(arrays: readonly Float64Array[]): Float64Array {
 
 interface Result {
   variant: Variant;
+  clients: number;
   tps: number;
   roundsTps: number[];
   p99Ms: number;
@@ -402,10 +471,11 @@ interface Result {
   repeatedRounds: number;
 }
 
-function summarize(variant: Variant, rounds: readonly Round[]): Result {
+function summarize({ variant, clients }: Case, rounds: readonly Round[]): Result {
   const latencies = concat(rounds.map((r) => r.latenciesUs)).sort();
   return {
     variant,
+    clients,
     tps: median(rounds.map((r) => r.tps)),
     roundsTps: rounds.map((r) => r.tps),
     p99Ms: percentile(latencies, PERCENTILE) / US_PER_MS,
@@ -419,18 +489,19 @@ function summarize(variant: Variant, rounds: readonly Round[]): Result {
 const fixed = (x: number, digits: number): string => (Number.isFinite(x) ? x.toFixed(digits) : '—');
 
 function table(results: readonly Result[]): string {
-  const tpsOf = (key: string) => results.find((r) => r.variant.key === key)?.tps ?? NaN;
-  const base = tpsOf(BASELINE);
-  const refreshBase = tpsOf(REFRESH_BASELINE);
+  const tpsOf = (key: string, clients: number) =>
+    results.find((r) => r.variant.key === key && r.clients === clients)?.tps ?? NaN;
   const lines = [
-    '| variant | median TPS | ratio to none | p99 ms | max ms | TPS per round | refreshes: n, median / max ms |',
-    '| --- | ---: | ---: | ---: | ---: | --- | --- |',
+    '| clients | variant | median TPS | ratio to none | p99 ms | max ms | TPS per round | refreshes: n, median / max ms |',
+    '| ---: | --- | ---: | ---: | ---: | ---: | --- | --- |',
   ];
   for (const r of results) {
+    const base = tpsOf(BASELINE, r.clients);
+    const refreshBase = tpsOf(REFRESH_BASELINE, r.clients);
     let ratio = fixed(r.tps / base, 2);
-    if (r.variant.refresh && r.variant.key !== REFRESH_BASELINE && Number.isFinite(refreshBase))
+    if (hasRefresher(r.variant) && r.variant.key !== REFRESH_BASELINE && Number.isFinite(refreshBase))
       ratio += ` (${fixed(r.tps / refreshBase, 2)} to none + refresh)`;
-    const refreshes = r.variant.refresh
+    const refreshes = hasRefresher(r.variant)
       ? `${r.refreshesMs.length}, ${fixed(median(r.refreshesMs), 0)} / ${fixed(Math.max(...r.refreshesMs), 0)}`
       : '—';
     const notes = [
@@ -439,7 +510,7 @@ function table(results: readonly Result[]): string {
     ];
     const disturbed = notes.length > 0 ? ` (${notes.join(', ')})` : '';
     lines.push(
-      `| ${r.variant.label} | ${fixed(r.tps, 0)} | ${ratio} | ${fixed(r.p99Ms, 1)} | ${fixed(r.maxMs, 1)} | ` +
+      `| ${r.clients} | ${r.variant.label} | ${fixed(r.tps, 0)} | ${ratio} | ${fixed(r.p99Ms, 1)} | ${fixed(r.maxMs, 1)} | ` +
         `${r.roundsTps.map((t) => fixed(t, 0)).join(', ')}${disturbed} | ${refreshes} |`,
     );
   }
@@ -464,7 +535,7 @@ async function serverInfo(admin: pg.Client): Promise<ServerInfo> {
 
 function section(results: readonly Result[], server: ServerInfo, startedAt: Date): string {
   const u = new URL(ADMIN_URL);
-  const command = ['pgbench', ...pgbenchArgs(`${DB_PREFIX}<variant>`, '$TMP/tx')]
+  const command = ['pgbench', ...pgbenchArgs(`${DB_PREFIX}<variant>`, '$TMP/tx', CLIENTS[0] ?? 8)]
     .map((a) => (a === SCRIPT ? relative(packageRoot, SCRIPT) : a))
     .join(' ');
   const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU';
@@ -494,8 +565,12 @@ function section(results: readonly Result[], server: ServerInfo, startedAt: Date
     "- **article**: the article's `INSERT ... ON CONFLICT DO UPDATE` statement triggers (bench/article.sql).",
     '- **notify**: a statement trigger calling `pg_notify` in every transaction (bench/notify.sql).',
     '- **... every 1 s**: the same, while a second connection calls the refresh once a second (fixed rate;',
-    '  a refresh that overruns is followed by the next at once). mvrefresh clears its marks each time, so writers',
-    "  take the clean-to-dirty path once a second; the article's procedure holds the flag row locked during the refresh.",
+    "  a refresh that overruns is followed by the next at once); the article's procedure holds the flag row",
+    '  locked during the refresh.',
+    '- **mvrefresh + the daemon running**: `mvrefresh run` with its defaults (debounce 200 ms, max wait 1 s)',
+    '  refreshes the view as the writes come: each refresh clears the marks, so writers take the clean-to-dirty',
+    '  path (a mark and a notification) once per refresh; refresh durations from its log.',
+    `- Clients: ${CLIENTS.join(' and ')}; the variants that refresh run at ${CLIENTS[0] ?? 8} clients only (\`-c\` below).`,
     '',
     'Command of each round:',
     '',
@@ -557,7 +632,7 @@ async function measure(
   admin: pg.Client,
   meter: DisturbanceMeter,
   budget: Budget,
-  variant: Variant,
+  { variant, clients }: Case,
 ): Promise<Round> {
   let round: Round | undefined;
   for (let attempt = 1; attempt <= ATTEMPTS_PER_ROUND; attempt += 1) {
@@ -568,11 +643,16 @@ async function measure(
     const quiet = await waitForQuiet(meter, Math.min(QUIET_WAIT_SECONDS, budget.slack()));
     const tBench = performance.now();
     const monitor = startMonitor(meter);
-    const refresher = variant.refresh ? await startRefresher(dbUrl(dbName(variant)), variant.refresh) : null;
+    const url = dbUrl(dbName(variant));
+    const refresher = variant.refresh
+      ? await startRefresher(url, variant.refresh)
+      : variant.daemon
+        ? await startDaemon(url)
+        : null;
     let result: Pick<Round, 'tps' | 'latenciesUs'>;
     let refreshesMs: number[] = [];
     try {
-      result = await pgbench(dbName(variant));
+      result = await pgbench(dbName(variant), clients);
     } finally {
       if (refresher) refreshesMs = await refresher.stop();
     }
@@ -606,15 +686,16 @@ async function main(): Promise<void> {
     const meter = new DisturbanceMeter(admin, ours);
     await meter.start();
     process.stderr.write(`setup took ${secondsSince(t0).toFixed(0)} s\n`);
-    const rounds = new Map<string, Round[]>(variants.map((v) => [v.key, []]));
-    const budget = new Budget(t0, ROUNDS * variants.length);
+    const cases = selectedCases(variants);
+    const rounds = new Map<string, Round[]>(cases.map((c) => [caseLabel(c), []]));
+    const budget = new Budget(t0, ROUNDS * cases.length);
     for (let round = 0; round < ROUNDS; round += 1) {
-      for (let i = 0; i < variants.length; i += 1) {
-        const variant = variants[(i + round) % variants.length]!;
-        const r = await measure(admin, meter, budget, variant);
-        rounds.get(variant.key)!.push(r);
+      for (let i = 0; i < cases.length; i += 1) {
+        const c = cases[(i + round) % cases.length]!;
+        const r = await measure(admin, meter, budget, c);
+        rounds.get(caseLabel(c))!.push(r);
         process.stderr.write(
-          `round ${round + 1}/${ROUNDS} ${variant.key}: ${r.tps.toFixed(0)} TPS` +
+          `round ${round + 1}/${ROUNDS} ${caseLabel(c)}: ${r.tps.toFixed(0)} TPS` +
             (r.attempts > 1 ? ', repeated' : '') +
             (r.disturbance !== null ? `, disturbed (${r.disturbance})` : '') +
             '\n',
@@ -623,7 +704,7 @@ async function main(): Promise<void> {
     }
     process.stderr.write(`done in ${secondsSince(t0).toFixed(0)} s\n`);
 
-    const results = variants.map((v) => summarize(v, rounds.get(v.key)!));
+    const results = cases.map((c) => summarize(c, rounds.get(caseLabel(c))!));
     const text = section(results, server, startedAt);
     console.log(table(results));
     if (OUT !== NO_OUTPUT) {

@@ -295,6 +295,24 @@ describe('the race of a writer that found the view already dirty (design.md)', (
     expect(await state(id)).toMatchObject({ dirty: false, cycle_unfinished: false, wait_xids: null });
   });
 
+  it('a writer checks once per transaction: its statements after the cycle cleared the mark it saw are in that refresh', async () => {
+    const id = await watchedView('race_later');
+    await refreshView(id);
+    const { writer } = await skippingWriter(id, 'race_later_src', 10);
+    const refresher = await session('refresher');
+    const before = (await state(id)).started_gen;
+    const pending = started(refreshView(id, { client: refresher, waitMs: 60_000 }));
+    await waitFor('the cycle to clear the marks', async () => (await state(id)).started_gen !== before);
+    // no mark left, and this statement's trigger does not look again: the wait covers the transaction
+    await writer.query('INSERT INTO race_later_src VALUES (12, 12)');
+    await writer.query('UPDATE race_later_src SET v = 0 WHERE k = 1');
+    expect((await state(id)).marks).toBe(0);
+    await writer.query('COMMIT');
+    expect((await pending).outcome).toBe('refreshed');
+    expect(await matches('race_later')).toBe(true);
+    expect(await state(id)).toMatchObject({ dirty: false, cycle_unfinished: false, wait_xids: null });
+  });
+
   it('does not wait for a statement that changed no row, a reader, or a writer of an unrelated table', async () => {
     const id = await watchedView('nowait');
     await db.sql.query('CREATE TABLE unrelated (k int)');

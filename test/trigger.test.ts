@@ -91,6 +91,17 @@ describe('what marks a view', () => {
     expect(await marks(other)).toBe(1);
   });
 
+  it('a write after a savepoint that marked the view was rolled back marks it again', async () => {
+    await refresh(view);
+    const sent = await notificationsDuring(db.url, async () => {
+      await write(`BEGIN; SAVEPOINT s; INSERT INTO src VALUES (4, 4); ROLLBACK TO SAVEPOINT s;
+        INSERT INTO src VALUES (4, 4); COMMIT`);
+    });
+    expect(sent.filter((id) => id === String(view))).toEqual([String(view)]);
+    expect(await marks(view)).toBe(1);
+    await write('DELETE FROM src WHERE id = 4');
+  });
+
   it('a transaction on an already dirty view adds no mark and sends no notification', async () => {
     expect(await dirty(view)).toBe(true);
     const sent = await notificationsDuring(db.url, async () => {
