@@ -151,28 +151,26 @@ async function measure(url: string, rate: number, seconds: number): Promise<Late
   const perTick = (rate * TICK_MS) / 1000;
   let budget = 0;
   const end = performance.now() + seconds * 1000;
-  let next = 0;
   while (performance.now() < end) {
     const tickStart = performance.now();
     budget += perTick;
-    const batch: Promise<void>[] = [];
-    for (; budget >= 1; budget -= 1) {
-      const w = writers[next++ % WRITER_CONNECTIONS]!;
-      batch.push(
-        w
-          .query<{ order_id: number }>(
+    let due = 0;
+    for (; budget >= 1; budget -= 1) due += 1;
+    // each connection writes its share of the tick one statement after another
+    await Promise.all(
+      writers.map(async (w, i) => {
+        for (let k = i; k < due; k += WRITER_CONNECTIONS) {
+          const { rows } = await w.query<{ order_id: number }>(
             `INSERT INTO orders VALUES (nextval('order_ids'), 1 + (random() * 999)::int, current_date) RETURNING order_id`,
-          )
-          .then(({ rows }) => {
-            const id = rows[0]!.order_id;
-            const t = performance.now();
-            commitTimes.set(id, t);
-            committed.set(id, t);
-            latencies.writes += 1;
-          }),
-      );
-    }
-    await Promise.all(batch);
+          );
+          const id = rows[0]!.order_id;
+          const t = performance.now();
+          commitTimes.set(id, t);
+          committed.set(id, t);
+          latencies.writes += 1;
+        }
+      }),
+    );
     const wait = TICK_MS - (performance.now() - tickStart);
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
   }

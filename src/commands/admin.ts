@@ -65,7 +65,15 @@ export async function requireSchema(db: pg.ClientBase | pg.Pool): Promise<void> 
     );
 }
 
+/** A standby would fail with "read-only transaction"; say what is wrong instead. */
+export async function requirePrimary(db: pg.ClientBase, command: string): Promise<void> {
+  const { rows } = await db.query<{ in_recovery: boolean }>(sql.inRecovery);
+  if (rows[0]?.in_recovery)
+    throw new Error(`the database is a standby (in recovery): ${command} needs the primary`);
+}
+
 export async function runMigrate(db: pg.ClientBase) {
+  await requirePrimary(db, 'migrate');
   return migrate(db);
 }
 
@@ -86,6 +94,7 @@ export async function unwatchView(
   db: pg.ClientBase,
   name: string,
 ): Promise<{ id: number; view: string; tables: string[] }> {
+  await requirePrimary(db, 'unwatch');
   await requireSchema(db);
   const { rows } = await db.query<{ report: { id: number; view: string; tables: string[] } }>(sql.unwatch, [
     name,
@@ -96,6 +105,7 @@ export async function unwatchView(
 export async function unwatchAll(
   db: pg.ClientBase,
 ): Promise<{ id: number; view: string; tables: string[] }[]> {
+  await requirePrimary(db, 'unwatch');
   await requireSchema(db);
   const { rows } = await db.query<{ report: { id: number; view: string; tables: string[] }[] }>(
     sql.unwatchAll,

@@ -77,14 +77,17 @@ describe('a hot standby', () => {
     expect(p.text()).not.toMatch(/\n\s+at /); // a message, not a stack trace
   });
 
-  it('`mvrefresh watch` fails with a message naming the standby', async () => {
-    const p = cli(['watch', QUALIFIED_VIEW]);
-    expect((await p.exit).code).toBe(1);
-    expect(p.text()).toMatch(
-      /mvrefresh watch: the database is a standby \(in recovery\): watch needs the primary/,
-    );
-    expect(p.text()).not.toMatch(/\n\s+at /);
-  });
+  it.each([['watch', QUALIFIED_VIEW], ['unwatch', QUALIFIED_VIEW], ['unwatch', '--all'], ['migrate']])(
+    '`mvrefresh %s` fails with a message naming the standby',
+    async (command, ...args) => {
+      const p = cli([command, ...args]);
+      expect((await p.exit).code).toBe(1);
+      expect(p.text()).toContain(
+        `mvrefresh ${command}: the database is a standby (in recovery): ${command} needs the primary`,
+      );
+      expect(p.text()).not.toMatch(/\n\s+at /);
+    },
+  );
 
   it('`mvrefresh status` still reads it', async () => {
     const p = cli(['status', '--json']);
