@@ -21,7 +21,7 @@
  * with a refresher run at the first only), BENCH_THREADS (2), BENCH_SEED_ORDERS (600000), BENCH_VARIANTS (database suffixes,
  * comma-separated; default all), BENCH_QUIET_WAIT_SECONDS (60), BENCH_BUDGET_SECONDS (480: waits and repeats
  * only while the run stays within it), BENCH_OUT (docs/benchmarks.md; "-" for
- * none), BENCH_KEEP=1 keeps the databases. Quick run: BENCH_SECONDS=5 BENCH_ROUNDS=1.
+ * none), BENCH_KEEP=1 keeps the databases, BENCH_SYNCHRONOUS_COMMIT (the writers'; default the server's). Quick run: BENCH_SECONDS=5 BENCH_ROUNDS=1.
  */
 import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
@@ -65,6 +65,13 @@ const BUDGET_SECONDS = intEnv('BENCH_BUDGET_SECONDS', 480);
 const OUT = process.env['BENCH_OUT'] ?? join(packageRoot, 'docs', 'benchmarks.md');
 const NO_OUTPUT = '-';
 const KEEP_DATABASES = process.env['BENCH_KEEP'] === '1';
+/**
+ * synchronous_commit of the writers (on, off, ...; default: the server's). "off" makes the run CPU-bound:
+ * the regime where a trigger's cost shows the most, and steadier than a disk whose flush time drifts.
+ */
+const SYNCHRONOUS_COMMIT = process.env['BENCH_SYNCHRONOUS_COMMIT'] ?? '';
+if (!/^(|on|off|local|remote_write|remote_apply)$/.test(SYNCHRONOUS_COMMIT))
+  throw new Error('BENCH_SYNCHRONOUS_COMMIT must be on, off, local, remote_write or remote_apply');
 
 const REFRESH_PERIOD_MS = 1000;
 const MONITOR_PERIOD_MS = 1000;
@@ -416,7 +423,11 @@ async function pgbench(database: string, clients: number): Promise<Pick<Round, '
   const logDir = await mkdtemp(join(tmpdir(), 'mvrefresh-bench-'));
   try {
     const password = decodeURIComponent(new URL(ADMIN_URL).password);
-    const env = { ...process.env, ...(password ? { PGPASSWORD: password } : {}) };
+    const env = {
+      ...process.env,
+      ...(password ? { PGPASSWORD: password } : {}),
+      ...(SYNCHRONOUS_COMMIT ? { PGOPTIONS: `-c synchronous_commit=${SYNCHRONOUS_COMMIT}` } : {}),
+    };
     const { stdout } = await run('pgbench', pgbenchArgs(database, join(logDir, 'tx'), clients), {
       env,
       maxBuffer: PGBENCH_MAX_BUFFER,
@@ -535,7 +546,8 @@ async function serverInfo(admin: pg.Client): Promise<ServerInfo> {
 
 function section(results: readonly Result[], server: ServerInfo, startedAt: Date): string {
   const u = new URL(ADMIN_URL);
-  const command = ['pgbench', ...pgbenchArgs(`${DB_PREFIX}<variant>`, '$TMP/tx', CLIENTS[0] ?? 8)]
+  const options = SYNCHRONOUS_COMMIT ? [`PGOPTIONS='-c synchronous_commit=${SYNCHRONOUS_COMMIT}'`] : [];
+  const command = [...options, 'pgbench', ...pgbenchArgs(`${DB_PREFIX}<variant>`, '$TMP/tx', CLIENTS[0] ?? 8)]
     .map((a) => (a === SCRIPT ? relative(packageRoot, SCRIPT) : a))
     .join(' ');
   const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU';
@@ -545,7 +557,7 @@ function section(results: readonly Result[], server: ServerInfo, startedAt: Date
     `What watching a view costs the application's writers. Measured ${startedAt.toISOString()} by`,
     '`npm run bench:write` (bench/write-path.ts) on ' +
       `${availableParallelism()} cores (${cpu}), ${fixed(totalmem() / BYTES_PER_GIB, 1)} GiB of memory,`,
-    `PostgreSQL ${server.version} on ${u.hostname}:${u.port || '5432'} (synchronous_commit ${server.synchronousCommit}, ` +
+    `PostgreSQL ${server.version} on ${u.hostname}:${u.port || '5432'} (synchronous_commit ${SYNCHRONOUS_COMMIT || server.synchronousCommit} for the writers, ` +
       `shared_buffers ${server.sharedBuffers}), pgbench and the server on the same machine.`,
     '',
     "The dirty-flag article's shop (bench/shop.sql) seeded with 1000 products, 1000 customers and",

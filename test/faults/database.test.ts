@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useTestDatabase } from '../support/db.js';
 import { startDaemon, type TestDaemon } from '../support/daemon.js';
 import { INSERT_ORDER, SHOP_QUERY, SHOP_SQL, viewMatches } from '../support/shop.js';
+import { reportRecovery } from '../support/recovery.js';
 import { delay, waitFor } from '../support/wait.js';
 
 const db = useTestDatabase('faults_database');
@@ -131,7 +132,9 @@ describe('locks and timeouts', () => {
     } finally {
       await holder.end();
     }
+    const released = Date.now();
     await fresh(VIEW, SHOP_QUERY);
+    reportRecovery('view held in EXCLUSIVE mode (backoff capped at 1 s), from the release', released);
     expect((await status(`public.${VIEW}`))?.consecutive_failures).toBe(0);
   });
 
@@ -179,8 +182,10 @@ describe('DDL under the daemon', () => {
     await fresh(VIEW, SHOP_QUERY);
     await db.sql.query('CREATE MATERIALIZED VIEW ddl_view AS SELECT k, v FROM ddl_src WITH NO DATA');
     await db.sql.query('CREATE UNIQUE INDEX ddl_view_k ON ddl_view (k)');
+    const watched = Date.now();
     await db.sql.query("SELECT mvrefresh.watch('ddl_view')");
     await fresh('ddl_view', DDL_QUERY);
+    reportRecovery('view dropped and re-created WITH NO DATA, from watch', watched);
   });
 
   it('records a view that lost its unique index (55000) and recovers when the index is back', async () => {
@@ -188,7 +193,9 @@ describe('DDL under the daemon', () => {
     await db.exec('INSERT INTO ddl_src VALUES (4, 4)');
     await failingWith('ddl_view', '55000');
     await db.sql.query('CREATE UNIQUE INDEX ddl_view_k ON ddl_view (k)');
+    const fixed = Date.now();
     await fresh('ddl_view', DDL_QUERY);
+    reportRecovery('unique index dropped (55000), from the index re-created', fixed);
   });
 
   it('records duplicate rows that make CONCURRENTLY fail (21000) and recovers when they are gone', async () => {
@@ -196,7 +203,9 @@ describe('DDL under the daemon', () => {
     await db.exec('INSERT INTO ddl_src VALUES (4, 4)');
     await failingWith('ddl_view', '21000');
     await db.exec('DELETE FROM ddl_src WHERE ctid = (SELECT max(ctid) FROM ddl_src WHERE k = 4)');
+    const fixed = Date.now();
     await fresh('ddl_view', DDL_QUERY);
+    reportRecovery('duplicate rows (21000), from the duplicate deleted', fixed);
   });
 });
 

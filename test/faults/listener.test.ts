@@ -5,6 +5,7 @@ import { startDaemon, type TestDaemon } from '../support/daemon.js';
 import { TcpProxy, viaProxy } from '../support/proxy.js';
 import { INSERT_ORDER, SHOP_QUERY, SHOP_SQL, viewMatches } from '../support/shop.js';
 import { delay, waitFor } from '../support/wait.js';
+import { reportRecovery } from '../support/recovery.js';
 
 const db = useTestDatabase('faults_listener');
 const VIEW = 'monthly_product_sales';
@@ -90,11 +91,13 @@ describe('the LISTEN connection under faults', () => {
       } finally {
         await killer.end();
       }
+      const faultEnded = Date.now();
       const written = await w.stop();
       expect(kills).toBeGreaterThan(10);
       expect(written).toBeGreaterThan(0);
       await waitFor('the listener to be back', () => d!.running.listener.connected);
       await quietAndFresh(d);
+      reportRecovery('LISTEN backend terminated every 200 ms for 30 s (from the last kill)', faultEnded);
       await waitFor('exactly one LISTEN connection', async () => (await listenConnections()) === 1);
       await d.stop();
       d = undefined;
@@ -130,6 +133,7 @@ describe('the LISTEN connection under faults', () => {
         timeoutMs: 45_000,
       });
       await quietAndFresh(daemon);
+      reportRecovery('half-open LISTEN connection (from the blackhole, detection included)', t0);
     } finally {
       await daemon.stop();
       await proxy.stop();

@@ -4,6 +4,7 @@ import { grantsSql } from '../../../src/commands/grants.js';
 import { migrate } from '../../../src/db/migrate.js';
 import { startDaemon, type TestDaemon } from '../../support/daemon.js';
 import { INSERT_ORDER, SHOP_SQL } from '../../support/shop.js';
+import { reportRecovery } from '../../support/recovery.js';
 import { delay, waitFor } from '../../support/wait.js';
 import { PgCluster } from './cluster.js';
 import {
@@ -123,11 +124,13 @@ describe('connections refused, then allowed again', () => {
     expect(await daemonConnections(await admin())).toEqual([]);
 
     await (await admin()).query(`ALTER ROLE ${DAEMON} CONNECTION LIMIT -1`);
+    const allowed = Date.now();
     await waitFor('listener_connected with reconnect: true', () =>
       eventsOf(daemon.logs, 'listener_connected', mark).find((e) => e['reconnect'] === true),
     );
     await waitFor('/readyz to answer 200', async () => (await readyz(daemon.running.port)) === 200);
     await expectQuietAndFresh(await admin(), daemon);
+    reportRecovery('connections refused (CONNECTION LIMIT 0), from allowed again', allowed);
   });
 
   it('ALTER DATABASE ... ALLOW_CONNECTIONS false: writers already connected keep writing; the daemon catches up', async () => {
@@ -196,6 +199,8 @@ describe('a read-only database', () => {
     expect(rows[0]?.dirty).toBe(true);
 
     await (await admin()).query(`ALTER DATABASE ${DATABASE} RESET default_transaction_read_only`);
+    const writable = Date.now();
     await expectQuietAndFresh(await admin(), daemon);
+    reportRecovery('database read-only (default_transaction_read_only), from writable again', writable);
   });
 });

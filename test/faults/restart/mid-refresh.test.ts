@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDaemon } from '../../support/daemon.js';
 import { INSERT_ORDER, SHOP_QUERY, viewMatches } from '../../support/shop.js';
+import { reportRecovery } from '../../support/recovery.js';
 import { waitFor } from '../../support/wait.js';
 import { PgCluster } from './cluster.js';
 import {
@@ -107,6 +108,7 @@ describe('a database restart in the middle of a refresh', () => {
       const restartedAt = Date.now();
       await cluster.restart('fast');
       await expectQuietAndFresh(await admin(), d, VIEWS);
+      reportRecovery('restart (-m fast) during a refresh, from the stop', restartedAt);
       const after = await generations();
       expect(after.done_gen).toBe(after.started_gen);
       expect(
@@ -182,6 +184,7 @@ describe('a database restart in the middle of a refresh', () => {
       await slowRefreshRunning();
       await dropAdmin();
       await cluster.stop('immediate');
+      const startedAt = Date.now();
       await cluster.start();
       const reconnected = () =>
         proc.events().some((e) => e['event'] === 'listener_connected' && e['reconnect'] === true);
@@ -189,6 +192,7 @@ describe('a database restart in the middle of a refresh', () => {
       expect(proc.events().filter((e) => e['event'] === 'fatal')).toEqual([]);
       expect(proc.child.exitCode).toBe(null);
       await expectQuietAndFresh(await admin(), undefined, VIEWS);
+      reportRecovery('crash (-m immediate) during a refresh, `mvrefresh run`, from the start', startedAt);
       expect(proc.child.exitCode).toBe(null);
       proc.child.kill('SIGTERM');
       expect((await proc.exit).code).toBe(0);

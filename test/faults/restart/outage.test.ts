@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDaemon, type TestDaemon } from '../../support/daemon.js';
 import { INSERT_ORDER, SHOP_QUERY, viewMatches } from '../../support/shop.js';
+import { reportRecovery } from '../../support/recovery.js';
 import { delay, waitFor } from '../../support/wait.js';
 import { PgCluster, pgBinDir, type StopMode } from './cluster.js';
 import {
@@ -113,6 +114,7 @@ describe.each<StopMode>(['fast', 'immediate'])(
         timeoutMs: RECONNECT_TIMEOUT_MS,
       });
       await expectQuietAndFresh(await admin(), d);
+      reportRecovery(`database stopped (-m ${mode}) for ${outageMs} ms (from the restart)`, t0 + outageMs);
       expect(
         d.reports.filter((r) => r.at > t0 + outageMs && r.outcome === 'refreshed').length,
       ).toBeGreaterThan(0);
