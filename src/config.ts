@@ -57,7 +57,7 @@ export const schema = {
       env: 'MVREFRESH_HTTP_PORT',
     },
     adminToken: {
-      doc: 'Bearer token that enables POST /views/<name>/refresh. Empty: no endpoint changes state.',
+      doc: 'Bearer token that enables POST /views/<id>/refresh. Empty: no endpoint changes state.',
       format: String,
       default: '',
       env: 'MVREFRESH_ADMIN_TOKEN',
@@ -65,7 +65,7 @@ export const schema = {
     },
   },
   logLevel: {
-    doc: 'pino log level.',
+    doc: 'pino log level: fatal, error, warn, info, debug, trace, silent.',
     format: LOG_LEVELS as unknown as string[],
     default: 'info',
     env: 'MVREFRESH_LOG_LEVEL',
@@ -83,7 +83,7 @@ export const schema = {
     env: 'MVREFRESH_MAX_WAIT_MS',
   },
   sweepIntervalMs: {
-    doc: 'Period of the sweep of dirty flags, the backstop for missed notifications.',
+    doc: 'Period of the sweep of dirty views, the backstop for missed notifications.',
     format: 'positive-ms',
     default: 30_000,
     env: 'MVREFRESH_SWEEP_INTERVAL_MS',
@@ -107,7 +107,7 @@ export const schema = {
     env: 'MVREFRESH_LOCK_TIMEOUT_MS',
   },
   writerWaitMs: {
-    doc: 'How long a cycle waits for writers that were running when it cleared the flag; writers still running then get another cycle.',
+    doc: "How long a cycle waits for writers running when it cleared the view's marks; writers still running then get another cycle.",
     format: 'ms',
     default: 2000,
     env: 'MVREFRESH_WRITER_WAIT_MS',
@@ -138,13 +138,13 @@ export const schema = {
   },
   listener: {
     heartbeatIntervalMs: {
-      doc: 'Period of the LISTEN connection check (pg_listening_channels()).',
+      doc: 'Period of the LISTEN connection check.',
       format: 'positive-ms',
       default: 10_000,
       env: 'MVREFRESH_HEARTBEAT_INTERVAL_MS',
     },
     heartbeatTimeoutMs: {
-      doc: 'A check that takes longer marks the LISTEN connection dead (half-open).',
+      doc: 'A check slower than this marks the LISTEN connection dead (half-open).',
       format: 'positive-ms',
       default: 5000,
       env: 'MVREFRESH_HEARTBEAT_TIMEOUT_MS',

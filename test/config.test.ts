@@ -46,6 +46,27 @@ describe('configuration', () => {
     expect(JSON.stringify(env)).toBe(before);
   });
 
+  it('config/README.md documents exactly the schema: every key with its variable, default and meaning', async () => {
+    const readme = await readFile(join(packageRoot, 'config', 'README.md'), 'utf8');
+    const table = readme
+      .split('\n')
+      .filter((l) => l.startsWith('| ') && !l.startsWith('| key') && !l.startsWith('| ---'))
+      .map((l) =>
+        l
+          .slice(1, -1)
+          .split('|')
+          .map((c) => c.trim()),
+      );
+    const expected = describeSchema().map((r) => [
+      r.key,
+      r.env,
+      // secrets have no default to show: the table says whether one is needed
+      r.default === '(secret)' ? (r.key === 'databaseUrl' ? '(required)' : '(empty)') : String(r.default),
+      r.doc,
+    ]);
+    expect(table).toEqual(expected);
+  });
+
   it('documents every key in config/README.md and the example file', async () => {
     const readme = await readFile(join(packageRoot, 'config', 'README.md'), 'utf8');
     const example = JSON.parse(
