@@ -96,17 +96,11 @@ export class Daemon {
       connectionString: config.databaseUrl,
       applicationName: AppName.refresh,
       max: config.concurrency,
-      settings: {
-        ...sessionSettings(serverVersion, {
-          statementTimeoutMs: config.refreshTimeoutMs,
-          idleInTransactionMs: config.refreshTimeoutMs,
-          connectionCheckInterval: CONNECTION_CHECK_INTERVAL,
-        }),
-        // A cycle's two commits need not wait for the WAL flush: a cycle lost in a crash is run again (a
-        // lost clear brings its marks back; a lost refresh leaves started_gen > done_gen, which is due), and
-        // a writer's later synchronous commit flushes them anyway. Saves two flushes per refresh.
-        synchronous_commit: 'off',
-      },
+      settings: sessionSettings(serverVersion, {
+        statementTimeoutMs: config.refreshTimeoutMs,
+        idleInTransactionMs: config.refreshTimeoutMs,
+        connectionCheckInterval: CONNECTION_CHECK_INTERVAL,
+      }),
       queryTimeoutMs: config.refreshTimeoutMs + CLIENT_TIMEOUT_MARGIN_MS,
       onError: onPoolError,
     });
