@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useTestDatabase } from './support/db.js';
 import { startDaemon, type TestDaemon } from './support/daemon.js';
 import { INSERT_ORDER, SHOP_QUERY, SHOP_SQL, viewMatches } from './support/shop.js';
+import { refreshLockHolders } from './support/locks.js';
 import { delay, waitFor } from './support/wait.js';
 
 const db = useTestDatabase('daemon');
@@ -224,14 +225,7 @@ describe('two daemons on one database', () => {
       await c.connect();
       try {
         while (sampling) {
-          const { rows } = await c.query<{ n: string }>(
-            `SELECT count(*) AS n FROM pg_locks l
-              WHERE l.locktype = 'relation' AND l.relation = 'monthly_product_sales'::regclass
-                AND l.mode = 'ExclusiveLock'
-                -- test databases are clones of one template: the view has the same OID in each
-                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
-          );
-          samples.push(Number(rows[0]!.n));
+          samples.push((await refreshLockHolders(c, 'monthly_product_sales')).length);
           await delay(5);
         }
       } finally {

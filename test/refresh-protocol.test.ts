@@ -262,6 +262,16 @@ describe('the race of a writer that found the view already dirty (design.md)', (
     return { writer, xid: rows[0]!.xid };
   }
 
+  /** Starts a cycle on another session that waits up to a minute for open writers; returns once it cleared the marks. */
+  async function cycleWaitingForWriter(id: number) {
+    const refresher = await session('refresher');
+    const before = (await state(id)).started_gen;
+    const pending = started(refreshView(id, { client: refresher, waitMs: 60_000 }));
+    await waitFor('the cycle to clear the marks', async () => (await state(id)).started_gen !== before);
+    // wrapped: an async function returning the promise itself would wait for the refresh
+    return { pending };
+  }
+
   it('a writer still running when the wait times out keeps the view due, and the next cycle reflects it', async () => {
     const id = await watchedView('race');
     await refreshView(id);
@@ -285,10 +295,7 @@ describe('the race of a writer that found the view already dirty (design.md)', (
     const id = await watchedView('race_wait');
     await refreshView(id);
     const { writer } = await skippingWriter(id, 'race_wait_src', 10);
-    const refresher = await session('refresher');
-    const before = (await state(id)).started_gen;
-    const pending = started(refreshView(id, { client: refresher, waitMs: 60_000 }));
-    await waitFor('the cycle to clear the marks', async () => (await state(id)).started_gen !== before);
+    const { pending } = await cycleWaitingForWriter(id);
     await writer.query('COMMIT');
     expect((await pending).outcome).toBe('refreshed');
     expect(await matches('race_wait')).toBe(true);
@@ -299,10 +306,7 @@ describe('the race of a writer that found the view already dirty (design.md)', (
     const id = await watchedView('race_later');
     await refreshView(id);
     const { writer } = await skippingWriter(id, 'race_later_src', 10);
-    const refresher = await session('refresher');
-    const before = (await state(id)).started_gen;
-    const pending = started(refreshView(id, { client: refresher, waitMs: 60_000 }));
-    await waitFor('the cycle to clear the marks', async () => (await state(id)).started_gen !== before);
+    const { pending } = await cycleWaitingForWriter(id);
     // no mark left, and this statement's trigger does not look again: the wait covers the transaction
     await writer.query('INSERT INTO race_later_src VALUES (12, 12)');
     await writer.query('UPDATE race_later_src SET v = 0 WHERE k = 1');

@@ -5,7 +5,7 @@ import { AppName, connectClient, createPool, sessionSettings } from '../db/conne
 import { SqlState, describeError, isPgError } from '../db/errors.js';
 import { sql } from '../db/sql.js';
 import { redactUrl, scrubSecret } from '../db/url.js';
-import { requireSchema, SchemaMissingError } from '../commands/admin.js';
+import { requirePrimary, requireSchema, SchemaMissingError, StandbyError } from '../commands/admin.js';
 import { backoffDelay, sleep } from './backoff.js';
 import { HttpServer } from './http.js';
 import { Listener } from './listener.js';
@@ -198,17 +198,14 @@ export class Daemon {
       let client: pg.Client | undefined;
       try {
         client = await connectClient(config.databaseUrl, AppName.control);
-        const recovery = await client.query<{ in_recovery: boolean }>(sql.inRecovery);
-        if (recovery.rows[0]?.in_recovery)
-          throw new StartupError(
-            'the database is a standby (in recovery): REFRESH and LISTEN need the primary',
-          );
+        await requirePrimary(client, 'run');
         await requireSchema(client);
         const { rows } = await client.query<{ version: number }>(sql.serverVersion);
         return rows[0]?.version ?? 0;
       } catch (err) {
         if (err instanceof StartupError) throw err;
-        if (err instanceof SchemaMissingError) throw new StartupError(err.message);
+        if (err instanceof StandbyError || err instanceof SchemaMissingError)
+          throw new StartupError(err.message);
         const message = scrubSecret(describeError(err), config.databaseUrl);
         if (isPgError(err) && err.code && HOPELESS.has(err.code))
           throw new StartupError(`cannot connect: ${message}`);

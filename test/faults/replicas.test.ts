@@ -6,6 +6,7 @@ import { packageRoot } from '../../src/paths.js';
 import { useTestDatabase } from '../support/db.js';
 import { startDaemon } from '../support/daemon.js';
 import { INSERT_ORDER, SHOP_QUERY, SHOP_SQL, viewMatches } from '../support/shop.js';
+import { refreshLockHolders } from '../support/locks.js';
 import { delay, waitFor } from '../support/wait.js';
 
 const db = useTestDatabase('faults_replicas');
@@ -89,14 +90,7 @@ describe('replicas', () => {
         await c.connect();
         try {
           while (running) {
-            // test databases are clones of one template (same OIDs); REFRESH also takes extension locks
-            const { rows } = await c.query<{ pid: number; granted: boolean; state: string; query: string }>(
-              `SELECT l.pid, l.granted, a.state, left(a.query, 60) AS query
-                 FROM pg_locks l LEFT JOIN pg_stat_activity a USING (pid)
-                WHERE l.locktype = 'relation' AND l.relation = $1::regclass AND l.mode = 'ExclusiveLock'
-                  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
-              [VIEW],
-            );
+            const rows = await refreshLockHolders(c, VIEW);
             samples.push(rows.length);
             if (rows.length > 1) overlaps.push(JSON.stringify(rows));
             await delay(5);
