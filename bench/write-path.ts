@@ -3,7 +3,7 @@
  *
  * Every variant gets its own database, a copy of the dirty-flag article's shop (bench/shop.sql) with the
  * same seed. pgbench writes one order per transaction (bench/write.pgbench) with 8 and with 32 clients; the
- * variants run one at a time, round-robin, each round after a CHECKPOINT and a quiet moment of the machine
+ * variants run one at a time, interleaved, each round after a CHECKPOINT and a quiet moment of the machine
  * (the NOTIFY commit lock, the WAL and the 2 cores are shared); a round disturbed by another process is
  * repeated.
  *
@@ -121,6 +121,9 @@ interface Case {
   clients: number;
 }
 
+const BASELINE = 'none';
+const REFRESH_BASELINE = 'none_refresh';
+
 const ALL_VARIANTS: readonly Variant[] = [
   { label: 'none', key: 'none', setup: 'none' },
   { label: 'mvrefresh', key: 'mvrefresh', setup: 'mvrefresh' },
@@ -146,9 +149,6 @@ const ALL_VARIANTS: readonly Variant[] = [
   },
 ];
 
-const BASELINE = 'none';
-const REFRESH_BASELINE = 'none_refresh';
-
 function selectedVariants(): Variant[] {
   const wanted = process.env['BENCH_VARIANTS'];
   if (!wanted) return [...ALL_VARIANTS];
@@ -168,6 +168,30 @@ function selectedCases(variants: readonly Variant[]): Case[] {
 }
 
 const caseLabel = (c: Case): string => `${c.variant.key}@${c.clients}`;
+
+/**
+ * The variants whose ratio matters most run right next to their baseline, so that the disk's drift
+ * from minute to minute does not enter the ratio: variant key -> baseline key.
+ */
+const PAIRED: Readonly<Record<string, string>> = { mvrefresh: BASELINE, mvrefresh_daemon: REFRESH_BASELINE };
+
+/**
+ * One round's order: the cases in groups (a paired variant with its baseline, every other case alone),
+ * the groups rotating from round to round and a pair's order alternating, so that no case always runs
+ * first or after the same neighbour.
+ */
+function roundOrder(cases: readonly Case[], round: number): Case[] {
+  const partnerOf = (c: Case): Case | undefined =>
+    cases.find((o) => o.clients === c.clients && PAIRED[o.variant.key] === c.variant.key);
+  const groups: Case[][] = [];
+  for (const c of cases) {
+    if (PAIRED[c.variant.key] !== undefined && cases.some((b) => partnerOf(b) === c)) continue;
+    const partner = partnerOf(c);
+    groups.push(partner ? (round % 2 === 0 ? [c, partner] : [partner, c]) : [c]);
+  }
+  const shift = round % groups.length;
+  return [...groups.slice(shift), ...groups.slice(0, shift)].flat();
+}
 
 const dbName = (variant: Variant): string => `${DB_PREFIX}${variant.key}`;
 const templateName = (variant: Variant): string => `${DB_PREFIX}${variant.key}_template`;
@@ -499,19 +523,24 @@ function summarize({ variant, clients }: Case, rounds: readonly Round[]): Result
 
 const fixed = (x: number, digits: number): string => (Number.isFinite(x) ? x.toFixed(digits) : '—');
 
+/** The median of the per-round ratios: round i of a case against round i of its baseline. */
+function pairedRatio(r: Result, base: Result | undefined): number {
+  if (!base) return NaN;
+  return median(r.roundsTps.map((tps, i) => tps / (base.roundsTps[i] ?? NaN)).filter(Number.isFinite));
+}
+
 function table(results: readonly Result[]): string {
-  const tpsOf = (key: string, clients: number) =>
-    results.find((r) => r.variant.key === key && r.clients === clients)?.tps ?? NaN;
+  const resultOf = (key: string, clients: number) =>
+    results.find((r) => r.variant.key === key && r.clients === clients);
   const lines = [
     '| clients | variant | median TPS | ratio to none | p99 ms | max ms | TPS per round | refreshes: n, median / max ms |',
     '| ---: | --- | ---: | ---: | ---: | ---: | --- | --- |',
   ];
   for (const r of results) {
-    const base = tpsOf(BASELINE, r.clients);
-    const refreshBase = tpsOf(REFRESH_BASELINE, r.clients);
-    let ratio = fixed(r.tps / base, 2);
-    if (hasRefresher(r.variant) && r.variant.key !== REFRESH_BASELINE && Number.isFinite(refreshBase))
-      ratio += ` (${fixed(r.tps / refreshBase, 2)} to none + refresh)`;
+    let ratio = fixed(pairedRatio(r, resultOf(BASELINE, r.clients)), 2);
+    const refreshBase = resultOf(REFRESH_BASELINE, r.clients);
+    if (hasRefresher(r.variant) && r.variant.key !== REFRESH_BASELINE && refreshBase)
+      ratio += ` (${fixed(pairedRatio(r, refreshBase), 2)} to none + refresh)`;
     const refreshes = hasRefresher(r.variant)
       ? `${r.refreshesMs.length}, ${fixed(median(r.refreshesMs), 0)} / ${fixed(Math.max(...r.refreshesMs), 0)}`
       : '—';
@@ -563,12 +592,14 @@ function section(results: readonly Result[], server: ServerInfo, startedAt: Date
     "The dirty-flag article's shop (bench/shop.sql) seeded with 1000 products, 1000 customers and",
     `${SEED_ORDERS} orders of one item; each variant installs its triggers in a copy of it, and each round runs`,
     'on a fresh copy of that (all rounds start alike). Each transaction writes one order and its item',
-    `(bench/write.pgbench). ${ROUNDS} rounds of ${SECONDS} s per variant, interleaved (round-robin, the order rotating`,
-    'each round, one variant at a time, a CHECKPOINT before each round). A round starts once, for',
+    `(bench/write.pgbench). ${ROUNDS} rounds of ${SECONDS} s per variant, interleaved (one variant at a time, the order`,
+    'rotating each round; mvrefresh runs right before or after none, and mvrefresh + the daemon right before or after',
+    'none + REFRESH, alternately; a CHECKPOINT before each round). A round starts once, for',
     `${QUIET_SAMPLES} s, no other process has used ${DISTURBED_SHARE * 100}% of the CPU or written ${DISTURBED_BYTES_PER_SECOND / BYTES_PER_MIB} MiB/s, no other database has run`,
     `${DISTURBED_XACTS_PER_SECOND} transactions per second and no checkpoint has run; it is run again once if any of that happened during it`,
     `("repeated"; "disturbed": still so the second time), as far as a budget of ${BUDGET_SECONDS} s for the whole run`,
-    'allows. TPS: median of the rounds; latencies: p99 and maximum over every transaction of every round',
+    'allows. TPS: median of the rounds; ratio: median of the per-round ratios (round i against round i of the',
+    'baseline); latencies: p99 and maximum over every transaction of every round',
     '(pgbench -l).',
     '',
     '- **none**: no trigger.',
@@ -702,8 +733,7 @@ async function main(): Promise<void> {
     const rounds = new Map<string, Round[]>(cases.map((c) => [caseLabel(c), []]));
     const budget = new Budget(t0, ROUNDS * cases.length);
     for (let round = 0; round < ROUNDS; round += 1) {
-      for (let i = 0; i < cases.length; i += 1) {
-        const c = cases[(i + round) % cases.length]!;
+      for (const c of roundOrder(cases, round)) {
         const r = await measure(admin, meter, budget, c);
         rounds.get(caseLabel(c))!.push(r);
         process.stderr.write(

@@ -17,6 +17,8 @@ interface Result {
   err_message: string | null;
   retry_in_ms: number | null;
   dependants: number[] | null;
+  wait_ms: number | null;
+  cycle_ms: number | null;
 }
 
 /** One cycle of mvrefresh.refresh_view(); the backoff is 1 s doubling up to 5 min, as refresh_dirty() uses. */
@@ -25,7 +27,7 @@ async function refreshView(
   { client = db.sql, force = false, waitMs = 2000, lockMs = 5000 } = {},
 ): Promise<Result> {
   const { rows } = await client.query<Result>(
-    'CALL mvrefresh.refresh_view($1, $2, $3, $4, 1000, 300000, NULL, NULL, NULL, NULL, NULL, NULL)',
+    'CALL mvrefresh.refresh_view($1, $2, $3, $4, 1000, 300000, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)',
     [id, force, waitMs, lockMs],
   );
   return rows[0]!;
@@ -105,6 +107,8 @@ describe('refresh_view outcomes', () => {
     await db.exec('INSERT INTO basic_src VALUES (2, 2), (3, 3); UPDATE basic_src SET v = 10 WHERE k = 1');
     const r = await refreshView(id);
     expect(r).toMatchObject({ outcome: 'refreshed', err_sqlstate: null, retry_in_ms: null });
+    // the cycle's server time contains its REFRESH and its wait for writers
+    expect(r.cycle_ms!).toBeGreaterThanOrEqual(r.duration_ms! + r.wait_ms!);
     expect(await matches('basic')).toBe(true);
     const s = await state(id);
     expect(s).toMatchObject({ dirty: false, cycle_unfinished: false, marks: 0, wait_xids: null });
@@ -296,8 +300,13 @@ describe('the race of a writer that found the view already dirty (design.md)', (
     await refreshView(id);
     const { writer } = await skippingWriter(id, 'race_wait_src', 10);
     const { pending } = await cycleWaitingForWriter(id);
+    const committedAt = performance.now();
     await writer.query('COMMIT');
-    expect((await pending).outcome).toBe('refreshed');
+    const r = await pending;
+    expect(r.outcome).toBe('refreshed');
+    expect(r.wait_ms!).toBeGreaterThan(0);
+    expect(r.cycle_ms!).toBeGreaterThanOrEqual(r.wait_ms! + r.duration_ms!);
+    expect(performance.now() - committedAt).toBeLessThan(r.cycle_ms!);
     expect(await matches('race_wait')).toBe(true);
     expect(await state(id)).toMatchObject({ dirty: false, cycle_unfinished: false, wait_xids: null });
   });
@@ -315,6 +324,22 @@ describe('the race of a writer that found the view already dirty (design.md)', (
     expect((await pending).outcome).toBe('refreshed');
     expect(await matches('race_later')).toBe(true);
     expect(await state(id)).toMatchObject({ dirty: false, cycle_unfinished: false, wait_xids: null });
+  });
+
+  it('refreshes in a transaction that does not wait for the WAL flush (a lost cycle is run again)', async () => {
+    await db.sql.query(`CREATE TABLE async_src (k int PRIMARY KEY);
+      INSERT INTO async_src VALUES (1);
+      CREATE MATERIALIZED VIEW async_commit AS
+        SELECT k, current_setting('synchronous_commit') AS synchronous_commit FROM async_src;
+      CREATE UNIQUE INDEX ON async_commit (k);`);
+    const { rows } = await db.sql.query<{ id: number }>(
+      "SELECT (mvrefresh.watch('async_commit') ->> 'id')::int AS id",
+    );
+    expect((await refreshView(rows[0]!.id, { force: true })).outcome).toBe('refreshed');
+    const view = await db.sql.query('SELECT synchronous_commit FROM async_commit');
+    expect(view.rows).toEqual([{ synchronous_commit: 'off' }]);
+    // and the session's own setting is untouched
+    expect((await db.sql.query('SHOW synchronous_commit')).rows).toEqual([{ synchronous_commit: 'on' }]);
   });
 
   it('does not wait for a statement that changed no row, a reader, or a writer of an unrelated table', async () => {

@@ -32,7 +32,7 @@ async function dirty(id: number): Promise<boolean> {
 /** A full refresh cycle: the view ends clean. */
 async function refresh(id: number) {
   await db.sql.query(
-    'CALL mvrefresh.refresh_view($1, false, 2000, 5000, 1000, 300000, NULL, NULL, NULL, NULL, NULL, NULL)',
+    'CALL mvrefresh.refresh_view($1, false, 2000, 5000, 1000, 300000, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)',
     [id],
   );
   expect(await dirty(id)).toBe(false);

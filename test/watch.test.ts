@@ -50,7 +50,7 @@ async function refresh(view: string) {
     view,
   ]);
   await db.sql.query(
-    'CALL mvrefresh.refresh_view($1, false, 1000, 5000, 1000, 300000, NULL, NULL, NULL, NULL, NULL, NULL)',
+    'CALL mvrefresh.refresh_view($1, false, 1000, 5000, 1000, 300000, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)',
     [rows[0]!.id],
   );
 }

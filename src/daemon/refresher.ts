@@ -23,6 +23,7 @@ const SUCCESS: ReadonlySet<Outcome> = new Set(['refreshed', 'populated', 'refres
 /** Another session holds the view's lock: look again soon, after its refresh is likely over. */
 const BUSY_RETRY_MS = 1000;
 const CANCEL_TIMEOUT_MS = 5000;
+const REFRESH_VIEW_STATEMENT = 'mvrefresh_refresh_view';
 
 interface CallRow {
   outcome: Outcome;
@@ -31,6 +32,8 @@ interface CallRow {
   err_message: string | null;
   retry_in_ms: number | null;
   dependants: number[] | null;
+  wait_ms: number | null;
+  cycle_ms: number | null;
 }
 
 export interface RefresherOptions {
@@ -53,8 +56,14 @@ export interface RefreshReport {
   view: string;
   trigger: Job['trigger'];
   outcome: Outcome;
+  /** The whole cycle as the daemon saw it: queue to result, round trip included. */
   durationMs: number;
+  /** The REFRESH statement. */
   refreshMs?: number;
+  /** Waiting for writers that were running when the cycle cleared the view's marks. */
+  waitMs?: number;
+  /** The cycle's time in the server (the CALL), of which refreshMs and waitMs are parts. */
+  serverMs?: number;
   sqlstate?: string;
   error?: string;
 }
@@ -117,6 +126,8 @@ export class Refresher {
         outcome: row.outcome,
         durationMs: round(performance.now() - t0),
         ...(row.duration_ms !== null ? { refreshMs: round(row.duration_ms) } : {}),
+        ...(row.wait_ms !== null ? { waitMs: round(row.wait_ms) } : {}),
+        ...(row.cycle_ms !== null ? { serverMs: round(row.cycle_ms) } : {}),
         ...(row.err_sqlstate ? { sqlstate: row.err_sqlstate } : {}),
         ...(row.err_message ? { error: row.err_message } : {}),
       };
@@ -150,14 +161,19 @@ export class Refresher {
       view: job.name,
     });
     try {
-      const { rows } = await client.query<CallRow>(sql.refreshView, [
-        job.viewId,
-        job.force,
-        this.opts.writerWaitMs,
-        this.opts.lockTimeoutMs,
-        this.opts.backoffBaseMs,
-        this.opts.backoffMaxMs,
-      ]);
+      // a named statement: parsed once per connection, not once per cycle
+      const { rows } = await client.query<CallRow>({
+        name: REFRESH_VIEW_STATEMENT,
+        text: sql.refreshView,
+        values: [
+          job.viewId,
+          job.force,
+          this.opts.writerWaitMs,
+          this.opts.lockTimeoutMs,
+          this.opts.backoffBaseMs,
+          this.opts.backoffMaxMs,
+        ],
+      });
       const row = rows[0];
       if (!row) throw new Error('mvrefresh.refresh_view() returned no row');
       return row;
