@@ -31,7 +31,8 @@ export const sql = {
   listViews: `SELECT id, view, debounce_ms, max_wait_ms, refresh_interval_ms, depth
                 FROM mvrefresh.status ORDER BY depth, id`,
   dueViews: 'SELECT view_id, reason FROM mvrefresh.due_views()',
-  refreshView: 'CALL mvrefresh.refresh_view($1, $2, $3, $4, $5, $6, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)',
+  refreshView:
+    'CALL mvrefresh.refresh_view($1, $2, $3, $4, $5, $6, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)',
   recordFailure: 'SELECT mvrefresh.record_failure($1, $2, $3, $4, $5, $6) AS retry_in_ms',
   cancelBackend: 'SELECT pg_cancel_backend($1)',
   serverVersion: "SELECT current_setting('server_version_num')::integer AS version",
