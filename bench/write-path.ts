@@ -501,6 +501,8 @@ interface Result {
   roundsTps: number[];
   p99Ms: number;
   maxMs: number;
+  /** Each round's worst transaction: one outlier per round, so pairs of rounds can be compared. */
+  roundsMaxMs: number[];
   refreshesMs: number[];
   disturbedRounds: number;
   repeatedRounds: number;
@@ -515,6 +517,7 @@ function summarize({ variant, clients }: Case, rounds: readonly Round[]): Result
     roundsTps: rounds.map((r) => r.tps),
     p99Ms: percentile(latencies, PERCENTILE) / US_PER_MS,
     maxMs: (latencies[latencies.length - 1] ?? NaN) / US_PER_MS,
+    roundsMaxMs: rounds.map((r) => r.latenciesUs.reduce((m, x) => Math.max(m, x), 0) / US_PER_MS),
     refreshesMs: rounds.flatMap((r) => r.refreshesMs),
     disturbedRounds: rounds.filter((r) => r.disturbance !== null).length,
     repeatedRounds: rounds.filter((r) => r.attempts > 1).length,
@@ -524,9 +527,37 @@ function summarize({ variant, clients }: Case, rounds: readonly Round[]): Result
 const fixed = (x: number, digits: number): string => (Number.isFinite(x) ? x.toFixed(digits) : '—');
 
 /** The median of the per-round ratios: round i of a case against round i of its baseline. */
-function pairedRatio(r: Result, base: Result | undefined): number {
+function pairedRatio(
+  r: Result,
+  base: Result | undefined,
+  of: (x: Result) => number[] = (x) => x.roundsTps,
+): number {
   if (!base) return NaN;
-  return median(r.roundsTps.map((tps, i) => tps / (base.roundsTps[i] ?? NaN)).filter(Number.isFinite));
+  const baseline = of(base);
+  return median(
+    of(r)
+      .map((v, i) => v / (baseline[i] ?? NaN))
+      .filter(Number.isFinite),
+  );
+}
+
+/** Worst write latency of each paired case against its partner's, round by round. */
+function worstLatencyLines(results: readonly Result[]): string[] {
+  return results.flatMap((r) => {
+    const partner = PAIRED[r.variant.key];
+    const base = results.find((b) => b.variant.key === partner && b.clients === r.clients);
+    if (!base) return [];
+    const perRound = r.roundsMaxMs.map((m, i) => `${fixed(m, 1)} vs ${fixed(base.roundsMaxMs[i] ?? NaN, 1)}`);
+    const lower = r.roundsMaxMs.filter((m, i) => m <= (base.roundsMaxMs[i] ?? NaN)).length;
+    return [
+      `- ${r.clients} clients, ${r.variant.label} against ${base.variant.label}: ${perRound.join(', ')} ms; ` +
+        `no higher in ${lower} of ${r.roundsMaxMs.length} rounds, median ratio ` +
+        `${fixed(
+          pairedRatio(r, base, (x) => x.roundsMaxMs),
+          2,
+        )}.`,
+    ];
+  });
 }
 
 function table(results: readonly Result[]): string {
@@ -622,6 +653,11 @@ function section(results: readonly Result[], server: ServerInfo, startedAt: Date
     '```',
     '',
     table(results),
+    '',
+    'Worst write latency, round by round (each round against its paired round of the baseline, run right before',
+    'or after it):',
+    '',
+    ...worstLatencyLines(results),
     '',
   ].join('\n');
 }
@@ -748,7 +784,7 @@ async function main(): Promise<void> {
 
     const results = cases.map((c) => summarize(c, rounds.get(caseLabel(c))!));
     const text = section(results, server, startedAt);
-    console.log(table(results));
+    console.log([table(results), '', ...worstLatencyLines(results)].join('\n'));
     if (OUT !== NO_OUTPUT) {
       await writeFile(OUT, await mergeSection(OUT, text));
       process.stderr.write(`written to ${OUT}\n`);
