@@ -12,6 +12,8 @@
  *               every writer takes the trigger's fast path (the steady state of a running system)
  *   article     the article's upsert trigger (bench/article.sql), never refreshed
  *   notify      a statement trigger that calls pg_notify in every transaction (bench/notify.sql)
+ *   empty       PL/pgSQL statement triggers that do nothing (bench/empty.sql): the floor of any PL/pgSQL
+ *               trigger, at the first client count
  *   ... + refresh       the same while the view is kept fresh: REFRESH ... CONCURRENTLY or the article's
  *               procedure called once a second on a second connection, or the mvrefresh daemon itself (the
  *               built CLI's `run`, default settings) for mvrefresh
@@ -101,7 +103,7 @@ const BENCH_DIR = join(packageRoot, 'bench');
 const SCRIPT = join(BENCH_DIR, 'write.pgbench');
 const CLI = join(packageRoot, 'dist', 'src', 'bin.js');
 
-type Setup = 'none' | 'mvrefresh' | 'article' | 'notify';
+type Setup = 'none' | 'mvrefresh' | 'article' | 'notify' | 'empty';
 
 interface Variant {
   /** In the table. */
@@ -113,6 +115,8 @@ interface Variant {
   refresh?: string;
   /** The mvrefresh daemon runs during each round. */
   daemon?: boolean;
+  /** Runs at the first client count only (a reference, not a result). */
+  firstClientsOnly?: boolean;
 }
 
 /** A variant at a number of clients: one row of the table. */
@@ -129,6 +133,12 @@ const ALL_VARIANTS: readonly Variant[] = [
   { label: 'mvrefresh', key: 'mvrefresh', setup: 'mvrefresh' },
   { label: 'article', key: 'article', setup: 'article' },
   { label: 'notify', key: 'notify', setup: 'notify' },
+  {
+    label: 'an empty PL/pgSQL trigger (the floor of any)',
+    key: 'empty',
+    setup: 'empty',
+    firstClientsOnly: true,
+  },
   {
     label: 'none + REFRESH CONCURRENTLY every 1 s',
     key: 'none_refresh',
@@ -160,10 +170,12 @@ function selectedVariants(): Variant[] {
 
 const hasRefresher = (v: Variant): boolean => v.refresh !== undefined || v.daemon === true;
 
-/** Every variant at the first client count; those without a refresher at the others too. */
+/** Every variant at the first client count; those without a refresher and not a reference at the others too. */
 function selectedCases(variants: readonly Variant[]): Case[] {
   return CLIENTS.flatMap((clients, i) =>
-    variants.filter((v) => i === 0 || !hasRefresher(v)).map((variant) => ({ variant, clients })),
+    variants
+      .filter((v) => i === 0 || !(hasRefresher(v) || v.firstClientsOnly === true))
+      .map((variant) => ({ variant, clients })),
   );
 }
 
@@ -173,24 +185,31 @@ const caseLabel = (c: Case): string => `${c.variant.key}@${c.clients}`;
  * The variants whose ratio matters most run right next to their baseline, so that the disk's drift
  * from minute to minute does not enter the ratio: variant key -> baseline key.
  */
-const PAIRED: Readonly<Record<string, string>> = { mvrefresh: BASELINE, mvrefresh_daemon: REFRESH_BASELINE };
+const PAIRED: Readonly<Record<string, string>> = {
+  mvrefresh: BASELINE,
+  empty: BASELINE,
+  mvrefresh_daemon: REFRESH_BASELINE,
+};
 
 /**
- * One round's order: the cases in groups (a paired variant with its baseline, every other case alone),
- * the groups rotating from round to round and a pair's order alternating, so that no case always runs
- * first or after the same neighbour.
+ * One round's order: the cases in groups (a baseline with the variants paired with it, every other case
+ * alone), the groups rotating from round to round and the order inside a group rotating too, so that no
+ * case always runs first or after the same neighbour.
  */
 function roundOrder(cases: readonly Case[], round: number): Case[] {
-  const partnerOf = (c: Case): Case | undefined =>
-    cases.find((o) => o.clients === c.clients && PAIRED[o.variant.key] === c.variant.key);
+  const partnersOf = (c: Case): Case[] =>
+    cases.filter((o) => o.clients === c.clients && PAIRED[o.variant.key] === c.variant.key);
+  const hasBaseline = (c: Case): boolean => cases.some((b) => partnersOf(b).includes(c));
+  const rotate = <T>(xs: readonly T[], by: number): T[] => {
+    const k = xs.length === 0 ? 0 : by % xs.length;
+    return [...xs.slice(k), ...xs.slice(0, k)];
+  };
   const groups: Case[][] = [];
   for (const c of cases) {
-    if (PAIRED[c.variant.key] !== undefined && cases.some((b) => partnerOf(b) === c)) continue;
-    const partner = partnerOf(c);
-    groups.push(partner ? (round % 2 === 0 ? [c, partner] : [partner, c]) : [c]);
+    if (hasBaseline(c)) continue;
+    groups.push(rotate([c, ...partnersOf(c)], round));
   }
-  const shift = round % groups.length;
-  return [...groups.slice(shift), ...groups.slice(0, shift)].flat();
+  return rotate(groups, round).flat();
 }
 
 const dbName = (variant: Variant): string => `${DB_PREFIX}${variant.key}`;
@@ -258,7 +277,8 @@ async function createVariantTemplate(admin: pg.Client, variant: Variant): Promis
       await cli(url, 'watch', VIEW);
       break;
     case 'article':
-    case 'notify': {
+    case 'notify':
+    case 'empty': {
       const sqlText = await readBenchSql(`${variant.setup}.sql`);
       await withClient(url, (c) => c.query(sqlText));
       break;
@@ -436,14 +456,29 @@ function pgbenchArgs(database: string, logPrefix: string, clients: number): stri
 interface Round {
   tps: number;
   latenciesUs: Float64Array;
+  /**
+   * The worst first transaction of a client: a new connection compiles PL/pgSQL functions and fills its
+   * caches once, so a trigger's worst case differs there from the steady state.
+   */
+  firstMaxUs: number;
+  /** The worst of every later transaction. */
+  warmMaxUs: number;
   refreshesMs: number[];
   /** What else ran during the round, if anything that matters. */
   disturbance: string | null;
   attempts: number;
 }
 
-/** One pgbench run; the latencies come from its per-transaction log (third field, microseconds). */
-async function pgbench(database: string, clients: number): Promise<Pick<Round, 'tps' | 'latenciesUs'>> {
+type PgbenchResult = Pick<Round, 'tps' | 'latenciesUs' | 'firstMaxUs' | 'warmMaxUs'>;
+
+/** pgbench -l numbers each client's transactions from 1. */
+const FIRST_TRANSACTION = 1;
+
+/**
+ * One pgbench run; the latencies come from its per-transaction log (client, transaction number, latency in
+ * microseconds, ...).
+ */
+async function pgbench(database: string, clients: number): Promise<PgbenchResult> {
   const logDir = await mkdtemp(join(tmpdir(), 'mvrefresh-bench-'));
   try {
     const password = decodeURIComponent(new URL(ADMIN_URL).password);
@@ -460,13 +495,19 @@ async function pgbench(database: string, clients: number): Promise<Pick<Round, '
     const failed = Number(/^number of failed transactions: (\d+)/m.exec(stdout)?.[1] ?? 0);
     if (!Number.isFinite(tps) || failed > 0) throw new Error(`pgbench on ${database} failed:\n${stdout}`);
     const latencies: number[] = [];
+    let firstMaxUs = 0;
+    let warmMaxUs = 0;
     for (const file of await readdir(logDir)) {
       for (const line of (await readFile(join(logDir, file), 'utf8')).split('\n')) {
-        const us = Number(line.split(' ')[2]);
-        if (line !== '' && Number.isFinite(us)) latencies.push(us);
+        const fields = line.split(' ');
+        const us = Number(fields[2]);
+        if (line === '' || !Number.isFinite(us)) continue;
+        latencies.push(us);
+        if (Number(fields[1]) === FIRST_TRANSACTION) firstMaxUs = Math.max(firstMaxUs, us);
+        else warmMaxUs = Math.max(warmMaxUs, us);
       }
     }
-    return { tps, latenciesUs: Float64Array.from(latencies) };
+    return { tps, latenciesUs: Float64Array.from(latencies), firstMaxUs, warmMaxUs };
   } finally {
     await rm(logDir, { recursive: true, force: true });
   }
@@ -501,8 +542,10 @@ interface Result {
   roundsTps: number[];
   p99Ms: number;
   maxMs: number;
-  /** Each round's worst transaction: one outlier per round, so pairs of rounds can be compared. */
+  /** Each round's worst transaction after the clients' first: one outlier per round, compared pairwise. */
   roundsMaxMs: number[];
+  /** The worst first transaction of a client, over every round. */
+  firstMaxMs: number;
   refreshesMs: number[];
   disturbedRounds: number;
   repeatedRounds: number;
@@ -517,7 +560,8 @@ function summarize({ variant, clients }: Case, rounds: readonly Round[]): Result
     roundsTps: rounds.map((r) => r.tps),
     p99Ms: percentile(latencies, PERCENTILE) / US_PER_MS,
     maxMs: (latencies[latencies.length - 1] ?? NaN) / US_PER_MS,
-    roundsMaxMs: rounds.map((r) => r.latenciesUs.reduce((m, x) => Math.max(m, x), 0) / US_PER_MS),
+    roundsMaxMs: rounds.map((r) => r.warmMaxUs / US_PER_MS),
+    firstMaxMs: Math.max(...rounds.map((r) => r.firstMaxUs)) / US_PER_MS,
     refreshesMs: rounds.flatMap((r) => r.refreshesMs),
     disturbedRounds: rounds.filter((r) => r.disturbance !== null).length,
     repeatedRounds: rounds.filter((r) => r.attempts > 1).length,
@@ -549,13 +593,11 @@ function worstLatencyLines(results: readonly Result[]): string[] {
     if (!base) return [];
     const perRound = r.roundsMaxMs.map((m, i) => `${fixed(m, 1)} vs ${fixed(base.roundsMaxMs[i] ?? NaN, 1)}`);
     const lower = r.roundsMaxMs.filter((m, i) => m <= (base.roundsMaxMs[i] ?? NaN)).length;
+    const ratio = pairedRatio(r, base, (x) => x.roundsMaxMs);
     return [
       `- ${r.clients} clients, ${r.variant.label} against ${base.variant.label}: ${perRound.join(', ')} ms; ` +
-        `no higher in ${lower} of ${r.roundsMaxMs.length} rounds, median ratio ` +
-        `${fixed(
-          pairedRatio(r, base, (x) => x.roundsMaxMs),
-          2,
-        )}.`,
+        `no higher in ${lower} of ${r.roundsMaxMs.length} rounds, median ratio ${fixed(ratio, 2)}; ` +
+        `a client's first transaction: ${fixed(r.firstMaxMs, 1)} vs ${fixed(base.firstMaxMs, 1)} ms.`,
     ];
   });
 }
@@ -624,8 +666,9 @@ function section(results: readonly Result[], server: ServerInfo, startedAt: Date
     `${SEED_ORDERS} orders of one item; each variant installs its triggers in a copy of it, and each round runs`,
     'on a fresh copy of that (all rounds start alike). Each transaction writes one order and its item',
     `(bench/write.pgbench). ${ROUNDS} rounds of ${SECONDS} s per variant, interleaved (one variant at a time, the order`,
-    'rotating each round; mvrefresh runs right before or after none, and mvrefresh + the daemon right before or after',
-    'none + REFRESH, alternately; a CHECKPOINT before each round). A round starts once, for',
+    'rotating each round; none, mvrefresh and the empty trigger run one after another, and mvrefresh + the daemon',
+    'right before or after none + REFRESH, the order inside each group rotating; a CHECKPOINT before each round).',
+    'A round starts once, for',
     `${QUIET_SAMPLES} s, no other process has used ${DISTURBED_SHARE * 100}% of the CPU or written ${DISTURBED_BYTES_PER_SECOND / BYTES_PER_MIB} MiB/s, no other database has run`,
     `${DISTURBED_XACTS_PER_SECOND} transactions per second and no checkpoint has run; it is run again once if any of that happened during it`,
     `("repeated"; "disturbed": still so the second time), as far as a budget of ${BUDGET_SECONDS} s for the whole run`,
@@ -638,13 +681,15 @@ function section(results: readonly Result[], server: ServerInfo, startedAt: Date
     '  view, so it stays dirty and every writer takes the trigger fast path (a running system between refreshes).',
     "- **article**: the article's `INSERT ... ON CONFLICT DO UPDATE` statement triggers (bench/article.sql).",
     '- **notify**: a statement trigger calling `pg_notify` in every transaction (bench/notify.sql).',
+    '- **an empty PL/pgSQL trigger**: statement triggers on the same tables and events that do nothing',
+    '  (bench/empty.sql): what any PL/pgSQL trigger costs before its first statement, the floor for mvrefresh.',
     '- **... every 1 s**: the same, while a second connection calls the refresh once a second (fixed rate;',
     "  a refresh that overruns is followed by the next at once); the article's procedure holds the flag row",
     '  locked during the refresh.',
     '- **mvrefresh + the daemon running**: `mvrefresh run` with its defaults (debounce 200 ms, max wait 1 s)',
     '  refreshes the view as the writes come: each refresh clears the marks, so writers take the clean-to-dirty',
     '  path (a mark and a notification) once per refresh; refresh durations from its log.',
-    `- Clients: ${CLIENTS.join(' and ')}; the variants that refresh run at ${CLIENTS[0] ?? 8} clients only (\`-c\` below).`,
+    `- Clients: ${CLIENTS.join(' and ')}; the variants that refresh and the empty trigger run at ${CLIENTS[0] ?? 8} clients only (\`-c\` below).`,
     '',
     'Command of each round:',
     '',
@@ -654,8 +699,10 @@ function section(results: readonly Result[], server: ServerInfo, startedAt: Date
     '',
     table(results),
     '',
-    'Worst write latency, round by round (each round against its paired round of the baseline, run right before',
-    'or after it):',
+    "Worst write latency, round by round, leaving out each client's first transaction (each round against its",
+    "paired round of the baseline, run right before or after it), then the worst of the clients' first",
+    'transactions: a new connection compiles a PL/pgSQL function and loads its caches once, on its first call;',
+    'with a connection pool that happens once per connection.',
     '',
     ...worstLatencyLines(results),
     '',
@@ -728,7 +775,7 @@ async function measure(
       : variant.daemon
         ? await startDaemon(url)
         : null;
-    let result: Pick<Round, 'tps' | 'latenciesUs'>;
+    let result: PgbenchResult;
     let refreshesMs: number[] = [];
     try {
       result = await pgbench(dbName(variant), clients);
