@@ -87,7 +87,12 @@ async function setup(): Promise<string> {
  */
 type Driver = 'daemon' | 'daemon, no debounce' | 'poll 1 s';
 
-const debounceOf = (driver: Driver): number => (driver === 'daemon, no debounce' ? 0 : DEBOUNCE_MS);
+/** The daemon's debounce and max wait under a driver (the poll driver's rows are judged by the daemon's). */
+const timingOf = (driver: Driver): { debounceMs: number; maxWaitMs: number } =>
+  driver === 'daemon, no debounce'
+    ? { debounceMs: 0, maxWaitMs: 0 }
+    : { debounceMs: DEBOUNCE_MS, maxWaitMs: MAX_WAIT_MS };
+const debounceOf = (driver: Driver): number => timingOf(driver).debounceMs;
 
 async function startDriver(
   driver: Driver,
@@ -102,8 +107,7 @@ async function startDriver(
         'http.port': 0,
         'http.host': '127.0.0.1',
         logLevel: 'warn',
-        debounceMs: debounceOf(driver),
-        maxWaitMs: driver === 'daemon' ? MAX_WAIT_MS : 0,
+        ...timingOf(driver),
       },
     });
     const daemon = new Daemon(config, createLogger('warn'));
