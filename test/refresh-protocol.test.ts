@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
+import { sql } from '../src/db/sql.js';
 import { useTestDatabase } from './support/db.js';
 import { notificationsDuring } from './support/notify.js';
 import { viewMatches } from './support/shop.js';
@@ -26,10 +27,7 @@ async function refreshView(
   id: number,
   { client = db.sql, force = false, waitMs = 2000, lockMs = 5000 } = {},
 ): Promise<Result> {
-  const { rows } = await client.query<Result>(
-    'CALL mvrefresh.refresh_view($1, $2, $3, $4, 1000, 300000, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)',
-    [id, force, waitMs, lockMs],
-  );
+  const { rows } = await client.query<Result>(sql.refreshView, [id, force, waitMs, lockMs, 1000, 300000]);
   return rows[0]!;
 }
 

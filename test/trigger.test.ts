@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { sql } from '../src/db/sql.js';
 import { useTestDatabase } from './support/db.js';
 import { notificationsDuring } from './support/notify.js';
 
@@ -31,10 +32,7 @@ async function dirty(id: number): Promise<boolean> {
 
 /** A full refresh cycle: the view ends clean. */
 async function refresh(id: number) {
-  await db.sql.query(
-    'CALL mvrefresh.refresh_view($1, false, 2000, 5000, 1000, 300000, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)',
-    [id],
-  );
+  await db.sql.query(sql.refreshView, [id, false, 2000, 5000, 1000, 300000]);
   expect(await dirty(id)).toBe(false);
 }
 

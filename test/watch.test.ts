@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { WatchReport } from '../src/commands/admin.js';
+import { sql } from '../src/db/sql.js';
 import { useTestDatabase } from './support/db.js';
 
 const db = useTestDatabase('watch');
@@ -49,10 +50,7 @@ async function refresh(view: string) {
   const { rows } = await db.sql.query<{ id: number }>('SELECT id FROM mvrefresh.status WHERE view = $1', [
     view,
   ]);
-  await db.sql.query(
-    'CALL mvrefresh.refresh_view($1, false, 1000, 5000, 1000, 300000, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)',
-    [rows[0]!.id],
-  );
+  await db.sql.query(sql.refreshView, [rows[0]!.id, false, 1000, 5000, 1000, 300000]);
 }
 
 beforeAll(async () => {
