@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useTestDatabase } from './support/db.js';
 import { startDaemon, type TestDaemon } from './support/daemon.js';
@@ -26,7 +27,27 @@ async function get(path: string, init?: RequestInit) {
   return { status: res.status, type: res.headers.get('content-type') ?? '', body: await res.text() };
 }
 
+/** Sends a raw request target that fetch() would refuse to send, and returns the status line. */
+async function rawGet(target: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(d.running.port, '127.0.0.1', () =>
+      socket.write(`GET ${target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`),
+    );
+    let data = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => (data += chunk));
+    socket.on('end', () => resolve(data.split('\r\n')[0] ?? ''));
+    socket.on('error', reject);
+  });
+}
+
 describe('the HTTP port', () => {
+  it('answers request targets that URL parsing rejects with 400 and keeps serving', async () => {
+    for (const target of ['//[', 'http://[', '//%zz', 'http://x:99999/'])
+      expect(await rawGet(target), target).toMatch(/^HTTP\/1\.1 (400|404)/);
+    expect((await get('/healthz')).status).toBe(200);
+  });
+
   it('answers /healthz with 200 while the process is alive', async () => {
     const r = await get('/healthz');
     expect(r.status).toBe(200);

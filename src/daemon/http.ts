@@ -49,7 +49,12 @@ export class HttpServer {
     if (this.server) return (this.server.address() as AddressInfo).port;
     this.loopTimer = setInterval(() => (this.lastTick = Date.now()), LOOP_TICK_MS);
     this.loopTimer.unref();
-    const server = createServer((req, res) => void this.handle(req, res));
+    const server = createServer((req, res) => {
+      this.handle(req, res).catch((err: unknown) => {
+        this.opts.logger.warn({ event: 'http_error', err: describeError(err) }, 'HTTP request failed');
+        res.destroy();
+      });
+    });
     server.keepAliveTimeout = 5000;
     this.server = server;
     await new Promise<void>((resolve, reject) => {
@@ -97,9 +102,11 @@ export class HttpServer {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    const path = url.pathname.replace(/\/+$/, '') || '/';
+    let path = '?';
     try {
+      const parsed = requestPath(req.url);
+      if (parsed === undefined) return json(res, 400, { error: 'bad request target' });
+      path = parsed;
       if (req.method === 'GET' || req.method === 'HEAD') {
         switch (path) {
           case '/healthz':
@@ -185,6 +192,20 @@ export class HttpServer {
     this.opts.scheduler.trigger(viewId, 'manual');
     json(res, 202, { status: 'queued', id: viewId });
   }
+}
+
+/**
+ * The path of a request target, or undefined when it is not one: `new URL()` throws on targets such as
+ * `//[` or `http://x:99999/`, and nothing a client sends may throw outside the handler's error boundary.
+ */
+export function requestPath(target: string | undefined): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(target ?? '/', 'http://localhost');
+  } catch {
+    return undefined;
+  }
+  return url.pathname.replace(/\/+$/, '') || '/';
 }
 
 function sameSecret(a: string, b: string): boolean {
