@@ -142,10 +142,16 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
         expectArgs(0);
         url = databaseUrl(values, io.env);
         const result = await withClient(url, runMigrate);
+        const changes = [
+          ...(result.applied.length > 0
+            ? [`applied ${result.applied.map((m) => `${m.version}_${m.name}`).join(', ')}`]
+            : []),
+          ...(result.routines.length > 0 ? [`routines ${result.routines.join(', ')}`] : []),
+        ];
         io.out(
-          result.applied.length === 0
+          changes.length === 0
             ? `mvrefresh schema is up to date (version ${result.version})`
-            : `applied ${result.applied.map((m) => `${m.version}_${m.name}`).join(', ')}; schema at version ${result.version}`,
+            : `${changes.join('; ')}; schema at version ${result.version}`,
         );
         return ExitCode.ok;
       }

@@ -3,6 +3,7 @@ export const SqlState = {
   undefinedTable: '42P01',
   undefinedObject: '42704',
   undefinedFunction: '42883',
+  undefinedColumn: '42703',
   invalidSchemaName: '3F000',
   wrongObjectType: '42809',
   insufficientPrivilege: '42501',

@@ -1,19 +1,39 @@
+import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { migrationsDir } from '../paths.js';
+import { CHANNEL, SCHEMA_CHANGED, sqlConstants } from './protocol.js';
 import { sql } from './sql.js';
 
 /** How long a migration waits for a table lock before it fails rather than queueing behind DDL. */
 export const MIGRATION_LOCK_TIMEOUT = '10s';
 
+/**
+ * A numbered migration: what runs once (tables, indexes, data, signature changes). Its header says whether
+ * it breaks daemons of earlier versions that are still running (`-- compatibility: breaks older daemons`)
+ * or not (`-- compatibility: keeps older daemons working`); daemons stop by themselves on a breaking one.
+ */
 export interface Migration {
   version: number;
   name: string;
   sql: string;
+  breaking: boolean;
+}
+
+/** A function, procedure or view of the schema, from one file of routines/, applied whenever it changes. */
+export interface Routine {
+  name: string;
+  sql: string;
+  sha256: string;
 }
 
 const FILE_PATTERN = /^(\d{4})_([a-z0-9_]+)\.sql$/;
+const ROUTINE_PATTERN = /^([a-z0-9_]+)\.sql$/;
+const COMPATIBILITY = /^-- compatibility: (first version|keeps older daemons working|breaks older daemons)$/m;
+const PLACEHOLDER = /\{\{([A-Z_]+)\}\}/g;
+
+export const routinesDir = (dir: string) => join(dir, 'routines');
 
 export async function loadMigrations(dir: string = migrationsDir): Promise<Migration[]> {
   const files = (await readdir(dir)).filter((f) => f.endsWith('.sql')).sort();
@@ -24,9 +44,43 @@ export async function loadMigrations(dir: string = migrationsDir): Promise<Migra
     const version = Number(match[1]);
     if (migrations.some((m) => m.version === version))
       throw new Error(`two migrations have version ${version}`);
-    migrations.push({ version, name: match[2], sql: await readFile(join(dir, file), 'utf8') });
+    const text = await readFile(join(dir, file), 'utf8');
+    const compatibility = COMPATIBILITY.exec(text)?.[1];
+    if (!compatibility)
+      throw new Error(
+        `migration ${file} does not say whether it breaks running daemons ` +
+          "(a line '-- compatibility: keeps older daemons working' or '-- compatibility: breaks older daemons')",
+      );
+    migrations.push({
+      version,
+      name: match[2],
+      sql: text,
+      breaking: compatibility === 'breaks older daemons',
+    });
   }
   return migrations;
+}
+
+/** Fills in the {{NAME}} placeholders of a routine from src/db/protocol.ts; an unknown name is an error. */
+export function expandRoutine(file: string, text: string): string {
+  return text.replace(PLACEHOLDER, (_, name: string) => {
+    const value = sqlConstants[name];
+    if (value === undefined) throw new Error(`routine ${file} names an unknown constant {{${name}}}`);
+    return value;
+  });
+}
+
+/** The routine files, in name order (a routine whose SQL body calls another must sort after it). */
+export async function loadRoutines(dir: string = migrationsDir): Promise<Routine[]> {
+  const files = (await readdir(routinesDir(dir))).filter((f) => f.endsWith('.sql')).sort();
+  const routines: Routine[] = [];
+  for (const file of files) {
+    const match = ROUTINE_PATTERN.exec(file);
+    if (!match?.[1]) throw new Error(`routine file ${file} is not named name.sql (lower case)`);
+    const text = expandRoutine(file, await readFile(join(routinesDir(dir), file), 'utf8'));
+    routines.push({ name: match[1], sql: text, sha256: createHash('sha256').update(text).digest('hex') });
+  }
+  return routines;
 }
 
 /** The newest schema version this build knows. */
@@ -37,40 +91,56 @@ export async function latestVersion(): Promise<number> {
 
 export interface MigrateResult {
   applied: Migration[];
+  routines: string[];
   version: number;
 }
 
 /**
- * Applies pending migrations, each in its own transaction under one advisory lock, so that replicas
- * starting together neither fail nor apply a version twice: the second waits, then finds it applied.
+ * Applies pending migrations, then every routine whose file changed, in one transaction under one advisory
+ * lock: replicas starting together neither fail nor apply a version twice (the second waits, then finds
+ * it applied), and no running daemon sees a schema in which a migration dropped a routine that its file
+ * has not re-created yet. When anything changed, running daemons are notified (at commit) to check that
+ * they still understand the schema.
  */
-export async function migrate(db: pg.ClientBase): Promise<MigrateResult> {
-  const migrations = await loadMigrations();
+export async function migrate(db: pg.ClientBase, dir: string = migrationsDir): Promise<MigrateResult> {
+  const [migrations, routines] = await Promise.all([loadMigrations(dir), loadRoutines(dir)]);
   const applied: Migration[] = [];
-  for (const migration of migrations) {
-    await db.query('BEGIN');
-    try {
-      await db.query(sql.setLocalLockTimeout, [MIGRATION_LOCK_TIMEOUT]);
-      await db.query(sql.migrationLock);
-      await db.query(sql.createSchema);
-      await db.query(sql.createMigrationsTable);
-      const done = new Set(
-        (await db.query<{ version: number }>(sql.appliedMigrations)).rows.map((r) => r.version),
-      );
-      if (done.has(migration.version)) {
-        await db.query('COMMIT');
-        continue;
-      }
+  const changed: string[] = [];
+  await db.query('BEGIN');
+  try {
+    await db.query(sql.setLocalLockTimeout, [MIGRATION_LOCK_TIMEOUT]);
+    await db.query(sql.migrationLock);
+    await db.query(sql.createSchema);
+    await db.query(sql.createMigrationsTable);
+    await db.query(sql.addMigrationsBreaking);
+    const done = new Set(
+      (await db.query<{ version: number }>(sql.appliedMigrations)).rows.map((r) => r.version),
+    );
+    for (const migration of migrations) {
+      if (done.has(migration.version)) continue;
       await db.query(migration.sql);
-      await db.query(sql.recordMigration, [migration.version, migration.name]);
-      await db.query('COMMIT');
+      await db.query(sql.recordMigration, [migration.version, migration.name, migration.breaking]);
       applied.push(migration);
-    } catch (err) {
-      await db.query('ROLLBACK').catch(() => undefined);
-      throw err;
     }
+    const have = new Map(
+      (await db.query<{ name: string; sha256: string }>(sql.appliedRoutines)).rows.map((r) => [
+        r.name,
+        r.sha256,
+      ]),
+    );
+    for (const routine of routines) {
+      if (have.get(routine.name) === routine.sha256) continue;
+      await db.query(routine.sql);
+      await db.query(sql.recordRoutine, [routine.name, routine.sha256]);
+      changed.push(routine.name);
+    }
+    if (applied.length > 0 || changed.length > 0) await db.query(sql.notify, [CHANNEL, SCHEMA_CHANGED]);
+    await db.query('COMMIT');
+  } catch (err) {
+    await db.query('ROLLBACK').catch(() => undefined);
+    throw err;
   }
-  return { applied, version: migrations.at(-1)?.version ?? 0 };
+  return { applied, routines: changed, version: migrations.at(-1)?.version ?? 0 };
 }
 
 /** The schema version installed in the database, or null when mvrefresh was never migrated there. */

@@ -1,18 +1,32 @@
+import { LOCK_NAMESPACE, MIGRATION_LOCK_KEY } from './protocol.js';
+
 /**
  * Every SQL statement the TypeScript side sends, in one place. Identifiers never come from input: view
  * names are bound as values and resolved by the functions of migrations/.
  */
 export const sql = {
   // migrations
-  migrationLock: 'SELECT pg_advisory_xact_lock(1836479078, 0)',
+  migrationLock: `SELECT pg_advisory_xact_lock(${LOCK_NAMESPACE}, ${MIGRATION_LOCK_KEY})`,
   setLocalLockTimeout: "SELECT set_config('lock_timeout', $1, true)",
   createSchema: 'CREATE SCHEMA IF NOT EXISTS mvrefresh',
   createMigrationsTable: `CREATE TABLE IF NOT EXISTS mvrefresh.migrations (
       version integer PRIMARY KEY,
       name text NOT NULL,
-      applied_at timestamptz NOT NULL DEFAULT now())`,
+      applied_at timestamptz NOT NULL DEFAULT now(),
+      breaking boolean NOT NULL DEFAULT false)`,
+  // version 4 added the column; a database migrated by an earlier build has the table without it
+  addMigrationsBreaking:
+    'ALTER TABLE mvrefresh.migrations ADD COLUMN IF NOT EXISTS breaking boolean NOT NULL DEFAULT false',
   appliedMigrations: 'SELECT version FROM mvrefresh.migrations ORDER BY version',
-  recordMigration: 'INSERT INTO mvrefresh.migrations (version, name) VALUES ($1, $2)',
+  recordMigration: 'INSERT INTO mvrefresh.migrations (version, name, breaking) VALUES ($1, $2, $3)',
+  appliedRoutines: 'SELECT name, sha256 FROM mvrefresh.routines',
+  recordRoutine: `INSERT INTO mvrefresh.routines (name, sha256) VALUES ($1, $2)
+                  ON CONFLICT (name) DO UPDATE SET sha256 = EXCLUDED.sha256, applied_at = now()`,
+  notify: 'SELECT pg_notify($1, $2)',
+  /** The newest version, and the newest that breaks daemons of earlier versions (0: none). */
+  schemaCompatibility: `SELECT max(version) AS version,
+                               COALESCE(max(version) FILTER (WHERE breaking), 0) AS breaking_version
+                          FROM mvrefresh.migrations`,
   schemaInstalled: "SELECT to_regclass('mvrefresh.migrations') IS NOT NULL AS installed",
   schemaVersion: 'SELECT max(version) AS version FROM mvrefresh.migrations',
   inRecovery: 'SELECT pg_is_in_recovery() AS in_recovery',

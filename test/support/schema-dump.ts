@@ -2,9 +2,11 @@ import type pg from 'pg';
 
 /**
  * A deterministic text dump of the mvrefresh schema, from the catalogs, identical on every supported
- * server version: tables with columns and constraints, indexes, views' columns, routines by signature
- * (bodies are deparsed differently across versions, so they are left to the migrations), the routines
- * revoked from PUBLIC, and triggers on the schema's tables (none).
+ * server version: tables with columns and constraints, indexes, views' columns, routines by signature,
+ * the hash of every routine file as applied (so a changed body shows in review), the hash of each PL/pgSQL
+ * and SQL body as the server stores it (SQL-standard bodies and views are deparsed differently across
+ * versions: the file hashes cover them), the routines revoked from PUBLIC, and triggers on the schema's
+ * tables (none).
  */
 export async function dumpSchema(client: pg.ClientBase): Promise<string> {
   const sections: [string, string][] = [
@@ -43,6 +45,15 @@ export async function dumpSchema(client: pg.ClientBase): Promise<string> {
               || ' language ' || l.lanname || CASE WHEN p.prosecdef THEN ' security definer' ELSE '' END AS line
          FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
         WHERE p.pronamespace = 'mvrefresh'::regnamespace ORDER BY 1`,
+    ],
+    [
+      'routine files applied (name, sha256)',
+      `SELECT name || ' ' || sha256 AS line FROM mvrefresh.routines ORDER BY name`,
+    ],
+    [
+      'routine bodies (md5 of the stored source)',
+      `SELECT p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ') ' || md5(p.prosrc) AS line
+         FROM pg_proc p WHERE p.pronamespace = 'mvrefresh'::regnamespace AND p.prosrc <> '' ORDER BY 1`,
     ],
     [
       'routines not executable by public',

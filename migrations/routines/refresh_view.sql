@@ -1,0 +1,223 @@
+-- One refresh cycle of one view: the protocol that keeps every committed write reflected. Called by the
+-- daemon and by refresh_dirty().
+--
+-- A view is dirty while it has rows in mvrefresh.marks (or an unfinished cycle, below). Writers only ever
+-- INSERT marks, never UPDATE a shared row: no writer waits for another writer, for a long transaction that
+-- marked the view first, or for the daemon.
+--
+--   writer (statement trigger)                 daemon / refresh_dirty()  (procedure refresh_view)
+--   ----------------------------------------   -----------------------------------------------------
+--   READ COMMITTED, a mark exists -> nothing   tx1: try advisory lock; nothing due: 'clean';
+--   no xid yet (nothing written)  -> nothing        started_gen + 1; DELETE the view's marks; COMMIT
+--   otherwise: INSERT a mark, pg_notify(id)         (new writers now find no mark and add one)
+--                                              wait: every xid of this database running after tx1's
+--                                                    commit finishes, or the wait times out (xids kept)
+--                                              tx2: try advisory lock; REFRESH [CONCURRENTLY];
+--                                                   done_gen := started_gen (unless xids still run);
+--                                                   dependants get a mark; COMMIT
+--
+-- What must hold:
+--  * A READ COMMITTED writer that skipped found a mark with a snapshot taken after it had written, so it
+--    had an xid; if that snapshot predates tx1's commit, the xid is in the wait list, and tx2's snapshot
+--    (taken after the wait) contains its writes. Otherwise it found no mark and added one.
+--  * A writer whose mark is not committed yet is invisible to tx1's DELETE: its mark survives the cycle.
+--  * started_gen > done_gen means a cycle did not finish (crash, lost lock, long writer): the sweep treats
+--    it as dirty.
+--  * Writers at REPEATABLE READ or SERIALIZABLE read with their transaction snapshot, which can predate a
+--    clear although they had no xid then: they never skip, and add a mark once per transaction and view.
+--
+-- Asynchronous commits of tx1 (the clear) and tx2 (the refresh) keep every guarantee, because WAL is
+-- flushed in order and a crash loses only a tail of it:
+--  * tx1 lost: its marks come back and started_gen is unchanged, so the view is still dirty. A writer that
+--    found no mark because tx1 had cleared it commits after tx1: if that writer's commit survived, so did
+--    tx1, and so did the writer's own mark.
+--  * tx2 lost: the view's contents, done_gen and the dependants' marks are lost together; started_gen >
+--    done_gen makes the sweep run the cycle again.
+-- A synchronous commit waits for a flush of its own (on a busy server, behind the writers' group commits)
+-- and bought nothing: the refreshed contents are derived data that the next cycle recomputes.
+--
+-- Outcomes: refreshed, populated (first, plain refresh of a view never populated), refreshed_blocking
+-- (plain refresh allowed by the view's settings), clean (nothing to do), busy (another session holds the
+-- view's lock), waiting (nothing new: only writers an earlier cycle gave up on are pending, and they still
+-- run), unwatched, failed. retry_in_ms, when set, says when to call again. wait_ms is the wait for writers,
+-- cycle_ms the whole cycle's time in the server.
+CREATE OR REPLACE PROCEDURE mvrefresh.refresh_view(
+    p_view_id integer,
+    p_force boolean,
+    p_wait_timeout_ms integer,
+    p_lock_timeout_ms integer,
+    p_backoff_base_ms integer,
+    p_backoff_cap_ms integer,
+    OUT outcome text,
+    OUT duration_ms double precision,
+    OUT err_sqlstate text,
+    OUT err_message text,
+    OUT retry_in_ms integer,
+    OUT dependants integer[],
+    OUT wait_ms double precision,
+    OUT cycle_ms double precision)
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    s mvrefresh.view_state;
+    gen bigint;
+    xids xid8[];
+    old_xids xid8[];
+    has_marks boolean;
+    deadline timestamptz;
+    nap double precision := 0.001;
+    t0 timestamptz;
+    rel record;
+    concurrent_ok boolean;
+    target text;
+    notify_id integer;
+    cycle_t0 timestamptz := clock_timestamp();
+    wait_t0 timestamptz;
+BEGIN
+    -- tx1: claim the cycle
+    SELECT * INTO s FROM mvrefresh.view_state WHERE id = p_view_id;
+    IF NOT FOUND THEN
+        outcome := 'unwatched';
+        RETURN;
+    END IF;
+    IF NOT pg_try_advisory_xact_lock(mvrefresh.lock_namespace(), p_view_id) THEN
+        outcome := 'busy';
+        RETURN;
+    END IF;
+    has_marks := EXISTS (SELECT FROM mvrefresh.marks WHERE view_id = p_view_id);
+    IF NOT (p_force OR has_marks OR s.started_gen > s.done_gen) THEN
+        outcome := 'clean';
+        RETURN;
+    END IF;
+    -- the only thing due is the long-running writers of the last cycle, which refreshed (wait_gen: no cycle
+    -- started since, so nothing else is unreflected), and every one of them is still running: refreshing
+    -- again before one of them ends would show nothing new
+    SELECT array_agg(x) INTO old_xids FROM unnest(s.wait_xids) x WHERE pg_xact_status(x) = 'in progress';
+    IF old_xids IS NOT NULL AND cardinality(old_xids) = cardinality(s.wait_xids) AND s.wait_gen = s.started_gen
+       AND NOT (p_force OR has_marks) THEN
+        outcome := 'waiting';
+        retry_in_ms := {{RETRY_MS}};
+        RETURN;
+    END IF;
+    PERFORM set_config('lock_timeout', p_lock_timeout_ms || 'ms', true);
+    PERFORM set_config('synchronous_commit', 'off', true);
+    UPDATE mvrefresh.view_state
+       SET cycle_since = LEAST(cycle_since, (SELECT min(marked_at) FROM mvrefresh.marks WHERE view_id = p_view_id)),
+           started_gen = started_gen + 1,
+           cycle_started_at = now()
+     WHERE id = p_view_id
+    RETURNING started_gen INTO gen;
+    DELETE FROM mvrefresh.marks WHERE view_id = p_view_id;
+    COMMIT;
+
+    -- wait: writers that may have looked for a mark before tx1 committed. Such a writer holds a write
+    -- lock on a relation the view reads until it ends (its trigger fired there), so only transactions
+    -- holding one are waited for, with prepared transactions and any xid no backend of this server
+    -- accounts for. Writers an earlier cycle already gave up on are not waited for again: they are
+    -- carried over, and the view stays due until they end.
+    SELECT array_agg(x) INTO xids
+      FROM pg_snapshot_xip(pg_current_snapshot()) x
+     WHERE x <> ALL (COALESCE(old_xids, '{}'))
+       AND (EXISTS (SELECT FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid
+                     WHERE a.backend_xid = x::xid AND l.locktype = 'relation'
+                       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                       AND l.relation = ANY (s.source_relids)
+                       AND l.mode IN ('RowExclusiveLock', 'ShareRowExclusiveLock', 'ExclusiveLock',
+                                      'AccessExclusiveLock'))
+            OR x::xid IN (SELECT p.transaction FROM pg_prepared_xacts p)
+            OR NOT EXISTS (SELECT FROM pg_stat_activity a WHERE a.backend_xid = x::xid));
+    wait_t0 := clock_timestamp();
+    deadline := wait_t0 + p_wait_timeout_ms * interval '1 millisecond';
+    WHILE xids IS NOT NULL LOOP
+        SELECT array_agg(x) INTO xids FROM unnest(xids) x WHERE pg_xact_status(x) = 'in progress';
+        EXIT WHEN xids IS NULL OR clock_timestamp() >= deadline;
+        PERFORM pg_sleep(nap);
+        nap := LEAST(nap * 2, 0.05);
+    END LOOP;
+    SELECT array_agg(x) INTO xids
+      FROM unnest(COALESCE(xids, '{}') || COALESCE(old_xids, '{}')) x WHERE pg_xact_status(x) = 'in progress';
+    wait_ms := extract(epoch FROM clock_timestamp() - wait_t0) * 1000;
+    COMMIT;
+
+    -- tx2: refresh, in a snapshot taken after the wait
+    PERFORM set_config('lock_timeout', p_lock_timeout_ms || 'ms', true);
+    PERFORM set_config('synchronous_commit', 'off', true);
+    IF NOT pg_try_advisory_xact_lock(mvrefresh.lock_namespace(), p_view_id) THEN
+        -- the unfinished cycle (started_gen > done_gen) keeps the view due for the lock holder or a sweep
+        outcome := 'busy';
+        RETURN;
+    END IF;
+    t0 := clock_timestamp();
+    SELECT c.oid, c.relkind, c.relispopulated INTO rel
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = s.view_schema AND c.relname = s.view_name;
+    IF NOT FOUND OR rel.relkind <> 'm' THEN
+        err_sqlstate := CASE WHEN rel IS NULL THEN '42P01' ELSE '42809' END;
+        err_message := format('%I.%I is %s', s.view_schema, s.view_name,
+                              CASE WHEN rel IS NULL THEN 'gone: the materialized view was dropped or renamed'
+                                   ELSE 'no longer a materialized view' END);
+    ELSE
+        target := format('%I.%I', s.view_schema, s.view_name);
+        concurrent_ok := EXISTS (SELECT FROM pg_index i
+                                  WHERE i.indrelid = rel.oid AND i.indisunique AND i.indisvalid
+                                    AND i.indpred IS NULL AND i.indexprs IS NULL);
+        BEGIN
+            IF NOT rel.relispopulated THEN
+                EXECUTE 'REFRESH MATERIALIZED VIEW ' || target;
+                outcome := 'populated';
+            ELSIF NOT concurrent_ok AND s.allow_blocking_refresh THEN
+                EXECUTE 'REFRESH MATERIALIZED VIEW ' || target;
+                outcome := 'refreshed_blocking';
+            ELSE
+                EXECUTE 'REFRESH MATERIALIZED VIEW CONCURRENTLY ' || target;
+                outcome := 'refreshed';
+            END IF;
+        EXCEPTION WHEN OTHERS OR query_canceled THEN
+            GET STACKED DIAGNOSTICS err_sqlstate = RETURNED_SQLSTATE, err_message = MESSAGE_TEXT;
+        END;
+    END IF;
+    duration_ms := extract(epoch FROM clock_timestamp() - t0) * 1000;
+
+    IF err_sqlstate IS NOT NULL THEN
+        outcome := 'failed';
+        retry_in_ms := mvrefresh.record_failure(p_view_id, err_sqlstate, err_message, duration_ms,
+                                                p_backoff_base_ms, p_backoff_cap_ms);
+        cycle_ms := extract(epoch FROM clock_timestamp() - cycle_t0) * 1000;
+        COMMIT;
+        RETURN;
+    END IF;
+
+    UPDATE mvrefresh.view_state
+       SET done_gen = CASE WHEN xids IS NULL THEN GREATEST(done_gen, gen) ELSE done_gen END,
+           wait_xids = xids,
+           wait_gen = gen,
+           cycle_since = CASE WHEN xids IS NULL THEN NULL ELSE cycle_since END,
+           cycle_started_at = NULL,
+           last_refreshed_at = clock_timestamp(),
+           last_duration_ms = duration_ms,
+           last_outcome = outcome,
+           last_error = NULL,
+           last_sqlstate = NULL,
+           consecutive_failures = 0,
+           next_attempt_at = NULL
+     WHERE id = p_view_id;
+    IF xids IS NOT NULL THEN
+        retry_in_ms := {{RETRY_MS}};
+    END IF;
+
+    -- dependants read what this transaction wrote: they are marked in it, like any writer's view
+    SELECT array_agg(d.view_id ORDER BY d.view_id) INTO dependants
+      FROM mvrefresh.view_deps d WHERE d.depends_on = p_view_id;
+    FOR notify_id IN
+        INSERT INTO mvrefresh.marks (view_id)
+        SELECT d.view_id FROM mvrefresh.view_deps d
+         WHERE d.depends_on = p_view_id
+           AND NOT EXISTS (SELECT FROM mvrefresh.marks m WHERE m.view_id = d.view_id)
+        RETURNING view_id
+    LOOP
+        PERFORM pg_notify({{CHANNEL}}, notify_id::text);
+    END LOOP;
+    cycle_ms := extract(epoch FROM clock_timestamp() - cycle_t0) * 1000;
+    COMMIT;
+END
+$$;

@@ -1,0 +1,28 @@
+-- Resolves a user-supplied name (quoted, qualified or not) to a materialized view, or raises an error
+-- that names the object.
+CREATE OR REPLACE FUNCTION mvrefresh.resolve_view(p_name text) RETURNS regclass
+    LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    rel regclass;
+    kind "char";
+BEGIN
+    IF p_name IS NULL OR btrim(p_name) = '' THEN
+        RAISE EXCEPTION 'a materialized view name is required' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    rel := to_regclass(p_name);
+    IF rel IS NULL THEN
+        RAISE EXCEPTION 'materialized view "%" does not exist', p_name
+            USING ERRCODE = 'undefined_table',
+                  HINT = 'Names are resolved with the search_path; quote mixed-case names: ''"MyView"''.';
+    END IF;
+    SELECT relkind INTO kind FROM pg_class WHERE oid = rel;
+    IF kind <> 'm' THEN
+        RAISE EXCEPTION '% is not a materialized view (it is a %)', rel,
+            CASE kind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view' WHEN 'p' THEN 'partitioned table'
+                      WHEN 'f' THEN 'foreign table' ELSE 'relation of kind ' || kind::text END
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    RETURN rel;
+END
+$$;

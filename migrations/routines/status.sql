@@ -1,0 +1,32 @@
+-- What `mvrefresh status` and the daemon's /views show.
+CREATE OR REPLACE VIEW mvrefresh.status AS
+SELECT s.id,
+       format('%I.%I', s.view_schema, s.view_name) AS view,
+       s.view_schema,
+       s.view_name,
+       (m.oldest IS NOT NULL OR s.started_gen > s.done_gen) AS dirty,
+       s.started_gen > s.done_gen AS cycle_unfinished,
+       LEAST(m.oldest, s.cycle_since) AS dirty_since,
+       CASE WHEN m.oldest IS NOT NULL OR s.started_gen > s.done_gen
+            THEN extract(epoch FROM now() - COALESCE(LEAST(m.oldest, s.cycle_since), now()))
+            ELSE 0 END::double precision AS staleness_seconds,
+       s.last_refreshed_at,
+       s.last_duration_ms,
+       s.last_outcome,
+       s.last_error,
+       s.last_sqlstate,
+       s.last_error_at,
+       s.consecutive_failures,
+       s.next_attempt_at,
+       s.debounce_ms,
+       s.max_wait_ms,
+       s.refresh_interval_ms,
+       s.allow_blocking_refresh,
+       s.depth,
+       s.sources,
+       s.warnings,
+       ARRAY(SELECT format('%I.%I', u.view_schema, u.view_name)
+               FROM mvrefresh.view_deps d JOIN mvrefresh.view_state u ON u.id = d.depends_on
+              WHERE d.view_id = s.id ORDER BY 1) AS depends_on
+  FROM mvrefresh.view_state s
+  LEFT JOIN LATERAL (SELECT min(marked_at) AS oldest FROM mvrefresh.marks WHERE view_id = s.id) m ON true;

@@ -1,0 +1,34 @@
+-- Stops watching a view: its triggers and its registration go; tables read by other watched views keep
+-- their own triggers. Refuses while another watched view reads it.
+CREATE OR REPLACE FUNCTION mvrefresh.unwatch(p_name text) RETURNS jsonb
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    vid integer;
+    t record;
+    tables text[] := '{}';
+    readers text;
+    label text;
+BEGIN
+    PERFORM pg_advisory_xact_lock(mvrefresh.lock_namespace(), -1);
+    vid := mvrefresh.find_watched(p_name);
+    IF vid IS NULL THEN
+        RAISE EXCEPTION 'materialized view "%" is not watched', p_name USING ERRCODE = 'undefined_object';
+    END IF;
+    SELECT string_agg(format('%I.%I', v.view_schema, v.view_name), ', ') INTO readers
+      FROM mvrefresh.view_deps d JOIN mvrefresh.view_state v ON v.id = d.view_id WHERE d.depends_on = vid;
+    SELECT format('%I.%I', view_schema, view_name) INTO label FROM mvrefresh.view_state WHERE id = vid;
+    IF readers IS NOT NULL THEN
+        RAISE EXCEPTION '% is read by watched view(s) %', label, readers
+            USING ERRCODE = 'dependent_objects_still_exist', HINT = 'Unwatch those first.';
+    END IF;
+    FOR t IN SELECT tgrelid FROM pg_trigger WHERE tgname = 'mvrefresh_' || vid
+                                             AND tgfoid = 'mvrefresh.mark_dirty()'::regprocedure LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', 'mvrefresh_' || vid, t.tgrelid::regclass);
+        tables := tables || t.tgrelid::regclass::text;
+    END LOOP;
+    DELETE FROM mvrefresh.marks WHERE view_id = vid;
+    DELETE FROM mvrefresh.view_state WHERE id = vid;
+    RETURN jsonb_build_object('id', vid, 'view', label, 'tables', to_jsonb(tables));
+END
+$$;

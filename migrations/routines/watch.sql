@@ -1,0 +1,128 @@
+-- Watches a materialized view: registers it, installs its triggers and records its dependencies.
+-- Idempotent; running it again after the view's definition changed brings the triggers in line.
+-- Returns a report: id, view, tables, dependencies, warnings, created.
+CREATE OR REPLACE FUNCTION mvrefresh.watch(
+    p_name text,
+    p_debounce_ms integer DEFAULT NULL,
+    p_max_wait_ms integer DEFAULT NULL,
+    p_refresh_interval_ms integer DEFAULT NULL,
+    p_allow_blocking_refresh boolean DEFAULT false,
+    p_with_dependencies boolean DEFAULT false)
+    RETURNS jsonb
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    rel regclass;
+    schema_name name;
+    rel_name name;
+    vid integer;
+    created boolean := false;
+    dep record;
+    dep_ids integer[] := '{}';
+    dep_names text[] := '{}';
+    dep_report jsonb;
+    warn text[] := '{}';
+    tables text[];
+    view_depth integer := 0;
+BEGIN
+    IF pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'the database is a standby (in recovery): watch needs the primary'
+            USING ERRCODE = 'read_only_sql_transaction';
+    END IF;
+    IF p_debounce_ms < 0 OR p_max_wait_ms < 0 OR p_refresh_interval_ms <= 0 THEN
+        RAISE EXCEPTION 'debounce and max wait must be >= 0 and the refresh interval > 0 (milliseconds)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM pg_advisory_xact_lock(mvrefresh.lock_namespace(), -1);
+    rel := mvrefresh.resolve_view(p_name);
+    SELECT n.nspname, c.relname INTO schema_name, rel_name
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel;
+
+    IF NOT mvrefresh.can_refresh(rel) THEN
+        RAISE EXCEPTION 'role % cannot refresh %: REFRESH needs the owner (%)%', current_user, rel,
+            (SELECT relowner::regrole FROM pg_class WHERE oid = rel),
+            CASE WHEN current_setting('server_version_num')::integer >= 170000
+                 THEN ' or the MAINTAIN privilege' ELSE '' END
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('Run watch (and the daemon) as a member of role %s.',
+                                (SELECT relowner::regrole FROM pg_class WHERE oid = rel));
+    END IF;
+
+    IF NOT p_allow_blocking_refresh AND NOT EXISTS (
+        SELECT FROM pg_index i WHERE i.indrelid = rel AND i.indisunique AND i.indisvalid
+                                 AND i.indpred IS NULL AND i.indexprs IS NULL) THEN
+        RAISE EXCEPTION '% has no unique index on plain columns, so it cannot be refreshed CONCURRENTLY', rel
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('Create one on the columns that identify a row, e.g. CREATE UNIQUE INDEX ON %s (%s); '
+                                'or pass --allow-blocking-refresh to accept refreshes that block readers.',
+                                rel, (SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum)
+                                        FROM pg_attribute WHERE attrelid = rel AND attnum > 0
+                                         AND NOT attisdropped));
+    END IF;
+
+    -- materialized views it reads must be watched first (REFRESH fires no triggers)
+    FOR dep IN SELECT s.relid FROM mvrefresh.view_sources(rel) s WHERE s.relkind = 'm' LOOP
+        SELECT v.id INTO vid FROM mvrefresh.view_state v JOIN pg_namespace n ON n.nspname = v.view_schema
+          JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = v.view_name WHERE c.oid = dep.relid;
+        IF vid IS NULL THEN
+            IF NOT p_with_dependencies THEN
+                RAISE EXCEPTION '% reads materialized view %, which is not watched', rel, dep.relid::regclass
+                    USING ERRCODE = 'object_not_in_prerequisite_state',
+                          HINT = 'Watch it first, or pass --with-dependencies to watch it as well.';
+            END IF;
+            dep_report := mvrefresh.watch(format('%I.%I', (SELECT nspname FROM pg_namespace n JOIN pg_class c
+                                                           ON c.relnamespace = n.oid WHERE c.oid = dep.relid),
+                                                 (SELECT relname FROM pg_class WHERE oid = dep.relid)),
+                                          p_debounce_ms, p_max_wait_ms, NULL, p_allow_blocking_refresh, true);
+            vid := (dep_report ->> 'id')::integer;
+        END IF;
+        dep_ids := dep_ids || vid;
+        dep_names := dep_names || dep.relid::regclass::text;
+        vid := NULL;
+    END LOOP;
+
+    FOR dep IN SELECT s.relid FROM mvrefresh.view_sources(rel) s WHERE s.relkind = 'f' LOOP
+        warn := warn || format('%s is a foreign table: writes made elsewhere fire no trigger here%s',
+                               dep.relid::regclass,
+                               CASE WHEN p_refresh_interval_ms IS NULL
+                                    THEN '; pass --refresh-interval-ms to refresh it periodically' ELSE '' END);
+    END LOOP;
+    IF EXISTS (SELECT FROM pg_rewrite r JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass
+                 AND d.objid = r.oid AND d.refclassid = 'pg_proc'::regclass WHERE r.ev_class = rel) THEN
+        warn := warn || format('%s calls user-defined functions: tables they read are not watched%s', rel,
+                               CASE WHEN p_refresh_interval_ms IS NULL
+                                    THEN '; pass --refresh-interval-ms if they read changing data' ELSE '' END);
+    END IF;
+
+    SELECT COALESCE(max(depth) + 1, 0) INTO view_depth FROM mvrefresh.view_state WHERE id = ANY (dep_ids);
+
+    INSERT INTO mvrefresh.view_state AS v (view_schema, view_name, debounce_ms, max_wait_ms,
+                                           refresh_interval_ms, allow_blocking_refresh, depth)
+    VALUES (schema_name, rel_name, p_debounce_ms, p_max_wait_ms, p_refresh_interval_ms,
+            p_allow_blocking_refresh, view_depth)
+    ON CONFLICT (view_schema, view_name) DO UPDATE
+        SET debounce_ms = EXCLUDED.debounce_ms,
+            max_wait_ms = EXCLUDED.max_wait_ms,
+            refresh_interval_ms = EXCLUDED.refresh_interval_ms,
+            allow_blocking_refresh = EXCLUDED.allow_blocking_refresh,
+            depth = EXCLUDED.depth
+    RETURNING id, (xmax = 0) INTO vid, created;
+    -- refreshed once now: the view may be stale, or its definition may have changed
+    INSERT INTO mvrefresh.marks (view_id) VALUES (vid);
+
+    DELETE FROM mvrefresh.view_deps WHERE view_id = vid AND depends_on <> ALL (dep_ids);
+    INSERT INTO mvrefresh.view_deps (view_id, depends_on)
+    SELECT vid, d FROM unnest(dep_ids) d ON CONFLICT DO NOTHING;
+
+    tables := mvrefresh.sync_triggers(vid, rel);
+    UPDATE mvrefresh.view_state
+       SET sources = tables,
+           warnings = warn,
+           source_relids = ARRAY(SELECT s.relid FROM mvrefresh.view_sources(rel) s ORDER BY s.relid)
+     WHERE id = vid;
+    -- a running daemon refreshes it once now and reloads its settings
+    PERFORM pg_notify({{CHANNEL}}, vid::text);
+    RETURN jsonb_build_object('id', vid, 'view', rel::text, 'created', created, 'tables', to_jsonb(tables),
+                              'dependencies', to_jsonb(dep_names), 'warnings', to_jsonb(warn));
+END
+$$;
