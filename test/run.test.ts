@@ -1,47 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { packageRoot } from '../src/paths.js';
+import { runCli as run } from './support/cli.js';
 import { useTestDatabase } from './support/db.js';
 import { waitFor } from './support/wait.js';
 
 const db = useTestDatabase('run');
-const BIN = join(packageRoot, 'dist', 'src', 'bin.js');
-
-interface Proc {
-  child: ChildProcess;
-  out: string[];
-  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  text(): string;
-  events(): Record<string, unknown>[];
-}
-
-/** Spawns the built CLI, as an operator would. */
-function run(args: string[], env: Record<string, string>): Proc {
-  const child = spawn(process.execPath, [BIN, ...args], {
-    env: {
-      PATH: process.env['PATH'] ?? '',
-      MVREFRESH_HTTP_PORT: '0',
-      MVREFRESH_HTTP_HOST: '127.0.0.1',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const out: string[] = [];
-  child.stdout!.on('data', (b: Buffer) => out.push(b.toString()));
-  child.stderr!.on('data', (b: Buffer) => out.push(b.toString()));
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on('exit', (code, signal) => resolve({ code, signal })),
-  );
-  const text = () => out.join('');
-  const events = () =>
-    text()
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
-  return { child, out, exit, text, events };
-}
-
 /** The test database's URL, with a password in it even where the server does not ask for one. */
 function urlWithPassword(): { url: string; password: string } {
   const u = new URL(db.url);
