@@ -5,7 +5,8 @@ import { AppName, connectClient, createPool, sessionSettings } from '../db/conne
 import { SqlState, describeError, isPgError } from '../db/errors.js';
 import { sql } from '../db/sql.js';
 import { redactUrl, scrubSecret } from '../db/url.js';
-import { requirePrimary, requireSchema, SchemaMissingError, StandbyError } from '../commands/admin.js';
+import { requirePrimary, StandbyError } from '../db/primary.js';
+import { requireSchema, SchemaMissingError } from '../db/schema-version.js';
 import { backoffDelay, sleep } from './backoff.js';
 import { HttpServer } from './http.js';
 import { Listener } from './listener.js';

@@ -6,7 +6,7 @@ import type { Logger } from '../logger.js';
 import { sql } from '../db/sql.js';
 import { describeError } from '../db/errors.js';
 import { withTimeout } from './backoff.js';
-import type { StatusRow } from '../commands/admin.js';
+import type { StatusRow } from '../db/status.js';
 import type { Listener } from './listener.js';
 import type { Metrics } from './metrics.js';
 import type { Scheduler } from './scheduler.js';
