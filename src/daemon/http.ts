@@ -5,7 +5,7 @@ import type pg from 'pg';
 import type { Logger } from '../logger.js';
 import { sql } from '../db/sql.js';
 import { describeError } from '../db/errors.js';
-import { withTimeout } from './backoff.js';
+import { withTimeout } from './timers.js';
 import type { StatusRow } from '../db/status.js';
 import type { Listener } from './listener.js';
 import type { Metrics } from './metrics.js';

@@ -1,9 +1,11 @@
+import { EventEmitter } from 'node:events';
 import PQueue from 'p-queue';
 import type pg from 'pg';
 import type { Logger } from '../logger.js';
 import { sql } from '../db/sql.js';
 import { SqlState, describeError, isConnectionError, isPgError } from '../db/errors.js';
-import { backoffDelay, withTimeout } from './backoff.js';
+import { backoffDelay } from './backoff.js';
+import { withTimeout } from './timers.js';
 import type { Job, RunResult, Scheduler } from './scheduler.js';
 import type { Metrics } from './metrics.js';
 
@@ -68,20 +70,25 @@ export interface RefreshReport {
   error?: string;
 }
 
+export interface RefresherEvents {
+  /** Every finished cycle, after the scheduler was told (tests, the demo, benchmarks). */
+  report: [report: RefreshReport];
+}
+
 /**
  * Runs the refresh cycles the scheduler hands out, at most `concurrency` at once (p-queue), each as one
  * CALL of mvrefresh.refresh_view() on a pooled connection: the clear / wait / REFRESH protocol lives in
  * SQL, so the daemon and refresh_dirty() cannot disagree. Dependants of a refreshed view are triggered
  * here; the procedure has already marked them dirty in the refresh's transaction.
  */
-export class Refresher {
+export class Refresher extends EventEmitter<RefresherEvents> {
   private readonly queue: PQueue;
   private readonly running = new Map<number, { pid: number; view: string }>();
   private readonly connectionFailures = new Map<number, number>();
   private accepting = true;
-  private readonly listeners: ((report: RefreshReport) => void)[] = [];
 
   constructor(private readonly opts: RefresherOptions) {
+    super();
     this.queue = new PQueue({ concurrency: opts.concurrency });
     opts.scheduler.on('due', (job) => this.enqueue(job));
   }
@@ -92,11 +99,6 @@ export class Refresher {
 
   get active(): number {
     return this.queue.pending;
-  }
-
-  /** Observers of every finished cycle (tests, the demo). */
-  onReport(listener: (report: RefreshReport) => void): void {
-    this.listeners.push(listener);
   }
 
   private enqueue(job: Job): void {
@@ -143,7 +145,7 @@ export class Refresher {
     this.opts.metrics.refreshes.inc({ view: job.name, outcome: report.outcome, trigger: job.trigger });
     this.log(report);
     this.opts.scheduler.finished(job.viewId, result);
-    for (const l of this.listeners) l(report);
+    this.emit('report', report);
   }
 
   private async call(job: Job): Promise<CallRow> {

@@ -87,7 +87,7 @@ async function main(): Promise<number> {
       `daemon up; try: curl -s localhost:${running.port}/views   curl -s localhost:${running.port}/metrics`,
     );
     let refreshes = 0;
-    running.refresher.onReport((r) => {
+    running.refresher.on('report', (r) => {
       if (r.outcome === 'clean' || r.outcome === 'busy') return;
       refreshes += ['refreshed', 'populated', 'refreshed_blocking'].includes(r.outcome) ? 1 : 0;
       say(
