@@ -242,7 +242,7 @@ export class Daemon {
     }
     const id = Number(payload);
     metrics.notifications.inc({ kind: scheduler.knows(id) ? 'view' : 'unknown' });
-    scheduler.trigger(id, 'notify');
+    scheduler.schedule(id, 'notify');
   }
 
   /** Graceful stop: no new work, running refreshes get the grace period, then everything is released. */

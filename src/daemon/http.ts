@@ -189,7 +189,7 @@ export class HttpServer {
     if (!sameSecret(given, token)) return json(res, 401, { error: 'bad or missing bearer token' });
     if (!this.opts.scheduler.knows(viewId))
       return json(res, 404, { error: `no watched view with id ${viewId}` });
-    this.opts.scheduler.trigger(viewId, 'manual');
+    this.opts.scheduler.schedule(viewId, 'manual');
     json(res, 202, { status: 'queued', id: viewId });
   }
 }

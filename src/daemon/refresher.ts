@@ -56,7 +56,7 @@ export interface RefresherOptions {
 export interface RefreshReport {
   viewId: number;
   view: string;
-  trigger: Job['trigger'];
+  cause: Job['cause'];
   outcome: Outcome;
   /** The whole cycle as the daemon saw it: queue to result, round trip included. */
   durationMs: number;
@@ -78,7 +78,7 @@ export interface RefresherEvents {
 /**
  * Runs the refresh cycles the scheduler hands out, at most `concurrency` at once (p-queue), each as one
  * CALL of mvrefresh.refresh_view() on a pooled connection: the clear / wait / REFRESH protocol lives in
- * SQL, so the daemon and refresh_dirty() cannot disagree. Dependants of a refreshed view are triggered
+ * SQL, so the daemon and refresh_dirty() cannot disagree. Dependants of a refreshed view are scheduled
  * here; the procedure has already marked them dirty in the refresh's transaction.
  */
 export class Refresher extends EventEmitter<RefresherEvents> {
@@ -124,7 +124,7 @@ export class Refresher extends EventEmitter<RefresherEvents> {
       report = {
         viewId: job.viewId,
         view: job.name,
-        trigger: job.trigger,
+        cause: job.cause,
         outcome: row.outcome,
         durationMs: round(performance.now() - t0),
         ...(row.duration_ms !== null ? { refreshMs: round(row.duration_ms) } : {}),
@@ -137,12 +137,12 @@ export class Refresher extends EventEmitter<RefresherEvents> {
       if (SUCCESS.has(row.outcome)) {
         if (row.duration_ms !== null)
           this.opts.metrics.refreshDuration.observe({ view: job.name }, row.duration_ms / 1000);
-        for (const id of row.dependants ?? []) this.opts.scheduler.trigger(id, 'dependency');
+        for (const id of row.dependants ?? []) this.opts.scheduler.schedule(id, 'dependency');
       }
     } catch (err) {
       ({ report, result } = await this.failed(job, err, performance.now() - t0));
     }
-    this.opts.metrics.refreshes.inc({ view: job.name, outcome: report.outcome, trigger: job.trigger });
+    this.opts.metrics.refreshes.inc({ view: job.name, outcome: report.outcome, cause: job.cause });
     this.log(report);
     this.opts.scheduler.finished(job.viewId, result);
     this.emit('report', report);
@@ -217,7 +217,7 @@ export class Refresher extends EventEmitter<RefresherEvents> {
     err: unknown,
     elapsed: number,
   ): Promise<{ report: RefreshReport; result: RunResult }> {
-    const base = { viewId: job.viewId, view: job.name, trigger: job.trigger, durationMs: round(elapsed) };
+    const base = { viewId: job.viewId, view: job.name, cause: job.cause, durationMs: round(elapsed) };
     if (isPgError(err) && !isConnectionError(err)) {
       try {
         const { rows } = await this.opts.controlPool.query<{ retry_in_ms: number | null }>(

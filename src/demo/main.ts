@@ -91,7 +91,7 @@ async function main(): Promise<number> {
       if (r.outcome === 'clean' || r.outcome === 'busy') return;
       refreshes += ['refreshed', 'populated', 'refreshed_blocking'].includes(r.outcome) ? 1 : 0;
       say(
-        `refresh ${r.view}: ${r.outcome} (trigger ${r.trigger}, ${r.refreshMs ?? r.durationMs} ms)${r.error ? `: ${r.error}` : ''}`,
+        `refresh ${r.view}: ${r.outcome} (cause ${r.cause}, ${r.refreshMs ?? r.durationMs} ms)${r.error ? `: ${r.error}` : ''}`,
       );
     });
 
