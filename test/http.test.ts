@@ -122,8 +122,19 @@ describe('the HTTP port', () => {
     });
     expect(ok.status).toBe(202);
     await waitFor('the manual refresh', () =>
-      d.reports.slice(before).find((x) => x.trigger === 'manual' && x.outcome === 'refreshed'),
+      d.reports.slice(before).find((x) => x.cause === 'manual' && x.outcome === 'refreshed'),
     );
+  });
+
+  it('routes a manual refresh for any positive int4 id, like notifications, and no other id', async () => {
+    const auth = { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } };
+    const unwatched = await get('/views/2147483647/refresh', auth);
+    expect(unwatched.status).toBe(404);
+    expect(JSON.parse(unwatched.body)).toMatchObject({ error: 'no watched view with id 2147483647' });
+    for (const id of ['2147483648', '0', '01', '-1'])
+      expect(JSON.parse((await get(`/views/${id}/refresh`, auth)).body), id).toMatchObject({
+        error: 'not found',
+      });
   });
 
   it('answers /readyz with 503 and a reason while the LISTEN connection is down', async () => {
