@@ -1,6 +1,4 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type pg from 'pg';
 import { connectClient } from './db/connect.js';
 import { describeError } from './db/errors.js';
@@ -13,7 +11,7 @@ import {
   viewStatus,
   watchView,
 } from './commands/admin.js';
-import { packageRoot } from './paths.js';
+import { PACKAGE_VERSION } from './version.js';
 import { grantsSql } from './commands/grants.js';
 
 /** Exit codes: 0 done, 1 the operation failed, 2 the command line is wrong. */
@@ -84,10 +82,6 @@ function databaseUrl(values: Values, env: NodeJS.ProcessEnv): string {
   return url;
 }
 
-function version(): string {
-  return (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
-}
-
 async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = await connectClient(url);
   try {
@@ -120,7 +114,7 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
   const { values, positionals } = parsed;
   const [command, ...rest] = positionals;
   if (values.version) {
-    io.out(version());
+    io.out(PACKAGE_VERSION);
     return ExitCode.ok;
   }
   if (values.help || command === undefined || command === 'help') {

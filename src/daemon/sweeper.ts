@@ -3,6 +3,7 @@ import type { Logger } from '../logger.js';
 import { sql } from '../db/sql.js';
 import { describeError } from '../db/errors.js';
 import type { Metrics } from './metrics.js';
+import type { SchemaWatch } from './schema-watch.js';
 import type { Scheduler, ViewSettings } from './scheduler.js';
 
 /** Why a sweep runs: the first at start, after LISTEN is (re)established, the timer, an unknown view. */
@@ -16,6 +17,8 @@ const MIN_TICK_MS = 1000;
 
 export interface SweeperOptions {
   pool: pg.Pool;
+  /** Each sweep first checks that the schema is still one this build understands. */
+  schemaWatch: SchemaWatch;
   scheduler: Scheduler;
   logger: Logger;
   metrics: Metrics;
@@ -96,6 +99,7 @@ export class Sweeper {
       // The first connection follows the start sweep's load: no second load. A view watched in between is
       // dirty (watch marks it), so due_views() names it, the scheduler reports it unknown, and the
       // new_view sweep loads it.
+      if (!(await this.opts.schemaWatch.check('sweep'))) return;
       if (reason !== 'connect' || !this.loaded) await this.reload();
       const { rows } = await this.opts.pool.query<{ view_id: number; reason: string }>(sql.dueViews);
       for (const r of rows)
