@@ -77,7 +77,7 @@ describe('the mvrefresh CLI', () => {
       expect.stringMatching(/^unwatched public\.monthly_product_sales; triggers removed from: \S/),
     ]);
     const left = await db.sql.query(
-      "SELECT 1 FROM pg_trigger WHERE tgfoid = 'mvrefresh.mark_dirty()'::regprocedure UNION ALL SELECT 1 FROM mvrefresh.view_state",
+      "SELECT 1 FROM pg_trigger WHERE tgfoid = 'mvrefresh.mark_table()'::regprocedure UNION ALL SELECT 1 FROM mvrefresh.view_state",
     );
     expect(left.rows).toEqual([]);
     expect(JSON.parse((await cli(['status', '--json'])).stdout)).toEqual([]);

@@ -70,7 +70,13 @@ describe('a rolling upgrade from the previous release', () => {
 
     const old = runCli(
       ['run'],
-      { DATABASE_URL: upgradeUrl, MVREFRESH_LOG_LEVEL: 'debug', MVREFRESH_DEBOUNCE_MS: '50' },
+      // 0.1 daemons do not understand table notifications (schema 5): they find dirty views at their sweep
+      {
+        DATABASE_URL: upgradeUrl,
+        MVREFRESH_LOG_LEVEL: 'debug',
+        MVREFRESH_DEBOUNCE_MS: '50',
+        MVREFRESH_SWEEP_INTERVAL_MS: '1000',
+      },
       oldBin,
     );
     procs.push(old);

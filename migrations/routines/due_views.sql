@@ -1,4 +1,4 @@
--- Views that need a refresh cycle now: marked dirty, an unfinished cycle, or a periodic refresh due; not
+-- Views that need a refresh cycle now: marked dirty (or a table they read is), an unfinished cycle, or a periodic refresh due; not
 -- while backing off after a failure. Upstream first. A view may appear twice (dirty and interval).
 CREATE OR REPLACE FUNCTION mvrefresh.due_views()
     RETURNS TABLE (view_id integer, depth integer, reason text)
@@ -9,6 +9,9 @@ BEGIN ATOMIC
              WHERE v.started_gen > v.done_gen
             UNION ALL
             SELECT DISTINCT m.view_id, 'dirty' FROM mvrefresh.marks m
+            UNION ALL
+            SELECT DISTINCT v.id, 'dirty' FROM mvrefresh.table_marks t
+              JOIN mvrefresh.view_state v ON t.relid = ANY (v.source_relids)
             UNION ALL
             SELECT v.id, 'interval' FROM mvrefresh.view_state v
              WHERE v.refresh_interval_ms IS NOT NULL

@@ -29,4 +29,8 @@ SELECT s.id,
                FROM mvrefresh.view_deps d JOIN mvrefresh.view_state u ON u.id = d.depends_on
               WHERE d.view_id = s.id ORDER BY 1) AS depends_on
   FROM mvrefresh.view_state s
-  LEFT JOIN LATERAL (SELECT min(marked_at) AS oldest FROM mvrefresh.marks WHERE view_id = s.id) m ON true;
+  LEFT JOIN LATERAL (SELECT min(x.marked_at) AS oldest
+                       FROM (SELECT marked_at FROM mvrefresh.marks WHERE view_id = s.id
+                             UNION ALL
+                             SELECT marked_at FROM mvrefresh.table_marks WHERE relid = ANY (s.source_relids)) x
+                    ) m ON true;

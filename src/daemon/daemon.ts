@@ -18,6 +18,7 @@ import { Releasers } from './releasers.js';
 import { Scheduler } from './scheduler.js';
 import { Sweeper } from './sweeper.js';
 import { SchemaWatch } from './schema-watch.js';
+import { SourceMap } from './sources.js';
 import { latestVersion } from '../db/migrate.js';
 import { PACKAGE_VERSION } from '../version.js';
 
@@ -121,6 +122,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     this.releasers.add('refresh pool', () => refreshPool.end());
 
     const metrics = new Metrics();
+    const sources = new SourceMap();
     const schemaWatch = new SchemaWatch({ pool: controlPool, logger, knownVersion: await latestVersion() });
     const listener = new Listener({
       connectionString: config.databaseUrl,
@@ -158,12 +160,20 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       metrics,
       intervalMs: config.sweepIntervalMs,
       schemaWatch,
+      sources,
     });
     this.releasers.add('sweeper', () => sweeper.stop());
 
     listener.on('view', (viewId) => {
       metrics.notifications.inc({ kind: scheduler.knows(viewId) ? 'view' : 'unknown' });
       scheduler.schedule(viewId, 'notify');
+    });
+    listener.on('table', (relid) => {
+      const readers = sources.viewsReading(relid);
+      metrics.notifications.inc({ kind: readers.length > 0 ? 'table' : 'unknown' });
+      // a table no known view reads: a view was watched since the list was loaded
+      if (readers.length === 0) sweeper.reloadForUnknown();
+      for (const id of readers) scheduler.schedule(id, 'notify');
     });
     listener.on('schema', () => void schemaWatch.check('notification'));
     schemaWatch.on('incompatible', ({ message, state, knownVersion }) => {

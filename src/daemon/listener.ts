@@ -9,6 +9,7 @@ import { describeError } from '../db/errors.js';
 import { backoffDelay } from './backoff.js';
 import { withTimeout } from './timers.js';
 import { parseViewId } from './view-id.js';
+import { parseTableNotification } from './sources.js';
 
 const RECONNECT_BASE_MS = 250;
 /** How long close() of a dead connection may take before its socket is destroyed. */
@@ -27,6 +28,8 @@ export interface ListenerOptions {
 export interface ListenerEvents {
   /** A notification named a view (the triggers send its id in decimal). */
   view: [viewId: number];
+  /** A notification named a table that turned dirty ('t' and its oid): every view reading it is due. */
+  table: [relid: number];
   /** `migrate` changed the schema: check that this build still understands it. */
   schema: [];
   /** A notification on the channel whose payload is no view id: nothing is done for it. */
@@ -139,6 +142,11 @@ export class Listener extends EventEmitter<ListenerEvents> {
         return;
       }
       if (n.channel !== CHANNEL) return;
+      const relid = parseTableNotification(payload);
+      if (relid !== undefined) {
+        this.emit('table', relid);
+        return;
+      }
       if (payload === SCHEMA_CHANGED) {
         this.emit('schema');
         return;

@@ -4,6 +4,7 @@ import { sql } from '../db/sql.js';
 import { describeError } from '../db/errors.js';
 import type { Metrics } from './metrics.js';
 import type { SchemaWatch } from './schema-watch.js';
+import type { SourceMap } from './sources.js';
 import type { Scheduler, ViewSettings } from './scheduler.js';
 
 /** Why a sweep runs: the first at start, after LISTEN is (re)established, the timer, an unknown view. */
@@ -19,6 +20,8 @@ export interface SweeperOptions {
   pool: pg.Pool;
   /** Each sweep first checks that the schema is still one this build understands. */
   schemaWatch: SchemaWatch;
+  /** Which views read which tables: table notifications are mapped through it. */
+  sources: SourceMap;
   scheduler: Scheduler;
   logger: Logger;
   metrics: Metrics;
@@ -31,6 +34,7 @@ interface ViewRow {
   debounce_ms: number | null;
   max_wait_ms: number | null;
   refresh_interval_ms: number | null;
+  source_relids: string[];
 }
 
 /**
@@ -130,6 +134,7 @@ export class Sweeper {
       maxWaitMs: r.max_wait_ms,
     }));
     this.opts.scheduler.setViews(views);
+    this.opts.sources.replace(rows.map((r) => ({ id: r.id, sourceRelids: r.source_relids.map(Number) })));
     const shortest = Math.min(...rows.map((r) => r.refresh_interval_ms ?? Infinity));
     this.tickMs = Math.max(MIN_TICK_MS, Math.min(this.opts.intervalMs, shortest));
     this.loaded = true;

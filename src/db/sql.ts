@@ -23,6 +23,7 @@ export const sql = {
   recordRoutine: `INSERT INTO mvrefresh.routines (name, sha256) VALUES ($1, $2)
                   ON CONFLICT (name) DO UPDATE SET sha256 = EXCLUDED.sha256, applied_at = now()`,
   notify: 'SELECT pg_notify($1, $2)',
+  syncTableTriggers: 'SELECT mvrefresh.sync_table_triggers()',
   /** The newest version, and the newest that breaks daemons of earlier versions (0: none). */
   schemaCompatibility: `SELECT max(version) AS version,
                                COALESCE(max(version) FILTER (WHERE breaking), 0) AS breaking_version
@@ -42,8 +43,9 @@ export const sql = {
              FROM mvrefresh.status ORDER BY depth, view`,
 
   // the daemon
-  listViews: `SELECT id, view, debounce_ms, max_wait_ms, refresh_interval_ms, depth
-                FROM mvrefresh.status ORDER BY depth, id`,
+  listViews: `SELECT s.id, s.view, s.debounce_ms, s.max_wait_ms, s.refresh_interval_ms,
+                     v.source_relids::text[] AS source_relids
+                FROM mvrefresh.status s JOIN mvrefresh.view_state v ON v.id = s.id ORDER BY s.depth, s.id`,
   dueViews: 'SELECT view_id, reason FROM mvrefresh.due_views()',
   refreshView:
     'CALL mvrefresh.refresh_view($1, $2, $3, $4, $5, $6, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)',
