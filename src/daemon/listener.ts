@@ -10,7 +10,7 @@ import { withTimeout } from './timers.js';
 import { parseViewId } from './view-id.js';
 
 /** The channel the triggers notify on; the payload is the view's id in decimal. */
-export const CHANNEL = 'mvrefresh';
+const CHANNEL = 'mvrefresh';
 const RECONNECT_BASE_MS = 250;
 /** How long close() of a dead connection may take before its socket is destroyed. */
 const CLOSE_TIMEOUT_MS = 2000;

@@ -28,7 +28,7 @@ export const sql = {
              FROM mvrefresh.status ORDER BY depth, view`,
 
   // the daemon
-  listViews: `SELECT id, view, debounce_ms, max_wait_ms, refresh_interval_ms, depth
+  listViews: `SELECT id, view, debounce_ms, max_wait_ms, refresh_interval_ms
                 FROM mvrefresh.status ORDER BY depth, id`,
   dueViews: 'SELECT view_id, reason FROM mvrefresh.due_views()',
   refreshView:
@@ -37,5 +37,4 @@ export const sql = {
   cancelBackend: 'SELECT pg_cancel_backend($1)',
   serverVersion: "SELECT current_setting('server_version_num')::integer AS version",
   ping: 'SELECT 1',
-  listeningChannels: 'SELECT pg_listening_channels() AS channel',
 } as const;
