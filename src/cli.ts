@@ -14,7 +14,10 @@ import {
 import { PACKAGE_VERSION } from './version.js';
 import { grantsSql } from './commands/grants.js';
 
-/** Exit codes: 0 done, 1 the operation failed, 2 the command line is wrong. */
+/**
+ * Exit codes: 0 done, 1 the operation failed, 2 the command line is wrong. `run` adds its own (RunExit):
+ * 2 for a bad configuration value, 130 when a second signal ended it at once.
+ */
 export const ExitCode = { ok: 0, failed: 1, usage: 2 } as const;
 
 const USAGE = `Usage: mvrefresh <command> [options]
@@ -36,7 +39,11 @@ Commands:
 Options:
   --database-url URL            default: DATABASE_URL
   --json                        machine-readable output (watch, unwatch, status)
-  -h, --help, -v, --version`;
+  -h, --help, -v, --version
+
+Exit codes:
+  0 done, 1 the operation failed, 2 the command line (or, for run, the configuration) is wrong,
+  130 run was stopped at once by a second SIGTERM / SIGINT`;
 
 class UsageError extends Error {
   override name = 'UsageError';

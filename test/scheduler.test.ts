@@ -59,7 +59,7 @@ describe('the per-view scheduler', () => {
     s.schedule(1, 'sweep');
     vi.advanceTimersByTime(1000);
     expect(due).toHaveLength(1);
-    s.started(1);
+    s.started(due.at(-1)!);
     for (let i = 0; i < 10; i += 1) s.schedule(1, 'notify');
     vi.advanceTimersByTime(200);
     expect(due).toHaveLength(1);
@@ -69,7 +69,7 @@ describe('the per-view scheduler', () => {
     expect(due).toHaveLength(1);
     vi.advanceTimersByTime(1);
     expect(due).toHaveLength(2);
-    s.started(1);
+    s.started(due.at(-1)!);
     s.finished(1, { kind: 'done' });
     vi.advanceTimersByTime(5000);
     expect(due).toHaveLength(2);
@@ -80,7 +80,7 @@ describe('the per-view scheduler', () => {
     const { s, due } = scheduler();
     s.schedule(2, 'notify');
     vi.advanceTimersByTime(0);
-    s.started(2);
+    s.started(due.at(-1)!);
     s.finished(2, { kind: 'retry', afterMs: 1000 });
     s.schedule(2, 'notify');
     vi.advanceTimersByTime(999);
@@ -99,13 +99,37 @@ describe('the per-view scheduler', () => {
     s.stop();
   });
 
+  it('forces a queued job when a manual or interval refresh arrives before it starts', () => {
+    const { s, due } = scheduler();
+    s.schedule(1, 'notify');
+    vi.advanceTimersByTime(DEBOUNCE);
+    expect(due).toEqual([expect.objectContaining({ viewId: 1, cause: 'notify', force: false })]);
+    s.schedule(1, 'manual');
+    vi.advanceTimersByTime(1000);
+    expect(due).toHaveLength(1);
+    expect(s.started(due[0]!)).toEqual({ cause: 'manual', force: true });
+    s.finished(1, { kind: 'done' });
+    vi.advanceTimersByTime(5000);
+    expect(due).toHaveLength(1);
+    s.stop();
+  });
+
+  it('starts a queued job with the cause and force it was due with when nothing arrived meanwhile', () => {
+    const { s, due } = scheduler();
+    s.schedule(1, 'notify');
+    vi.advanceTimersByTime(DEBOUNCE);
+    s.schedule(1, 'notify');
+    expect(s.started(due[0]!)).toEqual({ cause: 'notify', force: false });
+    s.stop();
+  });
+
   it('reports unknown views instead of scheduling them, and forgets views that are gone', () => {
     const { s, due, unknown } = scheduler();
     s.schedule(99, 'notify');
     expect(unknown).toEqual([99]);
     s.schedule(1, 'notify');
     vi.advanceTimersByTime(DEBOUNCE);
-    s.started(1);
+    s.started(due.at(-1)!);
     s.finished(1, { kind: 'gone' });
     expect(s.knows(1)).toBe(false);
     expect(due).toHaveLength(1);

@@ -119,12 +119,12 @@ export class Refresher extends EventEmitter<RefresherEvents> {
     void this.queue.add(() => this.run(job));
   }
 
-  private async run(job: Job): Promise<void> {
+  private async run(due: Job): Promise<void> {
     if (!this.accepting) {
-      this.opts.scheduler.finished(job.viewId, { kind: 'done' });
+      this.opts.scheduler.finished(due.viewId, { kind: 'done' });
       return;
     }
-    this.opts.scheduler.started(job.viewId);
+    const job: Job = { ...due, ...this.opts.scheduler.started(due) };
     const t0 = performance.now();
     let report: RefreshReport;
     let result: RunResult;

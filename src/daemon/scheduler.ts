@@ -25,8 +25,11 @@ export interface Job {
   force: boolean;
 }
 
+/** What a job runs with: its cause and force when it starts, which may differ from those it was due with. */
+export type Start = Pick<Job, 'cause' | 'force'>;
+
 export interface SchedulerEvents {
-  /** A view is due: run exactly one refresh for it, then call finished(). */
+  /** A view is due: run exactly one refresh for it, calling started() first and finished() after. */
   due: [job: Job];
   /** A notification named a view this process does not know (yet): reload the list of views. */
   unknown: [viewId: number];
@@ -44,7 +47,8 @@ export interface SchedulerOptions {
  *   idle       --event-->            debouncing (first and last event times kept)
  *   debouncing --event-->            debouncing, timer = min(last + debounce, first + maxWait)
  *   debouncing --timer-->            queued   (emits `due`)
- *   queued     --event-->            queued   (the refresh has not started: it will see the write)
+ *   queued     --event-->            queued   (the refresh has not started: it will see the write; a
+ *                                    manual or interval event makes it forced, see started())
  *   queued     --started()-->        running
  *   running    --event-->            running, rerun noted (with the first and last such event's time)
  *   running    --finished(done)-->   idle, or debouncing from the end of the refresh (maxWait still counts
@@ -121,6 +125,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         this.arm(view, st, now, immediate);
         return;
       case 'queued':
+        if (immediate) st.cause = cause;
         return;
       case 'running':
         st.rerun ??= { firstEventAt: now, lastEventAt: now, cause, force };
@@ -132,10 +137,16 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     }
   }
 
-  /** The queue started the view's job. */
-  started(viewId: number): void {
-    const st = this.states.get(viewId);
-    if (st?.phase === 'queued') st.phase = 'running';
+  /**
+   * The queue started the view's job: returns the cause and force to run it with. The job was emitted with
+   * the values of the time it became due; a manual or interval refresh that arrived while it was queued
+   * must force it, or a clean view would answer `clean` to an operator who was told 202.
+   */
+  started(job: Job): Start {
+    const st = this.states.get(job.viewId);
+    if (st?.phase !== 'queued') return { cause: job.cause, force: job.force };
+    st.phase = 'running';
+    return { cause: st.cause, force: st.force };
   }
 
   /** The view's job ended. */

@@ -53,5 +53,4 @@ export const sql = {
   cancelBackend: 'SELECT pg_cancel_backend($1)',
   serverVersion: "SELECT current_setting('server_version_num')::integer AS version",
   ping: 'SELECT 1',
-  listeningChannels: 'SELECT pg_listening_channels() AS channel',
 } as const;

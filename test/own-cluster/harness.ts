@@ -2,11 +2,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import pg from 'pg';
 import { expect } from 'vitest';
-import { migrate } from '../../../src/db/migrate.js';
-import { packageRoot } from '../../../src/paths.js';
-import type { TestDaemon } from '../../support/daemon.js';
-import { SHOP_QUERY, SHOP_SQL, viewMatches } from '../../support/shop.js';
-import { waitFor } from '../../support/wait.js';
+import { migrate } from '../../src/db/migrate.js';
+import { packageRoot } from '../../src/paths.js';
+import type { TestDaemon } from '../support/daemon.js';
+import { SHOP_QUERY, SHOP_SQL, viewMatches } from '../support/shop.js';
+import { waitFor } from '../support/wait.js';
 import type { PgCluster } from './cluster.js';
 
 export const VIEW = 'monthly_product_sales';
