@@ -260,7 +260,7 @@ async function main(): Promise<void> {
     }
     lines.push(await bulkCalls(), '');
     const { rows } = await withClient(ADMIN_URL, (c) =>
-      c.query<{ v: string }>('SELECT current_setting($$server_version$$) AS v'),
+      c.query<{ v: string }>("SELECT current_setting('server_version') AS v"),
     );
     const header = [
       SECTION,
