@@ -7,7 +7,7 @@ import type { Logger } from '../logger.js';
 import { AppName, CONNECT_TIMEOUT_MS, startupOptions } from '../db/connect.js';
 import { describeError } from '../db/errors.js';
 import { backoffDelay } from './backoff.js';
-import { withTimeout } from './timers.js';
+import { TimeoutError, withTimeout } from './timers.js';
 import { parseViewId } from './view-id.js';
 import { parseTableNotification } from './sources.js';
 
@@ -44,6 +44,8 @@ interface Connection {
   sockets: Socket[];
   heartbeat?: NodeJS.Timeout;
   pendingBeat?: { nonce: string; resolve: () => void } | undefined;
+  /** When the connection last delivered a notification, on any channel. */
+  lastReceivedAt: number;
 }
 
 /**
@@ -130,11 +132,12 @@ export class Listener extends EventEmitter<ListenerEvents> {
         serialize: (s: unknown) => String(s),
       },
     );
-    const conn: Connection = { subscriber, sockets };
+    const conn: Connection = { subscriber, sockets, lastReceivedAt: 0 };
     subscriber.events.on('error', (err) => this.lost(conn, `connection error: ${describeError(err)}`));
     subscriber.events.on('reconnect', () => this.lost(conn, 'connection lost'));
     subscriber.events.on('notification', (n) => {
       if (conn !== this.current) return;
+      conn.lastReceivedAt = Date.now();
       const payload = typeof n.payload === 'string' ? n.payload : '';
       if (n.channel === this.heartbeatChannel) {
         const beat = conn.pendingBeat;
@@ -201,15 +204,21 @@ export class Listener extends EventEmitter<ListenerEvents> {
     const returned = new Promise<void>((resolve) => {
       conn.pendingBeat = { nonce, resolve: () => resolve() };
     });
-    try {
-      await withTimeout(
-        Promise.all([conn.subscriber.notify(this.heartbeatChannel, nonce), returned]),
-        this.opts.heartbeatTimeoutMs,
-        'LISTEN heartbeat',
-      );
-      delete conn.pendingBeat;
-    } catch (err) {
-      this.lost(conn, `heartbeat failed: ${describeError(err)}`);
+    const sent = conn.subscriber.notify(this.heartbeatChannel, nonce);
+    for (;;) {
+      try {
+        await withTimeout(Promise.all([sent, returned]), this.opts.heartbeatTimeoutMs, 'LISTEN heartbeat');
+        delete conn.pendingBeat;
+        return;
+      } catch (err) {
+        if (conn !== this.current) return;
+        // a connection still delivering notifications is alive: the beat waits behind a backlog (a burst
+        // of notifications), and dropping the connection would lose the rest of it
+        if (err instanceof TimeoutError && Date.now() - conn.lastReceivedAt < this.opts.heartbeatTimeoutMs)
+          continue;
+        this.lost(conn, `heartbeat failed: ${describeError(err)}`);
+        return;
+      }
     }
   }
 

@@ -27,6 +27,6 @@ export async function withTimeout<T>(promise: Promise<T>, ms: number, what: stri
   }
 }
 
-class TimeoutError extends Error {
+export class TimeoutError extends Error {
   override name = 'TimeoutError';
 }
