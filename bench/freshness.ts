@@ -112,7 +112,7 @@ async function startDriver(
     });
     const daemon = new Daemon(config, createLogger('warn'));
     const running = await daemon.start();
-    running.refresher.onReport((r) => reports.push(r));
+    running.refresher.on('report', (r) => reports.push(r));
     return () => daemon.stop();
   }
   const c = await connect(url);

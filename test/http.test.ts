@@ -122,7 +122,7 @@ describe('the HTTP port', () => {
     });
     expect(ok.status).toBe(202);
     await waitFor('the manual refresh', () =>
-      d.reports.slice(before).find((x) => x.trigger === 'manual' && x.outcome === 'refreshed'),
+      d.reports.slice(before).find((x) => x.cause === 'manual' && x.outcome === 'refreshed'),
     );
   });
 

@@ -40,7 +40,7 @@ describe('mvrefresh run', () => {
     const refresh = p.events().find((e) => e['event'] === 'refresh' && e['view'] === 'public.slow_a');
     expect(refresh).toMatchObject({
       outcome: 'populated',
-      trigger: expect.any(String),
+      cause: expect.any(String),
       durationMs: expect.any(Number),
     });
     expect(p.events().at(-1)).toMatchObject({ event: 'stopped' });

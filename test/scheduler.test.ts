@@ -29,20 +29,20 @@ describe('the per-view scheduler', () => {
   it('debounces a burst of events into one job after the quiet time', () => {
     const { s, due } = scheduler();
     for (let i = 0; i < 5; i += 1) {
-      s.trigger(1, 'notify');
+      s.schedule(1, 'notify');
       vi.advanceTimersByTime(50);
     }
     expect(due).toEqual([]);
     vi.advanceTimersByTime(DEBOUNCE);
     expect(due).toHaveLength(1);
-    expect(due[0]).toMatchObject({ viewId: 1, trigger: 'notify', force: false });
+    expect(due[0]).toMatchObject({ viewId: 1, cause: 'notify', force: false });
     s.stop();
   });
 
   it('never lets a stream of events postpone a refresh beyond max wait', () => {
     const { s, due } = scheduler();
     for (let t = 0; t < 2000; t += 50) {
-      s.trigger(1, 'notify');
+      s.schedule(1, 'notify');
       vi.advanceTimersByTime(50);
     }
     expect(due.length).toBeGreaterThanOrEqual(1);
@@ -52,15 +52,15 @@ describe('the per-view scheduler', () => {
 
   it('keeps one job per view: events while queued are covered, events while running cause exactly one more', () => {
     const { s, due } = scheduler();
-    s.trigger(1, 'notify');
+    s.schedule(1, 'notify');
     vi.advanceTimersByTime(DEBOUNCE);
     expect(due).toHaveLength(1);
-    s.trigger(1, 'notify');
-    s.trigger(1, 'sweep');
+    s.schedule(1, 'notify');
+    s.schedule(1, 'sweep');
     vi.advanceTimersByTime(1000);
     expect(due).toHaveLength(1);
     s.started(1);
-    for (let i = 0; i < 10; i += 1) s.trigger(1, 'notify');
+    for (let i = 0; i < 10; i += 1) s.schedule(1, 'notify');
     vi.advanceTimersByTime(200);
     expect(due).toHaveLength(1);
     s.finished(1, { kind: 'done' });
@@ -78,32 +78,32 @@ describe('the per-view scheduler', () => {
 
   it('retries after the delay a failure asks for and ignores events meanwhile', () => {
     const { s, due } = scheduler();
-    s.trigger(2, 'notify');
+    s.schedule(2, 'notify');
     vi.advanceTimersByTime(0);
     s.started(2);
     s.finished(2, { kind: 'retry', afterMs: 1000 });
-    s.trigger(2, 'notify');
+    s.schedule(2, 'notify');
     vi.advanceTimersByTime(999);
     expect(due).toHaveLength(1);
     vi.advanceTimersByTime(1);
     expect(due).toHaveLength(2);
-    expect(due[1]!.trigger).toBe('retry');
+    expect(due[1]!.cause).toBe('retry');
     s.stop();
   });
 
   it('skips the debounce for sweeps and marks periodic and manual refreshes as forced', () => {
     const { s, due } = scheduler();
-    s.trigger(1, 'interval');
+    s.schedule(1, 'interval');
     vi.advanceTimersByTime(0);
-    expect(due[0]).toMatchObject({ trigger: 'interval', force: true });
+    expect(due[0]).toMatchObject({ cause: 'interval', force: true });
     s.stop();
   });
 
   it('reports unknown views instead of scheduling them, and forgets views that are gone', () => {
     const { s, due, unknown } = scheduler();
-    s.trigger(99, 'notify');
+    s.schedule(99, 'notify');
     expect(unknown).toEqual([99]);
-    s.trigger(1, 'notify');
+    s.schedule(1, 'notify');
     vi.advanceTimersByTime(DEBOUNCE);
     s.started(1);
     s.finished(1, { kind: 'gone' });
@@ -114,8 +114,8 @@ describe('the per-view scheduler', () => {
 
   it('leaves no timer behind after stop()', () => {
     const { s } = scheduler();
-    s.trigger(1, 'notify');
-    s.trigger(2, 'notify');
+    s.schedule(1, 'notify');
+    s.schedule(2, 'notify');
     s.stop();
     expect(vi.getTimerCount()).toBe(0);
   });

@@ -1,6 +1,9 @@
 import type pg from 'pg';
-import { migrate, latestVersion, installedVersion } from '../db/migrate.js';
+import { migrate } from '../db/migrate.js';
+import { requirePrimary } from '../db/primary.js';
+import { requireSchema } from '../db/schema-version.js';
 import { sql } from '../db/sql.js';
+import type { StatusRow } from '../db/status.js';
 
 export interface WatchOptions {
   debounceMs?: number | undefined;
@@ -17,63 +20,6 @@ export interface WatchReport {
   tables: string[];
   dependencies: string[];
   warnings: string[];
-}
-
-export interface StatusRow {
-  id: number;
-  view: string;
-  dirty: boolean;
-  cycle_unfinished: boolean;
-  dirty_since: Date | null;
-  staleness_seconds: number;
-  last_refreshed_at: Date | null;
-  last_duration_ms: number | null;
-  last_outcome: string | null;
-  last_error: string | null;
-  last_sqlstate: string | null;
-  last_error_at: Date | null;
-  consecutive_failures: number;
-  next_attempt_at: Date | null;
-  debounce_ms: number | null;
-  max_wait_ms: number | null;
-  refresh_interval_ms: number | null;
-  allow_blocking_refresh: boolean;
-  depth: number;
-  sources: string[];
-  warnings: string[];
-  depends_on: string[];
-}
-
-export class SchemaMissingError extends Error {
-  override name = 'SchemaMissingError';
-}
-
-/** Fails with a message that says what to run when the schema is missing or older than this build. */
-export async function requireSchema(db: pg.ClientBase | pg.Pool): Promise<void> {
-  const [have, want] = await Promise.all([installedVersion(db), latestVersion()]);
-  if (have === null)
-    throw new SchemaMissingError(
-      'the mvrefresh schema is not installed in this database: run `mvrefresh migrate` first',
-    );
-  if (have < want)
-    throw new SchemaMissingError(
-      `the mvrefresh schema is at version ${have}, this build needs ${want}: run \`mvrefresh migrate\``,
-    );
-  if (have > want)
-    throw new SchemaMissingError(
-      `the mvrefresh schema is at version ${have}, newer than this build knows (${want}): upgrade mvrefresh`,
-    );
-}
-
-export class StandbyError extends Error {
-  override name = 'StandbyError';
-}
-
-/** A standby would fail with "read-only transaction"; say what is wrong instead. */
-export async function requirePrimary(db: pg.ClientBase, command: string): Promise<void> {
-  const { rows } = await db.query<{ in_recovery: boolean }>(sql.inRecovery);
-  if (rows[0]?.in_recovery)
-    throw new StandbyError(`the database is a standby (in recovery): ${command} needs the primary`);
 }
 
 export async function runMigrate(db: pg.ClientBase) {

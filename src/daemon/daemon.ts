@@ -5,8 +5,10 @@ import { AppName, connectClient, createPool, sessionSettings } from '../db/conne
 import { SqlState, describeError, isPgError } from '../db/errors.js';
 import { sql } from '../db/sql.js';
 import { redactUrl, scrubSecret } from '../db/url.js';
-import { requirePrimary, requireSchema, SchemaMissingError, StandbyError } from '../commands/admin.js';
-import { backoffDelay, sleep } from './backoff.js';
+import { requirePrimary, StandbyError } from '../db/primary.js';
+import { requireSchema, SchemaMissingError } from '../db/schema-version.js';
+import { backoffDelay } from './backoff.js';
+import { sleep } from './timers.js';
 import { HttpServer } from './http.js';
 import { Listener } from './listener.js';
 import { Metrics } from './metrics.js';
@@ -240,7 +242,7 @@ export class Daemon {
     }
     const id = Number(payload);
     metrics.notifications.inc({ kind: scheduler.knows(id) ? 'view' : 'unknown' });
-    scheduler.trigger(id, 'notify');
+    scheduler.schedule(id, 'notify');
   }
 
   /** Graceful stop: no new work, running refreshes get the grace period, then everything is released. */

@@ -5,8 +5,8 @@ import type pg from 'pg';
 import type { Logger } from '../logger.js';
 import { sql } from '../db/sql.js';
 import { describeError } from '../db/errors.js';
-import { withTimeout } from './backoff.js';
-import type { StatusRow } from '../commands/admin.js';
+import { withTimeout } from './timers.js';
+import type { StatusRow } from '../db/status.js';
 import type { Listener } from './listener.js';
 import type { Metrics } from './metrics.js';
 import type { Scheduler } from './scheduler.js';
@@ -189,7 +189,7 @@ export class HttpServer {
     if (!sameSecret(given, token)) return json(res, 401, { error: 'bad or missing bearer token' });
     if (!this.opts.scheduler.knows(viewId))
       return json(res, 404, { error: `no watched view with id ${viewId}` });
-    this.opts.scheduler.trigger(viewId, 'manual');
+    this.opts.scheduler.schedule(viewId, 'manual');
     json(res, 202, { status: 'queued', id: viewId });
   }
 }

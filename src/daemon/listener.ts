@@ -5,7 +5,8 @@ import pgListen, { type Subscriber } from 'pg-listen';
 import type { Logger } from '../logger.js';
 import { AppName, CONNECT_TIMEOUT_MS, startupOptions } from '../db/connect.js';
 import { describeError } from '../db/errors.js';
-import { backoffDelay, withTimeout } from './backoff.js';
+import { backoffDelay } from './backoff.js';
+import { withTimeout } from './timers.js';
 
 /** The channel the triggers notify on; the payload is the view's id in decimal. */
 export const CHANNEL = 'mvrefresh';

@@ -5,8 +5,8 @@ export class Metrics {
   readonly registry = new Registry();
   readonly refreshes = new Counter({
     name: 'mvrefresh_refreshes_total',
-    help: 'Refresh cycles by view, outcome and trigger.',
-    labelNames: ['view', 'outcome', 'trigger'] as const,
+    help: 'Refresh cycles by view, outcome and cause (what made the view due).',
+    labelNames: ['view', 'outcome', 'cause'] as const,
     registers: [this.registry],
   });
   readonly refreshDuration = new Histogram({

@@ -1,9 +1,11 @@
+import { EventEmitter } from 'node:events';
 import PQueue from 'p-queue';
 import type pg from 'pg';
 import type { Logger } from '../logger.js';
 import { sql } from '../db/sql.js';
 import { SqlState, describeError, isConnectionError, isPgError } from '../db/errors.js';
-import { backoffDelay, withTimeout } from './backoff.js';
+import { backoffDelay } from './backoff.js';
+import { withTimeout } from './timers.js';
 import type { Job, RunResult, Scheduler } from './scheduler.js';
 import type { Metrics } from './metrics.js';
 
@@ -54,7 +56,7 @@ export interface RefresherOptions {
 export interface RefreshReport {
   viewId: number;
   view: string;
-  trigger: Job['trigger'];
+  cause: Job['cause'];
   outcome: Outcome;
   /** The whole cycle as the daemon saw it: queue to result, round trip included. */
   durationMs: number;
@@ -68,20 +70,25 @@ export interface RefreshReport {
   error?: string;
 }
 
+export interface RefresherEvents {
+  /** Every finished cycle, after the scheduler was told (tests, the demo, benchmarks). */
+  report: [report: RefreshReport];
+}
+
 /**
  * Runs the refresh cycles the scheduler hands out, at most `concurrency` at once (p-queue), each as one
  * CALL of mvrefresh.refresh_view() on a pooled connection: the clear / wait / REFRESH protocol lives in
- * SQL, so the daemon and refresh_dirty() cannot disagree. Dependants of a refreshed view are triggered
+ * SQL, so the daemon and refresh_dirty() cannot disagree. Dependants of a refreshed view are scheduled
  * here; the procedure has already marked them dirty in the refresh's transaction.
  */
-export class Refresher {
+export class Refresher extends EventEmitter<RefresherEvents> {
   private readonly queue: PQueue;
   private readonly running = new Map<number, { pid: number; view: string }>();
   private readonly connectionFailures = new Map<number, number>();
   private accepting = true;
-  private readonly listeners: ((report: RefreshReport) => void)[] = [];
 
   constructor(private readonly opts: RefresherOptions) {
+    super();
     this.queue = new PQueue({ concurrency: opts.concurrency });
     opts.scheduler.on('due', (job) => this.enqueue(job));
   }
@@ -92,11 +99,6 @@ export class Refresher {
 
   get active(): number {
     return this.queue.pending;
-  }
-
-  /** Observers of every finished cycle (tests, the demo). */
-  onReport(listener: (report: RefreshReport) => void): void {
-    this.listeners.push(listener);
   }
 
   private enqueue(job: Job): void {
@@ -122,7 +124,7 @@ export class Refresher {
       report = {
         viewId: job.viewId,
         view: job.name,
-        trigger: job.trigger,
+        cause: job.cause,
         outcome: row.outcome,
         durationMs: round(performance.now() - t0),
         ...(row.duration_ms !== null ? { refreshMs: round(row.duration_ms) } : {}),
@@ -135,15 +137,15 @@ export class Refresher {
       if (SUCCESS.has(row.outcome)) {
         if (row.duration_ms !== null)
           this.opts.metrics.refreshDuration.observe({ view: job.name }, row.duration_ms / 1000);
-        for (const id of row.dependants ?? []) this.opts.scheduler.trigger(id, 'dependency');
+        for (const id of row.dependants ?? []) this.opts.scheduler.schedule(id, 'dependency');
       }
     } catch (err) {
       ({ report, result } = await this.failed(job, err, performance.now() - t0));
     }
-    this.opts.metrics.refreshes.inc({ view: job.name, outcome: report.outcome, trigger: job.trigger });
+    this.opts.metrics.refreshes.inc({ view: job.name, outcome: report.outcome, cause: job.cause });
     this.log(report);
     this.opts.scheduler.finished(job.viewId, result);
-    for (const l of this.listeners) l(report);
+    this.emit('report', report);
   }
 
   private async call(job: Job): Promise<CallRow> {
@@ -215,7 +217,7 @@ export class Refresher {
     err: unknown,
     elapsed: number,
   ): Promise<{ report: RefreshReport; result: RunResult }> {
-    const base = { viewId: job.viewId, view: job.name, trigger: job.trigger, durationMs: round(elapsed) };
+    const base = { viewId: job.viewId, view: job.name, cause: job.cause, durationMs: round(elapsed) };
     if (isPgError(err) && !isConnectionError(err)) {
       try {
         const { rows } = await this.opts.controlPool.query<{ retry_in_ms: number | null }>(

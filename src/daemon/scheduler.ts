@@ -1,8 +1,11 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../logger.js';
 
-/** What made a view due: a notification, the sweep, an upstream refresh, an operator, a periodic interval. */
-export type Trigger = 'notify' | 'sweep' | 'dependency' | 'manual' | 'interval' | 'retry';
+/**
+ * What made a view due: a notification, the sweep, an upstream refresh, an operator, a periodic interval,
+ * a retry after a failure. (Not an SQL trigger: those only mark views dirty and notify.)
+ */
+export type Cause = 'notify' | 'sweep' | 'dependency' | 'manual' | 'interval' | 'retry';
 
 export interface ViewSettings {
   id: number;
@@ -17,7 +20,7 @@ export type RunResult = { kind: 'done' } | { kind: 'retry'; afterMs: number } | 
 export interface Job {
   viewId: number;
   name: string;
-  trigger: Trigger;
+  cause: Cause;
   /** Refresh even when the view is clean (periodic and manual refreshes). */
   force: boolean;
 }
@@ -51,7 +54,7 @@ export interface SchedulerOptions {
  *   waiting    --timer-->            queued
  *   any        --finished(gone)-->   forgotten
  *
- * Immediate triggers (sweep, dependency, manual, interval) skip the debounce of an idle or debouncing view.
+ * Immediate causes (sweep, dependency, manual, interval) skip the debounce of an idle or debouncing view.
  * maxWait bounds how long a stream of events can postpone a refresh. A rerun waits a debounce after the
  * refresh it followed, so that consecutive refreshes of a view start at least debounce + refresh time
  * apart: under a storm, refreshes per view stay within T / (debounce + refresh time) + 1.
@@ -93,7 +96,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   }
 
   /** A view needs a refresh. Unknown views are reported through `unknown` and otherwise ignored. */
-  trigger(viewId: number, trigger: Trigger): void {
+  schedule(viewId: number, cause: Cause): void {
     if (this.stopped) return;
     const view = this.views.get(viewId);
     if (!view) {
@@ -101,11 +104,11 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       return;
     }
     const now = Date.now();
-    const immediate = trigger !== 'notify';
-    const force = trigger === 'interval' || trigger === 'manual';
+    const immediate = cause !== 'notify';
+    const force = cause === 'interval' || cause === 'manual';
     const st = this.states.get(viewId);
     if (!st) {
-      const fresh: ViewState = { phase: 'debouncing', firstEventAt: now, lastEventAt: now, trigger, force };
+      const fresh: ViewState = { phase: 'debouncing', firstEventAt: now, lastEventAt: now, cause, force };
       this.states.set(viewId, fresh);
       this.arm(view, fresh, now, immediate);
       return;
@@ -114,13 +117,13 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     switch (st.phase) {
       case 'debouncing':
         st.lastEventAt = now;
-        if (immediate) st.trigger = trigger;
+        if (immediate) st.cause = cause;
         this.arm(view, st, now, immediate);
         return;
       case 'queued':
         return;
       case 'running':
-        st.rerun ??= { firstEventAt: now, lastEventAt: now, trigger, force };
+        st.rerun ??= { firstEventAt: now, lastEventAt: now, cause, force };
         st.rerun.lastEventAt = now;
         st.rerun.force ||= force;
         return;
@@ -156,7 +159,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         phase: 'waiting',
         firstEventAt: now,
         lastEventAt: now,
-        trigger: 'retry',
+        cause: 'retry',
         force,
       };
       waiting.timer = setTimeout(() => this.enqueue(view, waiting), result.afterMs);
@@ -169,7 +172,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     }
     const next: ViewState = { phase: 'debouncing', ...st.rerun, lastEventAt: Date.now() };
     this.states.set(viewId, next);
-    this.arm(view, next, Date.now(), next.trigger !== 'notify');
+    this.arm(view, next, Date.now(), next.cause !== 'notify');
   }
 
   /** Drops every timer; no more `due` events. Idempotent. */
@@ -190,7 +193,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     clearTimeout(st.timer);
     if (this.stopped || this.states.get(view.id) !== st) return;
     st.phase = 'queued';
-    this.emit('due', { viewId: view.id, name: view.name, trigger: st.trigger, force: st.force });
+    this.emit('due', { viewId: view.id, name: view.name, cause: st.cause, force: st.force });
   }
 
   private clearState(viewId: number): void {
@@ -204,8 +207,8 @@ interface ViewState {
   phase: 'debouncing' | 'queued' | 'running' | 'waiting';
   firstEventAt: number;
   lastEventAt: number;
-  trigger: Trigger;
+  cause: Cause;
   force: boolean;
   timer?: NodeJS.Timeout;
-  rerun?: { firstEventAt: number; lastEventAt: number; trigger: Trigger; force: boolean };
+  rerun?: { firstEventAt: number; lastEventAt: number; cause: Cause; force: boolean };
 }

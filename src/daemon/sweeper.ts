@@ -89,7 +89,7 @@ export class Sweeper {
       await this.reload();
       const { rows } = await this.opts.pool.query<{ view_id: number; reason: string }>(sql.dueViews);
       for (const r of rows)
-        this.opts.scheduler.trigger(r.view_id, r.reason === 'interval' ? 'interval' : 'sweep');
+        this.opts.scheduler.schedule(r.view_id, r.reason === 'interval' ? 'interval' : 'sweep');
       this.opts.metrics.sweeps.inc({ reason, result: 'ok' });
       if (this.lastError) this.opts.logger.info({ event: 'sweep_recovered' }, 'sweep works again');
       this.lastError = undefined;

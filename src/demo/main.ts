@@ -87,11 +87,11 @@ async function main(): Promise<number> {
       `daemon up; try: curl -s localhost:${running.port}/views   curl -s localhost:${running.port}/metrics`,
     );
     let refreshes = 0;
-    running.refresher.onReport((r) => {
+    running.refresher.on('report', (r) => {
       if (r.outcome === 'clean' || r.outcome === 'busy') return;
       refreshes += ['refreshed', 'populated', 'refreshed_blocking'].includes(r.outcome) ? 1 : 0;
       say(
-        `refresh ${r.view}: ${r.outcome} (trigger ${r.trigger}, ${r.refreshMs ?? r.durationMs} ms)${r.error ? `: ${r.error}` : ''}`,
+        `refresh ${r.view}: ${r.outcome} (cause ${r.cause}, ${r.refreshMs ?? r.durationMs} ms)${r.error ? `: ${r.error}` : ''}`,
       );
     });
 

@@ -218,7 +218,7 @@ async function runSchedule(seed: number): Promise<string[]> {
     );
     const marks = await session.query('SELECT view_id, marked_at FROM mvrefresh.marks');
     const recent = daemons.flatMap((d) =>
-      d.reports.slice(-8).map((x) => `${x.view}:${x.trigger}:${x.outcome}`),
+      d.reports.slice(-8).map((x) => `${x.view}:${x.cause}:${x.outcome}`),
     );
     throw new Error(
       `${(err as Error).message}\nstatus: ${JSON.stringify(state.rows)}\nstate: ${JSON.stringify(raw.rows)}\nlast cycles: ${recent.join(', ')}\ndiff: ${JSON.stringify(diff.rows)}\nmarks: ${JSON.stringify(marks.rows)}`,

@@ -44,6 +44,6 @@ export async function startDaemon(url: string, overrides: Record<string, unknown
   const daemon = new Daemon(config, createLogger(config.logLevel, sink));
   const running = await daemon.start();
   const reports: (RefreshReport & { at: number })[] = [];
-  running.refresher.onReport((r) => reports.push({ ...r, at: Date.now() }));
+  running.refresher.on('report', (r) => reports.push({ ...r, at: Date.now() }));
   return { daemon, running, reports, logs, stop: () => daemon.stop() };
 }

@@ -173,7 +173,7 @@ describe('a database restart in the middle of a refresh', () => {
       await expectQuietAndFresh(await admin(), next, VIEWS);
       expect(
         next.reports.find((r) => r.view === `public.${SLOW_VIEW}` && r.outcome === 'refreshed'),
-      ).toMatchObject({ trigger: 'sweep' });
+      ).toMatchObject({ cause: 'sweep' });
     } finally {
       await next.stop();
     }
