@@ -194,9 +194,14 @@ describe('the refresh daemon', () => {
     );
   });
 
-  it('ignores malformed and unknown notifications on its channel', async () => {
+  it('ignores malformed and unknown notifications on its channel, counting them by kind', async () => {
     await quiet('public.monthly_product_sales');
     const before = d.reports.length;
+    const counted = async () =>
+      Object.fromEntries(
+        (await d.running.metrics.notifications.get()).values.map((v) => [String(v.labels.kind), v.value]),
+      );
+    const countedBefore = await counted();
     for (const payload of [
       '',
       'not json',
@@ -207,6 +212,13 @@ describe('the refresh daemon', () => {
       'x'.repeat(7999),
     ])
       await db.sql.query('SELECT pg_notify($1, $2)', ['mvrefresh', payload]);
+    await waitFor('the notifications counted', async () => {
+      const now = await counted();
+      return (
+        (now['invalid'] ?? 0) - (countedBefore['invalid'] ?? 0) === 6 &&
+        (now['unknown'] ?? 0) - (countedBefore['unknown'] ?? 0) === 1
+      );
+    });
     await delay(1500);
     expect(d.reports.slice(before).filter(refreshed)).toEqual([]);
     expect(d.running.listener.connected).toBe(true);

@@ -126,6 +126,17 @@ describe('the HTTP port', () => {
     );
   });
 
+  it('routes a manual refresh for any positive int4 id, like notifications, and no other id', async () => {
+    const auth = { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } };
+    const unwatched = await get('/views/2147483647/refresh', auth);
+    expect(unwatched.status).toBe(404);
+    expect(JSON.parse(unwatched.body)).toMatchObject({ error: 'no watched view with id 2147483647' });
+    for (const id of ['2147483648', '0', '01', '-1'])
+      expect(JSON.parse((await get(`/views/${id}/refresh`, auth)).body), id).toMatchObject({
+        error: 'not found',
+      });
+  });
+
   it('answers /readyz with 503 and a reason while the LISTEN connection is down', async () => {
     await db.sql.query('ALTER DATABASE ' + db.name + ' WITH ALLOW_CONNECTIONS false').catch(() => undefined);
     try {

@@ -49,7 +49,8 @@ export interface Running {
 
 /**
  * The composition root: config -> logger -> pools -> listener -> scheduler -> refresher -> sweeper ->
- * HTTP, each wired through constructor arguments. Every resource registers its release as it is
+ * HTTP, each given what it uses through constructor arguments; every event subscription between them is
+ * made here, in doStart(), and nowhere else. Every resource registers its release as it is
  * acquired; stop() releases them last-in-first-out (HTTP, sweeper, running refreshes within the grace
  * period, scheduler, listener, pools). start() and stop() are idempotent.
  */
@@ -121,10 +122,6 @@ export class Daemon {
 
     const scheduler = new Scheduler({ logger, debounceMs: config.debounceMs, maxWaitMs: config.maxWaitMs });
     this.releasers.add('scheduler', () => scheduler.stop());
-    listener.on('notification', (payload) => this.onNotification(payload, scheduler, metrics));
-    listener.on('connected', ({ reconnect }) => {
-      if (reconnect) metrics.listenerReconnects.inc();
-    });
 
     const refresher = new Refresher({
       pool: refreshPool,
@@ -144,12 +141,24 @@ export class Daemon {
     const sweeper = new Sweeper({
       pool: controlPool,
       scheduler,
-      listener,
       logger,
       metrics,
       intervalMs: config.sweepIntervalMs,
     });
     this.releasers.add('sweeper', () => sweeper.stop());
+
+    listener.on('view', (viewId) => {
+      metrics.notifications.inc({ kind: scheduler.knows(viewId) ? 'view' : 'unknown' });
+      scheduler.schedule(viewId, 'notify');
+    });
+    listener.on('invalid', () => metrics.notifications.inc({ kind: 'invalid' }));
+    listener.on('connected', ({ reconnect }) => {
+      if (reconnect) metrics.listenerReconnects.inc();
+      // notifications sent while LISTEN was not in place are lost: a sweep finds what they announced
+      sweeper.sweep(reconnect ? 'reconnect' : 'connect');
+    });
+    scheduler.on('due', (job) => refresher.enqueue(job));
+    scheduler.on('unknown', () => sweeper.reloadForUnknown());
 
     const http = new HttpServer({
       host: config.http.host,
@@ -173,9 +182,9 @@ export class Daemon {
     }
     this.releasers.add('http', () => http.stop());
 
-    await sweeper.reload();
+    // the start sweep loads the views before LISTEN, so that the first notifications find them known
+    await sweeper.start();
     listener.start();
-    sweeper.start();
     this.accepting = true;
     logger.info(
       {
@@ -228,21 +237,6 @@ export class Daemon {
         await client?.end().catch(() => undefined);
       }
     }
-  }
-
-  private onNotification(payload: string, scheduler: Scheduler, metrics: Metrics): void {
-    // the triggers send the view id in decimal; anything else on the channel is not ours to act on
-    if (!/^[1-9]\d{0,9}$/.test(payload) || Number(payload) > 2_147_483_647) {
-      metrics.notifications.inc({ kind: 'invalid' });
-      this.logger.debug(
-        { event: 'notification_invalid', payloadBytes: Buffer.byteLength(payload) },
-        'ignored a malformed notification',
-      );
-      return;
-    }
-    const id = Number(payload);
-    metrics.notifications.inc({ kind: scheduler.knows(id) ? 'view' : 'unknown' });
-    scheduler.schedule(id, 'notify');
   }
 
   /** Graceful stop: no new work, running refreshes get the grace period, then everything is released. */

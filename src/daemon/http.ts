@@ -11,6 +11,7 @@ import type { Listener } from './listener.js';
 import type { Metrics } from './metrics.js';
 import type { Scheduler } from './scheduler.js';
 import type { Refresher } from './refresher.js';
+import { parseViewId } from './view-id.js';
 
 /** /healthz fails when the event loop has not turned for this long. */
 const STALL_LIMIT_MS = 10_000;
@@ -119,9 +120,9 @@ export class HttpServer {
             return await this.metricsText(res);
         }
       }
-      const manual = /^\/views\/(\d{1,9})\/refresh$/.exec(path);
-      if (manual && req.method === 'POST') return this.manualRefresh(req, res, Number(manual[1]));
-      if (['/healthz', '/readyz', '/views', '/metrics'].includes(path) || manual)
+      const manual = parseViewId(/^\/views\/([^/]+)\/refresh$/.exec(path)?.[1] ?? '');
+      if (manual !== undefined && req.method === 'POST') return this.manualRefresh(req, res, manual);
+      if (['/healthz', '/readyz', '/views', '/metrics'].includes(path) || manual !== undefined)
         return json(res, 405, { error: 'method not allowed' });
       return json(res, 404, { error: 'not found', path });
     } catch (err) {

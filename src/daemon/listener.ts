@@ -7,6 +7,7 @@ import { AppName, CONNECT_TIMEOUT_MS, startupOptions } from '../db/connect.js';
 import { describeError } from '../db/errors.js';
 import { backoffDelay } from './backoff.js';
 import { withTimeout } from './timers.js';
+import { parseViewId } from './view-id.js';
 
 /** The channel the triggers notify on; the payload is the view's id in decimal. */
 export const CHANNEL = 'mvrefresh';
@@ -25,7 +26,10 @@ export interface ListenerOptions {
 }
 
 export interface ListenerEvents {
-  notification: [payload: string];
+  /** A notification named a view (the triggers send its id in decimal). */
+  view: [viewId: number];
+  /** A notification on the channel whose payload is no view id: nothing is done for it. */
+  invalid: [info: { payloadBytes: number }];
   /** After LISTEN is in place, first time and after every reconnect: time for a catch-up sweep. */
   connected: [info: { reconnect: boolean }];
   disconnected: [info: { reason: string }];
@@ -49,8 +53,9 @@ interface Connection {
  * with jittered, capped backoff. The heartbeat sends a NOTIFY on a channel private to this process through
  * the LISTEN connection and waits for it to come back: that proves both the round trip and that LISTEN is
  * still active, with a timeout, so a half-open connection is found. A connection we give up on has its
- * socket destroyed, since ending a half-open connection can hang. Payloads are passed through unparsed:
- * a malformed one is the caller's to reject and never reaches pg-listen's fatal `error` event.
+ * socket destroyed, since ending a half-open connection can hang. Payloads are parsed here (parseViewId),
+ * not by pg-listen: a malformed one becomes an `invalid` event and never reaches pg-listen's fatal `error`
+ * event.
  */
 export class Listener extends EventEmitter<ListenerEvents> {
   private readonly heartbeatChannel = `mvrefresh_hb_${randomBytes(6).toString('hex')}`;
@@ -132,7 +137,19 @@ export class Listener extends EventEmitter<ListenerEvents> {
         if (beat?.nonce === payload) beat.resolve();
         return;
       }
-      if (n.channel === CHANNEL) this.emit('notification', payload);
+      if (n.channel !== CHANNEL) return;
+      const viewId = parseViewId(payload);
+      if (viewId !== undefined) {
+        this.emit('view', viewId);
+        return;
+      }
+      // anyone allowed to NOTIFY may send anything on the channel: never echo it, only its size
+      const payloadBytes = Buffer.byteLength(payload);
+      this.opts.logger.debug(
+        { event: 'notification_invalid', payloadBytes },
+        'ignored a malformed notification',
+      );
+      this.emit('invalid', { payloadBytes });
     });
     this.current = conn;
     try {

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { SWEEP_REASONS } from './sweeper.js';
 
 /** Every metric the daemon exports, on a registry of its own (no global state). */
 export class Metrics {
@@ -36,7 +37,7 @@ export class Metrics {
   });
   readonly sweeps = new Counter({
     name: 'mvrefresh_sweeps_total',
-    help: 'Sweeps of the dirty flags, by reason (start, interval, reconnect) and result (ok, error).',
+    help: `Sweeps of the dirty flags, by reason (${SWEEP_REASONS.join(', ')}) and result (ok, error).`,
     labelNames: ['reason', 'result'] as const,
     registers: [this.registry],
   });

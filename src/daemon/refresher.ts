@@ -90,7 +90,6 @@ export class Refresher extends EventEmitter<RefresherEvents> {
   constructor(private readonly opts: RefresherOptions) {
     super();
     this.queue = new PQueue({ concurrency: opts.concurrency });
-    opts.scheduler.on('due', (job) => this.enqueue(job));
   }
 
   get queued(): number {
@@ -101,7 +100,8 @@ export class Refresher extends EventEmitter<RefresherEvents> {
     return this.queue.pending;
   }
 
-  private enqueue(job: Job): void {
+  /** Queues the job of a view the scheduler found due; the scheduler hears of its start and its end. */
+  enqueue(job: Job): void {
     if (!this.accepting) {
       this.opts.scheduler.finished(job.viewId, { kind: 'done' });
       return;

@@ -2,9 +2,12 @@ import type pg from 'pg';
 import type { Logger } from '../logger.js';
 import { sql } from '../db/sql.js';
 import { describeError } from '../db/errors.js';
-import type { Listener } from './listener.js';
 import type { Metrics } from './metrics.js';
 import type { Scheduler, ViewSettings } from './scheduler.js';
+
+/** Why a sweep runs: the first at start, after LISTEN is (re)established, the timer, an unknown view. */
+export const SWEEP_REASONS = ['start', 'connect', 'reconnect', 'interval', 'new_view'] as const;
+export type SweepReason = (typeof SWEEP_REASONS)[number];
 
 /** A notification for an unknown view reloads the list at most this often (hostile floods stay cheap). */
 const UNKNOWN_RELOAD_MIN_MS = 1000;
@@ -14,7 +17,6 @@ const MIN_TICK_MS = 1000;
 export interface SweeperOptions {
   pool: pg.Pool;
   scheduler: Scheduler;
-  listener: Listener;
   logger: Logger;
   metrics: Metrics;
   intervalMs: number;
@@ -29,15 +31,17 @@ interface ViewRow {
 }
 
 /**
- * The backstop for anything a notification missed: at start, after every (re)connect of the listener and
- * every intervalMs, reloads the watched views and hands every due view (dirty flag, unfinished cycle,
- * pending mark, periodic refresh) to the scheduler. Also reloads the list, rate-limited, when a
- * notification names a view the scheduler does not know.
+ * The backstop for anything a notification missed: at start, after every (re)connect of the listener (the
+ * composition root calls sweep()) and every intervalMs, reloads the watched views and hands every due view
+ * (dirty flag, unfinished cycle, pending mark, periodic refresh) to the scheduler. Also reloads the list,
+ * rate-limited, when a notification names a view the scheduler does not know (reloadForUnknown()).
  */
 export class Sweeper {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
-  private again: string | undefined;
+  private again: SweepReason | undefined;
+  /** The list of views was loaded at least once. */
+  private loaded = false;
   private lastUnknownReload = 0;
   private unknownTimer: NodeJS.Timeout | undefined;
   private tickMs: number;
@@ -46,15 +50,18 @@ export class Sweeper {
 
   constructor(private readonly opts: SweeperOptions) {
     this.tickMs = opts.intervalMs;
-    opts.listener.on('connected', ({ reconnect }) => this.sweep(reconnect ? 'reconnect' : 'connect'));
-    opts.scheduler.on('unknown', () => this.reloadForUnknown());
   }
 
-  /** Runs the first sweep and arms the timer. Idempotent. */
-  start(): void {
-    if (!this.stopped) return;
-    this.stopped = false;
-    this.sweep('start');
+  /**
+   * Runs the first sweep, which loads the list of views, and resolves when it is over (a failed sweep is
+   * logged and retried by the timer, not thrown). Idempotent.
+   */
+  async start(): Promise<void> {
+    if (this.stopped) {
+      this.stopped = false;
+      this.sweep('start');
+    }
+    await this.running;
   }
 
   /** Idempotent; waits for a sweep in progress. */
@@ -66,7 +73,7 @@ export class Sweeper {
   }
 
   /** Sweeps now (or right after the sweep in progress). */
-  sweep(reason: string): void {
+  sweep(reason: SweepReason): void {
     if (this.stopped) return;
     if (this.running) {
       this.again = reason;
@@ -83,10 +90,13 @@ export class Sweeper {
     });
   }
 
-  private async run(reason: string): Promise<void> {
+  private async run(reason: SweepReason): Promise<void> {
     const end = this.opts.metrics.sweepDuration.startTimer();
     try {
-      await this.reload();
+      // The first connection follows the start sweep's load: no second load. A view watched in between is
+      // dirty (watch marks it), so due_views() names it, the scheduler reports it unknown, and the
+      // new_view sweep loads it.
+      if (reason !== 'connect' || !this.loaded) await this.reload();
       const { rows } = await this.opts.pool.query<{ view_id: number; reason: string }>(sql.dueViews);
       for (const r of rows)
         this.opts.scheduler.schedule(r.view_id, r.reason === 'interval' ? 'interval' : 'sweep');
@@ -107,7 +117,7 @@ export class Sweeper {
   }
 
   /** Loads the watched views and their settings into the scheduler. */
-  async reload(): Promise<void> {
+  private async reload(): Promise<void> {
     const { rows } = await this.opts.pool.query<ViewRow>(sql.listViews);
     const views: ViewSettings[] = rows.map((r) => ({
       id: r.id,
@@ -118,9 +128,11 @@ export class Sweeper {
     this.opts.scheduler.setViews(views);
     const shortest = Math.min(...rows.map((r) => r.refresh_interval_ms ?? Infinity));
     this.tickMs = Math.max(MIN_TICK_MS, Math.min(this.opts.intervalMs, shortest));
+    this.loaded = true;
   }
 
-  private reloadForUnknown(): void {
+  /** A notification or a sweep named a view the scheduler does not know: sweep soon, rate-limited. */
+  reloadForUnknown(): void {
     if (this.stopped || this.unknownTimer) return;
     const wait = Math.max(0, this.lastUnknownReload + UNKNOWN_RELOAD_MIN_MS - Date.now());
     this.unknownTimer = setTimeout(() => {

@@ -1,0 +1,63 @@
+import { EventEmitter } from 'node:events';
+import type pg from 'pg';
+import type { Logger } from '../logger.js';
+import { judgeSchema, readSchemaState, type SchemaState } from '../db/compat.js';
+import { describeError } from '../db/errors.js';
+
+export interface SchemaWatchEvents {
+  /** The schema moved past what this build understands: stop taking work and exit. Emitted once. */
+  incompatible: [info: { message: string; state: SchemaState; knownVersion: number }];
+}
+
+export interface SchemaWatchOptions {
+  pool: pg.Pool;
+  logger: Logger;
+  /** The newest schema version this build knows (its newest migration). */
+  knownVersion: number;
+}
+
+/**
+ * Notices, while the daemon runs, that `migrate` applied a schema this build cannot work with (a migration
+ * marked as breaking older daemons). Checked when migrate's notification arrives, at every sweep, and when
+ * a refresh fails in a way a schema change explains (an undefined function or column), so a daemon stops
+ * cleanly instead of recording failures on every view.
+ */
+export class SchemaWatch extends EventEmitter<SchemaWatchEvents> {
+  private incompatible = false;
+  private checking: Promise<boolean> | undefined;
+
+  constructor(private readonly opts: SchemaWatchOptions) {
+    super();
+  }
+
+  /** True while the schema is one this build works with (also when the check itself failed). */
+  get compatible(): boolean {
+    return !this.incompatible;
+  }
+
+  /** Reads the schema's version; concurrent calls share one query. */
+  check(reason: string): Promise<boolean> {
+    this.checking ??= this.run(reason).finally(() => (this.checking = undefined));
+    return this.checking;
+  }
+
+  private async run(reason: string): Promise<boolean> {
+    if (this.incompatible) return false;
+    let state: SchemaState;
+    try {
+      state = await readSchemaState(this.opts.pool);
+    } catch (err) {
+      // the database is away: the sweep reports that; compatibility is checked again on its next turn
+      this.opts.logger.debug(
+        { event: 'schema_check_failed', reason, err: describeError(err) },
+        'schema check failed',
+      );
+      return true;
+    }
+    const verdict = judgeSchema(state, this.opts.knownVersion);
+    if (verdict.ok || verdict.reason !== 'incompatible') return true;
+    this.incompatible = true;
+    this.emit('incompatible', { message: verdict.message, state, knownVersion: this.opts.knownVersion });
+    return false;
+  }
+}
