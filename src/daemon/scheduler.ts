@@ -325,6 +325,16 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     };
   }
 
+  /** describe() of every known view, by its name. */
+  describeAll(): Map<string, ViewSchedule> {
+    const out = new Map<string, ViewSchedule>();
+    for (const [id, v] of this.views) {
+      const d = this.describe(id);
+      if (d) out.set(v.name, d);
+    }
+    return out;
+  }
+
   /** Drops every timer; no more `due` events. Idempotent. */
   stop(): void {
     this.stopped = true;
