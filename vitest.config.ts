@@ -3,7 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
-    exclude: ['test/faults/restart/**', 'node_modules/**'],
+    // test/own-cluster/ starts its own PostgreSQL clusters: npm run test:faults runs it (vitest.faults.config.ts)
+    exclude: ['test/own-cluster/**', 'node_modules/**'],
     globalSetup: ['test/support/global-setup.ts'],
     pool: 'forks',
     maxWorkers: 2,

@@ -1,4 +1,4 @@
--- The dirty-flag article's design (shared/reference/dirty-flag-article.txt), as published: its control
+-- The dirty-flag article's design as published (the article is not in this repository): its control
 -- table, its trigger function, its refresh procedure, its registration and its three statement triggers.
 CREATE TABLE public.materialized_view_state (
 view_name text PRIMARY KEY,

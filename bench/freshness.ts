@@ -22,7 +22,7 @@ import { Daemon } from '../src/daemon/daemon.js';
 import type { RefreshReport } from '../src/daemon/refresher.js';
 import { migrate } from '../src/db/migrate.js';
 import { packageRoot } from '../src/paths.js';
-import { shopSchema } from '../src/shop.js';
+import { shopSchema } from '../demo/shop.js';
 
 const ADMIN_URL = process.env['BENCH_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const SECONDS = Number(process.env['BENCH_FRESHNESS_SECONDS'] ?? 10);

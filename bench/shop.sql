@@ -1,4 +1,4 @@
--- The dirty-flag article's shop (shared/reference/dirty-flag-article.txt), as published, plus the seed
+-- The dirty-flag article's shop as published (the article is not part of this repository), plus the seed
 -- of the benchmarks. write-path.ts seeds the orders, then refreshes the view.
 CREATE TABLE products (product_id int PRIMARY KEY, name text, price numeric(10, 2));
 CREATE TABLE customers (customer_id int PRIMARY KEY, email text);

@@ -27,6 +27,7 @@ import type { ViewSchedule } from '../src/daemon/scheduler.js';
 import { migrate } from '../src/db/migrate.js';
 import { packageRoot } from '../src/paths.js';
 import { lineCharts } from './svg.js';
+import { DisturbanceMeter, NO_ACTIVITY, addActivity, secondsSince } from './disturbance.js';
 
 const run = promisify(execFile);
 const ADMIN_URL = process.env['BENCH_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -39,6 +40,9 @@ const CLIENTS = 8;
 const SAMPLE_MS = 150;
 const CONVERGE_LIMIT_MS = 120_000;
 const SECTION_TITLE = '## TPC-B: staleness targets and the refresh budget';
+/** Before a round, wait this long at most for the machine to be quiet (others' CPU below QUIET_SHARE). */
+const QUIET_WAIT_S = 30;
+const QUIET_SHARE = 0.05;
 /** Targets of the trade-off curve, seconds; undefined: the daemon's defaults. */
 const TARGETS = [1, 2, 5, 10, 30];
 
@@ -100,6 +104,23 @@ interface Round {
   plans: Record<string, ViewSchedule>;
   unmet: string[];
   seconds: number;
+  /** Share of the machine's CPU used by other processes during the round. */
+  othersCpu: number;
+}
+
+let meter: DisturbanceMeter;
+
+/** Waits (bounded) until other processes leave the CPU alone for two seconds in a row. */
+async function waitForQuiet(): Promise<void> {
+  const t0 = performance.now();
+  let quiet = 0;
+  await meter.sample();
+  while (quiet < 2 && secondsSince(t0) < QUIET_WAIT_S) {
+    const t = performance.now();
+    await new Promise((r) => setTimeout(r, 1000));
+    const a = await meter.sample();
+    quiet = DisturbanceMeter.share(a.ticks, secondsSince(t)) < QUIET_SHARE ? quiet + 1 : 0;
+  }
 }
 
 async function pgbench(seconds: number): Promise<number> {
@@ -164,6 +185,7 @@ async function oneRound(targetS: number | undefined, daemon: boolean): Promise<R
     plans: {},
     unmet: [],
     seconds,
+    othersCpu: 0,
   };
   const reports: RefreshReport[] = [];
   let d: Awaited<ReturnType<typeof startDaemon>> | undefined;
@@ -183,12 +205,25 @@ async function oneRound(targetS: number | undefined, daemon: boolean): Promise<R
       await new Promise((res) => setTimeout(res, SAMPLE_MS));
     }
   })();
+  await waitForQuiet();
+  let activity = NO_ACTIVITY;
+  let measuring = true;
+  const t0 = performance.now();
+  const monitor = (async () => {
+    await meter.sample();
+    while (measuring) {
+      await new Promise((r) => setTimeout(r, 1000));
+      activity = addActivity(activity, await meter.sample());
+    }
+  })();
   try {
     round.tps = await pgbench(seconds);
   } finally {
     writing = false;
-    await sampler;
+    measuring = false;
+    await Promise.all([sampler, monitor]);
   }
+  round.othersCpu = DisturbanceMeter.share(activity.ticks, secondsSince(t0));
   if (d) {
     const stopped = performance.now();
     const pending = new Set(Object.keys(VIEWS));
@@ -219,7 +254,8 @@ async function oneRound(targetS: number | undefined, daemon: boolean): Promise<R
   }
   await c.end();
   process.stderr.write(
-    `tpcb: ${daemon ? `daemon, target ${targetS ?? 'default'}` : 'no views'}: ${round.tps.toFixed(0)} TPS\n`,
+    `tpcb: ${daemon ? `daemon, target ${targetS ?? 'default'}` : 'no views'}: ${round.tps.toFixed(0)} TPS` +
+      ` (others used ${(round.othersCpu * 100).toFixed(0)}% of the CPU)\n`,
   );
   return round;
 }
@@ -251,6 +287,9 @@ const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : '—');
 async function main(): Promise<void> {
   const t0 = performance.now();
   await setup();
+  const admin = await connect(ADMIN_URL);
+  meter = new DisturbanceMeter(admin, [DB]);
+  await meter.start();
   // default target, interleaved with no-view rounds; the other targets of the curve in between
   // BENCH_TPCB_QUICK=n: n default rounds between n + 1 no-view rounds, no curve (for trying settings)
   const quick = Number(process.env['BENCH_TPCB_QUICK'] ?? 0);
@@ -311,6 +350,7 @@ async function main(): Promise<void> {
   );
   const unmet = [...new Set(defaultRounds.flatMap((r) => r.unmet))];
   const baselines = rounds.filter((r) => !r.daemon).map((r) => r.tps.toFixed(0));
+  const others = rounds.map((r) => `${(r.othersCpu * 100).toFixed(0)}%`);
   const minutes = (performance.now() - t0) / 60_000;
   const section = [
     SECTION_TITLE,
@@ -323,7 +363,8 @@ async function main(): Promise<void> {
     "a daemon round's ratio is its TPS over the mean of the no-view rounds next to it. Staleness: sampled",
     `from mvrefresh.status every ${SAMPLE_MS} ms while the writers run. Every round starts with a VACUUM of the`,
     'pgbench tables and a CHECKPOINT (autovacuum is off on this server).',
-    `No-view rounds, TPS in order: ${baselines.join(', ')}.`,
+    `No-view rounds, TPS in order: ${baselines.join(', ')}. Each round waits up to ${QUIET_WAIT_S} s for other processes to`,
+    `leave the CPU alone; what they used during each round, in order: ${others.join(', ')}.`,
     '',
     `### Defaults (target ${defaultS} s, budget ${Math.round(defaults.refreshBudget * 100)}% per view, concurrency ${defaults.concurrency})`,
     '',
@@ -384,7 +425,6 @@ async function main(): Promise<void> {
       ? `${current.trimEnd()}\n\n${section}`
       : `${current.slice(0, start)}${section}${next < 0 ? '' : `\n${current.slice(next + 1)}`}`;
   await writeFile(OUT, merged);
-  const admin = await connect(ADMIN_URL);
   await admin.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
   await admin.end();
 }

@@ -1,6 +1,4 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type pg from 'pg';
 import { connectClient } from './db/connect.js';
 import { describeError } from './db/errors.js';
@@ -14,12 +12,15 @@ import {
   viewStatus,
   watchView,
 } from './commands/admin.js';
-import { packageRoot } from './paths.js';
+import { PACKAGE_VERSION } from './version.js';
 import { grantsSql } from './commands/grants.js';
 import { viewDefaults } from './config.js';
 import { parseDuration, parseShare } from './duration.js';
 
-/** Exit codes: 0 done, 1 the operation failed, 2 the command line is wrong. */
+/**
+ * Exit codes: 0 done, 1 the operation failed, 2 the command line is wrong. `run` adds its own (RunExit):
+ * 2 for a bad configuration value, 130 when a second signal ended it at once.
+ */
 export const ExitCode = { ok: 0, failed: 1, usage: 2 } as const;
 
 const USAGE = `Usage: mvrefresh <command> [options]
@@ -43,7 +44,11 @@ Commands:
 Options:
   --database-url URL            default: DATABASE_URL
   --json                        machine-readable output (watch, unwatch, status)
-  -h, --help, -v, --version`;
+  -h, --help, -v, --version
+
+Exit codes:
+  0 done, 1 the operation failed, 2 the command line (or, for run, the configuration) is wrong,
+  130 run was stopped at once by a second SIGTERM / SIGINT`;
 
 class UsageError extends Error {
   override name = 'UsageError';
@@ -106,10 +111,6 @@ function databaseUrl(values: Values, env: NodeJS.ProcessEnv): string {
   return url;
 }
 
-function version(): string {
-  return (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
-}
-
 async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = await connectClient(url);
   try {
@@ -142,7 +143,7 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
   const { values, positionals } = parsed;
   const [command, ...rest] = positionals;
   if (values.version) {
-    io.out(version());
+    io.out(PACKAGE_VERSION);
     return ExitCode.ok;
   }
   if (values.help || command === undefined || command === 'help') {

@@ -304,7 +304,10 @@ function scrubConfigMessage(message: string): string {
   return message.replace(/postgres(?:ql)?:\/\/[^\s'"]+/g, (m) => redactUrl(m));
 }
 
-/** Every key with its environment variable, default and doc, for docs/operations.md and --help. */
+/**
+ * Every key with its environment variable, default and doc: config/README.md must document exactly these
+ * (test/config.test.ts checks it). `--help` does not use it: its text is static.
+ */
 export function describeSchema(): { key: string; env: string; default: unknown; doc: string }[] {
   const rows: { key: string; env: string; default: unknown; doc: string }[] = [];
   const walk = (node: Record<string, unknown>, prefix: string) => {

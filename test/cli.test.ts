@@ -28,6 +28,14 @@ beforeAll(async () => {
 });
 
 describe('the mvrefresh CLI', () => {
+  it('--help lists every exit code, 130 of a forced stop of run included', async () => {
+    const { code, stdout } = await cli(['--help']);
+    expect(code).toBe(0);
+    const codes = stdout.slice(stdout.indexOf('Exit codes:'));
+    for (const exit of ['0 done', '1 the operation failed', '2 the command line', '130 run'])
+      expect(codes).toContain(exit);
+  });
+
   it('migrate reports an up-to-date schema', async () => {
     const r = await cli(['migrate']);
     expect(r.code).toBe(0);
@@ -99,7 +107,7 @@ describe('the mvrefresh CLI', () => {
       expect.stringMatching(/^unwatched public\.monthly_product_sales; triggers removed from: \S/),
     ]);
     const left = await db.sql.query(
-      "SELECT 1 FROM pg_trigger WHERE tgfoid = 'mvrefresh.mark_dirty()'::regprocedure UNION ALL SELECT 1 FROM mvrefresh.view_state",
+      "SELECT 1 FROM pg_trigger WHERE tgfoid = 'mvrefresh.mark_table()'::regprocedure UNION ALL SELECT 1 FROM mvrefresh.view_state",
     );
     expect(left.rows).toEqual([]);
     expect(JSON.parse((await cli(['status', '--json'])).stdout)).toEqual([]);

@@ -14,7 +14,7 @@ describe('npm run demo', () => {
     async () => {
       const { stdout } = await run(
         process.execPath,
-        [join(packageRoot, 'dist', 'src', 'demo', 'main.js'), '--seconds', '6'],
+        [join(packageRoot, 'dist', 'demo', 'main.js'), '--seconds', '6'],
         {
           env: { PATH: process.env['PATH'] ?? '' },
           timeout: 110_000,

@@ -84,7 +84,9 @@ interface State {
 async function state(id: number): Promise<State> {
   const { rows } = await db.sql.query<State>(
     `SELECT v.started_gen, v.done_gen, v.wait_xids::text[] AS wait_xids, s.dirty, s.cycle_unfinished,
-            (SELECT count(*)::int FROM mvrefresh.marks m WHERE m.view_id = v.id) AS marks, v.last_refreshed_at
+            (SELECT count(*)::int FROM mvrefresh.marks m WHERE m.view_id = v.id)
+            + (SELECT count(*)::int FROM mvrefresh.table_marks t WHERE t.relid = ANY (v.source_relids)) AS marks,
+            v.last_refreshed_at
        FROM mvrefresh.view_state v JOIN mvrefresh.status s USING (id) WHERE v.id = $1`,
     [id],
   );
@@ -256,7 +258,10 @@ describe('the race of a writer that found the view already dirty (design.md)', (
     await writer.query('BEGIN ISOLATION LEVEL READ COMMITTED');
     await writer.query(`INSERT INTO ${table} VALUES (${k + 1}, ${k + 1})`);
     const { rows } = await writer.query<{ marks: number; xid: string }>(
-      'SELECT (SELECT count(*)::int FROM mvrefresh.marks WHERE view_id = $1) AS marks, pg_current_xact_id()::text AS xid',
+      `SELECT (SELECT count(*)::int FROM mvrefresh.marks WHERE view_id = $1)
+              + (SELECT count(*)::int FROM mvrefresh.table_marks t JOIN mvrefresh.view_state v
+                   ON t.relid = ANY (v.source_relids) WHERE v.id = $1) AS marks,
+              pg_current_xact_id()::text AS xid`,
       [id],
     );
     // only the committed mark: this writer's trigger skipped, so only the wait can cover its write
@@ -365,6 +370,8 @@ describe('crashes and concurrent sessions', () => {
     await db.sql.query(`BEGIN;
       UPDATE mvrefresh.view_state SET started_gen = started_gen + 1, cycle_started_at = now() WHERE id = ${id};
       DELETE FROM mvrefresh.marks WHERE view_id = ${id};
+      DELETE FROM mvrefresh.table_marks
+       WHERE relid = ANY ((SELECT source_relids FROM mvrefresh.view_state WHERE id = ${id})::oid[]);
       COMMIT`);
     expect(await state(id)).toMatchObject({ marks: 0, dirty: true, cycle_unfinished: true });
     expect(await due(id)).toEqual(['dirty']);

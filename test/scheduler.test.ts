@@ -34,7 +34,7 @@ function scheduler(views: ViewSettings[] = [view(1), view(2, { maxStalenessMs: 1
   s.on('conflict', (c) => conflicts.push(c));
   /** Runs the job that is due now for viewId, taking durationMs. */
   const run = (viewId: number, durationMs: number) => {
-    s.started(viewId);
+    s.started(due.filter((j) => j.viewId === viewId).at(-1)!);
     vi.advanceTimersByTime(durationMs);
     s.finished(viewId, { kind: 'done', refreshed: true, durationMs });
   };
@@ -144,7 +144,7 @@ describe('the per-view scheduler', () => {
     vi.advanceTimersByTime(1000);
     expect(due).toHaveLength(1);
     // a 300 ms refresh; writes arrive while it runs (the first one 10 ms after it started)
-    s.started(1);
+    s.started(due.at(-1)!);
     const start = Date.now();
     vi.advanceTimersByTime(10);
     s.schedule(1, 'notify');
@@ -225,7 +225,7 @@ describe('the per-view scheduler', () => {
     const { s, due, misses } = scheduler();
     s.schedule(1, 'sweep', Date.now() - 5000);
     vi.advanceTimersByTime(0);
-    s.started(1);
+    s.started(due.at(-1)!);
     vi.advanceTimersByTime(400);
     s.finished(1, { kind: 'retry', afterMs: 100, durationMs: 400 });
     s.schedule(1, 'notify');
@@ -235,7 +235,7 @@ describe('the per-view scheduler', () => {
     vi.advanceTimersByTime(1);
     expect(due).toHaveLength(2);
     expect(due[1]!.cause).toBe('retry');
-    s.started(1);
+    s.started(due.at(-1)!);
     s.finished(1, { kind: 'done', refreshed: true, durationMs: 20 });
     expect(misses[0]!.stalenessMs).toBeGreaterThanOrEqual(7000);
     s.stop();
@@ -245,7 +245,7 @@ describe('the per-view scheduler', () => {
     const { s, due } = scheduler();
     s.schedule(1, 'notify');
     vi.advanceTimersByTime(TARGET);
-    s.started(1);
+    s.started(due.at(-1)!);
     s.schedule(1, 'notify');
     s.finished(1, { kind: 'paused' });
     vi.advanceTimersByTime(60_000);
@@ -254,7 +254,7 @@ describe('the per-view scheduler', () => {
     s.schedule(1, 'notify');
     vi.advanceTimersByTime(TARGET);
     expect(due).toHaveLength(2);
-    s.started(1);
+    s.started(due.at(-1)!);
     s.finished(1, { kind: 'done', refreshed: true, durationMs: 5 });
     expect(s.describe(1)?.paused).toBe(false);
     s.schedule(1, 'manual');
@@ -276,9 +276,33 @@ describe('the per-view scheduler', () => {
     expect(due).toHaveLength(2);
     s.schedule(99, 'notify');
     expect(unknown).toEqual([99]);
-    s.started(2);
+    s.started(due.at(-1)!);
     s.finished(2, { kind: 'gone' });
     expect(s.knows(2)).toBe(false);
+    s.stop();
+  });
+
+  it('forces a queued job when a manual or interval refresh arrives before it starts', () => {
+    const { s, due } = scheduler();
+    s.schedule(1, 'notify');
+    vi.advanceTimersByTime(TARGET);
+    expect(due).toEqual([expect.objectContaining({ viewId: 1, cause: 'notify', force: false })]);
+    s.schedule(1, 'manual');
+    vi.advanceTimersByTime(1000);
+    expect(due).toHaveLength(1);
+    expect(s.started(due[0]!)).toEqual({ cause: 'manual', force: true });
+    s.finished(1, { kind: 'done', refreshed: true, durationMs: 5 });
+    vi.advanceTimersByTime(5000);
+    expect(due).toHaveLength(1);
+    s.stop();
+  });
+
+  it('starts a queued job with the cause and force it was due with when nothing arrived meanwhile', () => {
+    const { s, due } = scheduler();
+    s.schedule(1, 'notify');
+    vi.advanceTimersByTime(TARGET);
+    s.schedule(1, 'notify');
+    expect(s.started(due[0]!)).toEqual({ cause: 'notify', force: false });
     s.stop();
   });
 

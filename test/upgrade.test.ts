@@ -1,11 +1,12 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { migrate } from '../src/db/migrate.js';
+import { latestVersion, migrate } from '../src/db/migrate.js';
+import { PACKAGE_VERSION } from '../src/version.js';
 import { migrationsDir, packageRoot } from '../src/paths.js';
 import { runCli, type Proc } from './support/cli.js';
 import { startDaemon, type TestDaemon } from './support/daemon.js';
@@ -69,7 +70,13 @@ describe('a rolling upgrade from the previous release', () => {
 
     const old = runCli(
       ['run'],
-      { DATABASE_URL: upgradeUrl, MVREFRESH_LOG_LEVEL: 'debug', MVREFRESH_DEBOUNCE_MS: '50' },
+      // 0.1 daemons do not understand table notifications (schema 5): they find dirty views at their sweep
+      {
+        DATABASE_URL: upgradeUrl,
+        MVREFRESH_LOG_LEVEL: 'debug',
+        MVREFRESH_DEBOUNCE_MS: '50',
+        MVREFRESH_SWEEP_INTERVAL_MS: '1000',
+      },
       oldBin,
     );
     procs.push(old);
@@ -92,6 +99,12 @@ describe('a rolling upgrade from the previous release', () => {
         await w.end();
       }
     })();
+
+    // this tree's daemon refuses the old schema and names the command that fixes it
+    const early = runCli(['run'], { DATABASE_URL: upgradeUrl });
+    procs.push(early);
+    expect((await early.exit).code).toBe(1);
+    expect(early.text()).toContain('run `mvrefresh migrate`');
 
     await delay(1000);
     const result = await migrate(client);
@@ -126,5 +139,47 @@ describe('a rolling upgrade from the previous release', () => {
 
   it('leaves the upgraded database with the same schema as a fresh migrate', async () => {
     expect(await dumpSchema(client)).toBe(await readFile(join(migrationsDir, 'schema-dump.txt'), 'utf8'));
+  });
+});
+
+describe('a migration that breaks running daemons', () => {
+  it('makes a running daemon stop by itself with one clear line and exit 3, and a new start refuse, without failing a view', async () => {
+    await daemon?.stop();
+    daemon = undefined;
+    const d = runCli(['run'], { DATABASE_URL: upgradeUrl, MVREFRESH_LOG_LEVEL: 'info' });
+    procs.push(d);
+    await waitFor('the daemon to start', () => d.events().some((e) => e['event'] === 'started'));
+    const dir = await mkdtemp(join(tmpdir(), 'mvrefresh-migrations-'));
+    try {
+      await cp(migrationsDir, dir, { recursive: true });
+      await writeFile(
+        join(dir, '0900_breaking.sql'),
+        `-- compatibility: breaks older daemons
+ALTER TABLE mvrefresh.view_state ADD COLUMN something_new integer;
+`,
+      );
+      const writes = client.query(INSERT_ORDER);
+      await migrate(client, dir);
+      await writes;
+      // migrate's notification, not the next sweep (30 s by default), stops it
+      expect((await d.exit).code).toBe(3);
+      const lines = d.events().filter((e) => e['event'] === 'schema_incompatible');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatchObject({
+        version: PACKAGE_VERSION,
+        knownSchema: await latestVersion(),
+        schema: 900,
+        breakingVersion: 900,
+        action: 'deploy the new mvrefresh version',
+      });
+      expect(d.events().filter((e) => e['outcome'] === 'failed')).toEqual([]);
+
+      const again = runCli(['run'], { DATABASE_URL: upgradeUrl });
+      procs.push(again);
+      expect((await again.exit).code).toBe(1);
+      expect(again.text()).toContain('deploy the new mvrefresh version');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

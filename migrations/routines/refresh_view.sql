@@ -1,30 +1,35 @@
 -- One refresh cycle of one view: the protocol that keeps every committed write reflected. Called by the
 -- daemon and by refresh_dirty().
 --
--- A view is dirty while it has rows in mvrefresh.marks (or an unfinished cycle, below). Writers only ever
--- INSERT marks, never UPDATE a shared row: no writer waits for another writer, for a long transaction that
--- marked the view first, or for the daemon.
+-- A view is dirty while it has rows in mvrefresh.marks, while a table it reads has rows in
+-- mvrefresh.table_marks, or while a cycle is unfinished (below). Writers only ever INSERT table marks, never
+-- UPDATE a shared row: no writer waits for another writer, for a long transaction that marked the table
+-- first, or for the daemon. One trigger per table (routines/mark_table.sql), whatever the number of views.
 --
---   writer (statement trigger)                 daemon / refresh_dirty()  (procedure refresh_view)
+--   writer (statement trigger on table T)      daemon / refresh_dirty()  (this procedure, view V)
 --   ----------------------------------------   -----------------------------------------------------
---   READ COMMITTED, a mark exists -> nothing   tx1: try advisory lock; nothing due: 'clean';
---   no xid yet (nothing written)  -> nothing        started_gen + 1; DELETE the view's marks; COMMIT
---   otherwise: INSERT a mark, pg_notify(id)         (new writers now find no mark and add one)
+--   READ COMMITTED, T has a mark  -> nothing   tx1: try advisory lock; marks of V's tables become marks of
+--   no xid yet (nothing written)  -> nothing        every view reading them; nothing due: 'clean';
+--   otherwise: INSERT a mark of T,                  started_gen + 1; DELETE V's marks; COMMIT
+--              pg_notify('t' || T's oid)            (new writers now find no table mark and add one)
 --                                              wait: every xid of this database running after tx1's
---                                                    commit finishes, or the wait times out (xids kept)
+--                                                    commit and holding a write lock on a source of V
+--                                                    finishes, or the wait times out (xids kept)
 --                                              tx2: try advisory lock; REFRESH [CONCURRENTLY];
 --                                                   done_gen := started_gen (unless xids still run);
 --                                                   dependants get a mark; COMMIT
 --
 -- What must hold:
---  * A READ COMMITTED writer that skipped found a mark with a snapshot taken after it had written, so it
---    had an xid; if that snapshot predates tx1's commit, the xid is in the wait list, and tx2's snapshot
---    (taken after the wait) contains its writes. Otherwise it found no mark and added one.
+--  * A READ COMMITTED writer that skipped found a mark of its table T with a snapshot taken after it had
+--    written T, so it had an xid and holds a write lock on T until it ends. If that snapshot predates the
+--    commit of the tx1 that consumed the mark, it is running at that commit and waited for (T is a source
+--    of V), so tx2's snapshot contains its writes; every other view reading T got a mark in that tx1, and
+--    its own cycle waits for the writer in the same way. Otherwise it found no mark and added one.
 --  * A writer whose mark is not committed yet is invisible to tx1's DELETE: its mark survives the cycle.
 --  * started_gen > done_gen means a cycle did not finish (crash, lost lock, long writer): the sweep treats
 --    it as dirty.
 --  * Writers at REPEATABLE READ or SERIALIZABLE read with their transaction snapshot, which can predate a
---    clear although they had no xid then: they never skip, and add a mark once per transaction and view.
+--    clear although they had no xid then: they never skip, and add a mark once per transaction and table.
 --
 -- Asynchronous commits of tx1 (the clear) and tx2 (the refresh) keep every guarantee, because WAL is
 -- flushed in order and a crash loses only a tail of it:
@@ -89,6 +94,18 @@ BEGIN
         outcome := 'busy';
         RETURN;
     END IF;
+    -- the marks of the tables it reads become marks of every view reading them, so that views refreshed
+    -- later keep theirs; taken in one order, so that cycles of views sharing tables do not deadlock
+    WITH taken AS (
+        DELETE FROM mvrefresh.table_marks m
+         WHERE m.ctid = ANY (ARRAY(SELECT t.ctid FROM mvrefresh.table_marks t
+                                    WHERE t.relid = ANY (s.source_relids)
+                                    ORDER BY t.relid, t.ctid FOR UPDATE))
+        RETURNING m.relid, m.marked_at)
+    INSERT INTO mvrefresh.marks (view_id, marked_at)
+    SELECT v.id, min(taken.marked_at)
+      FROM taken JOIN mvrefresh.view_state v ON taken.relid = ANY (v.source_relids)
+     GROUP BY v.id;
     has_marks := EXISTS (SELECT FROM mvrefresh.marks WHERE view_id = p_view_id);
     IF NOT (p_force OR has_marks OR s.started_gen > s.done_gen) THEN
         outcome := 'clean';

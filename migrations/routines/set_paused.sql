@@ -24,7 +24,8 @@ BEGIN
     END IF;
     was := s.paused;
     UPDATE mvrefresh.view_state SET paused = p_paused WHERE id = s.id;
-    is_dirty := s.started_gen > s.done_gen OR EXISTS (SELECT FROM mvrefresh.marks WHERE view_id = s.id);
+    is_dirty := s.started_gen > s.done_gen OR EXISTS (SELECT FROM mvrefresh.marks WHERE view_id = s.id)
+                OR EXISTS (SELECT FROM mvrefresh.table_marks WHERE relid = ANY (s.source_relids));
     IF was AND NOT p_paused AND is_dirty THEN
         PERFORM pg_notify({{CHANNEL}}, s.id::text);
     END IF;

@@ -35,4 +35,8 @@ SELECT s.id,
        s.target_misses,
        s.last_miss_staleness_ms
   FROM mvrefresh.view_state s
-  LEFT JOIN LATERAL (SELECT min(marked_at) AS oldest FROM mvrefresh.marks WHERE view_id = s.id) m ON true;
+  LEFT JOIN LATERAL (SELECT min(x.marked_at) AS oldest
+                       FROM (SELECT marked_at FROM mvrefresh.marks WHERE view_id = s.id
+                             UNION ALL
+                             SELECT marked_at FROM mvrefresh.table_marks WHERE relid = ANY (s.source_relids)) x
+                    ) m ON true;

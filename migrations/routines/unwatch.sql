@@ -1,12 +1,11 @@
--- Stops watching a view: its triggers and its registration go; tables read by other watched views keep
--- their own triggers. Refuses while another watched view reads it.
+-- Stops watching a view: its registration goes, and the triggers of tables no other watched view reads.
+-- Refuses while another watched view reads it. Returns the tables whose trigger was removed.
 CREATE OR REPLACE FUNCTION mvrefresh.unwatch(p_name text) RETURNS jsonb
     LANGUAGE plpgsql
 AS $$
 DECLARE
     vid integer;
-    t record;
-    tables text[] := '{}';
+    tables text[];
     readers text;
     label text;
 BEGIN
@@ -22,13 +21,10 @@ BEGIN
         RAISE EXCEPTION '% is read by watched view(s) %', label, readers
             USING ERRCODE = 'dependent_objects_still_exist', HINT = 'Unwatch those first.';
     END IF;
-    FOR t IN SELECT tgrelid FROM pg_trigger WHERE tgname = 'mvrefresh_' || vid
-                                             AND tgfoid = 'mvrefresh.mark_dirty()'::regprocedure LOOP
-        EXECUTE format('DROP TRIGGER %I ON %s', 'mvrefresh_' || vid, t.tgrelid::regclass);
-        tables := tables || t.tgrelid::regclass::text;
-    END LOOP;
+    PERFORM set_config('lock_timeout', {{DDL_LOCK_TIMEOUT}}, true);
     DELETE FROM mvrefresh.marks WHERE view_id = vid;
     DELETE FROM mvrefresh.view_state WHERE id = vid;
+    tables := mvrefresh.sync_table_triggers();
     RETURN jsonb_build_object('id', vid, 'view', label, 'tables', to_jsonb(tables));
 END
 $$;

@@ -126,12 +126,22 @@ BEGIN
     INSERT INTO mvrefresh.view_deps (view_id, depends_on)
     SELECT vid, d FROM unnest(dep_ids) d ON CONFLICT DO NOTHING;
 
-    tables := mvrefresh.sync_triggers(vid, rel);
     UPDATE mvrefresh.view_state
-       SET sources = tables,
-           warnings = warn,
-           source_relids = ARRAY(SELECT s.relid FROM mvrefresh.view_sources(rel) s ORDER BY s.relid)
+       SET source_relids = ARRAY(SELECT s.relid FROM mvrefresh.view_sources(rel) s ORDER BY s.relid)
      WHERE id = vid;
+    -- CREATE TRIGGER waits for a SHARE ROW EXCLUSIVE lock: fail soon (the caller retries) rather than queue
+    -- the application's writers behind it
+    PERFORM set_config('lock_timeout', {{DDL_LOCK_TIMEOUT}}, true);
+    PERFORM mvrefresh.sync_table_triggers();
+    tables := ARRAY(SELECT s.relid::regclass::text FROM mvrefresh.view_sources(rel) s
+                     WHERE s.relkind IN ('r', 'p') ORDER BY s.relid);
+    warn := warn || ARRAY(
+        SELECT format('the trigger on %s does not fire for changes applied by logical replication '
+                      '(ENABLE ALWAYS needs the table''s owner, %s)', c.oid::regclass, c.relowner::regrole)
+          FROM mvrefresh.view_sources(rel) s JOIN pg_class c ON c.oid = s.relid
+          JOIN pg_trigger tg ON tg.tgrelid = c.oid AND tg.tgname = 'mvrefresh_mark'
+         WHERE tg.tgenabled <> 'A' ORDER BY c.oid);
+    UPDATE mvrefresh.view_state SET sources = tables, warnings = warn WHERE id = vid;
     -- a running daemon refreshes it once now and reloads its settings
     PERFORM pg_notify({{CHANNEL}}, vid::text);
     RETURN jsonb_build_object('id', vid, 'view', rel::text, 'created', created, 'tables', to_jsonb(tables),

@@ -29,6 +29,7 @@ export async function runMigrate(db: pg.ClientBase) {
 }
 
 export async function watchView(db: pg.ClientBase, name: string, opts: WatchOptions): Promise<WatchReport> {
+  await requirePrimary(db, 'watch');
   await requireSchema(db);
   const { rows } = await db.query<{ report: WatchReport }>(sql.watch, [
     name,

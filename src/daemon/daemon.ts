@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import type pg from 'pg';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
@@ -17,6 +18,10 @@ import { Releasers } from './releasers.js';
 import { Scheduler } from './scheduler.js';
 import { Sweeper } from './sweeper.js';
 import { describeConflict } from './plan.js';
+import { SchemaWatch } from './schema-watch.js';
+import { SourceMap } from './sources.js';
+import { latestVersion } from '../db/migrate.js';
+import { PACKAGE_VERSION } from '../version.js';
 
 /** A refresh backend whose client vanished (daemon killed) notices within this interval and frees its locks. */
 const CONNECTION_CHECK_INTERVAL = '1s';
@@ -55,7 +60,12 @@ export interface Running {
  * acquired; stop() releases them last-in-first-out (HTTP, sweeper, running refreshes within the grace
  * period, scheduler, listener, pools). start() and stop() are idempotent.
  */
-export class Daemon {
+export interface DaemonEvents {
+  /** The daemon stopped by itself (not through stop()): the process should exit. */
+  ended: [info: { reason: 'schema_incompatible' }];
+}
+
+export class Daemon extends EventEmitter<DaemonEvents> {
   private readonly releasers = new Releasers();
   private starting: Promise<Running> | undefined;
   private stopping: Promise<void> | undefined;
@@ -67,7 +77,9 @@ export class Daemon {
   constructor(
     private readonly config: Config,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    super();
+  }
 
   start(): Promise<Running> {
     this.starting ??= this.doStart().catch(async (err: unknown) => {
@@ -111,6 +123,8 @@ export class Daemon {
     this.releasers.add('refresh pool', () => refreshPool.end());
 
     const metrics = new Metrics();
+    const sources = new SourceMap();
+    const schemaWatch = new SchemaWatch({ pool: controlPool, logger, knownVersion: await latestVersion() });
     const listener = new Listener({
       connectionString: config.databaseUrl,
       settings: sessionSettings(serverVersion, { statementTimeoutMs: config.listener.heartbeatTimeoutMs }),
@@ -139,6 +153,7 @@ export class Daemon {
       lockTimeoutMs: config.lockTimeoutMs,
       backoffBaseMs: config.backoffBaseMs,
       backoffMaxMs: config.backoffMaxMs,
+      schemaWatch,
     });
     this.refresher = refresher;
     this.releasers.add('refresher', () => refresher.drain(config.shutdownGraceMs));
@@ -149,12 +164,37 @@ export class Daemon {
       logger,
       metrics,
       intervalMs: config.sweepIntervalMs,
+      schemaWatch,
+      sources,
     });
     this.releasers.add('sweeper', () => sweeper.stop());
 
     listener.on('view', (viewId) => {
       metrics.notifications.inc({ kind: scheduler.knows(viewId) ? 'view' : 'unknown' });
       scheduler.schedule(viewId, 'notify');
+    });
+    listener.on('table', (relid) => {
+      const readers = sources.viewsReading(relid);
+      metrics.notifications.inc({ kind: readers.length > 0 ? 'table' : 'unknown' });
+      // a table no known view reads: a view was watched since the list was loaded
+      if (readers.length === 0) sweeper.reloadForUnknown();
+      for (const id of readers) scheduler.schedule(id, 'notify');
+    });
+    listener.on('schema', () => void schemaWatch.check('notification'));
+    schemaWatch.on('incompatible', ({ message, state, knownVersion }) => {
+      this.accepting = false;
+      logger.error(
+        {
+          event: 'schema_incompatible',
+          version: PACKAGE_VERSION,
+          knownSchema: knownVersion,
+          schema: state.version,
+          breakingVersion: state.breakingVersion,
+          action: 'deploy the new mvrefresh version',
+        },
+        message,
+      );
+      void this.stop().finally(() => this.emit('ended', { reason: 'schema_incompatible' }));
     });
     listener.on('invalid', () => metrics.notifications.inc({ kind: 'invalid' }));
     listener.on('connected', ({ reconnect }) => {

@@ -260,7 +260,7 @@ function round3(x: number): number {
  * The path of a request target, or undefined when it is not one: `new URL()` throws on targets such as
  * `//[` or `http://x:99999/`, and nothing a client sends may throw outside the handler's error boundary.
  */
-export function requestPath(target: string | undefined): string | undefined {
+function requestPath(target: string | undefined): string | undefined {
   let url: URL;
   try {
     url = new URL(target ?? '/', 'http://localhost');

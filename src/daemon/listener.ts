@@ -1,3 +1,4 @@
+import { CHANNEL, SCHEMA_CHANGED } from '../db/protocol.js';
 import { EventEmitter } from 'node:events';
 import { Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
@@ -8,9 +9,8 @@ import { describeError } from '../db/errors.js';
 import { backoffDelay } from './backoff.js';
 import { withTimeout } from './timers.js';
 import { parseViewId } from './view-id.js';
+import { parseTableNotification } from './sources.js';
 
-/** The channel the triggers notify on; the payload is the view's id in decimal. */
-export const CHANNEL = 'mvrefresh';
 const RECONNECT_BASE_MS = 250;
 /** How long close() of a dead connection may take before its socket is destroyed. */
 const CLOSE_TIMEOUT_MS = 2000;
@@ -28,6 +28,10 @@ export interface ListenerOptions {
 export interface ListenerEvents {
   /** A notification named a view (the triggers send its id in decimal). */
   view: [viewId: number];
+  /** A notification named a table that turned dirty ('t' and its oid): every view reading it is due. */
+  table: [relid: number];
+  /** `migrate` changed the schema: check that this build still understands it. */
+  schema: [];
   /** A notification on the channel whose payload is no view id: nothing is done for it. */
   invalid: [info: { payloadBytes: number }];
   /** After LISTEN is in place, first time and after every reconnect: time for a catch-up sweep. */
@@ -138,6 +142,15 @@ export class Listener extends EventEmitter<ListenerEvents> {
         return;
       }
       if (n.channel !== CHANNEL) return;
+      const relid = parseTableNotification(payload);
+      if (relid !== undefined) {
+        this.emit('table', relid);
+        return;
+      }
+      if (payload === SCHEMA_CHANGED) {
+        this.emit('schema');
+        return;
+      }
       const viewId = parseViewId(payload);
       if (viewId !== undefined) {
         this.emit('view', viewId);

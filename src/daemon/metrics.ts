@@ -61,7 +61,7 @@ export class Metrics {
   });
   readonly notifications = new Counter({
     name: 'mvrefresh_notifications_total',
-    help: 'Notifications received, by kind: view (a watched view), unknown (no such view), invalid (malformed payload).',
+    help: 'Notifications received, by kind: table (a table that watched views read turned dirty), view (a watched view: dependants of a refresh, watch), unknown (no known view or table), invalid (malformed payload).',
     labelNames: ['kind'] as const,
     registers: [this.registry],
   });
@@ -79,7 +79,7 @@ export class Metrics {
   });
   readonly queueDepth = new Gauge({
     name: 'mvrefresh_queue_depth',
-    help: 'Refresh jobs by state: waiting (debounce or retry backoff), queued, running.',
+    help: 'Refresh jobs by state: waiting (planned by target and budget, or a retry), queued, running.',
     labelNames: ['state'] as const,
     registers: [this.registry],
   });

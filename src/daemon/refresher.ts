@@ -8,6 +8,14 @@ import { backoffDelay } from './backoff.js';
 import { withTimeout } from './timers.js';
 import type { Job, RunResult, Scheduler } from './scheduler.js';
 import type { Metrics } from './metrics.js';
+import type { SchemaWatch } from './schema-watch.js';
+
+/** Errors of a CALL that a schema changed under a running daemon explains. */
+const SCHEMA_CHANGE_STATES: ReadonlySet<string> = new Set([
+  SqlState.undefinedFunction,
+  SqlState.undefinedColumn,
+  SqlState.undefinedTable,
+]);
 
 /** Outcomes of mvrefresh.refresh_view(); `error` is ours: the cycle could not run (database unreachable). */
 export type Outcome =
@@ -52,6 +60,8 @@ export interface RefresherOptions {
   lockTimeoutMs: number;
   backoffBaseMs: number;
   backoffMaxMs: number;
+  /** Asked before recording a failure that a schema change can explain (an undefined routine or column). */
+  schemaWatch: SchemaWatch;
 }
 
 export interface RefreshReport {
@@ -110,12 +120,12 @@ export class Refresher extends EventEmitter<RefresherEvents> {
     void this.queue.add(() => this.run(job));
   }
 
-  private async run(job: Job): Promise<void> {
+  private async run(due: Job): Promise<void> {
     if (!this.accepting) {
-      this.opts.scheduler.finished(job.viewId, { kind: 'done', refreshed: false, durationMs: 0 });
+      this.opts.scheduler.finished(due.viewId, { kind: 'done', refreshed: false, durationMs: 0 });
       return;
     }
-    this.opts.scheduler.started(job.viewId);
+    const job: Job = { ...due, ...this.opts.scheduler.started(due) };
     const t0 = performance.now();
     let report: RefreshReport;
     let result: RunResult;
@@ -223,6 +233,14 @@ export class Refresher extends EventEmitter<RefresherEvents> {
     elapsed: number,
   ): Promise<{ report: RefreshReport; result: RunResult }> {
     const base = { viewId: job.viewId, view: job.name, cause: job.cause, durationMs: round(elapsed) };
+    if (isPgError(err) && err.code && SCHEMA_CHANGE_STATES.has(err.code)) {
+      // the daemon stops when migrate moved the schema past this build; the view did nothing wrong
+      if (!(await this.opts.schemaWatch.check('refresh')))
+        return {
+          report: { ...base, outcome: 'error', sqlstate: err.code, error: err.message },
+          result: { kind: 'done', refreshed: false, durationMs: elapsed },
+        };
+    }
     if (isPgError(err) && !isConnectionError(err)) {
       try {
         const { rows } = await this.opts.controlPool.query<{ retry_in_ms: number | null }>(

@@ -5,7 +5,7 @@ import { scrubSecret } from '../db/url.js';
 import { Daemon, StartupError } from './daemon.js';
 
 /** Exit codes of `mvrefresh run`. */
-export const RunExit = { ok: 0, failed: 1, config: 2, forced: 130 } as const;
+export const RunExit = { ok: 0, failed: 1, config: 2, schemaIncompatible: 3, forced: 130 } as const;
 /** After the first signal, the process exits by this much beyond the grace period even if something hangs. */
 const WATCHDOG_MARGIN_MS = 15_000;
 /** A second signal gives running refreshes this long to be cancelled before the process exits. */
@@ -83,6 +83,8 @@ export async function runDaemon(options: RunOptions): Promise<number> {
       watchdog.unref();
       void daemon.stop().finally(() => finish(RunExit.failed));
     };
+    // a breaking migration ran under this daemon: it has stopped and logged why
+    daemon.once('ended', () => finish(RunExit.schemaIncompatible));
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
     process.on('uncaughtException', onFatal);

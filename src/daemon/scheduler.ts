@@ -37,6 +37,9 @@ export interface Job {
   force: boolean;
 }
 
+/** What a job runs with: its cause and force when it starts, which may differ from those it was due with. */
+export type Start = Pick<Job, 'cause' | 'force'>;
+
 /** A refresh that ended later than the view's target, with the numbers that explain it. */
 export interface Miss {
   viewId: number;
@@ -55,7 +58,7 @@ export interface Conflict extends Omit<Miss, 'stalenessMs'> {
 }
 
 export interface SchedulerEvents {
-  /** A view is due: run exactly one refresh for it, then call finished(). */
+  /** A view is due: run exactly one refresh for it, calling started() first and finished() after. */
   due: [job: Job];
   /** A notification named a view this process does not know (yet): reload the list of views. */
   unknown: [viewId: number];
@@ -99,7 +102,8 @@ const BUSY_WINDOW_MS = 60_000;
  *   planned --event(d)-->            planned (dirtySince = min; re-planned; a retry is re-planned only by a
  *                                    manual refresh)
  *   planned --timer-->               queued   (emits `due`)
- *   queued  --event-->               queued   (the refresh has not started: it will see the write)
+ *   queued  --event-->               queued   (the refresh has not started: it will see the write; a
+ *                                    manual or interval event makes it forced, see started())
  *   queued  --started()-->           running  (the start counts in the budget)
  *   running --event(d)-->            running, rerun noted with the earliest d
  *   running --finished(done)-->      idle, or planned from the rerun's d; a refresh that ended later than
@@ -211,6 +215,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         this.arm(view, st);
         return;
       case 'queued':
+        st.force ||= force;
+        if (cause !== 'notify') st.cause = cause;
         return;
       case 'running':
         st.rerun ??= { dirtySince: since, cause, force };
@@ -221,14 +227,20 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     }
   }
 
-  /** The queue started the view's job. */
-  started(viewId: number): void {
-    const st = this.states.get(viewId);
-    if (st?.phase !== 'queued') return;
+  /**
+   * The queue started the view's job: returns the cause and force to run it with. The job was emitted with
+   * the values of the time it became due; a manual or interval refresh that arrived while it was queued
+   * must force it, or a clean view would answer `clean` to an operator who was told 202. The start counts
+   * in the view's budget.
+   */
+  started(job: Job): Start {
+    const st = this.states.get(job.viewId);
+    if (st?.phase !== 'queued') return { cause: job.cause, force: job.force };
     st.phase = 'running';
     st.startedAt = this.now();
-    const stats = this.stats.get(viewId);
+    const stats = this.stats.get(job.viewId);
     if (stats) stats.lastStartAt = st.startedAt;
+    return { cause: st.cause, force: st.force };
   }
 
   /** The view's job ended. */

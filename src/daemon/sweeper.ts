@@ -3,6 +3,8 @@ import type { Logger } from '../logger.js';
 import { sql } from '../db/sql.js';
 import { describeError } from '../db/errors.js';
 import type { Metrics } from './metrics.js';
+import type { SchemaWatch } from './schema-watch.js';
+import type { SourceMap } from './sources.js';
 import type { Scheduler, ViewSettings } from './scheduler.js';
 
 /** Why a sweep runs: the first at start, after LISTEN is (re)established, the timer, an unknown view. */
@@ -16,6 +18,10 @@ const MIN_TICK_MS = 1000;
 
 export interface SweeperOptions {
   pool: pg.Pool;
+  /** Each sweep first checks that the schema is still one this build understands. */
+  schemaWatch: SchemaWatch;
+  /** Which views read which tables: table notifications are mapped through it. */
+  sources: SourceMap;
   scheduler: Scheduler;
   logger: Logger;
   metrics: Metrics;
@@ -29,6 +35,7 @@ interface ViewRow {
   refresh_budget: number | null;
   paused: boolean;
   refresh_interval_ms: number | null;
+  source_relids: string[];
   last_duration_ms: number | null;
   refreshed_ago_ms: number | null;
 }
@@ -106,6 +113,7 @@ export class Sweeper {
       // The first connection follows the start sweep's load: no second load. A view watched in between is
       // dirty (watch marks it), so due_views() names it, the scheduler reports it unknown, and the
       // new_view sweep loads it.
+      if (!(await this.opts.schemaWatch.check('sweep'))) return;
       if (reason !== 'connect' || !this.loaded) await this.reload();
       const { rows } = await this.opts.pool.query<DueRow>(sql.dueViews);
       const now = Date.now();
@@ -145,6 +153,7 @@ export class Sweeper {
       lastRefreshedAgoMs: r.refreshed_ago_ms === null ? null : Math.max(0, r.refreshed_ago_ms),
     }));
     this.opts.scheduler.setViews(views);
+    this.opts.sources.replace(rows.map((r) => ({ id: r.id, sourceRelids: r.source_relids.map(Number) })));
     const shortest = Math.min(...rows.map((r) => r.refresh_interval_ms ?? Infinity));
     this.tickMs = Math.max(MIN_TICK_MS, Math.min(this.opts.intervalMs, shortest));
     this.loaded = true;

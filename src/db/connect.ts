@@ -12,7 +12,7 @@ export const AppName = {
 export const CONNECT_TIMEOUT_MS = 10_000;
 
 /** Server versions (server_version_num) that introduced settings the daemon uses. */
-export const PG14 = 140_000;
+const PG14 = 140_000;
 
 /**
  * Session settings sent with the start-up packet of the daemon's connections. They override role and

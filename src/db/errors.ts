@@ -1,18 +1,9 @@
 /** SQLSTATE codes the code branches on. */
 export const SqlState = {
   undefinedTable: '42P01',
-  undefinedObject: '42704',
   undefinedFunction: '42883',
   undefinedColumn: '42703',
-  invalidSchemaName: '3F000',
-  wrongObjectType: '42809',
-  insufficientPrivilege: '42501',
-  objectNotInPrerequisiteState: '55000',
-  lockNotAvailable: '55P03',
-  featureNotSupported: '0A000',
-  cardinalityViolation: '21000',
   readOnlySqlTransaction: '25006',
-  queryCanceled: '57014',
   adminShutdown: '57P01',
   crashShutdown: '57P02',
   cannotConnectNow: '57P03',
@@ -21,10 +12,6 @@ export const SqlState = {
   invalidCatalogName: '3D000',
   invalidPassword: '28P01',
   invalidAuthorization: '28000',
-  deadlockDetected: '40P01',
-  serializationFailure: '40001',
-  invalidParameterValue: '22023',
-  dependentObjectsStillExist: '2BP01',
 } as const;
 
 export interface PgErrorFields {

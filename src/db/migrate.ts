@@ -134,7 +134,11 @@ export async function migrate(db: pg.ClientBase, dir: string = migrationsDir): P
       await db.query(sql.recordRoutine, [routine.name, routine.sha256]);
       changed.push(routine.name);
     }
-    if (applied.length > 0 || changed.length > 0) await db.query(sql.notify, [CHANNEL, SCHEMA_CHANGED]);
+    // triggers follow the watched views (a migration may have replaced the trigger function)
+    if (applied.length > 0 || changed.length > 0) {
+      await db.query(sql.syncTableTriggers);
+      await db.query(sql.notify, [CHANNEL, SCHEMA_CHANGED]);
+    }
     await db.query('COMMIT');
   } catch (err) {
     await db.query('ROLLBACK').catch(() => undefined);

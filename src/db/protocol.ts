@@ -14,6 +14,9 @@ export const SCHEMA_CHANGED = 'schema';
 /** Second key of the lock that serializes migrations. */
 export const MIGRATION_LOCK_KEY = 0;
 
+/** How long watch / unwatch wait for a table lock to change a trigger before they fail and retry. */
+export const DDL_LOCK_TIMEOUT_MS = 2000;
+
 /** When to look again at a view whose lock another session holds, or whose long writers still run. */
 export const RETRY_MS = 1000;
 
@@ -48,6 +51,7 @@ export const sqlConstants: Readonly<Record<string, string>> = Object.freeze({
   LOCK_NAMESPACE: String(LOCK_NAMESPACE),
   CHANNEL: `'${CHANNEL}'`,
   RETRY_MS: String(RETRY_MS),
+  DDL_LOCK_TIMEOUT: `'${DDL_LOCK_TIMEOUT_MS}ms'`,
   BACKOFF_BASE_MS: String(BACKOFF_BASE_MS),
   BACKOFF_MAX_MS: String(BACKOFF_MAX_MS),
   SUCCESS_OUTCOMES: sqlList(SUCCESS_OUTCOMES),

@@ -23,6 +23,7 @@ export const sql = {
   recordRoutine: `INSERT INTO mvrefresh.routines (name, sha256) VALUES ($1, $2)
                   ON CONFLICT (name) DO UPDATE SET sha256 = EXCLUDED.sha256, applied_at = now()`,
   notify: 'SELECT pg_notify($1, $2)',
+  syncTableTriggers: 'SELECT mvrefresh.sync_table_triggers()',
   /** The newest version, and the newest that breaks daemons of earlier versions (0: none). */
   schemaCompatibility: `SELECT max(version) AS version,
                                COALESCE(max(version) FILTER (WHERE breaking), 0) AS breaking_version
@@ -45,11 +46,12 @@ export const sql = {
 
   // the daemon
   // ages instead of timestamps: the daemon's clock and the server's need not agree
-  listViews: `SELECT id, view, max_staleness_ms, refresh_budget, paused, refresh_interval_ms, depth,
-                     last_duration_ms,
-                     (extract(epoch FROM clock_timestamp() - last_refreshed_at) * 1000)::float8
-                       AS refreshed_ago_ms
-                FROM mvrefresh.status ORDER BY depth, id`,
+  listViews: `SELECT s.id, s.view, s.max_staleness_ms, s.refresh_budget, s.paused, s.refresh_interval_ms,
+                     s.last_duration_ms,
+                     (extract(epoch FROM clock_timestamp() - s.last_refreshed_at) * 1000)::float8
+                       AS refreshed_ago_ms,
+                     v.source_relids::text[] AS source_relids
+                FROM mvrefresh.status s JOIN mvrefresh.view_state v ON v.id = s.id ORDER BY s.depth, s.id`,
   dueViews: `SELECT view_id, reason,
                     (extract(epoch FROM clock_timestamp() - dirty_since) * 1000)::float8 AS dirty_for_ms
                FROM mvrefresh.due_views()`,
@@ -60,5 +62,4 @@ export const sql = {
   cancelBackend: 'SELECT pg_cancel_backend($1)',
   serverVersion: "SELECT current_setting('server_version_num')::integer AS version",
   ping: 'SELECT 1',
-  listeningChannels: 'SELECT pg_listening_channels() AS channel',
 } as const;

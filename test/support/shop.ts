@@ -1,7 +1,7 @@
 import type pg from 'pg';
-import { SHOP_VIEW_QUERY, shopSchema } from '../../src/shop.js';
+import { SHOP_VIEW_QUERY, shopSchema } from '../../demo/shop.js';
 
-/** The dirty-flag article's shop with a little seed data (src/shop.ts). */
+/** The dirty-flag article's shop with a little seed data (demo/shop.ts). */
 export const SHOP_SQL = shopSchema({ products: 20, customers: 20 });
 
 export const SHOP_QUERY = SHOP_VIEW_QUERY;

@@ -1,12 +1,12 @@
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { loadConfig } from '../config.js';
-import { createLogger } from '../logger.js';
-import { Daemon } from '../daemon/daemon.js';
-import { migrate } from '../db/migrate.js';
-import { watchView } from '../commands/admin.js';
-import { INSERT_ORDER_WITH_ITEMS, SHOP_VIEW_QUERY, shopSchema } from '../shop.js';
-import { startEmbeddedPostgres, type EmbeddedServer } from '../embedded.js';
+import { loadConfig } from '../src/config.js';
+import { createLogger } from '../src/logger.js';
+import { Daemon } from '../src/daemon/daemon.js';
+import { migrate } from '../src/db/migrate.js';
+import { watchView } from '../src/commands/admin.js';
+import { INSERT_ORDER_WITH_ITEMS, SHOP_VIEW_QUERY, shopSchema } from './shop.js';
+import { startEmbeddedPostgres, type EmbeddedServer } from './embedded.js';
 
 /**
  * `npm run demo`: embedded PostgreSQL in a temporary directory, the dirty-flag article's shop, the view
@@ -77,8 +77,7 @@ async function main(): Promise<number> {
         'http.port': 0,
         'http.host': '127.0.0.1',
         logLevel: 'warn',
-        debounceMs: 300,
-        maxWaitMs: 2000,
+        maxStalenessMs: 1000,
       },
     });
     daemon = new Daemon(config, createLogger(config.logLevel));

@@ -3,8 +3,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { appendFile, chmod, chown, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from '../../../src/embedded.js';
-import { packageRoot } from '../../../src/paths.js';
+import { freePort } from '../../demo/embedded.js';
+import { packageRoot } from '../../src/paths.js';
 
 /**
  * A private, throwaway PostgreSQL cluster for the fault tests that stop, restart or reconfigure a server:

@@ -1,9 +1,9 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDaemon } from '../../support/daemon.js';
-import { INSERT_ORDER, SHOP_QUERY, viewMatches } from '../../support/shop.js';
-import { reportRecovery } from '../../support/recovery.js';
-import { waitFor } from '../../support/wait.js';
+import { startDaemon } from '../support/daemon.js';
+import { INSERT_ORDER, SHOP_QUERY, viewMatches } from '../support/shop.js';
+import { reportRecovery } from '../support/recovery.js';
+import { waitFor } from '../support/wait.js';
 import { PgCluster } from './cluster.js';
 import {
   connect,

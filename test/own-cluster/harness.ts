@@ -2,17 +2,17 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import pg from 'pg';
 import { expect } from 'vitest';
-import { migrate } from '../../../src/db/migrate.js';
-import { packageRoot } from '../../../src/paths.js';
-import type { TestDaemon } from '../../support/daemon.js';
-import { SHOP_QUERY, SHOP_SQL, viewMatches } from '../../support/shop.js';
-import { waitFor } from '../../support/wait.js';
+import { migrate } from '../../src/db/migrate.js';
+import { packageRoot } from '../../src/paths.js';
+import type { TestDaemon } from '../support/daemon.js';
+import { SHOP_QUERY, SHOP_SQL, viewMatches } from '../support/shop.js';
+import { waitFor } from '../support/wait.js';
 import type { PgCluster } from './cluster.js';
 
 export const VIEW = 'monthly_product_sales';
 export const QUALIFIED_VIEW = `public.${VIEW}`;
 export const BIN = join(packageRoot, 'dist', 'src', 'bin.js');
-/** How long convergence may take after a fault ends: reconnect backoff + debounce + refresh, generously. */
+/** How long convergence may take after a fault ends: reconnect backoff + staleness target + refresh, generously. */
 export const CONVERGE_TIMEOUT_MS = 60_000;
 /** A probe of the daemon's HTTP port that takes longer counts as no answer. */
 const HTTP_TIMEOUT_MS = 5000;

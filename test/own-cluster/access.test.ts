@@ -1,11 +1,11 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { grantsSql } from '../../../src/commands/grants.js';
-import { migrate } from '../../../src/db/migrate.js';
-import { startDaemon, type TestDaemon } from '../../support/daemon.js';
-import { INSERT_ORDER, SHOP_SQL } from '../../support/shop.js';
-import { reportRecovery } from '../../support/recovery.js';
-import { delay, waitFor } from '../../support/wait.js';
+import { grantsSql } from '../../src/commands/grants.js';
+import { migrate } from '../../src/db/migrate.js';
+import { startDaemon, type TestDaemon } from '../support/daemon.js';
+import { INSERT_ORDER, SHOP_SQL } from '../support/shop.js';
+import { reportRecovery } from '../support/recovery.js';
+import { delay, waitFor } from '../support/wait.js';
 import { PgCluster } from './cluster.js';
 import {
   connect,

@@ -1,0 +1,47 @@
+-- The trigger, one per watched table (named mvrefresh), whatever the number of views reading the table. It
+-- runs in every writing statement of the application, so it does as little as it can: once per
+-- transaction and table, and only once the transaction has written something (it has an xid). At READ
+-- COMMITTED, one index probe for a mark of the table; only when there is none, insert one and notify
+-- ('t' || the table's oid). Writers at REPEATABLE READ or SERIALIZABLE cannot trust what their snapshot
+-- says about marks: they add one per transaction and table.
+--
+-- Why a writer that skipped is still reflected in every view reading the table: from its first write on,
+-- it holds a write lock on the table until it ends. A refresh cycle of a view V reading the table turns
+-- the table's marks into marks of every view reading it (routines/refresh_view.sql), in its first
+-- transaction (tx1); a writer whose snapshot saw a table mark either saw it before tx1 committed, and then
+-- is running at tx1's commit, holds a lock on one of V's sources, and is waited for; or saw a mark added
+-- later, which a later cycle consumes in the same way. Views other than V keep the view marks tx1 gave them,
+-- and their own cycles wait for the writers that hold locks on their sources.
+--
+-- The per-transaction memo is a transaction-local setting whose value is the transaction's own id, so a
+-- value set before the transaction wrote anything (when it had no id) cannot make the trigger skip.
+-- No column list in the trigger's definition: the application's migrations may alter or drop any column.
+-- SECURITY DEFINER so that writers need no privileges on this schema; without a SET clause (it would cost
+-- a GUC nest level per call and undo set_config(..., true)), so every function and operator is
+-- schema-qualified against search_path tricks.
+CREATE OR REPLACE FUNCTION mvrefresh.mark_table() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+DECLARE
+    xid text := pg_catalog.pg_current_xact_id_if_assigned()::text;
+    memo text;
+    ignored text;
+BEGIN
+    IF xid IS NULL THEN
+        RETURN NULL;
+    END IF;
+    memo := 'mvrefresh.t' OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text;
+    IF pg_catalog.current_setting(memo, true) OPERATOR(pg_catalog.=) xid THEN
+        RETURN NULL;
+    END IF;
+    ignored := pg_catalog.set_config(memo, xid, true);
+    IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.=) 'read committed'
+       AND EXISTS (SELECT FROM mvrefresh.table_marks WHERE relid OPERATOR(pg_catalog.=) TG_RELID) THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO mvrefresh.table_marks (relid) VALUES (TG_RELID);
+    PERFORM pg_catalog.pg_notify({{CHANNEL}}, 't' OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text);
+    RETURN NULL;
+END
+$$;
+REVOKE ALL ON FUNCTION mvrefresh.mark_table() FROM PUBLIC;

@@ -1,0 +1,48 @@
+-- Brings the triggers in line with the watched views: one trigger, mvrefresh_mark, on every table or
+-- partition a watched view reads (view_state.source_relids), none on tables no watched view reads any
+-- more, and no table marks left for such tables. Idempotent; `watch`, `unwatch` and `migrate` run it.
+-- Returns the tables whose trigger it removed.
+--
+-- The trigger fires for every write (no column list: the application's migrations may alter or drop any
+-- column). It is enabled ALWAYS where this role owns the table (ALTER TABLE needs the owner), so that
+-- changes applied by logical replication (session_replication_role = replica) mark views too; elsewhere it
+-- is an ordinary trigger and watch() warns. A trigger of that name that is not ours is never replaced.
+CREATE OR REPLACE FUNCTION mvrefresh.sync_table_triggers() RETURNS text[]
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    t record;
+    dropped text[] := '{}';
+BEGIN
+    FOR t IN SELECT tg.tgrelid FROM pg_trigger tg
+              WHERE tg.tgname = 'mvrefresh_mark' AND tg.tgfoid = 'mvrefresh.mark_table()'::regprocedure
+                AND NOT EXISTS (SELECT FROM mvrefresh.view_state v WHERE tg.tgrelid = ANY (v.source_relids))
+    LOOP
+        EXECUTE format('DROP TRIGGER mvrefresh_mark ON %s', t.tgrelid::regclass);
+        dropped := dropped || t.tgrelid::regclass::text;
+    END LOOP;
+    DELETE FROM mvrefresh.table_marks m
+     WHERE NOT EXISTS (SELECT FROM mvrefresh.view_state v WHERE m.relid = ANY (v.source_relids));
+
+    FOR t IN SELECT DISTINCT c.oid, c.relowner, tg.tgfoid, tg.tgenabled
+               FROM mvrefresh.view_state v
+              CROSS JOIN LATERAL unnest(v.source_relids) AS r(relid)
+               JOIN pg_class c ON c.oid = r.relid AND c.relkind IN ('r', 'p')
+               LEFT JOIN pg_trigger tg ON tg.tgrelid = c.oid AND tg.tgname = 'mvrefresh_mark'
+              ORDER BY c.oid
+    LOOP
+        IF t.tgfoid IS NOT NULL AND t.tgfoid <> 'mvrefresh.mark_table()'::regprocedure THEN
+            RAISE EXCEPTION 'table % has a trigger named mvrefresh_mark that mvrefresh did not create', t.oid::regclass
+                USING ERRCODE = 'duplicate_object', HINT = 'Rename that trigger.';
+        END IF;
+        IF t.tgfoid IS NULL THEN
+            EXECUTE format('CREATE TRIGGER mvrefresh_mark AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s '
+                           'FOR EACH STATEMENT EXECUTE FUNCTION mvrefresh.mark_table()', t.oid::regclass);
+        END IF;
+        IF t.tgenabled IS DISTINCT FROM 'A' AND pg_has_role(t.relowner, 'USAGE') THEN
+            EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER mvrefresh_mark', t.oid::regclass);
+        END IF;
+    END LOOP;
+    RETURN dropped;
+END
+$$;
