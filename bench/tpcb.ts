@@ -41,7 +41,7 @@ const SAMPLE_MS = 150;
 const CONVERGE_LIMIT_MS = 120_000;
 const SECTION_TITLE = '## TPC-B: staleness targets and the refresh budget';
 /** Before a round, wait this long at most for the machine to be quiet (others' CPU below QUIET_SHARE). */
-const QUIET_WAIT_S = 30;
+const QUIET_WAIT_S = 15;
 const QUIET_SHARE = 0.05;
 /** Targets of the trade-off curve, seconds; undefined: the daemon's defaults. */
 const TARGETS = [1, 2, 5, 10, 30];
@@ -195,6 +195,7 @@ async function oneRound(targetS: number | undefined, daemon: boolean): Promise<R
     await c.query('CALL mvrefresh.refresh_dirty()');
     d = await startDaemon(url, targetS, reports, round.unmet);
   }
+  await waitForQuiet();
   let writing = true;
   const sampler = (async () => {
     while (writing && daemon) {
@@ -205,7 +206,6 @@ async function oneRound(targetS: number | undefined, daemon: boolean): Promise<R
       await new Promise((res) => setTimeout(res, SAMPLE_MS));
     }
   })();
-  await waitForQuiet();
   let activity = NO_ACTIVITY;
   let measuring = true;
   const t0 = performance.now();

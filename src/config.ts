@@ -97,7 +97,7 @@ export const schema = {
   refreshBudget: {
     doc: "Share of time one view's refreshes may keep the database busy (refresh time / interval), for views without their own; it wins over the staleness target. Accepts 0.2 or 20%.",
     format: 'share',
-    default: 0.1,
+    default: 0.2,
     env: 'MVREFRESH_REFRESH_BUDGET',
   },
   sweepIntervalMs: {

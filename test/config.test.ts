@@ -12,7 +12,7 @@ describe('configuration', () => {
     expect(Object.isFrozen(config)).toBe(true);
     expect(Object.isFrozen(config.listener)).toBe(true);
     expect(config.maxStalenessMs).toBe(1000);
-    expect(config.refreshBudget).toBe(0.1);
+    expect(config.refreshBudget).toBe(0.2);
     expect(config.http.port).toBe(9187);
   });
 
