@@ -9,8 +9,9 @@
  * compared with its query. Output: a section of docs/benchmarks.md and docs/tpcb-tradeoff.svg.
  *
  * Environment: BENCH_URL (superuser URL; default the local server), BENCH_TPCB_SECONDS (20 per round; a
- * round at target T lasts at least 2.5 T), BENCH_OUT (docs/benchmarks.md). autovacuum is whatever the
- * server has; every round starts with a VACUUM of the pgbench tables and a CHECKPOINT.
+ * round at target T lasts at least 2.5 T), BENCH_OUT (docs/benchmarks.md), BENCH_TPCB_QUICK (n: only n
+ * default rounds). autovacuum is whatever the server has; every round starts with an empty history, a
+ * VACUUM of the pgbench tables and a CHECKPOINT.
  */
 import { execFile } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
@@ -171,6 +172,9 @@ async function oneRound(targetS: number | undefined, daemon: boolean): Promise<R
   const url = dbUrl(DB);
   const c = await connect(url);
   const seconds = Math.max(SECONDS, Math.ceil(2.5 * (targetS ?? 0)));
+  // every round starts with an empty history (as pgbench -i leaves it), so that teller_activity costs
+  // the same in every round instead of growing with the rounds before it
+  await c.query('TRUNCATE pgbench_history');
   await c.query('VACUUM pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history');
   await c.query('CHECKPOINT');
   const round: Round = {
@@ -361,8 +365,8 @@ async function main(): Promise<void> {
     'joined to the 1M accounts, grouped), top_accounts (accounts with balance > 4000), teller_activity',
     '(history grouped by teller). Rounds without views (no triggers, no daemon) alternate with daemon rounds;',
     "a daemon round's ratio is its TPS over the mean of the no-view rounds next to it. Staleness: sampled",
-    `from mvrefresh.status every ${SAMPLE_MS} ms while the writers run. Every round starts with a VACUUM of the`,
-    'pgbench tables and a CHECKPOINT (autovacuum is off on this server).',
+    `from mvrefresh.status every ${SAMPLE_MS} ms while the writers run. Every round starts with an empty`,
+    'pgbench_history, a VACUUM of the pgbench tables and a CHECKPOINT (autovacuum is off on this server).',
     `No-view rounds, TPS in order: ${baselines.join(', ')}. Each round waits up to ${QUIET_WAIT_S} s for other processes to`,
     `leave the CPU alone; what they used during each round, in order: ${others.join(', ')}.`,
     '',
