@@ -77,8 +77,7 @@ async function main(): Promise<number> {
         'http.port': 0,
         'http.host': '127.0.0.1',
         logLevel: 'warn',
-        debounceMs: 300,
-        maxWaitMs: 2000,
+        maxStalenessMs: 1000,
       },
     });
     daemon = new Daemon(config, createLogger(config.logLevel));

@@ -6,6 +6,7 @@ import { isPostgresUrl, redactUrl, scrubSecret } from './db/url.js';
 import {
   formatStatus,
   runMigrate,
+  setPaused,
   unwatchAll,
   unwatchView,
   viewStatus,
@@ -13,6 +14,8 @@ import {
 } from './commands/admin.js';
 import { PACKAGE_VERSION } from './version.js';
 import { grantsSql } from './commands/grants.js';
+import { viewDefaults } from './config.js';
+import { parseDuration, parseShare } from './duration.js';
 
 /**
  * Exit codes: 0 done, 1 the operation failed, 2 the command line is wrong. `run` adds its own (RunExit):
@@ -25,12 +28,14 @@ const USAGE = `Usage: mvrefresh <command> [options]
 Commands:
   migrate                       install or upgrade the mvrefresh schema
   watch <view> [options]        watch a materialized view (installs its triggers)
-      --debounce-ms N           quiet time before a refresh (default: the daemon's)
-      --max-wait-ms N           longest wait under a stream of writes (default: the daemon's)
+      --max-staleness D         staleness target: 10s, 500ms, 2m or ms (default: the daemon's)
+      --refresh-budget S        share of time its refreshes may take: 0.2 or 20% (default: the daemon's)
       --refresh-interval-ms N   also refresh every N ms (sources without triggers)
       --allow-blocking-refresh  accept a view without a unique index (plain REFRESH blocks readers)
       --with-dependencies       also watch the materialized views it reads
   unwatch <view> | --all        remove the triggers and the registration
+  pause <view>                  stop refreshing a view (bulk loads); it keeps its marks
+  resume <view>                 refresh it again (once at once if it was written meanwhile)
   status [--json]               watched views, their state, staleness and last error
   grants --role NAME [--owner-role OWNER] [--schema S ...]
                                 print the SQL for a least-privilege role (no database needed)
@@ -51,6 +56,9 @@ class UsageError extends Error {
 
 const OPTIONS = {
   'database-url': { type: 'string' },
+  'max-staleness': { type: 'string' },
+  'refresh-budget': { type: 'string' },
+  // retired: refused with a message that names the replacement
   'debounce-ms': { type: 'string' },
   'max-wait-ms': { type: 'string' },
   'refresh-interval-ms': { type: 'string' },
@@ -67,11 +75,7 @@ const OPTIONS = {
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
 
-function parseMs(
-  values: Values,
-  key: 'debounce-ms' | 'max-wait-ms' | 'refresh-interval-ms',
-  min: number,
-): number | undefined {
+function parseMs(values: Values, key: 'refresh-interval-ms', min: number): number | undefined {
   const raw = values[key];
   if (raw === undefined) return undefined;
   if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > 86_400_000)
@@ -79,6 +83,24 @@ function parseMs(
       `--${key} must be a whole number of milliseconds from ${min} to 86400000, got "${raw}"`,
     );
   return Number(raw);
+}
+
+function parseTarget(values: Values): number | undefined {
+  const raw = values['max-staleness'];
+  if (raw === undefined) return undefined;
+  const ms = parseDuration(raw);
+  if (ms === undefined || ms < 1 || ms > 86_400_000)
+    throw new UsageError(`--max-staleness must be a duration such as 10s, 500ms, 2m or 1500, got "${raw}"`);
+  return ms;
+}
+
+function parseBudget(values: Values): number | undefined {
+  const raw = values['refresh-budget'];
+  if (raw === undefined) return undefined;
+  const share = parseShare(raw);
+  if (share === undefined)
+    throw new UsageError(`--refresh-budget must be a share above 0 and at most 1 (0.2 or 20%), got "${raw}"`);
+  return share;
 }
 
 function databaseUrl(values: Values, env: NodeJS.ProcessEnv): string {
@@ -158,15 +180,18 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
       }
       case 'watch': {
         if (rest.length !== 1) throw new UsageError('watch takes exactly one materialized view name');
+        for (const retired of ['debounce-ms', 'max-wait-ms'] as const)
+          if (values[retired] !== undefined)
+            throw new UsageError(
+              `--${retired} is retired (the daemon cannot observe quiet time): use --max-staleness, and --refresh-budget to bound the cost`,
+            );
         const opts = {
-          debounceMs: parseMs(values, 'debounce-ms', 0),
-          maxWaitMs: parseMs(values, 'max-wait-ms', 0),
+          maxStalenessMs: parseTarget(values),
+          refreshBudget: parseBudget(values),
           refreshIntervalMs: parseMs(values, 'refresh-interval-ms', 1),
           allowBlockingRefresh: values['allow-blocking-refresh'] ?? false,
           withDependencies: values['with-dependencies'] ?? false,
         };
-        if (opts.debounceMs !== undefined && opts.maxWaitMs !== undefined && opts.maxWaitMs < opts.debounceMs)
-          throw new UsageError('--max-wait-ms must be >= --debounce-ms');
         url = databaseUrl(values, io.env);
         const report = await withClient(url, (c) => watchView(c, rest[0]!, opts));
         if (values.json) io.out(JSON.stringify(report));
@@ -194,11 +219,25 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
             io.out(`unwatched ${r.view}; triggers removed from: ${r.tables.join(', ') || '(none)'}`);
         return ExitCode.ok;
       }
+      case 'pause':
+      case 'resume': {
+        if (rest.length !== 1) throw new UsageError(`${command} takes exactly one materialized view name`);
+        url = databaseUrl(values, io.env);
+        const report = await withClient(url, (c) => setPaused(c, rest[0]!, command === 'pause'));
+        if (values.json) io.out(JSON.stringify(report));
+        else
+          io.out(
+            command === 'pause'
+              ? `${report.changed ? 'paused' : 'already paused:'} ${report.view}`
+              : `${report.changed ? 'resumed' : 'not paused:'} ${report.view}${report.changed && report.dirty ? ' (a refresh follows)' : ''}`,
+          );
+        return ExitCode.ok;
+      }
       case 'status': {
         expectArgs(0);
         url = databaseUrl(values, io.env);
         const rows = await withClient(url, viewStatus);
-        io.out(values.json ? JSON.stringify(rows) : formatStatus(rows));
+        io.out(values.json ? JSON.stringify(rows) : formatStatus(rows, viewDefaults(io.env)));
         return ExitCode.ok;
       }
       case 'grants': {

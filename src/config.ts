@@ -1,6 +1,7 @@
 import convict from 'convict';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { isPostgresUrl, redactUrl } from './db/url.js';
+import { parseDuration, parseShare } from './duration.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -33,6 +34,23 @@ for (const [name, min, max] of [
   const f = positiveInt(min, max);
   convict.addFormat({ ...f, name });
 }
+
+convict.addFormat({
+  name: 'duration',
+  validate(value: unknown) {
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 86_400_000)
+      throw new Error('must be a duration from 1 ms to 24 h: "10s", "500ms", "2m" or milliseconds');
+  },
+  coerce: (v: unknown) => (typeof v === 'string' ? (parseDuration(v) ?? v) : v),
+});
+convict.addFormat({
+  name: 'share',
+  validate(value: unknown) {
+    if (typeof value !== 'number' || !(value > 0 && value <= 1))
+      throw new Error('must be a share of time above 0 and at most 1: "0.2" or "20%"');
+  },
+  coerce: (v: unknown) => (typeof v === 'string' ? (parseShare(v) ?? v) : v),
+});
 
 /** The schema: one place for every key, its environment variable, default and documentation. */
 export const schema = {
@@ -70,17 +88,17 @@ export const schema = {
     default: 'info',
     env: 'MVREFRESH_LOG_LEVEL',
   },
-  debounceMs: {
-    doc: 'Quiet time after the last notification before a view is refreshed.',
-    format: 'ms',
-    default: 500,
-    env: 'MVREFRESH_DEBOUNCE_MS',
+  maxStalenessMs: {
+    doc: 'Staleness target of views without their own (watch --max-staleness): how old the oldest write a view does not show may get. Accepts "10s", "500ms", "2m" or milliseconds.',
+    format: 'duration',
+    default: 1000,
+    env: 'MVREFRESH_MAX_STALENESS',
   },
-  maxWaitMs: {
-    doc: 'Longest a view waits under a continuous stream of notifications (>= debounceMs).',
-    format: 'ms',
-    default: 5000,
-    env: 'MVREFRESH_MAX_WAIT_MS',
+  refreshBudget: {
+    doc: "Share of time one view's refreshes may keep the database busy (refresh time / interval), for views without their own; it wins over the staleness target. Accepts 0.2 or 20%.",
+    format: 'share',
+    default: 0.2,
+    env: 'MVREFRESH_REFRESH_BUDGET',
   },
   sweepIntervalMs: {
     doc: 'Period of the sweep of dirty views, the backstop for missed notifications.',
@@ -89,7 +107,7 @@ export const schema = {
     env: 'MVREFRESH_SWEEP_INTERVAL_MS',
   },
   concurrency: {
-    doc: 'Refreshes running at once (each holds one pooled connection).',
+    doc: 'Refreshes running at once (each holds one pooled connection): the budget of all views together.',
     format: 'count',
     default: 2,
     env: 'MVREFRESH_CONCURRENCY',
@@ -162,8 +180,8 @@ export interface Config {
   readonly databaseUrl: string;
   readonly http: { readonly host: string; readonly port: number; readonly adminToken: string };
   readonly logLevel: LogLevel;
-  readonly debounceMs: number;
-  readonly maxWaitMs: number;
+  readonly maxStalenessMs: number;
+  readonly refreshBudget: number;
   readonly sweepIntervalMs: number;
   readonly concurrency: number;
   readonly refreshTimeoutMs: number;
@@ -198,22 +216,52 @@ export interface LoadOptions {
   file?: string | undefined;
   /** Values from the command line; they override everything. */
   overrides?: Record<string, unknown>;
+  /** Told about every retired setting still in use (with what replaces it). */
+  onDeprecation?: (message: string) => void;
 }
+
+/**
+ * Settings whose meaning the daemon cannot honour any more (the trigger notifies once per clean -> dirty
+ * turn, so no quiet time can be observed): still accepted, with a warning. maxWaitMs, the longest a view
+ * waited, becomes its staleness target when no target is set; debounceMs is ignored.
+ */
+const RETIRED = [
+  { key: 'debounceMs', env: 'MVREFRESH_DEBOUNCE_MS', replacedBy: undefined },
+  { key: 'maxWaitMs', env: 'MVREFRESH_MAX_WAIT_MS', replacedBy: 'maxStalenessMs' },
+] as const;
 
 /** Validates configuration once into a new, frozen object. Errors name the key, the value and what is allowed. */
 export function loadConfig(options: LoadOptions = {}): Config {
   const env = options.env ?? process.env;
+  const warn = options.onDeprecation ?? (() => undefined);
   const conf = convict(schema, { env, args: [] });
   const file = options.file ?? env['MVREFRESH_CONFIG'];
+  const retired: Record<string, unknown> = {};
+  let targetSet = envKeys(env).includes('maxStalenessMs');
   try {
     if (file) {
       if (!existsSync(file))
         throw new ConfigError(`configuration file ${file} (MVREFRESH_CONFIG) does not exist`);
-      conf.loadFile(file);
+      const content = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+      for (const r of RETIRED)
+        if (r.key in content) {
+          retired[r.key] = content[r.key];
+          delete content[r.key];
+          warn(retiredMessage(r, `key ${r.key} in ${file}`));
+        }
+      targetSet ||= content['maxStalenessMs'] !== undefined;
+      conf.load(content);
       // the environment wins over the file
       const fromEnv = convict(schema, { env, args: [] });
       for (const key of envKeys(env)) conf.set(key, fromEnv.get(key as never));
     }
+    for (const r of RETIRED)
+      if (env[r.env] !== undefined) {
+        retired[r.key] = env[r.env];
+        warn(retiredMessage(r, r.env));
+      }
+    if (retired['maxWaitMs'] !== undefined && !targetSet)
+      conf.set('maxStalenessMs', retired['maxWaitMs'] as never);
     for (const [key, value] of Object.entries(options.overrides ?? {}))
       if (value !== undefined) conf.set(key, value);
     conf.validate({ allowed: 'strict' });
@@ -222,15 +270,17 @@ export function loadConfig(options: LoadOptions = {}): Config {
     throw new ConfigError(`invalid configuration: ${scrubConfigMessage((err as Error).message)}`);
   }
   const config = conf.getProperties() as Config;
-  if (config.maxWaitMs < config.debounceMs)
-    throw new ConfigError(
-      `invalid configuration: maxWaitMs (MVREFRESH_MAX_WAIT_MS) = ${config.maxWaitMs} must be >= debounceMs (MVREFRESH_DEBOUNCE_MS) = ${config.debounceMs}`,
-    );
   if (config.listener.heartbeatTimeoutMs >= config.listener.heartbeatIntervalMs)
     throw new ConfigError(
       `invalid configuration: listener.heartbeatTimeoutMs (${config.listener.heartbeatTimeoutMs}) must be below listener.heartbeatIntervalMs (${config.listener.heartbeatIntervalMs})`,
     );
   return deepFreeze(structuredClone(config));
+}
+
+function retiredMessage(r: (typeof RETIRED)[number], where: string): string {
+  return r.replacedBy
+    ? `${where} is deprecated: it is used as ${r.replacedBy} (MVREFRESH_MAX_STALENESS), which replaces it`
+    : `${where} is deprecated and ignored: views are refreshed by their staleness target (maxStalenessMs) and refresh budget (refreshBudget)`;
 }
 
 /** The schema keys whose environment variable is set. */
@@ -276,4 +326,18 @@ export function describeSchema(): { key: string; env: string; default: unknown; 
   };
   walk(schema as unknown as Record<string, unknown>, '');
   return rows;
+}
+
+/**
+ * The defaults a view without settings of its own gets, as far as the environment tells (for `mvrefresh
+ * status`, which runs without the daemon's configuration file).
+ */
+export function viewDefaults(env: NodeJS.ProcessEnv): { maxStalenessMs: number; refreshBudget: number } {
+  const target = env['MVREFRESH_MAX_STALENESS'] ?? env['MVREFRESH_MAX_WAIT_MS'];
+  const budget = env['MVREFRESH_REFRESH_BUDGET'];
+  return {
+    maxStalenessMs:
+      (target === undefined ? undefined : parseDuration(target)) ?? schema.maxStalenessMs.default,
+    refreshBudget: (budget === undefined ? undefined : parseShare(budget)) ?? schema.refreshBudget.default,
+  };
 }

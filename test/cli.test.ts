@@ -46,10 +46,10 @@ describe('the mvrefresh CLI', () => {
     const w = await cli([
       'watch',
       'public.monthly_product_sales',
-      '--debounce-ms',
-      '250',
-      '--max-wait-ms',
-      '2000',
+      '--max-staleness',
+      '2.5s',
+      '--refresh-budget',
+      '10%',
     ]);
     expect(w.code).toBe(0);
     expect(w.stdout).toMatch(/watching monthly_product_sales \(id \d+\)/);
@@ -58,10 +58,32 @@ describe('the mvrefresh CLI', () => {
     await db.exec("INSERT INTO orders VALUES (nextval('order_ids'), 1, '2024-05-01')");
     const s = await cli(['status']);
     expect(s.code).toBe(0);
-    expect(s.stdout).toMatch(/public\.monthly_product_sales\s+dirty/);
+    expect(s.stdout).toMatch(/public\.monthly_product_sales\s+dirty\s+\S+\s+2\.5 s\s+10%/);
     const j = await cli(['status', '--json']);
-    const rows = JSON.parse(j.stdout) as { view: string; dirty: boolean; debounce_ms: number }[];
-    expect(rows).toMatchObject([{ view: 'public.monthly_product_sales', dirty: true, debounce_ms: 250 }]);
+    const rows = JSON.parse(j.stdout) as { view: string; dirty: boolean; max_staleness_ms: number }[];
+    expect(rows).toMatchObject([
+      { view: 'public.monthly_product_sales', dirty: true, max_staleness_ms: 2500, refresh_budget: 0.1 },
+    ]);
+  });
+
+  it('pause keeps a view from being refreshed, with its marks; resume makes it due again', async () => {
+    await db.sql.query('CALL mvrefresh.refresh_dirty()');
+    const p = await cli(['pause', 'monthly_product_sales']);
+    expect(p.code).toBe(0);
+    expect(p.stdout).toMatch(/^paused monthly_product_sales/);
+    await db.exec("INSERT INTO orders VALUES (nextval('order_ids'), 1, '2024-05-02')");
+    await db.sql.query('CALL mvrefresh.refresh_dirty()');
+    const s = await cli(['status']);
+    expect(s.stdout).toMatch(/public\.monthly_product_sales\s+paused/);
+    const { rows } = await db.sql.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM mvrefresh.due_views()',
+    );
+    expect(rows[0]!.n).toBe(0);
+    const r = await cli(['resume', 'monthly_product_sales', '--json']);
+    expect(JSON.parse(r.stdout)).toMatchObject({ paused: false, changed: true, dirty: true });
+    await db.sql.query('CALL mvrefresh.refresh_dirty()');
+    const after = await cli(['status', '--json']);
+    expect(JSON.parse(after.stdout)).toMatchObject([{ dirty: false, paused: false }]);
   });
 
   it('unwatch removes the view', async () => {
@@ -97,8 +119,10 @@ describe('the mvrefresh CLI', () => {
     [['frobnicate'], /unknown command "frobnicate"/],
     [['watch'], /exactly one materialized view name/],
     [['watch', 'a', 'b'], /exactly one materialized view name/],
-    [['watch', 'v', '--debounce-ms', 'soon'], /--debounce-ms must be a whole number/],
-    [['watch', 'v', '--debounce-ms', '900', '--max-wait-ms', '10'], /--max-wait-ms must be >= --debounce-ms/],
+    [['watch', 'v', '--max-staleness', 'soon'], /--max-staleness must be a duration/],
+    [['watch', 'v', '--refresh-budget', '150%'], /--refresh-budget must be a share/],
+    [['watch', 'v', '--debounce-ms', '900'], /--debounce-ms is retired.*--max-staleness/],
+    [['pause'], /pause takes exactly one/],
     [['status', '--bogus'], /Unknown option '--bogus'/],
     [['unwatch'], /one materialized view name, or --all/],
   ])('exits 2 with a message for bad arguments %j', async (args, message) => {

@@ -11,7 +11,8 @@ describe('configuration', () => {
     const config = loadConfig({ env: URL_ENV });
     expect(Object.isFrozen(config)).toBe(true);
     expect(Object.isFrozen(config.listener)).toBe(true);
-    expect(config.debounceMs).toBe(500);
+    expect(config.maxStalenessMs).toBe(1000);
+    expect(config.refreshBudget).toBe(0.2);
     expect(config.http.port).toBe(9187);
   });
 
@@ -26,7 +27,8 @@ describe('configuration', () => {
     [{ MVREFRESH_CONCURRENCY: '0' }, /concurrency.*integer from 1 to 1000/s],
     [{ MVREFRESH_HTTP_PORT: 'http' }, /http\.port/],
     [{ MVREFRESH_LOG_LEVEL: 'loud' }, /logLevel/],
-    [{ MVREFRESH_DEBOUNCE_MS: '900', MVREFRESH_MAX_WAIT_MS: '100' }, /maxWaitMs .* must be >= debounceMs/],
+    [{ MVREFRESH_MAX_STALENESS: 'soon' }, /maxStalenessMs.*duration/],
+    [{ MVREFRESH_REFRESH_BUDGET: '0' }, /refreshBudget.*share/],
     [{ DATABASE_URL: 'mysql://root:topsecret@h/db' }, /databaseUrl/],
     [{ MVREFRESH_CONFIG: '/nonexistent.json' }, /does not exist/],
   ])('refuses %j with a message naming the key', (env, message) => {
@@ -37,6 +39,32 @@ describe('configuration', () => {
       expect((err as Error).message).toMatch(message);
       expect((err as Error).message).not.toContain('topsecret');
     }
+  });
+
+  it('accepts durations and shares in words', () => {
+    const config = loadConfig({
+      env: { ...URL_ENV, MVREFRESH_MAX_STALENESS: '2.5s', MVREFRESH_REFRESH_BUDGET: '25%' },
+    });
+    expect(config.maxStalenessMs).toBe(2500);
+    expect(config.refreshBudget).toBe(0.25);
+  });
+
+  it('keeps the retired debounce and max wait variables working, with a deprecation warning each', () => {
+    const warnings: string[] = [];
+    const config = loadConfig({
+      env: { ...URL_ENV, MVREFRESH_DEBOUNCE_MS: '500', MVREFRESH_MAX_WAIT_MS: '5000' },
+      onDeprecation: (m) => warnings.push(m),
+    });
+    expect(config.maxStalenessMs).toBe(5000);
+    expect(warnings).toEqual([
+      expect.stringMatching(/MVREFRESH_DEBOUNCE_MS is deprecated and ignored/),
+      expect.stringMatching(/MVREFRESH_MAX_WAIT_MS is deprecated: it is used as maxStalenessMs/),
+    ]);
+    // a target given explicitly wins
+    const explicit = loadConfig({
+      env: { ...URL_ENV, MVREFRESH_MAX_WAIT_MS: '5000', MVREFRESH_MAX_STALENESS: '3s' },
+    });
+    expect(explicit.maxStalenessMs).toBe(3000);
   });
 
   it('does not modify the environment object it is given', () => {

@@ -1,114 +1,297 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createLogger } from '../src/logger.js';
-import { Scheduler, type Job } from '../src/daemon/scheduler.js';
+import { Scheduler, type Conflict, type Job, type Miss, type ViewSettings } from '../src/daemon/scheduler.js';
+import { DurationEstimate, TARGET_HEADROOM, describeConflict, planRefresh } from '../src/daemon/plan.js';
 
-const DEBOUNCE = 100;
-const MAX_WAIT = 500;
+const TARGET = 1000;
+const BUDGET = 0.2;
+/** When a view dirty at d with an expected refresh time e is planned by its target alone. */
+const byTarget = (d: number, e = 0) => d + TARGET * TARGET_HEADROOM - e;
 
-function scheduler() {
-  const s = new Scheduler({ logger: createLogger('silent'), debounceMs: DEBOUNCE, maxWaitMs: MAX_WAIT });
-  s.setViews([
-    { id: 1, name: 'public.a', debounceMs: null, maxWaitMs: null },
-    { id: 2, name: 'public.b', debounceMs: 0, maxWaitMs: 0 },
-  ]);
+function view(id: number, extra: Partial<ViewSettings> = {}): ViewSettings {
+  return {
+    id,
+    name: `public.v${id}`,
+    maxStalenessMs: null,
+    refreshBudget: null,
+    paused: false,
+    lastDurationMs: null,
+    lastRefreshedAgoMs: null,
+    ...extra,
+  };
+}
+
+function scheduler(views: ViewSettings[] = [view(1), view(2, { maxStalenessMs: 10_000 })]) {
+  const s = new Scheduler({ logger: createLogger('silent'), maxStalenessMs: TARGET, refreshBudget: BUDGET });
+  s.setViews(views);
   const due: (Job & { at: number })[] = [];
   const unknown: number[] = [];
+  const misses: Miss[] = [];
+  const conflicts: Conflict[] = [];
   s.on('due', (job) => due.push({ ...job, at: Date.now() }));
   s.on('unknown', (id) => unknown.push(id));
-  return { s, due, unknown };
+  s.on('miss', (m) => misses.push(m));
+  s.on('conflict', (c) => conflicts.push(c));
+  /** Runs the job that is due now for viewId, taking durationMs. */
+  const run = (viewId: number, durationMs: number) => {
+    s.started(due.filter((j) => j.viewId === viewId).at(-1)!);
+    vi.advanceTimersByTime(durationMs);
+    s.finished(viewId, { kind: 'done', refreshed: true, durationMs });
+  };
+  return { s, due, unknown, misses, conflicts, run };
 }
 
 beforeEach(() => {
-  vi.useFakeTimers({ now: 0 });
+  vi.useFakeTimers({ now: 100_000 });
 });
 afterEach(() => {
   vi.useRealTimers();
 });
 
+describe('planRefresh', () => {
+  it('waits as long as the target allows: d + headroom x target - expected', () => {
+    const p = planRefresh({
+      now: 0,
+      dirtySince: 0,
+      targetMs: 10_000,
+      budget: 0.2,
+      expectedMs: 500,
+      lastStartAt: undefined,
+    });
+    expect(p.at).toBe(10_000 * TARGET_HEADROOM - 500);
+    expect(p.conflict).toBe(false);
+    expect(p.minIntervalMs).toBe(2500);
+    expect(p.achievableMs).toBe(3000);
+  });
+
+  it('never starts earlier than the budget allows after the last start; the budget wins a conflict', () => {
+    const p = planRefresh({
+      now: 1000,
+      dirtySince: 900,
+      targetMs: 2000,
+      budget: 0.2,
+      expectedMs: 800,
+      lastStartAt: 0,
+    });
+    expect(p.at).toBe(4000);
+    expect(p.conflict).toBe(true);
+    expect(describeConflict(800, 0.2, 2000)).toBe(
+      'refresh takes 800 ms; within a 20% budget it can run every 4 s; target 2 s not met',
+    );
+  });
+
+  it('starts at once when the view has been dirty longer than the target allows', () => {
+    const p = planRefresh({
+      now: 50_000,
+      dirtySince: 0,
+      targetMs: 1000,
+      budget: 0.2,
+      expectedMs: 10,
+      lastStartAt: 0,
+    });
+    expect(p.at).toBe(50_000);
+  });
+
+  it('estimates a refresh by the larger of an EWMA and the recent p90, seeded from the last duration', () => {
+    const e = new DurationEstimate(400);
+    expect(e.expectedMs).toBe(400);
+    for (let i = 0; i < 9; i += 1) e.add(100);
+    // one slow refresh in ten keeps the estimate up: p90 of the window
+    expect(e.expectedMs).toBeGreaterThanOrEqual(100);
+    e.add(900);
+    e.add(900);
+    expect(e.expectedMs).toBe(900);
+    expect(new DurationEstimate(null).expectedMs).toBe(0);
+  });
+});
+
 describe('the per-view scheduler', () => {
-  it('debounces a burst of events into one job after the quiet time', () => {
+  it('refreshes a dirty view once its target (less the expected refresh) is near, covering every write since', () => {
     const { s, due } = scheduler();
+    const t0 = Date.now();
     for (let i = 0; i < 5; i += 1) {
       s.schedule(1, 'notify');
-      vi.advanceTimersByTime(50);
+      vi.advanceTimersByTime(100);
     }
+    vi.advanceTimersByTime(byTarget(t0) - Date.now() - 1);
     expect(due).toEqual([]);
-    vi.advanceTimersByTime(DEBOUNCE);
-    expect(due).toHaveLength(1);
-    expect(due[0]).toMatchObject({ viewId: 1, cause: 'notify', force: false });
+    vi.advanceTimersByTime(1);
+    expect(due).toEqual([
+      expect.objectContaining({ viewId: 1, cause: 'notify', force: false, at: byTarget(t0) }),
+    ]);
     s.stop();
   });
 
-  it('never lets a stream of events postpone a refresh beyond max wait', () => {
+  it('never lets a stream of events postpone a refresh', () => {
     const { s, due } = scheduler();
-    for (let t = 0; t < 2000; t += 50) {
+    const t0 = Date.now();
+    for (let t = 0; t < 3000; t += 50) {
       s.schedule(1, 'notify');
       vi.advanceTimersByTime(50);
     }
-    expect(due.length).toBeGreaterThanOrEqual(1);
-    expect(due[0]!.at).toBeLessThanOrEqual(MAX_WAIT);
+    expect(due[0]!.at).toBe(byTarget(t0));
     s.stop();
   });
 
-  it('keeps one job per view: events while queued are covered, events while running cause exactly one more', () => {
-    const { s, due } = scheduler();
+  it('keeps one job per view, and plans the next refresh of a busy view by target and budget', () => {
+    const { s, due, run } = scheduler();
     s.schedule(1, 'notify');
-    vi.advanceTimersByTime(DEBOUNCE);
+    vi.advanceTimersByTime(TARGET);
     expect(due).toHaveLength(1);
+    // queued: the refresh has not started and will see these writes
     s.schedule(1, 'notify');
     s.schedule(1, 'sweep');
     vi.advanceTimersByTime(1000);
     expect(due).toHaveLength(1);
+    // a 300 ms refresh; writes arrive while it runs (the first one 10 ms after it started)
     s.started(due.at(-1)!);
-    for (let i = 0; i < 10; i += 1) s.schedule(1, 'notify');
-    vi.advanceTimersByTime(200);
-    expect(due).toHaveLength(1);
-    s.finished(1, { kind: 'done' });
-    // one more refresh, a debounce after the one it follows (the coalescing bound)
-    vi.advanceTimersByTime(DEBOUNCE - 1);
+    const start = Date.now();
+    vi.advanceTimersByTime(10);
+    s.schedule(1, 'notify');
+    vi.advanceTimersByTime(290);
+    s.finished(1, { kind: 'done', refreshed: true, durationMs: 300 });
+    // target: start + 10 + 850 - 300 = start + 560; budget: start + 300 / 0.2 = start + 1500: the budget wins
+    vi.advanceTimersByTime(start + 1500 - Date.now() - 1);
     expect(due).toHaveLength(1);
     vi.advanceTimersByTime(1);
     expect(due).toHaveLength(2);
-    s.started(due.at(-1)!);
-    s.finished(1, { kind: 'done' });
-    vi.advanceTimersByTime(5000);
+    run(1, 300);
+    vi.advanceTimersByTime(60_000);
     expect(due).toHaveLength(2);
     s.stop();
   });
 
-  it('retries after the delay a failure asks for and ignores events meanwhile', () => {
+  it('reports a budget that cannot meet the target, and the refreshes that miss it, with their numbers', () => {
+    const { s, due, misses, conflicts, run } = scheduler();
+    s.schedule(1, 'notify');
+    vi.advanceTimersByTime(TARGET);
+    run(1, 800);
+    expect(conflicts).toEqual([
+      expect.objectContaining({
+        view: 'public.v1',
+        conflict: true,
+        expectedMs: 800,
+        budget: 0.2,
+        minIntervalMs: 4000,
+      }),
+    ]);
+    // under a stream of writes: refreshes every 4 s, each about 4.8 s after the write it covers
+    for (let i = 0; i < 3; i += 1) {
+      s.schedule(1, 'notify');
+      vi.advanceTimersByTime(4000);
+      run(1, 800);
+    }
+    expect(due).toHaveLength(4);
+    expect(misses.length).toBeGreaterThanOrEqual(3);
+    expect(misses.at(-1)).toMatchObject({ view: 'public.v1', targetMs: TARGET, budget: 0.2 });
+    expect(misses.at(-1)!.stalenessMs).toBeGreaterThan(TARGET);
+    expect(s.describe(1)).toMatchObject({ targetMet: false, misses: misses.length, minIntervalMs: 4000 });
+    // cheaper refreshes end the conflict, and say so
+    for (let i = 0; i < 25; i += 1) {
+      s.schedule(1, 'notify');
+      vi.advanceTimersByTime(5000);
+      run(1, 10);
+    }
+    expect(conflicts.at(-1)).toMatchObject({ conflict: false });
+    expect(s.describe(1)?.targetMet).toBe(true);
+    s.stop();
+  });
+
+  it('keeps the staleness clock and the budget across a restart (dirty_since and last refresh from the database)', () => {
+    // the previous process refreshed v1 (800 ms) 1 s ago; the sweep finds it dirty for 3 s already
+    const { s, due } = scheduler([
+      view(1, { lastDurationMs: 800, lastRefreshedAgoMs: 1000, maxStalenessMs: 2000 }),
+    ]);
+    const now = Date.now();
+    s.schedule(1, 'sweep', now - 3000);
+    // overdue by its target, but the budget allows the next start 4 s after the last one (1.8 s ago)
+    vi.advanceTimersByTime(now - 1800 + 4000 - Date.now() - 1);
+    expect(due).toHaveLength(0);
+    vi.advanceTimersByTime(1);
+    expect(due).toHaveLength(1);
+    s.stop();
+  });
+
+  it('refreshes a view found by the sweep at once when it has been dirty longer than its target', () => {
     const { s, due } = scheduler();
-    s.schedule(2, 'notify');
+    s.schedule(1, 'sweep', Date.now() - 60_000);
+    vi.advanceTimersByTime(0);
+    expect(due).toHaveLength(1);
+    // a notification that arrives later does not move the clock forward
+    s.stop();
+  });
+
+  it('retries after the delay a failure asks for, not sooner than the budget, and keeps the staleness clock', () => {
+    const { s, due, misses } = scheduler();
+    s.schedule(1, 'sweep', Date.now() - 5000);
     vi.advanceTimersByTime(0);
     s.started(due.at(-1)!);
-    s.finished(2, { kind: 'retry', afterMs: 1000 });
-    s.schedule(2, 'notify');
-    vi.advanceTimersByTime(999);
+    vi.advanceTimersByTime(400);
+    s.finished(1, { kind: 'retry', afterMs: 100, durationMs: 400 });
+    s.schedule(1, 'notify');
+    // backoff says 100 ms, the budget 400 / 0.2 = 2000 ms after the start
+    vi.advanceTimersByTime(1599);
     expect(due).toHaveLength(1);
     vi.advanceTimersByTime(1);
     expect(due).toHaveLength(2);
     expect(due[1]!.cause).toBe('retry');
+    s.started(due.at(-1)!);
+    s.finished(1, { kind: 'done', refreshed: true, durationMs: 20 });
+    expect(misses[0]!.stalenessMs).toBeGreaterThanOrEqual(7000);
     s.stop();
   });
 
-  it('skips the debounce for sweeps and marks periodic and manual refreshes as forced', () => {
+  it('leaves a paused view idle until an event arrives (resume notifies); a manual refresh runs at once', () => {
     const { s, due } = scheduler();
-    s.schedule(1, 'interval');
+    s.schedule(1, 'notify');
+    vi.advanceTimersByTime(TARGET);
+    s.started(due.at(-1)!);
+    s.schedule(1, 'notify');
+    s.finished(1, { kind: 'paused' });
+    vi.advanceTimersByTime(60_000);
+    expect(due).toHaveLength(1);
+    expect(s.describe(1)).toMatchObject({ paused: true, phase: 'idle' });
+    s.schedule(1, 'notify');
+    vi.advanceTimersByTime(TARGET);
+    expect(due).toHaveLength(2);
+    s.started(due.at(-1)!);
+    s.finished(1, { kind: 'done', refreshed: true, durationMs: 5 });
+    expect(s.describe(1)?.paused).toBe(false);
+    s.schedule(1, 'manual');
     vi.advanceTimersByTime(0);
-    expect(due[0]).toMatchObject({ cause: 'interval', force: true });
+    expect(due[2]).toMatchObject({ cause: 'manual', force: true });
+    s.stop();
+  });
+
+  it('follows only the budget for periodic refreshes, and reports unknown and forgotten views', () => {
+    const { s, due, unknown, run } = scheduler();
+    s.schedule(2, 'interval');
+    vi.advanceTimersByTime(0);
+    expect(due[0]).toMatchObject({ viewId: 2, cause: 'interval', force: true });
+    run(2, 100);
+    s.schedule(2, 'interval');
+    vi.advanceTimersByTime(399);
+    expect(due).toHaveLength(1);
+    vi.advanceTimersByTime(1);
+    expect(due).toHaveLength(2);
+    s.schedule(99, 'notify');
+    expect(unknown).toEqual([99]);
+    s.started(due.at(-1)!);
+    s.finished(2, { kind: 'gone' });
+    expect(s.knows(2)).toBe(false);
     s.stop();
   });
 
   it('forces a queued job when a manual or interval refresh arrives before it starts', () => {
     const { s, due } = scheduler();
     s.schedule(1, 'notify');
-    vi.advanceTimersByTime(DEBOUNCE);
+    vi.advanceTimersByTime(TARGET);
     expect(due).toEqual([expect.objectContaining({ viewId: 1, cause: 'notify', force: false })]);
     s.schedule(1, 'manual');
     vi.advanceTimersByTime(1000);
     expect(due).toHaveLength(1);
     expect(s.started(due[0]!)).toEqual({ cause: 'manual', force: true });
-    s.finished(1, { kind: 'done' });
+    s.finished(1, { kind: 'done', refreshed: true, durationMs: 5 });
     vi.advanceTimersByTime(5000);
     expect(due).toHaveLength(1);
     s.stop();
@@ -117,22 +300,9 @@ describe('the per-view scheduler', () => {
   it('starts a queued job with the cause and force it was due with when nothing arrived meanwhile', () => {
     const { s, due } = scheduler();
     s.schedule(1, 'notify');
-    vi.advanceTimersByTime(DEBOUNCE);
+    vi.advanceTimersByTime(TARGET);
     s.schedule(1, 'notify');
     expect(s.started(due[0]!)).toEqual({ cause: 'notify', force: false });
-    s.stop();
-  });
-
-  it('reports unknown views instead of scheduling them, and forgets views that are gone', () => {
-    const { s, due, unknown } = scheduler();
-    s.schedule(99, 'notify');
-    expect(unknown).toEqual([99]);
-    s.schedule(1, 'notify');
-    vi.advanceTimersByTime(DEBOUNCE);
-    s.started(due.at(-1)!);
-    s.finished(1, { kind: 'gone' });
-    expect(s.knows(1)).toBe(false);
-    expect(due).toHaveLength(1);
     s.stop();
   });
 

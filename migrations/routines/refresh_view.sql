@@ -43,9 +43,10 @@
 --
 -- Outcomes: refreshed, populated (first, plain refresh of a view never populated), refreshed_blocking
 -- (plain refresh allowed by the view's settings), clean (nothing to do), busy (another session holds the
--- view's lock), waiting (nothing new: only writers an earlier cycle gave up on are pending, and they still
--- run), unwatched, failed. retry_in_ms, when set, says when to call again. wait_ms is the wait for writers,
--- cycle_ms the whole cycle's time in the server.
+-- view's lock), paused (the view is paused: nothing changes, its marks stay), waiting (nothing new: only
+-- writers an earlier cycle gave up on are pending, and they still run), unwatched, failed. retry_in_ms,
+-- when set, says when to call again. wait_ms is the wait for writers, cycle_ms the whole cycle's time in
+-- the server.
 CREATE OR REPLACE PROCEDURE mvrefresh.refresh_view(
     p_view_id integer,
     p_force boolean,
@@ -83,6 +84,10 @@ BEGIN
     SELECT * INTO s FROM mvrefresh.view_state WHERE id = p_view_id;
     IF NOT FOUND THEN
         outcome := 'unwatched';
+        RETURN;
+    END IF;
+    IF s.paused THEN
+        outcome := 'paused';
         RETURN;
     END IF;
     IF NOT pg_try_advisory_xact_lock(mvrefresh.lock_namespace(), p_view_id) THEN

@@ -1,4 +1,5 @@
--- What `mvrefresh status` and the daemon's /views show.
+-- What `mvrefresh status` and the daemon's /views show. Columns are only ever added at the end (daemons of
+-- earlier versions read this view).
 CREATE OR REPLACE VIEW mvrefresh.status AS
 SELECT s.id,
        format('%I.%I', s.view_schema, s.view_name) AS view,
@@ -27,7 +28,12 @@ SELECT s.id,
        s.warnings,
        ARRAY(SELECT format('%I.%I', u.view_schema, u.view_name)
                FROM mvrefresh.view_deps d JOIN mvrefresh.view_state u ON u.id = d.depends_on
-              WHERE d.view_id = s.id ORDER BY 1) AS depends_on
+              WHERE d.view_id = s.id ORDER BY 1) AS depends_on,
+       s.max_staleness_ms,
+       s.refresh_budget,
+       s.paused,
+       s.target_misses,
+       s.last_miss_staleness_ms
   FROM mvrefresh.view_state s
   LEFT JOIN LATERAL (SELECT min(x.marked_at) AS oldest
                        FROM (SELECT marked_at FROM mvrefresh.marks WHERE view_id = s.id

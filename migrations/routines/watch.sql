@@ -1,13 +1,17 @@
 -- Watches a materialized view: registers it, installs its triggers and records its dependencies.
 -- Idempotent; running it again after the view's definition changed brings the triggers in line.
--- Returns a report: id, view, tables, dependencies, warnings, created.
+-- Returns a report: id, view, tables, dependencies, warnings, created. p_debounce_ms and p_max_wait_ms are
+-- kept for callers of earlier versions and no longer read by the daemon; p_max_staleness_ms (staleness
+-- target) and p_refresh_budget (share of time spent refreshing) override the daemon's defaults.
 CREATE OR REPLACE FUNCTION mvrefresh.watch(
     p_name text,
     p_debounce_ms integer DEFAULT NULL,
     p_max_wait_ms integer DEFAULT NULL,
     p_refresh_interval_ms integer DEFAULT NULL,
     p_allow_blocking_refresh boolean DEFAULT false,
-    p_with_dependencies boolean DEFAULT false)
+    p_with_dependencies boolean DEFAULT false,
+    p_max_staleness_ms integer DEFAULT NULL,
+    p_refresh_budget double precision DEFAULT NULL)
     RETURNS jsonb
     LANGUAGE plpgsql
 AS $$
@@ -29,8 +33,12 @@ BEGIN
         RAISE EXCEPTION 'the database is a standby (in recovery): watch needs the primary'
             USING ERRCODE = 'read_only_sql_transaction';
     END IF;
-    IF p_debounce_ms < 0 OR p_max_wait_ms < 0 OR p_refresh_interval_ms <= 0 THEN
-        RAISE EXCEPTION 'debounce and max wait must be >= 0 and the refresh interval > 0 (milliseconds)'
+    IF p_debounce_ms < 0 OR p_max_wait_ms < 0 OR p_refresh_interval_ms <= 0 OR p_max_staleness_ms <= 0 THEN
+        RAISE EXCEPTION 'debounce and max wait must be >= 0, the refresh interval and the staleness target > 0 (milliseconds)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_refresh_budget <= 0 OR p_refresh_budget > 1 THEN
+        RAISE EXCEPTION 'the refresh budget is a share of time: more than 0, at most 1 (got %)', p_refresh_budget
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM pg_advisory_xact_lock(mvrefresh.lock_namespace(), -1);
@@ -73,7 +81,8 @@ BEGIN
             dep_report := mvrefresh.watch(format('%I.%I', (SELECT nspname FROM pg_namespace n JOIN pg_class c
                                                            ON c.relnamespace = n.oid WHERE c.oid = dep.relid),
                                                  (SELECT relname FROM pg_class WHERE oid = dep.relid)),
-                                          p_debounce_ms, p_max_wait_ms, NULL, p_allow_blocking_refresh, true);
+                                          p_debounce_ms, p_max_wait_ms, NULL, p_allow_blocking_refresh, true,
+                                          p_max_staleness_ms, p_refresh_budget);
             vid := (dep_report ->> 'id')::integer;
         END IF;
         dep_ids := dep_ids || vid;
@@ -97,15 +106,18 @@ BEGIN
     SELECT COALESCE(max(depth) + 1, 0) INTO view_depth FROM mvrefresh.view_state WHERE id = ANY (dep_ids);
 
     INSERT INTO mvrefresh.view_state AS v (view_schema, view_name, debounce_ms, max_wait_ms,
-                                           refresh_interval_ms, allow_blocking_refresh, depth)
+                                           refresh_interval_ms, allow_blocking_refresh, depth,
+                                           max_staleness_ms, refresh_budget)
     VALUES (schema_name, rel_name, p_debounce_ms, p_max_wait_ms, p_refresh_interval_ms,
-            p_allow_blocking_refresh, view_depth)
+            p_allow_blocking_refresh, view_depth, p_max_staleness_ms, p_refresh_budget)
     ON CONFLICT (view_schema, view_name) DO UPDATE
         SET debounce_ms = EXCLUDED.debounce_ms,
             max_wait_ms = EXCLUDED.max_wait_ms,
             refresh_interval_ms = EXCLUDED.refresh_interval_ms,
             allow_blocking_refresh = EXCLUDED.allow_blocking_refresh,
-            depth = EXCLUDED.depth
+            depth = EXCLUDED.depth,
+            max_staleness_ms = EXCLUDED.max_staleness_ms,
+            refresh_budget = EXCLUDED.refresh_budget
     RETURNING id, (xmax = 0) INTO vid, created;
     -- refreshed once now: the view may be stale, or its definition may have changed
     INSERT INTO mvrefresh.marks (view_id) VALUES (vid);

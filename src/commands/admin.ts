@@ -5,10 +5,11 @@ import { requireSchema } from '../db/schema-version.js';
 import { sql } from '../db/sql.js';
 import { retryOnLockTimeout } from '../db/lock-retry.js';
 import type { StatusRow } from '../db/status.js';
+import { describeConflict, formatMs, minInterval } from '../daemon/plan.js';
 
 export interface WatchOptions {
-  debounceMs?: number | undefined;
-  maxWaitMs?: number | undefined;
+  maxStalenessMs?: number | undefined;
+  refreshBudget?: number | undefined;
   refreshIntervalMs?: number | undefined;
   allowBlockingRefresh?: boolean | undefined;
   withDependencies?: boolean | undefined;
@@ -34,11 +35,13 @@ export async function watchView(db: pg.ClientBase, name: string, opts: WatchOpti
   const { rows } = await retryOnLockTimeout(() =>
     db.query<{ report: WatchReport }>(sql.watch, [
       name,
-      opts.debounceMs ?? null,
-      opts.maxWaitMs ?? null,
+      null,
+      null,
       opts.refreshIntervalMs ?? null,
       opts.allowBlockingRefresh ?? false,
       opts.withDependencies ?? false,
+      opts.maxStalenessMs ?? null,
+      opts.refreshBudget ?? null,
     ]),
   );
   return rows[0]!.report;
@@ -67,28 +70,85 @@ export async function unwatchAll(
   return rows[0]!.report;
 }
 
+export interface PauseReport {
+  id: number;
+  view: string;
+  paused: boolean;
+  changed: boolean;
+  dirty: boolean;
+}
+
+export async function setPaused(db: pg.ClientBase, name: string, paused: boolean): Promise<PauseReport> {
+  await requirePrimary(db, paused ? 'pause' : 'resume');
+  await requireSchema(db);
+  const { rows } = await db.query<{ report: PauseReport }>(sql.setPaused, [name, paused]);
+  return rows[0]!.report;
+}
+
 export async function viewStatus(db: pg.ClientBase | pg.Pool): Promise<StatusRow[]> {
   await requireSchema(db);
   return (await db.query<StatusRow>(sql.status)).rows;
 }
 
-/** A plain-text table for `mvrefresh status`. */
-export function formatStatus(rows: StatusRow[], now: Date = new Date()): string {
+/**
+ * A plain-text table for `mvrefresh status`. TARGET and BUDGET are the view's own or the defaults given;
+ * EVERY is how often the budget lets it refresh at its last duration, with "!" when that cannot meet the
+ * target (the reason follows the table); MISSES counts refreshes that ended later than the target.
+ */
+export function formatStatus(
+  rows: StatusRow[],
+  defaults: { maxStalenessMs: number; refreshBudget: number },
+  now: Date = new Date(),
+): string {
   if (rows.length === 0) return 'no materialized view is watched (mvrefresh watch <view>)';
-  const header = ['VIEW', 'STATE', 'STALENESS', 'LAST REFRESH', 'DURATION', 'FAILURES', 'LAST ERROR'];
-  const lines = rows.map((r) => [
-    r.view,
-    r.consecutive_failures > 0 ? 'failing' : r.dirty ? 'dirty' : 'fresh',
-    `${r.staleness_seconds.toFixed(1)}s`,
-    r.last_refreshed_at
-      ? `${Math.round((now.getTime() - r.last_refreshed_at.getTime()) / 1000)}s ago`
-      : 'never',
-    r.last_duration_ms === null ? '-' : `${Math.round(r.last_duration_ms)}ms`,
-    String(r.consecutive_failures),
-    r.last_error ? `${r.last_error}${r.last_sqlstate ? ` [${r.last_sqlstate}]` : ''}` : '-',
-  ]);
+  const header = [
+    'VIEW',
+    'STATE',
+    'STALENESS',
+    'TARGET',
+    'BUDGET',
+    'EVERY',
+    'MISSES',
+    'LAST REFRESH',
+    'DURATION',
+    'FAILURES',
+    'LAST ERROR',
+  ];
+  const notes: string[] = [];
+  const lines = rows.map((r) => {
+    const target = r.max_staleness_ms ?? defaults.maxStalenessMs;
+    const budget = r.refresh_budget ?? defaults.refreshBudget;
+    const expected = r.last_duration_ms;
+    let every = '-';
+    if (expected !== null) {
+      const conflict = minInterval(expected, budget) + expected > target;
+      every = `${formatMs(minInterval(expected, budget))}${conflict ? '!' : ''}`;
+      if (conflict) notes.push(`${r.view}: ${describeConflict(expected, budget, target)}`);
+    }
+    return [
+      r.view,
+      r.paused ? 'paused' : r.consecutive_failures > 0 ? 'failing' : r.dirty ? 'dirty' : 'fresh',
+      `${r.staleness_seconds.toFixed(1)}s`,
+      `${formatMs(target)}${r.max_staleness_ms === null ? '*' : ''}`,
+      `${Math.round(budget * 100)}%${r.refresh_budget === null ? '*' : ''}`,
+      every,
+      r.last_miss_staleness_ms === null
+        ? String(r.target_misses)
+        : `${r.target_misses} (last ${formatMs(r.last_miss_staleness_ms)})`,
+      r.last_refreshed_at
+        ? `${Math.round((now.getTime() - r.last_refreshed_at.getTime()) / 1000)}s ago`
+        : 'never',
+      expected === null ? '-' : `${Math.round(expected)}ms`,
+      String(r.consecutive_failures),
+      r.last_error ? `${r.last_error}${r.last_sqlstate ? ` [${r.last_sqlstate}]` : ''}` : '-',
+    ];
+  });
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
-  return [header, ...lines]
-    .map((l) => l.map((c, i) => (i === l.length - 1 ? c : c.padEnd(widths[i]!))).join('  '))
-    .join('\n');
+  return [
+    ...[header, ...lines].map((l) =>
+      l.map((c, i) => (i === l.length - 1 ? c : c.padEnd(widths[i]!))).join('  '),
+    ),
+    '(* the default)',
+    ...notes,
+  ].join('\n');
 }

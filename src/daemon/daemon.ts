@@ -17,6 +17,7 @@ import { Refresher } from './refresher.js';
 import { Releasers } from './releasers.js';
 import { Scheduler } from './scheduler.js';
 import { Sweeper } from './sweeper.js';
+import { describeConflict } from './plan.js';
 import { SchemaWatch } from './schema-watch.js';
 import { SourceMap } from './sources.js';
 import { latestVersion } from '../db/migrate.js';
@@ -134,7 +135,11 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     });
     this.releasers.add('listener', () => listener.stop());
 
-    const scheduler = new Scheduler({ logger, debounceMs: config.debounceMs, maxWaitMs: config.maxWaitMs });
+    const scheduler = new Scheduler({
+      logger,
+      maxStalenessMs: config.maxStalenessMs,
+      refreshBudget: config.refreshBudget,
+    });
     this.releasers.add('scheduler', () => scheduler.stop());
 
     const refresher = new Refresher({
@@ -199,6 +204,29 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     });
     scheduler.on('due', (job) => refresher.enqueue(job));
     scheduler.on('unknown', () => sweeper.reloadForUnknown());
+    scheduler.on('conflict', (c) => {
+      const fields = {
+        event: c.conflict ? 'target_unmet' : 'target_met',
+        view: c.view,
+        targetMs: c.targetMs,
+        budget: c.budget,
+        expectedMs: Math.round(c.expectedMs),
+        minIntervalMs: Math.round(c.minIntervalMs),
+        achievableMs: Math.round(c.achievableMs),
+      };
+      if (c.conflict)
+        logger.warn(fields, `${c.view}: ${describeConflict(c.expectedMs, c.budget, c.targetMs)}`);
+      else logger.info(fields, `${c.view}: the budget allows the staleness target again`);
+    });
+    scheduler.on('miss', (m) => {
+      metrics.targetMisses.inc({ view: m.view });
+      logger.debug(
+        { event: 'target_miss', view: m.view, stalenessMs: Math.round(m.stalenessMs), targetMs: m.targetMs },
+        `${m.view} was ${Math.round(m.stalenessMs)} ms stale, target ${m.targetMs} ms`,
+      );
+      // counted in view_state too, for `mvrefresh status`; a lost count is not worth a retry
+      controlPool.query(sql.recordTargetMiss, [m.viewId, m.stalenessMs]).catch(() => undefined);
+    });
 
     const http = new HttpServer({
       host: config.http.host,
@@ -232,8 +260,8 @@ export class Daemon extends EventEmitter<DaemonEvents> {
         port,
         views: scheduler.viewCount,
         concurrency: config.concurrency,
-        debounceMs: config.debounceMs,
-        maxWaitMs: config.maxWaitMs,
+        maxStalenessMs: config.maxStalenessMs,
+        refreshBudget: config.refreshBudget,
       },
       'mvrefresh running',
     );

@@ -12,6 +12,7 @@ import type { Metrics } from './metrics.js';
 import type { Scheduler } from './scheduler.js';
 import type { Refresher } from './refresher.js';
 import { parseViewId } from './view-id.js';
+import { describeConflict } from './plan.js';
 
 /** /healthz fails when the event loop has not turned for this long. */
 const STALL_LIMIT_MS = 10_000;
@@ -36,7 +37,8 @@ export interface HttpOptions {
 /**
  * One port for probes and scrapers: /healthz (process alive, event loop turning), /readyz (LISTEN up and
  * database answering), /views (JSON), /metrics (Prometheus). Nothing changes state unless an admin token
- * is configured: then POST /views/<id>/refresh with `Authorization: Bearer <token>` queues a refresh.
+ * is configured: then POST /views/<id>/refresh with `Authorization: Bearer <token>` queues a refresh, and
+ * POST /views/<id>/pause and /resume pause and resume a view.
  */
 export class HttpServer {
   private server: Server | undefined;
@@ -92,9 +94,22 @@ export class HttpServer {
     // every replica reports the database's truth; views no longer watched disappear
     metrics.staleness.reset();
     metrics.consecutiveFailures.reset();
+    for (const g of [
+      metrics.targetSeconds,
+      metrics.budgetShare,
+      metrics.budgetInUse,
+      metrics.achievableStaleness,
+    ])
+      g.reset();
     for (const r of rows) {
       metrics.staleness.set({ view: r.view }, r.staleness_seconds);
       metrics.consecutiveFailures.set({ view: r.view }, r.consecutive_failures);
+      const plan = scheduler.describe(r.id);
+      if (!plan) continue;
+      metrics.targetSeconds.set({ view: r.view }, plan.targetMs / 1000);
+      metrics.budgetShare.set({ view: r.view }, plan.budget);
+      metrics.budgetInUse.set({ view: r.view }, plan.budgetInUse);
+      metrics.achievableStaleness.set({ view: r.view }, plan.achievableMs / 1000);
     }
   }
 
@@ -120,9 +135,11 @@ export class HttpServer {
             return await this.metricsText(res);
         }
       }
-      const manual = parseViewId(/^\/views\/([^/]+)\/refresh$/.exec(path)?.[1] ?? '');
-      if (manual !== undefined && req.method === 'POST') return this.manualRefresh(req, res, manual);
-      if (['/healthz', '/readyz', '/views', '/metrics'].includes(path) || manual !== undefined)
+      const action = /^\/views\/([^/]+)\/(refresh|pause|resume)$/.exec(path);
+      const target = parseViewId(action?.[1] ?? '');
+      if (target !== undefined && action && req.method === 'POST')
+        return await this.viewAction(req, res, target, action[2] as 'refresh' | 'pause' | 'resume');
+      if (['/healthz', '/readyz', '/views', '/metrics'].includes(path) || target !== undefined)
         return json(res, 405, { error: 'method not allowed' });
       return json(res, 404, { error: 'not found', path });
     } catch (err) {
@@ -158,20 +175,41 @@ export class HttpServer {
     json(
       res,
       200,
-      rows.map((r) => ({
-        id: r.id,
-        name: r.view,
-        dirty: r.dirty,
-        lastDirtiedAt: r.dirty_since,
-        lastRefreshedAt: r.last_refreshed_at,
-        stalenessSeconds: r.staleness_seconds,
-        lastDurationMs: r.last_duration_ms,
-        lastOutcome: r.last_outcome,
-        lastError: r.last_error,
-        lastSqlstate: r.last_sqlstate,
-        consecutiveFailures: r.consecutive_failures,
-        nextAttemptAt: r.next_attempt_at,
-      })),
+      rows.map((r) => {
+        const plan = this.opts.scheduler.describe(r.id);
+        return {
+          id: r.id,
+          name: r.view,
+          dirty: r.dirty,
+          paused: r.paused,
+          lastDirtiedAt: r.dirty_since,
+          lastRefreshedAt: r.last_refreshed_at,
+          stalenessSeconds: r.staleness_seconds,
+          lastDurationMs: r.last_duration_ms,
+          lastOutcome: r.last_outcome,
+          lastError: r.last_error,
+          lastSqlstate: r.last_sqlstate,
+          consecutiveFailures: r.consecutive_failures,
+          nextAttemptAt: r.next_attempt_at,
+          // what this process plans: the target, the budget, what it allows, and the misses it saw
+          ...(plan
+            ? {
+                targetSeconds: plan.targetMs / 1000,
+                budget: plan.budget,
+                budgetInUse: round3(plan.budgetInUse),
+                expectedRefreshMs: Math.round(plan.expectedMs),
+                minIntervalMs: Math.round(plan.minIntervalMs),
+                achievableStalenessSeconds: round3(plan.achievableMs / 1000),
+                targetMet: plan.targetMet,
+                ...(plan.targetMet
+                  ? {}
+                  : { targetProblem: describeConflict(plan.expectedMs, plan.budget, plan.targetMs) }),
+                targetMisses: Number(r.target_misses),
+                nextRefreshAt: plan.nextRefreshAt === undefined ? null : new Date(plan.nextRefreshAt),
+              }
+            : {}),
+        };
+      }),
     );
   }
 
@@ -182,17 +220,40 @@ export class HttpServer {
     res.end(body);
   }
 
-  private manualRefresh(req: IncomingMessage, res: ServerResponse, viewId: number): void {
+  /** POST /views/<id>/refresh, /pause, /resume: only with the admin token. */
+  private async viewAction(
+    req: IncomingMessage,
+    res: ServerResponse,
+    viewId: number,
+    action: 'refresh' | 'pause' | 'resume',
+  ): Promise<void> {
     const token = this.opts.adminToken;
     if (!token)
       return json(res, 403, { error: 'state-changing endpoints are disabled (set MVREFRESH_ADMIN_TOKEN)' });
     const given = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
     if (!sameSecret(given, token)) return json(res, 401, { error: 'bad or missing bearer token' });
-    if (!this.opts.scheduler.knows(viewId))
-      return json(res, 404, { error: `no watched view with id ${viewId}` });
-    this.opts.scheduler.schedule(viewId, 'manual');
-    json(res, 202, { status: 'queued', id: viewId });
+    const name = this.opts.scheduler.nameOf(viewId);
+    if (name === undefined) return json(res, 404, { error: `no watched view with id ${viewId}` });
+    if (action === 'refresh') {
+      this.opts.scheduler.schedule(viewId, 'manual');
+      return json(res, 202, { status: 'queued', id: viewId });
+    }
+    // in the database, so that every replica and refresh_dirty() honour it; resuming notifies the daemons
+    const { rows } = await withTimeout(
+      this.opts.pool.query<{ report: { paused: boolean; changed: boolean } }>(sql.setPaused, [
+        name,
+        action === 'pause',
+      ]),
+      DB_PROBE_TIMEOUT_MS,
+      'the database',
+    );
+    this.opts.logger.info({ event: action, view: name }, `${action} ${name}`);
+    json(res, 200, { id: viewId, ...rows[0]?.report });
   }
+}
+
+function round3(x: number): number {
+  return Math.round(x * 1000) / 1000;
 }
 
 /**

@@ -29,6 +29,36 @@ export class Metrics {
     labelNames: ['view'] as const,
     registers: [this.registry],
   });
+  readonly targetSeconds = new Gauge({
+    name: 'mvrefresh_view_target_seconds',
+    help: 'Staleness target of the view.',
+    labelNames: ['view'] as const,
+    registers: [this.registry],
+  });
+  readonly budgetShare = new Gauge({
+    name: 'mvrefresh_view_budget_share',
+    help: 'Share of time the view may spend refreshing (its refresh budget).',
+    labelNames: ['view'] as const,
+    registers: [this.registry],
+  });
+  readonly budgetInUse = new Gauge({
+    name: 'mvrefresh_view_budget_in_use_share',
+    help: 'Share of the last minute this process spent refreshing the view (refresh time / time).',
+    labelNames: ['view'] as const,
+    registers: [this.registry],
+  });
+  readonly achievableStaleness = new Gauge({
+    name: 'mvrefresh_view_achievable_staleness_seconds',
+    help: 'Worst staleness the budget allows under a steady stream of writes (expected refresh time / budget + expected refresh time); above the target: the target cannot be met.',
+    labelNames: ['view'] as const,
+    registers: [this.registry],
+  });
+  readonly targetMisses = new Counter({
+    name: 'mvrefresh_view_target_misses_total',
+    help: 'Refreshes that ended later than the staleness target after the oldest write they covered.',
+    labelNames: ['view'] as const,
+    registers: [this.registry],
+  });
   readonly notifications = new Counter({
     name: 'mvrefresh_notifications_total',
     help: 'Notifications received, by kind: table (a table that watched views read turned dirty), view (a watched view: dependants of a refresh, watch), unknown (no known view or table), invalid (malformed payload).',
@@ -49,7 +79,7 @@ export class Metrics {
   });
   readonly queueDepth = new Gauge({
     name: 'mvrefresh_queue_depth',
-    help: 'Refresh jobs by state: waiting (debounce or retry backoff), queued, running.',
+    help: 'Refresh jobs by state: waiting (planned by target and budget, or a retry), queued, running.',
     labelNames: ['state'] as const,
     registers: [this.registry],
   });

@@ -26,6 +26,7 @@ export type Outcome =
   | 'busy'
   | 'waiting'
   | 'unwatched'
+  | 'paused'
   | 'failed'
   | 'error';
 
@@ -113,7 +114,7 @@ export class Refresher extends EventEmitter<RefresherEvents> {
   /** Queues the job of a view the scheduler found due; the scheduler hears of its start and its end. */
   enqueue(job: Job): void {
     if (!this.accepting) {
-      this.opts.scheduler.finished(job.viewId, { kind: 'done' });
+      this.opts.scheduler.finished(job.viewId, { kind: 'done', refreshed: false, durationMs: 0 });
       return;
     }
     void this.queue.add(() => this.run(job));
@@ -121,7 +122,7 @@ export class Refresher extends EventEmitter<RefresherEvents> {
 
   private async run(due: Job): Promise<void> {
     if (!this.accepting) {
-      this.opts.scheduler.finished(due.viewId, { kind: 'done' });
+      this.opts.scheduler.finished(due.viewId, { kind: 'done', refreshed: false, durationMs: 0 });
       return;
     }
     const job: Job = { ...due, ...this.opts.scheduler.started(due) };
@@ -143,7 +144,7 @@ export class Refresher extends EventEmitter<RefresherEvents> {
         ...(row.err_sqlstate ? { sqlstate: row.err_sqlstate } : {}),
         ...(row.err_message ? { error: row.err_message } : {}),
       };
-      result = this.resultOf(row);
+      result = this.resultOf(row, performance.now() - t0);
       if (SUCCESS.has(row.outcome)) {
         if (row.duration_ms !== null)
           this.opts.metrics.refreshDuration.observe({ view: job.name }, row.duration_ms / 1000);
@@ -202,18 +203,22 @@ export class Refresher extends EventEmitter<RefresherEvents> {
     }
   }
 
-  private resultOf(row: CallRow): RunResult {
+  private resultOf(row: CallRow, durationMs: number): RunResult {
     switch (row.outcome) {
       case 'unwatched':
         return { kind: 'gone' };
+      case 'paused':
+        return { kind: 'paused' };
       case 'busy':
-        return { kind: 'retry', afterMs: BUSY_RETRY_MS };
+        return { kind: 'retry', afterMs: BUSY_RETRY_MS, durationMs };
       case 'waiting':
       case 'failed':
-        return { kind: 'retry', afterMs: row.retry_in_ms ?? this.opts.backoffBaseMs };
+        return { kind: 'retry', afterMs: row.retry_in_ms ?? this.opts.backoffBaseMs, durationMs };
       default:
         // a refresh that left writers still running keeps the view due: look again when they may be done
-        return row.retry_in_ms !== null ? { kind: 'retry', afterMs: row.retry_in_ms } : { kind: 'done' };
+        return row.retry_in_ms !== null
+          ? { kind: 'retry', afterMs: row.retry_in_ms, durationMs }
+          : { kind: 'done', refreshed: SUCCESS.has(row.outcome), durationMs };
     }
   }
 
@@ -233,7 +238,7 @@ export class Refresher extends EventEmitter<RefresherEvents> {
       if (!(await this.opts.schemaWatch.check('refresh')))
         return {
           report: { ...base, outcome: 'error', sqlstate: err.code, error: err.message },
-          result: { kind: 'done' },
+          result: { kind: 'done', refreshed: false, durationMs: elapsed },
         };
     }
     if (isPgError(err) && !isConnectionError(err)) {
@@ -246,7 +251,9 @@ export class Refresher extends EventEmitter<RefresherEvents> {
         return {
           report: { ...base, outcome: 'failed', sqlstate: err.code ?? '', error: err.message },
           result:
-            retry === null || retry === undefined ? { kind: 'gone' } : { kind: 'retry', afterMs: retry },
+            retry === null || retry === undefined
+              ? { kind: 'gone' }
+              : { kind: 'retry', afterMs: retry, durationMs: elapsed },
         };
       } catch {
         // fall through: treat as unreachable
@@ -264,6 +271,7 @@ export class Refresher extends EventEmitter<RefresherEvents> {
       result: {
         kind: 'retry',
         afterMs: backoffDelay(failures, this.opts.backoffBaseMs, this.opts.backoffMaxMs),
+        durationMs: elapsed,
       },
     };
   }

@@ -22,8 +22,13 @@ export interface RunOptions {
  */
 export async function runDaemon(options: RunOptions): Promise<number> {
   let config;
+  const deprecations: string[] = [];
   try {
-    config = loadConfig({ env: options.env, overrides: { databaseUrl: options.databaseUrl } });
+    config = loadConfig({
+      env: options.env,
+      overrides: { databaseUrl: options.databaseUrl },
+      onDeprecation: (message) => deprecations.push(message),
+    });
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`mvrefresh run: ${err.message}\n`);
@@ -32,6 +37,7 @@ export async function runDaemon(options: RunOptions): Promise<number> {
     throw err;
   }
   const logger = createLogger(config.logLevel);
+  for (const message of deprecations) logger.warn({ event: 'deprecated_setting' }, message);
   const daemon = new Daemon(config, logger);
 
   return new Promise<number>((resolve) => {

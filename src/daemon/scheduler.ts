@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../logger.js';
+import { DurationEstimate, planRefresh, type Plan } from './plan.js';
 
 /**
  * What made a view due: a notification, the sweep, an upstream refresh, an operator, a periodic interval,
@@ -10,12 +11,23 @@ export type Cause = 'notify' | 'sweep' | 'dependency' | 'manual' | 'interval' | 
 export interface ViewSettings {
   id: number;
   name: string;
-  debounceMs: number | null;
-  maxWaitMs: number | null;
+  /** Staleness target; null: the daemon's default. */
+  maxStalenessMs: number | null;
+  /** Share of time this view may keep the database busy refreshing; null: the daemon's default. */
+  refreshBudget: number | null;
+  paused: boolean;
+  /** From view_state, so that a restarted daemon knows the cost and the last start of each view. */
+  lastDurationMs: number | null;
+  /** How long ago the last refresh ended (null: never). */
+  lastRefreshedAgoMs: number | null;
 }
 
-/** How a run ended, as far as scheduling cares. */
-export type RunResult = { kind: 'done' } | { kind: 'retry'; afterMs: number } | { kind: 'gone' };
+/** How a run ended, as far as scheduling cares; durationMs is the cycle's cost, counted in the budget. */
+export type RunResult =
+  | { kind: 'done'; refreshed: boolean; durationMs: number }
+  | { kind: 'retry'; afterMs: number; durationMs: number }
+  | { kind: 'paused' }
+  | { kind: 'gone' };
 
 export interface Job {
   viewId: number;
@@ -28,59 +40,125 @@ export interface Job {
 /** What a job runs with: its cause and force when it starts, which may differ from those it was due with. */
 export type Start = Pick<Job, 'cause' | 'force'>;
 
+/** A refresh that ended later than the view's target, with the numbers that explain it. */
+export interface Miss {
+  viewId: number;
+  view: string;
+  stalenessMs: number;
+  targetMs: number;
+  budget: number;
+  expectedMs: number;
+  minIntervalMs: number;
+}
+
+/** A view's budget stopped (conflict) or started again (no conflict) allowing its target. */
+export interface Conflict extends Omit<Miss, 'stalenessMs'> {
+  conflict: boolean;
+  achievableMs: number;
+}
+
 export interface SchedulerEvents {
   /** A view is due: run exactly one refresh for it, calling started() first and finished() after. */
   due: [job: Job];
   /** A notification named a view this process does not know (yet): reload the list of views. */
   unknown: [viewId: number];
+  miss: [miss: Miss];
+  conflict: [conflict: Conflict];
 }
 
 export interface SchedulerOptions {
   logger: Logger;
-  debounceMs: number;
-  maxWaitMs: number;
+  /** Defaults for views without settings of their own. */
+  maxStalenessMs: number;
+  refreshBudget: number;
+  now?: () => number;
 }
 
+/** What /views and the metrics show about a view's schedule. */
+export interface ViewSchedule {
+  targetMs: number;
+  budget: number;
+  expectedMs: number;
+  minIntervalMs: number;
+  achievableMs: number;
+  targetMet: boolean;
+  /** Refresh time over the last minute (or since start), as a share of that time. */
+  budgetInUse: number;
+  misses: number;
+  paused: boolean;
+  phase: 'idle' | ViewState['phase'];
+  nextRefreshAt: number | undefined;
+}
+
+const BUSY_WINDOW_MS = 60_000;
+
 /**
- * Per-view state machine. At most one job per view is queued or running at any time.
+ * Per-view state machine; at most one job per view is planned, queued or running at any time. Every
+ * planned time comes from planRefresh() (plan.ts): as late as the staleness target allows, never earlier
+ * than the budget allows after the previous start, whatever the cause (also the first refresh after a
+ * restart and a retry after a failure).
  *
- *   idle       --event-->            debouncing (first and last event times kept)
- *   debouncing --event-->            debouncing, timer = min(last + debounce, first + maxWait)
- *   debouncing --timer-->            queued   (emits `due`)
- *   queued     --event-->            queued   (the refresh has not started: it will see the write; a
+ *   idle    --event(d)-->            planned (dirtySince = d; timer at the plan)
+ *   planned --event(d)-->            planned (dirtySince = min; re-planned; a retry is re-planned only by a
+ *                                    manual refresh)
+ *   planned --timer-->               queued   (emits `due`)
+ *   queued  --event-->               queued   (the refresh has not started: it will see the write; a
  *                                    manual or interval event makes it forced, see started())
- *   queued     --started()-->        running
- *   running    --event-->            running, rerun noted (with the first and last such event's time)
- *   running    --finished(done)-->   idle, or debouncing from the end of the refresh (maxWait still counts
- *                                    from the first event seen while running)
- *   running    --finished(retry)-->  waiting (timer: the backoff the database chose)
- *   waiting    --event-->            waiting  (the retry will cover it; a failing view is not hammered)
- *   waiting    --timer-->            queued
- *   any        --finished(gone)-->   forgotten
+ *   queued  --started()-->           running  (the start counts in the budget)
+ *   running --event(d)-->            running, rerun noted with the earliest d
+ *   running --finished(done)-->      idle, or planned from the rerun's d; a refresh that ended later than
+ *                                    dirtySince + target emits `miss`
+ *   running --finished(retry)-->     planned (retry: at max(now + backoff, budget); dirtySince kept)
+ *   running --finished(paused)-->    idle (the view keeps its marks; resuming notifies)
+ *   any     --finished(gone)-->      forgotten
  *
- * Immediate causes (sweep, dependency, manual, interval) skip the debounce of an idle or debouncing view.
- * maxWait bounds how long a stream of events can postpone a refresh. A rerun waits a debounce after the
- * refresh it followed, so that consecutive refreshes of a view start at least debounce + refresh time
- * apart: under a storm, refreshes per view stay within T / (debounce + refresh time) + 1.
+ * d is when the oldest unreflected write was noticed: the notification's arrival, or the database's
+ * dirty_since for a view found by the sweep (so that a restart does not reset the clock). A manual refresh
+ * runs at once; a periodic one follows the budget only. Under a stream of writes the next refresh is due
+ * at most max(target, (expected / budget) + expected) after the last one: a stream never postpones it.
  */
 export class Scheduler extends EventEmitter<SchedulerEvents> {
   private readonly views = new Map<number, ViewSettings>();
   private readonly states = new Map<number, ViewState>();
+  private readonly stats = new Map<number, ViewStats>();
+  private readonly now: () => number;
   private stopped = false;
 
   constructor(private readonly opts: SchedulerOptions) {
     super();
+    this.now = opts.now ?? Date.now;
   }
 
   /** Replaces the known views and their settings; views no longer watched are forgotten when idle. */
   setViews(list: readonly ViewSettings[]): void {
     const ids = new Set(list.map((v) => v.id));
-    for (const v of list) this.views.set(v.id, v);
+    const now = this.now();
+    for (const v of list) {
+      this.views.set(v.id, v);
+      let stats = this.stats.get(v.id);
+      if (!stats) {
+        stats = {
+          estimate: new DurationEstimate(v.lastDurationMs),
+          recent: [],
+          misses: 0,
+          conflict: false,
+          since: now,
+          paused: v.paused,
+        };
+        // the previous process's last start, as far as view_state tells: the budget holds across restarts
+        if (v.lastRefreshedAgoMs !== null)
+          stats.lastStartAt = now - v.lastRefreshedAgoMs - (v.lastDurationMs ?? 0);
+        this.stats.set(v.id, stats);
+      }
+      stats.paused = v.paused;
+      const st = this.states.get(v.id);
+      if (st?.phase === 'planned') this.arm(v, st);
+    }
     for (const id of [...this.views.keys()]) {
       if (ids.has(id)) continue;
       this.views.delete(id);
-      const st = this.states.get(id);
-      if (st && (st.phase === 'debouncing' || st.phase === 'waiting')) this.clearState(id);
+      this.stats.delete(id);
+      if (this.states.get(id)?.phase === 'planned') this.clearState(id);
     }
   }
 
@@ -88,51 +166,63 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     return this.views.has(viewId);
   }
 
+  /** The view's qualified name, as watched. */
+  nameOf(viewId: number): string | undefined {
+    return this.views.get(viewId)?.name;
+  }
+
   get viewCount(): number {
     return this.views.size;
   }
 
-  /** Views debouncing or waiting to retry (not yet handed to the queue). */
+  /** Views planned (waiting for their time or a retry), not yet handed to the queue. */
   get waitingCount(): number {
     let n = 0;
-    for (const st of this.states.values()) if (st.phase === 'debouncing' || st.phase === 'waiting') n += 1;
+    for (const st of this.states.values()) if (st.phase === 'planned') n += 1;
     return n;
   }
 
-  /** A view needs a refresh. Unknown views are reported through `unknown` and otherwise ignored. */
-  schedule(viewId: number, cause: Cause): void {
+  /**
+   * A view needs a refresh. dirtySince: when its oldest unreflected write happened, if known better than
+   * "now" (the sweep reads it from the database). Unknown views are reported through `unknown`.
+   */
+  schedule(viewId: number, cause: Cause, dirtySince?: number): void {
     if (this.stopped) return;
     const view = this.views.get(viewId);
     if (!view) {
       this.emit('unknown', viewId);
       return;
     }
-    const now = Date.now();
-    const immediate = cause !== 'notify';
+    const now = this.now();
+    const since = Math.min(dirtySince ?? now, now);
     const force = cause === 'interval' || cause === 'manual';
     const st = this.states.get(viewId);
     if (!st) {
-      const fresh: ViewState = { phase: 'debouncing', firstEventAt: now, lastEventAt: now, cause, force };
+      const fresh: ViewState = { phase: 'planned', dirtySince: since, cause, force, retryAt: undefined };
       this.states.set(viewId, fresh);
-      this.arm(view, fresh, now, immediate);
+      this.arm(view, fresh);
       return;
     }
-    st.force ||= force;
     switch (st.phase) {
-      case 'debouncing':
-        st.lastEventAt = now;
-        if (immediate) st.cause = cause;
-        this.arm(view, st, now, immediate);
+      case 'planned':
+        st.force ||= force;
+        st.dirtySince = Math.min(st.dirtySince, since);
+        if (cause === 'manual') {
+          st.cause = 'manual';
+          st.retryAt = undefined;
+        } else if (st.retryAt !== undefined) return;
+        else if (cause !== 'notify') st.cause = cause;
+        this.arm(view, st);
         return;
       case 'queued':
-        if (immediate) st.cause = cause;
+        st.force ||= force;
+        if (cause !== 'notify') st.cause = cause;
         return;
       case 'running':
-        st.rerun ??= { firstEventAt: now, lastEventAt: now, cause, force };
-        st.rerun.lastEventAt = now;
+        st.rerun ??= { dirtySince: since, cause, force };
+        st.rerun.dirtySince = Math.min(st.rerun.dirtySince, since);
         st.rerun.force ||= force;
-        return;
-      case 'waiting':
+        if (cause === 'manual') st.rerun.cause = 'manual';
         return;
     }
   }
@@ -140,12 +230,16 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   /**
    * The queue started the view's job: returns the cause and force to run it with. The job was emitted with
    * the values of the time it became due; a manual or interval refresh that arrived while it was queued
-   * must force it, or a clean view would answer `clean` to an operator who was told 202.
+   * must force it, or a clean view would answer `clean` to an operator who was told 202. The start counts
+   * in the view's budget.
    */
   started(job: Job): Start {
     const st = this.states.get(job.viewId);
     if (st?.phase !== 'queued') return { cause: job.cause, force: job.force };
     st.phase = 'running';
+    st.startedAt = this.now();
+    const stats = this.stats.get(job.viewId);
+    if (stats) stats.lastStartAt = st.startedAt;
     return { cause: st.cause, force: st.force };
   }
 
@@ -153,37 +247,104 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   finished(viewId: number, result: RunResult): void {
     const st = this.states.get(viewId);
     if (!st) return;
-    if (this.stopped || result.kind === 'gone') {
-      this.clearState(viewId);
-      if (result.kind === 'gone') this.views.delete(viewId);
-      return;
-    }
+    const now = this.now();
     const view = this.views.get(viewId);
-    if (!view) {
+    const stats = this.stats.get(viewId);
+    if (this.stopped || result.kind === 'gone' || !view || !stats) {
       this.clearState(viewId);
+      if (result.kind === 'gone') {
+        this.views.delete(viewId);
+        this.stats.delete(viewId);
+      }
       return;
     }
+    if (result.kind === 'done' || result.kind === 'retry') {
+      stats.lastCostMs = result.durationMs;
+      stats.recent.push({ at: st.startedAt ?? now, ms: result.durationMs });
+      while (stats.recent.length > 0 && stats.recent[0]!.at < now - BUSY_WINDOW_MS) stats.recent.shift();
+    }
+    if (result.kind === 'paused') {
+      stats.paused = true;
+      this.states.delete(viewId);
+      return;
+    }
+    stats.paused = false;
     if (result.kind === 'retry') {
       const force = st.force || Boolean(st.rerun?.force);
-      const now = Date.now();
-      const waiting: ViewState = {
-        phase: 'waiting',
-        firstEventAt: now,
-        lastEventAt: now,
+      const dirtySince = Math.min(st.dirtySince, st.rerun?.dirtySince ?? Infinity);
+      const next: ViewState = {
+        phase: 'planned',
+        dirtySince,
         cause: 'retry',
         force,
+        retryAt: now + result.afterMs,
       };
-      waiting.timer = setTimeout(() => this.enqueue(view, waiting), result.afterMs);
-      this.states.set(viewId, waiting);
+      this.states.set(viewId, next);
+      this.arm(view, next);
       return;
+    }
+    if (result.refreshed) {
+      stats.estimate.add(result.durationMs);
+      this.checkConflict(view, stats);
+      const targetMs = this.targetOf(view);
+      const stalenessMs = now - st.dirtySince;
+      if (stalenessMs > targetMs && st.cause !== 'interval' && st.cause !== 'manual') {
+        stats.misses += 1;
+        const budget = this.budgetOf(view);
+        const expectedMs = stats.estimate.expectedMs;
+        this.emit('miss', {
+          viewId,
+          view: view.name,
+          stalenessMs,
+          targetMs,
+          budget,
+          expectedMs,
+          minIntervalMs: expectedMs / budget,
+        });
+      }
     }
     if (!st.rerun) {
       this.states.delete(viewId);
       return;
     }
-    const next: ViewState = { phase: 'debouncing', ...st.rerun, lastEventAt: Date.now() };
+    const next: ViewState = { phase: 'planned', ...st.rerun, retryAt: undefined };
     this.states.set(viewId, next);
-    this.arm(view, next, Date.now(), next.cause !== 'notify');
+    this.arm(view, next);
+  }
+
+  /** The view's targets, budget and what its refreshes cost, for /views and the metrics. */
+  describe(viewId: number): ViewSchedule | undefined {
+    const view = this.views.get(viewId);
+    const stats = this.stats.get(viewId);
+    if (!view || !stats) return undefined;
+    const now = this.now();
+    const plan = this.plan(view, stats, undefined, now);
+    const st = this.states.get(viewId);
+    const window = Math.min(BUSY_WINDOW_MS, Math.max(1000, now - stats.since));
+    const busy = stats.recent.filter((r) => r.at >= now - window).reduce((sum, r) => sum + r.ms, 0);
+    return {
+      targetMs: this.targetOf(view),
+      budget: this.budgetOf(view),
+      expectedMs: stats.estimate.expectedMs,
+      minIntervalMs: plan.minIntervalMs,
+      achievableMs: plan.achievableMs,
+      targetMet: !plan.conflict,
+      budgetInUse: busy / window,
+      misses: stats.misses,
+      paused: stats.paused,
+      phase: st?.phase ?? 'idle',
+      nextRefreshAt: st?.phase === 'planned' ? st.at : undefined,
+    };
+  }
+
+  /** describe() of every known view, by its name. */
+  describeAll(): Map<string, ViewSchedule> {
+    const out = new Map<string, ViewSchedule>();
+    for (const [id, v] of this.views) {
+      const d = this.describe(id);
+      if (d) out.set(v.name, d);
+    }
+    return out;
   }
 
   /** Drops every timer; no more `due` events. Idempotent. */
@@ -192,11 +353,57 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     for (const id of [...this.states.keys()]) this.clearState(id);
   }
 
-  private arm(view: ViewSettings, st: ViewState, now: number, immediate: boolean): void {
+  private targetOf(view: ViewSettings): number {
+    return view.maxStalenessMs ?? this.opts.maxStalenessMs;
+  }
+
+  private budgetOf(view: ViewSettings): number {
+    return view.refreshBudget ?? this.opts.refreshBudget;
+  }
+
+  private plan(view: ViewSettings, stats: ViewStats, dirtySince: number | undefined, now: number): Plan {
+    return planRefresh({
+      now,
+      dirtySince,
+      targetMs: this.targetOf(view),
+      budget: this.budgetOf(view),
+      expectedMs: stats.estimate.expectedMs,
+      lastStartAt: stats.lastStartAt,
+      lastCostMs: stats.lastCostMs,
+    });
+  }
+
+  private checkConflict(view: ViewSettings, stats: ViewStats): void {
+    const plan = this.plan(view, stats, undefined, this.now());
+    if (plan.conflict === stats.conflict) return;
+    stats.conflict = plan.conflict;
+    const budget = this.budgetOf(view);
+    this.emit('conflict', {
+      viewId: view.id,
+      view: view.name,
+      conflict: plan.conflict,
+      targetMs: this.targetOf(view),
+      budget,
+      expectedMs: stats.estimate.expectedMs,
+      minIntervalMs: plan.minIntervalMs,
+      achievableMs: plan.achievableMs,
+    });
+  }
+
+  private arm(view: ViewSettings, st: ViewState): void {
     clearTimeout(st.timer);
-    const debounce = view.debounceMs ?? this.opts.debounceMs;
-    const maxWait = Math.max(view.maxWaitMs ?? this.opts.maxWaitMs, debounce);
-    const at = immediate ? now : Math.min(st.lastEventAt + debounce, st.firstEventAt + maxWait);
+    const stats = this.stats.get(view.id);
+    const now = this.now();
+    if (!stats) return;
+    // a manual refresh is an operator's decision: at once; a periodic one has no write to be fresh for
+    const at =
+      st.cause === 'manual'
+        ? now
+        : Math.max(
+            this.plan(view, stats, st.cause === 'interval' ? undefined : st.dirtySince, now).at,
+            st.retryAt ?? now,
+          );
+    st.at = at;
     st.timer = setTimeout(() => this.enqueue(view, st), Math.max(0, at - now));
   }
 
@@ -215,11 +422,27 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
 }
 
 interface ViewState {
-  phase: 'debouncing' | 'queued' | 'running' | 'waiting';
-  firstEventAt: number;
-  lastEventAt: number;
+  phase: 'planned' | 'queued' | 'running';
+  /** When the oldest write this job must cover was noticed. */
+  dirtySince: number;
   cause: Cause;
   force: boolean;
+  /** Set for a retry after a failure: not before this time. */
+  retryAt: number | undefined;
+  at?: number;
+  startedAt?: number;
   timer?: NodeJS.Timeout;
-  rerun?: { firstEventAt: number; lastEventAt: number; cause: Cause; force: boolean };
+  rerun?: { dirtySince: number; cause: Cause; force: boolean };
+}
+
+interface ViewStats {
+  estimate: DurationEstimate;
+  lastStartAt?: number;
+  lastCostMs?: number;
+  /** Cycles started within the last BUSY_WINDOW_MS: the budget in use. */
+  recent: { at: number; ms: number }[];
+  misses: number;
+  conflict: boolean;
+  since: number;
+  paused: boolean;
 }

@@ -31,10 +31,20 @@ export interface SweeperOptions {
 interface ViewRow {
   id: number;
   view: string;
-  debounce_ms: number | null;
-  max_wait_ms: number | null;
+  max_staleness_ms: number | null;
+  refresh_budget: number | null;
+  paused: boolean;
   refresh_interval_ms: number | null;
   source_relids: string[];
+  last_duration_ms: number | null;
+  refreshed_ago_ms: number | null;
+}
+
+interface DueRow {
+  view_id: number;
+  reason: string;
+  /** Age of the oldest write the view does not reflect (null: a periodic refresh of a clean view). */
+  dirty_for_ms: number | null;
 }
 
 /**
@@ -105,9 +115,15 @@ export class Sweeper {
       // new_view sweep loads it.
       if (!(await this.opts.schemaWatch.check('sweep'))) return;
       if (reason !== 'connect' || !this.loaded) await this.reload();
-      const { rows } = await this.opts.pool.query<{ view_id: number; reason: string }>(sql.dueViews);
+      const { rows } = await this.opts.pool.query<DueRow>(sql.dueViews);
+      const now = Date.now();
+      // the database's dirty_since keeps the staleness clock across restarts and missed notifications
       for (const r of rows)
-        this.opts.scheduler.schedule(r.view_id, r.reason === 'interval' ? 'interval' : 'sweep');
+        this.opts.scheduler.schedule(
+          r.view_id,
+          r.reason === 'interval' ? 'interval' : 'sweep',
+          r.dirty_for_ms === null ? undefined : now - Math.max(0, r.dirty_for_ms),
+        );
       this.opts.metrics.sweeps.inc({ reason, result: 'ok' });
       if (this.lastError) this.opts.logger.info({ event: 'sweep_recovered' }, 'sweep works again');
       this.lastError = undefined;
@@ -130,8 +146,11 @@ export class Sweeper {
     const views: ViewSettings[] = rows.map((r) => ({
       id: r.id,
       name: r.view,
-      debounceMs: r.debounce_ms,
-      maxWaitMs: r.max_wait_ms,
+      maxStalenessMs: r.max_staleness_ms,
+      refreshBudget: r.refresh_budget,
+      paused: r.paused,
+      lastDurationMs: r.last_duration_ms,
+      lastRefreshedAgoMs: r.refreshed_ago_ms === null ? null : Math.max(0, r.refreshed_ago_ms),
     }));
     this.opts.scheduler.setViews(views);
     this.opts.sources.replace(rows.map((r) => ({ id: r.id, sourceRelids: r.source_relids.map(Number) })));

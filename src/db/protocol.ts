@@ -36,6 +36,7 @@ export const OUTCOMES = [
   'busy',
   'waiting',
   'unwatched',
+  'paused',
   'failed',
 ] as const;
 export type CycleOutcome = (typeof OUTCOMES)[number];

@@ -33,20 +33,29 @@ export const sql = {
   inRecovery: 'SELECT pg_is_in_recovery() AS in_recovery',
 
   // watch / unwatch / status
-  watch: 'SELECT mvrefresh.watch($1, $2, $3, $4, $5, $6) AS report',
+  watch: 'SELECT mvrefresh.watch($1, $2, $3, $4, $5, $6, $7, $8) AS report',
+  setPaused: 'SELECT mvrefresh.set_paused($1, $2) AS report',
   unwatch: 'SELECT mvrefresh.unwatch($1) AS report',
   unwatchAll: 'SELECT mvrefresh.unwatch_all() AS report',
   status: `SELECT id, view, dirty, cycle_unfinished, dirty_since, staleness_seconds, last_refreshed_at,
                   last_duration_ms, last_outcome, last_error, last_sqlstate, last_error_at,
                   consecutive_failures, next_attempt_at, debounce_ms, max_wait_ms, refresh_interval_ms,
-                  allow_blocking_refresh, depth, sources, warnings, depends_on
+                  allow_blocking_refresh, depth, sources, warnings, depends_on, max_staleness_ms,
+                  refresh_budget, paused, target_misses, last_miss_staleness_ms
              FROM mvrefresh.status ORDER BY depth, view`,
 
   // the daemon
-  listViews: `SELECT s.id, s.view, s.debounce_ms, s.max_wait_ms, s.refresh_interval_ms,
+  // ages instead of timestamps: the daemon's clock and the server's need not agree
+  listViews: `SELECT s.id, s.view, s.max_staleness_ms, s.refresh_budget, s.paused, s.refresh_interval_ms,
+                     s.last_duration_ms,
+                     (extract(epoch FROM clock_timestamp() - s.last_refreshed_at) * 1000)::float8
+                       AS refreshed_ago_ms,
                      v.source_relids::text[] AS source_relids
                 FROM mvrefresh.status s JOIN mvrefresh.view_state v ON v.id = s.id ORDER BY s.depth, s.id`,
-  dueViews: 'SELECT view_id, reason FROM mvrefresh.due_views()',
+  dueViews: `SELECT view_id, reason,
+                    (extract(epoch FROM clock_timestamp() - dirty_since) * 1000)::float8 AS dirty_for_ms
+               FROM mvrefresh.due_views()`,
+  recordTargetMiss: 'SELECT mvrefresh.record_target_miss($1, $2)',
   refreshView:
     'CALL mvrefresh.refresh_view($1, $2, $3, $4, $5, $6, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)',
   recordFailure: 'SELECT mvrefresh.record_failure($1, $2, $3, $4, $5, $6) AS retry_in_ms',

@@ -22,4 +22,9 @@ export interface StatusRow {
   sources: string[];
   warnings: string[];
   depends_on: string[];
+  max_staleness_ms: number | null;
+  refresh_budget: number | null;
+  paused: boolean;
+  target_misses: string;
+  last_miss_staleness_ms: number | null;
 }

@@ -10,8 +10,7 @@ const db = useTestDatabase('faults_database');
 const VIEW = 'monthly_product_sales';
 let d: TestDaemon;
 const DAEMON_SETTINGS = {
-  debounceMs: 300,
-  maxWaitMs: 1000,
+  maxStalenessMs: 300,
   writerWaitMs: 300,
   lockTimeoutMs: 300,
   backoffBaseMs: 200,
@@ -66,7 +65,7 @@ afterAll(async () => {
 describe('the read-first race of design.md', () => {
   it('reflects a write whose trigger saw the view dirty and that commits after the refresh took its snapshot', async () => {
     const before = d.reports.length;
-    await db.exec(INSERT_ORDER); // the view turns dirty; the daemon debounces
+    await db.exec(INSERT_ORDER); // the view turns dirty; the daemon waits for its time
     const a = await openClient();
     try {
       await a.query('BEGIN');

@@ -90,8 +90,7 @@ async function client(): Promise<pg.Client> {
 
 function daemonSettings(r: ReturnType<typeof rng>) {
   return {
-    debounceMs: r.int(200),
-    maxWaitMs: 300 + r.int(500),
+    maxStalenessMs: 1 + r.int(800),
     writerWaitMs: 10 + r.int(100),
     sweepIntervalMs: 1000 + r.int(2000),
     backoffBaseMs: 100,

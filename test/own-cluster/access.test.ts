@@ -25,7 +25,7 @@ const DAEMON = 'mvr_daemon';
 /** How long each fault lasts: several capped reconnect and retry periods of the daemon below. */
 const FAULT_MS = 5000;
 const DAEMON_SETTINGS = {
-  debounceMs: 100,
+  maxStalenessMs: 100,
   backoffBaseMs: 200,
   backoffMaxMs: 2000,
   'listener.reconnectMaxDelayMs': 1000,

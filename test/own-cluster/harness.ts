@@ -12,7 +12,7 @@ import type { PgCluster } from './cluster.js';
 export const VIEW = 'monthly_product_sales';
 export const QUALIFIED_VIEW = `public.${VIEW}`;
 export const BIN = join(packageRoot, 'dist', 'src', 'bin.js');
-/** How long convergence may take after a fault ends: reconnect backoff + debounce + refresh, generously. */
+/** How long convergence may take after a fault ends: reconnect backoff + staleness target + refresh, generously. */
 export const CONVERGE_TIMEOUT_MS = 60_000;
 /** A probe of the daemon's HTTP port that takes longer counts as no answer. */
 const HTTP_TIMEOUT_MS = 5000;

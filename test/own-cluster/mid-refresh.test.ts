@@ -26,7 +26,7 @@ const VIEWS = [
   { name: VIEW, query: SHOP_QUERY },
   { name: SLOW_VIEW, query: SLOW_QUERY },
 ];
-const DAEMON_SETTINGS = { debounceMs: 100, backoffBaseMs: 200, backoffMaxMs: 2000 };
+const DAEMON_SETTINGS = { maxStalenessMs: 100, backoffBaseMs: 200, backoffMaxMs: 2000 };
 
 let cluster: PgCluster;
 let url: string;
@@ -186,7 +186,7 @@ describe('a database restart in the middle of a refresh', () => {
   it('(-m immediate, `mvrefresh run`) does not take the daemon down: it stays up and finishes the cycle', async () => {
     let p: Proc | undefined = spawnCli(['run'], {
       DATABASE_URL: url,
-      MVREFRESH_DEBOUNCE_MS: '100',
+      MVREFRESH_MAX_STALENESS: '100ms',
       MVREFRESH_BACKOFF_BASE_MS: '200',
       MVREFRESH_BACKOFF_MAX_MS: '2000',
       MVREFRESH_RECONNECT_MAX_DELAY_MS: '1000',

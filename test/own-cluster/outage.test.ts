@@ -23,12 +23,11 @@ import {
 const OUTAGE_MS = 6500;
 /** The daemon's log lines per second of outage: one per capped reconnect or retry, never a storm. */
 const MAX_LOG_LINES_PER_SECOND = 3;
-/** The writes made just before the stop are still debouncing when the server goes away. */
-const DEBOUNCE_MS = 1000;
+/** The writes made just before the stop are still waiting for their time when the server goes away. */
+const TARGET_MS = 1000;
 /** Backoffs of this test's daemon: capped at a few seconds, as a short outage would see them in production. */
 const DAEMON_SETTINGS = {
-  debounceMs: DEBOUNCE_MS,
-  maxWaitMs: 2 * DEBOUNCE_MS,
+  maxStalenessMs: TARGET_MS,
   backoffBaseMs: 500,
   backoffMaxMs: 4000,
   'listener.reconnectMaxDelayMs': 2000,

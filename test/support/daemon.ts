@@ -21,8 +21,10 @@ export async function startDaemon(url: string, overrides: Record<string, unknown
       'http.port': 0,
       'http.host': '127.0.0.1',
       logLevel: 'debug',
-      debounceMs: 100,
-      maxWaitMs: 1000,
+      maxStalenessMs: 200,
+      // the budget spaces a view's cycles by cost / budget: a slow failing cycle on a loaded machine would
+      // hold the next attempt back for seconds; test/budget.test.ts sets budgets per view
+      refreshBudget: 1,
       sweepIntervalMs: 5000,
       backoffBaseMs: 200,
       backoffMaxMs: 2000,

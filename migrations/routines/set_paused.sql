@@ -1,0 +1,35 @@
+-- Pauses or resumes a watched view (bulk loads). A paused view keeps its marks, so writers neither add
+-- marks nor notify while it is paused, and no cycle refreshes it (refresh_view answers 'paused',
+-- due_views() leaves it out). Resuming a dirty view notifies the daemons, which refresh it once.
+-- Returns a report: id, view, paused, changed, dirty.
+CREATE OR REPLACE FUNCTION mvrefresh.set_paused(p_name text, p_paused boolean)
+    RETURNS jsonb
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    rel regclass;
+    s mvrefresh.view_state;
+    was boolean;
+    is_dirty boolean;
+BEGIN
+    IF p_paused IS NULL THEN
+        RAISE EXCEPTION 'p_paused must be true or false' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    rel := mvrefresh.resolve_view(p_name);
+    SELECT v.* INTO s FROM mvrefresh.view_state v JOIN pg_class c ON c.relname = v.view_name
+      JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = v.view_schema
+     WHERE c.oid = rel FOR UPDATE OF v;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '% is not watched', rel USING ERRCODE = 'undefined_object';
+    END IF;
+    was := s.paused;
+    UPDATE mvrefresh.view_state SET paused = p_paused WHERE id = s.id;
+    is_dirty := s.started_gen > s.done_gen OR EXISTS (SELECT FROM mvrefresh.marks WHERE view_id = s.id)
+                OR EXISTS (SELECT FROM mvrefresh.table_marks WHERE relid = ANY (s.source_relids));
+    IF was AND NOT p_paused AND is_dirty THEN
+        PERFORM pg_notify({{CHANNEL}}, s.id::text);
+    END IF;
+    RETURN jsonb_build_object('id', s.id, 'view', rel::text, 'paused', p_paused, 'changed', was <> p_paused,
+                              'dirty', is_dirty);
+END
+$$;

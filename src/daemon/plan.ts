@@ -1,0 +1,106 @@
+/**
+ * When to refresh a view, from its staleness target, its refresh budget and what its refreshes cost. Pure
+ * functions of clock values (milliseconds), so that the decisions are testable without timers.
+ *
+ * A view that turned dirty at d is refreshed at max(d + headroom target - expected, last start + expected /
+ * budget): as late as the target allows, so that one refresh covers every write in between, and never
+ * more often than the budget allows. When the two conflict the budget wins: under a steady stream of
+ * writes the worst staleness is then (expected / budget) + expected, which is reported with the numbers.
+ */
+
+/** Share of the target that planning aims for: the rest absorbs queueing and the estimate's error. */
+export const TARGET_HEADROOM = 0.85;
+/** Durations remembered per view for the estimate. */
+const HISTORY = 20;
+const EWMA_WEIGHT = 0.3;
+
+export interface PlanInput {
+  now: number;
+  /** When the oldest write the refresh must cover was noticed; undefined: not dirty (periodic, manual). */
+  dirtySince: number | undefined;
+  targetMs: number;
+  budget: number;
+  expectedMs: number;
+  /** Start of this view's previous refresh cycle, if any is known (also from before a restart). */
+  lastStartAt: number | undefined;
+  /** What that previous cycle cost, when known (a failed or slow cycle counts in the budget too). */
+  lastCostMs?: number | undefined;
+}
+
+export interface Plan {
+  /** When to start the refresh (>= now). */
+  at: number;
+  /** Shortest interval between two starts that the budget allows. */
+  minIntervalMs: number;
+  /** Worst staleness the budget allows under a steady stream of writes. */
+  achievableMs: number;
+  /** The budget cannot meet the target. */
+  conflict: boolean;
+}
+
+export function minInterval(expectedMs: number, budget: number): number {
+  return expectedMs / budget;
+}
+
+export function planRefresh(p: PlanInput): Plan {
+  const minIntervalMs = minInterval(p.expectedMs, p.budget);
+  const byBudget =
+    p.lastStartAt === undefined
+      ? -Infinity
+      : p.lastStartAt + minInterval(Math.max(p.expectedMs, p.lastCostMs ?? 0), p.budget);
+  const byTarget =
+    p.dirtySince === undefined ? -Infinity : p.dirtySince + p.targetMs * TARGET_HEADROOM - p.expectedMs;
+  const achievableMs = minIntervalMs + p.expectedMs;
+  return {
+    at: Math.max(p.now, byBudget, byTarget),
+    minIntervalMs,
+    achievableMs,
+    conflict: achievableMs > p.targetMs,
+  };
+}
+
+/**
+ * The expected duration of a view's next refresh: the larger of an EWMA and the 90th percentile of the
+ * recent durations, so that one fast refresh does not make the plan optimistic.
+ */
+export class DurationEstimate {
+  private readonly recent: number[] = [];
+  private ewma: number | undefined;
+
+  constructor(seedMs?: number | null) {
+    if (seedMs !== undefined && seedMs !== null && seedMs >= 0) this.add(seedMs);
+  }
+
+  add(ms: number): void {
+    this.recent.push(ms);
+    if (this.recent.length > HISTORY) this.recent.shift();
+    this.ewma = this.ewma === undefined ? ms : this.ewma + EWMA_WEIGHT * (ms - this.ewma);
+  }
+
+  get known(): boolean {
+    return this.ewma !== undefined;
+  }
+
+  /** 0 when nothing is known yet: a view never refreshed is refreshed by its target alone. */
+  get expectedMs(): number {
+    if (this.ewma === undefined) return 0;
+    const sorted = [...this.recent].sort((a, b) => a - b);
+    const p90 = sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.9))]!;
+    return Math.max(this.ewma, p90);
+  }
+}
+
+/** "0.8 s", "120 ms": durations in log lines and status output. */
+export function formatMs(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  const s = ms / 1000;
+  return `${s < 10 ? s.toFixed(1).replace(/\.0$/, '') : Math.round(s)} s`;
+}
+
+/** The conflict in words: "refresh takes 0.8 s; within a 20% budget it can run every 4 s; target 2 s not met". */
+export function describeConflict(expectedMs: number, budget: number, targetMs: number): string {
+  return (
+    `refresh takes ${formatMs(expectedMs)}; within a ${Math.round(budget * 100)}% budget it can run every ` +
+    `${formatMs(minInterval(expectedMs, budget))}; target ${formatMs(targetMs)} not met`
+  );
+}

@@ -1,0 +1,20 @@
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/**
+ * Milliseconds from "10s", "500ms", "1.5s", "2m", "1h" or a plain number of milliseconds; undefined for
+ * anything else (no negative, no empty, no unknown unit).
+ */
+export function parseDuration(text: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(text);
+  if (!m?.[1]) return undefined;
+  const ms = Number(m[1]) * UNITS[m[2] ?? 'ms']!;
+  return Number.isFinite(ms) ? Math.round(ms) : undefined;
+}
+
+/** A share of time from "0.2" or "20%"; undefined unless it is more than 0 and at most 1. */
+export function parseShare(text: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(%)?\s*$/.exec(text);
+  if (!m?.[1]) return undefined;
+  const share = m[2] ? Number(m[1]) / 100 : Number(m[1]);
+  return share > 0 && share <= 1 ? share : undefined;
+}
