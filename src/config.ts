@@ -1,5 +1,5 @@
 import convict from 'convict';
-import { existsSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { isPostgresUrl, redactUrl } from './db/url.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -14,6 +14,32 @@ convict.addFormat({
   },
   coerce: (v: unknown) => String(v),
 });
+
+convict.addFormat({
+  name: 'host',
+  validate(value: unknown) {
+    // an empty MVREFRESH_HTTP_HOST would make Node listen on every interface
+    if (typeof value !== 'string' || value.trim() === '')
+      throw new Error(
+        'must be an address to listen on (0.0.0.0 for every IPv4 interface), got an empty value',
+      );
+  },
+  coerce: (v: unknown) => String(v),
+});
+
+convict.addFormat({
+  name: 'admin-token',
+  validate(value: unknown) {
+    // a token read from a mounted secret ends with a newline: trimmed below; only whitespace is a mistake
+    if (typeof value !== 'string') throw new Error('must be a string');
+    if (value !== '' && value.trim() === '')
+      throw new Error('is only whitespace: set a token, or leave it empty to disable POST endpoints');
+  },
+  coerce: (v: unknown) => String(v),
+});
+
+/** A configuration file larger than this is refused before it is read (MVREFRESH_CONFIG=/dev/zero). */
+export const CONFIG_FILE_MAX_BYTES = 1024 * 1024;
 
 function positiveInt(min: number, max: number) {
   return {
@@ -45,8 +71,8 @@ export const schema = {
   },
   http: {
     host: {
-      doc: 'Address the HTTP server listens on.',
-      format: String,
+      doc: 'Address the HTTP server listens on (not empty).',
+      format: 'host',
       default: '0.0.0.0',
       env: 'MVREFRESH_HTTP_HOST',
     },
@@ -57,11 +83,17 @@ export const schema = {
       env: 'MVREFRESH_HTTP_PORT',
     },
     adminToken: {
-      doc: 'Bearer token that enables POST /views/<id>/refresh. Empty: no endpoint changes state.',
-      format: String,
+      doc: 'Bearer token that enables POST /views/<id>/refresh and full error texts on /views; surrounding whitespace is ignored. Empty: no endpoint changes state.',
+      format: 'admin-token',
       default: '',
       env: 'MVREFRESH_ADMIN_TOKEN',
       sensitive: true,
+    },
+    maxConnections: {
+      doc: 'Open HTTP connections at once; more are closed on accept. Lowered at start to leave 100 file descriptors of the limit to everything else.',
+      format: 'count',
+      default: 1000,
+      env: 'MVREFRESH_HTTP_MAX_CONNECTIONS',
     },
   },
   logLevel: {
@@ -160,7 +192,12 @@ export const schema = {
 
 export interface Config {
   readonly databaseUrl: string;
-  readonly http: { readonly host: string; readonly port: number; readonly adminToken: string };
+  readonly http: {
+    readonly host: string;
+    readonly port: number;
+    readonly adminToken: string;
+    readonly maxConnections: number;
+  };
   readonly logLevel: LogLevel;
   readonly debounceMs: number;
   readonly maxWaitMs: number;
@@ -207,9 +244,7 @@ export function loadConfig(options: LoadOptions = {}): Config {
   const file = options.file ?? env['MVREFRESH_CONFIG'];
   try {
     if (file) {
-      if (!existsSync(file))
-        throw new ConfigError(`configuration file ${file} (MVREFRESH_CONFIG) does not exist`);
-      conf.loadFile(file);
+      conf.load(readConfigFile(file));
       // the environment wins over the file
       const fromEnv = convict(schema, { env, args: [] });
       for (const key of envKeys(env)) conf.set(key, fromEnv.get(key as never));
@@ -222,6 +257,7 @@ export function loadConfig(options: LoadOptions = {}): Config {
     throw new ConfigError(`invalid configuration: ${scrubConfigMessage((err as Error).message)}`);
   }
   const config = conf.getProperties() as Config;
+  (config.http as { adminToken: string }).adminToken = config.http.adminToken.trim();
   if (config.maxWaitMs < config.debounceMs)
     throw new ConfigError(
       `invalid configuration: maxWaitMs (MVREFRESH_MAX_WAIT_MS) = ${config.maxWaitMs} must be >= debounceMs (MVREFRESH_DEBOUNCE_MS) = ${config.debounceMs}`,
@@ -231,6 +267,38 @@ export function loadConfig(options: LoadOptions = {}): Config {
       `invalid configuration: listener.heartbeatTimeoutMs (${config.listener.heartbeatTimeoutMs}) must be below listener.heartbeatIntervalMs (${config.listener.heartbeatIntervalMs})`,
     );
   return deepFreeze(structuredClone(config));
+}
+
+/**
+ * The parsed JSON object of a configuration file. Everything that is wrong with it is permanent and named
+ * with the file: missing, not a regular file (a FIFO would hang start-up, a device never ends), too large,
+ * not JSON (with the position), not an object.
+ */
+function readConfigFile(file: string): Record<string, unknown> {
+  const what = `configuration file ${file} (MVREFRESH_CONFIG)`;
+  let text: string;
+  try {
+    const st = statSync(file);
+    if (!st.isFile()) throw new ConfigError(`${what} is not a regular file`);
+    if (st.size > CONFIG_FILE_MAX_BYTES)
+      throw new ConfigError(`${what} is ${st.size} bytes; the limit is ${CONFIG_FILE_MAX_BYTES}`);
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigError(
+      code === 'ENOENT' ? `${what} does not exist` : `${what} cannot be read: ${(err as Error).message}`,
+    );
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`${what} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+    throw new ConfigError(`${what} must hold a JSON object`);
+  return parsed as Record<string, unknown>;
 }
 
 /** The schema keys whose environment variable is set. */

@@ -28,6 +28,8 @@ const CONNECTION_CHECK_INTERVAL = '1s';
 const CONTROL_STATEMENT_TIMEOUT_MS = 30_000;
 /** The client gives a refresh this long beyond its statement_timeout before it gives up on the server. */
 const CLIENT_TIMEOUT_MARGIN_MS = 15_000;
+/** One status query and one ping of the HTTP endpoints in flight (SharedResult). */
+const HTTP_POOL_SIZE = 2;
 const STARTUP_RETRY_BASE_MS = 500;
 const STARTUP_RETRY_MAX_MS = 5000;
 
@@ -107,6 +109,16 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       onError: onPoolError,
     });
     this.releasers.add('control pool', () => controlPool.end());
+    // the HTTP endpoints' own connections: a flood of requests cannot take the sweep's or the cancel's
+    const httpPool = createPool({
+      connectionString: config.databaseUrl,
+      applicationName: AppName.http,
+      max: HTTP_POOL_SIZE,
+      settings: sessionSettings(serverVersion, { statementTimeoutMs: CONTROL_STATEMENT_TIMEOUT_MS }),
+      queryTimeoutMs: CONTROL_STATEMENT_TIMEOUT_MS + CLIENT_TIMEOUT_MARGIN_MS,
+      onError: onPoolError,
+    });
+    this.releasers.add('http pool', () => httpPool.end());
     const refreshPool = createPool({
       connectionString: config.databaseUrl,
       applicationName: AppName.refresh,
@@ -204,7 +216,8 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       host: config.http.host,
       port: config.http.port,
       adminToken: config.http.adminToken,
-      pool: controlPool,
+      maxConnections: config.http.maxConnections,
+      pool: httpPool,
       listener,
       scheduler,
       refresher,

@@ -6,6 +6,7 @@ export const AppName = {
   listen: 'mvrefresh:listen',
   refresh: 'mvrefresh:refresh',
   control: 'mvrefresh:control',
+  http: 'mvrefresh:http',
 } as const;
 
 /** Connect timeout of every connection; a server that does not answer within it counts as unreachable. */

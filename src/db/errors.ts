@@ -21,10 +21,26 @@ export interface PgErrorFields {
   hint?: string;
 }
 
-/** A PostgreSQL error as pg reports it (a plain Error with SQLSTATE fields). */
+/**
+ * A PostgreSQL error as pg reports it (an Error with SQLSTATE fields and a severity). Node's system errors
+ * also carry a string code (EMFILE, EPIPE): they are not the server's verdict on a statement, and must never
+ * be recorded on a view as its failure.
+ */
 export function isPgError(err: unknown): err is Error & PgErrorFields {
-  return err instanceof Error && typeof (err as { code?: unknown }).code === 'string';
+  if (!(err instanceof Error)) return false;
+  const { code, severity } = err as { code?: unknown; severity?: unknown };
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && typeof severity === 'string';
 }
+
+/** Errors of this process's own resources (file descriptors, memory, ports): the daemon's problem. */
+const LOCAL_RESOURCE_CODES: ReadonlySet<string> = new Set([
+  'EMFILE',
+  'ENFILE',
+  'ENOMEM',
+  'ENOBUFS',
+  'EADDRNOTAVAIL',
+  'EAGAIN',
+]);
 
 /** One line for a human: message, hint and SQLSTATE. */
 export function describeError(err: unknown): string {
@@ -38,7 +54,10 @@ export function describeError(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** Errors that mean the server or the connection went away, not that our statement was wrong. */
+/**
+ * Errors that mean the server or the connection went away, or that this process could not connect (out of
+ * file descriptors), not that our statement was wrong.
+ */
 export function isConnectionError(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   const code = (err as { code?: unknown }).code;
@@ -54,6 +73,8 @@ export function isConnectionError(err: unknown): boolean {
       return true;
     if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH'].includes(code))
       return true;
+    // the connection could not be made or kept for a local reason: retried locally, like an outage
+    if (LOCAL_RESOURCE_CODES.has(code)) return true;
   }
   return /Connection terminated|connection timeout|Client has encountered a connection error|not queryable/i.test(
     err.message,
