@@ -2,9 +2,11 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type pg from 'pg';
 import { connectClient } from './db/connect.js';
 import { describeError } from './db/errors.js';
-import { isPostgresUrl, redactUrl, scrubSecret } from './db/url.js';
+import { connectionStringProblem, isPostgresUrl, redactUrl, scrubSecret } from './db/url.js';
+import { isRegularFile } from './config.js';
 import {
   formatStatus,
+  printable,
   runMigrate,
   unwatchAll,
   unwatchView,
@@ -86,6 +88,8 @@ function databaseUrl(values: Values, env: NodeJS.ProcessEnv): string {
   if (!url) throw new UsageError('no database: set DATABASE_URL or pass --database-url');
   if (!isPostgresUrl(url))
     throw new UsageError(`the database URL must be postgres://..., got ${redactUrl(url)}`);
+  const problem = connectionStringProblem(url, isRegularFile);
+  if (problem) throw new UsageError(`the database URL's ${problem}`);
   return url;
 }
 
@@ -171,11 +175,11 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
         const report = await withClient(url, (c) => watchView(c, rest[0]!, opts));
         if (values.json) io.out(JSON.stringify(report));
         else {
-          io.out(`${report.created ? 'watching' : 'updated'} ${report.view} (id ${report.id})`);
-          io.out(`  triggers on: ${report.tables.length ? report.tables.join(', ') : '(none)'}`);
+          io.out(printable(`${report.created ? 'watching' : 'updated'} ${report.view} (id ${report.id})`));
+          io.out(printable(`  triggers on: ${report.tables.length ? report.tables.join(', ') : '(none)'}`));
           if (report.dependencies.length)
-            io.out(`  reads watched materialized views: ${report.dependencies.join(', ')}`);
-          for (const w of report.warnings) io.err(`warning: ${w}`);
+            io.out(printable(`  reads watched materialized views: ${report.dependencies.join(', ')}`));
+          for (const w of report.warnings) io.err(printable(`warning: ${w}`));
         }
         return ExitCode.ok;
       }
@@ -191,7 +195,9 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
         else if (reports.length === 0) io.out('no view was watched');
         else
           for (const r of reports)
-            io.out(`unwatched ${r.view}; triggers removed from: ${r.tables.join(', ') || '(none)'}`);
+            io.out(
+              printable(`unwatched ${r.view}; triggers removed from: ${r.tables.join(', ') || '(none)'}`),
+            );
         return ExitCode.ok;
       }
       case 'status': {
@@ -226,7 +232,7 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
       io.err(`mvrefresh: ${err.message}\nRun 'mvrefresh --help' for usage.`);
       return ExitCode.usage;
     }
-    io.err(`mvrefresh ${command}: ${scrubSecret(describeError(err), url)}`);
+    io.err(`mvrefresh ${command}: ${printable(scrubSecret(describeError(err), url))}`);
     return ExitCode.failed;
   }
 }

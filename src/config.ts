@@ -1,6 +1,6 @@
 import convict from 'convict';
 import { readFileSync, statSync } from 'node:fs';
-import { isPostgresUrl, redactUrl } from './db/url.js';
+import { connectionStringProblem, isPostgresUrl, redactUrl } from './db/url.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -11,6 +11,8 @@ convict.addFormat({
     if (typeof value !== 'string' || value === '')
       throw new Error('must be set (postgres://user:password@host:port/db)');
     if (!isPostgresUrl(value)) throw new Error(`must be a postgres:// URL, got ${redactUrl(value)}`);
+    const problem = connectionStringProblem(value, isRegularFile);
+    if (problem) throw new Error(`${problem} (in ${redactUrl(value)})`);
   },
   coerce: (v: unknown) => String(v),
 });
@@ -37,6 +39,14 @@ convict.addFormat({
   },
   coerce: (v: unknown) => String(v),
 });
+
+export function isRegularFile(path: string): boolean {
+  try {
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
 
 /** A configuration file larger than this is refused before it is read (MVREFRESH_CONFIG=/dev/zero). */
 export const CONFIG_FILE_MAX_BYTES = 1024 * 1024;
@@ -294,11 +304,35 @@ function readConfigFile(file: string): Record<string, unknown> {
   try {
     parsed = JSON.parse(text);
   } catch (err) {
-    throw new ConfigError(`${what} is not valid JSON: ${(err as Error).message}`);
+    const where = jsonErrorPosition((err as Error).message, text);
+    throw new ConfigError(
+      `${what} is not valid JSON${where ? ` at ${where}` : ''}: ${(err as Error).message}`,
+    );
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
     throw new ConfigError(`${what} must hold a JSON object`);
   return parsed as Record<string, unknown>;
+}
+
+/**
+ * "line L, column C (position N)" of a JSON.parse error, or undefined: V8 names the position in some
+ * messages and only quotes the text around it in others.
+ */
+function jsonErrorPosition(message: string, text: string): string | undefined {
+  let pos: number | undefined;
+  const at = /at position (\d+)/.exec(message);
+  if (at?.[1]) pos = Number(at[1]);
+  else if (/Unexpected end of JSON input/.test(message)) pos = text.length;
+  else {
+    const quoted = /Unexpected token '(.+?)', (?:\.\.\.)?"(.*?)(?:\.\.\.)?" is not valid JSON/s.exec(message);
+    if (quoted?.[1] && quoted[2] !== undefined) {
+      const start = text.indexOf(quoted[2]);
+      if (start >= 0) pos = start + quoted[2].lastIndexOf(quoted[1]);
+    }
+  }
+  if (pos === undefined) return undefined;
+  const before = text.slice(0, pos).split('\n');
+  return `line ${before.length}, column ${(before.at(-1)?.length ?? 0) + 1} (position ${pos})`;
 }
 
 /** The schema keys whose environment variable is set. */

@@ -72,7 +72,19 @@ export async function viewStatus(db: pg.ClientBase | pg.Pool): Promise<StatusRow
   return (await db.query<StatusRow>(sql.status)).rows;
 }
 
-/** A plain-text table for `mvrefresh status`. */
+/**
+ * A text safe to print on a terminal: control characters (in a view name or an error text they could move
+ * the cursor or rewrite the screen) become \uXXXX escapes.
+ */
+export function printable(text: string): string {
+  return text.replace(
+    // eslint-disable-next-line no-control-regex
+    /[\u0000-\u001f\u007f-\u009f]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
+
+/** A plain-text table for `mvrefresh status`; every cell printable(). */
 export function formatStatus(rows: StatusRow[], now: Date = new Date()): string {
   if (rows.length === 0) return 'no materialized view is watched (mvrefresh watch <view>)';
   const header = ['VIEW', 'STATE', 'STALENESS', 'LAST REFRESH', 'DURATION', 'FAILURES', 'LAST ERROR'];
@@ -87,6 +99,7 @@ export function formatStatus(rows: StatusRow[], now: Date = new Date()): string 
     String(r.consecutive_failures),
     r.last_error ? `${r.last_error}${r.last_sqlstate ? ` [${r.last_sqlstate}]` : ''}` : '-',
   ]);
+  for (const l of lines) for (let i = 0; i < l.length; i += 1) l[i] = printable(l[i]!);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
   return [header, ...lines]
     .map((l) => l.map((c, i) => (i === l.length - 1 ? c : c.padEnd(widths[i]!))).join('  '))

@@ -3,7 +3,7 @@ import type pg from 'pg';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import { AppName, connectClient, createPool, sessionSettings } from '../db/connect.js';
-import { SqlState, describeError, isPgError } from '../db/errors.js';
+import { SqlState, describeError, isPermanentConnectError, isPgError } from '../db/errors.js';
 import { sql } from '../db/sql.js';
 import { redactUrl, scrubSecret } from '../db/url.js';
 import { requirePrimary, StandbyError } from '../db/primary.js';
@@ -271,7 +271,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
         if (err instanceof StandbyError || err instanceof SchemaMissingError)
           throw new StartupError(err.message);
         const message = scrubSecret(describeError(err), config.databaseUrl);
-        if (isPgError(err) && err.code && HOPELESS.has(err.code))
+        if ((isPgError(err) && err.code && HOPELESS.has(err.code)) || isPermanentConnectError(err))
           throw new StartupError(`cannot connect: ${message}`);
         if (Date.now() >= deadline)
           throw new StartupError(

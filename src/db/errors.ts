@@ -55,6 +55,25 @@ export function describeError(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** TLS failures at connect: the server or the certificates are what they are, waiting changes nothing. */
+const PERMANENT_TLS_CODES: ReadonlySet<string> = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'ERR_OSSL_PEM_NO_START_LINE',
+]);
+
+/** A connect failure that retrying cannot fix: TLS refused by the server, or certificates that do not verify. */
+export function isPermanentConnectError(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && PERMANENT_TLS_CODES.has(code)) return true;
+  return /does not support SSL connections/i.test(err.message);
+}
+
 /**
  * Errors that mean the server or the connection went away, or that this process could not connect (out of
  * file descriptors), not that our statement was wrong.

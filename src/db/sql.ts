@@ -50,7 +50,8 @@ export const sql = {
   refreshView:
     'CALL mvrefresh.refresh_view($1, $2, $3, $4, $5, $6, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)',
   recordFailure: 'SELECT mvrefresh.record_failure($1, $2, $3, $4, $5, $6) AS retry_in_ms',
-  cancelBackend: 'SELECT pg_cancel_backend($1)',
+  /** Ends a refresh backend at shutdown: its transaction rolls back, and nothing records a failure. */
+  terminateBackend: 'SELECT pg_terminate_backend($1)',
   serverVersion: "SELECT current_setting('server_version_num')::integer AS version",
   ping: 'SELECT 1',
 } as const;
