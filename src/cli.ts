@@ -1,6 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type pg from 'pg';
-import { connectClient } from './db/connect.js';
+import { connectClient, prepareAdminSession } from './db/connect.js';
 import { describeError } from './db/errors.js';
 import { connectionStringProblem, isPostgresUrl, redactUrl, scrubSecret } from './db/url.js';
 import { isRegularFile } from './config.js';
@@ -96,6 +96,7 @@ function databaseUrl(values: Values, env: NodeJS.ProcessEnv): string {
 async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = await connectClient(url);
   try {
+    await prepareAdminSession(client);
     return await fn(client);
   } finally {
     await client.end().catch(() => undefined);

@@ -4,7 +4,10 @@ import { requirePrimary } from '../db/primary.js';
 import { requireSchema } from '../db/schema-version.js';
 import { sql } from '../db/sql.js';
 import { retryOnLockTimeout } from '../db/lock-retry.js';
-import type { StatusRow } from '../db/status.js';
+import { LockHeldError, lockHolders } from '../db/lock-holders.js';
+import { SqlState, isPgError } from '../db/errors.js';
+import { MIGRATION_LOCK_KEY, WATCH_LOCK_KEY } from '../db/protocol.js';
+import { loadStatus, type StatusRow } from '../db/status.js';
 
 export interface WatchOptions {
   debounceMs?: number | undefined;
@@ -23,23 +26,48 @@ export interface WatchReport {
   warnings: string[];
 }
 
+/**
+ * Runs fn; when it fails on its lock_timeout while another session holds mvrefresh's advisory lock `key`
+ * (any role that can connect can take one), fails with an error naming that session instead.
+ */
+async function namingHolder<T>(
+  db: pg.ClientBase,
+  key: number,
+  what: string,
+  fn: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (isPgError(err) && err.code === SqlState.lockNotAvailable) {
+      const holders = await lockHolders(db, key).catch(() => []);
+      if (holders.length > 0) throw new LockHeldError(what, holders);
+    }
+    throw err;
+  }
+}
+
+const WATCH_LOCK = "mvrefresh's watch / unwatch lock";
+
 export async function runMigrate(db: pg.ClientBase) {
   await requirePrimary(db, 'migrate');
-  return migrate(db);
+  return namingHolder(db, MIGRATION_LOCK_KEY, "mvrefresh's migration lock", () => migrate(db));
 }
 
 export async function watchView(db: pg.ClientBase, name: string, opts: WatchOptions): Promise<WatchReport> {
   await requirePrimary(db, 'watch');
   await requireSchema(db);
   const { rows } = await retryOnLockTimeout(() =>
-    db.query<{ report: WatchReport }>(sql.watch, [
-      name,
-      opts.debounceMs ?? null,
-      opts.maxWaitMs ?? null,
-      opts.refreshIntervalMs ?? null,
-      opts.allowBlockingRefresh ?? false,
-      opts.withDependencies ?? false,
-    ]),
+    namingHolder(db, WATCH_LOCK_KEY, WATCH_LOCK, () =>
+      db.query<{ report: WatchReport }>(sql.watch, [
+        name,
+        opts.debounceMs ?? null,
+        opts.maxWaitMs ?? null,
+        opts.refreshIntervalMs ?? null,
+        opts.allowBlockingRefresh ?? false,
+        opts.withDependencies ?? false,
+      ]),
+    ),
   );
   return rows[0]!.report;
 }
@@ -51,7 +79,9 @@ export async function unwatchView(
   await requirePrimary(db, 'unwatch');
   await requireSchema(db);
   const { rows } = await retryOnLockTimeout(() =>
-    db.query<{ report: { id: number; view: string; tables: string[] } }>(sql.unwatch, [name]),
+    namingHolder(db, WATCH_LOCK_KEY, WATCH_LOCK, () =>
+      db.query<{ report: { id: number; view: string; tables: string[] } }>(sql.unwatch, [name]),
+    ),
   );
   return rows[0]!.report;
 }
@@ -62,14 +92,16 @@ export async function unwatchAll(
   await requirePrimary(db, 'unwatch');
   await requireSchema(db);
   const { rows } = await retryOnLockTimeout(() =>
-    db.query<{ report: { id: number; view: string; tables: string[] }[] }>(sql.unwatchAll),
+    namingHolder(db, WATCH_LOCK_KEY, WATCH_LOCK, () =>
+      db.query<{ report: { id: number; view: string; tables: string[] }[] }>(sql.unwatchAll),
+    ),
   );
   return rows[0]!.report;
 }
 
 export async function viewStatus(db: pg.ClientBase | pg.Pool): Promise<StatusRow[]> {
   await requireSchema(db);
-  return (await db.query<StatusRow>(sql.status)).rows;
+  return loadStatus(db);
 }
 
 /**
@@ -100,8 +132,14 @@ export function formatStatus(rows: StatusRow[], now: Date = new Date()): string 
     r.last_error ? `${r.last_error}${r.last_sqlstate ? ` [${r.last_sqlstate}]` : ''}` : '-',
   ]);
   for (const l of lines) for (let i = 0; i < l.length; i += 1) l[i] = printable(l[i]!);
+  const locked = rows.flatMap((r) =>
+    r.lock_holders.length > 0 ? [printable(`${r.view}: lock held by ${r.lock_holders.join('; ')}`)] : [],
+  );
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
-  return [header, ...lines]
-    .map((l) => l.map((c, i) => (i === l.length - 1 ? c : c.padEnd(widths[i]!))).join('  '))
-    .join('\n');
+  return [
+    ...[header, ...lines].map((l) =>
+      l.map((c, i) => (i === l.length - 1 ? c : c.padEnd(widths[i]!))).join('  '),
+    ),
+    ...locked,
+  ].join('\n');
 }

@@ -17,6 +17,7 @@ import { Refresher } from './refresher.js';
 import { Releasers } from './releasers.js';
 import { Scheduler } from './scheduler.js';
 import { Sweeper } from './sweeper.js';
+import { BusyWatch } from './busy-watch.js';
 import { SchemaWatch } from './schema-watch.js';
 import { SourceMap } from './sources.js';
 import { latestVersion } from '../db/migrate.js';
@@ -30,6 +31,8 @@ const CONTROL_STATEMENT_TIMEOUT_MS = 30_000;
 const CLIENT_TIMEOUT_MARGIN_MS = 15_000;
 /** One status query and one ping of the HTTP endpoints in flight (SharedResult). */
 const HTTP_POOL_SIZE = 2;
+/** A view found busy this long (no refresh takes a lock that long between cycles) is named at warn level. */
+const BUSY_WARN_MS = 10_000;
 const STARTUP_RETRY_BASE_MS = 500;
 const STARTUP_RETRY_MAX_MS = 5000;
 
@@ -210,6 +213,8 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       sweeper.sweep(reconnect ? 'reconnect' : 'connect');
     });
     scheduler.on('due', (job) => refresher.enqueue(job));
+    const busyWatch = new BusyWatch({ pool: controlPool, logger, metrics, warnAfterMs: BUSY_WARN_MS });
+    refresher.on('report', (report) => busyWatch.observe(report));
     scheduler.on('unknown', () => sweeper.reloadForUnknown());
 
     const http = new HttpServer({

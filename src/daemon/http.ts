@@ -6,7 +6,7 @@ import type { Logger } from '../logger.js';
 import { sql } from '../db/sql.js';
 import { describeError } from '../db/errors.js';
 import { withTimeout } from './timers.js';
-import type { StatusRow } from '../db/status.js';
+import { loadStatus, type StatusRow } from '../db/status.js';
 import { HTTP_LIMITS, applyLimits, effectiveMaxConnections, serverOptions } from './http-limits.js';
 import { RequestGate } from './request-gate.js';
 import { LogThrottle } from './log-throttle.js';
@@ -67,10 +67,10 @@ export class HttpServer {
 
   constructor(private readonly opts: HttpOptions) {
     this.bulkGate = new RequestGate(HTTP_LIMITS.bulkPerSecond, HTTP_LIMITS.bulkBurst, opts.maxConnections);
-    this.status = new SharedResult(async () => {
-      const q = opts.pool.query<StatusRow>(sql.status);
-      return (await withTimeout(q, DB_PROBE_TIMEOUT_MS, 'the database')).rows;
-    }, STATUS_TTL_MS);
+    this.status = new SharedResult(
+      () => withTimeout(loadStatus(opts.pool), DB_PROBE_TIMEOUT_MS, 'the database'),
+      STATUS_TTL_MS,
+    );
     this.ping = new SharedResult(
       () => withTimeout(opts.pool.query(sql.ping), DB_PROBE_TIMEOUT_MS, 'the database'),
       PING_TTL_MS,
@@ -221,6 +221,7 @@ export class HttpServer {
         lastSqlstate: r.last_sqlstate,
         consecutiveFailures: r.consecutive_failures,
         nextAttemptAt: r.next_attempt_at,
+        lockHolders: r.lock_holders,
       })),
     );
   }

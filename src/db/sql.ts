@@ -41,6 +41,31 @@ export const sql = {
                   consecutive_failures, next_attempt_at, debounce_ms, max_wait_ms, refresh_interval_ms,
                   allow_blocking_refresh, depth, sources, warnings, depends_on
              FROM mvrefresh.status ORDER BY depth, view`,
+  /** Sessions holding a view's advisory lock (second key: the view id), for status and /views. */
+  viewLockHolders: `SELECT l.objid::bigint::integer AS view_id,
+                           format('pid %s, role %s, application %s, since %s', l.pid, COALESCE(a.usename, '?'),
+                                  quote_literal(COALESCE(a.application_name, '')),
+                                  COALESCE(a.xact_start, a.backend_start)) AS holder
+                      FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+                     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+                       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                       AND l.classid = ${LOCK_NAMESPACE}::bigint::oid AND l.objid::bigint BETWEEN 1 AND 2147483647
+                     ORDER BY l.pid`,
+  /**
+   * Sessions holding one of mvrefresh's advisory locks (namespace, $1): a view id, the migration key or the
+   * watch key. Two-int4 keys appear in pg_locks as classid, objid (unsigned) and objsubid 2.
+   */
+  lockHolders: `SELECT l.pid, COALESCE(a.usename, '?') AS role, COALESCE(a.application_name, '') AS application,
+                       COALESCE(a.xact_start, a.backend_start) AS since,
+                       COALESCE(a.usename = current_user AND a.application_name = $2, false) AS ours
+                  FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+                 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.pid <> pg_backend_pid()
+                   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                   AND l.classid = ${LOCK_NAMESPACE}::bigint::oid AND l.objid = ($1::bigint & 4294967295)::oid
+                 ORDER BY l.pid`,
+  adminSession: `SELECT set_config('lock_timeout', $1, false),
+                        CASE WHEN current_setting('server_version_num')::integer >= 140000
+                             THEN set_config('client_connection_check_interval', $2, false) END`,
 
   // the daemon
   listViews: `SELECT s.id, s.view, s.debounce_ms, s.max_wait_ms, s.refresh_interval_ms,
