@@ -14,7 +14,7 @@ import {
   watchView,
 } from './commands/admin.js';
 import { PACKAGE_VERSION } from './version.js';
-import { grantsSql } from './commands/grants.js';
+import { grantsSql, resolveTargets } from './commands/grants.js';
 
 /**
  * Exit codes: 0 done, 1 the operation failed, 2 the command line is wrong. `run` adds its own (RunExit):
@@ -34,8 +34,10 @@ Commands:
       --with-dependencies       also watch the materialized views it reads
   unwatch <view> | --all        remove the triggers and the registration
   status [--json]               watched views, their state, staleness and last error
-  grants --role NAME [--owner-role OWNER] [--schema S ...]
-                                print the SQL for a least-privilege role (no database needed)
+  grants --role NAME --ddl-role NAME [--owner-role OWNER] [--view V ...]
+                                print least-privilege SQL: --role runs \`run\`, --ddl-role runs migrate,
+                                watch and unwatch; --view (needs the database) grants TRIGGER on exactly
+                                the tables V reads
   run                           run the refresh daemon (configuration: environment, MVREFRESH_CONFIG)
 
 Options:
@@ -61,7 +63,8 @@ const OPTIONS = {
   all: { type: 'boolean' },
   role: { type: 'string' },
   'owner-role': { type: 'string' },
-  schema: { type: 'string', multiple: true },
+  'ddl-role': { type: 'string' },
+  view: { type: 'string', multiple: true },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
@@ -210,12 +213,22 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
       }
       case 'grants': {
         expectArgs(0);
-        if (!values.role) throw new UsageError('grants needs --role NAME');
+        if (!values.role || !values['ddl-role'])
+          throw new UsageError('grants needs --role NAME (runtime) and --ddl-role NAME (migrate, watch)');
+        if (values.role === values['ddl-role'])
+          throw new UsageError('--role and --ddl-role must differ: the daemon needs no DDL privileges');
+        const views = values.view ?? [];
+        let targets;
+        if (views.length > 0) {
+          url = databaseUrl(values, io.env);
+          targets = await withClient(url, (c) => resolveTargets(c, views));
+        }
         io.out(
           grantsSql({
             role: values.role,
+            ddlRole: values['ddl-role'],
             ownerRole: values['owner-role'],
-            schemas: values.schema ?? ['public'],
+            targets,
           }),
         );
         return ExitCode.ok;

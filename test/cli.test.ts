@@ -161,12 +161,31 @@ describe('the mvrefresh CLI', () => {
     expect(r.stdout + r.stderr).not.toContain('sekr3t-pw');
   });
 
-  it('prints least-privilege SQL with quoted identifiers, and needs --role', async () => {
-    const r = await cli(['grants', '--role', 'mv"refresh', '--owner-role', 'app owner'], {});
+  it('prints least-privilege SQL for a runtime and a DDL role with quoted identifiers, and needs both', async () => {
+    const r = await cli(
+      [
+        'grants',
+        '--role',
+        'mv"refresh',
+        '--ddl-role',
+        'mv ddl',
+        '--owner-role',
+        'app owner',
+        '--view',
+        'monthly_product_sales',
+      ],
+      { DATABASE_URL: db.url },
+    );
     expect(r.code).toBe(0);
-    expect(r.stdout).toContain('GRANT "app owner" TO "mv""refresh";');
-    expect(r.stdout).toContain('GRANT TRIGGER ON ALL TABLES IN SCHEMA "public" TO "mv""refresh";');
-    expect((await cli(['grants'], {})).code).toBe(2);
+    expect(r.stdout).toContain('GRANT "app owner" TO "mv ddl", "mv""refresh";');
+    expect(r.stdout).toContain('GRANT TRIGGER ON TABLE public.orders TO "mv ddl";');
+    expect(r.stdout).not.toMatch(/GRANT TRIGGER ON TABLE public\.customers/);
+    expect(r.stdout).not.toMatch(/ON DATABASE/);
+    expect((await cli(['grants', '--role', 'x'], {})).code).toBe(2);
+    expect((await cli(['grants', '--role', 'x', '--ddl-role', 'x'], {})).code).toBe(2);
+    const missing = await cli(['grants', '--role', 'x', '--ddl-role', 'y', '--view', 'nowhere']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/no such relation: "nowhere"/);
   });
 
   it('prints its version', async () => {

@@ -110,7 +110,8 @@ export async function migrate(db: pg.ClientBase, dir: string = migrationsDir): P
   try {
     await db.query(sql.setLocalLockTimeout, [MIGRATION_LOCK_TIMEOUT]);
     await db.query(sql.migrationLock);
-    await db.query(sql.createSchema);
+    const exists = (await db.query<{ exists: boolean }>(sql.schemaExists)).rows[0]?.exists;
+    if (!exists) await db.query(sql.createSchema);
     await db.query(sql.createMigrationsTable);
     await db.query(sql.addMigrationsBreaking);
     const done = new Set(

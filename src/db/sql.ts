@@ -9,6 +9,9 @@ export const sql = {
   migrationLock: `SELECT pg_advisory_xact_lock(${LOCK_NAMESPACE}, ${MIGRATION_LOCK_KEY})`,
   setLocalLockTimeout: "SELECT set_config('lock_timeout', $1, true)",
   createSchema: 'CREATE SCHEMA IF NOT EXISTS mvrefresh',
+  // CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema exists: a DDL role given
+  // the schema (mvrefresh grants) has no such privilege
+  schemaExists: "SELECT to_regnamespace('mvrefresh') IS NOT NULL AS exists",
   createMigrationsTable: `CREATE TABLE IF NOT EXISTS mvrefresh.migrations (
       version integer PRIMARY KEY,
       name text NOT NULL,
@@ -31,6 +34,30 @@ export const sql = {
   schemaInstalled: "SELECT to_regclass('mvrefresh.migrations') IS NOT NULL AS installed",
   schemaVersion: 'SELECT max(version) AS version FROM mvrefresh.migrations',
   inRecovery: 'SELECT pg_is_in_recovery() AS in_recovery',
+
+  /**
+   * What `mvrefresh grants --view` grants on: the materialized views named ($1) and those they read, and
+   * every table they read through plain and materialized views, with partitions and inheritance children
+   * (watch installs triggers on all of them). Names come back quoted (format %I).
+   */
+  grantTargets: `WITH RECURSIVE walk(rel) AS (
+                   SELECT to_regclass(n)::oid FROM unnest($1::text[]) n
+                   UNION
+                   SELECT d.refobjid FROM walk w
+                     JOIN pg_class wc ON wc.oid = w.rel AND wc.relkind IN ('v', 'm')
+                     JOIN pg_rewrite r ON r.ev_class = w.rel
+                     JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+                                     AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> w.rel),
+                 tree(rel) AS (
+                   SELECT rel FROM walk
+                   UNION
+                   SELECT i.inhrelid FROM tree t JOIN pg_inherits i ON i.inhparent = t.rel)
+                 SELECT DISTINCT c.relkind AS kind, format('%I.%I', n.nspname, c.relname) AS name,
+                        quote_ident(n.nspname) AS schema
+                   FROM tree t JOIN pg_class c ON c.oid = t.rel JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE c.relkind IN ('r', 'p', 'f', 'm')
+                  ORDER BY 2`,
+  unresolvedViews: `SELECT n FROM unnest($1::text[]) n WHERE to_regclass(n) IS NULL`,
 
   // watch / unwatch / status
   watch: 'SELECT mvrefresh.watch($1, $2, $3, $4, $5, $6) AS report',
