@@ -2,6 +2,7 @@
 export const SqlState = {
   undefinedTable: '42P01',
   lockNotAvailable: '55P03',
+  deadlockDetected: '40P01',
   undefinedFunction: '42883',
   undefinedColumn: '42703',
   readOnlySqlTransaction: '25006',
