@@ -6,7 +6,7 @@ import { sql } from '../db/sql.js';
 import { retryOnLockTimeout } from '../db/lock-retry.js';
 import { LockHeldError, lockHolders } from '../db/lock-holders.js';
 import { SqlState, isPgError } from '../db/errors.js';
-import { MIGRATION_LOCK_KEY, WATCH_LOCK_KEY } from '../db/protocol.js';
+import { WATCH_LOCK_KEY } from '../db/protocol.js';
 import { loadStatus, type StatusRow } from '../db/status.js';
 
 export interface WatchOptions {
@@ -51,7 +51,7 @@ const WATCH_LOCK = "mvrefresh's watch / unwatch lock";
 
 export async function runMigrate(db: pg.ClientBase) {
   await requirePrimary(db, 'migrate');
-  return namingHolder(db, MIGRATION_LOCK_KEY, "mvrefresh's migration lock", () => migrate(db));
+  return migrate(db);
 }
 
 export async function watchView(db: pg.ClientBase, name: string, opts: WatchOptions): Promise<WatchReport> {
