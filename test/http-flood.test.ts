@@ -96,3 +96,41 @@ describe('half-open HTTP requests under a low file descriptor limit', () => {
     }
   });
 });
+
+describe('a shutdown during an HTTP flood', () => {
+  it("ends a running refresh's session after the grace period: the flood cannot take the control connections", async () => {
+    await db.sql.query(`CREATE TABLE slow_src (k int PRIMARY KEY); INSERT INTO slow_src VALUES (1);
+      CREATE MATERIALIZED VIEW slow_view AS SELECT k, (SELECT 1 FROM pg_sleep(60)) AS s FROM slow_src WITH NO DATA;
+      CREATE UNIQUE INDEX ON slow_view (k);`);
+    await db.sql.query("SELECT mvrefresh.watch('slow_view')");
+    const refreshBackends = async () =>
+      (
+        await db.sql.query(
+          "SELECT 1 FROM pg_stat_activity WHERE application_name = 'mvrefresh:refresh' AND state = 'active' AND datname = current_database()",
+        )
+      ).rows.length;
+    const d = runCli(['run'], { DATABASE_URL: db.url, MVREFRESH_SHUTDOWN_GRACE_MS: '1000' });
+    try {
+      const started = await waitFor('the daemon to start', () =>
+        d.events().find((e) => e['event'] === 'started'),
+      );
+      await waitFor('the slow refresh to run', async () => (await refreshBackends()) > 0);
+      const flooding = flood(started['port'] as number, 1000, 6, ['/views', '/metrics']);
+      await delay(2000);
+      d.child.kill('SIGTERM');
+      expect((await d.exit).code).toBe(0);
+      await flooding;
+      expect(d.events().some((e) => e['event'] === 'refresh_cancel')).toBe(true);
+      await waitFor('the refresh session to be gone', async () => (await refreshBackends()) === 0, {
+        timeoutMs: 5000,
+      });
+      const { rows } = await db.sql.query(
+        "SELECT dirty, consecutive_failures FROM mvrefresh.status WHERE view = 'public.slow_view'",
+      );
+      expect(rows).toEqual([{ dirty: true, consecutive_failures: 0 }]);
+    } finally {
+      d.child.kill('SIGKILL');
+      await db.sql.query("SELECT mvrefresh.unwatch('slow_view')");
+    }
+  });
+});
