@@ -362,10 +362,18 @@ async function main() {
     '',
   ].join('\n');
   console.log(section);
+  // this bench writes three sections (freshness, coalescing, overhead); the others' are kept
   const current = await readFile(OUT, 'utf8').catch(() => '# Benchmarks\n');
   const start = current.indexOf('## Freshness');
-  const kept = start < 0 ? current.trimEnd() : current.slice(0, start).trimEnd();
-  await writeFile(OUT, `${kept}\n\n${section}`);
+  const ours = ['## Freshness', '## Coalescing', '## Per-refresh overhead'];
+  let end = start;
+  while (end >= 0) {
+    end = current.indexOf('\n## ', end + 1);
+    if (end < 0 || !ours.some((title) => current.startsWith(title, end + 1))) break;
+  }
+  const head = start < 0 ? current.trimEnd() : current.slice(0, start).trimEnd();
+  const tail = start < 0 || end < 0 ? '' : current.slice(end);
+  await writeFile(OUT, `${head}\n\n${section.trimEnd()}\n${tail}`);
   const admin = await connect(ADMIN_URL);
   await admin.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
   await admin.end();

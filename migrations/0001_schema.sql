@@ -3,7 +3,9 @@
 -- routines/, one file each.
 -- compatibility: first version
 
-CREATE SCHEMA IF NOT EXISTS mvrefresh;
+-- the schema itself is created by migrate (src/db/migrate.ts) only when it is absent: a DDL role that was
+-- given the schema (mvrefresh grants) has no CREATE on the database, which CREATE SCHEMA IF NOT EXISTS
+-- demands even when the schema exists
 
 CREATE TABLE mvrefresh.view_state (
     id                     integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

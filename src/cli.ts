@@ -1,10 +1,12 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type pg from 'pg';
-import { connectClient } from './db/connect.js';
+import { connectClient, prepareAdminSession } from './db/connect.js';
 import { describeError } from './db/errors.js';
-import { isPostgresUrl, redactUrl, scrubSecret } from './db/url.js';
+import { connectionStringProblem, isPostgresUrl, redactUrl, scrubSecret } from './db/url.js';
+import { isRegularFile } from './config.js';
 import {
   formatStatus,
+  printable,
   runMigrate,
   setPaused,
   unwatchAll,
@@ -13,7 +15,7 @@ import {
   watchView,
 } from './commands/admin.js';
 import { PACKAGE_VERSION } from './version.js';
-import { grantsSql } from './commands/grants.js';
+import { grantsSql, resolveTargets } from './commands/grants.js';
 import { viewDefaults } from './config.js';
 import { parseDuration, parseShare } from './duration.js';
 
@@ -37,8 +39,10 @@ Commands:
   pause <view>                  stop refreshing a view (bulk loads); it keeps its marks
   resume <view>                 refresh it again (once at once if it was written meanwhile)
   status [--json]               watched views, their state, staleness and last error
-  grants --role NAME [--owner-role OWNER] [--schema S ...]
-                                print the SQL for a least-privilege role (no database needed)
+  grants --role NAME --ddl-role NAME [--owner-role OWNER] [--view V ...]
+                                print least-privilege SQL: --role runs \`run\`, --ddl-role runs migrate,
+                                watch and unwatch; --view (needs the database) grants TRIGGER on exactly
+                                the tables V reads
   run                           run the refresh daemon (configuration: environment, MVREFRESH_CONFIG)
 
 Options:
@@ -67,7 +71,8 @@ const OPTIONS = {
   all: { type: 'boolean' },
   role: { type: 'string' },
   'owner-role': { type: 'string' },
-  schema: { type: 'string', multiple: true },
+  'ddl-role': { type: 'string' },
+  view: { type: 'string', multiple: true },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
@@ -108,12 +113,15 @@ function databaseUrl(values: Values, env: NodeJS.ProcessEnv): string {
   if (!url) throw new UsageError('no database: set DATABASE_URL or pass --database-url');
   if (!isPostgresUrl(url))
     throw new UsageError(`the database URL must be postgres://..., got ${redactUrl(url)}`);
+  const problem = connectionStringProblem(url, isRegularFile);
+  if (problem) throw new UsageError(`the database URL's ${problem}`);
   return url;
 }
 
 async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = await connectClient(url);
   try {
+    await prepareAdminSession(client);
     return await fn(client);
   } finally {
     await client.end().catch(() => undefined);
@@ -196,11 +204,11 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
         const report = await withClient(url, (c) => watchView(c, rest[0]!, opts));
         if (values.json) io.out(JSON.stringify(report));
         else {
-          io.out(`${report.created ? 'watching' : 'updated'} ${report.view} (id ${report.id})`);
-          io.out(`  triggers on: ${report.tables.length ? report.tables.join(', ') : '(none)'}`);
+          io.out(printable(`${report.created ? 'watching' : 'updated'} ${report.view} (id ${report.id})`));
+          io.out(printable(`  triggers on: ${report.tables.length ? report.tables.join(', ') : '(none)'}`));
           if (report.dependencies.length)
-            io.out(`  reads watched materialized views: ${report.dependencies.join(', ')}`);
-          for (const w of report.warnings) io.err(`warning: ${w}`);
+            io.out(printable(`  reads watched materialized views: ${report.dependencies.join(', ')}`));
+          for (const w of report.warnings) io.err(printable(`warning: ${w}`));
         }
         return ExitCode.ok;
       }
@@ -216,7 +224,9 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
         else if (reports.length === 0) io.out('no view was watched');
         else
           for (const r of reports)
-            io.out(`unwatched ${r.view}; triggers removed from: ${r.tables.join(', ') || '(none)'}`);
+            io.out(
+              printable(`unwatched ${r.view}; triggers removed from: ${r.tables.join(', ') || '(none)'}`),
+            );
         return ExitCode.ok;
       }
       case 'pause':
@@ -242,12 +252,22 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
       }
       case 'grants': {
         expectArgs(0);
-        if (!values.role) throw new UsageError('grants needs --role NAME');
+        if (!values.role || !values['ddl-role'])
+          throw new UsageError('grants needs --role NAME (runtime) and --ddl-role NAME (migrate, watch)');
+        if (values.role === values['ddl-role'])
+          throw new UsageError('--role and --ddl-role must differ: the daemon needs no DDL privileges');
+        const views = values.view ?? [];
+        let targets;
+        if (views.length > 0) {
+          url = databaseUrl(values, io.env);
+          targets = await withClient(url, (c) => resolveTargets(c, views));
+        }
         io.out(
           grantsSql({
             role: values.role,
+            ddlRole: values['ddl-role'],
             ownerRole: values['owner-role'],
-            schemas: values.schema ?? ['public'],
+            targets,
           }),
         );
         return ExitCode.ok;
@@ -265,7 +285,7 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
       io.err(`mvrefresh: ${err.message}\nRun 'mvrefresh --help' for usage.`);
       return ExitCode.usage;
     }
-    io.err(`mvrefresh ${command}: ${scrubSecret(describeError(err), url)}`);
+    io.err(`mvrefresh ${command}: ${printable(scrubSecret(describeError(err), url))}`);
     return ExitCode.failed;
   }
 }

@@ -1,6 +1,6 @@
 import convict from 'convict';
-import { existsSync, readFileSync } from 'node:fs';
-import { isPostgresUrl, redactUrl } from './db/url.js';
+import { readFileSync, statSync } from 'node:fs';
+import { connectionStringProblem, isPostgresUrl, redactUrl } from './db/url.js';
 import { parseDuration, parseShare } from './duration.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -12,9 +12,45 @@ convict.addFormat({
     if (typeof value !== 'string' || value === '')
       throw new Error('must be set (postgres://user:password@host:port/db)');
     if (!isPostgresUrl(value)) throw new Error(`must be a postgres:// URL, got ${redactUrl(value)}`);
+    const problem = connectionStringProblem(value, isRegularFile);
+    if (problem) throw new Error(`${problem} (in ${redactUrl(value)})`);
   },
   coerce: (v: unknown) => String(v),
 });
+
+convict.addFormat({
+  name: 'host',
+  validate(value: unknown) {
+    // an empty MVREFRESH_HTTP_HOST would make Node listen on every interface
+    if (typeof value !== 'string' || value.trim() === '')
+      throw new Error(
+        'must be an address to listen on (0.0.0.0 for every IPv4 interface), got an empty value',
+      );
+  },
+  coerce: (v: unknown) => String(v),
+});
+
+convict.addFormat({
+  name: 'admin-token',
+  validate(value: unknown) {
+    // a token read from a mounted secret ends with a newline: trimmed below; only whitespace is a mistake
+    if (typeof value !== 'string') throw new Error('must be a string');
+    if (value !== '' && value.trim() === '')
+      throw new Error('is only whitespace: set a token, or leave it empty to disable POST endpoints');
+  },
+  coerce: (v: unknown) => String(v),
+});
+
+export function isRegularFile(path: string): boolean {
+  try {
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** A configuration file larger than this is refused before it is read (MVREFRESH_CONFIG=/dev/zero). */
+export const CONFIG_FILE_MAX_BYTES = 1024 * 1024;
 
 function positiveInt(min: number, max: number) {
   return {
@@ -63,8 +99,8 @@ export const schema = {
   },
   http: {
     host: {
-      doc: 'Address the HTTP server listens on.',
-      format: String,
+      doc: 'Address the HTTP server listens on (not empty).',
+      format: 'host',
       default: '0.0.0.0',
       env: 'MVREFRESH_HTTP_HOST',
     },
@@ -75,11 +111,17 @@ export const schema = {
       env: 'MVREFRESH_HTTP_PORT',
     },
     adminToken: {
-      doc: 'Bearer token that enables POST /views/<id>/refresh. Empty: no endpoint changes state.',
-      format: String,
+      doc: 'Bearer token that enables POST /views/<id>/refresh and full error texts on /views; surrounding whitespace is ignored. Empty: no endpoint changes state.',
+      format: 'admin-token',
       default: '',
       env: 'MVREFRESH_ADMIN_TOKEN',
       sensitive: true,
+    },
+    maxConnections: {
+      doc: 'Open HTTP connections at once; more are closed on accept. Lowered at start to leave 100 file descriptors of the limit to everything else.',
+      format: 'count',
+      default: 1000,
+      env: 'MVREFRESH_HTTP_MAX_CONNECTIONS',
     },
   },
   logLevel: {
@@ -178,7 +220,12 @@ export const schema = {
 
 export interface Config {
   readonly databaseUrl: string;
-  readonly http: { readonly host: string; readonly port: number; readonly adminToken: string };
+  readonly http: {
+    readonly host: string;
+    readonly port: number;
+    readonly adminToken: string;
+    readonly maxConnections: number;
+  };
   readonly logLevel: LogLevel;
   readonly maxStalenessMs: number;
   readonly refreshBudget: number;
@@ -240,9 +287,7 @@ export function loadConfig(options: LoadOptions = {}): Config {
   let targetSet = envKeys(env).includes('maxStalenessMs');
   try {
     if (file) {
-      if (!existsSync(file))
-        throw new ConfigError(`configuration file ${file} (MVREFRESH_CONFIG) does not exist`);
-      const content = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+      const content = readConfigFile(file);
       for (const r of RETIRED)
         if (r.key in content) {
           retired[r.key] = content[r.key];
@@ -270,6 +315,7 @@ export function loadConfig(options: LoadOptions = {}): Config {
     throw new ConfigError(`invalid configuration: ${scrubConfigMessage((err as Error).message)}`);
   }
   const config = conf.getProperties() as Config;
+  (config.http as { adminToken: string }).adminToken = config.http.adminToken.trim();
   if (config.listener.heartbeatTimeoutMs >= config.listener.heartbeatIntervalMs)
     throw new ConfigError(
       `invalid configuration: listener.heartbeatTimeoutMs (${config.listener.heartbeatTimeoutMs}) must be below listener.heartbeatIntervalMs (${config.listener.heartbeatIntervalMs})`,
@@ -281,6 +327,62 @@ function retiredMessage(r: (typeof RETIRED)[number], where: string): string {
   return r.replacedBy
     ? `${where} is deprecated: it is used as ${r.replacedBy} (MVREFRESH_MAX_STALENESS), which replaces it`
     : `${where} is deprecated and ignored: views are refreshed by their staleness target (maxStalenessMs) and refresh budget (refreshBudget)`;
+}
+
+/**
+ * The parsed JSON object of a configuration file. Everything that is wrong with it is permanent and named
+ * with the file: missing, not a regular file (a FIFO would hang start-up, a device never ends), too large,
+ * not JSON (with the position), not an object.
+ */
+function readConfigFile(file: string): Record<string, unknown> {
+  const what = `configuration file ${file} (MVREFRESH_CONFIG)`;
+  let text: string;
+  try {
+    const st = statSync(file);
+    if (!st.isFile()) throw new ConfigError(`${what} is not a regular file`);
+    if (st.size > CONFIG_FILE_MAX_BYTES)
+      throw new ConfigError(`${what} is ${st.size} bytes; the limit is ${CONFIG_FILE_MAX_BYTES}`);
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigError(
+      code === 'ENOENT' ? `${what} does not exist` : `${what} cannot be read: ${(err as Error).message}`,
+    );
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    const where = jsonErrorPosition((err as Error).message, text);
+    throw new ConfigError(
+      `${what} is not valid JSON${where ? ` at ${where}` : ''}: ${(err as Error).message}`,
+    );
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed))
+    throw new ConfigError(`${what} must hold a JSON object`);
+  return parsed as Record<string, unknown>;
+}
+
+/**
+ * "line L, column C (position N)" of a JSON.parse error, or undefined: V8 names the position in some
+ * messages and only quotes the text around it in others.
+ */
+function jsonErrorPosition(message: string, text: string): string | undefined {
+  let pos: number | undefined;
+  const at = /at position (\d+)/.exec(message);
+  if (at?.[1]) pos = Number(at[1]);
+  else if (/Unexpected end of JSON input/.test(message)) pos = text.length;
+  else {
+    const quoted = /Unexpected token '(.+?)', (?:\.\.\.)?"(.*?)(?:\.\.\.)?" is not valid JSON/s.exec(message);
+    if (quoted?.[1] && quoted[2] !== undefined) {
+      const start = text.indexOf(quoted[2]);
+      if (start >= 0) pos = start + quoted[2].lastIndexOf(quoted[1]);
+    }
+  }
+  if (pos === undefined) return undefined;
+  const before = text.slice(0, pos).split('\n');
+  return `line ${before.length}, column ${(before.at(-1)?.length ?? 0) + 1} (position ${pos})`;
 }
 
 /** The schema keys whose environment variable is set. */

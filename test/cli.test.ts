@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { packageRoot } from '../src/paths.js';
 import { useTestDatabase } from './support/db.js';
@@ -143,18 +144,72 @@ describe('the mvrefresh CLI', () => {
     expect(notWatched.stderr).toMatch(/materialized view "nowhere" is not watched/);
   });
 
+  it('answers a name that needs quoting with a hint that shows how to quote it', async () => {
+    const r = await cli(['watch', 'with space']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/invalid materialized view name 'with space'/);
+    expect(r.stderr).toMatch(/must be double-quoted.*'"with space"'/);
+  });
+
+  it('status prints control characters of view names and errors escaped, never raw', async () => {
+    const view = pg.escapeIdentifier('evil\u001b[2J\u0007view');
+    await db.sql.query(
+      `CREATE MATERIALIZED VIEW ${view} AS SELECT 1 AS k; CREATE UNIQUE INDEX ON ${view} (k)`,
+    );
+    await db.sql.query('SELECT mvrefresh.watch($1)', [view]);
+    try {
+      const r = await cli(['status']);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain('evil\\u001b[2J\\u0007view');
+      // eslint-disable-next-line no-control-regex
+      expect(r.stdout).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f]/);
+    } finally {
+      await db.sql.query('SELECT mvrefresh.unwatch($1)', [view]);
+    }
+  });
+
+  it('refuses a connection string with an unknown sslmode or a missing certificate file at once', async () => {
+    const bogus = await cli(['status'], { DATABASE_URL: `${db.url}?sslmode=bogus` });
+    expect(bogus.code).toBe(2);
+    expect(bogus.stderr).toMatch(/sslmode="bogus" is not one of/);
+    const missing = await cli(['status'], {
+      DATABASE_URL: `${db.url}?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem`,
+    });
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/sslrootcert=\/nonexistent\/ca\.pem is not a readable regular file/);
+  });
+
   it('never prints the password of a database it cannot reach', async () => {
     const r = await cli(['status'], { DATABASE_URL: 'postgres://me:sekr3t-pw@127.0.0.1:1/db' });
     expect(r.code).toBe(1);
     expect(r.stdout + r.stderr).not.toContain('sekr3t-pw');
   });
 
-  it('prints least-privilege SQL with quoted identifiers, and needs --role', async () => {
-    const r = await cli(['grants', '--role', 'mv"refresh', '--owner-role', 'app owner'], {});
+  it('prints least-privilege SQL for a runtime and a DDL role with quoted identifiers, and needs both', async () => {
+    const r = await cli(
+      [
+        'grants',
+        '--role',
+        'mv"refresh',
+        '--ddl-role',
+        'mv ddl',
+        '--owner-role',
+        'app owner',
+        '--view',
+        'monthly_product_sales',
+      ],
+      { DATABASE_URL: db.url },
+    );
     expect(r.code).toBe(0);
-    expect(r.stdout).toContain('GRANT "app owner" TO "mv""refresh";');
-    expect(r.stdout).toContain('GRANT TRIGGER ON ALL TABLES IN SCHEMA "public" TO "mv""refresh";');
-    expect((await cli(['grants'], {})).code).toBe(2);
+    expect(r.stdout).toContain('GRANT "app owner" TO "mv ddl", "mv""refresh";');
+    expect(r.stdout).toContain('GRANT TRIGGER ON TABLE public.orders TO "mv ddl";');
+    expect(r.stdout).not.toMatch(/GRANT TRIGGER ON TABLE public\.customers/);
+    expect(r.stdout).not.toMatch(/ON DATABASE/);
+    expect((await cli(['grants', '--role', 'x'], {})).code).toBe(2);
+    expect((await cli(['grants', '--role', 'x', '--ddl-role', 'x'], {})).code).toBe(2);
+    const missing = await cli(['grants', '--role', 'x', '--ddl-role', 'y', '--view', 'nowhere']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/no such relation: "nowhere"/);
   });
 
   it('prints its version', async () => {

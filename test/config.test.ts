@@ -1,4 +1,7 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, describeSchema, loadConfig } from '../src/config.js';
@@ -65,6 +68,48 @@ describe('configuration', () => {
       env: { ...URL_ENV, MVREFRESH_MAX_WAIT_MS: '5000', MVREFRESH_MAX_STALENESS: '3s' },
     });
     expect(explicit.maxStalenessMs).toBe(3000);
+  });
+
+  it('refuses a configuration file that is not a regular file, too large, or not JSON, naming the file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mvrefresh-config-'));
+    const fifo = join(dir, 'fifo.json');
+    execFileSync('mkfifo', [fifo]);
+    const big = join(dir, 'big.json');
+    writeFileSync(big, `{"logLevel":"info","pad":"${'x'.repeat(2 * 1024 * 1024)}"}`);
+    const broken = join(dir, 'broken.json');
+    writeFileSync(broken, '{"logLevel": "info",\n  "concurrency": }');
+    for (const [file, message] of [
+      ['/dev/zero', /\/dev\/zero \(MVREFRESH_CONFIG\) is not a regular file/],
+      [fifo, /fifo\.json \(MVREFRESH_CONFIG\) is not a regular file/],
+      [dir, /is not a regular file/],
+      [big, /big\.json \(MVREFRESH_CONFIG\) is \d+ bytes; the limit is 1048576/],
+      [broken, /broken\.json \(MVREFRESH_CONFIG\) is not valid JSON at line 2, column 18 \(position 38\)/],
+    ] as const)
+      expect(() => loadConfig({ env: { ...URL_ENV, MVREFRESH_CONFIG: file } }), file).toThrow(message);
+  });
+
+  it('trims the admin token (a mounted secret ends with a newline) and refuses one of only whitespace', () => {
+    expect(loadConfig({ env: { ...URL_ENV, MVREFRESH_ADMIN_TOKEN: 's3cret\n' } }).http.adminToken).toBe(
+      's3cret',
+    );
+    expect(() => loadConfig({ env: { ...URL_ENV, MVREFRESH_ADMIN_TOKEN: ' \n\t' } })).toThrow(
+      /http\.adminToken.*only whitespace/s,
+    );
+  });
+
+  it('refuses an empty HTTP host instead of listening on every interface', () => {
+    expect(() => loadConfig({ env: { ...URL_ENV, MVREFRESH_HTTP_HOST: '' } })).toThrow(/http\.host.*empty/s);
+  });
+
+  it('refuses an unknown sslmode and a missing certificate file in the database URL', () => {
+    expect(() => loadConfig({ env: { DATABASE_URL: `${URL_ENV.DATABASE_URL}?sslmode=bogus` } })).toThrow(
+      /sslmode="bogus" is not one of/,
+    );
+    expect(() =>
+      loadConfig({
+        env: { DATABASE_URL: `${URL_ENV.DATABASE_URL}?sslmode=verify-full&sslrootcert=/nope/ca.pem` },
+      }),
+    ).toThrow(/sslrootcert=\/nope\/ca\.pem is not a readable regular file/);
   });
 
   it('does not modify the environment object it is given', () => {

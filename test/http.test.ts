@@ -154,6 +154,29 @@ describe('the HTTP port', () => {
     await waitFor('readyz to recover', async () => (await get('/readyz')).status === 200);
   });
 
+  it('shows refresh errors that quote row values only with the admin token', async () => {
+    await db.sql.query(`CREATE TABLE ssn_src (id int PRIMARY KEY, v text);
+      INSERT INTO ssn_src VALUES (1, '1');
+      CREATE MATERIALIZED VIEW ssn_view AS SELECT id, v::int AS v FROM ssn_src;
+      CREATE UNIQUE INDEX ON ssn_view (id);`);
+    await db.sql.query("SELECT mvrefresh.watch('ssn_view')");
+    await db.sql.query("INSERT INTO ssn_src VALUES (2, 'SSN 078-05-1120')");
+    await waitFor('the failed refresh', () =>
+      d.reports.find((x) => x.view === 'public.ssn_view' && x.outcome === 'failed'),
+    );
+    // /views answers from a result shared for a second
+    const entry = (body: string) =>
+      (JSON.parse(body) as { name: string; lastError: string | null }[]).find(
+        (v) => v.name === 'public.ssn_view' && v.lastError,
+      );
+    const open = await waitFor('the error on /views', async () => entry((await get('/views')).body));
+    expect(open.lastError).toMatch(/invalid input syntax for type integer/);
+    expect(open.lastError).not.toContain('078-05-1120');
+    const admin = entry((await get('/views', { headers: { authorization: `Bearer ${TOKEN}` } })).body);
+    expect(admin?.lastError).toContain('SSN 078-05-1120');
+    await db.sql.query("SELECT mvrefresh.unwatch('ssn_view')");
+  });
+
   it('refuses state changes when no admin token is configured', async () => {
     const plain = await startDaemon(db.url);
     try {

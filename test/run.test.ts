@@ -48,7 +48,7 @@ describe('mvrefresh run', () => {
     await db.sql.query("SELECT mvrefresh.unwatch('slow_a')");
   });
 
-  it('on SIGTERM cancels a refresh that outlives the grace period, keeps the view dirty, and exits 0', async () => {
+  it('on SIGTERM cancels a refresh that outlives the grace period, keeps the view dirty without counting a failure, and exits 0', async () => {
     await slowView('slow_b', 30);
     const p = run(['run'], { DATABASE_URL: db.url, MVREFRESH_SHUTDOWN_GRACE_MS: '300' });
     await refreshRunning();
@@ -58,10 +58,14 @@ describe('mvrefresh run', () => {
     expect(code).toBe(0);
     expect(Date.now() - t0).toBeLessThan(15_000);
     expect(p.events().some((e) => e['event'] === 'refresh_cancel')).toBe(true);
-    const { rows } = await db.sql.query<{ dirty: boolean }>(
-      "SELECT dirty FROM mvrefresh.status WHERE view = 'public.slow_b'",
+    const { rows } = await db.sql.query<{
+      dirty: boolean;
+      consecutive_failures: number;
+      last_sqlstate: null;
+    }>(
+      "SELECT dirty, consecutive_failures, last_sqlstate FROM mvrefresh.status WHERE view = 'public.slow_b'",
     );
-    expect(rows[0]?.dirty).toBe(true);
+    expect(rows[0]).toEqual({ dirty: true, consecutive_failures: 0, last_sqlstate: null });
     await waitFor('the cancelled backend to finish', async () => {
       const r = await db.sql.query(
         "SELECT 1 FROM pg_stat_activity WHERE application_name = 'mvrefresh:refresh' AND datname = current_database()",
@@ -87,6 +91,33 @@ describe('mvrefresh run', () => {
       return r.rows.length === 0;
     });
     await db.sql.query("SELECT mvrefresh.unwatch('slow_c')");
+  });
+
+  it('logs SIGHUP and keeps running, then stops gracefully on SIGTERM', async () => {
+    const p = run(['run'], { DATABASE_URL: db.url });
+    await waitFor('the daemon to start', () => p.events().find((e) => e['event'] === 'started'));
+    p.child.kill('SIGHUP');
+    await waitFor('the SIGHUP line', () =>
+      p
+        .events()
+        .find((e) => e['event'] === 'signal' && e['signal'] === 'SIGHUP' && e['action'] === 'ignored'),
+    );
+    expect(p.child.exitCode).toBeNull();
+    p.child.kill('SIGTERM');
+    expect((await p.exit).code).toBe(0);
+  });
+
+  it('fails at once with one JSON line when sslmode=require meets a server without TLS', async () => {
+    const p = run(['run'], {
+      DATABASE_URL: `${db.url}?sslmode=require`,
+      MVREFRESH_STARTUP_TIMEOUT_MS: '600000',
+    });
+    expect((await p.exit).code).toBe(1);
+    expect(p.events().filter((e) => e['event'] === 'database_unreachable')).toEqual([]);
+    expect(p.events().at(-1)).toMatchObject({ event: 'startup_failed', err: expect.stringMatching(/SSL/) });
+    // the driver's multi-line sslmode warning is a log line like any other
+    for (const line of p.text().split('\n').filter(Boolean))
+      expect(() => JSON.parse(line), line).not.toThrow();
   });
 
   it('refuses an invalid configuration value with a message naming the key, the value and what is allowed', async () => {

@@ -10,7 +10,14 @@ BEGIN
     IF p_name IS NULL OR btrim(p_name) = '' THEN
         RAISE EXCEPTION 'a materialized view name is required' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    rel := to_regclass(p_name);
+    BEGIN
+        rel := to_regclass(p_name);
+    EXCEPTION WHEN invalid_name THEN
+        RAISE EXCEPTION 'invalid materialized view name %: %', quote_literal(p_name), SQLERRM
+            USING ERRCODE = 'invalid_name',
+                  HINT = 'A name with spaces, capitals or other special characters must be double-quoted '
+                         'inside the argument, e.g. mvrefresh watch ''"with space"'' or ''myschema."My View"''.';
+    END;
     IF rel IS NULL THEN
         RAISE EXCEPTION 'materialized view "%" does not exist', p_name
             USING ERRCODE = 'undefined_table',

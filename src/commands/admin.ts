@@ -4,8 +4,11 @@ import { requirePrimary } from '../db/primary.js';
 import { requireSchema } from '../db/schema-version.js';
 import { sql } from '../db/sql.js';
 import { retryOnLockTimeout } from '../db/lock-retry.js';
-import type { StatusRow } from '../db/status.js';
 import { describeConflict, formatMs, minInterval } from '../daemon/plan.js';
+import { LockHeldError, lockHolders } from '../db/lock-holders.js';
+import { SqlState, isPgError } from '../db/errors.js';
+import { WATCH_LOCK_KEY } from '../db/protocol.js';
+import { loadStatus, type StatusRow } from '../db/status.js';
 
 export interface WatchOptions {
   maxStalenessMs?: number | undefined;
@@ -24,6 +27,29 @@ export interface WatchReport {
   warnings: string[];
 }
 
+/**
+ * Runs fn; when it fails on its lock_timeout while another session holds mvrefresh's advisory lock `key`
+ * (any role that can connect can take one), fails with an error naming that session instead.
+ */
+async function namingHolder<T>(
+  db: pg.ClientBase,
+  key: number,
+  what: string,
+  fn: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (isPgError(err) && err.code === SqlState.lockNotAvailable) {
+      const holders = await lockHolders(db, key).catch(() => []);
+      if (holders.length > 0) throw new LockHeldError(what, holders);
+    }
+    throw err;
+  }
+}
+
+const WATCH_LOCK = "mvrefresh's watch / unwatch lock";
+
 export async function runMigrate(db: pg.ClientBase) {
   await requirePrimary(db, 'migrate');
   return migrate(db);
@@ -33,16 +59,18 @@ export async function watchView(db: pg.ClientBase, name: string, opts: WatchOpti
   await requirePrimary(db, 'watch');
   await requireSchema(db);
   const { rows } = await retryOnLockTimeout(() =>
-    db.query<{ report: WatchReport }>(sql.watch, [
-      name,
-      null,
-      null,
-      opts.refreshIntervalMs ?? null,
-      opts.allowBlockingRefresh ?? false,
-      opts.withDependencies ?? false,
-      opts.maxStalenessMs ?? null,
-      opts.refreshBudget ?? null,
-    ]),
+    namingHolder(db, WATCH_LOCK_KEY, WATCH_LOCK, () =>
+      db.query<{ report: WatchReport }>(sql.watch, [
+        name,
+        null,
+        null,
+        opts.refreshIntervalMs ?? null,
+        opts.allowBlockingRefresh ?? false,
+        opts.withDependencies ?? false,
+        opts.maxStalenessMs ?? null,
+        opts.refreshBudget ?? null,
+      ]),
+    ),
   );
   return rows[0]!.report;
 }
@@ -54,7 +82,9 @@ export async function unwatchView(
   await requirePrimary(db, 'unwatch');
   await requireSchema(db);
   const { rows } = await retryOnLockTimeout(() =>
-    db.query<{ report: { id: number; view: string; tables: string[] } }>(sql.unwatch, [name]),
+    namingHolder(db, WATCH_LOCK_KEY, WATCH_LOCK, () =>
+      db.query<{ report: { id: number; view: string; tables: string[] } }>(sql.unwatch, [name]),
+    ),
   );
   return rows[0]!.report;
 }
@@ -65,7 +95,9 @@ export async function unwatchAll(
   await requirePrimary(db, 'unwatch');
   await requireSchema(db);
   const { rows } = await retryOnLockTimeout(() =>
-    db.query<{ report: { id: number; view: string; tables: string[] }[] }>(sql.unwatchAll),
+    namingHolder(db, WATCH_LOCK_KEY, WATCH_LOCK, () =>
+      db.query<{ report: { id: number; view: string; tables: string[] }[] }>(sql.unwatchAll),
+    ),
   );
   return rows[0]!.report;
 }
@@ -87,7 +119,19 @@ export async function setPaused(db: pg.ClientBase, name: string, paused: boolean
 
 export async function viewStatus(db: pg.ClientBase | pg.Pool): Promise<StatusRow[]> {
   await requireSchema(db);
-  return (await db.query<StatusRow>(sql.status)).rows;
+  return loadStatus(db);
+}
+
+/**
+ * A text safe to print on a terminal: control characters (in a view name or an error text they could move
+ * the cursor or rewrite the screen) become \uXXXX escapes.
+ */
+export function printable(text: string): string {
+  return text.replace(
+    // eslint-disable-next-line no-control-regex
+    /[\u0000-\u001f\u007f-\u009f]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 /**
@@ -143,6 +187,10 @@ export function formatStatus(
       r.last_error ? `${r.last_error}${r.last_sqlstate ? ` [${r.last_sqlstate}]` : ''}` : '-',
     ];
   });
+  for (const l of lines) for (let i = 0; i < l.length; i += 1) l[i] = printable(l[i]!);
+  const locked = rows.flatMap((r) =>
+    r.lock_holders.length > 0 ? [printable(`${r.view}: lock held by ${r.lock_holders.join('; ')}`)] : [],
+  );
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
   return [
     ...[header, ...lines].map((l) =>
@@ -150,5 +198,6 @@ export function formatStatus(
     ),
     '(* the default)',
     ...notes,
+    ...locked,
   ].join('\n');
 }

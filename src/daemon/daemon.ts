@@ -3,7 +3,7 @@ import type pg from 'pg';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import { AppName, connectClient, createPool, sessionSettings } from '../db/connect.js';
-import { SqlState, describeError, isPgError } from '../db/errors.js';
+import { SqlState, describeError, isPermanentConnectError, isPgError } from '../db/errors.js';
 import { sql } from '../db/sql.js';
 import { redactUrl, scrubSecret } from '../db/url.js';
 import { requirePrimary, StandbyError } from '../db/primary.js';
@@ -18,6 +18,7 @@ import { Releasers } from './releasers.js';
 import { Scheduler } from './scheduler.js';
 import { Sweeper } from './sweeper.js';
 import { describeConflict } from './plan.js';
+import { BusyWatch } from './busy-watch.js';
 import { SchemaWatch } from './schema-watch.js';
 import { SourceMap } from './sources.js';
 import { latestVersion } from '../db/migrate.js';
@@ -29,6 +30,10 @@ const CONNECTION_CHECK_INTERVAL = '1s';
 const CONTROL_STATEMENT_TIMEOUT_MS = 30_000;
 /** The client gives a refresh this long beyond its statement_timeout before it gives up on the server. */
 const CLIENT_TIMEOUT_MARGIN_MS = 15_000;
+/** One status query and one ping of the HTTP endpoints in flight (SharedResult). */
+const HTTP_POOL_SIZE = 2;
+/** A view found busy this long (no refresh takes a lock that long between cycles) is named at warn level. */
+const BUSY_WARN_MS = 10_000;
 const STARTUP_RETRY_BASE_MS = 500;
 const STARTUP_RETRY_MAX_MS = 5000;
 
@@ -108,6 +113,16 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       onError: onPoolError,
     });
     this.releasers.add('control pool', () => controlPool.end());
+    // the HTTP endpoints' own connections: a flood of requests cannot take the sweep's or the cancel's
+    const httpPool = createPool({
+      connectionString: config.databaseUrl,
+      applicationName: AppName.http,
+      max: HTTP_POOL_SIZE,
+      settings: sessionSettings(serverVersion, { statementTimeoutMs: CONTROL_STATEMENT_TIMEOUT_MS }),
+      queryTimeoutMs: CONTROL_STATEMENT_TIMEOUT_MS + CLIENT_TIMEOUT_MARGIN_MS,
+      onError: onPoolError,
+    });
+    this.releasers.add('http pool', () => httpPool.end());
     const refreshPool = createPool({
       connectionString: config.databaseUrl,
       applicationName: AppName.refresh,
@@ -203,6 +218,8 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       sweeper.sweep(reconnect ? 'reconnect' : 'connect');
     });
     scheduler.on('due', (job) => refresher.enqueue(job));
+    const busyWatch = new BusyWatch({ pool: controlPool, logger, metrics, warnAfterMs: BUSY_WARN_MS });
+    refresher.on('report', (report) => busyWatch.observe(report));
     scheduler.on('unknown', () => sweeper.reloadForUnknown());
     scheduler.on('conflict', (c) => {
       const fields = {
@@ -232,7 +249,8 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       host: config.http.host,
       port: config.http.port,
       adminToken: config.http.adminToken,
-      pool: controlPool,
+      maxConnections: config.http.maxConnections,
+      pool: httpPool,
       listener,
       scheduler,
       refresher,
@@ -286,7 +304,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
         if (err instanceof StandbyError || err instanceof SchemaMissingError)
           throw new StartupError(err.message);
         const message = scrubSecret(describeError(err), config.databaseUrl);
-        if (isPgError(err) && err.code && HOPELESS.has(err.code))
+        if ((isPgError(err) && err.code && HOPELESS.has(err.code)) || isPermanentConnectError(err))
           throw new StartupError(`cannot connect: ${message}`);
         if (Date.now() >= deadline)
           throw new StartupError(

@@ -6,7 +6,12 @@ import type { Logger } from '../logger.js';
 import { sql } from '../db/sql.js';
 import { describeError } from '../db/errors.js';
 import { withTimeout } from './timers.js';
-import type { StatusRow } from '../db/status.js';
+import { loadStatus, type StatusRow } from '../db/status.js';
+import { HTTP_LIMITS, applyLimits, effectiveMaxConnections, serverOptions } from './http-limits.js';
+import { RequestGate } from './request-gate.js';
+import { LogThrottle } from './log-throttle.js';
+import { redactErrorText } from './redact.js';
+import { SharedResult } from './shared-result.js';
 import type { Listener } from './listener.js';
 import type { Metrics } from './metrics.js';
 import type { Scheduler } from './scheduler.js';
@@ -19,11 +24,23 @@ const STALL_LIMIT_MS = 10_000;
 const LOOP_TICK_MS = 1000;
 /** /readyz and /views give the database this long to answer. */
 const DB_PROBE_TIMEOUT_MS = 2000;
+/** /views and /metrics share one status query per this interval, /readyz one ping, however many clients. */
+const STATUS_TTL_MS = 1000;
+const PING_TTL_MS = 500;
+/** /readyz answers from a ping that succeeded this recently, so that a slow database cannot time a probe out. */
+const PING_FRESH_MS = 3000;
+/** One http_error line per distinct error and interval. */
+const ERROR_LOG_INTERVAL_MS = 10_000;
 
 export interface HttpOptions {
   host: string;
   port: number;
   adminToken: string;
+  maxConnections: number;
+  /**
+   * Connections of the HTTP endpoints alone (two suffice: one status query and one ping in flight), so that
+   * no request can take a connection that the sweep, failure records or shutdown's cancel need.
+   */
   pool: pg.Pool;
   listener: Listener;
   scheduler: Scheduler;
@@ -44,21 +61,46 @@ export class HttpServer {
   private server: Server | undefined;
   private loopTimer: NodeJS.Timeout | undefined;
   private lastTick = Date.now();
+  private readonly status: SharedResult<StatusRow[]>;
+  private readonly ping: SharedResult<unknown>;
+  private readonly metricsBody: SharedResult<string>;
+  private readonly errorLog = new LogThrottle(ERROR_LOG_INTERVAL_MS);
+  private readonly bulkGate: RequestGate;
 
-  constructor(private readonly opts: HttpOptions) {}
+  constructor(private readonly opts: HttpOptions) {
+    this.bulkGate = new RequestGate(HTTP_LIMITS.bulkPerSecond, HTTP_LIMITS.bulkBurst, opts.maxConnections);
+    this.status = new SharedResult(
+      () => withTimeout(loadStatus(opts.pool), DB_PROBE_TIMEOUT_MS, 'the database'),
+      STATUS_TTL_MS,
+    );
+    this.ping = new SharedResult(
+      () => withTimeout(opts.pool.query(sql.ping), DB_PROBE_TIMEOUT_MS, 'the database'),
+      PING_TTL_MS,
+    );
+    this.metricsBody = new SharedResult(async () => {
+      await this.sampleGauges();
+      return opts.metrics.registry.metrics();
+    }, STATUS_TTL_MS);
+  }
 
   /** Listens; resolves with the bound port. Fails when the port is taken. Idempotent. */
   async start(): Promise<number> {
     if (this.server) return (this.server.address() as AddressInfo).port;
     this.loopTimer = setInterval(() => (this.lastTick = Date.now()), LOOP_TICK_MS);
     this.loopTimer.unref();
-    const server = createServer((req, res) => {
+    const server = createServer(serverOptions, (req, res) => {
       this.handle(req, res).catch((err: unknown) => {
-        this.opts.logger.warn({ event: 'http_error', err: describeError(err) }, 'HTTP request failed');
+        this.logError('?', err);
         res.destroy();
       });
     });
-    server.keepAliveTimeout = 5000;
+    const maxConnections = effectiveMaxConnections(this.opts.maxConnections);
+    if (maxConnections < this.opts.maxConnections)
+      this.opts.logger.warn(
+        { event: 'http_connections_capped', configured: this.opts.maxConnections, maxConnections },
+        'the file descriptor limit lowers the HTTP connection cap',
+      );
+    applyLimits(server, maxConnections, () => this.bulkGate.shedOldest());
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -73,6 +115,7 @@ export class HttpServer {
   /** Closes the port and every open connection. Idempotent. */
   async stop(): Promise<void> {
     clearInterval(this.loopTimer);
+    this.bulkGate.close();
     const server = this.server;
     this.server = undefined;
     if (!server) return;
@@ -89,7 +132,7 @@ export class HttpServer {
     metrics.queueDepth.set({ state: 'queued' }, refresher.queued);
     metrics.queueDepth.set({ state: 'running' }, refresher.active);
     metrics.listenerConnected.set(listener.connected ? 1 : 0);
-    const rows = await this.views(this.opts.pool).catch(() => undefined);
+    const rows = await this.status.get().catch(() => undefined);
     if (!rows) return;
     // every replica reports the database's truth; views no longer watched disappear
     metrics.staleness.reset();
@@ -113,8 +156,11 @@ export class HttpServer {
     }
   }
 
-  private async views(pool: pg.Pool): Promise<StatusRow[]> {
-    return (await withTimeout(pool.query<StatusRow>(sql.status), DB_PROBE_TIMEOUT_MS, 'the database')).rows;
+  private logError(path: string, err: unknown): void {
+    const text = describeError(err);
+    const suppressed = this.errorLog.admit(text);
+    if (suppressed === undefined) return;
+    this.opts.logger.warn({ event: 'http_error', path, err: text, suppressed }, 'HTTP request failed');
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -130,8 +176,10 @@ export class HttpServer {
           case '/readyz':
             return await this.readyz(res);
           case '/views':
-            return await this.viewsJson(res);
+            if (!(await this.bulkGate.admit())) return busy(res);
+            return await this.viewsJson(req, res);
           case '/metrics':
+            if (!(await this.bulkGate.admit())) return busy(res);
             return await this.metricsText(res);
         }
       }
@@ -143,7 +191,7 @@ export class HttpServer {
         return json(res, 405, { error: 'method not allowed' });
       return json(res, 404, { error: 'not found', path });
     } catch (err) {
-      this.opts.logger.warn({ event: 'http_error', path, err: describeError(err) }, 'HTTP request failed');
+      this.logError(path, err);
       if (!res.headersSent) json(res, 503, { error: describeError(err) });
       else res.end();
     }
@@ -160,7 +208,7 @@ export class HttpServer {
     if (!this.opts.listener.connected)
       return json(res, 503, { status: 'not ready', reason: 'the LISTEN connection is down' });
     try {
-      await withTimeout(this.opts.pool.query(sql.ping), DB_PROBE_TIMEOUT_MS, 'the database');
+      if (!this.ping.succeededWithin(PING_FRESH_MS)) await this.ping.get();
     } catch (err) {
       return json(res, 503, {
         status: 'not ready',
@@ -170,8 +218,10 @@ export class HttpServer {
     json(res, 200, { status: 'ready' });
   }
 
-  private async viewsJson(res: ServerResponse): Promise<void> {
-    const rows = await this.views(this.opts.pool);
+  private async viewsJson(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const rows = await this.status.get();
+    // error texts can quote row values: in full only for the admin
+    const full = this.authorized(req);
     json(
       res,
       200,
@@ -187,10 +237,11 @@ export class HttpServer {
           stalenessSeconds: r.staleness_seconds,
           lastDurationMs: r.last_duration_ms,
           lastOutcome: r.last_outcome,
-          lastError: r.last_error,
+          lastError: full ? r.last_error : redactErrorText(r.last_error),
           lastSqlstate: r.last_sqlstate,
           consecutiveFailures: r.consecutive_failures,
           nextAttemptAt: r.next_attempt_at,
+          lockHolders: r.lock_holders,
           // what this process plans: the target, the budget, what it allows, and the misses it saw
           ...(plan
             ? {
@@ -214,8 +265,7 @@ export class HttpServer {
   }
 
   private async metricsText(res: ServerResponse): Promise<void> {
-    await this.sampleGauges();
-    const body = await this.opts.metrics.registry.metrics();
+    const body = await this.metricsBody.get();
     res.writeHead(200, { 'content-type': this.opts.metrics.registry.contentType });
     res.end(body);
   }
@@ -227,11 +277,9 @@ export class HttpServer {
     viewId: number,
     action: 'refresh' | 'pause' | 'resume',
   ): Promise<void> {
-    const token = this.opts.adminToken;
-    if (!token)
+    if (!this.opts.adminToken)
       return json(res, 403, { error: 'state-changing endpoints are disabled (set MVREFRESH_ADMIN_TOKEN)' });
-    const given = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
-    if (!sameSecret(given, token)) return json(res, 401, { error: 'bad or missing bearer token' });
+    if (!this.authorized(req)) return json(res, 401, { error: 'bad or missing bearer token' });
     const name = this.opts.scheduler.nameOf(viewId);
     if (name === undefined) return json(res, 404, { error: `no watched view with id ${viewId}` });
     if (action === 'refresh') {
@@ -249,6 +297,14 @@ export class HttpServer {
     );
     this.opts.logger.info({ event: action, view: name }, `${action} ${name}`);
     json(res, 200, { id: viewId, ...rows[0]?.report });
+  }
+
+  /** The request carries the admin token (never true when none is configured). */
+  private authorized(req: IncomingMessage): boolean {
+    const token = this.opts.adminToken;
+    if (!token) return false;
+    const given = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
+    return sameSecret(given, token);
   }
 }
 
@@ -274,6 +330,12 @@ function sameSecret(a: string, b: string): boolean {
   const ha = createHash('sha256').update(a).digest();
   const hb = createHash('sha256').update(b).digest();
   return timingSafeEqual(ha, hb);
+}
+
+function busy(res: ServerResponse): void {
+  res.setHeader('retry-after', '1');
+  res.setHeader('connection', 'close');
+  json(res, 429, { error: 'too many requests' });
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {

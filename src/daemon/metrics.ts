@@ -59,6 +59,12 @@ export class Metrics {
     labelNames: ['view'] as const,
     registers: [this.registry],
   });
+  readonly lockHeldSeconds = new Gauge({
+    name: 'mvrefresh_view_lock_held_seconds',
+    help: "How long the view's lock has been held by another session (cycles found it busy); absent when not.",
+    labelNames: ['view'] as const,
+    registers: [this.registry],
+  });
   readonly notifications = new Counter({
     name: 'mvrefresh_notifications_total',
     help: 'Notifications received, by kind: table (a table that watched views read turned dirty), view (a watched view: dependants of a refresh, watch), unknown (no known view or table), invalid (malformed payload).',

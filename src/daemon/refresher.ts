@@ -301,7 +301,12 @@ export class Refresher extends EventEmitter<RefresherEvents> {
     await withTimeout(this.queue.onIdle(), CANCEL_TIMEOUT_MS, 'cancelled refreshes').catch(() => undefined);
   }
 
-  /** Cancels every running refresh now (second signal, or grace period over). */
+  /**
+   * Ends every running refresh now (second signal, or grace period over). The backend is terminated, not
+   * cancelled: refresh_view() records a cancelled REFRESH (57014) as the view's failure, with backoff,
+   * whereas a terminated session rolls back and leaves the cycle unfinished (started_gen > done_gen), so
+   * the view stays due for the next daemon without counting as a failure.
+   */
   async cancelRunning(): Promise<void> {
     const running = [...this.running.values()];
     if (running.length === 0) return;
@@ -311,7 +316,7 @@ export class Refresher extends EventEmitter<RefresherEvents> {
     );
     await withTimeout(
       Promise.all(
-        running.map((r) => this.opts.controlPool.query(sql.cancelBackend, [r.pid]).catch(() => undefined)),
+        running.map((r) => this.opts.controlPool.query(sql.terminateBackend, [r.pid]).catch(() => undefined)),
       ),
       CANCEL_TIMEOUT_MS,
       'pg_cancel_backend',

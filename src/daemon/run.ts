@@ -45,6 +45,8 @@ export async function runDaemon(options: RunOptions): Promise<number> {
     const finish = (code: number) => {
       process.off('SIGTERM', onSignal);
       process.off('SIGINT', onSignal);
+      process.off('SIGHUP', onHangup);
+      process.off('warning', onWarning);
       process.off('uncaughtException', onFatal);
       process.off('unhandledRejection', onFatal);
       resolve(code);
@@ -69,6 +71,22 @@ export async function runDaemon(options: RunOptions): Promise<number> {
         () => finish(RunExit.failed),
       );
     };
+    // Node's default for SIGHUP ends the process at once (exit 129, no log line, cycles cut short). The
+    // configuration is validated once into a frozen object, so there is nothing to reload: say so and go on.
+    const onHangup = () =>
+      logger.info(
+        { event: 'signal', signal: 'SIGHUP', action: 'ignored' },
+        'SIGHUP ignored: the configuration is read at start only; restart to apply changes',
+      );
+    const onWarning = (warning: Error) =>
+      logger.warn(
+        {
+          event: 'runtime_warning',
+          warning: warning.name,
+          err: scrubSecret(warning.message, config.databaseUrl),
+        },
+        'runtime warning',
+      );
     // a bug must not leave a half-working daemon behind: log it, release what can be released, exit
     const onFatal = (err: unknown) => {
       logger.fatal(
@@ -87,6 +105,11 @@ export async function runDaemon(options: RunOptions): Promise<number> {
     daemon.once('ended', () => finish(RunExit.schemaIncompatible));
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
+    process.on('SIGHUP', onHangup);
+    // Node prints process warnings (the pg driver's about sslmode, for one) as multi-line text on stderr;
+    // the log is one JSON object per line
+    process.removeAllListeners('warning');
+    process.on('warning', onWarning);
     process.on('uncaughtException', onFatal);
     process.on('unhandledRejection', onFatal);
 

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { sql } from './sql.js';
 
 /** application_name of each kind of connection, so that operators can find them in pg_stat_activity. */
 export const AppName = {
@@ -6,6 +7,7 @@ export const AppName = {
   listen: 'mvrefresh:listen',
   refresh: 'mvrefresh:refresh',
   control: 'mvrefresh:control',
+  http: 'mvrefresh:http',
 } as const;
 
 /** Connect timeout of every connection; a server that does not answer within it counts as unreachable. */
@@ -69,6 +71,19 @@ export function createPool(opts: PoolOptions): pg.Pool {
   });
   pool.on('error', opts.onError);
   return pool;
+}
+
+/** How long an admin command (watch, unwatch) waits for one of mvrefresh's locks before it names the holder. */
+export const ADMIN_LOCK_TIMEOUT_MS = 10_000;
+/** A command killed on the client side ends on the server within this (PostgreSQL 14+). */
+const ADMIN_CONNECTION_CHECK_INTERVAL = '1s';
+
+/**
+ * Session settings of an admin command's connection: a bounded wait for locks, and a backend that notices
+ * within a second that its client is gone, so that a command killed while it waits never runs later.
+ */
+export async function prepareAdminSession(client: pg.ClientBase): Promise<void> {
+  await client.query(sql.adminSession, [`${ADMIN_LOCK_TIMEOUT_MS}ms`, ADMIN_CONNECTION_CHECK_INTERVAL]);
 }
 
 /** A single client for a short admin command. */

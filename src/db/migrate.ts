@@ -3,7 +3,15 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { migrationsDir } from '../paths.js';
-import { CHANNEL, DDL_LOCK_TIMEOUT_MS, SCHEMA_CHANGED, sqlConstants } from './protocol.js';
+import {
+  CHANNEL,
+  DDL_LOCK_TIMEOUT_MS,
+  MIGRATION_LOCK_KEY,
+  SCHEMA_CHANGED,
+  sqlConstants,
+} from './protocol.js';
+import { SqlState, isPgError } from './errors.js';
+import { LockHeldError, lockHolders } from './lock-holders.js';
 import { retryOnLockTimeout } from './lock-retry.js';
 import { sql } from './sql.js';
 
@@ -112,6 +120,18 @@ export async function migrate(db: pg.ClientBase, dir: string = migrationsDir): P
   return retryOnLockTimeout(() => migrateOnce(db, migrations, routines));
 }
 
+async function takeMigrationLock(db: pg.ClientBase): Promise<void> {
+  try {
+    await db.query(sql.migrationLock);
+  } catch (err) {
+    if (!isPgError(err) || err.code !== SqlState.lockNotAvailable) throw err;
+    // the failed statement aborted the transaction: nothing else runs in it
+    await db.query('ROLLBACK');
+    const holders = await lockHolders(db, MIGRATION_LOCK_KEY).catch(() => []);
+    throw holders.length > 0 ? new LockHeldError("mvrefresh's migration lock", holders) : err;
+  }
+}
+
 async function migrateOnce(
   db: pg.ClientBase,
   migrations: readonly Migration[],
@@ -121,9 +141,12 @@ async function migrateOnce(
   const changed: string[] = [];
   await db.query('BEGIN');
   try {
+    // the migration lock waits the session's lock_timeout (admin commands: ADMIN_LOCK_TIMEOUT_MS), since
+    // another migrate may hold it for a while; then the holder is named rather than retried behind
+    await takeMigrationLock(db);
     await db.query(sql.setLocalLockTimeout, [MIGRATION_LOCK_TIMEOUT]);
-    await db.query(sql.migrationLock);
-    await db.query(sql.createSchema);
+    const exists = (await db.query<{ exists: boolean }>(sql.schemaExists)).rows[0]?.exists;
+    if (!exists) await db.query(sql.createSchema);
     await db.query(sql.createMigrationsTable);
     await db.query(sql.addMigrationsBreaking);
     const done = new Set(

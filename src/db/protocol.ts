@@ -13,6 +13,8 @@ export const SCHEMA_CHANGED = 'schema';
 
 /** Second key of the lock that serializes migrations. */
 export const MIGRATION_LOCK_KEY = 0;
+/** Second key of the lock that serializes watch and unwatch (routines/watch.sql, unwatch.sql). */
+export const WATCH_LOCK_KEY = -1;
 
 /**
  * How long watch / unwatch wait for a table lock to change a trigger before they fail and retry

@@ -9,6 +9,9 @@ export const sql = {
   migrationLock: `SELECT pg_advisory_xact_lock(${LOCK_NAMESPACE}, ${MIGRATION_LOCK_KEY})`,
   setLocalLockTimeout: "SELECT set_config('lock_timeout', $1, true)",
   createSchema: 'CREATE SCHEMA IF NOT EXISTS mvrefresh',
+  // CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema exists: a DDL role given
+  // the schema (mvrefresh grants) has no such privilege
+  schemaExists: "SELECT to_regnamespace('mvrefresh') IS NOT NULL AS exists",
   createMigrationsTable: `CREATE TABLE IF NOT EXISTS mvrefresh.migrations (
       version integer PRIMARY KEY,
       name text NOT NULL,
@@ -32,6 +35,30 @@ export const sql = {
   schemaVersion: 'SELECT max(version) AS version FROM mvrefresh.migrations',
   inRecovery: 'SELECT pg_is_in_recovery() AS in_recovery',
 
+  /**
+   * What `mvrefresh grants --view` grants on: the materialized views named ($1) and those they read, and
+   * every table they read through plain and materialized views, with partitions and inheritance children
+   * (watch installs triggers on all of them). Names come back quoted (format %I).
+   */
+  grantTargets: `WITH RECURSIVE walk(rel) AS (
+                   SELECT to_regclass(n)::oid FROM unnest($1::text[]) n
+                   UNION
+                   SELECT d.refobjid FROM walk w
+                     JOIN pg_class wc ON wc.oid = w.rel AND wc.relkind IN ('v', 'm')
+                     JOIN pg_rewrite r ON r.ev_class = w.rel
+                     JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+                                     AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> w.rel),
+                 tree(rel) AS (
+                   SELECT rel FROM walk
+                   UNION
+                   SELECT i.inhrelid FROM tree t JOIN pg_inherits i ON i.inhparent = t.rel)
+                 SELECT DISTINCT c.relkind AS kind, format('%I.%I', n.nspname, c.relname) AS name,
+                        quote_ident(n.nspname) AS schema
+                   FROM tree t JOIN pg_class c ON c.oid = t.rel JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE c.relkind IN ('r', 'p', 'f', 'm')
+                  ORDER BY 2`,
+  unresolvedViews: `SELECT n FROM unnest($1::text[]) n WHERE to_regclass(n) IS NULL`,
+
   // watch / unwatch / status
   watch: 'SELECT mvrefresh.watch($1, $2, $3, $4, $5, $6, $7, $8) AS report',
   setPaused: 'SELECT mvrefresh.set_paused($1, $2) AS report',
@@ -43,6 +70,31 @@ export const sql = {
                   allow_blocking_refresh, depth, sources, warnings, depends_on, max_staleness_ms,
                   refresh_budget, paused, target_misses, last_miss_staleness_ms
              FROM mvrefresh.status ORDER BY depth, view`,
+  /** Sessions holding a view's advisory lock (second key: the view id), for status and /views. */
+  viewLockHolders: `SELECT l.objid::bigint::integer AS view_id,
+                           format('pid %s, role %s, application %s, since %s', l.pid, COALESCE(a.usename, '?'),
+                                  quote_literal(COALESCE(a.application_name, '')),
+                                  COALESCE(a.xact_start, a.backend_start)) AS holder
+                      FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+                     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+                       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                       AND l.classid = ${LOCK_NAMESPACE}::bigint::oid AND l.objid::bigint BETWEEN 1 AND 2147483647
+                     ORDER BY l.pid`,
+  /**
+   * Sessions holding one of mvrefresh's advisory locks (namespace, $1): a view id, the migration key or the
+   * watch key. Two-int4 keys appear in pg_locks as classid, objid (unsigned) and objsubid 2.
+   */
+  lockHolders: `SELECT l.pid, COALESCE(a.usename, '?') AS role, COALESCE(a.application_name, '') AS application,
+                       COALESCE(a.xact_start, a.backend_start) AS since,
+                       COALESCE(a.usename = current_user AND a.application_name = $2, false) AS ours
+                  FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+                 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.pid <> pg_backend_pid()
+                   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                   AND l.classid = ${LOCK_NAMESPACE}::bigint::oid AND l.objid = ($1::bigint & 4294967295)::oid
+                 ORDER BY l.pid`,
+  adminSession: `SELECT set_config('lock_timeout', $1, false),
+                        CASE WHEN current_setting('server_version_num')::integer >= 140000
+                             THEN set_config('client_connection_check_interval', $2, false) END`,
 
   // the daemon
   // ages instead of timestamps: the daemon's clock and the server's need not agree
@@ -59,7 +111,8 @@ export const sql = {
   refreshView:
     'CALL mvrefresh.refresh_view($1, $2, $3, $4, $5, $6, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)',
   recordFailure: 'SELECT mvrefresh.record_failure($1, $2, $3, $4, $5, $6) AS retry_in_ms',
-  cancelBackend: 'SELECT pg_cancel_backend($1)',
+  /** Ends a refresh backend at shutdown: its transaction rolls back, and nothing records a failure. */
+  terminateBackend: 'SELECT pg_terminate_backend($1)',
   serverVersion: "SELECT current_setting('server_version_num')::integer AS version",
   ping: 'SELECT 1',
 } as const;

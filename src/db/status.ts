@@ -1,3 +1,6 @@
+import type pg from 'pg';
+import { sql } from './sql.js';
+
 /** A row of mvrefresh.status (sql.status): what `mvrefresh status` prints and the daemon's /views serves. */
 export interface StatusRow {
   id: number;
@@ -27,4 +30,21 @@ export interface StatusRow {
   paused: boolean;
   target_misses: string;
   last_miss_staleness_ms: number | null;
+  /** Sessions holding the view's advisory lock: "pid N, role R, application 'A', since T" (loadStatus). */
+  lock_holders: string[];
+}
+
+/**
+ * mvrefresh.status with the sessions holding each view's lock (from pg_locks, outside the view, so that this
+ * build reads a status view of any compatible schema).
+ */
+export async function loadStatus(db: pg.ClientBase | pg.Pool): Promise<StatusRow[]> {
+  const [{ rows }, holders] = await Promise.all([
+    db.query<Omit<StatusRow, 'lock_holders'>>(sql.status),
+    db.query<{ view_id: number; holder: string }>(sql.viewLockHolders),
+  ]);
+  return rows.map((r) => ({
+    ...r,
+    lock_holders: holders.rows.filter((h) => h.view_id === r.id).map((h) => h.holder),
+  }));
 }

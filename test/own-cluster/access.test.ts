@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { grantsSql } from '../../src/commands/grants.js';
+import { grantsSql, resolveTargets } from '../../src/commands/grants.js';
 import { migrate } from '../../src/db/migrate.js';
 import { startDaemon, type TestDaemon } from '../support/daemon.js';
 import { INSERT_ORDER, SHOP_SQL } from '../support/shop.js';
@@ -22,6 +22,8 @@ import {
 const DATABASE = 'access';
 const OWNER = 'mvr_shop_owner';
 const DAEMON = 'mvr_daemon';
+/** Runs migrate and watch (`mvrefresh grants --ddl-role`). */
+const DDL = 'mvr_ddl';
 /** How long each fault lasts: several capped reconnect and retry periods of the daemon below. */
 const FAULT_MS = 5000;
 const DAEMON_SETTINGS = {
@@ -82,17 +84,19 @@ beforeAll(async () => {
   await c.query(`SET ROLE ${OWNER}`);
   await c.query(SHOP_SQL);
   await c.query('RESET ROLE');
-  await c.query(grantsSql({ role: DAEMON, ownerRole: OWNER, schemas: ['public'] }));
+  await c.query(
+    grantsSql({ role: DAEMON, ddlRole: DDL, ownerRole: OWNER, targets: await resolveTargets(c, [VIEW]) }),
+  );
   const { rows } = await c.query<{ rolsuper: boolean }>('SELECT rolsuper FROM pg_roles WHERE rolname = $1', [
     DAEMON,
   ]);
   expect(rows[0]?.rolsuper).toBe(false);
-  const asDaemon = await connect(daemonUrl);
+  const asDdl = await connect(cluster.url(DATABASE, DDL));
   try {
-    await migrate(asDaemon);
-    await asDaemon.query('SELECT mvrefresh.watch($1)', [VIEW]);
+    await migrate(asDdl);
+    await asDdl.query('SELECT mvrefresh.watch($1)', [VIEW]);
   } finally {
-    await asDaemon.end();
+    await asDdl.end();
   }
   d = await startDaemon(daemonUrl, DAEMON_SETTINGS);
   await waitFor('the listener', () => d!.running.listener.connected);

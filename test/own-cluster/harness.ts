@@ -117,7 +117,7 @@ export async function readyz(port: number): Promise<number> {
 export async function daemonConnections(client: pg.ClientBase): Promise<string[]> {
   const { rows } = await client.query<{ application_name: string }>(
     `SELECT application_name FROM pg_stat_activity
-      WHERE datname = current_database() AND application_name IN ('mvrefresh:listen', 'mvrefresh:refresh', 'mvrefresh:control')
+      WHERE datname = current_database() AND application_name IN ('mvrefresh:listen', 'mvrefresh:refresh', 'mvrefresh:control', 'mvrefresh:http')
       ORDER BY 1`,
   );
   return rows.map((r) => r.application_name);

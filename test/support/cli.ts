@@ -15,8 +15,18 @@ export interface Proc {
 }
 
 /** Spawns a built CLI (this tree's by default), as an operator would, with HTTP on a free local port. */
-export function runCli(args: string[], env: Record<string, string>, bin: string = BIN): Proc {
-  const child = spawn(process.execPath, [bin, ...args], {
+export function runCli(
+  args: string[],
+  env: Record<string, string>,
+  bin: string = BIN,
+  opts: { fdLimit?: number } = {},
+): Proc {
+  // a file descriptor limit needs a shell: Node cannot set its child's
+  const [file, argv] =
+    opts.fdLimit === undefined
+      ? [process.execPath, [bin, ...args]]
+      : ['/bin/sh', ['-c', `ulimit -n ${opts.fdLimit} && exec "$0" "$@"`, process.execPath, bin, ...args]];
+  const child = spawn(file, argv, {
     env: {
       PATH: process.env['PATH'] ?? '',
       MVREFRESH_HTTP_PORT: '0',
