@@ -88,6 +88,12 @@ export const schema = {
     default: 30_000,
     env: 'MVREFRESH_SWEEP_INTERVAL_MS',
   },
+  driftCheckIntervalMs: {
+    doc: "Period of the check of every watched view's sources against the catalog (partitions, view definitions, triggers, writes that fired no trigger); also run after every reconnect and, with the event trigger, at each DDL.",
+    format: 'positive-ms',
+    default: 60_000,
+    env: 'MVREFRESH_DRIFT_CHECK_INTERVAL_MS',
+  },
   concurrency: {
     doc: 'Refreshes running at once (each holds one pooled connection).',
     format: 'count',
@@ -165,6 +171,7 @@ export interface Config {
   readonly debounceMs: number;
   readonly maxWaitMs: number;
   readonly sweepIntervalMs: number;
+  readonly driftCheckIntervalMs: number;
   readonly concurrency: number;
   readonly refreshTimeoutMs: number;
   readonly lockTimeoutMs: number;

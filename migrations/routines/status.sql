@@ -27,7 +27,11 @@ SELECT s.id,
        s.warnings,
        ARRAY(SELECT format('%I.%I', u.view_schema, u.view_name)
                FROM mvrefresh.view_deps d JOIN mvrefresh.view_state u ON u.id = d.depends_on
-              WHERE d.view_id = s.id ORDER BY 1) AS depends_on
+              WHERE d.view_id = s.id ORDER BY 1) AS depends_on,
+       -- how a change of the sources after watch is found: at once (the event trigger), or by the daemon's
+       -- periodic check (driftCheckIntervalMs)
+       CASE WHEN EXISTS (SELECT FROM pg_event_trigger e WHERE e.evtname = 'mvrefresh_ddl' AND e.evtenabled <> 'D')
+            THEN 'event_trigger' ELSE 'periodic_check' END AS drift_detection
   FROM mvrefresh.view_state s
   LEFT JOIN LATERAL (SELECT min(x.marked_at) AS oldest
                        FROM (SELECT marked_at FROM mvrefresh.marks WHERE view_id = s.id

@@ -85,7 +85,12 @@ export function formatStatus(rows: StatusRow[], now: Date = new Date()): string 
     r.last_error ? `${r.last_error}${r.last_sqlstate ? ` [${r.last_sqlstate}]` : ''}` : '-',
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
-  return [header, ...lines]
+  const table = [header, ...lines]
     .map((l) => l.map((c, i) => (i === l.length - 1 ? c : c.padEnd(widths[i]!))).join('  '))
     .join('\n');
+  const drift =
+    rows[0]?.drift_detection === 'event_trigger'
+      ? 'changes of the sources (partitions, view definitions, triggers) are found at once: event trigger mvrefresh_ddl'
+      : "changes of the sources (partitions, view definitions, triggers) are found by the daemon's periodic check (driftCheckIntervalMs): no event trigger (migrate as a superuser to install it)";
+  return `${table}\n\n${drift}`;
 }

@@ -171,6 +171,7 @@ export class HttpServer {
         lastSqlstate: r.last_sqlstate,
         consecutiveFailures: r.consecutive_failures,
         nextAttemptAt: r.next_attempt_at,
+        driftDetection: r.drift_detection,
       })),
     );
   }

@@ -3,6 +3,7 @@ export const SqlState = {
   undefinedTable: '42P01',
   undefinedFunction: '42883',
   undefinedColumn: '42703',
+  lockNotAvailable: '55P03',
   readOnlySqlTransaction: '25006',
   adminShutdown: '57P01',
   crashShutdown: '57P02',

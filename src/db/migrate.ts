@@ -137,6 +137,8 @@ export async function migrate(db: pg.ClientBase, dir: string = migrationsDir): P
     // triggers follow the watched views (a migration may have replaced the trigger function)
     if (applied.length > 0 || changed.length > 0) {
       await db.query(sql.syncTableTriggers);
+      // where this role may create event triggers, DDL on the sources is reported to daemons at once
+      await db.query(sql.installDdlWatch);
       await db.query(sql.notify, [CHANNEL, SCHEMA_CHANGED]);
     }
     await db.query('COMMIT');

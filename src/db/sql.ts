@@ -24,6 +24,7 @@ export const sql = {
                   ON CONFLICT (name) DO UPDATE SET sha256 = EXCLUDED.sha256, applied_at = now()`,
   notify: 'SELECT pg_notify($1, $2)',
   syncTableTriggers: 'SELECT mvrefresh.sync_table_triggers()',
+  installDdlWatch: 'SELECT mvrefresh.install_ddl_watch() AS installed',
   /** The newest version, and the newest that breaks daemons of earlier versions (0: none). */
   schemaCompatibility: `SELECT max(version) AS version,
                                COALESCE(max(version) FILTER (WHERE breaking), 0) AS breaking_version
@@ -39,7 +40,7 @@ export const sql = {
   status: `SELECT id, view, dirty, cycle_unfinished, dirty_since, staleness_seconds, last_refreshed_at,
                   last_duration_ms, last_outcome, last_error, last_sqlstate, last_error_at,
                   consecutive_failures, next_attempt_at, debounce_ms, max_wait_ms, refresh_interval_ms,
-                  allow_blocking_refresh, depth, sources, warnings, depends_on
+                  allow_blocking_refresh, depth, sources, warnings, depends_on, drift_detection
              FROM mvrefresh.status ORDER BY depth, view`,
 
   // the daemon
@@ -47,6 +48,7 @@ export const sql = {
                      v.source_relids::text[] AS source_relids
                 FROM mvrefresh.status s JOIN mvrefresh.view_state v ON v.id = s.id ORDER BY s.depth, s.id`,
   dueViews: 'SELECT view_id, reason FROM mvrefresh.due_views()',
+  checkDrift: 'SELECT view_id, view, changes, triggers_synced FROM mvrefresh.check_drift($1)',
   refreshView:
     'CALL mvrefresh.refresh_view($1, $2, $3, $4, $5, $6, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)',
   recordFailure: 'SELECT mvrefresh.record_failure($1, $2, $3, $4, $5, $6) AS retry_in_ms',

@@ -22,4 +22,6 @@ export interface StatusRow {
   sources: string[];
   warnings: string[];
   depends_on: string[];
+  /** How changes of the sources after watch are found: at once (DDL event trigger) or periodically. */
+  drift_detection: 'event_trigger' | 'periodic_check';
 }
