@@ -69,12 +69,14 @@ beforeAll(async () => {
 describe('without the event trigger, the periodic drift check', () => {
   let d: TestDaemon;
   beforeAll(async () => {
-    await db.sql.query('ALTER EVENT TRIGGER mvrefresh_ddl DISABLE');
+    await db.sql.query(
+      'ALTER EVENT TRIGGER mvrefresh_ddl DISABLE; ALTER EVENT TRIGGER mvrefresh_drop DISABLE',
+    );
     d = await startDaemon(db.url, { driftCheckIntervalMs: 1000 });
   });
   afterAll(async () => {
     await d?.stop();
-    await db.sql.query('ALTER EVENT TRIGGER mvrefresh_ddl ENABLE');
+    await db.sql.query('ALTER EVENT TRIGGER mvrefresh_ddl ENABLE; ALTER EVENT TRIGGER mvrefresh_drop ENABLE');
   });
   afterEach(async () => {
     await quiet(d);

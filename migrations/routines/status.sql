@@ -30,7 +30,8 @@ SELECT s.id,
               WHERE d.view_id = s.id ORDER BY 1) AS depends_on,
        -- how a change of the sources after watch is found: at once (the event trigger), or by the daemon's
        -- periodic check (driftCheckIntervalMs)
-       CASE WHEN EXISTS (SELECT FROM pg_event_trigger e WHERE e.evtname = 'mvrefresh_ddl' AND e.evtenabled <> 'D')
+       CASE WHEN (SELECT count(*) FROM pg_event_trigger e
+                   WHERE e.evtname IN ('mvrefresh_ddl', 'mvrefresh_drop') AND e.evtenabled <> 'D') = 2
             THEN 'event_trigger' ELSE 'periodic_check' END AS drift_detection
   FROM mvrefresh.view_state s
   LEFT JOIN LATERAL (SELECT min(x.marked_at) AS oldest

@@ -16,6 +16,8 @@ DECLARE
     t record;
     dropped text[] := '{}';
 BEGIN
+    -- the event trigger (routines/ddl_changed.sql) does not report these changes back to the daemons
+    PERFORM set_config('mvrefresh.syncing', 'on', true);
     FOR t IN SELECT tg.tgrelid FROM pg_trigger tg
               WHERE tg.tgname = 'mvrefresh_mark' AND tg.tgfoid = 'mvrefresh.mark_table()'::regprocedure
                 AND NOT EXISTS (SELECT FROM mvrefresh.view_state v WHERE tg.tgrelid = ANY (v.source_relids))
@@ -52,6 +54,7 @@ BEGIN
             EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER mvrefresh_mark', t.oid::regclass);
         END IF;
     END LOOP;
+    PERFORM set_config('mvrefresh.syncing', '', true);
     RETURN dropped;
 END
 $$;

@@ -19,8 +19,11 @@ export const DDL_CHANGED = 'ddl';
 /** Second key of the lock that serializes migrations. */
 export const MIGRATION_LOCK_KEY = 0;
 
-/** How long watch / unwatch wait for a table lock to change a trigger before they fail and retry. */
-export const DDL_LOCK_TIMEOUT_MS = 2000;
+/**
+ * How long watch / unwatch wait for a table lock to change a trigger before they fail and retry
+ * (src/db/lock-retry.ts): the longest the application's writers can queue behind them.
+ */
+export const DDL_LOCK_TIMEOUT_MS = 200;
 
 /**
  * How long the daemon's drift check waits for a table lock to repair a trigger: the application's writers
