@@ -95,5 +95,6 @@ export function formatStatus(rows: StatusRow[], now: Date = new Date()): string 
     rows[0]?.drift_detection === 'event_trigger'
       ? 'changes of the sources (partitions, view definitions, triggers) are found at once: event trigger mvrefresh_ddl'
       : "changes of the sources (partitions, view definitions, triggers) are found by the daemon's periodic check (driftCheckIntervalMs): no event trigger (migrate as a superuser to install it)";
-  return `${table}\n\n${drift}`;
+  const warnings = rows.flatMap((r) => r.warnings.map((w) => `warning: ${r.view}: ${w}`));
+  return [table, ...(warnings.length > 0 ? ['', ...warnings] : []), '', drift].join('\n');
 }
