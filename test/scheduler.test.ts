@@ -76,7 +76,7 @@ describe('the per-view scheduler', () => {
     s.stop();
   });
 
-  it('retries after the delay a failure asks for and ignores events meanwhile', () => {
+  it('retries after the delay a busy or waiting cycle asks for and ignores events meanwhile', () => {
     const { s, due } = scheduler();
     s.schedule(2, 'notify');
     vi.advanceTimersByTime(0);
@@ -142,5 +142,27 @@ describe('the per-view scheduler', () => {
     s.schedule(2, 'notify');
     s.stop();
     expect(vi.getTimerCount()).toBe(0);
+  });
+  it('retries a failed view a debounce after its sources change again, not only when its backoff ends, and not twice in a row early', () => {
+    const { s, due } = scheduler();
+    s.schedule(1, 'notify');
+    vi.advanceTimersByTime(DEBOUNCE);
+    s.started(due[0]!);
+    s.finished(1, { kind: 'retry', afterMs: 60_000, failed: true });
+    vi.advanceTimersByTime(1000);
+    s.schedule(1, 'notify');
+    vi.advanceTimersByTime(DEBOUNCE);
+    expect(due).toHaveLength(2);
+    expect(due[1]).toMatchObject({ cause: 'notify' });
+    // the early attempt failed too: the next one waits for its backoff whatever the writes
+    s.started(due[1]!);
+    s.finished(1, { kind: 'retry', afterMs: 60_000, failed: true });
+    s.schedule(1, 'notify');
+    vi.advanceTimersByTime(30_000);
+    expect(due).toHaveLength(2);
+    vi.advanceTimersByTime(30_000);
+    expect(due).toHaveLength(3);
+    expect(due[2]).toMatchObject({ cause: 'retry' });
+    s.stop();
   });
 });

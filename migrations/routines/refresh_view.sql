@@ -195,6 +195,10 @@ BEGIN
             END IF;
         EXCEPTION WHEN OTHERS OR query_canceled THEN
             GET STACKED DIAGNOSTICS err_sqlstate = RETURNED_SQLSTATE, err_message = MESSAGE_TEXT;
+            -- duplicate rows: the message names none; record which keys (routines/duplicate_keys.sql)
+            IF err_sqlstate = '21000' THEN
+                err_message := err_message || mvrefresh.duplicate_keys(rel.oid);
+            END IF;
         END;
     END IF;
     duration_ms := extract(epoch FROM clock_timestamp() - t0) * 1000;

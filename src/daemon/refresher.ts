@@ -209,8 +209,9 @@ export class Refresher extends EventEmitter<RefresherEvents> {
       case 'busy':
         return { kind: 'retry', afterMs: BUSY_RETRY_MS };
       case 'waiting':
-      case 'failed':
         return { kind: 'retry', afterMs: row.retry_in_ms ?? this.opts.backoffBaseMs };
+      case 'failed':
+        return { kind: 'retry', afterMs: row.retry_in_ms ?? this.opts.backoffBaseMs, failed: true };
       default:
         // a refresh that left writers still running keeps the view due: look again when they may be done
         return row.retry_in_ms !== null ? { kind: 'retry', afterMs: row.retry_in_ms } : { kind: 'done' };
@@ -246,7 +247,9 @@ export class Refresher extends EventEmitter<RefresherEvents> {
         return {
           report: { ...base, outcome: 'failed', sqlstate: err.code ?? '', error: err.message },
           result:
-            retry === null || retry === undefined ? { kind: 'gone' } : { kind: 'retry', afterMs: retry },
+            retry === null || retry === undefined
+              ? { kind: 'gone' }
+              : { kind: 'retry', afterMs: retry, failed: true },
         };
       } catch {
         // fall through: treat as unreachable

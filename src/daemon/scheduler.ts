@@ -15,7 +15,11 @@ export interface ViewSettings {
 }
 
 /** How a run ended, as far as scheduling cares. */
-export type RunResult = { kind: 'done' } | { kind: 'retry'; afterMs: number } | { kind: 'gone' };
+export type RunResult =
+  | { kind: 'done' }
+  /** failed: the refresh failed (not busy, not waiting for writers): a change of its sources may fix it. */
+  | { kind: 'retry'; afterMs: number; failed?: boolean }
+  | { kind: 'gone' };
 
 export interface Job {
   viewId: number;
@@ -54,7 +58,12 @@ export interface SchedulerOptions {
  *   running    --finished(done)-->   idle, or debouncing from the end of the refresh (maxWait still counts
  *                                    from the first event seen while running)
  *   running    --finished(retry)-->  waiting (timer: the backoff the database chose)
- *   waiting    --event-->            waiting  (the retry will cover it; a failing view is not hammered)
+ *   waiting    --event-->            waiting  (the retry will cover it; a failing view is not hammered),
+ *                                    except after a failure: the first notification, dependency or manual
+ *                                    event re-arms the timer for a debounce from now (the write may have
+ *                                    fixed what failed, e.g. duplicate rows), unless the failed attempt was
+ *                                    itself such an early retry. So a write stream at most doubles the
+ *                                    attempts of the backoff schedule, and the backoff keeps growing.
  *   waiting    --timer-->            queued
  *   any        --finished(gone)-->   forgotten
  *
@@ -133,6 +142,13 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         st.rerun.force ||= force;
         return;
       case 'waiting':
+        if (st.failed && !st.afterEarly && cause !== 'sweep' && cause !== 'interval' && cause !== 'retry') {
+          st.early = true;
+          st.cause = cause;
+          st.firstEventAt = now;
+          st.lastEventAt = now;
+          this.arm(view, st, now, cause !== 'notify');
+        }
         return;
     }
   }
@@ -172,6 +188,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         lastEventAt: now,
         cause: 'retry',
         force,
+        failed: result.failed ?? false,
+        afterEarly: Boolean(st.early),
       };
       waiting.timer = setTimeout(() => this.enqueue(view, waiting), result.afterMs);
       this.states.set(viewId, waiting);
@@ -222,4 +240,10 @@ interface ViewState {
   force: boolean;
   timer?: NodeJS.Timeout;
   rerun?: { firstEventAt: number; lastEventAt: number; cause: Cause; force: boolean };
+  /** waiting: the attempt before failed (a change of the sources may fix it). */
+  failed?: boolean;
+  /** This attempt was moved ahead of its backoff by an event. */
+  early?: boolean;
+  /** waiting: the failed attempt was an early one: no early retry this time. */
+  afterEarly?: boolean;
 }
