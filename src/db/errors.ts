@@ -1,6 +1,7 @@
 /** SQLSTATE codes the code branches on. */
 export const SqlState = {
   undefinedTable: '42P01',
+  deadlockDetected: '40P01',
   undefinedFunction: '42883',
   undefinedColumn: '42703',
   lockNotAvailable: '55P03',

@@ -3,11 +3,16 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { migrationsDir } from '../paths.js';
-import { CHANNEL, SCHEMA_CHANGED, sqlConstants } from './protocol.js';
+import { CHANNEL, DDL_LOCK_TIMEOUT_MS, SCHEMA_CHANGED, sqlConstants } from './protocol.js';
+import { retryOnLockTimeout } from './lock-retry.js';
 import { sql } from './sql.js';
 
-/** How long a migration waits for a table lock before it fails rather than queueing behind DDL. */
-export const MIGRATION_LOCK_TIMEOUT = '10s';
+/**
+ * How long migrate waits for a lock before it rolls back and tries again (src/db/lock-retry.ts): shorter
+ * than deadlock_timeout, so that the application's writers never queue long behind it or lose a deadlock
+ * to it.
+ */
+export const MIGRATION_LOCK_TIMEOUT = `${DDL_LOCK_TIMEOUT_MS}ms`;
 
 /**
  * A numbered migration: what runs once (tables, indexes, data, signature changes). Its header says whether
@@ -104,6 +109,14 @@ export interface MigrateResult {
  */
 export async function migrate(db: pg.ClientBase, dir: string = migrationsDir): Promise<MigrateResult> {
   const [migrations, routines] = await Promise.all([loadMigrations(dir), loadRoutines(dir)]);
+  return retryOnLockTimeout(() => migrateOnce(db, migrations, routines));
+}
+
+async function migrateOnce(
+  db: pg.ClientBase,
+  migrations: readonly Migration[],
+  routines: readonly Routine[],
+): Promise<MigrateResult> {
   const applied: Migration[] = [];
   const changed: string[] = [];
   await db.query('BEGIN');
