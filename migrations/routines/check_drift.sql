@@ -47,8 +47,11 @@ BEGIN
     END IF;
 
     -- sources that changed
-    FOR v IN SELECT s.id, s.view_schema, s.view_name, s.source_relids, s.source_fingerprint
-               FROM mvrefresh.view_state s ORDER BY s.id LOOP
+    DELETE FROM mvrefresh.source_fingerprints f
+     WHERE NOT EXISTS (SELECT FROM mvrefresh.view_state s WHERE s.id = f.view_id);
+    FOR v IN SELECT s.id, s.view_schema, s.view_name, s.source_relids, f.fingerprint AS source_fingerprint
+               FROM mvrefresh.view_state s LEFT JOIN mvrefresh.source_fingerprints f ON f.view_id = s.id
+              ORDER BY s.id LOOP
         rel := to_regclass(format('%I.%I', v.view_schema, v.view_name));
         -- gone or replaced by something else: the refresh records why
         CONTINUE WHEN rel IS NULL OR (SELECT c.relkind FROM pg_class c WHERE c.oid = rel) <> 'm';
@@ -63,9 +66,11 @@ BEGIN
         IF cardinality(ch) = 0 AND v.source_fingerprint IS NOT NULL THEN
             ch := ARRAY['definition changed (the view, or a plain view it reads)'];
         END IF;
+        INSERT INTO mvrefresh.source_fingerprints (view_id, fingerprint) VALUES (v.id, fp)
+        ON CONFLICT ON CONSTRAINT source_fingerprints_pkey DO UPDATE SET fingerprint = EXCLUDED.fingerprint;
+        CONTINUE WHEN v.source_relids = new_relids AND v.source_fingerprint IS NULL;
         UPDATE mvrefresh.view_state s
            SET source_relids = new_relids,
-               source_fingerprint = fp,
                sources = ARRAY(SELECT c.oid::regclass::text FROM pg_class c
                                 WHERE c.oid = ANY (new_relids) AND c.relkind IN ('r', 'p') ORDER BY c.oid)
          WHERE s.id = v.id;

@@ -120,8 +120,9 @@ BEGIN
        SET source_relids = ARRAY(SELECT s.relid FROM mvrefresh.view_sources(rel) s ORDER BY s.relid)
      WHERE id = vid;
     -- what check_drift() compares the catalog with from now on
-    UPDATE mvrefresh.view_state SET source_fingerprint = mvrefresh.source_fingerprint(rel, source_relids)
-     WHERE id = vid;
+    INSERT INTO mvrefresh.source_fingerprints (view_id, fingerprint)
+    SELECT vid, mvrefresh.source_fingerprint(rel, v.source_relids) FROM mvrefresh.view_state v WHERE v.id = vid
+    ON CONFLICT (view_id) DO UPDATE SET fingerprint = EXCLUDED.fingerprint;
     -- CREATE TRIGGER waits for a SHARE ROW EXCLUSIVE lock: fail soon (the caller retries) rather than queue
     -- the application's writers behind it
     PERFORM set_config('lock_timeout', {{DDL_LOCK_TIMEOUT}}, true);
