@@ -9,7 +9,8 @@ import { delay, waitFor } from '../support/wait.js';
 /**
  * A randomized model check of guarantee 1 (no lost refresh): seeded random schedules of writes, multi-
  * statement and long transactions, rollbacks, REPEATABLE READ writers, column-narrowed updates, LISTEN
- * kills, refresh backends killed mid-cycle (a crash between clearing and refreshing) and daemon restarts,
+ * kills, refresh backends killed mid-cycle (a crash between clearing and refreshing), daemon restarts, writes
+ * with session_replication_role = replica and writes while the trigger is disabled (drift check),
  * against one to three daemons. Three views share the orders table (table marks: a writer skips when the
  * table is already marked, whichever view's cycle later consumes the mark), one of them also read by a
  * fourth through a materialized view; single views are also refreshed directly, out of the daemons' turn,
@@ -21,8 +22,12 @@ const db = useTestDatabase('faults_model');
 const SCHEDULES = Number(process.env['MODEL_SCHEDULES'] ?? 4);
 const FIRST_SEED = Number(process.env['MODEL_SEED'] ?? 0x5eed);
 const ACTIONS = 30;
-/** Longer than the slowest sweep interval and backoff, so that only a lost write can exhaust it. */
-const QUIESCE_TIMEOUT_MS = 15_000;
+/**
+ * Longer than the slowest sweep interval and backoff, and than the slowest drift check plus the delay of
+ * the table statistics (up to 10 s) for writes that fired no trigger, so that only a lost write can
+ * exhaust it.
+ */
+const QUIESCE_TIMEOUT_MS = 25_000;
 const TOTALS_QUERY = `SELECT product_id, sum(total_quantity_sold)::bigint AS quantity FROM (${SHOP_QUERY}) s GROUP BY product_id`;
 const CUSTOMER_QUERY = 'SELECT customer_id, count(*) AS orders FROM orders GROUP BY customer_id';
 const VIEWS = ['monthly_product_sales', 'product_totals', 'customer_orders'] as const;
@@ -58,7 +63,9 @@ type Action =
   | 'restartDaemon'
   | 'pause'
   | 'orderOnly'
-  | 'refreshOne';
+  | 'refreshOne'
+  | 'replicaWrite'
+  | 'disabledTriggerWrite';
 const ACTION_LIST: readonly Action[] = [
   'write',
   'write',
@@ -78,6 +85,8 @@ const ACTION_LIST: readonly Action[] = [
   'pause',
   'orderOnly',
   'refreshOne',
+  'replicaWrite',
+  'disabledTriggerWrite',
 ];
 
 let writes = 0;
@@ -94,6 +103,7 @@ function daemonSettings(r: ReturnType<typeof rng>) {
     maxWaitMs: 300 + r.int(500),
     writerWaitMs: 10 + r.int(100),
     sweepIntervalMs: 1000 + r.int(2000),
+    driftCheckIntervalMs: 1000 + r.int(2000),
     backoffBaseMs: 100,
     backoffMaxMs: 500,
   };
@@ -210,6 +220,31 @@ async function runSchedule(seed: number): Promise<string[]> {
             "INSERT INTO orders VALUES (nextval('order_ids'), 1 + (random() * 19)::int, date '2024-06-01')",
           );
           writes += 1;
+          break;
+        case 'replicaWrite':
+          // how logical replication applies changes: only ENABLE ALWAYS triggers fire
+          await session.query('BEGIN');
+          await session.query('SET LOCAL session_replication_role = replica');
+          await session.query(INSERT_ORDER);
+          await session.query('COMMIT');
+          writes += 1;
+          break;
+        case 'disabledTriggerWrite':
+          // an import with the trigger disabled: only the drift check's write counters can find it. ALTER
+          // TABLE waits for the long writers this schedule holds open: give up rather than wait for them
+          await session.query('BEGIN');
+          try {
+            await session.query("SET LOCAL lock_timeout = '500ms'");
+            await session.query('ALTER TABLE orders DISABLE TRIGGER mvrefresh_mark');
+            await session.query(
+              "INSERT INTO orders VALUES (nextval('order_ids'), 1 + (random() * 19)::int, date '2024-07-01')",
+            );
+            await session.query('ALTER TABLE orders ENABLE ALWAYS TRIGGER mvrefresh_mark');
+            await session.query('COMMIT');
+            writes += 1;
+          } catch {
+            await session.query('ROLLBACK');
+          }
           break;
         case 'refreshOne':
           await session.query(sql.refreshView, [
