@@ -120,14 +120,15 @@ DELETE FROM mvrefresh.routines WHERE name = 'due_views';
       );
       try {
         const results = await Promise.all(clients.map((c) => migrate(c)));
-        const appliedVersions = results.flatMap((r) => r.applied.map((m) => m.version)).sort();
-        const latest = await latestVersion();
-        expect(appliedVersions).toEqual(Array.from({ length: latest }, (_, i) => i + 1));
+        const appliedVersions = results.flatMap((r) => r.applied.map((m) => m.version)).sort((a, b) => a - b);
+        // every version of the tree once; numbers reserved by work on other branches may be missing
+        const versions = (await loadMigrations()).map((m) => m.version);
+        expect(appliedVersions).toEqual(versions);
         expect(results.filter((r) => r.routines.length > 0)).toHaveLength(1);
         const { rows } = await clients[0]!.query<{ n: string }>(
           'SELECT count(*) AS n FROM mvrefresh.migrations',
         );
-        expect(Number(rows[0]!.n)).toBe(latest);
+        expect(Number(rows[0]!.n)).toBe(versions.length);
       } finally {
         await Promise.all(clients.map((c) => c.end()));
       }
