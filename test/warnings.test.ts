@@ -20,14 +20,14 @@ beforeAll(async () => {
     CREATE TABLE rates (cur text PRIMARY KEY, rate numeric);
     CREATE TABLE follows (account_id int, target_id int, created_at timestamptz);
     CREATE FUNCTION total_of(c int) RETURNS numeric LANGUAGE plpgsql STABLE
-      AS $$ BEGIN RETURN (SELECT amount FROM totals WHERE candidate_id = c); END $$;
+      AS $$ BEGIN RETURN (SELECT amount FROM public.totals WHERE candidate_id = c); END $$;
     CREATE FUNCTION rate_std(c text) RETURNS numeric LANGUAGE sql STABLE
       BEGIN ATOMIC SELECT rate FROM rates WHERE cur = c; END;
     CREATE FUNCTION doubled(x numeric) RETURNS numeric LANGUAGE plpgsql IMMUTABLE
       AS $$ BEGIN RETURN x * 2; END $$;
     CREATE FUNCTION tripled(x numeric) RETURNS numeric LANGUAGE sql IMMUTABLE RETURN x * 3;
     CREATE FUNCTION name_upper(c int) RETURNS text LANGUAGE plpgsql STABLE
-      AS $$ BEGIN RETURN (SELECT upper(name) FROM candidates WHERE id = c); END $$;`);
+      AS $$ BEGIN RETURN (SELECT upper(name) FROM public.candidates WHERE id = c); END $$;`);
 });
 
 describe('watch warnings name what they mean', () => {
