@@ -180,6 +180,34 @@ describe('without the event trigger, the periodic drift check', () => {
     expect(triggers.rowCount).toBe(0);
   });
 
+  it('gives up creating a trigger behind a long writer within its lock timeout, retries, and still reflects that writer', async () => {
+    await db.sql.query("CREATE TABLE sales_pacific PARTITION OF sales FOR VALUES IN ('pacific')");
+    const long = new pg.Client({ connectionString: db.url });
+    await long.connect();
+    try {
+      await long.query('BEGIN');
+      await long.query("INSERT INTO sales_pacific VALUES ('pacific', 9)");
+      await waitFor('a check that could not repair the trigger', () =>
+        d.logs.some(
+          (l) =>
+            l['event'] === 'source_drift' &&
+            l['triggersSynced'] === false &&
+            (l['changes'] as string[]).includes('trigger missing on sales_pacific'),
+        ),
+      );
+      await long.query('COMMIT');
+    } finally {
+      await long.end();
+    }
+    await waitFor('the trigger created once the long writer ended', async () => {
+      const { rowCount } = await db.sql.query(
+        "SELECT 1 FROM pg_trigger WHERE tgrelid = 'sales_pacific'::regclass AND tgname = 'mvrefresh_mark'",
+      );
+      return rowCount === 1;
+    });
+    await waitFor("the long writer's row in the view", fresh);
+  });
+
   it("replays Lemmy's migrations with the daemon running: drop the view, alter a column's type, drop a column, re-create the view, in one transaction", async () => {
     await db.sql.query(`CREATE TABLE post (id int PRIMARY KEY, name varchar(100), fedi_name text);
       INSERT INTO post VALUES (1, 'a', 'f');

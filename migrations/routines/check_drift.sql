@@ -31,6 +31,7 @@ DECLARE
     fp text;
     ch text[];
     found jsonb := '{}';
+    marked integer[] := '{}';
     synced boolean := true;
     need_sync boolean := false;
     old_lock_timeout text := current_setting('lock_timeout');
@@ -107,11 +108,14 @@ BEGIN
                LEFT JOIN mvrefresh.table_writes w ON w.relid = c.oid
     LOOP
         IF t.seen IS NOT NULL AND t.writes > t.seen THEN
-            INSERT INTO mvrefresh.marks (view_id)
-            SELECT s.id FROM mvrefresh.view_state s
-             WHERE t.oid = ANY (s.source_relids)
-               AND NOT EXISTS (SELECT FROM mvrefresh.marks m WHERE m.view_id = s.id)
-               AND NOT EXISTS (SELECT FROM mvrefresh.table_marks m WHERE m.relid = ANY (s.source_relids));
+            WITH added AS (
+                INSERT INTO mvrefresh.marks (view_id)
+                SELECT s.id FROM mvrefresh.view_state s
+                 WHERE t.oid = ANY (s.source_relids)
+                   AND NOT EXISTS (SELECT FROM mvrefresh.marks m WHERE m.view_id = s.id)
+                   AND NOT EXISTS (SELECT FROM mvrefresh.table_marks m WHERE m.relid = ANY (s.source_relids))
+                RETURNING marks.view_id)
+            SELECT marked || array_agg(added.view_id) INTO marked FROM added;
             IF NOT EXISTS (SELECT FROM mvrefresh.table_marks m WHERE m.relid = t.oid)
                AND NOT COALESCE(t.last_mark_at >= t.checked_at - stats_delay, false) THEN
                 SELECT found || jsonb_object_agg(s.id::text, COALESCE(found -> s.id::text, '[]') || to_jsonb(
@@ -138,6 +142,9 @@ BEGIN
         END;
     END IF;
 
+    -- views marked for writes that their triggers may well have marked too: refreshed, not reported
+    PERFORM pg_notify({{CHANNEL}}, m::text)
+       FROM (SELECT DISTINCT m FROM unnest(marked) m WHERE NOT found ? m::text) x;
     FOR v IN SELECT s.id, format('%I.%I', s.view_schema, s.view_name) AS name, found -> s.id::text AS what
                FROM mvrefresh.view_state s WHERE found ? s.id::text ORDER BY s.id LOOP
         INSERT INTO mvrefresh.marks (view_id) VALUES (v.id);
