@@ -32,6 +32,7 @@ DECLARE
     ch text[];
     found jsonb := '{}';
     marked integer[] := '{}';
+    err text;
     synced boolean := true;
     need_sync boolean := false;
     old_lock_timeout text := current_setting('lock_timeout');
@@ -137,8 +138,15 @@ BEGIN
             PERFORM set_config('lock_timeout', p_lock_timeout_ms || 'ms', true);
             PERFORM mvrefresh.sync_table_triggers();
             PERFORM set_config('lock_timeout', old_lock_timeout, true);
-        EXCEPTION WHEN lock_not_available THEN
-            synced := false;
+        EXCEPTION
+            WHEN lock_not_available THEN
+                synced := false;
+            WHEN insufficient_privilege THEN
+                -- retrying soon would not help: reported on every view it concerns, and the views are
+                -- still marked, so that they are refreshed
+                GET STACKED DIAGNOSTICS err = MESSAGE_TEXT;
+                SELECT found || jsonb_object_agg(k, found -> k || to_jsonb('triggers not brought in line: ' || err))
+                  INTO found FROM jsonb_object_keys(found) k;
         END;
     END IF;
 
