@@ -130,8 +130,11 @@ export class DriftChecker extends EventEmitter<DriftCheckerEvents> {
         triggersSynced: r.triggers_synced,
       }));
       for (const d of drifts) {
-        for (const change of d.changes) metrics.sourceDrift.inc({ view: d.view, kind: driftKind(change) });
-        logger.warn(
+        const kinds = d.changes.map(driftKind);
+        for (const kind of kinds) metrics.sourceDrift.inc({ view: d.view, kind });
+        // a partition lifecycle is routine (info); a trigger found broken or bypassed is not (warn)
+        const level = kinds.some((k) => k === 'trigger' || k === 'unmarked_writes') ? 'warn' : 'info';
+        logger[level](
           {
             event: 'source_drift',
             viewId: d.viewId,
