@@ -148,6 +148,12 @@ export const schema = {
     default: 30_000,
     env: 'MVREFRESH_SWEEP_INTERVAL_MS',
   },
+  driftCheckIntervalMs: {
+    doc: "Period of the check of every watched view's sources against the catalog (partitions, view definitions, triggers, writes that fired no trigger); also run after every reconnect and, with the event trigger, at each DDL.",
+    format: 'positive-ms',
+    default: 60_000,
+    env: 'MVREFRESH_DRIFT_CHECK_INTERVAL_MS',
+  },
   concurrency: {
     doc: 'Refreshes running at once (each holds one pooled connection): the budget of all views together.',
     format: 'count',
@@ -230,6 +236,7 @@ export interface Config {
   readonly maxStalenessMs: number;
   readonly refreshBudget: number;
   readonly sweepIntervalMs: number;
+  readonly driftCheckIntervalMs: number;
   readonly concurrency: number;
   readonly refreshTimeoutMs: number;
   readonly lockTimeoutMs: number;

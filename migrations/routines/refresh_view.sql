@@ -101,7 +101,11 @@ BEGIN
          WHERE m.ctid = ANY (ARRAY(SELECT t.ctid FROM mvrefresh.table_marks t
                                     WHERE t.relid = ANY (s.source_relids)
                                     ORDER BY t.relid, t.ctid FOR UPDATE))
-        RETURNING m.relid, m.marked_at)
+        RETURNING m.relid, m.marked_at),
+    -- evidence for check_drift() that the table's trigger fires: writes counted without it are reported
+    noted AS (
+        UPDATE mvrefresh.table_writes w SET last_mark_at = now()
+         WHERE w.relid IN (SELECT taken.relid FROM taken))
     INSERT INTO mvrefresh.marks (view_id, marked_at)
     SELECT v.id, min(taken.marked_at)
       FROM taken JOIN mvrefresh.view_state v ON taken.relid = ANY (v.source_relids)
@@ -196,6 +200,10 @@ BEGIN
             END IF;
         EXCEPTION WHEN OTHERS OR query_canceled THEN
             GET STACKED DIAGNOSTICS err_sqlstate = RETURNED_SQLSTATE, err_message = MESSAGE_TEXT;
+            -- duplicate rows: the message names none; record which keys (routines/duplicate_keys.sql)
+            IF err_sqlstate = '21000' THEN
+                err_message := err_message || mvrefresh.duplicate_keys(rel.oid);
+            END IF;
         END;
     END IF;
     duration_ms := extract(epoch FROM clock_timestamp() - t0) * 1000;

@@ -33,7 +33,12 @@ SELECT s.id,
        s.refresh_budget,
        s.paused,
        s.target_misses,
-       s.last_miss_staleness_ms
+       s.last_miss_staleness_ms,
+       -- how a change of the sources after watch is found: at once (the event trigger), or by the daemon's
+       -- periodic check (driftCheckIntervalMs)
+       CASE WHEN (SELECT count(*) FROM pg_event_trigger e
+                   WHERE e.evtname IN ('mvrefresh_ddl', 'mvrefresh_drop') AND e.evtenabled <> 'D') = 2
+            THEN 'event_trigger' ELSE 'periodic_check' END AS drift_detection
   FROM mvrefresh.view_state s
   LEFT JOIN LATERAL (SELECT min(x.marked_at) AS oldest
                        FROM (SELECT marked_at FROM mvrefresh.marks WHERE view_id = s.id

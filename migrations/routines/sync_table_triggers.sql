@@ -7,6 +7,8 @@
 -- column). It is enabled ALWAYS where this role owns the table (ALTER TABLE needs the owner), so that
 -- changes applied by logical replication (session_replication_role = replica) mark views too; elsewhere it
 -- is an ordinary trigger and watch() warns. A trigger of that name that is not ours is never replaced.
+-- Each watched table's write counters are recorded here first (table_writes), so that check_drift() counts
+-- from the moment the table is watched: a write that fires no trigger is noticed from then on.
 CREATE OR REPLACE FUNCTION mvrefresh.sync_table_triggers() RETURNS text[]
     LANGUAGE plpgsql
 AS $$
@@ -14,6 +16,8 @@ DECLARE
     t record;
     dropped text[] := '{}';
 BEGIN
+    -- the event trigger (routines/ddl_changed.sql) does not report these changes back to the daemons
+    PERFORM set_config('mvrefresh.syncing', 'on', true);
     FOR t IN SELECT tg.tgrelid FROM pg_trigger tg
               WHERE tg.tgname = 'mvrefresh_mark' AND tg.tgfoid = 'mvrefresh.mark_table()'::regprocedure
                 AND NOT EXISTS (SELECT FROM mvrefresh.view_state v WHERE tg.tgrelid = ANY (v.source_relids))
@@ -23,6 +27,13 @@ BEGIN
     END LOOP;
     DELETE FROM mvrefresh.table_marks m
      WHERE NOT EXISTS (SELECT FROM mvrefresh.view_state v WHERE m.relid = ANY (v.source_relids));
+    DELETE FROM mvrefresh.table_writes w
+     WHERE NOT EXISTS (SELECT FROM mvrefresh.view_state v WHERE w.relid = ANY (v.source_relids));
+    INSERT INTO mvrefresh.table_writes (relid, writes)
+    SELECT st.relid, st.n_tup_ins + st.n_tup_upd + st.n_tup_del
+      FROM pg_stat_user_tables st
+     WHERE st.relid IN (SELECT unnest(v.source_relids) FROM mvrefresh.view_state v)
+    ON CONFLICT (relid) DO NOTHING;
 
     FOR t IN SELECT DISTINCT c.oid, c.relowner, tg.tgfoid, tg.tgenabled
                FROM mvrefresh.view_state v
@@ -43,6 +54,7 @@ BEGIN
             EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER mvrefresh_mark', t.oid::regclass);
         END IF;
     END LOOP;
+    PERFORM set_config('mvrefresh.syncing', '', true);
     RETURN dropped;
 END
 $$;

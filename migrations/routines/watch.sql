@@ -96,12 +96,14 @@ BEGIN
                                CASE WHEN p_refresh_interval_ms IS NULL
                                     THEN '; pass --refresh-interval-ms to refresh it periodically' ELSE '' END);
     END LOOP;
-    IF EXISTS (SELECT FROM pg_rewrite r JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass
-                 AND d.objid = r.oid AND d.refclassid = 'pg_proc'::regclass WHERE r.ev_class = rel) THEN
-        warn := warn || format('%s calls user-defined functions: tables they read are not watched%s', rel,
-                               CASE WHEN p_refresh_interval_ms IS NULL
-                                    THEN '; pass --refresh-interval-ms if they read changing data' ELSE '' END);
-    END IF;
+    -- functions that read tables the triggers do not cover, the clock, randomness
+    warn := warn || mvrefresh.view_warnings(rel, p_refresh_interval_ms IS NOT NULL);
+    -- a FOR ALL TABLES publication also publishes this schema's tables (README, "Logical replication")
+    warn := warn || ARRAY(
+        SELECT format('publication %I is FOR ALL TABLES: it publishes the mvrefresh schema''s tables too, which '
+                      'a subscriber running mvrefresh must not receive; publish the application''s tables by '
+                      'name or schema instead', p.pubname)
+          FROM pg_publication p WHERE p.puballtables ORDER BY p.pubname);
 
     SELECT COALESCE(max(depth) + 1, 0) INTO view_depth FROM mvrefresh.view_state WHERE id = ANY (dep_ids);
 
@@ -129,6 +131,10 @@ BEGIN
     UPDATE mvrefresh.view_state
        SET source_relids = ARRAY(SELECT s.relid FROM mvrefresh.view_sources(rel) s ORDER BY s.relid)
      WHERE id = vid;
+    -- what check_drift() compares the catalog with from now on
+    INSERT INTO mvrefresh.source_fingerprints (view_id, fingerprint)
+    SELECT vid, mvrefresh.source_fingerprint(rel, v.source_relids) FROM mvrefresh.view_state v WHERE v.id = vid
+    ON CONFLICT (view_id) DO UPDATE SET fingerprint = EXCLUDED.fingerprint;
     -- CREATE TRIGGER waits for a SHARE ROW EXCLUSIVE lock: fail soon (the caller retries) rather than queue
     -- the application's writers behind it
     PERFORM set_config('lock_timeout', {{DDL_LOCK_TIMEOUT}}, true);

@@ -191,6 +191,11 @@ export function formatStatus(
   const locked = rows.flatMap((r) =>
     r.lock_holders.length > 0 ? [printable(`${r.view}: lock held by ${r.lock_holders.join('; ')}`)] : [],
   );
+  const drift =
+    rows[0]?.drift_detection === 'event_trigger'
+      ? 'changes of the sources (partitions, view definitions, triggers) are found at once: event trigger mvrefresh_ddl'
+      : "changes of the sources (partitions, view definitions, triggers) are found by the daemon's periodic check (driftCheckIntervalMs): no event trigger (migrate as a superuser to install it)";
+  const warnings = rows.flatMap((r) => r.warnings.map((w) => `warning: ${r.view}: ${w}`));
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
   return [
     ...[header, ...lines].map((l) =>
@@ -199,5 +204,8 @@ export function formatStatus(
     '(* the default)',
     ...notes,
     ...locked,
+    ...warnings.map(printable),
+    '',
+    drift,
   ].join('\n');
 }

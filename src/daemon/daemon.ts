@@ -19,6 +19,7 @@ import { Scheduler } from './scheduler.js';
 import { Sweeper } from './sweeper.js';
 import { describeConflict } from './plan.js';
 import { BusyWatch } from './busy-watch.js';
+import { DriftChecker } from './drift.js';
 import { SchemaWatch } from './schema-watch.js';
 import { SourceMap } from './sources.js';
 import { latestVersion } from '../db/migrate.js';
@@ -184,6 +185,14 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     });
     this.releasers.add('sweeper', () => sweeper.stop());
 
+    const driftChecker = new DriftChecker({
+      pool: controlPool,
+      logger,
+      metrics,
+      intervalMs: config.driftCheckIntervalMs,
+    });
+    this.releasers.add('drift checker', () => driftChecker.stop());
+
     listener.on('view', (viewId) => {
       metrics.notifications.inc({ kind: scheduler.knows(viewId) ? 'view' : 'unknown' });
       scheduler.schedule(viewId, 'notify');
@@ -196,6 +205,9 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       for (const id of readers) scheduler.schedule(id, 'notify');
     });
     listener.on('schema', () => void schemaWatch.check('notification'));
+    listener.on('ddl', () => driftChecker.check('ddl'));
+    // the views' sources changed: reload them (table notifications are mapped through them) and sweep
+    driftChecker.on('drift', () => sweeper.sweep('drift'));
     schemaWatch.on('incompatible', ({ message, state, knownVersion }) => {
       this.accepting = false;
       logger.error(
@@ -216,6 +228,8 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       if (reconnect) metrics.listenerReconnects.inc();
       // notifications sent while LISTEN was not in place are lost: a sweep finds what they announced
       sweeper.sweep(reconnect ? 'reconnect' : 'connect');
+      // DDL notified while LISTEN was not in place is lost too
+      if (reconnect) driftChecker.check('reconnect');
     });
     scheduler.on('due', (job) => refresher.enqueue(job));
     const busyWatch = new BusyWatch({ pool: controlPool, logger, metrics, warnAfterMs: BUSY_WARN_MS });
@@ -271,6 +285,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     // the start sweep loads the views before LISTEN, so that the first notifications find them known
     await sweeper.start();
     listener.start();
+    driftChecker.start();
     this.accepting = true;
     logger.info(
       {

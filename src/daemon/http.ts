@@ -242,6 +242,7 @@ export class HttpServer {
           consecutiveFailures: r.consecutive_failures,
           nextAttemptAt: r.next_attempt_at,
           lockHolders: r.lock_holders,
+          driftDetection: r.drift_detection,
           // what this process plans: the target, the budget, what it allows, and the misses it saw
           ...(plan
             ? {

@@ -1,4 +1,4 @@
-import { CHANNEL, SCHEMA_CHANGED } from '../db/protocol.js';
+import { CHANNEL, DDL_CHANGED, SCHEMA_CHANGED } from '../db/protocol.js';
 import { EventEmitter } from 'node:events';
 import { Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
@@ -32,6 +32,8 @@ export interface ListenerEvents {
   table: [relid: number];
   /** `migrate` changed the schema: check that this build still understands it. */
   schema: [];
+  /** The event trigger saw DDL that may change what a watched view reads: time for a drift check. */
+  ddl: [];
   /** A notification on the channel whose payload is no view id: nothing is done for it. */
   invalid: [info: { payloadBytes: number }];
   /** After LISTEN is in place, first time and after every reconnect: time for a catch-up sweep. */
@@ -152,6 +154,10 @@ export class Listener extends EventEmitter<ListenerEvents> {
       }
       if (payload === SCHEMA_CHANGED) {
         this.emit('schema');
+        return;
+      }
+      if (payload === DDL_CHANGED) {
+        this.emit('ddl');
         return;
       }
       const viewId = parseViewId(payload);

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { SWEEP_REASONS } from './sweeper.js';
+import { DRIFT_CHECK_REASONS, DRIFT_KINDS } from './drift.js';
 
 /** Every metric the daemon exports, on a registry of its own (no global state). */
 export class Metrics {
@@ -81,6 +82,24 @@ export class Metrics {
     name: 'mvrefresh_sweep_duration_seconds',
     help: 'Duration of the sweep query.',
     buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+    registers: [this.registry],
+  });
+  readonly sourceDrift = new Counter({
+    name: 'mvrefresh_source_drift_total',
+    help: `Drift found and repaired, by view and kind (${DRIFT_KINDS.join(', ')}); each marks the view dirty.`,
+    labelNames: ['view', 'kind'] as const,
+    registers: [this.registry],
+  });
+  readonly driftChecks = new Counter({
+    name: 'mvrefresh_drift_checks_total',
+    help: `Checks of the views' sources against the catalog, by reason (${DRIFT_CHECK_REASONS.join(', ')}) and result (ok, busy, error).`,
+    labelNames: ['reason', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly driftCheckDuration = new Histogram({
+    name: 'mvrefresh_drift_check_duration_seconds',
+    help: 'Duration of a drift check (every watched view compared with the catalog).',
+    buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
     registers: [this.registry],
   });
   readonly queueDepth = new Gauge({

@@ -1,10 +1,10 @@
 /** SQLSTATE codes the code branches on. */
 export const SqlState = {
   undefinedTable: '42P01',
-  lockNotAvailable: '55P03',
   deadlockDetected: '40P01',
   undefinedFunction: '42883',
   undefinedColumn: '42703',
+  lockNotAvailable: '55P03',
   readOnlySqlTransaction: '25006',
   adminShutdown: '57P01',
   crashShutdown: '57P02',

@@ -173,6 +173,8 @@ async function migrateOnce(
     // triggers follow the watched views (a migration may have replaced the trigger function)
     if (applied.length > 0 || changed.length > 0) {
       await db.query(sql.syncTableTriggers);
+      // where this role may create event triggers, DDL on the sources is reported to daemons at once
+      await db.query(sql.installDdlWatch);
       await db.query(sql.notify, [CHANNEL, SCHEMA_CHANGED]);
     }
     await db.query('COMMIT');

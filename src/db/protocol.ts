@@ -10,6 +10,11 @@ export const LOCK_NAMESPACE = 1836479078;
 export const CHANNEL = 'mvrefresh';
 /** Sent by `migrate` after it changed the schema, so that running daemons check their compatibility. */
 export const SCHEMA_CHANGED = 'schema';
+/**
+ * Sent by the event trigger (routines/ddl_changed.sql) at the commit of DDL that may change what a watched
+ * view reads: running daemons run their drift check at once.
+ */
+export const DDL_CHANGED = 'ddl';
 
 /** Second key of the lock that serializes migrations. */
 export const MIGRATION_LOCK_KEY = 0;
@@ -21,6 +26,12 @@ export const WATCH_LOCK_KEY = -1;
  * (src/db/lock-retry.ts): the longest the application's writers can queue behind them.
  */
 export const DDL_LOCK_TIMEOUT_MS = 200;
+
+/**
+ * How long the daemon's drift check waits for a table lock to repair a trigger: the application's writers
+ * queue behind a waiting CREATE / ALTER TRIGGER, so it gives up soon and retries (DRIFT_RETRY_*).
+ */
+export const DRIFT_LOCK_TIMEOUT_MS = 200;
 
 /** When to look again at a view whose lock another session holds, or whose long writers still run. */
 export const RETRY_MS = 1000;
@@ -55,6 +66,7 @@ const sqlList = (values: readonly string[]) => values.map((v) => `'${v}'`).join(
 export const sqlConstants: Readonly<Record<string, string>> = Object.freeze({
   LOCK_NAMESPACE: String(LOCK_NAMESPACE),
   CHANNEL: `'${CHANNEL}'`,
+  DDL_CHANGED: `'${DDL_CHANGED}'`,
   RETRY_MS: String(RETRY_MS),
   DDL_LOCK_TIMEOUT: `'${DDL_LOCK_TIMEOUT_MS}ms'`,
   BACKOFF_BASE_MS: String(BACKOFF_BASE_MS),

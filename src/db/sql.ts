@@ -27,6 +27,7 @@ export const sql = {
                   ON CONFLICT (name) DO UPDATE SET sha256 = EXCLUDED.sha256, applied_at = now()`,
   notify: 'SELECT pg_notify($1, $2)',
   syncTableTriggers: 'SELECT mvrefresh.sync_table_triggers()',
+  installDdlWatch: 'SELECT mvrefresh.install_ddl_watch() AS installed',
   /** The newest version, and the newest that breaks daemons of earlier versions (0: none). */
   schemaCompatibility: `SELECT max(version) AS version,
                                COALESCE(max(version) FILTER (WHERE breaking), 0) AS breaking_version
@@ -68,7 +69,7 @@ export const sql = {
                   last_duration_ms, last_outcome, last_error, last_sqlstate, last_error_at,
                   consecutive_failures, next_attempt_at, debounce_ms, max_wait_ms, refresh_interval_ms,
                   allow_blocking_refresh, depth, sources, warnings, depends_on, max_staleness_ms,
-                  refresh_budget, paused, target_misses, last_miss_staleness_ms
+                  refresh_budget, paused, target_misses, last_miss_staleness_ms, drift_detection
              FROM mvrefresh.status ORDER BY depth, view`,
   /** Sessions holding a view's advisory lock (second key: the view id), for status and /views. */
   viewLockHolders: `SELECT l.objid::bigint::integer AS view_id,
@@ -108,6 +109,7 @@ export const sql = {
                     (extract(epoch FROM clock_timestamp() - dirty_since) * 1000)::float8 AS dirty_for_ms
                FROM mvrefresh.due_views()`,
   recordTargetMiss: 'SELECT mvrefresh.record_target_miss($1, $2)',
+  checkDrift: 'SELECT view_id, view, changes, triggers_synced FROM mvrefresh.check_drift($1)',
   refreshView:
     'CALL mvrefresh.refresh_view($1, $2, $3, $4, $5, $6, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)',
   recordFailure: 'SELECT mvrefresh.record_failure($1, $2, $3, $4, $5, $6) AS retry_in_ms',

@@ -30,6 +30,8 @@ export interface StatusRow {
   paused: boolean;
   target_misses: string;
   last_miss_staleness_ms: number | null;
+  /** How changes of the sources after watch are found: at once (DDL event trigger) or periodically. */
+  drift_detection: 'event_trigger' | 'periodic_check';
   /** Sessions holding the view's advisory lock: "pid N, role R, application 'A', since T" (loadStatus). */
   lock_holders: string[];
 }

@@ -9,7 +9,9 @@ import { delay, waitFor } from '../support/wait.js';
 /**
  * A randomized model check of guarantee 1 (no lost refresh): seeded random schedules of writes, multi-
  * statement and long transactions, rollbacks, REPEATABLE READ writers, column-narrowed updates, LISTEN
- * kills, refresh backends killed mid-cycle (a crash between clearing and refreshing) and daemon restarts,
+ * kills, refresh backends killed mid-cycle (a crash between clearing and refreshing), daemon restarts, writes
+ * with session_replication_role = replica and writes while the trigger is disabled, partitions attached
+ * with rows, detached and written directly, and the plain view under a fourth view redefined (drift check),
  * against one to three daemons. Three views share the orders table (table marks: a writer skips when the
  * table is already marked, whichever view's cycle later consumes the mark), one of them also read by a
  * fourth through a materialized view; single views are also refreshed directly, out of the daemons' turn,
@@ -21,11 +23,19 @@ const db = useTestDatabase('faults_model');
 const SCHEDULES = Number(process.env['MODEL_SCHEDULES'] ?? 4);
 const FIRST_SEED = Number(process.env['MODEL_SEED'] ?? 0x5eed);
 const ACTIONS = 30;
-/** Longer than the slowest sweep interval and backoff, so that only a lost write can exhaust it. */
-const QUIESCE_TIMEOUT_MS = 15_000;
+/**
+ * Longer than the slowest sweep interval and backoff, and than the slowest drift check plus the delay of
+ * the table statistics (up to 10 s) for writes that fired no trigger, so that only a lost write can
+ * exhaust it.
+ */
+const QUIESCE_TIMEOUT_MS = 25_000;
 const TOTALS_QUERY = `SELECT product_id, sum(total_quantity_sold)::bigint AS quantity FROM (${SHOP_QUERY}) s GROUP BY product_id`;
 const CUSTOMER_QUERY = 'SELECT customer_id, count(*) AS orders FROM orders GROUP BY customer_id';
-const VIEWS = ['monthly_product_sales', 'product_totals', 'customer_orders'] as const;
+const VISITS_QUERY =
+  'SELECT day % 7 AS weekday, sum(n)::bigint AS total, count(*) AS rows FROM visits_v GROUP BY 1';
+/** Two definitions of the plain view between visit_totals and its partitioned table: redefine swaps them. */
+const VISITS_V = ['SELECT day, n FROM visits', 'SELECT day, n FROM visits WHERE n % 3 <> 0'] as const;
+const VIEWS = ['monthly_product_sales', 'product_totals', 'customer_orders', 'visit_totals'] as const;
 
 /** mulberry32: a small seeded generator, so that a failing schedule replays exactly. */
 function rng(seed: number) {
@@ -58,7 +68,13 @@ type Action =
   | 'restartDaemon'
   | 'pause'
   | 'orderOnly'
-  | 'refreshOne';
+  | 'refreshOne'
+  | 'replicaWrite'
+  | 'disabledTriggerWrite'
+  | 'attachWithRows'
+  | 'detach'
+  | 'partitionWrite'
+  | 'redefine';
 const ACTION_LIST: readonly Action[] = [
   'write',
   'write',
@@ -78,9 +94,33 @@ const ACTION_LIST: readonly Action[] = [
   'pause',
   'orderOnly',
   'refreshOne',
+  'replicaWrite',
+  'disabledTriggerWrite',
+  'attachWithRows',
+  'detach',
+  'partitionWrite',
+  'partitionWrite',
+  'redefine',
 ];
 
 let writes = 0;
+let partitions = 0;
+let definition = 0;
+const attached: string[] = [];
+
+/** Runs DDL that must not wait for the long writers a schedule holds open: false when it gave up. */
+async function withShortLock(session: pg.Client, ddl: string): Promise<boolean> {
+  await session.query('BEGIN');
+  try {
+    await session.query("SET LOCAL lock_timeout = '500ms'");
+    await session.query(ddl);
+    await session.query('COMMIT');
+    return true;
+  } catch {
+    await session.query('ROLLBACK');
+    return false;
+  }
+}
 
 async function client(): Promise<pg.Client> {
   const c = new pg.Client({ connectionString: db.url });
@@ -93,6 +133,7 @@ function daemonSettings(r: ReturnType<typeof rng>) {
     maxStalenessMs: 1 + r.int(800),
     writerWaitMs: 10 + r.int(100),
     sweepIntervalMs: 1000 + r.int(2000),
+    driftCheckIntervalMs: 1000 + r.int(2000),
     backoffBaseMs: 100,
     backoffMaxMs: 500,
   };
@@ -109,6 +150,7 @@ async function quiesce(session: pg.Client, seed: number, log: string[], clean: b
       (await viewMatches(session, 'monthly_product_sales', SHOP_QUERY)) &&
       (await viewMatches(session, 'product_totals', TOTALS_QUERY)) &&
       (await viewMatches(session, 'customer_orders', CUSTOMER_QUERY)) &&
+      (await viewMatches(session, 'visit_totals', VISITS_QUERY)) &&
       (!clean ||
         (await session.query<{ n: string }>('SELECT count(*) AS n FROM mvrefresh.status WHERE dirty')).rows[0]
           ?.n === '0'),
@@ -123,6 +165,13 @@ async function runSchedule(seed: number): Promise<string[]> {
   const open: pg.Client[] = [];
   const session = await client();
   try {
+    // half the schedules without the DDL event triggers: only the periodic drift check finds the changes
+    const eventTriggers = r.next() < 0.5;
+    log.push(eventTriggers ? 'eventTriggers' : 'periodicCheck');
+    await session.query(
+      `ALTER EVENT TRIGGER mvrefresh_ddl ${eventTriggers ? 'ENABLE' : 'DISABLE'};
+       ALTER EVENT TRIGGER mvrefresh_drop ${eventTriggers ? 'ENABLE' : 'DISABLE'}`,
+    );
     for (let i = 0, n = 1 + r.int(3); i < n; i += 1)
       daemons.push(await startDaemon(db.url, daemonSettings(r)));
     for (let step = 0; step < ACTIONS; step += 1) {
@@ -210,6 +259,69 @@ async function runSchedule(seed: number): Promise<string[]> {
           );
           writes += 1;
           break;
+        case 'replicaWrite':
+          // how logical replication applies changes: only ENABLE ALWAYS triggers fire
+          await session.query('BEGIN');
+          await session.query('SET LOCAL session_replication_role = replica');
+          await session.query(INSERT_ORDER);
+          await session.query('COMMIT');
+          writes += 1;
+          break;
+        case 'disabledTriggerWrite':
+          // an import with the trigger disabled: only the drift check's write counters can find it. ALTER
+          // TABLE waits for the long writers this schedule holds open: give up rather than wait for them
+          await session.query('BEGIN');
+          try {
+            await session.query("SET LOCAL lock_timeout = '500ms'");
+            await session.query('ALTER TABLE orders DISABLE TRIGGER mvrefresh_mark');
+            await session.query(
+              "INSERT INTO orders VALUES (nextval('order_ids'), 1 + (random() * 19)::int, date '2024-07-01')",
+            );
+            await session.query('ALTER TABLE orders ENABLE ALWAYS TRIGGER mvrefresh_mark');
+            await session.query('COMMIT');
+            writes += 1;
+          } catch {
+            await session.query('ROLLBACK');
+          }
+          break;
+        case 'attachWithRows': {
+          // rows that reach the view without any DML: only the drift check (or the event trigger) finds them
+          const part = `visits_${(partitions += 1)}`;
+          await session.query(`CREATE TABLE ${part} (day int NOT NULL, n int NOT NULL)`);
+          await session.query(
+            `INSERT INTO ${part} SELECT ${partitions * 10} + g % 10, g FROM generate_series(1, 5) g`,
+          );
+          if (
+            await withShortLock(
+              session,
+              `ALTER TABLE visits ATTACH PARTITION ${part} FOR VALUES FROM (${partitions * 10}) TO (${partitions * 10 + 10})`,
+            )
+          ) {
+            attached.push(part);
+            writes += 1;
+          }
+          break;
+        }
+        case 'detach': {
+          const part = attached.length > 0 ? attached.splice(r.int(attached.length), 1)[0]! : undefined;
+          if (part && !(await withShortLock(session, `ALTER TABLE visits DETACH PARTITION ${part}`)))
+            attached.push(part);
+          break;
+        }
+        case 'partitionWrite': {
+          // addressed to the partition: only its own trigger fires, which the drift check created
+          const part = attached.length > 0 ? r.pick(attached) : 'visits_0';
+          const base = part === 'visits_0' ? 0 : Number(part.slice('visits_'.length)) * 10;
+          await session.query(`INSERT INTO ${part} VALUES (${base + r.int(10)}, ${1 + r.int(100)})`);
+          writes += 1;
+          break;
+        }
+        case 'redefine':
+          definition = 1 - definition;
+          if (await withShortLock(session, `CREATE OR REPLACE VIEW visits_v AS ${VISITS_V[definition]}`))
+            writes += 1;
+          else definition = 1 - definition;
+          break;
         case 'refreshOne':
           await session.query(sql.refreshView, [
             await viewId(session, r.pick(VIEWS)),
@@ -276,6 +388,13 @@ beforeAll(async () => {
     SELECT product_id, sum(total_quantity_sold)::bigint AS quantity FROM monthly_product_sales GROUP BY product_id;
     CREATE UNIQUE INDEX ON product_totals (product_id);`);
   await db.sql.query("SELECT mvrefresh.watch('product_totals', p_with_dependencies => true)");
+  await db.sql.query(`CREATE TABLE visits (day int NOT NULL, n int NOT NULL) PARTITION BY RANGE (day);
+    CREATE TABLE visits_0 PARTITION OF visits FOR VALUES FROM (0) TO (10);
+    INSERT INTO visits SELECT g % 10, g FROM generate_series(1, 20) g;
+    CREATE VIEW visits_v AS ${VISITS_V[0]};
+    CREATE MATERIALIZED VIEW visit_totals AS ${VISITS_QUERY};
+    CREATE UNIQUE INDEX ON visit_totals (weekday);`);
+  await db.sql.query("SELECT mvrefresh.watch('visit_totals')");
 });
 
 describe('randomized model check', () => {

@@ -1,0 +1,169 @@
+import { EventEmitter } from 'node:events';
+import type pg from 'pg';
+import type { Logger } from '../logger.js';
+import { sql } from '../db/sql.js';
+import { SqlState, describeError, isPgError } from '../db/errors.js';
+import { DRIFT_LOCK_TIMEOUT_MS } from '../db/protocol.js';
+import { backoffDelay } from './backoff.js';
+import type { Metrics } from './metrics.js';
+
+/** Why a drift check runs: at start, after the LISTEN connection came back, its timer, DDL, a retry. */
+export const DRIFT_CHECK_REASONS = ['start', 'reconnect', 'interval', 'ddl', 'retry'] as const;
+export type DriftCheckReason = (typeof DRIFT_CHECK_REASONS)[number];
+
+/** What check_drift() reports, as the metric's kind label. */
+export const DRIFT_KINDS = [
+  'source_added',
+  'source_removed',
+  'definition',
+  'trigger',
+  'unmarked_writes',
+] as const;
+export type DriftKind = (typeof DRIFT_KINDS)[number];
+
+/** A check that could not take its locks (DDL or another session in the way) is retried this soon. */
+const RETRY_BASE_MS = 250;
+const RETRY_MAX_MS = 5000;
+
+export interface Drift {
+  viewId: number;
+  view: string;
+  changes: string[];
+  /** false: a trigger could not be repaired within its lock timeout; a retry is scheduled. */
+  triggersSynced: boolean;
+}
+
+export interface DriftCheckerEvents {
+  /** Views whose sources changed or whose tables were written without a mark; they are marked dirty. */
+  drift: [drifts: Drift[]];
+}
+
+export interface DriftCheckerOptions {
+  pool: pg.Pool;
+  logger: Logger;
+  metrics: Metrics;
+  intervalMs: number;
+}
+
+interface DriftRow {
+  view_id: number;
+  view: string;
+  changes: string[];
+  triggers_synced: boolean;
+}
+
+export function driftKind(change: string): DriftKind {
+  if (change.startsWith('source added')) return 'source_added';
+  if (change.startsWith('source removed')) return 'source_removed';
+  if (change.startsWith('trigger')) return 'trigger';
+  if (change.startsWith('definition')) return 'definition';
+  return 'unmarked_writes';
+}
+
+/**
+ * Compares the watched views' sources with the catalog (mvrefresh.check_drift(): the view's relations,
+ * plain view definitions, trigger presence and state, write counters) every intervalMs, when check() is
+ * called (after a reconnect, on the event trigger's notification), and again soon after a check that could
+ * not take its locks. check_drift() marks the affected views itself, in its own transaction: a refresh
+ * started after it covers what drifted. One check runs at a time; requests meanwhile make one more.
+ */
+export class DriftChecker extends EventEmitter<DriftCheckerEvents> {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private again: DriftCheckReason | undefined;
+  private stopped = true;
+  private failures = 0;
+  private lastError: string | undefined;
+
+  constructor(private readonly opts: DriftCheckerOptions) {
+    super();
+  }
+
+  /** Runs the first check (drift that happened while no daemon ran) and arms the timer. Idempotent. */
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.check('start');
+  }
+
+  /** Idempotent; waits for a check in progress. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.running;
+  }
+
+  /** Checks now, or right after the check in progress. */
+  check(reason: DriftCheckReason): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = reason;
+      return;
+    }
+    clearTimeout(this.timer);
+    this.running = this.run(reason).then((retry) => {
+      this.running = undefined;
+      if (this.stopped) return;
+      const again = this.again;
+      this.again = undefined;
+      if (again) this.check(again);
+      else
+        this.timer = setTimeout(
+          () => this.check(retry ? 'retry' : 'interval'),
+          retry
+            ? Math.min(this.opts.intervalMs, backoffDelay(this.failures, RETRY_BASE_MS, RETRY_MAX_MS))
+            : this.opts.intervalMs,
+        );
+    });
+  }
+
+  /** Resolves to true when the check should be retried soon. */
+  private async run(reason: DriftCheckReason): Promise<boolean> {
+    const { metrics, logger } = this.opts;
+    const end = metrics.driftCheckDuration.startTimer();
+    try {
+      const { rows } = await this.opts.pool.query<DriftRow>(sql.checkDrift, [DRIFT_LOCK_TIMEOUT_MS]);
+      const drifts = rows.map((r) => ({
+        viewId: r.view_id,
+        view: r.view,
+        changes: r.changes,
+        triggersSynced: r.triggers_synced,
+      }));
+      for (const d of drifts) {
+        const kinds = d.changes.map(driftKind);
+        for (const kind of kinds) metrics.sourceDrift.inc({ view: d.view, kind });
+        // a partition lifecycle is routine (info); a trigger found broken or bypassed is not (warn)
+        const level = kinds.some((k) => k === 'trigger' || k === 'unmarked_writes') ? 'warn' : 'info';
+        logger[level](
+          {
+            event: 'source_drift',
+            viewId: d.viewId,
+            view: d.view,
+            reason,
+            changes: d.changes,
+            triggersSynced: d.triggersSynced,
+          },
+          'the sources of a watched view changed or were written without a mark: repaired, view marked dirty',
+        );
+      }
+      metrics.driftChecks.inc({ reason, result: 'ok' });
+      if (this.lastError) logger.info({ event: 'drift_check_recovered' }, 'drift check works again');
+      this.lastError = undefined;
+      if (drifts.length > 0) this.emit('drift', drifts);
+      const retry = drifts.some((d) => !d.triggersSynced);
+      this.failures = retry ? this.failures + 1 : 0;
+      return retry;
+    } catch (err) {
+      const busy = isPgError(err) && err.code === SqlState.lockNotAvailable;
+      metrics.driftChecks.inc({ reason, result: busy ? 'busy' : 'error' });
+      const message = describeError(err);
+      if (!busy && message !== this.lastError)
+        logger.warn({ event: 'drift_check_failed', reason, err: message }, 'drift check failed');
+      if (!busy) this.lastError = message;
+      this.failures += 1;
+      return busy;
+    } finally {
+      end();
+    }
+  }
+}

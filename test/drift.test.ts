@@ -1,0 +1,280 @@
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { useTestDatabase } from './support/db.js';
+import { startDaemon, type TestDaemon } from './support/daemon.js';
+import { viewMatches } from './support/shop.js';
+import { delay, waitFor } from './support/wait.js';
+
+const db = useTestDatabase('drift');
+
+const QUERY = 'SELECT region, sum(amount) AS total, count(*) AS n FROM sales_v GROUP BY region';
+const fresh = () => viewMatches(db.sql, 'sales_by_region', QUERY);
+
+/** Inserts through the partitioned table, one row per transaction, until stopped: writes while the catalog changes. */
+function startWriter(): { stop(): Promise<number> } {
+  let stopping = false;
+  const done = (async () => {
+    const c = new pg.Client({ connectionString: db.url });
+    await c.connect();
+    let n = 0;
+    try {
+      while (!stopping) {
+        await c.query("INSERT INTO sales VALUES ('eu', 1)");
+        n += 1;
+        await delay(5);
+      }
+    } finally {
+      await c.end();
+    }
+    return n;
+  })();
+  return {
+    async stop() {
+      stopping = true;
+      return done;
+    },
+  };
+}
+
+async function quiet(d: TestDaemon) {
+  await waitFor('the view to be clean and the daemon idle', async () => {
+    const { rows } = await db.sql.query<{ dirty: boolean }>(
+      "SELECT dirty FROM mvrefresh.status WHERE view = 'public.sales_by_region'",
+    );
+    return rows[0] && !rows[0].dirty && d.running.refresher.active === 0 && d.running.refresher.queued === 0;
+  });
+}
+
+function driftLogs(d: TestDaemon): { view: string; changes: string[] }[] {
+  return d.logs.filter((l) => l['event'] === 'source_drift') as unknown as {
+    view: string;
+    changes: string[];
+  }[];
+}
+
+beforeAll(async () => {
+  await db.sql.query(`
+    CREATE TABLE sales (region text NOT NULL, amount int NOT NULL) PARTITION BY LIST (region);
+    CREATE TABLE sales_eu PARTITION OF sales FOR VALUES IN ('eu');
+    CREATE TABLE sales_us PARTITION OF sales FOR VALUES IN ('us');
+    CREATE TABLE refunds (region text NOT NULL, amount int NOT NULL);
+    CREATE TABLE imports (region text NOT NULL, amount int NOT NULL);
+    INSERT INTO sales VALUES ('eu', 10), ('us', 20);
+    CREATE VIEW sales_v AS SELECT region, amount FROM sales;
+    CREATE MATERIALIZED VIEW sales_by_region AS ${QUERY};
+    CREATE UNIQUE INDEX ON sales_by_region (region);
+    SELECT mvrefresh.watch('sales_by_region');`);
+});
+
+describe('without the event trigger, the periodic drift check', () => {
+  let d: TestDaemon;
+  beforeAll(async () => {
+    await db.sql.query(
+      'ALTER EVENT TRIGGER mvrefresh_ddl DISABLE; ALTER EVENT TRIGGER mvrefresh_drop DISABLE',
+    );
+    d = await startDaemon(db.url, { driftCheckIntervalMs: 1000 });
+  });
+  afterAll(async () => {
+    await d?.stop();
+    await db.sql.query('ALTER EVENT TRIGGER mvrefresh_ddl ENABLE; ALTER EVENT TRIGGER mvrefresh_drop ENABLE');
+  });
+  afterEach(async () => {
+    await quiet(d);
+    expect(await fresh()).toBe(true);
+  });
+
+  it('says in status that the periodic check is in force', async () => {
+    const { rows } = await db.sql.query<{ drift_detection: string }>(
+      'SELECT drift_detection FROM mvrefresh.status',
+    );
+    expect(rows.map((r) => r.drift_detection)).toEqual(['periodic_check']);
+  });
+
+  it('reflects a partition attached with rows in it, and rows then inserted into that partition directly, with writers running', async () => {
+    const writer = startWriter();
+    await db.sql.query(`CREATE TABLE sales_asia (region text NOT NULL, amount int NOT NULL);
+      INSERT INTO sales_asia VALUES ('asia', 5), ('asia', 7);
+      ALTER TABLE sales ATTACH PARTITION sales_asia FOR VALUES IN ('asia')`);
+    await waitFor('the attached rows in the view', async () => {
+      const { rows } = await db.sql.query("SELECT 1 FROM sales_by_region WHERE region = 'asia' AND n = 2");
+      return rows.length === 1;
+    });
+    await writer.stop();
+    await quiet(d);
+    // no write through the parent from here on: only the repaired trigger can make this row show
+    await db.exec("INSERT INTO sales_asia VALUES ('asia', 100)");
+    await waitFor('the view to equal its query', fresh);
+    await waitFor('the drift logged', () =>
+      driftLogs(d).some((l) => l.changes.includes('source added: sales_asia')),
+    );
+  });
+
+  it('follows a plain view redefined with CREATE OR REPLACE VIEW to read a second table, which is then written', async () => {
+    const writer = startWriter();
+    await db.sql.query(`CREATE OR REPLACE VIEW sales_v AS
+      SELECT region, amount FROM sales UNION ALL SELECT region, -amount FROM refunds`);
+    await writer.stop();
+    await waitFor('the new definition in the view', fresh);
+    await quiet(d);
+    await db.exec("INSERT INTO refunds VALUES ('eu', 3)");
+    await waitFor('the refund in the view', fresh);
+    const { rows } = await db.sql.query<{ sources: string[] }>('SELECT sources FROM mvrefresh.status');
+    expect(rows[0]!.sources).toContain('refunds');
+  });
+
+  it('refreshes for a write made with session_replication_role = replica (how logical replication applies changes)', async () => {
+    const { rows } = await db.sql.query<{ tgenabled: string }>(
+      "SELECT tgenabled FROM pg_trigger WHERE tgrelid = 'sales_eu'::regclass AND tgname = 'mvrefresh_mark'",
+    );
+    expect(rows[0]!.tgenabled).toBe('A');
+    await db.exec("SET session_replication_role = replica; INSERT INTO sales_eu VALUES ('eu', 1000)");
+    await waitFor('the replicated row in the view', fresh);
+  });
+
+  it('reflects rows imported while DISABLE TRIGGER ALL was in effect and makes the trigger ENABLE ALWAYS again', async () => {
+    await db.sql.query(`ALTER TABLE sales_us DISABLE TRIGGER ALL;
+      INSERT INTO sales_us SELECT 'us', g FROM generate_series(1, 50) g;
+      ALTER TABLE sales_us ENABLE TRIGGER ALL`);
+    await waitFor('the imported rows in the view', fresh, { timeoutMs: 45_000 });
+    await waitFor('the trigger enabled ALWAYS again', async () => {
+      const { rows } = await db.sql.query<{ tgenabled: string }>(
+        "SELECT tgenabled FROM pg_trigger WHERE tgrelid = 'sales_us'::regclass AND tgname = 'mvrefresh_mark'",
+      );
+      return rows[0]?.tgenabled === 'A';
+    });
+  });
+
+  it('reflects writes made while the trigger was disabled and is enabled again, from the write counters alone', async () => {
+    await db.sql.query(`ALTER TABLE sales_us DISABLE TRIGGER mvrefresh_mark;
+      INSERT INTO sales_us SELECT 'us', g FROM generate_series(1, 10) g;
+      ALTER TABLE sales_us ENABLE ALWAYS TRIGGER mvrefresh_mark`);
+    await waitFor('the rows in the view', fresh, { timeoutMs: 45_000 });
+    await waitFor('a warning naming the table', () =>
+      driftLogs(d).some((l) => l.changes.some((c) => c.startsWith('writes to sales_us fired no trigger'))),
+    );
+  });
+
+  it('keeps the view fresh through the partition lifecycle: create and write directly, detach, drop', async () => {
+    const writer = startWriter();
+    await db.sql.query("CREATE TABLE sales_africa PARTITION OF sales FOR VALUES IN ('africa')");
+    await db.sql.query('ALTER TABLE sales DETACH PARTITION sales_asia');
+    await writer.stop();
+    await waitFor('the detached rows gone from the view', fresh);
+    await quiet(d);
+    await db.exec("INSERT INTO sales_africa VALUES ('africa', 8)");
+    await waitFor('the row written directly into the new partition in the view', fresh);
+    await quiet(d);
+    await db.sql.query('DROP TABLE sales_africa');
+    await waitFor('the dropped rows gone from the view', fresh);
+    await waitFor('the dropped partition gone from the sources', async () => {
+      const { rows } = await db.sql.query<{ sources: string[] }>('SELECT sources FROM mvrefresh.status');
+      return !rows[0]!.sources.includes('sales_africa');
+    });
+    const { rows } = await db.sql.query<{ sources: string[] }>('SELECT sources FROM mvrefresh.status');
+    expect(rows[0]!.sources).not.toContain('sales_asia');
+    expect(rows[0]!.sources).not.toContain('sales_africa');
+    // no trigger left on a table no watched view reads
+    const triggers = await db.sql.query(
+      "SELECT 1 FROM pg_trigger WHERE tgrelid = 'sales_asia'::regclass AND tgname = 'mvrefresh_mark'",
+    );
+    expect(triggers.rowCount).toBe(0);
+  });
+
+  it('gives up creating a trigger behind a long writer within its lock timeout, retries, and still reflects that writer', async () => {
+    await db.sql.query("CREATE TABLE sales_pacific PARTITION OF sales FOR VALUES IN ('pacific')");
+    const long = new pg.Client({ connectionString: db.url });
+    await long.connect();
+    try {
+      await long.query('BEGIN');
+      await long.query("INSERT INTO sales_pacific VALUES ('pacific', 9)");
+      await waitFor('a check that could not repair the trigger', () =>
+        d.logs.some(
+          (l) =>
+            l['event'] === 'source_drift' &&
+            l['triggersSynced'] === false &&
+            (l['changes'] as string[]).includes('trigger missing on sales_pacific'),
+        ),
+      );
+      await long.query('COMMIT');
+    } finally {
+      await long.end();
+    }
+    await waitFor('the trigger created once the long writer ended', async () => {
+      const { rowCount } = await db.sql.query(
+        "SELECT 1 FROM pg_trigger WHERE tgrelid = 'sales_pacific'::regclass AND tgname = 'mvrefresh_mark'",
+      );
+      return rowCount === 1;
+    });
+    await waitFor("the long writer's row in the view", fresh);
+  });
+
+  it("replays Lemmy's migrations with the daemon running: drop the view, alter a column's type, drop a column, re-create the view, in one transaction", async () => {
+    await db.sql.query(`CREATE TABLE post (id int PRIMARY KEY, name varchar(100), fedi_name text);
+      INSERT INTO post VALUES (1, 'a', 'f');
+      CREATE MATERIALIZED VIEW post_aggregates_mview AS SELECT id, name, fedi_name FROM post;
+      CREATE UNIQUE INDEX ON post_aggregates_mview (id);
+      SELECT mvrefresh.watch('post_aggregates_mview');`);
+    await waitFor('post_aggregates_mview refreshed', () =>
+      d.reports.some((r) => r.view === 'public.post_aggregates_mview' && r.outcome === 'refreshed'),
+    );
+    await db.sql.query(`BEGIN;
+      DROP MATERIALIZED VIEW post_aggregates_mview;
+      ALTER TABLE post ALTER COLUMN name TYPE varchar(200);
+      ALTER TABLE post DROP COLUMN fedi_name;
+      CREATE MATERIALIZED VIEW post_aggregates_mview AS SELECT id, name FROM post;
+      CREATE UNIQUE INDEX ON post_aggregates_mview (id);
+      COMMIT`);
+    await db.exec("UPDATE post SET name = 'b'; INSERT INTO post VALUES (2, 'c')");
+    await waitFor('the re-created view to reflect the write', () =>
+      viewMatches(db.sql, 'post_aggregates_mview', 'SELECT id, name FROM post'),
+    );
+    const { rows } = await db.sql.query<{ consecutive_failures: number }>(
+      "SELECT consecutive_failures FROM mvrefresh.status WHERE view = 'public.post_aggregates_mview'",
+    );
+    expect(rows[0]!.consecutive_failures).toBe(0);
+  });
+});
+
+describe('with the event trigger', () => {
+  let d: TestDaemon;
+  beforeAll(async () => {
+    // no periodic check during these tests: only the event trigger can find the change
+    d = await startDaemon(db.url, { driftCheckIntervalMs: 3_600_000 });
+    await quiet(d);
+  });
+  afterAll(async () => {
+    await d?.stop();
+  });
+
+  it('says in status and /views that the event trigger is in force', async () => {
+    const { rows } = await db.sql.query<{ drift_detection: string }>(
+      'SELECT DISTINCT drift_detection FROM mvrefresh.status',
+    );
+    expect(rows).toEqual([{ drift_detection: 'event_trigger' }]);
+    const res = await fetch(`http://127.0.0.1:${d.running.port}/views`);
+    const views = (await res.json()) as { driftDetection: string }[];
+    expect(views.every((v) => v.driftDetection === 'event_trigger')).toBe(true);
+  });
+
+  it('reflects a partition attached with rows without waiting for a periodic check', async () => {
+    const writer = startWriter();
+    await db.sql.query(`CREATE TABLE sales_oceania (region text NOT NULL, amount int NOT NULL);
+      INSERT INTO sales_oceania VALUES ('oceania', 4);
+      ALTER TABLE sales ATTACH PARTITION sales_oceania FOR VALUES IN ('oceania')`);
+    await waitFor('the attached rows in the view', async () => {
+      const { rows } = await db.sql.query("SELECT 1 FROM sales_by_region WHERE region = 'oceania'");
+      return rows.length === 1;
+    });
+    await writer.stop();
+    await quiet(d);
+    await db.exec("INSERT INTO sales_oceania VALUES ('oceania', 6)");
+    await waitFor('the view to equal its query', fresh);
+    expect(driftLogs(d).some((l) => l.changes.includes('source added: sales_oceania'))).toBe(true);
+  });
+
+  it('reflects a row written directly into a partition created a moment before', async () => {
+    await db.sql.query("CREATE TABLE sales_arctic PARTITION OF sales FOR VALUES IN ('arctic')");
+    await db.exec("INSERT INTO sales_arctic VALUES ('arctic', 2)");
+    await waitFor('the view to equal its query', fresh);
+  });
+});
