@@ -2,7 +2,7 @@
 # Makes local stand-ins for the public base images where no image registry can be reached, with the same
 # shape as the real ones (paths, users, entry points), tagged under $MVREFRESH_BASE_PREFIX (mvrefresh-local):
 #   <prefix>/debian:bookworm                    debootstrap --variant=minbase bookworm, imported
-#   <prefix>/node:20-bookworm-slim              that, plus this machine's Node 20 and npm in /usr/local
+#   <prefix>/node:20-bookworm-slim              that, plus this machine's Node 20, npm and CA certificates
 #   <prefix>/distroless-nodejs20-debian12:nonroot  /nodejs/bin/node, its libraries, user nonroot (65532),
 #                                               no shell, no package manager
 #   <prefix>/postgres:15                        Debian's PostgreSQL 15 with an official-image-like entry point
@@ -51,10 +51,15 @@ if ! present "$node_image"; then
   mkdir -p "$work/node"
   cp "$node_bin" "$work/node/node"
   cp -a "$npm_dir" "$work/node/npm"
+  # this machine's trust store: npm ci in the build stage reaches the package registry the way the host
+  # does (through a TLS-inspecting proxy, where there is one)
+  cp "${NODE_EXTRA_CA_CERTS:-/etc/ssl/certs/ca-certificates.crt}" "$work/node/ca-certificates.crt"
   cat >"$work/node/Dockerfile" <<DOCKERFILE
 FROM $debian
 COPY node /usr/local/bin/node
 COPY npm /usr/local/lib/node_modules/npm
+COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
 RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm && \
     ln -s ../lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx && node --version && npm --version
 CMD ["node"]

@@ -12,8 +12,10 @@ export async function docker(args: string[]): Promise<string> {
     const { stdout } = await exec('docker', args, { timeout: DOCKER_TIMEOUT_MS, maxBuffer: OUTPUT_LIMIT });
     return stdout.trim();
   } catch (err) {
-    const e = err as Error & { stderr?: string };
-    throw new Error(`docker ${args.join(' ')} failed: ${(e.stderr ?? e.message).trim()}`);
+    const e = err as Error & { stderr?: string; stdout?: string };
+    // a build reports the failing step's output on stdout
+    const tail = (e.stdout ?? '').trim().split('\n').slice(-20).join('\n');
+    throw new Error(`docker ${args.join(' ')} failed: ${(e.stderr || e.message).trim()}\n${tail}`);
   }
 }
 
