@@ -28,7 +28,8 @@ async function startDocker(): Promise<TestServer> {
     .withCommand(['postgres', '-c', 'max_connections=200', '-c', 'fsync=off'])
     .withDatabase('postgres')
     .withUsername('postgres')
-    .withPassword('postgres')
+    // not the user's name: tests check that the password never shows in logs, where the user name does
+    .withPassword('mvrefresh-test')
     .withStartupTimeout(DOCKER_START_TIMEOUT_MS)
     .start();
   return {
