@@ -225,6 +225,25 @@ describe('writers', () => {
     expect(await marks('src')).toBe(2);
   });
 
+  it('a COPY of 10 000 rows and an INSERT ... SELECT each call the trigger once', async () => {
+    const c = new pg.Client({ connectionString: db.url });
+    await c.connect();
+    try {
+      await c.query("BEGIN; SET LOCAL track_functions = 'pl'");
+      await c.query(
+        'COPY src (id, v) FROM PROGRAM \'seq 100000 109999 | sed "s/.*/&,1/"\' WITH (FORMAT csv)',
+      );
+      await c.query('INSERT INTO src (id, v) SELECT g, 1 FROM generate_series(110000, 119999) g');
+      const { rows } = await c.query<{ calls: number }>(
+        "SELECT calls::int FROM pg_stat_xact_user_functions WHERE schemaname = 'mvrefresh' AND funcname = 'mark_table'",
+      );
+      expect(rows).toEqual([{ calls: 2 }]);
+      await c.query('ROLLBACK');
+    } finally {
+      await c.end();
+    }
+  });
+
   it('a writer cannot make the trigger skip by setting its per-transaction memo beforehand', async () => {
     await refresh(view);
     await refresh(other);

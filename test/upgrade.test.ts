@@ -109,6 +109,11 @@ describe('a rolling upgrade from the previous release', () => {
     await delay(1000);
     const result = await migrate(client);
     expect(result.applied.map((m) => m.version)).toContain(4);
+    // schema 5 moved the triggers from one per view and table to one per table, in migrate's transaction
+    const { rows: triggers } = await client.query<{ tgname: string }>(
+      "SELECT DISTINCT tgname FROM pg_trigger WHERE tgname LIKE 'mvrefresh%' ORDER BY 1",
+    );
+    expect(triggers).toEqual([{ tgname: 'mvrefresh_mark' }]);
     const refreshedBefore = refreshes().filter((e) => e['outcome'] === 'refreshed').length;
     // the old daemon's prepared CALL, status and sweep queries keep working on the new schema
     await waitFor(

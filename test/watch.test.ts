@@ -1,6 +1,6 @@
-import type pg from 'pg';
+import pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { WatchReport } from '../src/commands/admin.js';
+import { watchView, type WatchReport } from '../src/commands/admin.js';
 import { sql } from '../src/db/sql.js';
 import { useTestDatabase } from './support/db.js';
 
@@ -192,6 +192,34 @@ describe('watch discovers what a view reads', () => {
     expect(tables).toContain('base_c');
     expect(tables).not.toContain('base_a');
     expect(tables).not.toContain('base_b');
+  });
+});
+
+describe('watch under writers', () => {
+  it('retries its trigger change behind a long writer, never holding the other writers up for long', async () => {
+    await db.sql.query(`CREATE TABLE busy_src (id int PRIMARY KEY);
+      CREATE MATERIALIZED VIEW busy_view AS SELECT id FROM busy_src; CREATE UNIQUE INDEX ON busy_view (id);`);
+    const long = new pg.Client({ connectionString: db.url });
+    const watcher = new pg.Client({ connectionString: db.url });
+    await Promise.all([long.connect(), watcher.connect()]);
+    try {
+      await long.query('BEGIN; INSERT INTO busy_src VALUES (0)');
+      let watched = false;
+      const watching = watchView(watcher, 'busy_view', {}).then((r) => {
+        watched = true;
+        return r;
+      });
+      // CREATE TRIGGER waits behind the long writer; new writers would queue behind it, but only for
+      // the routine's short lock_timeout before it backs off
+      for (let i = 1; i <= 8; i += 1)
+        await db.exec(`SET statement_timeout = '1s'; INSERT INTO busy_src VALUES (${i})`);
+      expect(watched).toBe(false);
+      await long.query('COMMIT');
+      expect((await watching).tables).toEqual(['busy_src']);
+      expect(await triggered()).toContain('busy_src');
+    } finally {
+      await Promise.all([long.end(), watcher.end()]);
+    }
   });
 });
 

@@ -3,6 +3,7 @@ import { migrate } from '../db/migrate.js';
 import { requirePrimary } from '../db/primary.js';
 import { requireSchema } from '../db/schema-version.js';
 import { sql } from '../db/sql.js';
+import { retryOnLockTimeout } from '../db/lock-retry.js';
 import type { StatusRow } from '../db/status.js';
 
 export interface WatchOptions {
@@ -30,14 +31,16 @@ export async function runMigrate(db: pg.ClientBase) {
 export async function watchView(db: pg.ClientBase, name: string, opts: WatchOptions): Promise<WatchReport> {
   await requirePrimary(db, 'watch');
   await requireSchema(db);
-  const { rows } = await db.query<{ report: WatchReport }>(sql.watch, [
-    name,
-    opts.debounceMs ?? null,
-    opts.maxWaitMs ?? null,
-    opts.refreshIntervalMs ?? null,
-    opts.allowBlockingRefresh ?? false,
-    opts.withDependencies ?? false,
-  ]);
+  const { rows } = await retryOnLockTimeout(() =>
+    db.query<{ report: WatchReport }>(sql.watch, [
+      name,
+      opts.debounceMs ?? null,
+      opts.maxWaitMs ?? null,
+      opts.refreshIntervalMs ?? null,
+      opts.allowBlockingRefresh ?? false,
+      opts.withDependencies ?? false,
+    ]),
+  );
   return rows[0]!.report;
 }
 
@@ -47,9 +50,9 @@ export async function unwatchView(
 ): Promise<{ id: number; view: string; tables: string[] }> {
   await requirePrimary(db, 'unwatch');
   await requireSchema(db);
-  const { rows } = await db.query<{ report: { id: number; view: string; tables: string[] } }>(sql.unwatch, [
-    name,
-  ]);
+  const { rows } = await retryOnLockTimeout(() =>
+    db.query<{ report: { id: number; view: string; tables: string[] } }>(sql.unwatch, [name]),
+  );
   return rows[0]!.report;
 }
 
@@ -58,8 +61,8 @@ export async function unwatchAll(
 ): Promise<{ id: number; view: string; tables: string[] }[]> {
   await requirePrimary(db, 'unwatch');
   await requireSchema(db);
-  const { rows } = await db.query<{ report: { id: number; view: string; tables: string[] }[] }>(
-    sql.unwatchAll,
+  const { rows } = await retryOnLockTimeout(() =>
+    db.query<{ report: { id: number; view: string; tables: string[] }[] }>(sql.unwatchAll),
   );
   return rows[0]!.report;
 }

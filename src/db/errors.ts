@@ -1,6 +1,7 @@
 /** SQLSTATE codes the code branches on. */
 export const SqlState = {
   undefinedTable: '42P01',
+  lockNotAvailable: '55P03',
   undefinedFunction: '42883',
   undefinedColumn: '42703',
   readOnlySqlTransaction: '25006',

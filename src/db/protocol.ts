@@ -14,8 +14,11 @@ export const SCHEMA_CHANGED = 'schema';
 /** Second key of the lock that serializes migrations. */
 export const MIGRATION_LOCK_KEY = 0;
 
-/** How long watch / unwatch wait for a table lock to change a trigger before they fail and retry. */
-export const DDL_LOCK_TIMEOUT_MS = 2000;
+/**
+ * How long watch / unwatch wait for a table lock to change a trigger before they fail and retry
+ * (src/db/lock-retry.ts): the longest the application's writers can queue behind them.
+ */
+export const DDL_LOCK_TIMEOUT_MS = 200;
 
 /** When to look again at a view whose lock another session holds, or whose long writers still run. */
 export const RETRY_MS = 1000;
