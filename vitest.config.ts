@@ -3,8 +3,9 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
-    // test/own-cluster/ starts its own PostgreSQL clusters: npm run test:faults runs it (vitest.faults.config.ts)
-    exclude: ['test/own-cluster/**', 'node_modules/**'],
+    // test/own-cluster/ starts its own PostgreSQL clusters: npm run test:faults runs it (vitest.faults.config.ts);
+    // test/docker/ builds and runs the image: npm run test:image (vitest.image.config.ts)
+    exclude: ['test/own-cluster/**', 'test/docker/**', 'node_modules/**'],
     globalSetup: ['test/support/global-setup.ts'],
     pool: 'forks',
     maxWorkers: 2,

@@ -5,6 +5,7 @@ import { migrate } from '../src/db/migrate.js';
 import { useTestDatabase } from './support/db.js';
 import { startDaemon } from './support/daemon.js';
 import { INSERT_ORDER, SHOP_QUERY, SHOP_SQL, viewMatches } from './support/shop.js';
+import { PG17, serverVersionNum } from './support/version.js';
 import { waitFor } from './support/wait.js';
 
 /** The daemon as a role without superuser, owning nothing of the application: what `mvrefresh grants` prints. */
@@ -14,6 +15,7 @@ const OWNER = `mvr_app_owner_${suffix}`;
 const DAEMON = `mvr_daemon_${suffix}`;
 const DDL = `mvr_ddl_${suffix}`;
 const WRITER = `mvr_writer_${suffix}`;
+const MAINTAINER = `mvr_maintainer_${suffix}`;
 const PASSWORD = 'least-privilege-pw';
 const FRESH = `${db.name}_fresh`;
 
@@ -42,7 +44,7 @@ beforeAll(async () => {
   await db.exec(`CREATE DATABASE ${FRESH}`);
   admin = new pg.Client({ connectionString: db.url.replace(`/${db.name}`, `/${FRESH}`) });
   await admin.connect();
-  for (const role of [OWNER, DAEMON, DDL, WRITER])
+  for (const role of [OWNER, DAEMON, DDL, WRITER, MAINTAINER])
     await admin.query(`CREATE ROLE ${role} LOGIN PASSWORD '${PASSWORD}'`);
   await admin.query(`GRANT CREATE, USAGE ON SCHEMA public TO ${OWNER}`);
   await admin.query(`SET ROLE ${OWNER}`);
@@ -65,7 +67,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await admin?.end();
   await db.exec(`DROP DATABASE IF EXISTS ${FRESH} WITH (FORCE)`);
-  for (const role of [DAEMON, DDL, WRITER, OWNER]) await db.exec(`DROP ROLE IF EXISTS ${role}`);
+  for (const role of [DAEMON, DDL, WRITER, MAINTAINER, OWNER]) await db.exec(`DROP ROLE IF EXISTS ${role}`);
 });
 
 describe('least privileges', () => {
@@ -132,5 +134,37 @@ describe('least privileges', () => {
     await expect(as(WRITER, (c) => c.query('DELETE FROM mvrefresh.marks'))).rejects.toMatchObject({
       code: '42501',
     });
+  });
+
+  it('accepts a role holding MAINTAIN on the view instead of the owner from PostgreSQL 17, and refuses it before', async () => {
+    const version = await serverVersionNum(admin);
+    await admin.query(`GRANT USAGE ON SCHEMA mvrefresh TO ${MAINTAINER}`);
+    const grant = admin.query(`GRANT MAINTAIN ON monthly_product_sales TO ${MAINTAINER}`);
+    if (version < PG17) {
+      await expect(grant).rejects.toMatchObject({ code: '42601' });
+      expect(
+        await as(
+          MAINTAINER,
+          async (c) => (await c.query("SELECT mvrefresh.can_refresh('monthly_product_sales') AS ok")).rows[0],
+        ),
+      ).toEqual({ ok: false });
+      await expect(
+        as(MAINTAINER, (c) => c.query("SELECT mvrefresh.watch('public.monthly_product_sales')")),
+      ).rejects.toMatchObject({
+        code: '42501',
+        message: expect.not.stringContaining('MAINTAIN') as unknown,
+      });
+      return;
+    }
+    await grant;
+    expect(
+      await as(
+        MAINTAINER,
+        async (c) => (await c.query("SELECT mvrefresh.can_refresh('monthly_product_sales') AS ok")).rows[0],
+      ),
+    ).toEqual({ ok: true });
+    await as(MAINTAINER, (c) =>
+      c.query('REFRESH MATERIALIZED VIEW CONCURRENTLY public.monthly_product_sales'),
+    );
   });
 });

