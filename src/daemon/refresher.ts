@@ -213,7 +213,12 @@ export class Refresher extends EventEmitter<RefresherEvents> {
         return { kind: 'retry', afterMs: BUSY_RETRY_MS, durationMs };
       case 'waiting':
       case 'failed':
-        return { kind: 'retry', afterMs: row.retry_in_ms ?? this.opts.backoffBaseMs, durationMs };
+        return {
+          kind: 'retry',
+          afterMs: row.retry_in_ms ?? this.opts.backoffBaseMs,
+          durationMs,
+          failed: true,
+        };
       default:
         // a refresh that left writers still running keeps the view due: look again when they may be done
         return row.retry_in_ms !== null
@@ -253,7 +258,7 @@ export class Refresher extends EventEmitter<RefresherEvents> {
           result:
             retry === null || retry === undefined
               ? { kind: 'gone' }
-              : { kind: 'retry', afterMs: retry, durationMs: elapsed },
+              : { kind: 'retry', afterMs: retry, durationMs: elapsed, failed: true },
         };
       } catch {
         // fall through: treat as unreachable

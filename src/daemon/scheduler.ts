@@ -6,6 +6,9 @@ import { DurationEstimate, planRefresh, type Plan } from './plan.js';
  * What made a view due: a notification, the sweep, an upstream refresh, an operator, a periodic interval,
  * a retry after a failure. (Not an SQL trigger: those only mark views dirty and notify.)
  */
+/** How soon after a write a failed view is tried again (instead of when its backoff ends). */
+const EARLY_RETRY_MS = 500;
+
 export type Cause = 'notify' | 'sweep' | 'dependency' | 'manual' | 'interval' | 'retry';
 
 export interface ViewSettings {
@@ -25,7 +28,8 @@ export interface ViewSettings {
 /** How a run ended, as far as scheduling cares; durationMs is the cycle's cost, counted in the budget. */
 export type RunResult =
   | { kind: 'done'; refreshed: boolean; durationMs: number }
-  | { kind: 'retry'; afterMs: number; durationMs: number }
+  /** failed: the refresh itself failed (not busy, not waiting): a change of the sources may fix it. */
+  | { kind: 'retry'; afterMs: number; durationMs: number; failed?: boolean }
   | { kind: 'paused' }
   | { kind: 'gone' };
 
@@ -210,8 +214,15 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         if (cause === 'manual') {
           st.cause = 'manual';
           st.retryAt = undefined;
-        } else if (st.retryAt !== undefined) return;
-        else if (cause !== 'notify') st.cause = cause;
+        } else if (st.retryAt !== undefined) {
+          // after a failure, the first write or dependency event may have fixed it (duplicate rows
+          // removed): retry soon instead of when the backoff ends, once per failed attempt and never
+          // after an attempt that was itself such an early one, so writes at most double the attempts
+          if (!st.failed || st.afterEarly || st.early || (cause !== 'notify' && cause !== 'dependency'))
+            return;
+          st.early = true;
+          st.retryAt = Math.min(st.retryAt, now + EARLY_RETRY_MS);
+        } else if (cause !== 'notify') st.cause = cause;
         this.arm(view, st);
         return;
       case 'queued':
@@ -278,6 +289,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         cause: 'retry',
         force,
         retryAt: now + result.afterMs,
+        failed: result.failed === true,
+        afterEarly: Boolean(st.early),
       };
       this.states.set(viewId, next);
       this.arm(view, next);
@@ -429,6 +442,12 @@ interface ViewState {
   force: boolean;
   /** Set for a retry after a failure: not before this time. */
   retryAt: number | undefined;
+  /** planned retry: the attempt before failed (a change of the sources may fix it). */
+  failed?: boolean;
+  /** This attempt was moved ahead of its backoff by an event. */
+  early?: boolean;
+  /** The failed attempt was an early one: no early retry this time. */
+  afterEarly?: boolean;
   at?: number;
   startedAt?: number;
   timer?: NodeJS.Timeout;

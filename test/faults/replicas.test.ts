@@ -146,11 +146,11 @@ describe('replicas', () => {
       expect(kills).toBeGreaterThan(3);
       expect(samples.length).toBeGreaterThan(100);
       expect(overlaps).toEqual([]);
-      // coalescing across replicas: about one refresh per target (each replica's timer may find
-      // writes that arrived after another replica's refresh), plus a start-up sweep per restart; never one
-      // per write or one per replica and notification
-      expect(refreshed).toBeLessThanOrEqual(Math.ceil((1.5 * RUN_MS) / TARGET_MS) + 2 * kills + 10);
-      expect(refreshed).toBeLessThan(written / 10);
+      // coalescing across replicas: each replica plans from the same notifications, so a target window can
+      // see a second refresh (a replica's timer finding writes that arrived after another's refresh), plus
+      // a start-up sweep per restart; never one per write
+      expect(refreshed).toBeLessThanOrEqual(Math.ceil((2.5 * RUN_MS) / TARGET_MS) + 2 * kills + 10);
+      expect(refreshed).toBeLessThan(written / 4);
       expect(refreshEvents(all).filter((e) => e['sqlstate'] === '40P01')).toEqual([]);
     },
   );
