@@ -1,17 +1,16 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
 import pg from 'pg';
 import { expect } from 'vitest';
 import { migrate } from '../../src/db/migrate.js';
-import { packageRoot } from '../../src/paths.js';
+import { runCli, type Proc } from '../support/cli.js';
 import type { TestDaemon } from '../support/daemon.js';
 import { SHOP_QUERY, SHOP_SQL, viewMatches } from '../support/shop.js';
 import { waitFor } from '../support/wait.js';
 import type { PgCluster } from './cluster.js';
 
+export type { Proc };
+
 export const VIEW = 'monthly_product_sales';
 export const QUALIFIED_VIEW = `public.${VIEW}`;
-export const BIN = join(packageRoot, 'dist', 'src', 'bin.js');
 /** How long convergence may take after a fault ends: reconnect backoff + staleness target + refresh, generously. */
 export const CONVERGE_TIMEOUT_MS = 60_000;
 /** A probe of the daemon's HTTP port that takes longer counts as no answer. */
@@ -123,38 +122,8 @@ export async function daemonConnections(client: pg.ClientBase): Promise<string[]
   return rows.map((r) => r.application_name);
 }
 
-export interface Proc {
-  child: ChildProcess;
-  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  text(): string;
-  events(): Record<string, unknown>[];
-}
-
-/** Spawns the built CLI, as an operator would. */
-export function spawnCli(args: string[], env: Record<string, string>): Proc {
-  const child = spawn(process.execPath, [BIN, ...args], {
-    env: {
-      PATH: process.env['PATH'] ?? '',
-      MVREFRESH_HTTP_PORT: '0',
-      MVREFRESH_HTTP_HOST: '127.0.0.1',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const out: string[] = [];
-  child.stdout!.on('data', (b: Buffer) => out.push(b.toString()));
-  child.stderr!.on('data', (b: Buffer) => out.push(b.toString()));
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on('exit', (code, signal) => resolve({ code, signal })),
-  );
-  const text = () => out.join('');
-  const events = () =>
-    text()
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
-  return { child, exit, text, events };
-}
+/** Spawns the built CLI, as an operator would (test/support/cli.ts). */
+export const spawnCli = (args: string[], env: Record<string, string>): Proc => runCli(args, env);
 
 /** Kills a spawned CLI that a failed test left running. */
 export async function killCli(p: Proc | undefined): Promise<void> {
