@@ -11,12 +11,12 @@
 import { spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import pg from 'pg';
+import type pg from 'pg';
 import { migrate } from '../src/db/migrate.js';
 import { packageRoot } from '../src/paths.js';
 import { median, replaceSection } from './report.js';
+import { ADMIN_URL, dbUrl, connect } from './db.js';
 
-const ADMIN_URL = process.env['BENCH_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const INTERVAL_MS = Number(process.env['BENCH_DRIFT_INTERVAL_MS'] ?? 10_000);
 const VIEWS = Number(process.env['BENCH_DRIFT_VIEWS'] ?? 1000);
 const OUT = process.env['BENCH_OUT'] ?? join(packageRoot, 'docs', 'benchmarks.md');
@@ -24,18 +24,6 @@ const DB = 'mvrefresh_bench_drift';
 const POLL_MS = 20;
 const CASE_TIMEOUT_MS = 120_000;
 const QUERY = 'SELECT region, sum(amount) AS total, count(*) AS n FROM sales_v GROUP BY region';
-
-function dbUrl(name: string): string {
-  const u = new URL(ADMIN_URL);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
-
-async function connect(url: string): Promise<pg.Client> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  return c;
-}
 
 async function freshDatabase(): Promise<string> {
   const admin = await connect(ADMIN_URL);

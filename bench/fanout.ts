@@ -21,9 +21,9 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { packageRoot } from '../src/paths.js';
 import { median, replaceSection } from './report.js';
+import { ADMIN_URL, dbUrl, withClient } from './db.js';
 
 const run = promisify(execFile);
-const ADMIN_URL = process.env['BENCH_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const SECONDS = Number(process.env['BENCH_FANOUT_SECONDS'] ?? 6);
 const ROUNDS = Number(process.env['BENCH_FANOUT_ROUNDS'] ?? 3);
 const CLIENTS = 8;
@@ -100,22 +100,6 @@ const TPCB_VIEW_NAMES = ['branch_totals', 'top_accounts', 'teller_activity'];
 const EMPTY_TRIGGER = `CREATE FUNCTION do_nothing() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END';
   CREATE TRIGGER nothing AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON events
     FOR EACH STATEMENT EXECUTE FUNCTION do_nothing();`;
-
-function dbUrl(name: string): string {
-  const u = new URL(ADMIN_URL);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
-
-async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
 
 const dbName = (w: Workload, variant: Variant) => `${DB_PREFIX}${w.key.replace('-', '_')}_${variant.key}`;
 

@@ -15,7 +15,6 @@
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { readFile, writeFile } from 'node:fs/promises';
-import pg from 'pg';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
 import { Daemon } from '../src/daemon/daemon.js';
@@ -23,8 +22,8 @@ import type { RefreshReport } from '../src/daemon/refresher.js';
 import { migrate } from '../src/db/migrate.js';
 import { packageRoot } from '../src/paths.js';
 import { shopSchema } from '../demo/shop.js';
+import { ADMIN_URL, dbUrl, connect } from './db.js';
 
-const ADMIN_URL = process.env['BENCH_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const SECONDS = Number(process.env['BENCH_FRESHNESS_SECONDS'] ?? 10);
 const OUT = process.env['BENCH_OUT'] ?? join(packageRoot, 'docs', 'benchmarks.md');
 const DB = 'mvrefresh_bench_freshness';
@@ -46,18 +45,6 @@ const VIEWS = {
   fast: 'newest_order_fast',
   slow: 'newest_order_slow',
 } as const;
-
-function dbUrl(name: string): string {
-  const u = new URL(ADMIN_URL);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
-
-async function connect(url: string): Promise<pg.Client> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  return c;
-}
 
 async function setup(): Promise<string> {
   const admin = await connect(ADMIN_URL);

@@ -10,11 +10,11 @@
 import { spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import pg from 'pg';
+import type pg from 'pg';
 import { migrate } from '../src/db/migrate.js';
 import { packageRoot } from '../src/paths.js';
+import { ADMIN_URL, dbUrl, connect } from './db.js';
 
-const ADMIN_URL = process.env['BENCH_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const VIEWS = Number(process.env['BENCH_SCALE_VIEWS'] ?? 1000);
 const RATE = Number(process.env['BENCH_SCALE_RATE'] ?? 200);
 const SECONDS = Number(process.env['BENCH_SCALE_SECONDS'] ?? 30);
@@ -23,18 +23,6 @@ const DB = 'mvrefresh_bench_scale';
 const SWEEP_SAMPLES = 50;
 const CLOCK_TICKS = 100;
 const PAGE_KB = 4;
-
-function dbUrl(name: string): string {
-  const u = new URL(ADMIN_URL);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
-
-async function connect(url: string): Promise<pg.Client> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  return c;
-}
 
 /** Resident memory (MiB) and CPU seconds (user + system) of a process, from /proc. */
 async function proc(pid: number): Promise<{ rssMiB: number; cpuSeconds: number }> {

@@ -19,7 +19,6 @@ import { join } from 'node:path';
 import { readFile, writeFile } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
-import pg from 'pg';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
 import { Daemon } from '../src/daemon/daemon.js';
@@ -29,9 +28,9 @@ import { migrate } from '../src/db/migrate.js';
 import { packageRoot } from '../src/paths.js';
 import { lineCharts } from './svg.js';
 import { DisturbanceMeter, NO_ACTIVITY, addActivity, secondsSince } from './disturbance.js';
+import { ADMIN_URL, dbUrl, connect } from './db.js';
 
 const run = promisify(execFile);
-const ADMIN_URL = process.env['BENCH_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const SECONDS = Number(process.env['BENCH_TPCB_SECONDS'] ?? 20);
 const OUT = process.env['BENCH_OUT'] ?? join(packageRoot, 'docs', 'benchmarks.md');
 const SVG = join(packageRoot, 'docs', 'tpcb-tradeoff.svg');
@@ -55,18 +54,6 @@ const VIEWS: Record<string, string> = {
                       FROM pgbench_history GROUP BY tid`,
 };
 const KEYS: Record<string, string> = { branch_totals: 'bid', top_accounts: 'aid', teller_activity: 'tid' };
-
-function dbUrl(name: string): string {
-  const u = new URL(ADMIN_URL);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
-
-async function connect(url: string): Promise<pg.Client> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  return c;
-}
 
 function pgArgs(): string[] {
   const u = new URL(ADMIN_URL);

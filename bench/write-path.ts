@@ -36,6 +36,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { packageRoot } from '../src/paths.js';
 import { type Activity, DisturbanceMeter, NO_ACTIVITY, addActivity, secondsSince } from './disturbance.js';
+import { ADMIN_URL, dbUrl, withClient } from './db.js';
 
 const run = promisify(execFile);
 
@@ -56,7 +57,6 @@ function listEnv(name: string, fallback: number[]): number[] {
   return values;
 }
 
-const ADMIN_URL = process.env['BENCH_URL'] ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const SECONDS = intEnv('BENCH_SECONDS', 15);
 const ROUNDS = intEnv('BENCH_ROUNDS', 3);
 const CLIENTS = listEnv('BENCH_CLIENTS', [8, 32]);
@@ -214,22 +214,6 @@ function roundOrder(cases: readonly Case[], round: number): Case[] {
 
 const dbName = (variant: Variant): string => `${DB_PREFIX}${variant.key}`;
 const templateName = (variant: Variant): string => `${DB_PREFIX}${variant.key}_template`;
-
-function dbUrl(name: string): string {
-  const u = new URL(ADMIN_URL);
-  u.pathname = `/${encodeURIComponent(name)}`;
-  return u.toString();
-}
-
-async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
 
 const readBenchSql = (file: string): Promise<string> => readFile(join(BENCH_DIR, file), 'utf8');
 
