@@ -10,19 +10,7 @@ CREATE OR REPLACE FUNCTION mvrefresh.source_fingerprint(p_view regclass, p_sourc
 AS $$
 BEGIN
     RETURN md5(p_source_relids::text || '|' || COALESCE((
-        WITH RECURSIVE walk(rel) AS (
-            SELECT p_view::oid
-            UNION
-            SELECT d.refobjid
-              FROM walk w
-              JOIN pg_class wc ON wc.oid = w.rel
-              JOIN pg_rewrite r ON r.ev_class = w.rel
-              JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
-                              AND d.refclassid = 'pg_class'::regclass
-             WHERE (w.rel = p_view::oid OR wc.relkind = 'v') AND d.refobjid <> w.rel
-        )
-        SELECT string_agg(r.ev_class::text || ':' || md5(r.ev_action::text), ';' ORDER BY r.ev_class, r.oid)
-          FROM walk w JOIN pg_class c ON c.oid = w.rel JOIN pg_rewrite r ON r.ev_class = w.rel
-         WHERE w.rel = p_view::oid OR c.relkind = 'v'), ''));
+        SELECT string_agg(r.ev_class::text || ':' || md5(r.action), ';' ORDER BY r.ev_class, r.rule_oid)
+          FROM mvrefresh.view_rules(p_view) r), ''));
 END
 $$;

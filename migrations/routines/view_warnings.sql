@@ -27,20 +27,8 @@ DECLARE
     covered oid[] := ARRAY(SELECT s.relid FROM mvrefresh.view_sources(p_view) s);
 BEGIN
     -- the rules of the view and of every plain view between it and its tables
-    WITH RECURSIVE walk(rel) AS (
-        SELECT p_view::oid
-        UNION
-        SELECT d.refobjid
-          FROM walk w
-          JOIN pg_class wc ON wc.oid = w.rel
-          JOIN pg_rewrite r ON r.ev_class = w.rel
-          JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
-                          AND d.refclassid = 'pg_class'::regclass
-         WHERE (w.rel = p_view::oid OR wc.relkind = 'v') AND d.refobjid <> w.rel
-    )
-    SELECT array_agg(r.oid), array_agg(r.ev_action::text) INTO rules, actions
-      FROM walk w JOIN pg_class c ON c.oid = w.rel JOIN pg_rewrite r ON r.ev_class = w.rel
-     WHERE w.rel = p_view::oid OR c.relkind = 'v';
+    SELECT array_agg(r.rule_oid), array_agg(r.action) INTO rules, actions
+      FROM mvrefresh.view_rules(p_view) r;
 
     -- user-defined functions called by those rules (system functions are pinned: not in pg_depend), and
     -- the functions that SQL-standard bodies among them call
