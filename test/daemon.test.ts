@@ -18,7 +18,10 @@ async function quiet(view: string) {
       'SELECT dirty FROM mvrefresh.status WHERE view = $1',
       [view],
     );
+    // a reconnect (an earlier test kills LISTEN) runs a sweep and a drift check that may mark views
     return (
+      d.running.listener.connected &&
+      !d.running.driftChecker.checking &&
       rows[0] &&
       !rows[0].dirty &&
       d.running.scheduler.waitingCount === 0 &&

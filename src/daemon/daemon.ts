@@ -57,6 +57,7 @@ export interface Running {
   listener: Listener;
   sweeper: Sweeper;
   metrics: Metrics;
+  driftChecker: DriftChecker;
 }
 
 /**
@@ -298,7 +299,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       },
       'mvrefresh running',
     );
-    return { port, refresher, scheduler, listener, sweeper, metrics };
+    return { port, refresher, scheduler, listener, sweeper, metrics, driftChecker };
   }
 
   /** Waits (bounded) for the database, then refuses a standby or a missing or old schema. */

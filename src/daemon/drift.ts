@@ -93,6 +93,11 @@ export class DriftChecker extends EventEmitter<DriftCheckerEvents> {
     await this.running;
   }
 
+  /** True while a check runs (tests wait for the daemon to be idle). */
+  get checking(): boolean {
+    return this.running !== undefined;
+  }
+
   /** Checks now, or right after the check in progress. */
   check(reason: DriftCheckReason): void {
     if (this.stopped) return;
