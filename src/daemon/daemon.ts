@@ -205,7 +205,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       if (readers.length === 0) sweeper.reloadForUnknown();
       for (const id of readers) scheduler.schedule(id, 'notify');
     });
-    listener.on('schema', () => void schemaWatch.check('notification'));
+    listener.on('schema', () => void schemaWatch.check());
     listener.on('ddl', () => driftChecker.check('ddl'));
     // the views' sources changed: reload them (table notifications are mapped through them) and sweep
     driftChecker.on('drift', () => sweeper.sweep('drift'));

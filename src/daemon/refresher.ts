@@ -240,7 +240,7 @@ export class Refresher extends EventEmitter<RefresherEvents> {
     const base = { viewId: job.viewId, view: job.name, cause: job.cause, durationMs: round(elapsed) };
     if (isPgError(err) && err.code && SCHEMA_CHANGE_STATES.has(err.code)) {
       // the daemon stops when migrate moved the schema past this build; the view did nothing wrong
-      if (!(await this.opts.schemaWatch.check('refresh')))
+      if (!(await this.opts.schemaWatch.check()))
         return {
           report: { ...base, outcome: 'error', sqlstate: err.code, error: err.message },
           result: { kind: 'done', refreshed: false, durationMs: elapsed },

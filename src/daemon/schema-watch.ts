@@ -2,7 +2,6 @@ import { EventEmitter } from 'node:events';
 import type pg from 'pg';
 import type { Logger } from '../logger.js';
 import { judgeSchema, readSchemaState, type SchemaState } from '../db/compat.js';
-import { describeError } from '../db/errors.js';
 
 export interface SchemaWatchEvents {
   /** The schema moved past what this build understands: stop taking work and exit. Emitted once. */
@@ -36,22 +35,19 @@ export class SchemaWatch extends EventEmitter<SchemaWatchEvents> {
   }
 
   /** Reads the schema's version; concurrent calls share one query. */
-  check(reason: string): Promise<boolean> {
-    this.checking ??= this.run(reason).finally(() => (this.checking = undefined));
+  check(): Promise<boolean> {
+    this.checking ??= this.run().finally(() => (this.checking = undefined));
     return this.checking;
   }
 
-  private async run(reason: string): Promise<boolean> {
+  private async run(): Promise<boolean> {
     if (this.incompatible) return false;
     let state: SchemaState;
     try {
       state = await readSchemaState(this.opts.pool);
-    } catch (err) {
-      // the database is away: the sweep reports that; compatibility is checked again on its next turn
-      this.opts.logger.debug(
-        { event: 'schema_check_failed', reason, err: describeError(err) },
-        'schema check failed',
-      );
+    } catch {
+      // the database is away: the sweep (or the refresh) that asked reports it, once per distinct error;
+      // compatibility is checked again on the next turn
       return true;
     }
     const verdict = judgeSchema(state, this.opts.knownVersion);

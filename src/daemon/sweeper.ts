@@ -116,7 +116,7 @@ export class Sweeper {
       // The first connection follows the start sweep's load: no second load. A view watched in between is
       // dirty (watch marks it), so due_views() names it, the scheduler reports it unknown, and the
       // new_view sweep loads it.
-      if (!(await this.opts.schemaWatch.check('sweep'))) return;
+      if (!(await this.opts.schemaWatch.check())) return;
       if (reason !== 'connect' || !this.loaded) await this.reload();
       const { rows } = await this.opts.pool.query<DueRow>(sql.dueViews);
       const now = Date.now();
