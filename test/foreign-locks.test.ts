@@ -12,13 +12,16 @@ const ROLE = `intruder_${process.pid}`;
 let intruder: pg.Client;
 let intruderPid: number;
 
+const INTRUDER_PASSWORD = 'intruder-pw';
+
 beforeAll(async () => {
   await db.sql.query(SHOP_SQL);
   await db.sql.query("SELECT mvrefresh.watch('monthly_product_sales')");
-  await db.sql.query(`CREATE ROLE ${ROLE} LOGIN NOSUPERUSER`);
+  // a password: embedded servers ask for one (SCRAM), the local service trusts
+  await db.sql.query(`CREATE ROLE ${ROLE} LOGIN NOSUPERUSER PASSWORD '${INTRUDER_PASSWORD}'`);
   const u = new URL(db.url);
   u.username = ROLE;
-  u.password = '';
+  u.password = INTRUDER_PASSWORD;
   intruder = new pg.Client({ connectionString: u.toString(), application_name: 'intruder-app' });
   await intruder.connect();
   intruderPid = (await intruder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;

@@ -10,9 +10,12 @@ BEGIN
     IF p_name IS NULL OR btrim(p_name) = '' THEN
         RAISE EXCEPTION 'a materialized view name is required' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- parse_ident() first: from PostgreSQL 16 on, to_regclass() answers NULL for a malformed name
+    -- instead of raising, and a user's "with space" would read as a missing view
     BEGIN
+        PERFORM parse_ident(p_name);
         rel := to_regclass(p_name);
-    EXCEPTION WHEN invalid_name THEN
+    EXCEPTION WHEN invalid_name OR invalid_parameter_value THEN
         RAISE EXCEPTION 'invalid materialized view name %: %', quote_literal(p_name), SQLERRM
             USING ERRCODE = 'invalid_name',
                   HINT = 'A name with spaces, capitals or other special characters must be double-quoted '
