@@ -35,7 +35,6 @@ DECLARE
     err text;
     synced boolean := true;
     need_sync boolean := false;
-    old_lock_timeout text := current_setting('lock_timeout');
     -- a backend reports its table statistics within this delay of its commit (PostgreSQL 15+: at most
     -- every second while busy, within 10 s once idle)
     stats_delay interval := interval '15 seconds';
@@ -47,6 +46,10 @@ BEGIN
         RAISE EXCEPTION 'another session is changing the watched views'
             USING ERRCODE = 'lock_not_available';
     END IF;
+    -- a background check waits for no lock longer than p_lock_timeout_ms (below deadlock_timeout): behind
+    -- a refresh cycle's row or the application's DDL it gives up and is retried, never making them wait
+    -- long or lose a deadlock to it
+    PERFORM set_config('lock_timeout', p_lock_timeout_ms || 'ms', true);
 
     -- sources that changed
     DELETE FROM mvrefresh.source_fingerprints f
@@ -135,9 +138,7 @@ BEGIN
 
     IF need_sync THEN
         BEGIN
-            PERFORM set_config('lock_timeout', p_lock_timeout_ms || 'ms', true);
             PERFORM mvrefresh.sync_table_triggers();
-            PERFORM set_config('lock_timeout', old_lock_timeout, true);
         EXCEPTION
             WHEN lock_not_available THEN
                 synced := false;
