@@ -90,8 +90,14 @@ export async function expectQuietAndFresh(
       const { rows } = await client.query<{ n: string }>(
         'SELECT count(*) AS n FROM mvrefresh.status WHERE dirty OR cycle_unfinished',
       );
+      // the drift check at start and after a reconnect may mark views (writes counted since the last check)
       return (
-        rows[0]?.n === '0' && (!d || (d.running.refresher.active === 0 && d.running.refresher.queued === 0))
+        rows[0]?.n === '0' &&
+        (!d ||
+          (!d.running.driftChecker.checking &&
+            d.running.scheduler.waitingCount === 0 &&
+            d.running.refresher.active === 0 &&
+            d.running.refresher.queued === 0))
       );
     },
     { timeoutMs: CONVERGE_TIMEOUT_MS, intervalMs: POLL_MS },
