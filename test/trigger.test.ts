@@ -253,6 +253,25 @@ describe('writers', () => {
     expect(await marks('src')).toBe(1);
   });
 
+  it('a READ COMMITTED writer that copies its own transaction id into the memo still marks the table', async () => {
+    await refresh(view);
+    await refresh(other);
+    const { rows } = await db.sql.query<{ oid: number }>("SELECT 'src'::regclass::oid AS oid");
+    // pg_current_xact_id() assigns the transaction its id before the write
+    await write(`BEGIN; SELECT set_config('mvrefresh.t${rows[0]!.oid}', pg_current_xact_id()::text, true);
+      INSERT INTO src VALUES (401, 1); COMMIT`);
+    expect(await marks('src')).toBe(1);
+  });
+
+  it('a READ COMMITTED transaction that writes a table in many statements adds one mark', async () => {
+    await refresh(view);
+    await refresh(other);
+    await write(
+      `BEGIN; ${Array.from({ length: 5 }, (_, i) => `INSERT INTO src VALUES (${410 + i}, 1);`).join(' ')} COMMIT`,
+    );
+    expect(await marks('src')).toBe(1);
+  });
+
   it('needs no privilege on the mvrefresh schema', async () => {
     const role = `mvr_writer_${process.pid}`;
     await db.sql.query(`CREATE ROLE ${role}; GRANT INSERT, SELECT ON src TO ${role}`);
