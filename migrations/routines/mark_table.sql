@@ -35,7 +35,9 @@ BEGIN
         RETURN NULL;
     END IF;
     IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.=) 'read committed' THEN
-        IF EXISTS (SELECT FROM mvrefresh.table_marks WHERE relid OPERATOR(pg_catalog.=) TG_RELID) THEN
+        -- PERFORM ... LIMIT 1 runs a Limit over the index scan; IF EXISTS (...) adds a Result and a subplan
+        PERFORM FROM mvrefresh.table_marks WHERE relid OPERATOR(pg_catalog.=) TG_RELID LIMIT 1;
+        IF FOUND THEN
             RETURN NULL;
         END IF;
     ELSE
