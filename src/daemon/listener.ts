@@ -236,64 +236,67 @@ export class Listener extends EventEmitter<ListenerEvents> {
 
   private async beat(conn: Connection): Promise<void> {
     if (conn !== this.current || conn.pendingBeat) return;
-    const { heartbeatTimeoutMs } = this.opts;
     const nonce = randomBytes(8).toString('hex');
-    let returned = false;
+    let arrived: () => void = () => undefined;
     const back = new Promise<void>((resolve) => {
-      conn.pendingBeat = {
-        nonce,
-        resolve: () => {
-          returned = true;
-          resolve();
-        },
-      };
+      arrived = resolve;
     });
-    // the round trip of the LISTEN connection itself; its own notification proves nothing (see above)
-    let answered = false;
-    const answer = conn.subscriber.notify(this.heartbeatChannel, SELF_PAYLOAD).then(() => {
-      answered = true;
-    });
-    // when the other session's NOTIFY committed; undefined while it runs, null when it failed
-    let sentAt: number | null | undefined;
-    void this.opts.notifyFromElsewhere(this.heartbeatChannel, nonce).then(
-      () => (sentAt = Date.now()),
-      () => (sentAt = null),
-    );
+    const pending = { nonce, resolve: () => arrived() };
+    conn.pendingBeat = pending;
+    try {
+      // does the connection answer? Its own notification proves nothing about delivery (see above)
+      let answered: boolean;
+      try {
+        answered = await this.settles(conn, conn.subscriber.notify(this.heartbeatChannel, SELF_PAYLOAD));
+      } catch (err) {
+        this.lost(conn, `heartbeat failed: ${describeError(err)}`);
+        return;
+      }
+      if (conn !== this.current) return;
+      if (!answered) {
+        this.lost(
+          conn,
+          `heartbeat failed: the LISTEN connection did not answer within ${this.opts.heartbeatTimeoutMs} ms`,
+        );
+        return;
+      }
+      // does another session's notification reach it? Sent only after the round trip: a pooler delivers
+      // what arrives while it happens to link this client to the server connection that ran LISTEN
+      try {
+        await withTimeout(
+          this.opts.notifyFromElsewhere(this.heartbeatChannel, nonce),
+          this.opts.heartbeatTimeoutMs,
+          'the heartbeat NOTIFY',
+        );
+      } catch {
+        // the other session could not notify (its pool busy, the database away): no verdict
+        return;
+      }
+      if (conn !== this.current) return;
+      const delivered = await this.settles(conn, back);
+      if (conn !== this.current) return;
+      if (!delivered) this.emit('undelivered');
+      this.verdict(delivered);
+    } finally {
+      if (conn.pendingBeat === pending) delete conn.pendingBeat;
+    }
+  }
+
+  /**
+   * Whether p settles within the heartbeat timeout; a timeout is forgiven while the connection keeps
+   * delivering notifications: the heartbeat waits behind a backlog (a burst), and dropping the connection
+   * would lose the rest of it.
+   */
+  private async settles(conn: Connection, p: Promise<unknown>): Promise<boolean> {
     for (;;) {
       try {
-        await withTimeout(Promise.all([answer, back]), heartbeatTimeoutMs, 'LISTEN heartbeat');
-        delete conn.pendingBeat;
-        this.verdict(true);
-        return;
+        await withTimeout(p, this.opts.heartbeatTimeoutMs, 'LISTEN heartbeat');
+        return true;
       } catch (err) {
-        if (conn !== this.current) return;
-        if (!(err instanceof TimeoutError)) {
-          this.lost(conn, `heartbeat failed: ${describeError(err)}`);
-          return;
-        }
-        // a connection still delivering notifications is alive: the beat waits behind a backlog (a burst
-        // of notifications), and dropping the connection would lose the rest of it
-        if (Date.now() - conn.lastReceivedAt < heartbeatTimeoutMs) continue;
-        if (!answered) {
-          this.lost(conn, `heartbeat failed: ${describeError(err)}`);
-          return;
-        }
-        if (returned) {
-          delete conn.pendingBeat;
-          this.verdict(true);
-          return;
-        }
-        // the other session could not notify (its pool is busy or the database is away): no verdict
-        if (sentAt === null || sentAt === undefined) {
-          delete conn.pendingBeat;
-          return;
-        }
-        // a notification committed a moment ago may still be on its way
-        if (Date.now() - sentAt < heartbeatTimeoutMs) continue;
-        delete conn.pendingBeat;
-        this.emit('undelivered');
-        this.verdict(false);
-        return;
+        if (!(err instanceof TimeoutError)) throw err;
+        if (conn === this.current && Date.now() - conn.lastReceivedAt < this.opts.heartbeatTimeoutMs)
+          continue;
+        return false;
       }
     }
   }
