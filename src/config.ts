@@ -472,3 +472,10 @@ export function viewDefaults(env: NodeJS.ProcessEnv): { maxStalenessMs: number; 
     refreshBudget: (budget === undefined ? undefined : parseShare(budget)) ?? schema.refreshBudget.default,
   };
 }
+
+/** The daemon's sweep interval as far as the environment tells (for `mvrefresh status`). */
+export function sweepInterval(env: NodeJS.ProcessEnv): number {
+  const raw = env['MVREFRESH_SWEEP_INTERVAL_MS'];
+  const ms = raw === undefined ? NaN : Number(raw);
+  return Number.isInteger(ms) && ms > 0 ? ms : schema.sweepIntervalMs.default;
+}

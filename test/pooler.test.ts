@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pgbouncerBinary, startPgBouncer, type PgBouncer } from '../demo/pgbouncer.js';
+import { main } from '../src/cli.js';
 import { useTestDatabase } from './support/db.js';
 import { startDaemon, type TestDaemon } from './support/daemon.js';
 import { INSERT_ORDER, SHOP_QUERY, SHOP_SQL, viewMatches } from './support/shop.js';
@@ -190,5 +191,23 @@ describe.skipIf(!binary)('behind PgBouncer', () => {
       );
       expect((await get(d, '/metrics')).body).toMatch(/^mvrefresh_listener_delivering 1$/m);
     });
+  });
+
+  it('mvrefresh status says whether LISTEN through the URL the daemon would use receives notifications', async () => {
+    const status = async (env: Record<string, string>) => {
+      const out: string[] = [];
+      const code = await main(['status'], { out: (l) => out.push(l), err: (l) => out.push(l), env });
+      expect(code).toBe(0);
+      return out.join('\n');
+    };
+    const pooled = await status({ DATABASE_URL: transactionPool!.url, MVREFRESH_SWEEP_INTERVAL_MS: '1500' });
+    expect(pooled).toMatch(
+      /notifications: DEGRADED: .*transaction pooler.*sweep, every 1500 ms.*MVREFRESH_LISTEN_URL/,
+    );
+    const direct = await status({ DATABASE_URL: transactionPool!.url, MVREFRESH_LISTEN_URL: db.url });
+    expect(direct).toMatch(/notifications: LISTEN through .* receives them/);
+    expect(await status({ DATABASE_URL: sessionPool!.url })).toMatch(
+      /notifications: LISTEN through .* receives them/,
+    );
   });
 });

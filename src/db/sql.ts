@@ -1,4 +1,7 @@
+import pg from 'pg';
 import { LOCK_NAMESPACE, MIGRATION_LOCK_KEY } from './protocol.js';
+
+const { escapeIdentifier } = pg;
 
 /**
  * Every SQL statement the TypeScript side sends, in one place. Identifiers never come from input: view
@@ -123,5 +126,7 @@ export const sql = {
   /** Whether the statement_timeout sent at connection start-up ($1) is the session's: a pooler may drop it. */
   startupSettingApplied: "SELECT current_setting('statement_timeout')::interval = $1::interval AS applied",
   serverVersion: "SELECT current_setting('server_version_num')::integer AS version",
+  /** LISTEN takes no bound parameter: the channel is quoted here (callers pass names they made). */
+  listen: (channel: string) => `LISTEN ${escapeIdentifier(channel)}`,
   ping: 'SELECT 1',
 } as const;
