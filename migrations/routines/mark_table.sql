@@ -2,15 +2,17 @@
 -- table. It runs in every writing statement of the application, so it does as little as it can, and only
 -- once the statement has written something (the transaction has an xid).
 --
--- READ COMMITTED writers, in every writing statement:
+-- In every writing statement:
 --  1. when this session remembers a committed mark of the table, found while clears_started had the value
---     it still has, skip: two sequence reads in simple expressions, no query;
---  2. otherwise probe for a mark of the table (one index scan); when there is one, skip, and remember it
---     if it is committed (another transaction's) and no clear of table marks was running (clears_settled
---     equal to clears_started, read before the probe, and clears_started unchanged after it);
+--     it still has, skip: one expression (a setting and a sequence read), no query;
+--  2. at READ COMMITTED, probe for a mark of the table (one index scan); when there is one, skip, and
+--     remember it if it is committed (another transaction's) and no clear of table marks was running
+--     (clears_settled equal to clears_started, read before the probe, and clears_started unchanged after);
 --  3. otherwise insert a mark and notify ('t' || the table's oid).
--- Writers at REPEATABLE READ or SERIALIZABLE cannot trust what their snapshot says about marks: they add
--- one per transaction and table, remembered in a transaction-local setting bound to the transaction's id.
+-- Writers at REPEATABLE READ or SERIALIZABLE cannot trust what their snapshot says about marks: they do not
+-- probe, and add one mark per transaction and table, remembered in a transaction-local setting bound to
+-- the transaction's id. A remembered mark (step 1) does not depend on the writer's snapshot: it holds at
+-- every level.
 --
 -- Why a writer that skipped is still reflected in every view reading the table: from its first write on,
 -- it holds a write lock on the table until it ends. A refresh cycle of a view V reading the table turns
@@ -25,12 +27,14 @@
 -- (routines/settle_clears.sql). A clear that deleted the remembered mark before this statement would have
 -- drawn after the probe that found it, and changed clears_started; while it is unchanged, the clear that
 -- deletes the mark commits after this statement began to hold its write lock, and its cycle waits for it.
--- Own uncommitted marks are never remembered: a rollback takes them away without a clear.
+-- Own uncommitted marks are never remembered: a rollback takes them away without a clear. A statement that
+-- wrote nothing may skip as well: there is nothing to reflect.
 --
--- Costs, per writing statement (docs/benchmarks.md): the memo of earlier versions (a transaction-local
--- setting) cost more than the probe it saved (before PostgreSQL 16 every commit that changed a setting
--- walks all settings), and a query costs its executor start-up; the remembered mark is a session-level
--- setting, written only when a clear made it stale.
+-- Costs, per writing statement (README, "What the write path ... cost"): a query costs its executor
+-- start-up, every simple expression a plan check, so step 1 is one expression and comes first; the memo of
+-- earlier versions (a transaction-local setting at READ COMMITTED) cost more than the probe it saved
+-- (before PostgreSQL 16 every commit that changed a setting walks all settings); the remembered mark is a
+-- session-level setting, written only when a clear made it stale.
 -- No column list in the trigger's definition: the application's migrations may alter or drop any column.
 -- SECURITY DEFINER so that writers need no privileges on this schema; without a SET clause (it would cost
 -- a GUC nest level per call and undo set_config(..., true)), so every function and operator is
@@ -48,15 +52,17 @@ DECLARE
     memo text;
     ignored text;
 BEGIN
+    IF pg_catalog.current_setting('mvrefresh.m' OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text, true)
+       OPERATOR(pg_catalog.=)
+       pg_catalog.pg_sequence_last_value('mvrefresh.clears_started'::pg_catalog.regclass)::pg_catalog.text THEN
+        RETURN NULL;
+    END IF;
     IF pg_catalog.pg_current_xact_id_if_assigned() IS NULL THEN
         RETURN NULL;
     END IF;
     IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.=) 'read committed' THEN
         started := pg_catalog.pg_sequence_last_value('mvrefresh.clears_started'::pg_catalog.regclass);
         memo := 'mvrefresh.m' OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text;
-        IF pg_catalog.current_setting(memo, true) OPERATOR(pg_catalog.=) started::pg_catalog.text THEN
-            RETURN NULL;
-        END IF;
         settled := pg_catalog.pg_sequence_last_value('mvrefresh.clears_settled'::pg_catalog.regclass);
         own := pg_catalog.pg_current_xact_id()::pg_catalog.xid;
         SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE m.xmin OPERATOR(pg_catalog.<>) own)
