@@ -298,6 +298,27 @@ describe('the race of a writer that found the view already dirty (design.md)', (
     expect(await state(id)).toMatchObject({ dirty: false, cycle_unfinished: false, wait_xids: null });
   });
 
+  it('a writer that skipped without a probe, for a mark its session remembers, is waited for by the cycle that clears it', async () => {
+    const id = await watchedView('race_memo');
+    await refreshView(id);
+    await db.exec('INSERT INTO race_memo_src VALUES (10, 10)');
+    const writer = await session('writer');
+    await writer.query('INSERT INTO race_memo_src VALUES (11, 11)'); // finds the committed mark: remembers it
+    await writer.query('BEGIN');
+    await writer.query('INSERT INTO race_memo_src VALUES (12, 12)');
+    const { rows } = await writer.query<{ remembered: boolean }>(
+      `SELECT current_setting('mvrefresh.m' || 'race_memo_src'::regclass::oid, true)
+              = pg_sequence_last_value('mvrefresh.clears_started')::text AS remembered`,
+    );
+    expect(rows[0]!.remembered).toBe(true);
+    expect((await state(id)).marks).toBe(1);
+    const { pending } = await cycleWaitingForWriter(id);
+    await writer.query('COMMIT');
+    expect((await pending).outcome).toBe('refreshed');
+    expect(await matches('race_memo')).toBe(true);
+    expect(await state(id)).toMatchObject({ dirty: false, cycle_unfinished: false, wait_xids: null });
+  });
+
   it('a writer that commits while the cycle waits for it is in that refresh', async () => {
     const id = await watchedView('race_wait');
     await refreshView(id);
