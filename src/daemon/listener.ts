@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import pgListen, { type Subscriber } from 'pg-listen';
 import type { Logger } from '../logger.js';
 import { AppName, CONNECT_TIMEOUT_MS, startupOptions } from '../db/connect.js';
-import { describeError } from '../db/errors.js';
+import { describeError, isPgError } from '../db/errors.js';
 import { backoffDelay } from './backoff.js';
 import { TimeoutError, withTimeout } from './timers.js';
 import { parseViewId } from './view-id.js';
@@ -14,6 +14,15 @@ import { parseTableNotification } from './sources.js';
 const RECONNECT_BASE_MS = 250;
 /** How long close() of a dead connection may take before its socket is destroyed. */
 const CLOSE_TIMEOUT_MS = 2000;
+
+/**
+ * An error that ends a connection: a socket error, or a server error of FATAL or PANIC severity (an ERROR
+ * ends only its statement, such as a heartbeat's NOTIFY cancelled by statement_timeout).
+ */
+function isFatal(err: Error): boolean {
+  const severity = (err as { severity?: unknown }).severity;
+  return typeof severity !== 'string' || severity === 'FATAL' || severity === 'PANIC';
+}
 
 export interface ListenerOptions {
   connectionString: string;
@@ -44,6 +53,8 @@ export interface ListenerEvents {
 interface Connection {
   subscriber: Subscriber;
   sockets: Socket[];
+  /** What ended the connection as pg saw it (server error, socket error): pg-listen reports it generically. */
+  causes: Error[];
   heartbeat?: NodeJS.Timeout;
   pendingBeat?: { nonce: string; resolve: () => void } | undefined;
   /** When the connection last delivered a notification, on any channel. */
@@ -73,6 +84,8 @@ export class Listener extends EventEmitter<ListenerEvents> {
   private everConnected = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private reconnects = 0;
+  /** When the last connected LISTEN connection was lost (for the reconnect's log line). */
+  private lostAt: number | undefined;
 
   constructor(private readonly opts: ListenerOptions) {
     super();
@@ -111,6 +124,10 @@ export class Listener extends EventEmitter<ListenerEvents> {
     if (this.state === 'stopped') return;
     this.state = 'connecting';
     const sockets: Socket[] = [];
+    const causes: Error[] = [];
+    const noteCause = (err: Error) => {
+      if (isFatal(err)) causes.push(err);
+    };
     // pg-listen is CommonJS with an ES default export
     const subscriber = pgListen.default(
       {
@@ -119,10 +136,18 @@ export class Listener extends EventEmitter<ListenerEvents> {
         connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
         keepAlive: true,
         options: startupOptions(this.opts.settings),
-        // pg creates its socket through this factory: we keep it to destroy a half-open connection
-        stream: () => {
+        // pg creates its socket through this factory: we keep it to destroy a half-open connection. pg
+        // calls it as a method of its Connection, which reports the server's ErrorResponse (57P01 and the
+        // like, readable under TLS too) and socket errors: the real cause of a loss, which pg-listen
+        // replaces by its generic "Reconnecting notification client ... failed"
+        stream: function (this: unknown) {
           const socket = new Socket();
           sockets.push(socket);
+          socket.on('error', noteCause);
+          if (this instanceof EventEmitter) {
+            this.on('errorMessage', noteCause);
+            this.on('error', noteCause);
+          }
           return socket;
         },
       },
@@ -134,9 +159,11 @@ export class Listener extends EventEmitter<ListenerEvents> {
         serialize: (s: unknown) => String(s),
       },
     );
-    const conn: Connection = { subscriber, sockets, lastReceivedAt: 0 };
-    subscriber.events.on('error', (err) => this.lost(conn, `connection error: ${describeError(err)}`));
-    subscriber.events.on('reconnect', () => this.lost(conn, 'connection lost'));
+    const conn: Connection = { subscriber, sockets, causes, lastReceivedAt: 0 };
+    // pg-listen's own error (under retryLimit 1, always "Re-initializing ... failed") only says that the
+    // connection is gone: the cause pg saw first is what ended it
+    subscriber.events.on('error', (err) => this.lost(conn, 'connection lost', causes[0] ?? err));
+    subscriber.events.on('reconnect', () => this.lost(conn, 'connection lost', causes[0]));
     subscriber.events.on('notification', (n) => {
       if (conn !== this.current) return;
       conn.lastReceivedAt = Date.now();
@@ -187,7 +214,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
         'LISTEN',
       );
     } catch (err) {
-      this.lost(conn, `connect failed: ${describeError(err)}`);
+      this.lost(conn, 'connect failed', causes[0] ?? err);
       return;
     }
     if (conn !== this.current || this.isStopped()) return;
@@ -196,9 +223,15 @@ export class Listener extends EventEmitter<ListenerEvents> {
     this.everConnected = true;
     if (reconnect) this.reconnects += 1;
     this.attempt = 0;
+    const downMs = reconnect && this.lostAt !== undefined ? Date.now() - this.lostAt : undefined;
     this.opts.logger.info(
-      { event: 'listener_connected', reconnect, channel: CHANNEL },
-      'LISTEN connection established',
+      {
+        event: 'listener_connected',
+        reconnect,
+        channel: CHANNEL,
+        ...(downMs !== undefined ? { downMs } : {}),
+      },
+      reconnect ? 'LISTEN connection re-established' : 'LISTEN connection established',
     );
     conn.heartbeat = setInterval(() => void this.beat(conn), this.opts.heartbeatIntervalMs);
     this.emit('connected', { reconnect });
@@ -222,15 +255,21 @@ export class Listener extends EventEmitter<ListenerEvents> {
         // of notifications), and dropping the connection would lose the rest of it
         if (err instanceof TimeoutError && Date.now() - conn.lastReceivedAt < this.opts.heartbeatTimeoutMs)
           continue;
-        this.lost(conn, `heartbeat failed: ${describeError(err)}`);
+        this.lost(conn, 'heartbeat failed', err);
         return;
       }
     }
   }
 
-  /** The connection is unusable: drop it and schedule the next attempt. Only the current one counts. */
-  private lost(conn: Connection, reason: string): void {
+  /**
+   * The connection is unusable: drop it and schedule the next attempt. Only the current one counts. The
+   * log line names what happened and its cause (`err`, with `sqlstate` when the server said why).
+   */
+  private lost(conn: Connection, what: string, cause?: unknown): void {
     if (conn !== this.current) return;
+    const reason =
+      cause === undefined ? `${what}: the server closed the connection` : `${what}: ${describeError(cause)}`;
+    const sqlstate = isPgError(cause) ? cause.code : undefined;
     this.current = undefined;
     const wasConnected = this.state === 'connected';
     void this.abandon(conn);
@@ -238,11 +277,20 @@ export class Listener extends EventEmitter<ListenerEvents> {
     this.attempt += 1;
     const delay = backoffDelay(this.attempt, RECONNECT_BASE_MS, this.opts.reconnectMaxDelayMs);
     this.state = 'backoff';
-    if (wasConnected) this.emit('disconnected', { reason });
+    if (wasConnected) {
+      this.lostAt = Date.now();
+      this.emit('disconnected', { reason });
+    }
     // one line per attempt: an outage of an hour logs at most one line per capped backoff period
     this.opts.logger.warn(
-      { event: 'listener_disconnected', reason, attempt: this.attempt, retryInMs: delay },
-      'LISTEN connection lost; reconnecting',
+      {
+        event: 'listener_disconnected',
+        reason,
+        ...(sqlstate ? { sqlstate } : {}),
+        attempt: this.attempt,
+        retryInMs: delay,
+      },
+      wasConnected ? 'LISTEN connection lost; reconnecting' : 'LISTEN connection not made; trying again',
     );
     this.retryTimer = setTimeout(() => void this.connect(), delay);
   }
