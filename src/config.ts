@@ -66,6 +66,7 @@ for (const [name, min, max] of [
   ['ms', 0, 86_400_000],
   ['positive-ms', 1, 86_400_000],
   ['count', 1, 1000],
+  ['uses', 1, 100_000_000],
 ] as const) {
   const f = positiveInt(min, max);
   convict.addFormat({ ...f, name });
@@ -160,6 +161,18 @@ export const schema = {
     default: 2,
     env: 'MVREFRESH_CONCURRENCY',
   },
+  refreshConnectionMaxUses: {
+    doc: 'A refresh connection is replaced after this many refresh cycles: a backend that repeats REFRESH ... CONCURRENTLY grows its catalog caches and slows down (docs/benchmarks.md, "Refresh connections over their lifetime").',
+    format: 'uses',
+    default: 1000,
+    env: 'MVREFRESH_REFRESH_CONNECTION_MAX_USES',
+  },
+  refreshConnectionMaxAgeMs: {
+    doc: 'A refresh connection is replaced once this old (after its running cycle), however few cycles it ran. Accepts "1h", "30m" or milliseconds.',
+    format: 'duration',
+    default: 3_600_000,
+    env: 'MVREFRESH_REFRESH_CONNECTION_MAX_AGE',
+  },
   refreshTimeoutMs: {
     doc: 'statement_timeout of one refresh cycle.',
     format: 'positive-ms',
@@ -238,6 +251,8 @@ export interface Config {
   readonly sweepIntervalMs: number;
   readonly driftCheckIntervalMs: number;
   readonly concurrency: number;
+  readonly refreshConnectionMaxUses: number;
+  readonly refreshConnectionMaxAgeMs: number;
   readonly refreshTimeoutMs: number;
   readonly lockTimeoutMs: number;
   readonly writerWaitMs: number;

@@ -135,6 +135,10 @@ export class Daemon extends EventEmitter<DaemonEvents> {
         connectionCheckInterval: CONNECTION_CHECK_INTERVAL,
       }),
       queryTimeoutMs: config.refreshTimeoutMs + CLIENT_TIMEOUT_MARGIN_MS,
+      // a backend that repeats REFRESH ... CONCURRENTLY grows its catalog caches and slows down, and under
+      // steady load the idle timeout never ends it
+      maxUses: config.refreshConnectionMaxUses,
+      maxLifetimeSeconds: Math.ceil(config.refreshConnectionMaxAgeMs / 1000),
       onError: onPoolError,
     });
     this.releasers.add('refresh pool', () => refreshPool.end());
