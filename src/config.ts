@@ -155,6 +155,12 @@ export const schema = {
     default: 60_000,
     env: 'MVREFRESH_DRIFT_CHECK_INTERVAL_MS',
   },
+  vacuumCheckIntervalMs: {
+    doc: "Period of the look at autovacuum and at the dead rows and size of the catalogs that REFRESH ... CONCURRENTLY churns and of mvrefresh's tables (metrics mvrefresh_table_dead_rows, mvrefresh_table_bytes; logs autovacuum_off, table_bloat).",
+    format: 'positive-ms',
+    default: 60_000,
+    env: 'MVREFRESH_VACUUM_CHECK_INTERVAL_MS',
+  },
   concurrency: {
     doc: 'Refreshes running at once (each holds one pooled connection): the budget of all views together.',
     format: 'count',
@@ -250,6 +256,7 @@ export interface Config {
   readonly refreshBudget: number;
   readonly sweepIntervalMs: number;
   readonly driftCheckIntervalMs: number;
+  readonly vacuumCheckIntervalMs: number;
   readonly concurrency: number;
   readonly refreshConnectionMaxUses: number;
   readonly refreshConnectionMaxAgeMs: number;

@@ -20,6 +20,7 @@ import { Sweeper } from './sweeper.js';
 import { describeConflict } from './plan.js';
 import { BusyWatch } from './busy-watch.js';
 import { DriftChecker } from './drift.js';
+import { VacuumWatch } from './vacuum-watch.js';
 import { SchemaWatch } from './schema-watch.js';
 import { SourceMap } from './sources.js';
 import { latestVersion } from '../db/migrate.js';
@@ -198,6 +199,14 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     });
     this.releasers.add('drift checker', () => driftChecker.stop());
 
+    const vacuumWatch = new VacuumWatch({
+      pool: controlPool,
+      logger,
+      metrics,
+      intervalMs: config.vacuumCheckIntervalMs,
+    });
+    this.releasers.add('vacuum watch', () => vacuumWatch.stop());
+
     listener.on('view', (viewId) => {
       metrics.notifications.inc({ kind: scheduler.knows(viewId) ? 'view' : 'unknown' });
       scheduler.schedule(viewId, 'notify');
@@ -291,6 +300,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     await sweeper.start();
     listener.start();
     driftChecker.start();
+    vacuumWatch.start();
     this.accepting = true;
     logger.info(
       {
