@@ -185,7 +185,14 @@ function viewFindings(rows: ViewRow[], role: string): Finding[] {
       );
   }
   if (!out.some((f) => f.check === 'views'))
-    out.push(ok('views', `${rows.length} watched view(s), each with a unique index`));
+    out.push(
+      ok(
+        'views',
+        rows.length === 0
+          ? 'no view is watched yet'
+          : `${rows.length} watched view(s), each with a unique index`,
+      ),
+    );
   return out;
 }
 
