@@ -1,7 +1,7 @@
 /**
  * view_state's updates (issue 18): the share of HOT updates over BENCH_HOT_CYCLES (3000) refresh cycles
  * (a write to one of 5 watched tables, then the cycle of its view, as the daemon runs it), with the
- * partial index view_state_unfinished of versions 1-7 and without it (version 8), each in a new database;
+ * partial index view_state_unfinished of versions 1-8 and without it (version 9), each in a new database;
  * view_state's size after the cycles (the shared server runs without autovacuum: only HOT pruning keeps it
  * small); and the cost of due_views() (the sweep) over 1 000 watched views with and without the index.
  *
@@ -22,7 +22,7 @@ const VIEWS = 5;
 const OUT = process.env['BENCH_OUT'] ?? join(packageRoot, 'docs', 'benchmarks.md');
 const DB = 'mvrefresh_bench_state_hot';
 const TITLE = '## view_state: HOT updates';
-/** The index of versions 1-7, which version 8 drops. */
+/** The index of versions 1-8, which version 9 drops. */
 const OLD_INDEX =
   'CREATE INDEX view_state_unfinished ON mvrefresh.view_state (id) WHERE started_gen > done_gen';
 /** refresh_view()'s arguments after the view id: not forced, writer wait, lock timeout, backoff. */
@@ -147,8 +147,8 @@ counters (\`pg_stat_user_tables\`) and sizes after them. The sweep: \`due_views(
 
 | view_state                                | updates | HOT | HOT ratio | table KiB | indexes KiB | cycle ms (median) | due_views() ms |
 | ----------------------------------------- | ------- | --- | --------- | --------- | ----------- | ----------------- | -------------- |
-${row('with view_state_unfinished (versions 1-7)', before, sweepBefore)}
-${row('without it (version 8)', after, sweepAfter)}
+${row('with view_state_unfinished (versions 1-8)', before, sweepBefore)}
+${row('without it (version 9)', after, sweepAfter)}
 `;
   console.log(text);
   let current = '';

@@ -1,4 +1,4 @@
--- Version 8: a refresh cycle's updates of view_state are HOT (heap-only: no index entry written, the
+-- Version 9: a refresh cycle's updates of view_state are HOT (heap-only: no index entry written, the
 -- page's dead versions pruned without VACUUM). Every cycle changes started_gen (tx1) and done_gen (tx2);
 -- the partial index view_state_unfinished named both in its predicate, and an update that changes a
 -- column any index names cannot be HOT: 55 of 81 307 updates were, in a soak of issue 18. The index only
