@@ -9,6 +9,11 @@
  * and `CALL mvrefresh.refresh_dirty()` every second (the pg_cron design). Then 10 000 writes in 10 s show how refreshes coalesce, and the daemon's
  * reports give its overhead per refresh beyond the REFRESH statement.
  *
+ * With --pooler (npm run bench:pooler) it measures instead the daemon behind a private PgBouncer in
+ * transaction mode (demo/pgbouncer.ts), with a direct LISTEN URL and without one, next to the daemon
+ * without a pooler, in one run; writers and the reader connect directly in every row, so that the rows
+ * differ only in the daemon's connections.
+ *
  * Environment: BENCH_URL (superuser URL; default the local server), BENCH_FRESHNESS_SECONDS (10),
  * BENCH_OUT (docs/benchmarks.md).
  */
@@ -23,6 +28,8 @@ import { migrate } from '../src/db/migrate.js';
 import { packageRoot } from '../src/paths.js';
 import { shopSchema } from '../demo/shop.js';
 import { ADMIN_URL, dbUrl, connect } from './db.js';
+import { pgbouncerBinary, startPgBouncer, type PgBouncer } from '../demo/pgbouncer.js';
+import { replaceSection } from './report.js';
 
 const SECONDS = Number(process.env['BENCH_FRESHNESS_SECONDS'] ?? 10);
 const OUT = process.env['BENCH_OUT'] ?? join(packageRoot, 'docs', 'benchmarks.md');
@@ -71,7 +78,12 @@ async function setup(): Promise<string> {
  * 'daemon, no wait' refreshes a view as soon as a notification arrives and again as soon as the previous
  * refresh ends: no coalescing beyond what one refresh at a time gives, the freshness limit of the design.
  */
-type Driver = 'daemon' | 'daemon, no wait' | 'poll 1 s';
+type Driver =
+  | 'daemon'
+  | 'daemon, no wait'
+  | 'poll 1 s'
+  | 'daemon behind PgBouncer, LISTEN direct'
+  | 'daemon behind PgBouncer, no LISTEN URL';
 
 /** The daemon's target and budget under a driver (the poll driver's rows are judged by the defaults). */
 const timingOf = (driver: Driver): { maxStalenessMs: number; refreshBudget: number } =>
@@ -84,12 +96,16 @@ async function startDriver(
   driver: Driver,
   url: string,
   reports: RefreshReport[],
+  pooler?: PgBouncer,
 ): Promise<() => Promise<void>> {
   if (driver !== 'poll 1 s') {
+    const pooled = driver.includes('PgBouncer');
+    if (pooled && !pooler) throw new Error(`${driver} needs a PgBouncer`);
     const config = loadConfig({
       env: {},
       overrides: {
-        databaseUrl: url,
+        databaseUrl: pooled ? pooler!.url : url,
+        ...(driver === 'daemon behind PgBouncer, LISTEN direct' ? { listenUrl: url } : {}),
         'http.port': 0,
         'http.host': '127.0.0.1',
         logLevel: 'warn',
@@ -333,8 +349,8 @@ async function main() {
     '',
     '## Per-refresh overhead',
     '',
-    'Each refresh cycle is one round trip (`CALL mvrefresh.refresh_view(...)`, a prepared statement on an idle',
-    'pooled connection). Time per cycle beyond the REFRESH statement (the cycle as the daemon saw it minus the',
+    'Each refresh cycle is one round trip (`CALL mvrefresh.refresh_view(...)`, parse, bind and execute in one',
+    'message batch on an idle pooled connection). Time per cycle beyond the REFRESH statement (the cycle as the daemon saw it minus the',
     'REFRESH), split into: daemon side (the cycle as the daemon saw it minus its time in the server: queue,',
     'pool, protocol, loopback), server bookkeeping (time in the server minus the REFRESH and the wait: three',
     'transactions, two asynchronous commits) and the wait for writers running at the clear. Median / p99, ms:',
@@ -366,7 +382,79 @@ async function main() {
   await admin.end();
 }
 
-main().catch((err: unknown) => {
+/**
+ * The daemon behind PgBouncer in transaction mode, with and without a direct LISTEN URL, next to the daemon
+ * without a pooler, at its defaults; the rows of one run go to their own section of the results file.
+ */
+async function poolerMain() {
+  if (!pgbouncerBinary()) {
+    process.stderr.write(
+      'freshness --pooler skipped: no pgbouncer binary (Debian: apt-get install pgbouncer)\n',
+    );
+    return;
+  }
+  const url = await setup();
+  const pooler = await startPgBouncer({ serverUrl: url, mode: 'transaction' });
+  const plan: [rate: number, drivers: readonly Driver[]][] = [
+    [200, ['daemon', 'daemon behind PgBouncer, LISTEN direct', 'daemon behind PgBouncer, no LISTEN URL']],
+    [2000, ['daemon', 'daemon behind PgBouncer, LISTEN direct']],
+  ];
+  const rows: string[] = [];
+  try {
+    for (const [rate, drivers] of plan)
+      for (const driver of drivers) {
+        const reports: RefreshReport[] = [];
+        const stop = await startDriver(driver, url, reports, pooler);
+        let result: Latencies;
+        try {
+          result = await measure(url, rate, SECONDS);
+        } finally {
+          await stop();
+        }
+        const failed = reports.filter((r) => r.outcome === 'failed' || r.outcome === 'error').length;
+        const byCause = new Map<string, number>();
+        for (const r of reports)
+          if (r.outcome === 'refreshed') byCause.set(r.cause, (byCause.get(r.cause) ?? 0) + 1);
+        const causes = [...byCause].map(([cause, n]) => `${cause} ${n}`).join(', ') || '—';
+        for (const view of ['fast', 'slow'] as const) {
+          const l = result[view];
+          const lost = l.filter((x) => !Number.isFinite(x)).length;
+          const seen = l.filter((x) => Number.isFinite(x));
+          rows.push(
+            `| ${driver} | ${rate} | ${view} | ${result.writes} | ${ms(pct(seen, 50))} | ${ms(pct(seen, 99))} | ` +
+              `${ms(seen.reduce((m, x) => Math.max(m, x), 0))} | ${lost} | ${failed} | ${causes} |`,
+          );
+        }
+        process.stderr.write(`freshness --pooler: ${driver} at ${rate}/s done\n`);
+      }
+  } finally {
+    await pooler.stop();
+  }
+  const section = [
+    '## Behind a connection pooler',
+    '',
+    `Measured ${new Date().toISOString()} on ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, by`,
+    '`npm run bench:pooler` (bench/freshness.ts --pooler): the runs of the Freshness section, with the daemon at its',
+    `defaults (target ${DEFAULTS.maxStalenessMs} ms, budget ${Math.round(DEFAULTS.refreshBudget * 100)}%, sweep every ${DEFAULTS.sweepIntervalMs} ms) connected`,
+    'directly, or through a private PgBouncer (Debian 12 package) in transaction mode with a direct',
+    'MVREFRESH_LISTEN_URL, or through it without one (LISTEN through the pooler: no notification arrives,',
+    'refreshes wait for the sweep). Writers and the reader connect directly in every row. Latency: commit to',
+    `the first poll (every ${POLL_MS} ms) that shows the write; lost: never seen; refreshes by cause: of both views.`,
+    '',
+    '| daemon | writes/s | view | writes | p50 ms | p99 ms | max ms | lost | failed refreshes | refreshes by cause |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...rows,
+    '',
+  ].join('\n');
+  console.log(section);
+  const current = await readFile(OUT, 'utf8').catch(() => '');
+  await writeFile(OUT, replaceSection(current, '## Behind a connection pooler', section));
+  const admin = await connect(ADMIN_URL);
+  await admin.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
+  await admin.end();
+}
+
+(process.argv.includes('--pooler') ? poolerMain() : main()).catch((err: unknown) => {
   console.error(err);
   process.exitCode = 1;
 });

@@ -52,8 +52,11 @@ export async function defaultBinDir(): Promise<string> {
   return join(mod.initdb, '..');
 }
 
-/** The uid and gid of the `postgres` OS user, created when missing; PostgreSQL refuses to run as root. */
-function postgresUser(): { uid: number; gid: number } {
+/**
+ * The uid and gid of the `postgres` OS user, created when missing; PostgreSQL (and PgBouncer) refuse to run
+ * as root.
+ */
+export function postgresUser(): { uid: number; gid: number } {
   const find = () =>
     readFileSync('/etc/passwd', 'utf8')
       .split('\n')

@@ -17,7 +17,9 @@ import {
 import { PACKAGE_VERSION } from './version.js';
 import { doctor, formatFindings } from './commands/doctor.js';
 import { grantsSql, resolveTargets } from './commands/grants.js';
-import { viewDefaults } from './config.js';
+import { sweepInterval, viewDefaults } from './config.js';
+import { listenDelivers } from './db/listen-probe.js';
+import { formatDelivery } from './commands/delivery.js';
 import { parseDuration, parseShare } from './duration.js';
 
 /**
@@ -120,6 +122,15 @@ function databaseUrl(values: Values, env: NodeJS.ProcessEnv): string {
   const problem = connectionStringProblem(url, isRegularFile);
   if (problem) throw new UsageError(`the database URL's ${problem}`);
   return url;
+}
+
+/** Whether LISTEN through listenUrl receives this session's NOTIFY, or why that could not be checked. */
+async function listenDelivery(listenUrl: string, notifier: pg.Client): Promise<boolean | string> {
+  try {
+    return await listenDelivers(listenUrl, notifier);
+  } catch (err) {
+    return scrubSecret(describeError(err), listenUrl);
+  }
 }
 
 async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
@@ -250,8 +261,24 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
       case 'status': {
         expectArgs(0);
         url = databaseUrl(values, io.env);
-        const rows = await withClient(url, viewStatus);
-        io.out(values.json ? JSON.stringify(rows) : formatStatus(rows, viewDefaults(io.env)));
+        const listenUrl = io.env['MVREFRESH_LISTEN_URL'] || url;
+        const { rows, delivery } = await withClient(url, async (c) => ({
+          rows: await viewStatus(c),
+          delivery: values.json ? undefined : await listenDelivery(listenUrl, c),
+        }));
+        if (values.json) io.out(JSON.stringify(rows));
+        else {
+          io.out(formatStatus(rows, viewDefaults(io.env)));
+          io.out(
+            printable(
+              formatDelivery(delivery, {
+                listenUrl,
+                separateListenUrl: listenUrl !== url,
+                sweepIntervalMs: sweepInterval(io.env),
+              }),
+            ),
+          );
+        }
         return ExitCode.ok;
       }
       case 'doctor': {

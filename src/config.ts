@@ -19,6 +19,18 @@ convict.addFormat({
 });
 
 convict.addFormat({
+  name: 'optional-postgres-url',
+  validate(value: unknown) {
+    if (typeof value !== 'string') throw new Error('must be a postgres:// URL or empty');
+    if (value === '') return;
+    if (!isPostgresUrl(value)) throw new Error(`must be a postgres:// URL, got ${redactUrl(value)}`);
+    const problem = connectionStringProblem(value, isRegularFile);
+    if (problem) throw new Error(`${problem} (in ${redactUrl(value)})`);
+  },
+  coerce: (v: unknown) => String(v),
+});
+
+convict.addFormat({
   name: 'host',
   validate(value: unknown) {
     // an empty MVREFRESH_HTTP_HOST would make Node listen on every interface
@@ -96,6 +108,13 @@ export const schema = {
     format: 'postgres-url',
     default: '',
     env: 'DATABASE_URL',
+    sensitive: true,
+  },
+  listenUrl: {
+    doc: 'Connection string of the LISTEN connection; empty: databaseUrl. Give it a direct (or session-mode pooler) URL when databaseUrl goes through a transaction pooler, which cannot deliver notifications. Its password is never logged.',
+    format: 'optional-postgres-url',
+    default: '',
+    env: 'MVREFRESH_LISTEN_URL',
     sensitive: true,
   },
   http: {
@@ -245,6 +264,8 @@ export const schema = {
 
 export interface Config {
   readonly databaseUrl: string;
+  /** The LISTEN connection's URL: listenUrl, or databaseUrl when that is empty. */
+  readonly listenUrl: string;
   readonly http: {
     readonly host: string;
     readonly port: number;
@@ -345,6 +366,7 @@ export function loadConfig(options: LoadOptions = {}): Config {
   }
   const config = conf.getProperties() as Config;
   (config.http as { adminToken: string }).adminToken = config.http.adminToken.trim();
+  if (config.listenUrl === '') (config as { listenUrl: string }).listenUrl = config.databaseUrl;
   if (config.listener.heartbeatTimeoutMs >= config.listener.heartbeatIntervalMs)
     throw new ConfigError(
       `invalid configuration: listener.heartbeatTimeoutMs (${config.listener.heartbeatTimeoutMs}) must be below listener.heartbeatIntervalMs (${config.listener.heartbeatIntervalMs})`,
@@ -471,4 +493,11 @@ export function viewDefaults(env: NodeJS.ProcessEnv): { maxStalenessMs: number; 
       (target === undefined ? undefined : parseDuration(target)) ?? schema.maxStalenessMs.default,
     refreshBudget: (budget === undefined ? undefined : parseShare(budget)) ?? schema.refreshBudget.default,
   };
+}
+
+/** The daemon's sweep interval as far as the environment tells (for `mvrefresh status`). */
+export function sweepInterval(env: NodeJS.ProcessEnv): number {
+  const raw = env['MVREFRESH_SWEEP_INTERVAL_MS'];
+  const ms = raw === undefined ? NaN : Number(raw);
+  return Number.isInteger(ms) && ms > 0 ? ms : schema.sweepIntervalMs.default;
 }

@@ -33,6 +33,8 @@ describe('configuration', () => {
     [{ MVREFRESH_MAX_STALENESS: 'soon' }, /maxStalenessMs.*duration/],
     [{ MVREFRESH_REFRESH_BUDGET: '0' }, /refreshBudget.*share/],
     [{ DATABASE_URL: 'mysql://root:topsecret@h/db' }, /databaseUrl/],
+    [{ MVREFRESH_LISTEN_URL: 'mysql://root:topsecret@h/db' }, /listenUrl/],
+    [{ MVREFRESH_LISTEN_URL: 'postgres://root:topsecret@h/db?sslmode=bogus' }, /listenUrl.*sslmode/],
     [{ MVREFRESH_CONFIG: '/nonexistent.json' }, /does not exist/],
   ])('refuses %j with a message naming the key', (env, message) => {
     expect(() => loadConfig({ env: { ...URL_ENV, ...env } })).toThrow(ConfigError);
@@ -42,6 +44,12 @@ describe('configuration', () => {
       expect((err as Error).message).toMatch(message);
       expect((err as Error).message).not.toContain('topsecret');
     }
+  });
+
+  it('gives the LISTEN connection the database URL unless MVREFRESH_LISTEN_URL names another', () => {
+    expect(loadConfig({ env: URL_ENV }).listenUrl).toBe(URL_ENV.DATABASE_URL);
+    const direct = 'postgres://u:pw@db-direct:5432/db';
+    expect(loadConfig({ env: { ...URL_ENV, MVREFRESH_LISTEN_URL: direct } }).listenUrl).toBe(direct);
   });
 
   it('accepts durations and shares in words', () => {

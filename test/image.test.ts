@@ -106,7 +106,7 @@ describe("the image's own steps, without Docker", () => {
 });
 
 describe('the Kubernetes example', () => {
-  it('lines up with the configuration: port, probe paths, grace periods, secrets, security context', async () => {
+  it('lines up with the configuration: port, probe paths, grace periods, secrets (both URLs), security context', async () => {
     const docs = parseAllDocuments(
       await readFile(join(packageRoot, 'deploy', 'kubernetes', 'deployment.yaml'), 'utf8'),
     ).map((d) => d.toJS() as Record<string, never>);
@@ -147,5 +147,11 @@ describe('the Kubernetes example', () => {
     expect(sidecar.securityContext.allowPrivilegeEscalation).toBe(false);
     const names = new Set(describeSchema().map((k) => k.env));
     for (const name of Object.keys(env)) expect(names.has(name), name).toBe(true);
+    // the Secret gives the sidecar both URLs: refreshes through the pooler, LISTEN direct
+    const secret = docs.find((d) => d['kind'] === 'Secret') as unknown as {
+      stringData: Record<string, string>;
+    };
+    expect(Object.keys(secret.stringData).sort()).toEqual(['DATABASE_URL', 'MVREFRESH_LISTEN_URL']);
+    for (const name of Object.keys(secret.stringData)) expect(names.has(name), name).toBe(true);
   });
 });

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from '../src/db/sql.js';
 import { useTestDatabase } from './support/db.js';
 import { notificationsDuring } from './support/notify.js';
@@ -251,6 +251,108 @@ describe('writers', () => {
     await write(`BEGIN; SELECT set_config('mvrefresh.t${rows[0]!.oid}', '1', true);
       INSERT INTO src VALUES (400, 1); COMMIT`);
     expect(await marks('src')).toBe(1);
+  });
+
+  it('a READ COMMITTED writer that copies its own transaction id into the memo still marks the table', async () => {
+    await refresh(view);
+    await refresh(other);
+    const { rows } = await db.sql.query<{ oid: number }>("SELECT 'src'::regclass::oid AS oid");
+    // pg_current_xact_id() assigns the transaction its id before the write
+    await write(`BEGIN; SELECT set_config('mvrefresh.t${rows[0]!.oid}', pg_current_xact_id()::text, true);
+      INSERT INTO src VALUES (401, 1); COMMIT`);
+    expect(await marks('src')).toBe(1);
+  });
+
+  it('a READ COMMITTED transaction that writes a table in many statements adds one mark', async () => {
+    await refresh(view);
+    await refresh(other);
+    await write(
+      `BEGIN; ${Array.from({ length: 5 }, (_, i) => `INSERT INTO src VALUES (${410 + i}, 1);`).join(' ')} COMMIT`,
+    );
+    expect(await marks('src')).toBe(1);
+  });
+
+  describe('a mark remembered by the session', () => {
+    let w: pg.Client;
+    let memoName: string;
+    const memo = async () =>
+      (await w.query<{ v: string | null }>('SELECT current_setting($1, true) AS v', [memoName])).rows[0]!.v;
+    const started = async () =>
+      (
+        await db.sql.query<{ v: string }>(
+          "SELECT pg_sequence_last_value('mvrefresh.clears_started')::text AS v",
+        )
+      ).rows[0]!.v;
+
+    beforeAll(async () => {
+      w = new pg.Client({ connectionString: db.url });
+      await w.connect();
+      const { rows } = await db.sql.query<{ oid: number }>("SELECT 'src'::regclass::oid AS oid");
+      memoName = `mvrefresh.m${rows[0]!.oid}`;
+    });
+    afterAll(async () => {
+      await w.end();
+    });
+
+    it("is another transaction's committed mark, found while no clear ran, and stands until the next clear", async () => {
+      await refresh(view);
+      await refresh(other);
+      await w.query('INSERT INTO src VALUES (500, 1)'); // adds the mark: its own, not remembered
+      expect(await memo()).toBeFalsy();
+      await w.query('INSERT INTO src VALUES (501, 1)');
+      expect(await memo()).toBe(await started());
+      await w.query('INSERT INTO src VALUES (502, 1)');
+      expect(await marks('src')).toBe(1);
+      // the cycle clears the mark and draws clears_started: the next write probes, finds none, marks
+      await refresh(view);
+      await refresh(other);
+      await w.query('INSERT INTO src VALUES (503, 1)');
+      expect(await marks('src')).toBe(1);
+      expect(await dirty(view)).toBe(true);
+      expect(await dirty(other)).toBe(true);
+    });
+
+    it("is not taken while a clear runs, nor from the transaction's own uncommitted mark", async () => {
+      await refresh(view);
+      await refresh(other);
+      await w.query('BEGIN');
+      await w.query('INSERT INTO src VALUES (510, 1)');
+      await w.query('INSERT INTO src VALUES (511, 1)'); // finds its own mark: skips, remembers nothing
+      expect(await memo()).not.toBe(await started());
+      await w.query('COMMIT');
+      const clear = new pg.Client({ connectionString: db.url });
+      await clear.connect();
+      try {
+        await clear.query('BEGIN');
+        await clear.query('SELECT mvrefresh.begin_clear()'); // a cycle's tx1 in flight
+        await w.query('INSERT INTO src VALUES (512, 1)');
+        expect(await memo()).not.toBe(await started());
+        await clear.query('ROLLBACK');
+      } finally {
+        await clear.end();
+      }
+      // settled by the next cycle of any view
+      await refresh(view);
+      await write('INSERT INTO src VALUES (513, 1)');
+      await w.query('INSERT INTO src VALUES (514, 1)');
+      expect(await memo()).toBe(await started());
+    });
+
+    it('does not survive unwatch and watch of the table', async () => {
+      await refresh(view);
+      await refresh(other);
+      await write('INSERT INTO src VALUES (520, 1)');
+      await w.query('INSERT INTO src VALUES (521, 1)');
+      expect(await memo()).toBe(await started());
+      await db.sql.query("SELECT mvrefresh.unwatch('mv'), mvrefresh.unwatch('mv_other')");
+      view = await watch('mv');
+      other = await watch('mv_other');
+      await refresh(view);
+      await refresh(other);
+      await w.query('INSERT INTO src VALUES (522, 1)');
+      expect(await marks('src')).toBe(1);
+      expect(await dirty(view)).toBe(true);
+    });
   });
 
   it('needs no privilege on the mvrefresh schema', async () => {

@@ -8,10 +8,12 @@
 --
 --   writer (statement trigger on table T)      daemon / refresh_dirty()  (this procedure, view V)
 --   ----------------------------------------   -----------------------------------------------------
---   READ COMMITTED, T has a mark  -> nothing   tx1: try advisory lock; marks of V's tables become marks of
---   no xid yet (nothing written)  -> nothing        every view reading them; nothing due: 'clean';
---   otherwise: INSERT a mark of T,                  started_gen + 1; DELETE V's marks; COMMIT
---              pg_notify('t' || T's oid)            (new writers now find no table mark and add one)
+--   READ COMMITTED, T has a mark  -> nothing   tx1: try advisory lock; begin_clear(); marks of V's tables
+--   (found now, or remembered                       become marks of every view reading them; nothing
+--    while no clear began since)                    due: 'clean'; started_gen + 1; DELETE V's marks;
+--   no xid yet (nothing written)  -> nothing        COMMIT (new writers now find no table mark and add
+--   otherwise: INSERT a mark of T,                  one); settle_clears(); COMMIT
+--              pg_notify('t' || T's oid)
 --                                              wait: every xid of this database running after tx1's
 --                                                    commit and holding a write lock on a source of V
 --                                                    finishes, or the wait times out (xids kept)
@@ -25,6 +27,8 @@
 --    commit of the tx1 that consumed the mark, it is running at that commit and waited for (T is a source
 --    of V), so tx2's snapshot contains its writes; every other view reading T got a mark in that tx1, and
 --    its own cycle waits for the writer in the same way. Otherwise it found no mark and added one.
+--  * A writer that skipped for a mark it remembers (routines/mark_table.sql) is in the same position: the
+--    clear that deletes that mark began after the writer's statement did (clears_started unchanged).
 --  * A writer whose mark is not committed yet is invisible to tx1's DELETE: its mark survives the cycle.
 --  * started_gen > done_gen means a cycle did not finish (crash, lost lock, long writer): the sweep treats
 --    it as dirty.
@@ -79,6 +83,7 @@ DECLARE
     notify_id integer;
     cycle_t0 timestamptz := clock_timestamp();
     wait_t0 timestamptz;
+    cleared boolean;
 BEGIN
     -- tx1: claim the cycle
     SELECT * INTO s FROM mvrefresh.view_state WHERE id = p_view_id;
@@ -93,6 +98,11 @@ BEGIN
     IF NOT pg_try_advisory_xact_lock(mvrefresh.lock_namespace(), p_view_id) THEN
         outcome := 'busy';
         RETURN;
+    END IF;
+    -- a clear of table marks tells the writers that remember a mark (routines/begin_clear.sql)
+    cleared := EXISTS (SELECT FROM mvrefresh.table_marks t WHERE t.relid = ANY (s.source_relids));
+    IF cleared THEN
+        PERFORM mvrefresh.begin_clear();
     END IF;
     -- the marks of the tables it reads become marks of every view reading them, so that views refreshed
     -- later keep theirs; taken in one order, so that cycles of views sharing tables do not deadlock
@@ -113,6 +123,10 @@ BEGIN
     has_marks := EXISTS (SELECT FROM mvrefresh.marks WHERE view_id = p_view_id);
     IF NOT (p_force OR has_marks OR s.started_gen > s.done_gen) THEN
         outcome := 'clean';
+        IF cleared THEN
+            COMMIT;
+            PERFORM mvrefresh.settle_clears();
+        END IF;
         RETURN;
     END IF;
     -- the only thing due is the long-running writers of the last cycle, which refreshed (wait_gen: no cycle
@@ -123,6 +137,10 @@ BEGIN
        AND NOT (p_force OR has_marks) THEN
         outcome := 'waiting';
         retry_in_ms := {{RETRY_MS}};
+        IF cleared THEN
+            COMMIT;
+            PERFORM mvrefresh.settle_clears();
+        END IF;
         RETURN;
     END IF;
     PERFORM set_config('lock_timeout', p_lock_timeout_ms || 'ms', true);
@@ -135,6 +153,10 @@ BEGIN
     RETURNING started_gen INTO gen;
     DELETE FROM mvrefresh.marks WHERE view_id = p_view_id;
     COMMIT;
+    IF cleared THEN
+        PERFORM mvrefresh.settle_clears();
+        COMMIT;
+    END IF;
 
     -- wait: writers that may have looked for a mark before tx1 committed. Such a writer holds a write
     -- lock on a relation the view reads until it ends (its trigger fired there), so only transactions

@@ -25,8 +25,13 @@ BEGIN
         EXECUTE format('DROP TRIGGER mvrefresh_mark ON %s', t.tgrelid::regclass);
         dropped := dropped || t.tgrelid::regclass::text;
     END LOOP;
-    DELETE FROM mvrefresh.table_marks m
-     WHERE NOT EXISTS (SELECT FROM mvrefresh.view_state v WHERE m.relid = ANY (v.source_relids));
+    IF EXISTS (SELECT FROM mvrefresh.table_marks m
+                WHERE NOT EXISTS (SELECT FROM mvrefresh.view_state v WHERE m.relid = ANY (v.source_relids))) THEN
+        -- writers that remember one of these marks must not trust it if the table is watched again
+        PERFORM mvrefresh.begin_clear();
+        DELETE FROM mvrefresh.table_marks m
+         WHERE NOT EXISTS (SELECT FROM mvrefresh.view_state v WHERE m.relid = ANY (v.source_relids));
+    END IF;
     DELETE FROM mvrefresh.table_writes w
      WHERE NOT EXISTS (SELECT FROM mvrefresh.view_state v WHERE w.relid = ANY (v.source_relids));
     INSERT INTO mvrefresh.table_writes (relid, writes)

@@ -79,10 +79,10 @@ export function grantsSql(opts: GrantsOptions): string {
     '-- the runtime role uses what migrate creates there, now and later',
     `GRANT USAGE ON SCHEMA mvrefresh TO ${run};`,
     `ALTER DEFAULT PRIVILEGES FOR ROLE ${ddl} IN SCHEMA mvrefresh GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO ${run};`,
-    `ALTER DEFAULT PRIVILEGES FOR ROLE ${ddl} IN SCHEMA mvrefresh GRANT USAGE ON SEQUENCES TO ${run};`,
+    `ALTER DEFAULT PRIVILEGES FOR ROLE ${ddl} IN SCHEMA mvrefresh GRANT USAGE, UPDATE ON SEQUENCES TO ${run};`,
     `ALTER DEFAULT PRIVILEGES FOR ROLE ${ddl} IN SCHEMA mvrefresh GRANT EXECUTE ON ROUTINES TO ${run};`,
     `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA mvrefresh TO ${run};`,
-    `GRANT USAGE ON ALL SEQUENCES IN SCHEMA mvrefresh TO ${run};`,
+    `GRANT USAGE, UPDATE ON ALL SEQUENCES IN SCHEMA mvrefresh TO ${run};`,
     `GRANT EXECUTE ON ALL ROUTINES IN SCHEMA mvrefresh TO ${run};`,
   ];
   const t = opts.targets;

@@ -24,6 +24,8 @@ import { VacuumWatch } from './vacuum-watch.js';
 import { SchemaWatch } from './schema-watch.js';
 import { SourceMap } from './sources.js';
 import { latestVersion } from '../db/migrate.js';
+import { probeStartupSettings, type StartupSettingsSupport } from '../db/startup-settings.js';
+import { LISTEN_URL_ENV, listenDiagnosis } from './listen-diagnosis.js';
 import { PACKAGE_VERSION } from '../version.js';
 
 /** A refresh backend whose client vanished (daemon killed) notices within this interval and frees its locks. */
@@ -99,8 +101,22 @@ export class Daemon extends EventEmitter<DaemonEvents> {
 
   private async doStart(): Promise<Running> {
     const { config, logger } = this;
-    logger.info({ event: 'starting', database: redactUrl(config.databaseUrl) }, 'mvrefresh starting');
-    const serverVersion = await this.checkDatabase();
+    const separateListenUrl = config.listenUrl !== config.databaseUrl;
+    logger.info(
+      {
+        event: 'starting',
+        database: redactUrl(config.databaseUrl),
+        ...(separateListenUrl ? { listenDatabase: redactUrl(config.listenUrl) } : {}),
+      },
+      'mvrefresh starting',
+    );
+    const { serverVersion, startupSettings } = await this.checkDatabase();
+    const listenStartupSettings = separateListenUrl ? await this.probeListenUrl() : startupSettings;
+    this.reportStartupSettings('database', config.databaseUrl, startupSettings);
+    if (separateListenUrl) this.reportStartupSettings('listen', config.listenUrl, listenStartupSettings);
+    // a pooler that refuses start-up settings refuses the connection: connect without them
+    const usable = (support: StartupSettingsSupport, settings: Record<string, string>) =>
+      support === 'refused' ? undefined : settings;
 
     const onPoolError = (err: Error) =>
       logger.warn(
@@ -111,7 +127,10 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       connectionString: config.databaseUrl,
       applicationName: AppName.control,
       max: 3,
-      settings: sessionSettings(serverVersion, { statementTimeoutMs: CONTROL_STATEMENT_TIMEOUT_MS }),
+      settings: usable(
+        startupSettings,
+        sessionSettings(serverVersion, { statementTimeoutMs: CONTROL_STATEMENT_TIMEOUT_MS }),
+      ),
       queryTimeoutMs: CONTROL_STATEMENT_TIMEOUT_MS + CLIENT_TIMEOUT_MARGIN_MS,
       onError: onPoolError,
     });
@@ -121,7 +140,10 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       connectionString: config.databaseUrl,
       applicationName: AppName.http,
       max: HTTP_POOL_SIZE,
-      settings: sessionSettings(serverVersion, { statementTimeoutMs: CONTROL_STATEMENT_TIMEOUT_MS }),
+      settings: usable(
+        startupSettings,
+        sessionSettings(serverVersion, { statementTimeoutMs: CONTROL_STATEMENT_TIMEOUT_MS }),
+      ),
       queryTimeoutMs: CONTROL_STATEMENT_TIMEOUT_MS + CLIENT_TIMEOUT_MARGIN_MS,
       onError: onPoolError,
     });
@@ -130,11 +152,14 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       connectionString: config.databaseUrl,
       applicationName: AppName.refresh,
       max: config.concurrency,
-      settings: sessionSettings(serverVersion, {
-        statementTimeoutMs: config.refreshTimeoutMs,
-        idleInTransactionMs: config.refreshTimeoutMs,
-        connectionCheckInterval: CONNECTION_CHECK_INTERVAL,
-      }),
+      settings: usable(
+        startupSettings,
+        sessionSettings(serverVersion, {
+          statementTimeoutMs: config.refreshTimeoutMs,
+          idleInTransactionMs: config.refreshTimeoutMs,
+          connectionCheckInterval: CONNECTION_CHECK_INTERVAL,
+        }),
+      ),
       queryTimeoutMs: config.refreshTimeoutMs + CLIENT_TIMEOUT_MARGIN_MS,
       // a backend that repeats REFRESH ... CONCURRENTLY grows its catalog caches and slows down, and under
       // steady load the idle timeout never ends it
@@ -148,12 +173,16 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     const sources = new SourceMap();
     const schemaWatch = new SchemaWatch({ pool: controlPool, logger, knownVersion: await latestVersion() });
     const listener = new Listener({
-      connectionString: config.databaseUrl,
-      settings: sessionSettings(serverVersion, { statementTimeoutMs: config.listener.heartbeatTimeoutMs }),
+      connectionString: config.listenUrl,
+      settings: usable(
+        listenStartupSettings,
+        sessionSettings(serverVersion, { statementTimeoutMs: config.listener.heartbeatTimeoutMs }),
+      ),
       logger,
       heartbeatIntervalMs: config.listener.heartbeatIntervalMs,
       heartbeatTimeoutMs: config.listener.heartbeatTimeoutMs,
       reconnectMaxDelayMs: config.listener.reconnectMaxDelayMs,
+      notifyFromElsewhere: (channel, payload) => controlPool.query(sql.notify, [channel, payload]),
     });
     this.releasers.add('listener', () => listener.stop());
 
@@ -238,6 +267,25 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       void this.stop().finally(() => this.emit('ended', { reason: 'schema_incompatible' }));
     });
     listener.on('invalid', () => metrics.notifications.inc({ kind: 'invalid' }));
+    const undeliveredReason = listenDiagnosis({ separateListenUrl, sweepIntervalMs: config.sweepIntervalMs });
+    let diagnosed = false;
+    listener.on('undelivered', () => metrics.listenerUndelivered.inc());
+    listener.on('delivery', ({ delivering }) => {
+      if (delivering) {
+        logger.info({ event: 'listen_delivering' }, 'the LISTEN connection receives notifications again');
+        return;
+      }
+      // error level once: the same diagnosis every heartbeat would bury everything else
+      const fields = {
+        event: 'listen_not_delivering',
+        listenDatabase: redactUrl(config.listenUrl),
+        sweepIntervalMs: config.sweepIntervalMs,
+        setting: LISTEN_URL_ENV,
+      };
+      if (diagnosed) logger.warn(fields, undeliveredReason);
+      else logger.error(fields, undeliveredReason);
+      diagnosed = true;
+    });
     listener.on('connected', ({ reconnect }) => {
       if (reconnect) metrics.listenerReconnects.inc();
       // notifications sent while LISTEN was not in place are lost: a sweep finds what they announced
@@ -285,6 +333,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       metrics,
       logger,
       isAccepting: () => this.accepting,
+      undeliveredReason,
     });
     let port: number;
     try {
@@ -316,8 +365,14 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     return { port, refresher, scheduler, listener, sweeper, metrics, driftChecker };
   }
 
-  /** Waits (bounded) for the database, then refuses a standby or a missing or old schema. */
-  private async checkDatabase(): Promise<number> {
+  /**
+   * Waits (bounded) for the database, then refuses a standby or a missing or old schema; finds out what the
+   * connection does with start-up settings (a pooler may refuse or drop them).
+   */
+  private async checkDatabase(): Promise<{
+    serverVersion: number;
+    startupSettings: StartupSettingsSupport;
+  }> {
     const { config, logger } = this;
     const deadline = Date.now() + config.startupTimeoutMs;
     for (let attempt = 1; ; attempt += 1) {
@@ -328,7 +383,8 @@ export class Daemon extends EventEmitter<DaemonEvents> {
         await requirePrimary(client, 'run');
         await requireSchema(client);
         const { rows } = await client.query<{ version: number }>(sql.serverVersion);
-        return rows[0]?.version ?? 0;
+        const startupSettings = await probeStartupSettings(config.databaseUrl, AppName.control);
+        return { serverVersion: rows[0]?.version ?? 0, startupSettings };
       } catch (err) {
         if (err instanceof StartupError) throw err;
         if (err instanceof StandbyError || err instanceof SchemaMissingError)
@@ -353,6 +409,40 @@ export class Daemon extends EventEmitter<DaemonEvents> {
         await client?.end().catch(() => undefined);
       }
     }
+  }
+
+  /**
+   * What the LISTEN URL does with start-up settings. Unreachable now is no reason to refuse start-up (the
+   * listener keeps trying, as it does after any outage): then the settings are sent.
+   */
+  private async probeListenUrl(): Promise<StartupSettingsSupport> {
+    try {
+      return await probeStartupSettings(this.config.listenUrl, AppName.listen);
+    } catch (err) {
+      this.logger.warn(
+        {
+          event: 'listen_database_unreachable',
+          err: scrubSecret(describeError(err), this.config.listenUrl),
+        },
+        'the LISTEN URL does not answer yet; the listener keeps trying',
+      );
+      return 'applied';
+    }
+  }
+
+  /** One line when a connection's start-up settings (timeouts) do not reach the server. */
+  private reportStartupSettings(
+    connection: 'database' | 'listen',
+    url: string,
+    support: StartupSettingsSupport,
+  ): void {
+    if (support === 'applied') return;
+    this.logger.warn(
+      { event: 'startup_settings_unsupported', connection, database: redactUrl(url), support },
+      `session settings sent at connection start-up are ${support} by ${redactUrl(url)} (a connection pooler): ` +
+        "statement_timeout and the other timeouts of these connections are the role's defaults on the server " +
+        '(ALTER ROLE ... SET statement_timeout); the daemon still gives up on a statement after its own timeout',
+    );
   }
 
   /** Graceful stop: no new work, running refreshes get the grace period, then everything is released. */

@@ -49,11 +49,13 @@ export interface HttpOptions {
   logger: Logger;
   /** False once shutdown began: /readyz answers 503. */
   isAccepting: () => boolean;
+  /** What /readyz says while LISTEN does not deliver (listenDiagnosis()). */
+  undeliveredReason: string;
 }
 
 /**
  * One port for probes and scrapers: /healthz (process alive, event loop turning), /readyz (LISTEN up and
- * database answering), /views (JSON), /metrics (Prometheus). Nothing changes state unless an admin token
+ * database answering; `mode: degraded` while LISTEN does not deliver and refreshes wait for the sweep), /views (JSON), /metrics (Prometheus). Nothing changes state unless an admin token
  * is configured: then POST /views/<id>/refresh with `Authorization: Bearer <token>` queues a refresh, and
  * POST /views/<id>/pause and /resume pause and resume a view.
  */
@@ -132,6 +134,7 @@ export class HttpServer {
     metrics.queueDepth.set({ state: 'queued' }, refresher.queued);
     metrics.queueDepth.set({ state: 'running' }, refresher.active);
     metrics.listenerConnected.set(listener.connected ? 1 : 0);
+    metrics.listenerDelivering.set(listener.delivering === false ? 0 : 1);
     const rows = await this.status.get().catch(() => undefined);
     if (!rows) return;
     // every replica reports the database's truth; views no longer watched disappear
@@ -215,6 +218,9 @@ export class HttpServer {
         reason: `the database does not answer: ${describeError(err)}`,
       });
     }
+    // refreshes still happen, on the sweep: ready, so that a rollout is not held up, but said plainly
+    if (this.opts.listener.delivering === false)
+      return json(res, 200, { status: 'ready', mode: 'degraded', reason: this.opts.undeliveredReason });
     json(res, 200, { status: 'ready' });
   }
 

@@ -6,6 +6,7 @@ import pgListen, { type Subscriber } from 'pg-listen';
 import type { Logger } from '../logger.js';
 import { AppName, CONNECT_TIMEOUT_MS, startupOptions } from '../db/connect.js';
 import { describeError, isPgError } from '../db/errors.js';
+import { scrubSecret } from '../db/url.js';
 import { backoffDelay } from './backoff.js';
 import { TimeoutError, withTimeout } from './timers.js';
 import { parseViewId } from './view-id.js';
@@ -14,6 +15,8 @@ import { parseTableNotification } from './sources.js';
 const RECONNECT_BASE_MS = 250;
 /** How long close() of a dead connection may take before its socket is destroyed. */
 const CLOSE_TIMEOUT_MS = 2000;
+/** Payload of the heartbeat's NOTIFY through the LISTEN connection itself: a round trip, nothing more. */
+const SELF_PAYLOAD = 'ping';
 
 /**
  * An error that ends a connection: a socket error, or a server error of FATAL or PANIC severity (an ERROR
@@ -26,12 +29,17 @@ function isFatal(err: Error): boolean {
 
 export interface ListenerOptions {
   connectionString: string;
-  /** Session settings of the LISTEN connection (see sessionSettings()). */
-  settings: Record<string, string>;
+  /** Session settings of the LISTEN connection (see sessionSettings()); undefined where a pooler refuses them. */
+  settings: Record<string, string> | undefined;
   logger: Logger;
   heartbeatIntervalMs: number;
   heartbeatTimeoutMs: number;
   reconnectMaxDelayMs: number;
+  /**
+   * Sends a NOTIFY from another session than the LISTEN connection (the daemon's control pool): the
+   * heartbeat's proof that notifications reach this connection, as the triggers' do.
+   */
+  notifyFromElsewhere: (channel: string, payload: string) => Promise<unknown>;
 }
 
 export interface ListenerEvents {
@@ -48,6 +56,13 @@ export interface ListenerEvents {
   /** After LISTEN is in place, first time and after every reconnect: time for a catch-up sweep. */
   connected: [info: { reconnect: boolean }];
   disconnected: [info: { reason: string }];
+  /**
+   * A heartbeat's verdict on delivery changed: false when another session's NOTIFY did not come back although
+   * the connection answers (LISTEN through a transaction pooler); true when one came back again.
+   */
+  delivery: [info: { delivering: boolean }];
+  /** A heartbeat whose notification from another session did not come back (one per heartbeat). */
+  undelivered: [];
 }
 
 interface Connection {
@@ -56,6 +71,7 @@ interface Connection {
   /** What ended the connection as pg saw it (server error, socket error): pg-listen reports it generically. */
   causes: Error[];
   heartbeat?: NodeJS.Timeout;
+  /** The nonce another session notified, and what to call when it comes back. */
   pendingBeat?: { nonce: string; resolve: () => void } | undefined;
   /** When the connection last delivered a notification, on any channel. */
   lastReceivedAt: number;
@@ -69,12 +85,17 @@ interface Connection {
  *
  * Every connection attempt is a fresh pg-listen subscriber that never reconnects by itself (pg-listen
  * gives up for good after its retryTimeout, and its first connect() is not retried); we reconnect forever
- * with jittered, capped backoff. The heartbeat sends a NOTIFY on a channel private to this process through
- * the LISTEN connection and waits for it to come back: that proves both the round trip and that LISTEN is
- * still active, with a timeout, so a half-open connection is found. A connection we give up on has its
- * socket destroyed, since ending a half-open connection can hang. Payloads are parsed here (parseViewId),
- * not by pg-listen: a malformed one becomes an `invalid` event and never reaches pg-listen's fatal `error`
- * event.
+ * with jittered, capped backoff. The heartbeat asks two things, each within a timeout. Does the connection
+ * answer? It sends a NOTIFY through the LISTEN connection itself; no answer (and nothing received
+ * meanwhile) means a half-open connection, whose socket is destroyed, since ending it can hang. Does LISTEN
+ * deliver? Another session (notifyFromElsewhere) notifies a nonce on a channel private to this process,
+ * which must come back here. It must be another session: a transaction pooler that happens to hand the
+ * LISTEN client the server connection that ran LISTEN delivers that connection's own NOTIFY, while dropping
+ * every other session's (PgBouncer logs "got packet 'A' from server when not linked"). A connection that
+ * answers but does not deliver is kept (reconnecting through the same pooler cannot help): the `delivery`
+ * event says so once, and `undelivered` counts each such heartbeat. Payloads are parsed here
+ * (parseViewId), not by pg-listen: a malformed one becomes an `invalid` event and never reaches
+ * pg-listen's fatal `error` event.
  */
 export class Listener extends EventEmitter<ListenerEvents> {
   private readonly heartbeatChannel = `mvrefresh_hb_${randomBytes(6).toString('hex')}`;
@@ -86,6 +107,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
   private reconnects = 0;
   /** When the last connected LISTEN connection was lost (for the reconnect's log line). */
   private lostAt: number | undefined;
+  private deliveryVerdict: boolean | undefined;
 
   constructor(private readonly opts: ListenerOptions) {
     super();
@@ -97,6 +119,14 @@ export class Listener extends EventEmitter<ListenerEvents> {
 
   get reconnectCount(): number {
     return this.reconnects;
+  }
+
+  /**
+   * Whether the last conclusive heartbeat saw another session's notification arrive; undefined before the
+   * first. Kept across reconnects: a reconnect through the same pooler changes nothing.
+   */
+  get delivering(): boolean | undefined {
+    return this.deliveryVerdict;
   }
 
   /** Starts connecting; never throws for an unreachable database (it keeps trying). Idempotent. */
@@ -240,25 +270,77 @@ export class Listener extends EventEmitter<ListenerEvents> {
   private async beat(conn: Connection): Promise<void> {
     if (conn !== this.current || conn.pendingBeat) return;
     const nonce = randomBytes(8).toString('hex');
-    const returned = new Promise<void>((resolve) => {
-      conn.pendingBeat = { nonce, resolve: () => resolve() };
+    let arrived: () => void = () => undefined;
+    const back = new Promise<void>((resolve) => {
+      arrived = resolve;
     });
-    const sent = conn.subscriber.notify(this.heartbeatChannel, nonce);
-    for (;;) {
+    const pending = { nonce, resolve: () => arrived() };
+    conn.pendingBeat = pending;
+    try {
+      // does the connection answer? Its own notification proves nothing about delivery (see above)
+      let answered: boolean;
       try {
-        await withTimeout(Promise.all([sent, returned]), this.opts.heartbeatTimeoutMs, 'LISTEN heartbeat');
-        delete conn.pendingBeat;
-        return;
+        answered = await this.settles(conn, conn.subscriber.notify(this.heartbeatChannel, SELF_PAYLOAD));
       } catch (err) {
-        if (conn !== this.current) return;
-        // a connection still delivering notifications is alive: the beat waits behind a backlog (a burst
-        // of notifications), and dropping the connection would lose the rest of it
-        if (err instanceof TimeoutError && Date.now() - conn.lastReceivedAt < this.opts.heartbeatTimeoutMs)
-          continue;
         this.lost(conn, 'heartbeat failed', err);
         return;
       }
+      if (conn !== this.current) return;
+      if (!answered) {
+        this.lost(
+          conn,
+          'heartbeat failed',
+          `the LISTEN connection did not answer within ${this.opts.heartbeatTimeoutMs} ms`,
+        );
+        return;
+      }
+      // does another session's notification reach it? Sent only after the round trip: a pooler delivers
+      // what arrives while it happens to link this client to the server connection that ran LISTEN
+      try {
+        await withTimeout(
+          this.opts.notifyFromElsewhere(this.heartbeatChannel, nonce),
+          this.opts.heartbeatTimeoutMs,
+          'the heartbeat NOTIFY',
+        );
+      } catch {
+        // the other session could not notify (its pool busy, the database away): no verdict
+        return;
+      }
+      if (conn !== this.current) return;
+      const delivered = await this.settles(conn, back);
+      if (conn !== this.current) return;
+      if (!delivered) this.emit('undelivered');
+      this.verdict(delivered);
+    } finally {
+      if (conn.pendingBeat === pending) delete conn.pendingBeat;
     }
+  }
+
+  /**
+   * Whether p settles within the heartbeat timeout; a timeout is forgiven while the connection keeps
+   * delivering notifications: the heartbeat waits behind a backlog (a burst), and dropping the connection
+   * would lose the rest of it.
+   */
+  private async settles(conn: Connection, p: Promise<unknown>): Promise<boolean> {
+    for (;;) {
+      try {
+        await withTimeout(p, this.opts.heartbeatTimeoutMs, 'LISTEN heartbeat');
+        return true;
+      } catch (err) {
+        if (!(err instanceof TimeoutError)) throw err;
+        if (conn === this.current && Date.now() - conn.lastReceivedAt < this.opts.heartbeatTimeoutMs)
+          continue;
+        return false;
+      }
+    }
+  }
+
+  private verdict(delivering: boolean): void {
+    if (this.deliveryVerdict === delivering) return;
+    // the first verdict is news only when it is bad
+    const news = this.deliveryVerdict !== undefined || !delivering;
+    this.deliveryVerdict = delivering;
+    if (news) this.emit('delivery', { delivering });
   }
 
   /**
@@ -267,8 +349,10 @@ export class Listener extends EventEmitter<ListenerEvents> {
    */
   private lost(conn: Connection, what: string, cause?: unknown): void {
     if (conn !== this.current) return;
-    const reason =
-      cause === undefined ? `${what}: the server closed the connection` : `${what}: ${describeError(cause)}`;
+    const reason = scrubSecret(
+      cause === undefined ? `${what}: the server closed the connection` : `${what}: ${describeError(cause)}`,
+      this.opts.connectionString,
+    );
     const sqlstate = isPgError(cause) ? cause.code : undefined;
     this.current = undefined;
     const wasConnected = this.state === 'connected';

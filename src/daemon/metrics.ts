@@ -113,6 +113,16 @@ export class Metrics {
     help: '1 while the LISTEN connection is up.',
     registers: [this.registry],
   });
+  readonly listenerDelivering = new Gauge({
+    name: 'mvrefresh_listener_delivering',
+    help: '0 while the last heartbeat found that notifications from other sessions do not reach the LISTEN connection (a transaction pooler: refreshes wait for the sweep), else 1.',
+    registers: [this.registry],
+  });
+  readonly listenerUndelivered = new Counter({
+    name: 'mvrefresh_listener_undelivered_total',
+    help: 'Heartbeats whose notification from another session never reached the LISTEN connection although it answered.',
+    registers: [this.registry],
+  });
   readonly listenerReconnects = new Counter({
     name: 'mvrefresh_listener_reconnects_total',
     help: 'Successful reconnections of the LISTEN connection.',

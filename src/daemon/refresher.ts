@@ -5,6 +5,7 @@ import type { Logger } from '../logger.js';
 import { sql } from '../db/sql.js';
 import { SqlState, describeError, isConnectionError, isPgError } from '../db/errors.js';
 import { backoffDelay } from './backoff.js';
+import { AppName } from '../db/connect.js';
 import { withTimeout } from './timers.js';
 import type { Job, RunResult, Scheduler } from './scheduler.js';
 import type { Metrics } from './metrics.js';
@@ -34,7 +35,6 @@ const SUCCESS: ReadonlySet<Outcome> = new Set(['refreshed', 'populated', 'refres
 /** Another session holds the view's lock: look again soon, after its refresh is likely over. */
 const BUSY_RETRY_MS = 1000;
 const CANCEL_TIMEOUT_MS = 5000;
-const REFRESH_VIEW_STATEMENT = 'mvrefresh_refresh_view';
 
 interface CallRow {
   outcome: Outcome;
@@ -174,19 +174,16 @@ export class Refresher extends EventEmitter<RefresherEvents> {
       view: job.name,
     });
     try {
-      // a named statement: parsed once per connection, not once per cycle
-      const { rows } = await client.query<CallRow>({
-        name: REFRESH_VIEW_STATEMENT,
-        text: sql.refreshView,
-        values: [
-          job.viewId,
-          job.force,
-          this.opts.writerWaitMs,
-          this.opts.lockTimeoutMs,
-          this.opts.backoffBaseMs,
-          this.opts.backoffMaxMs,
-        ],
-      });
+      // the unnamed statement, parsed with each cycle (microseconds): a named one lives in one server session,
+      // which a transaction pooler does not give the next cycle ("prepared statement ... does not exist")
+      const { rows } = await client.query<CallRow>(sql.refreshView, [
+        job.viewId,
+        job.force,
+        this.opts.writerWaitMs,
+        this.opts.lockTimeoutMs,
+        this.opts.backoffBaseMs,
+        this.opts.backoffMaxMs,
+      ]);
       const row = rows[0];
       if (!row) throw new Error('mvrefresh.refresh_view() returned no row');
       return row;
@@ -310,7 +307,8 @@ export class Refresher extends EventEmitter<RefresherEvents> {
    * Ends every running refresh now (second signal, or grace period over). The backend is terminated, not
    * cancelled: refresh_view() records a cancelled REFRESH (57014) as the view's failure, with backoff,
    * whereas a terminated session rolls back and leaves the cycle unfinished (started_gen > done_gen), so
-   * the view stays due for the next daemon without counting as a failure.
+   * the view stays due for the next daemon without counting as a failure. Behind a pooler the pid is the
+   * pooler's, no backend is ended, and the refresh runs to its end on the server.
    */
   async cancelRunning(): Promise<void> {
     const running = [...this.running.values()];
@@ -321,7 +319,9 @@ export class Refresher extends EventEmitter<RefresherEvents> {
     );
     await withTimeout(
       Promise.all(
-        running.map((r) => this.opts.controlPool.query(sql.terminateBackend, [r.pid]).catch(() => undefined)),
+        running.map((r) =>
+          this.opts.controlPool.query(sql.terminateBackend, [r.pid, AppName.refresh]).catch(() => undefined),
+        ),
       ),
       CANCEL_TIMEOUT_MS,
       'pg_cancel_backend',

@@ -39,8 +39,8 @@ export interface PoolOptions {
   connectionString: string;
   applicationName: string;
   max: number;
-  /** Session settings sent at connection start-up (PostgreSQL `options`), e.g. timeouts. */
-  settings?: Record<string, string | number>;
+  /** Session settings sent at connection start-up (PostgreSQL `options`), e.g. timeouts; none behind a pooler that refuses them. */
+  settings?: Record<string, string | number> | undefined;
   /** Client-side limit of one query: a server that stopped answering (half-open) cannot hang a caller. */
   queryTimeoutMs?: number;
   /** A connection is closed after this many checkouts (pg's maxUses), at its release. */

@@ -14,6 +14,7 @@ export const SqlState = {
   invalidCatalogName: '3D000',
   invalidPassword: '28P01',
   invalidAuthorization: '28000',
+  protocolViolation: '08P01',
 } as const;
 
 export interface PgErrorFields {

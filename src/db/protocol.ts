@@ -20,6 +20,11 @@ export const DDL_CHANGED = 'ddl';
 export const MIGRATION_LOCK_KEY = 0;
 /** Second key of the lock that serializes watch and unwatch (routines/watch.sql, unwatch.sql). */
 export const WATCH_LOCK_KEY = -1;
+/**
+ * Second key of the clear lock: every transaction that deletes table marks holds it shared while it runs
+ * (routines/begin_clear.sql); settle_clears() takes it exclusively, without waiting, to learn that none runs.
+ */
+export const CLEAR_LOCK_KEY = -2;
 
 /**
  * How long watch / unwatch wait for a table lock to change a trigger before they fail and retry
@@ -66,6 +71,7 @@ const sqlList = (values: readonly string[]) => values.map((v) => `'${v}'`).join(
 export const sqlConstants: Readonly<Record<string, string>> = Object.freeze({
   LOCK_NAMESPACE: String(LOCK_NAMESPACE),
   CHANNEL: `'${CHANNEL}'`,
+  CLEAR_LOCK_KEY: String(CLEAR_LOCK_KEY),
   DDL_CHANGED: `'${DDL_CHANGED}'`,
   RETRY_MS: String(RETRY_MS),
   DDL_LOCK_TIMEOUT: `'${DDL_LOCK_TIMEOUT_MS}ms'`,

