@@ -159,9 +159,8 @@ async function main(): Promise<void> {
   const ws = windows(samples, daemon.refreshes, t0, opts.windowMinutes * 60);
   const results = checks(ws, samples, run.unequal.length, opts.refreshTolerance);
   const table = markdownTable(ws);
-  const warnings = daemon.events.filter(
-    (e) => typeof e['level'] === 'number' && (e['level'] as number) >= 40,
-  );
+  // the daemon logs level labels (src/logger.ts)
+  const warnings = daemon.events.filter((e) => ['warn', 'error', 'fatal'].includes(String(e['level'])));
   const byEvent = new Map<string, number>();
   for (const w of warnings) byEvent.set(String(w['event']), (byEvent.get(String(w['event'])) ?? 0) + 1);
   const lost = daemon.events
