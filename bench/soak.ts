@@ -144,6 +144,19 @@ async function soak(opts: SoakOptions): Promise<Run> {
   }
 }
 
+/** The first line of each warning event, with the fields that say what happened (not the listener's). */
+function firstOfEach(warnings: Record<string, unknown>[]): string {
+  const seen = new Map<string, Record<string, unknown>>();
+  for (const w of warnings) if (!seen.has(String(w['event']))) seen.set(String(w['event']), w);
+  seen.delete('listener_disconnected');
+  if (seen.size === 0) return '';
+  const fields = (w: Record<string, unknown>) =>
+    JSON.stringify(
+      Object.fromEntries(Object.entries(w).filter(([k]) => !['level', 'time', 'name', 'pid'].includes(k))),
+    );
+  return `\n\nFirst of each:\n\n${[...seen.values()].map((w) => `- \`${fields(w)}\``).join('\n')}`;
+}
+
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   if (argv.includes('--help')) {
@@ -183,7 +196,7 @@ ${table}
 
 ${results.map((c) => `- ${c.ok ? 'ok' : 'FAILED'}: ${c.name}: ${c.detail}`).join('\n')}
 
-Warnings logged: ${warnings.length === 0 ? 'none' : [...byEvent].map(([e, n]) => `${e} ${n}`).join(', ')}.${lost.length > 0 ? ` Reconnects: ${back.length}, each back after ${back.map((b) => `${String(b['downMs'])} ms`).join(', ')}; causes logged: ${[...new Set(lost)].join('; ')}.` : ''}
+Warnings logged: ${warnings.length === 0 ? 'none' : [...byEvent].map(([e, n]) => `${e} ${n}`).join(', ')}.${firstOfEach(warnings)}${lost.length > 0 ? ` Reconnects: ${back.length}, each back after ${back.map((b) => `${String(b['downMs'])} ms`).join(', ')}; causes logged: ${[...new Set(lost)].join('; ')}.` : ''}
 `;
   await mkdir(opts.out, { recursive: true });
   await writeFile(join(opts.out, 'soak.md'), text);
