@@ -20,12 +20,15 @@ import { DaemonProcess } from './soak/daemon.js';
 import { parseOptions, type SoakOptions } from './soak/options.js';
 import { checks, csv, markdownTable, svg, windows } from './soak/report.js';
 import { takeSample, type Sample } from './soak/sampler.js';
-import { Writers, schemaSql, viewName, viewQuery } from './soak/workload.js';
+import { ROWS, TABLES, Writers, schemaSql, viewName, viewQuery } from './soak/workload.js';
 
 const DB = 'soak';
 /** With the writers stopped, every view must be fresh within this. */
 const SETTLE_TIMEOUT_MS = 120_000;
 const POLL_MS = 500;
+const STATS_TIMEOUT_MS = 30_000;
+const LOADED_SQL = `SELECT count(*) FILTER (WHERE n_tup_ins >= $2) = $1 AS loaded
+                      FROM pg_stat_user_tables WHERE schemaname = 'public' AND relname LIKE 'events\\_%'`;
 
 async function connect(url: string): Promise<pg.Client> {
   const c = new pg.Client({ connectionString: url, application_name: 'soak:sampler' });
@@ -39,10 +42,25 @@ async function setUp(cluster: PgCluster, views: number): Promise<string> {
   await admin.query(`CREATE DATABASE ${DB}`);
   await admin.end();
   const url = cluster.url(DB);
+  const load = await connect(url);
+  try {
+    await migrate(load);
+    await load.query(schemaSql(views));
+  } finally {
+    await load.end();
+  }
   const c = await connect(url);
   try {
-    await migrate(c);
-    await c.query(schemaSql(views));
+    // watch records each table's write counters as its baseline: the load's inserts must have reached
+    // them (a session's statistics are flushed up to a second late, or at its end), or the daemon's first
+    // drift check counts them as writes that fired no trigger
+    const deadline = Date.now() + STATS_TIMEOUT_MS;
+    for (;;) {
+      const { rows } = await c.query<{ loaded: boolean }>(LOADED_SQL, [TABLES, ROWS]);
+      if (rows[0]?.loaded) break;
+      if (Date.now() > deadline) throw new Error('the statistics of the load never arrived');
+      await new Promise((r) => setTimeout(r, POLL_MS));
+    }
     for (let j = 0; j < views; j += 1) await c.query('SELECT mvrefresh.watch($1)', [viewName(j)]);
   } finally {
     await c.end();

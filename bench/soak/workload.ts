@@ -2,7 +2,7 @@ import pg from 'pg';
 
 /** Tables the views read; every write updates one row of one of them, so their sizes stay put. */
 export const TABLES = 5;
-const ROWS = 10_000;
+export const ROWS = 10_000;
 const WRITERS = 4;
 
 export const tableName = (i: number) => `events_${i}`;
