@@ -15,6 +15,7 @@ import {
   watchView,
 } from './commands/admin.js';
 import { PACKAGE_VERSION } from './version.js';
+import { doctor, formatFindings } from './commands/doctor.js';
 import { grantsSql, resolveTargets } from './commands/grants.js';
 import { sweepInterval, viewDefaults } from './config.js';
 import { listenDelivers } from './db/listen-probe.js';
@@ -41,6 +42,9 @@ Commands:
   pause <view>                  stop refreshing a view (bulk loads); it keeps its marks
   resume <view>                 refresh it again (once at once if it was written meanwhile)
   status [--json]               watched views, their state, staleness and last error
+  doctor [--role NAME] [--json] review the database's setup for mvrefresh (autovacuum, catalog bloat,
+                                unique indexes, privileges of --role, event triggers, server version);
+                                exit code 1 when it finds a problem
   grants --role NAME --ddl-role NAME [--owner-role OWNER] [--view V ...]
                                 print least-privilege SQL: --role runs \`run\`, --ddl-role runs migrate,
                                 watch and unwatch; --view (needs the database) grants TRIGGER on exactly
@@ -49,7 +53,7 @@ Commands:
 
 Options:
   --database-url URL            default: DATABASE_URL
-  --json                        machine-readable output (watch, unwatch, status)
+  --json                        machine-readable output (watch, unwatch, status, doctor)
   -h, --help, -v, --version
 
 Exit codes:
@@ -276,6 +280,14 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
           );
         }
         return ExitCode.ok;
+      }
+      case 'doctor': {
+        expectArgs(0);
+        url = databaseUrl(values, io.env);
+        const findings = await withClient(url, (c) => doctor(c, { role: values.role }));
+        if (values.json) io.out(JSON.stringify(findings));
+        else for (const line of formatFindings(findings).split('\n')) io.out(printable(line));
+        return findings.some((f) => f.level === 'problem') ? ExitCode.failed : ExitCode.ok;
       }
       case 'grants': {
         expectArgs(0);

@@ -78,6 +78,7 @@ for (const [name, min, max] of [
   ['ms', 0, 86_400_000],
   ['positive-ms', 1, 86_400_000],
   ['count', 1, 1000],
+  ['uses', 1, 100_000_000],
 ] as const) {
   const f = positiveInt(min, max);
   convict.addFormat({ ...f, name });
@@ -173,11 +174,29 @@ export const schema = {
     default: 60_000,
     env: 'MVREFRESH_DRIFT_CHECK_INTERVAL_MS',
   },
+  vacuumCheckIntervalMs: {
+    doc: "Period of the look at autovacuum and at the dead rows and size of the catalogs that REFRESH ... CONCURRENTLY churns and of mvrefresh's tables (metrics mvrefresh_table_dead_rows, mvrefresh_table_bytes; logs autovacuum_off, table_bloat).",
+    format: 'positive-ms',
+    default: 60_000,
+    env: 'MVREFRESH_VACUUM_CHECK_INTERVAL_MS',
+  },
   concurrency: {
     doc: 'Refreshes running at once (each holds one pooled connection): the budget of all views together.',
     format: 'count',
     default: 2,
     env: 'MVREFRESH_CONCURRENCY',
+  },
+  refreshConnectionMaxUses: {
+    doc: 'A refresh connection is replaced after this many refresh cycles: a backend that repeats REFRESH ... CONCURRENTLY grows its catalog caches and slows down (docs/benchmarks.md, "Refresh connections over their lifetime").',
+    format: 'uses',
+    default: 1000,
+    env: 'MVREFRESH_REFRESH_CONNECTION_MAX_USES',
+  },
+  refreshConnectionMaxAgeMs: {
+    doc: 'A refresh connection is replaced once this old (after its running cycle), however few cycles it ran. Accepts "1h", "30m" or milliseconds.',
+    format: 'duration',
+    default: 3_600_000,
+    env: 'MVREFRESH_REFRESH_CONNECTION_MAX_AGE',
   },
   refreshTimeoutMs: {
     doc: 'statement_timeout of one refresh cycle.',
@@ -258,7 +277,10 @@ export interface Config {
   readonly refreshBudget: number;
   readonly sweepIntervalMs: number;
   readonly driftCheckIntervalMs: number;
+  readonly vacuumCheckIntervalMs: number;
   readonly concurrency: number;
+  readonly refreshConnectionMaxUses: number;
+  readonly refreshConnectionMaxAgeMs: number;
   readonly refreshTimeoutMs: number;
   readonly lockTimeoutMs: number;
   readonly writerWaitMs: number;

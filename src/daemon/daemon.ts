@@ -20,6 +20,7 @@ import { Sweeper } from './sweeper.js';
 import { describeConflict } from './plan.js';
 import { BusyWatch } from './busy-watch.js';
 import { DriftChecker } from './drift.js';
+import { VacuumWatch } from './vacuum-watch.js';
 import { SchemaWatch } from './schema-watch.js';
 import { SourceMap } from './sources.js';
 import { latestVersion } from '../db/migrate.js';
@@ -160,6 +161,10 @@ export class Daemon extends EventEmitter<DaemonEvents> {
         }),
       ),
       queryTimeoutMs: config.refreshTimeoutMs + CLIENT_TIMEOUT_MARGIN_MS,
+      // a backend that repeats REFRESH ... CONCURRENTLY grows its catalog caches and slows down, and under
+      // steady load the idle timeout never ends it
+      maxUses: config.refreshConnectionMaxUses,
+      maxLifetimeSeconds: Math.ceil(config.refreshConnectionMaxAgeMs / 1000),
       onError: onPoolError,
     });
     this.releasers.add('refresh pool', () => refreshPool.end());
@@ -222,6 +227,14 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       intervalMs: config.driftCheckIntervalMs,
     });
     this.releasers.add('drift checker', () => driftChecker.stop());
+
+    const vacuumWatch = new VacuumWatch({
+      pool: controlPool,
+      logger,
+      metrics,
+      intervalMs: config.vacuumCheckIntervalMs,
+    });
+    this.releasers.add('vacuum watch', () => vacuumWatch.stop());
 
     listener.on('view', (viewId) => {
       metrics.notifications.inc({ kind: scheduler.knows(viewId) ? 'view' : 'unknown' });
@@ -336,6 +349,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     await sweeper.start();
     listener.start();
     driftChecker.start();
+    vacuumWatch.start();
     this.accepting = true;
     logger.info(
       {

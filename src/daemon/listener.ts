@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import pgListen, { type Subscriber } from 'pg-listen';
 import type { Logger } from '../logger.js';
 import { AppName, CONNECT_TIMEOUT_MS, startupOptions } from '../db/connect.js';
-import { describeError } from '../db/errors.js';
+import { describeError, isPgError } from '../db/errors.js';
 import { scrubSecret } from '../db/url.js';
 import { backoffDelay } from './backoff.js';
 import { TimeoutError, withTimeout } from './timers.js';
@@ -17,6 +17,15 @@ const RECONNECT_BASE_MS = 250;
 const CLOSE_TIMEOUT_MS = 2000;
 /** Payload of the heartbeat's NOTIFY through the LISTEN connection itself: a round trip, nothing more. */
 const SELF_PAYLOAD = 'ping';
+
+/**
+ * An error that ends a connection: a socket error, or a server error of FATAL or PANIC severity (an ERROR
+ * ends only its statement, such as a heartbeat's NOTIFY cancelled by statement_timeout).
+ */
+function isFatal(err: Error): boolean {
+  const severity = (err as { severity?: unknown }).severity;
+  return typeof severity !== 'string' || severity === 'FATAL' || severity === 'PANIC';
+}
 
 export interface ListenerOptions {
   connectionString: string;
@@ -59,6 +68,8 @@ export interface ListenerEvents {
 interface Connection {
   subscriber: Subscriber;
   sockets: Socket[];
+  /** What ended the connection as pg saw it (server error, socket error): pg-listen reports it generically. */
+  causes: Error[];
   heartbeat?: NodeJS.Timeout;
   /** The nonce another session notified, and what to call when it comes back. */
   pendingBeat?: { nonce: string; resolve: () => void } | undefined;
@@ -94,6 +105,8 @@ export class Listener extends EventEmitter<ListenerEvents> {
   private everConnected = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private reconnects = 0;
+  /** When the last connected LISTEN connection was lost (for the reconnect's log line). */
+  private lostAt: number | undefined;
   private deliveryVerdict: boolean | undefined;
 
   constructor(private readonly opts: ListenerOptions) {
@@ -141,6 +154,10 @@ export class Listener extends EventEmitter<ListenerEvents> {
     if (this.state === 'stopped') return;
     this.state = 'connecting';
     const sockets: Socket[] = [];
+    const causes: Error[] = [];
+    const noteCause = (err: Error) => {
+      if (isFatal(err)) causes.push(err);
+    };
     // pg-listen is CommonJS with an ES default export
     const subscriber = pgListen.default(
       {
@@ -149,10 +166,18 @@ export class Listener extends EventEmitter<ListenerEvents> {
         connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
         keepAlive: true,
         options: startupOptions(this.opts.settings),
-        // pg creates its socket through this factory: we keep it to destroy a half-open connection
-        stream: () => {
+        // pg creates its socket through this factory: we keep it to destroy a half-open connection. pg
+        // calls it as a method of its Connection, which reports the server's ErrorResponse (57P01 and the
+        // like, readable under TLS too) and socket errors: the real cause of a loss, which pg-listen
+        // replaces by its generic "Reconnecting notification client ... failed"
+        stream: function (this: unknown) {
           const socket = new Socket();
           sockets.push(socket);
+          socket.on('error', noteCause);
+          if (this instanceof EventEmitter) {
+            this.on('errorMessage', noteCause);
+            this.on('error', noteCause);
+          }
           return socket;
         },
       },
@@ -164,9 +189,11 @@ export class Listener extends EventEmitter<ListenerEvents> {
         serialize: (s: unknown) => String(s),
       },
     );
-    const conn: Connection = { subscriber, sockets, lastReceivedAt: 0 };
-    subscriber.events.on('error', (err) => this.lost(conn, `connection error: ${describeError(err)}`));
-    subscriber.events.on('reconnect', () => this.lost(conn, 'connection lost'));
+    const conn: Connection = { subscriber, sockets, causes, lastReceivedAt: 0 };
+    // pg-listen's own error (under retryLimit 1, always "Re-initializing ... failed") only says that the
+    // connection is gone: the cause pg saw first is what ended it
+    subscriber.events.on('error', (err) => this.lost(conn, 'connection lost', causes[0] ?? err));
+    subscriber.events.on('reconnect', () => this.lost(conn, 'connection lost', causes[0]));
     subscriber.events.on('notification', (n) => {
       if (conn !== this.current) return;
       conn.lastReceivedAt = Date.now();
@@ -217,7 +244,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
         'LISTEN',
       );
     } catch (err) {
-      this.lost(conn, `connect failed: ${describeError(err)}`);
+      this.lost(conn, 'connect failed', causes[0] ?? err);
       return;
     }
     if (conn !== this.current || this.isStopped()) return;
@@ -226,9 +253,15 @@ export class Listener extends EventEmitter<ListenerEvents> {
     this.everConnected = true;
     if (reconnect) this.reconnects += 1;
     this.attempt = 0;
+    const downMs = reconnect && this.lostAt !== undefined ? Date.now() - this.lostAt : undefined;
     this.opts.logger.info(
-      { event: 'listener_connected', reconnect, channel: CHANNEL },
-      'LISTEN connection established',
+      {
+        event: 'listener_connected',
+        reconnect,
+        channel: CHANNEL,
+        ...(downMs !== undefined ? { downMs } : {}),
+      },
+      reconnect ? 'LISTEN connection re-established' : 'LISTEN connection established',
     );
     conn.heartbeat = setInterval(() => void this.beat(conn), this.opts.heartbeatIntervalMs);
     this.emit('connected', { reconnect });
@@ -249,14 +282,15 @@ export class Listener extends EventEmitter<ListenerEvents> {
       try {
         answered = await this.settles(conn, conn.subscriber.notify(this.heartbeatChannel, SELF_PAYLOAD));
       } catch (err) {
-        this.lost(conn, `heartbeat failed: ${describeError(err)}`);
+        this.lost(conn, 'heartbeat failed', err);
         return;
       }
       if (conn !== this.current) return;
       if (!answered) {
         this.lost(
           conn,
-          `heartbeat failed: the LISTEN connection did not answer within ${this.opts.heartbeatTimeoutMs} ms`,
+          'heartbeat failed',
+          `the LISTEN connection did not answer within ${this.opts.heartbeatTimeoutMs} ms`,
         );
         return;
       }
@@ -309,10 +343,17 @@ export class Listener extends EventEmitter<ListenerEvents> {
     if (news) this.emit('delivery', { delivering });
   }
 
-  /** The connection is unusable: drop it and schedule the next attempt. Only the current one counts. */
-  private lost(conn: Connection, why: string): void {
+  /**
+   * The connection is unusable: drop it and schedule the next attempt. Only the current one counts. The
+   * log line names what happened and its cause (`err`, with `sqlstate` when the server said why).
+   */
+  private lost(conn: Connection, what: string, cause?: unknown): void {
     if (conn !== this.current) return;
-    const reason = scrubSecret(why, this.opts.connectionString);
+    const reason = scrubSecret(
+      cause === undefined ? `${what}: the server closed the connection` : `${what}: ${describeError(cause)}`,
+      this.opts.connectionString,
+    );
+    const sqlstate = isPgError(cause) ? cause.code : undefined;
     this.current = undefined;
     const wasConnected = this.state === 'connected';
     void this.abandon(conn);
@@ -320,11 +361,20 @@ export class Listener extends EventEmitter<ListenerEvents> {
     this.attempt += 1;
     const delay = backoffDelay(this.attempt, RECONNECT_BASE_MS, this.opts.reconnectMaxDelayMs);
     this.state = 'backoff';
-    if (wasConnected) this.emit('disconnected', { reason });
+    if (wasConnected) {
+      this.lostAt = Date.now();
+      this.emit('disconnected', { reason });
+    }
     // one line per attempt: an outage of an hour logs at most one line per capped backoff period
     this.opts.logger.warn(
-      { event: 'listener_disconnected', reason, attempt: this.attempt, retryInMs: delay },
-      'LISTEN connection lost; reconnecting',
+      {
+        event: 'listener_disconnected',
+        reason,
+        ...(sqlstate ? { sqlstate } : {}),
+        attempt: this.attempt,
+        retryInMs: delay,
+      },
+      wasConnected ? 'LISTEN connection lost; reconnecting' : 'LISTEN connection not made; trying again',
     );
     this.retryTimer = setTimeout(() => void this.connect(), delay);
   }

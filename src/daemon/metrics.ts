@@ -129,6 +129,24 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly autovacuumEnabled = new Gauge({
+    name: 'mvrefresh_autovacuum_enabled',
+    help: '1 when the server runs autovacuum (autovacuum and track_counts on), 0 when not.',
+    registers: [this.registry],
+  });
+  readonly tableDeadRows = new Gauge({
+    name: 'mvrefresh_table_dead_rows',
+    help: "Dead rows of the catalogs that REFRESH ... CONCURRENTLY churns and of mvrefresh's tables (pg_stat_all_tables.n_dead_tup).",
+    labelNames: ['table'] as const,
+    registers: [this.registry],
+  });
+  readonly tableBytes = new Gauge({
+    name: 'mvrefresh_table_bytes',
+    help: "Size of the catalogs that REFRESH ... CONCURRENTLY churns and of mvrefresh's tables, indexes included.",
+    labelNames: ['table'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'mvrefresh_' });
   }

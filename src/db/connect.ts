@@ -43,6 +43,10 @@ export interface PoolOptions {
   settings?: Record<string, string | number> | undefined;
   /** Client-side limit of one query: a server that stopped answering (half-open) cannot hang a caller. */
   queryTimeoutMs?: number;
+  /** A connection is closed after this many checkouts (pg's maxUses), at its release. */
+  maxUses?: number;
+  /** A connection is closed once this old: at once when idle, else at its release (pg's maxLifetimeSeconds). */
+  maxLifetimeSeconds?: number;
   onError: (err: Error) => void;
 }
 
@@ -68,6 +72,8 @@ export function createPool(opts: PoolOptions): pg.Pool {
     idleTimeoutMillis: 30_000,
     ...(options ? { options } : {}),
     ...(opts.queryTimeoutMs ? { query_timeout: opts.queryTimeoutMs } : {}),
+    ...(opts.maxUses ? { maxUses: opts.maxUses } : {}),
+    ...(opts.maxLifetimeSeconds ? { maxLifetimeSeconds: opts.maxLifetimeSeconds } : {}),
   });
   pool.on('error', opts.onError);
   return pool;

@@ -100,6 +100,78 @@ export const sql = {
                         CASE WHEN current_setting('server_version_num')::integer >= 140000
                              THEN set_config('client_connection_check_interval', $2, false) END`,
 
+  // vacuum health (mvrefresh doctor, the daemon's VacuumWatch): the catalogs that REFRESH ... CONCURRENTLY
+  // churns ($1) and mvrefresh's own tables
+  vacuumSettings: `SELECT current_setting('autovacuum') = 'on' AS autovacuum,
+                          current_setting('track_counts') = 'on' AS track_counts,
+                          extract(epoch FROM current_setting('autovacuum_naptime')::interval)::float8 AS naptime_s`,
+  tableHealth: `SELECT CASE WHEN s.schemaname = 'pg_catalog' THEN s.relname::text
+                            ELSE format('%I.%I', s.schemaname, s.relname) END AS table,
+                       s.n_live_tup::float8 AS live, s.n_dead_tup::float8 AS dead,
+                       pg_total_relation_size(s.relid)::float8 AS bytes,
+                       extract(epoch FROM clock_timestamp() - GREATEST(s.last_vacuum, s.last_autovacuum))::float8
+                         AS vacuumed_ago_s,
+                       NOT COALESCE('autovacuum_enabled=false' = ANY (c.reloptions)
+                                    OR 'autovacuum_enabled=off' = ANY (c.reloptions), false) AS autovacuum_enabled
+                  FROM pg_stat_all_tables s JOIN pg_class c ON c.oid = s.relid
+                 WHERE s.relid = ANY ($1::regclass[]) OR (s.schemaname = 'mvrefresh' AND c.relkind = 'r')
+                 ORDER BY 1`,
+
+  // mvrefresh doctor
+  doctorServer: `SELECT current_setting('server_version_num')::integer AS version_num,
+                        current_setting('server_version') AS version, pg_is_in_recovery() AS in_recovery,
+                        current_setting('max_connections')::integer AS max_connections,
+                        (SELECT count(*) FROM pg_stat_activity)::integer AS connections,
+                        current_user AS current_role`,
+  /** Watched views that REFRESH ... CONCURRENTLY cannot refresh, or that fail. */
+  doctorViews: `SELECT format('%I.%I', v.view_schema, v.view_name) AS view, c.relkind::text AS kind,
+                       c.relispopulated AS populated, v.allow_blocking_refresh AS blocking_allowed, v.paused,
+                       v.consecutive_failures AS failures, v.last_error, v.last_sqlstate,
+                       EXISTS (SELECT FROM pg_index i
+                                WHERE i.indrelid = c.oid AND i.indisunique AND i.indisvalid
+                                  AND i.indpred IS NULL AND i.indexprs IS NULL) AS unique_index,
+                       c.oid IS NULL OR pg_has_role($1::name, c.relowner, 'USAGE')
+                         -- MAINTAIN is unknown before 17: CASE keeps it from being evaluated there
+                         OR CASE WHEN $2::boolean THEN has_table_privilege($1::name, c.oid, 'MAINTAIN')
+                                 ELSE false END AS can_refresh
+                  FROM mvrefresh.view_state v
+                  LEFT JOIN pg_namespace n ON n.nspname = v.view_schema
+                  LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = v.view_name
+                 ORDER BY 1`,
+  /** Tables a watched view reads whose mvrefresh_mark trigger is missing or disabled. */
+  doctorTriggers: `SELECT DISTINCT r.relid::regclass::text AS table,
+                          t.tgenabled::text AS enabled
+                     FROM mvrefresh.view_state v CROSS JOIN LATERAL unnest(v.source_relids) AS r(relid)
+                     JOIN pg_class c ON c.oid = r.relid AND c.relkind IN ('r', 'p')
+                     LEFT JOIN pg_trigger t ON t.tgrelid = r.relid AND t.tgname = 'mvrefresh_mark'
+                    WHERE t.oid IS NULL OR t.tgenabled = 'D'
+                    ORDER BY 1`,
+  doctorEventTriggers: `SELECT count(*) FILTER (WHERE evtenabled <> 'D')::integer AS enabled
+                          FROM pg_event_trigger WHERE evtname IN ('mvrefresh_ddl', 'mvrefresh_drop')`,
+  /** What the role ($1) running the daemon needs on the schema (docs/operations.md, "Privileges"). */
+  doctorPrivileges: `SELECT has_schema_privilege($1::name, 'mvrefresh', 'USAGE') AS schema_usage,
+                            (SELECT COALESCE(array_agg(format('%I.%I', schemaname, tablename) ORDER BY tablename), '{}')
+                               FROM pg_tables WHERE schemaname = 'mvrefresh'
+                                AND NOT has_table_privilege($1::name, format('%I.%I', schemaname, tablename),
+                                                            'SELECT, INSERT, UPDATE, DELETE')) AS tables_missing,
+                            (SELECT COALESCE(array_agg(p.oid::regprocedure::text ORDER BY p.proname), '{}')
+                               FROM pg_proc p WHERE p.pronamespace = 'mvrefresh'::regnamespace
+                                AND NOT has_function_privilege($1::name, p.oid, 'EXECUTE')) AS routines_missing`,
+  /** What keeps vacuum from removing dead rows: old transactions, prepared transactions, replication slots. */
+  doctorHorizon: `SELECT 'transaction' AS kind, format('pid %s (%s, %s)', pid, COALESCE(usename, '?'),
+                                                      quote_literal(COALESCE(application_name, ''))) AS what,
+                         extract(epoch FROM clock_timestamp() - xact_start)::float8 AS age_s
+                    FROM pg_stat_activity WHERE backend_xmin IS NOT NULL AND xact_start IS NOT NULL
+                     AND pid <> pg_backend_pid()
+                  UNION ALL
+                  SELECT 'prepared transaction', quote_literal(gid),
+                         extract(epoch FROM clock_timestamp() - prepared)::float8 FROM pg_prepared_xacts
+                  UNION ALL
+                  SELECT 'replication slot', quote_literal(slot_name::text) || CASE WHEN active THEN '' ELSE ' (inactive)' END,
+                         NULL FROM pg_replication_slots
+                   WHERE NOT active AND (xmin IS NOT NULL OR catalog_xmin IS NOT NULL)
+                  ORDER BY age_s DESC NULLS FIRST`,
+
   // the daemon
   // ages instead of timestamps: the daemon's clock and the server's need not agree
   listViews: `SELECT s.id, s.view, s.max_staleness_ms, s.refresh_budget, s.paused, s.refresh_interval_ms,

@@ -105,6 +105,32 @@ describe('the LISTEN connection under faults', () => {
     },
   );
 
+  it("logs the server's reason (57P01) when its LISTEN backend is terminated, and the reconnect as a success", async () => {
+    const daemon = await startDaemon(db.url, { 'listener.reconnectMaxDelayMs': 500 });
+    try {
+      await waitFor('the listener', () => daemon.running.listener.connected);
+      await db.sql.query(
+        `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE application_name = 'mvrefresh:listen' AND datname = current_database()`,
+      );
+      await waitFor('the reconnect', () =>
+        daemon.logs.some((l) => l['event'] === 'listener_connected' && l['reconnect'] === true),
+      );
+      const lost = daemon.logs.filter((l) => l['event'] === 'listener_disconnected');
+      expect(lost).toHaveLength(1);
+      expect(lost[0]).toMatchObject({ sqlstate: '57P01', msg: 'LISTEN connection lost; reconnecting' });
+      expect(String(lost[0]?.['reason'])).toMatch(
+        /^connection lost: terminating connection due to administrator command/,
+      );
+      expect(String(lost[0]?.['reason'])).not.toMatch(/failed/i);
+      const back = daemon.logs.find((l) => l['event'] === 'listener_connected' && l['reconnect'] === true);
+      expect(back?.['msg']).toBe('LISTEN connection re-established');
+      expect(back?.['downMs']).toEqual(expect.any(Number));
+    } finally {
+      await daemon.stop();
+    }
+  });
+
   it('finds a half-open LISTEN connection within the heartbeat timeout and reflects writes made meanwhile', async () => {
     const target = new URL(db.url);
     const proxy = new TcpProxy(target.hostname, Number(target.port || 5432));

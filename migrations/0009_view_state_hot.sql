@@ -1,0 +1,15 @@
+-- Version 9: a refresh cycle's updates of view_state are HOT (heap-only: no index entry written, the
+-- page's dead versions pruned without VACUUM). Every cycle changes started_gen (tx1) and done_gen (tx2);
+-- the partial index view_state_unfinished named both in its predicate, and an update that changes a
+-- column any index names cannot be HOT: 55 of 81 307 updates were, in a soak of issue 18. The index only
+-- served due_views() (the sweep) to find unfinished cycles; the sweep scans view_state anyway to map
+-- table marks to views: due_views() over 1 000 views took 0.94 ms without the index, 0.90 ms with it,
+-- while 88% of the cycles' updates became HOT instead of 0.2% (docs/benchmarks.md, "view_state: HOT
+-- updates"). What must hold from here on: no index of view_state names a column that a
+-- refresh cycle updates (cycle_since, started_gen, done_gen, cycle_started_at, wait_xids, wait_gen,
+-- last_*, consecutive_failures, next_attempt_at, target_misses), so that the fillfactor of 50 keeps
+-- the updated versions on their page.
+-- Daemons of earlier versions never name the index: they keep working. DROP INDEX waits for cycles that
+-- hold view_state (a few milliseconds each) within migrate's lock_timeout, and migrate retries.
+-- compatibility: keeps older daemons working
+DROP INDEX IF EXISTS mvrefresh.view_state_unfinished;
