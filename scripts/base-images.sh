@@ -11,7 +11,19 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 prefix=${MVREFRESH_BASE_PREFIX:-mvrefresh-local}
-mirror=${MVREFRESH_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# the Debian archive apt is configured with (deb822 .sources or one-line .list), unless given
+apt_mirror() {
+  {
+    awk '/^URIs:/ { for (i = 2; i <= NF; i++) print $i }' /etc/apt/sources.list.d/*.sources 2>/dev/null
+    awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /:\/\//) { print $i; break } }' \
+      /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null
+  } | grep -v -e security -e '^$' | head -n 1
+}
+mirror=${MVREFRESH_DEBIAN_MIRROR:-$(apt_mirror)}
+if [ -z "$mirror" ]; then
+  echo "base-images: no Debian archive found in apt's sources: set MVREFRESH_DEBIAN_MIRROR to one" >&2
+  exit 1
+fi
 node_major=20
 
 debian="$prefix/debian:bookworm"
