@@ -11,11 +11,10 @@ FROM ${BUILD_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund --ignore-scripts
-COPY tsconfig.json tsconfig.build.json ./
+COPY tsconfig.json tsconfig.build.json tsconfig.image.json ./
 COPY src ./src
-COPY demo ./demo
-COPY bench ./bench
-RUN npm run build
+# the daemon only: the demo and the benches (which use the test suite's cluster) are not in the image
+RUN npx tsc -p tsconfig.image.json
 
 FROM ${BUILD_IMAGE} AS prod-deps
 WORKDIR /app

@@ -14,16 +14,11 @@ prefix=${MVREFRESH_BASE_PREFIX:-mvrefresh-local}
 # the Debian archive apt is configured with (deb822 .sources or one-line .list), unless given
 apt_mirror() {
   {
-    awk '/^URIs:/ { for (i = 2; i <= NF; i++) print $i }' /etc/apt/sources.list.d/*.sources 2>/dev/null
+    awk '/^URIs:/ { for (i = 2; i <= NF; i++) print $i }' /etc/apt/sources.list.d/*.sources 2>/dev/null || true
     awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /:\/\//) { print $i; break } }' \
-      /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null
-  } | grep -v -e security -e '^$' | head -n 1
+      /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true
+  } | { grep -v -e security -e '^$' || true; } | head -n 1
 }
-mirror=${MVREFRESH_DEBIAN_MIRROR:-$(apt_mirror)}
-if [ -z "$mirror" ]; then
-  echo "base-images: no Debian archive found in apt's sources: set MVREFRESH_DEBIAN_MIRROR to one" >&2
-  exit 1
-fi
 node_major=20
 
 debian="$prefix/debian:bookworm"
@@ -50,6 +45,11 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 if ! present "$debian"; then
+  mirror=${MVREFRESH_DEBIAN_MIRROR:-$(apt_mirror)}
+  if [ -z "$mirror" ]; then
+    say "no Debian archive found in apt's sources: set MVREFRESH_DEBIAN_MIRROR to one"
+    exit 1
+  fi
   say "debootstrap bookworm (minbase) from $mirror"
   debootstrap --variant=minbase bookworm "$work/rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 ||
     { tail -n 20 "$work/debootstrap.log" >&2; exit 1; }
