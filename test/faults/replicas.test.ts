@@ -160,14 +160,18 @@ describe('replicas', () => {
     await db.sql.query(`CREATE TABLE slow_src (k int PRIMARY KEY); INSERT INTO slow_src VALUES (1);
       CREATE MATERIALIZED VIEW slow_view AS SELECT k, (SELECT 1 FROM pg_sleep(30)) AS s FROM slow_src WITH NO DATA;
       CREATE UNIQUE INDEX ON slow_view (k);`);
-    await db.sql.query("SELECT mvrefresh.watch('slow_view')");
+    const watched = await db.sql.query<{ id: number }>(
+      "SELECT (mvrefresh.watch('slow_view') ->> 'id')::int AS id",
+    );
     const r = spawnReplica();
     all.push(r);
+    // the slow view's own key: the replica's other cycles (the first test's view) take advisory locks too
     const pid = await waitFor('the slow refresh to hold its advisory lock', async () => {
       const { rows } = await db.sql.query<{ pid: number }>(
         `SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-          WHERE l.locktype = 'advisory' AND l.classid = 1836479078 AND a.application_name = 'mvrefresh:refresh'
-            AND a.state = 'active' AND a.datname = current_database()`,
+          WHERE l.locktype = 'advisory' AND l.classid = 1836479078 AND l.objid = $1
+            AND a.application_name = 'mvrefresh:refresh' AND a.state = 'active' AND a.datname = current_database()`,
+        [watched.rows[0]!.id],
       );
       return rows[0]?.pid;
     });
