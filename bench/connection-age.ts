@@ -11,7 +11,6 @@
  *
  * Environment: BENCH_URL (superuser URL; default the local server), BENCH_OUT (docs/benchmarks.md).
  */
-import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { migrate } from '../src/db/migrate.js';
@@ -19,8 +18,8 @@ import { sql } from '../src/db/sql.js';
 import { createPool } from '../src/db/connect.js';
 import { schema } from '../src/config.js';
 import { packageRoot } from '../src/paths.js';
-import { median, replaceSection } from './report.js';
-import { ADMIN_URL, dbUrl, connect } from './db.js';
+import { median, writeSection } from './report.js';
+import { connect, recreateDatabase, dropDatabase } from './db.js';
 
 const CYCLES = Number(process.env['BENCH_CYCLES'] ?? 6000);
 const BUCKET = Number(process.env['BENCH_BUCKET'] ?? 500);
@@ -35,11 +34,7 @@ const CATALOGS = ['pg_class', 'pg_attribute', 'pg_depend', 'pg_statistic', 'pg_t
 const MIB = 1024 * 1024;
 
 async function setUp(): Promise<{ url: string; viewId: number }> {
-  const admin = await connect(ADMIN_URL);
-  await admin.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE ${DB}`);
-  await admin.end();
-  const url = dbUrl(DB);
+  const url = await recreateDatabase(DB);
   const c = await connect(url);
   await migrate(c);
   await c.query(`
@@ -180,16 +175,8 @@ Through the daemon's refresh pool at its defaults (\`refreshConnectionMaxUses\` 
 ${poolPids.size} connections in turn, median ms per ${BUCKET}: ${pooled.join(', ')}.
 `;
   console.log(text);
-  let current = '';
-  try {
-    current = await readFile(OUT, 'utf8');
-  } catch {
-    // a new file
-  }
-  await writeFile(OUT, replaceSection(current, TITLE, text));
-  const admin = await connect(ADMIN_URL);
-  await admin.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
-  await admin.end();
+  await writeSection(OUT, TITLE, text);
+  await dropDatabase(DB);
 }
 
 await main();

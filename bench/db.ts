@@ -16,6 +16,22 @@ export async function connect(url: string): Promise<pg.Client> {
   return c;
 }
 
+/** Creates database `name` on the bench server, empty (a left-over one is dropped first); returns its URL. */
+export async function recreateDatabase(name: string): Promise<string> {
+  await withClient(ADMIN_URL, async (admin) => {
+    await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
+    await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`);
+  });
+  return dbUrl(name);
+}
+
+/** Drops database `name` from the bench server, if it is there. */
+export async function dropDatabase(name: string): Promise<void> {
+  await withClient(ADMIN_URL, (admin) =>
+    admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`),
+  );
+}
+
 /** Runs fn on a new connection and closes it. */
 export async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
   const c = await connect(url);

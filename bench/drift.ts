@@ -9,13 +9,12 @@
  * Environment: BENCH_URL (superuser URL; default the local server), BENCH_OUT (docs/benchmarks.md).
  */
 import { spawn } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { migrate } from '../src/db/migrate.js';
 import { packageRoot } from '../src/paths.js';
-import { median, replaceSection } from './report.js';
-import { ADMIN_URL, dbUrl, connect } from './db.js';
+import { median, writeSection } from './report.js';
+import { ADMIN_URL, connect, recreateDatabase } from './db.js';
 
 const INTERVAL_MS = Number(process.env['BENCH_DRIFT_INTERVAL_MS'] ?? 10_000);
 const VIEWS = Number(process.env['BENCH_DRIFT_VIEWS'] ?? 1000);
@@ -26,11 +25,7 @@ const CASE_TIMEOUT_MS = 120_000;
 const QUERY = 'SELECT region, sum(amount) AS total, count(*) AS n FROM sales_v GROUP BY region';
 
 async function freshDatabase(): Promise<string> {
-  const admin = await connect(ADMIN_URL);
-  await admin.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE ${DB}`);
-  await admin.end();
-  return dbUrl(DB);
+  return recreateDatabase(DB);
 }
 
 async function matches(c: pg.Client): Promise<boolean> {
@@ -192,8 +187,7 @@ async function main() {
   ];
   const text = lines.join('\n');
   process.stdout.write(`${text}\n`);
-  const current = await readFile(OUT, 'utf8').catch(() => '');
-  await writeFile(OUT, replaceSection(current, '## Drift:', text));
+  await writeSection(OUT, '## Drift:', text);
 }
 
 await main();

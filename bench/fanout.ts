@@ -14,13 +14,13 @@
  * Results are appended to docs/benchmarks.md (section "Write cost and the number of views").
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { packageRoot } from '../src/paths.js';
-import { median, replaceSection } from './report.js';
+import { median, writeSection } from './report.js';
 import { ADMIN_URL, dbUrl, withClient } from './db.js';
 
 const run = promisify(execFile);
@@ -254,8 +254,7 @@ async function main(): Promise<void> {
     ];
     const section = [...header, ...lines].join('\n');
     process.stdout.write(`${section}\n`);
-    if (OUT !== '-')
-      await writeFile(OUT, replaceSection(await readFile(OUT, 'utf8').catch(() => ''), SECTION, section));
+    if (OUT !== '-') await writeSection(OUT, SECTION, section);
   } finally {
     await rm(scriptDir, { recursive: true, force: true });
     await rm(release, { recursive: true, force: true });

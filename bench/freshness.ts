@@ -27,9 +27,9 @@ import type { RefreshReport } from '../src/daemon/refresher.js';
 import { migrate } from '../src/db/migrate.js';
 import { packageRoot } from '../src/paths.js';
 import { shopSchema } from '../demo/shop.js';
-import { ADMIN_URL, dbUrl, connect } from './db.js';
+import { ADMIN_URL, connect, recreateDatabase, dropDatabase } from './db.js';
 import { pgbouncerBinary, startPgBouncer, type PgBouncer } from '../demo/pgbouncer.js';
-import { replaceSection } from './report.js';
+import { writeSection } from './report.js';
 
 const SECONDS = Number(process.env['BENCH_FRESHNESS_SECONDS'] ?? 10);
 const OUT = process.env['BENCH_OUT'] ?? join(packageRoot, 'docs', 'benchmarks.md');
@@ -54,11 +54,7 @@ const VIEWS = {
 } as const;
 
 async function setup(): Promise<string> {
-  const admin = await connect(ADMIN_URL);
-  await admin.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE ${DB}`);
-  await admin.end();
-  const url = dbUrl(DB);
+  const url = await recreateDatabase(DB);
   const c = await connect(url);
   await c.query(shopSchema({ products: 1000, customers: 1000 }));
   await c.query(`
@@ -377,9 +373,7 @@ async function main() {
   const head = start < 0 ? current.trimEnd() : current.slice(0, start).trimEnd();
   const tail = start < 0 || end < 0 ? '' : current.slice(end);
   await writeFile(OUT, `${head}\n\n${section.trimEnd()}\n${tail}`);
-  const admin = await connect(ADMIN_URL);
-  await admin.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
-  await admin.end();
+  await dropDatabase(DB);
 }
 
 /**
@@ -447,11 +441,8 @@ async function poolerMain() {
     '',
   ].join('\n');
   console.log(section);
-  const current = await readFile(OUT, 'utf8').catch(() => '');
-  await writeFile(OUT, replaceSection(current, '## Behind a connection pooler', section));
-  const admin = await connect(ADMIN_URL);
-  await admin.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
-  await admin.end();
+  await writeSection(OUT, '## Behind a connection pooler', section);
+  await dropDatabase(DB);
 }
 
 (process.argv.includes('--pooler') ? poolerMain() : main()).catch((err: unknown) => {

@@ -1,4 +1,5 @@
 /** Helpers the benches share to summarize rounds and to write their section of docs/benchmarks.md. */
+import { readFile, writeFile } from 'node:fs/promises';
 
 export function median(xs: readonly number[]): number {
   if (xs.length === 0) return Number.NaN;
@@ -17,4 +18,10 @@ export function replaceSection(current: string, title: string, text: string): st
   if (start < 0) return `${file.trimEnd()}\n\n${text.trimEnd()}\n`;
   const next = file.indexOf('\n## ', start + title.length);
   return `${file.slice(0, start)}${text.trimEnd()}\n${next < 0 ? '' : file.slice(next)}`;
+}
+
+/** Replaces (or appends) the section `title` of the results file at `path`, which may not exist yet. */
+export async function writeSection(path: string, title: string, text: string): Promise<void> {
+  const current = await readFile(path, 'utf8').catch(() => '');
+  await writeFile(path, replaceSection(current, title, text));
 }

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import { migrate } from '../src/db/migrate.js';
 import { packageRoot } from '../src/paths.js';
-import { ADMIN_URL, dbUrl, connect } from './db.js';
+import { connect, recreateDatabase, dropDatabase } from './db.js';
 
 const VIEWS = Number(process.env['BENCH_SCALE_VIEWS'] ?? 1000);
 const RATE = Number(process.env['BENCH_SCALE_RATE'] ?? 200);
@@ -41,11 +41,7 @@ async function sweepMs(c: pg.Client): Promise<number> {
 }
 
 async function main() {
-  const admin = await connect(ADMIN_URL);
-  await admin.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE ${DB}`);
-  await admin.end();
-  const url = dbUrl(DB);
+  const url = await recreateDatabase(DB);
   const c = await connect(url);
   await migrate(c);
   const t0 = performance.now();
@@ -140,9 +136,7 @@ async function main() {
   const head = at < 0 ? current.trimEnd() : current.slice(0, at).trimEnd();
   const next = at < 0 ? -1 : current.indexOf('\n## ', at + 1);
   await writeFile(OUT, `${head}\n\n${section}${next < 0 ? '' : current.slice(next)}`);
-  const cleanup = await connect(ADMIN_URL);
-  await cleanup.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
-  await cleanup.end();
+  await dropDatabase(DB);
 }
 
 main().catch((err: unknown) => {

@@ -7,13 +7,12 @@
  *
  * Environment: BENCH_URL (superuser URL; default the local server), BENCH_OUT (docs/benchmarks.md).
  */
-import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { migrate } from '../src/db/migrate.js';
 import { sql } from '../src/db/sql.js';
 import { packageRoot } from '../src/paths.js';
-import { median, replaceSection } from './report.js';
-import { ADMIN_URL, dbUrl, connect, withClient } from './db.js';
+import { median, writeSection } from './report.js';
+import { ADMIN_URL, connect, withClient, recreateDatabase, dropDatabase } from './db.js';
 
 const CYCLES = Number(process.env['BENCH_HOT_CYCLES'] ?? 3000);
 const SWEEP_CALLS = 300;
@@ -29,11 +28,7 @@ const OLD_INDEX =
 const CYCLE_ARGS = [false, 2000, 10_000, 1000, 300_000];
 
 async function freshDatabase(): Promise<string> {
-  await withClient(ADMIN_URL, async (admin) => {
-    await admin.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
-    await admin.query(`CREATE DATABASE ${DB}`);
-  });
-  const url = dbUrl(DB);
+  const url = await recreateDatabase(DB);
   await withClient(url, (c) => migrate(c));
   return url;
 }
@@ -151,14 +146,8 @@ ${row('with view_state_unfinished (versions 1-8)', before, sweepBefore)}
 ${row('without it (version 9)', after, sweepAfter)}
 `;
   console.log(text);
-  let current = '';
-  try {
-    current = await readFile(OUT, 'utf8');
-  } catch {
-    // a new file
-  }
-  await writeFile(OUT, replaceSection(current, TITLE, text));
-  await withClient(ADMIN_URL, (c) => c.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`));
+  await writeSection(OUT, TITLE, text);
+  await dropDatabase(DB);
 }
 
 await main();

@@ -16,7 +16,7 @@
 import { execFile } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import { loadConfig } from '../src/config.js';
@@ -28,7 +28,8 @@ import { migrate } from '../src/db/migrate.js';
 import { packageRoot } from '../src/paths.js';
 import { lineCharts } from './svg.js';
 import { DisturbanceMeter, NO_ACTIVITY, addActivity, secondsSince } from './disturbance.js';
-import { ADMIN_URL, dbUrl, connect } from './db.js';
+import { ADMIN_URL, dbUrl, connect, recreateDatabase } from './db.js';
+import { writeSection } from './report.js';
 
 const run = promisify(execFile);
 const SECONDS = Number(process.env['BENCH_TPCB_SECONDS'] ?? 20);
@@ -66,10 +67,7 @@ const pgEnv = () => {
 };
 
 async function setup(): Promise<void> {
-  const admin = await connect(ADMIN_URL);
-  await admin.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
-  await admin.query(`CREATE DATABASE ${DB}`);
-  await admin.end();
+  await recreateDatabase(DB);
   await run('pgbench', ['-i', '-q', '-s', String(SCALE), ...pgArgs(), DB], { env: pgEnv() });
   const c = await connect(dbUrl(DB));
   for (const [name, query] of Object.entries(VIEWS))
@@ -408,14 +406,7 @@ async function main(): Promise<void> {
     `bench/tpcb.ts, ${new Date().toISOString().slice(0, 10)}: pgbench TPC-B scale ${SCALE}, ${CLIENTS} clients, budget ${Math.round(defaults.refreshBudget * 100)}% per view`,
   );
   await writeFile(SVG, svg);
-  const current = await readFile(OUT, 'utf8').catch(() => '# Benchmarks\n');
-  const start = current.indexOf(SECTION_TITLE);
-  const next = start < 0 ? -1 : current.indexOf('\n## ', start + SECTION_TITLE.length);
-  const merged =
-    start < 0
-      ? `${current.trimEnd()}\n\n${section}`
-      : `${current.slice(0, start)}${section}${next < 0 ? '' : `\n${current.slice(next + 1)}`}`;
-  await writeFile(OUT, merged);
+  await writeSection(OUT, SECTION_TITLE, section);
   await admin.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
   await admin.end();
 }
