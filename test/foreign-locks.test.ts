@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LOCK_NAMESPACE, MIGRATION_LOCK_KEY, WATCH_LOCK_KEY } from '../src/db/protocol.js';
+import { CLEAR_LOCK_KEY, LOCK_NAMESPACE, MIGRATION_LOCK_KEY, WATCH_LOCK_KEY } from '../src/db/protocol.js';
+import { SqlState } from '../src/db/errors.js';
 import { runCli } from './support/cli.js';
 import { useTestDatabase } from './support/db.js';
 import { startDaemon } from './support/daemon.js';
@@ -67,6 +68,43 @@ describe('locks taken by a role without mvrefresh privileges', () => {
       );
     } finally {
       await intruder.query('SELECT pg_advisory_unlock_all()');
+      await d.stop();
+    }
+  });
+
+  it('a cycle that fails on the clear lock held exclusively by another role names that session in its log and recorded error', async () => {
+    await intruder.query('BEGIN');
+    await intruder.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_NAMESPACE, CLEAR_LOCK_KEY]);
+    const d = await startDaemon(db.url);
+    try {
+      // the order's trigger leaves a table mark: the cycle that takes it calls begin_clear()
+      await db.sql.query(INSERT_ORDER);
+      const failed = await waitFor('a cycle failed on the lock timeout', () =>
+        d.reports.find((r) => r.outcome === 'failed' && r.sqlstate === SqlState.lockNotAvailable),
+      );
+      const named = new RegExp(
+        `mvrefresh clear lock \\(advisory key ${LOCK_NAMESPACE},${CLEAR_LOCK_KEY}\\) is held by ` +
+          `pid ${intruderPid} \\(role ${ROLE}, application "intruder-app", since [^,]+, ` +
+          `state idle in transaction, query "SELECT pg_advisory_xact_lock`,
+      );
+      expect(failed.error).toMatch(named);
+      expect(failed.holders).toMatchObject([{ pid: intruderPid, role: ROLE, ours: false }]);
+      const line = d.logs.find(
+        (l) =>
+          l['event'] === 'refresh' &&
+          l['outcome'] === 'failed' &&
+          l['sqlstate'] === SqlState.lockNotAvailable,
+      );
+      expect(line).toMatchObject({ level: 'warn', view: 'public.monthly_product_sales' });
+      expect(line!['error']).toMatch(named);
+      const { rows } = await db.sql.query<{ last_error: string }>('SELECT last_error FROM mvrefresh.status');
+      expect(rows[0]!.last_error).toMatch(named);
+      await intruder.query('COMMIT');
+      await waitFor('the refresh once the lock is free', () =>
+        d.reports.find((r) => r.outcome === 'refreshed'),
+      );
+    } finally {
+      await intruder.query('ROLLBACK').catch(() => undefined);
       await d.stop();
     }
   });

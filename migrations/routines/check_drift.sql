@@ -12,7 +12,12 @@
 --    has no pending mark is marked: a refresh that starts after now covers every write counted by now,
 --    whether or not its trigger fired (the counters cannot tell). It is reported as a bypass only when
 --    nothing shows that the trigger fired: no mark of the table now, and none consumed by a refresh cycle
---    (table_writes.last_mark_at) since the last check minus the statistics' reporting delay.
+--    (table_writes.last_mark_at) since the last check minus the statistics' reporting delay. Counting a
+--    table starts with last_mark_at set when other sessions may hold unreported writes (here for a new
+--    source, in sync_table_triggers() at `watch`): writes committed before its trigger existed, which
+--    their statistics report up to that delay later (a table loaded just before it was watched), are
+--    refreshed for, not reported; so is a write that fires no trigger within that delay, the counters
+--    cannot tell them apart.
 -- Then the triggers are brought in line (sync_table_triggers()) under p_lock_timeout_ms: CREATE TRIGGER
 -- takes SHARE ROW EXCLUSIVE and must not queue in front of the application's writers. When the lock is not
 -- granted, triggers_synced is false, everything else is kept, and the caller retries soon; the views are
@@ -35,9 +40,8 @@ DECLARE
     err text;
     synced boolean := true;
     need_sync boolean := false;
-    -- a backend reports its table statistics within this delay of its commit (PostgreSQL 15+: at most
-    -- every second while busy, within 10 s once idle)
-    stats_delay interval := interval '15 seconds';
+    -- a backend reports its table statistics within this delay of going idle (PostgreSQL 15+)
+    stats_delay interval := {{STATS_REPORT_DELAY}};
 BEGIN
     IF pg_is_in_recovery() THEN
         RETURN;
@@ -132,8 +136,14 @@ BEGIN
                   FROM mvrefresh.view_state s WHERE t.oid = ANY (s.source_relids);
             END IF;
         END IF;
-        INSERT INTO mvrefresh.table_writes (relid, writes, checked_at) VALUES (t.oid, t.writes, now())
-        ON CONFLICT (relid) DO UPDATE SET writes = EXCLUDED.writes, checked_at = EXCLUDED.checked_at;
+        -- a reading below the baseline: `watch` counted its session's writes that are not reported yet, or
+        -- the statistics were reset. The baseline is kept while it may be the former, so that those writes,
+        -- once reported, are not counted again
+        INSERT INTO mvrefresh.table_writes AS w (relid, writes, checked_at, last_mark_at)
+        VALUES (t.oid, t.writes, now(),
+                (SELECT CASE WHEN mvrefresh.writes_may_be_unreported() THEN now() END))
+        ON CONFLICT (relid) DO UPDATE SET writes = EXCLUDED.writes, checked_at = EXCLUDED.checked_at
+         WHERE NOT (EXCLUDED.writes < w.writes AND w.checked_at >= now() - stats_delay);
     END LOOP;
 
     IF need_sync THEN

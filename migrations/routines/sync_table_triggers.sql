@@ -8,7 +8,11 @@
 -- changes applied by logical replication (session_replication_role = replica) mark views too; elsewhere it
 -- is an ordinary trigger and watch() warns. A trigger of that name that is not ours is never replaced.
 -- Each watched table's write counters are recorded here first (table_writes), so that check_drift() counts
--- from the moment the table is watched: a write that fires no trigger is noticed from then on.
+-- from the moment the table is watched: a write that fires no trigger is noticed from then on. Writes
+-- committed before then fired none, rightly, but the statistics may report them later (a table loaded and
+-- then watched): this session's are counted in the baseline from its own unreported counters, and when
+-- other sessions may hold some (routines/writes_may_be_unreported.sql), last_mark_at is set, which
+-- check_drift() takes as evidence that writes reported within its stats_delay of it fired the trigger.
 CREATE OR REPLACE FUNCTION mvrefresh.sync_table_triggers() RETURNS text[]
     LANGUAGE plpgsql
 AS $$
@@ -34,8 +38,11 @@ BEGIN
     END IF;
     DELETE FROM mvrefresh.table_writes w
      WHERE NOT EXISTS (SELECT FROM mvrefresh.view_state v WHERE w.relid = ANY (v.source_relids));
-    INSERT INTO mvrefresh.table_writes (relid, writes)
-    SELECT st.relid, st.n_tup_ins + st.n_tup_upd + st.n_tup_del
+    INSERT INTO mvrefresh.table_writes (relid, writes, last_mark_at)
+    SELECT st.relid,
+           st.n_tup_ins + st.n_tup_upd + st.n_tup_del + pg_stat_get_xact_tuples_inserted(st.relid)
+           + pg_stat_get_xact_tuples_updated(st.relid) + pg_stat_get_xact_tuples_deleted(st.relid),
+           (SELECT CASE WHEN mvrefresh.writes_may_be_unreported() THEN now() END)
       FROM pg_stat_user_tables st
      WHERE st.relid IN (SELECT unnest(v.source_relids) FROM mvrefresh.view_state v)
     ON CONFLICT (relid) DO NOTHING;

@@ -7,6 +7,8 @@ import { SqlState, describeError, isConnectionError, isPgError } from '../db/err
 import { backoffDelay } from './backoff.js';
 import { AppName } from '../db/connect.js';
 import { withTimeout } from './timers.js';
+import { CLEAR_LOCK, type LockHolder, describeHolders, lockHolders } from '../db/lock-holders.js';
+import { CLEAR_LOCK_KEY } from '../db/protocol.js';
 import type { Job, RunResult, Scheduler } from './scheduler.js';
 import type { Metrics } from './metrics.js';
 import type { SchemaWatch } from './schema-watch.js';
@@ -79,6 +81,8 @@ export interface RefreshReport {
   serverMs?: number;
   sqlstate?: string;
   error?: string;
+  /** A cycle that failed on its lock timeout: who held the lock it waited for. */
+  holders?: LockHolder[];
 }
 
 export interface RefresherEvents {
@@ -245,13 +249,24 @@ export class Refresher extends EventEmitter<RefresherEvents> {
     }
     if (isPgError(err) && !isConnectionError(err)) {
       try {
+        const holders = err.code === SqlState.lockNotAvailable ? await this.clearLockHolders() : [];
+        const message =
+          holders.length > 0
+            ? `${err.message}: the ${CLEAR_LOCK} is held by ${describeHolders(holders)}`
+            : err.message;
         const { rows } = await this.opts.controlPool.query<{ retry_in_ms: number | null }>(
           sql.recordFailure,
-          [job.viewId, err.code, err.message, elapsed, this.opts.backoffBaseMs, this.opts.backoffMaxMs],
+          [job.viewId, err.code, message, elapsed, this.opts.backoffBaseMs, this.opts.backoffMaxMs],
         );
         const retry = rows[0]?.retry_in_ms;
         return {
-          report: { ...base, outcome: 'failed', sqlstate: err.code ?? '', error: err.message },
+          report: {
+            ...base,
+            outcome: 'failed',
+            sqlstate: err.code ?? '',
+            error: message,
+            ...(holders.length > 0 ? { holders } : {}),
+          },
           result:
             retry === null || retry === undefined
               ? { kind: 'gone' }
@@ -276,6 +291,16 @@ export class Refresher extends EventEmitter<RefresherEvents> {
         durationMs: elapsed,
       },
     };
+  }
+
+  /**
+   * A CALL that fails on a lock timeout outside the REFRESH (which records its own failures) waited, as a
+   * rule, for the clear lock, which begin_clear() takes shared: only a session holding it exclusively makes
+   * it wait, and settle_clears() holds it so for microseconds. Empty when none holds it now or the lookup
+   * fails: the failure is then recorded as it came.
+   */
+  private async clearLockHolders(): Promise<LockHolder[]> {
+    return lockHolders(this.opts.controlPool, CLEAR_LOCK_KEY, { exclusive: true }).catch(() => []);
   }
 
   private log(r: RefreshReport): void {

@@ -1,27 +1,43 @@
 import type pg from 'pg';
 import { sql } from './sql.js';
 import { AppName } from './connect.js';
+import { CLEAR_LOCK_KEY, LOCK_NAMESPACE } from './protocol.js';
 
 export interface LockHolder {
   pid: number;
   role: string;
   application: string;
   since: Date | null;
+  /** pg_stat_activity.state: 'idle in transaction' for a session that took the lock and went quiet. */
+  state: string | null;
+  /** Its current or last query, cut short. */
+  query: string | null;
   /** A refresh of mvrefresh's own role (another replica): expected while it refreshes. */
   ours: boolean;
 }
 
-/** Sessions other than this one that hold mvrefresh's advisory lock with the second key `key`. */
-export async function lockHolders(db: pg.ClientBase | pg.Pool, key: number): Promise<LockHolder[]> {
-  return (await db.query<LockHolder>(sql.lockHolders, [key, AppName.refresh])).rows;
+/** The clear lock (routines/begin_clear.sql) as reports name it: its keys are what pg_locks shows. */
+export const CLEAR_LOCK = `mvrefresh clear lock (advisory key ${LOCK_NAMESPACE},${CLEAR_LOCK_KEY})`;
+
+/**
+ * Sessions other than this one that hold mvrefresh's advisory lock with the second key `key`; with
+ * `exclusive`, only those holding it exclusively (what makes a shared request wait).
+ */
+export async function lockHolders(
+  db: pg.ClientBase | pg.Pool,
+  key: number,
+  { exclusive = false }: { exclusive?: boolean } = {},
+): Promise<LockHolder[]> {
+  return (await db.query<LockHolder>(sql.lockHolders, [key, AppName.refresh, exclusive])).rows;
 }
 
-/** "pid 123 (role app, application 'psql', since ...)" for messages and logs. */
+/** "pid 123 (role app, application 'psql', since ..., state ..., query ...)" for messages and logs. */
 export function describeHolders(holders: LockHolder[]): string {
   return holders
     .map(
       (h) =>
-        `pid ${h.pid} (role ${h.role}, application ${JSON.stringify(h.application)}, since ${h.since?.toISOString() ?? '?'})`,
+        `pid ${h.pid} (role ${h.role}, application ${JSON.stringify(h.application)}, since ${h.since?.toISOString() ?? '?'}, ` +
+        `state ${h.state ?? '?'}, query ${JSON.stringify(h.query ?? '')})`,
     )
     .join(', ');
 }

@@ -38,6 +38,14 @@ export const DDL_LOCK_TIMEOUT_MS = 200;
  */
 export const DRIFT_LOCK_TIMEOUT_MS = 200;
 
+/**
+ * How long after a session goes idle the cumulative statistics (pg_stat_user_tables) may still miss its
+ * writes: PostgreSQL 15+ reports a backend's counters when it goes idle, at most once a second, within
+ * 10 s. The drift check reads the write counters with this slack (routines/check_drift.sql,
+ * writes_may_be_unreported.sql).
+ */
+export const STATS_REPORT_DELAY_MS = 15_000;
+
 /** When to look again at a view whose lock another session holds, or whose long writers still run. */
 export const RETRY_MS = 1000;
 
@@ -75,6 +83,7 @@ export const sqlConstants: Readonly<Record<string, string>> = Object.freeze({
   DDL_CHANGED: `'${DDL_CHANGED}'`,
   RETRY_MS: String(RETRY_MS),
   DDL_LOCK_TIMEOUT: `'${DDL_LOCK_TIMEOUT_MS}ms'`,
+  STATS_REPORT_DELAY: `'${STATS_REPORT_DELAY_MS}ms'`,
   BACKOFF_BASE_MS: String(BACKOFF_BASE_MS),
   BACKOFF_MAX_MS: String(BACKOFF_MAX_MS),
   SUCCESS_OUTCOMES: sqlList(SUCCESS_OUTCOMES),

@@ -3,6 +3,9 @@ import { LOCK_NAMESPACE, MIGRATION_LOCK_KEY } from './protocol.js';
 
 const { escapeIdentifier } = pg;
 
+/** How much of a lock holder's current query a report shows. */
+const LOCK_HOLDER_QUERY_CHARS = 200;
+
 /**
  * Every SQL statement the TypeScript side sends, in one place. Identifiers never come from input: view
  * names are bound as values and resolved by the functions of migrations/.
@@ -85,16 +88,20 @@ export const sql = {
                        AND l.classid = ${LOCK_NAMESPACE}::bigint::oid AND l.objid::bigint BETWEEN 1 AND 2147483647
                      ORDER BY l.pid`,
   /**
-   * Sessions holding one of mvrefresh's advisory locks (namespace, $1): a view id, the migration key or the
-   * watch key. Two-int4 keys appear in pg_locks as classid, objid (unsigned) and objsubid 2.
+   * Sessions holding one of mvrefresh's advisory locks (namespace, $1): a view id, the migration, watch or
+   * clear key; only exclusive holders when $3 (those that block a shared request). Two-int4 keys appear in
+   * pg_locks as classid, objid (unsigned) and objsubid 2. The query is cut short: it is for a human to
+   * recognize the session, and other roles' queries read '<insufficient privilege>' anyway.
    */
   lockHolders: `SELECT l.pid, COALESCE(a.usename, '?') AS role, COALESCE(a.application_name, '') AS application,
-                       COALESCE(a.xact_start, a.backend_start) AS since,
+                       COALESCE(a.xact_start, a.backend_start) AS since, a.state,
+                       left(a.query, ${LOCK_HOLDER_QUERY_CHARS}) AS query,
                        COALESCE(a.usename = current_user AND a.application_name = $2, false) AS ours
                   FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
                  WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.pid <> pg_backend_pid()
                    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
                    AND l.classid = ${LOCK_NAMESPACE}::bigint::oid AND l.objid = ($1::bigint & 4294967295)::oid
+                   AND (NOT $3::boolean OR l.mode = 'ExclusiveLock')
                  ORDER BY l.pid`,
   adminSession: `SELECT set_config('lock_timeout', $1, false),
                         CASE WHEN current_setting('server_version_num')::integer >= 140000
