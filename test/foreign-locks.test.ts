@@ -109,17 +109,22 @@ describe('locks taken by a role without mvrefresh privileges', () => {
     }
   });
 
-  it('watch and migrate wait a bounded time for a held lock and name its holder', async () => {
+  it('watch, unwatch and migrate wait a bounded time for a held lock and name its holder', async () => {
+    // a table mark of the order: unwatch clears it, under the clear lock
+    await db.sql.query(INSERT_ORDER);
     for (const [key, args] of [
       [WATCH_LOCK_KEY, ['watch', 'monthly_product_sales']],
       [MIGRATION_LOCK_KEY, ['migrate']],
+      [CLEAR_LOCK_KEY, ['unwatch', 'monthly_product_sales']],
     ] as const) {
       await intruder.query('SELECT pg_advisory_lock($1, $2)', [LOCK_NAMESPACE, key]);
       try {
         const p = runCli([...args], { DATABASE_URL: db.url });
         expect((await p.exit).code, args[0]).toBe(1);
         expect(p.text()).toMatch(
-          new RegExp(`lock is held by pid ${intruderPid} \\(role ${ROLE}, application "intruder-app"`),
+          new RegExp(
+            `lock( \\(advisory key [^)]+\\))? is held by pid ${intruderPid} \\(role ${ROLE}, application "intruder-app"`,
+          ),
         );
         expect(p.text()).toMatch(/pg_terminate_backend/);
       } finally {

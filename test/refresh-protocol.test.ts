@@ -1,6 +1,8 @@
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
+import { LOCK_NAMESPACE } from '../src/db/protocol.js';
 import { sql } from '../src/db/sql.js';
+import type { CallRow } from '../src/daemon/refresher.js';
 import { useTestDatabase } from './support/db.js';
 import { notificationsDuring } from './support/notify.js';
 import { viewMatches } from './support/shop.js';
@@ -8,26 +10,12 @@ import { waitFor } from './support/wait.js';
 
 const db = useTestDatabase('refresh_protocol');
 
-/** The advisory lock namespace of mvrefresh.lock_namespace(). */
-const LOCK_NAMESPACE = 1836479078;
-
-interface Result {
-  outcome: string;
-  duration_ms: number | null;
-  err_sqlstate: string | null;
-  err_message: string | null;
-  retry_in_ms: number | null;
-  dependants: number[] | null;
-  wait_ms: number | null;
-  cycle_ms: number | null;
-}
-
 /** One cycle of mvrefresh.refresh_view(); the backoff is 1 s doubling up to 5 min, as refresh_dirty() uses. */
 async function refreshView(
   id: number,
   { client = db.sql, force = false, waitMs = 2000, lockMs = 5000 } = {},
-): Promise<Result> {
-  const { rows } = await client.query<Result>(sql.refreshView, [id, force, waitMs, lockMs, 1000, 300000]);
+): Promise<CallRow> {
+  const { rows } = await client.query<CallRow>(sql.refreshView, [id, force, waitMs, lockMs, 1000, 300000]);
   return rows[0]!;
 }
 
@@ -156,7 +144,7 @@ describe('refresh_view outcomes', () => {
     await refreshView(ids['dep_down']!);
     await db.exec('INSERT INTO dep_src VALUES (1), (2)');
     expect((await state(ids['dep_down']!)).dirty).toBe(false);
-    let r: Result | undefined;
+    let r: CallRow | undefined;
     const sent = await notificationsDuring(db.url, async () => {
       r = await refreshView(ids['dep_up']!);
     });

@@ -5,9 +5,9 @@ import { requireSchema } from '../db/schema-version.js';
 import { sql } from '../db/sql.js';
 import { retryOnLockTimeout } from '../db/lock-retry.js';
 import { describeConflict, formatMs, minInterval } from '../daemon/plan.js';
-import { LockHeldError, lockHolders } from '../db/lock-holders.js';
+import { CLEAR_LOCK, LockHeldError, lockHolders } from '../db/lock-holders.js';
 import { SqlState, isPgError } from '../db/errors.js';
-import { WATCH_LOCK_KEY } from '../db/protocol.js';
+import { CLEAR_LOCK_KEY, WATCH_LOCK_KEY } from '../db/protocol.js';
 import { loadStatus, type StatusRow } from '../db/status.js';
 
 export interface WatchOptions {
@@ -28,8 +28,9 @@ export interface WatchReport {
 }
 
 /**
- * Runs fn; when it fails on its lock_timeout while another session holds mvrefresh's advisory lock `key`
- * (any role that can connect can take one), fails with an error naming that session instead.
+ * Runs fn; when it fails on its lock_timeout while another session holds mvrefresh's advisory lock `key`,
+ * or the clear lock exclusively (sync_table_triggers() clears the marks of unwatched tables under it; any
+ * role that can connect can take either), fails with an error naming that session instead.
  */
 async function namingHolder<T>(
   db: pg.ClientBase,
@@ -43,6 +44,11 @@ async function namingHolder<T>(
     if (isPgError(err) && err.code === SqlState.lockNotAvailable) {
       const holders = await lockHolders(db, key).catch(() => []);
       if (holders.length > 0) throw new LockHeldError(what, holders);
+      // a daemon's settle_clears() holds it exclusively for microseconds: retried, not reported
+      const clearing = (await lockHolders(db, CLEAR_LOCK_KEY, { exclusive: true }).catch(() => [])).filter(
+        (h) => !h.ours,
+      );
+      if (clearing.length > 0) throw new LockHeldError(`the ${CLEAR_LOCK}`, clearing);
     }
     throw err;
   }

@@ -38,7 +38,8 @@ const SUCCESS: ReadonlySet<Outcome> = new Set(['refreshed', 'populated', 'refres
 const BUSY_RETRY_MS = 1000;
 const CANCEL_TIMEOUT_MS = 5000;
 
-interface CallRow {
+/** One row of mvrefresh.refresh_view(): what a cycle did. */
+export interface CallRow {
   outcome: Outcome;
   duration_ms: number | null;
   err_sqlstate: string | null;
