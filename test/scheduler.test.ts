@@ -306,6 +306,28 @@ describe('the per-view scheduler', () => {
     s.stop();
   });
 
+  it('flags a refresh longer than a tenth of the shortest target as long, while a quicker view is watched', () => {
+    const heavy = view(1, { lastDurationMs: 400 });
+    const cheap = view(2, { lastDurationMs: 20 });
+    const { s, due } = scheduler([heavy, cheap]);
+    s.schedule(1, 'notify');
+    s.schedule(2, 'notify');
+    vi.advanceTimersByTime(TARGET);
+    expect(due.map((j) => [j.viewId, j.long ?? false])).toEqual([
+      [1, true],
+      [2, false],
+    ]);
+    s.stop();
+    // alone, or with only paused quicker views, a heavy view keeps every slot
+    for (const views of [[heavy], [heavy, { ...cheap, paused: true }]]) {
+      const { s: alone, due: dueAlone } = scheduler(views);
+      alone.schedule(1, 'notify');
+      vi.advanceTimersByTime(TARGET);
+      expect(dueAlone.map((j) => j.long ?? false)).toEqual([false]);
+      alone.stop();
+    }
+  });
+
   it('leaves no timer behind after stop()', () => {
     const { s } = scheduler();
     s.schedule(1, 'notify');

@@ -99,6 +99,11 @@ export interface RefresherEvents {
  */
 export class Refresher extends EventEmitter<RefresherEvents> {
   private readonly queue: PQueue;
+  /**
+   * Long jobs (Job.long) pass through here first, holding one of concurrency - 1 places until they end: at
+   * least one slot of the queue is always free of them. None with a concurrency of 1.
+   */
+  private readonly longGate: PQueue | undefined;
   private readonly running = new Map<number, { pid: number; view: string }>();
   private readonly connectionFailures = new Map<number, number>();
   private accepting = true;
@@ -106,10 +111,11 @@ export class Refresher extends EventEmitter<RefresherEvents> {
   constructor(private readonly opts: RefresherOptions) {
     super();
     this.queue = new PQueue({ concurrency: opts.concurrency });
+    this.longGate = opts.concurrency > 1 ? new PQueue({ concurrency: opts.concurrency - 1 }) : undefined;
   }
 
   get queued(): number {
-    return this.queue.size;
+    return this.queue.size + (this.longGate?.size ?? 0);
   }
 
   get active(): number {
@@ -122,7 +128,8 @@ export class Refresher extends EventEmitter<RefresherEvents> {
       this.opts.scheduler.finished(job.viewId, { kind: 'done', refreshed: false, durationMs: 0 });
       return;
     }
-    void this.queue.add(() => this.run(job));
+    const add = () => this.queue.add(() => this.run(job));
+    void (job.long && this.longGate ? this.longGate.add(add) : add());
   }
 
   private async run(due: Job): Promise<void> {
@@ -318,6 +325,7 @@ export class Refresher extends EventEmitter<RefresherEvents> {
    */
   async drain(graceMs: number): Promise<void> {
     this.accepting = false;
+    this.longGate?.clear();
     this.queue.clear();
     try {
       await withTimeout(this.queue.onIdle(), Math.max(graceMs, 1), 'running refreshes');

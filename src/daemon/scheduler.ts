@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../logger.js';
-import { DurationEstimate, planRefresh, type Plan } from './plan.js';
+import { DurationEstimate, LONG_REFRESH_SHARE, planRefresh, type Plan } from './plan.js';
 
 /**
  * What made a view due: a notification, the sweep, an upstream refresh, an operator, a periodic interval,
@@ -39,6 +39,11 @@ export interface Job {
   cause: Cause;
   /** Refresh even when the view is clean (periodic and manual refreshes). */
   force: boolean;
+  /**
+   * Expected to take longer than LONG_REFRESH_SHARE of the shortest target, while a view expected to be
+   * quicker is watched: the refresher keeps a slot free of such jobs.
+   */
+  long?: boolean;
 }
 
 /** What a job runs with: its cause and force when it starts, which may differ from those it was due with. */
@@ -127,6 +132,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   private readonly stats = new Map<number, ViewStats>();
   private readonly now: () => number;
   private stopped = false;
+  /** The shortest staleness target among the views (setViews()). */
+  private shortestTargetMs = Infinity;
 
   constructor(private readonly opts: SchedulerOptions) {
     super();
@@ -164,6 +171,9 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       this.stats.delete(id);
       if (this.states.get(id)?.phase === 'planned') this.clearState(id);
     }
+    this.shortestTargetMs = Infinity;
+    for (const v of this.views.values())
+      this.shortestTargetMs = Math.min(this.shortestTargetMs, this.targetOf(v));
   }
 
   knows(viewId: number): boolean {
@@ -424,7 +434,26 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     clearTimeout(st.timer);
     if (this.stopped || this.states.get(view.id) !== st) return;
     st.phase = 'queued';
-    this.emit('due', { viewId: view.id, name: view.name, cause: st.cause, force: st.force });
+    this.emit('due', {
+      viewId: view.id,
+      name: view.name,
+      cause: st.cause,
+      force: st.force,
+      ...(this.isLong(view.id) ? { long: true } : {}),
+    });
+  }
+
+  /**
+   * Whether the view's refresh is long (LONG_REFRESH_SHARE of the shortest target, paused views' too: they
+   * come back) and another view, quicker than that and not paused, could be kept waiting by it. Scans the
+   * views only for a long one: heavy views refresh rarely.
+   */
+  private isLong(viewId: number): boolean {
+    const threshold = LONG_REFRESH_SHARE * this.shortestTargetMs;
+    if (!((this.stats.get(viewId)?.estimate.expectedMs ?? 0) > threshold)) return false;
+    for (const [id, st] of this.stats)
+      if (id !== viewId && !st.paused && st.estimate.expectedMs <= threshold) return true;
+    return false;
   }
 
   private clearState(viewId: number): void {
