@@ -56,6 +56,7 @@ describe('planRefresh', () => {
       targetMs: 10_000,
       budget: 0.2,
       expectedMs: 500,
+      costMs: 500,
       lastStartAt: undefined,
     });
     expect(p.at).toBe(10_000 * TARGET_HEADROOM - 500);
@@ -71,6 +72,7 @@ describe('planRefresh', () => {
       targetMs: 2000,
       budget: 0.2,
       expectedMs: 800,
+      costMs: 800,
       lastStartAt: 0,
     });
     expect(p.at).toBe(4000);
@@ -87,9 +89,42 @@ describe('planRefresh', () => {
       targetMs: 1000,
       budget: 0.2,
       expectedMs: 10,
+      costMs: 10,
       lastStartAt: 0,
     });
     expect(p.at).toBe(50_000);
+  });
+
+  it('plans by the pessimistic estimate for the target and spaces by the mean cost for the budget', () => {
+    // a cheap view whose p90 caught a slow refresh: 300 ms expected, 40 ms on average
+    const p = planRefresh({
+      now: 0,
+      dirtySince: 0,
+      targetMs: 1000,
+      budget: 0.2,
+      expectedMs: 300,
+      costMs: 40,
+      lastStartAt: -500,
+      lastCostMs: 20,
+    });
+    // by the target (850 - 300), not by 300 / 20% after the last start
+    expect(p.at).toBe(1000 * TARGET_HEADROOM - 300);
+    expect(p.minIntervalMs).toBe(200);
+    expect(p.achievableMs).toBe(500);
+    expect(p.conflict).toBe(false);
+    // the last cycle's own cost counts when it was higher than the mean
+    expect(
+      planRefresh({
+        now: 0,
+        dirtySince: 0,
+        targetMs: 1000,
+        budget: 0.2,
+        expectedMs: 300,
+        costMs: 40,
+        lastStartAt: -500,
+        lastCostMs: 300,
+      }).at,
+    ).toBe(1000);
   });
 
   it('estimates a refresh by the larger of an EWMA and the recent p90, seeded from the last duration', () => {
@@ -101,6 +136,9 @@ describe('planRefresh', () => {
     e.add(900);
     e.add(900);
     expect(e.expectedMs).toBe(900);
+    // the mean (EWMA) stays below: the budget counts it
+    expect(e.meanMs).toBeLessThan(900);
+    expect(e.meanMs).toBeGreaterThan(100);
     expect(new DurationEstimate(null).expectedMs).toBe(0);
   });
 });

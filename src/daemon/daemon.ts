@@ -304,11 +304,11 @@ export class Daemon extends EventEmitter<DaemonEvents> {
         targetMs: c.targetMs,
         budget: c.budget,
         expectedMs: Math.round(c.expectedMs),
+        costMs: Math.round(c.costMs),
         minIntervalMs: Math.round(c.minIntervalMs),
         achievableMs: Math.round(c.achievableMs),
       };
-      if (c.conflict)
-        logger.warn(fields, `${c.view}: ${describeConflict(c.expectedMs, c.budget, c.targetMs)}`);
+      if (c.conflict) logger.warn(fields, `${c.view}: ${describeConflict(c.costMs, c.budget, c.targetMs)}`);
       else logger.info(fields, `${c.view}: the budget allows the staleness target again`);
     });
     scheduler.on('miss', (m) => {

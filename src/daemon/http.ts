@@ -256,12 +256,13 @@ export class HttpServer {
                 budget: plan.budget,
                 budgetInUse: round3(plan.budgetInUse),
                 expectedRefreshMs: Math.round(plan.expectedMs),
+                meanRefreshMs: Math.round(plan.costMs),
                 minIntervalMs: Math.round(plan.minIntervalMs),
                 achievableStalenessSeconds: round3(plan.achievableMs / 1000),
                 targetMet: plan.targetMet,
                 ...(plan.targetMet
                   ? {}
-                  : { targetProblem: describeConflict(plan.expectedMs, plan.budget, plan.targetMs) }),
+                  : { targetProblem: describeConflict(plan.costMs, plan.budget, plan.targetMs) }),
                 targetMisses: Number(r.target_misses),
                 nextRefreshAt: plan.nextRefreshAt === undefined ? null : new Date(plan.nextRefreshAt),
               }

@@ -2,10 +2,13 @@
  * When to refresh a view, from its staleness target, its refresh budget and what its refreshes cost. Pure
  * functions of clock values (milliseconds), so that the decisions are testable without timers.
  *
- * A view that turned dirty at d is refreshed at max(d + headroom target - expected, last start + expected /
+ * A view that turned dirty at d is refreshed at max(d + headroom target - expected, last start + cost /
  * budget): as late as the target allows, so that one refresh covers every write in between, and never
  * more often than the budget allows. When the two conflict the budget wins: under a steady stream of
- * writes the worst staleness is then (expected / budget) + expected, which is reported with the numbers.
+ * writes the worst staleness is then (cost / budget) + expected, which is reported with the numbers.
+ * expected is pessimistic (a p90), so that the target is met when a refresh is slow; cost is the mean (an
+ * EWMA), since the budget is a share of time: spacing refreshes by a p90 would spend less than the budget,
+ * a cheap view's rare slow refresh (a descheduled backend on a busy server) spacing all the others.
  */
 
 /** Share of the target that planning aims for: the rest absorbs queueing and the estimate's error. */
@@ -28,6 +31,8 @@ export interface PlanInput {
   targetMs: number;
   budget: number;
   expectedMs: number;
+  /** The mean cost of a refresh cycle: what the budget counts. */
+  costMs: number;
   /** Start of this view's previous refresh cycle, if any is known (also from before a restart). */
   lastStartAt: number | undefined;
   /** What that previous cycle cost, when known (a failed or slow cycle counts in the budget too). */
@@ -50,11 +55,11 @@ export function minInterval(expectedMs: number, budget: number): number {
 }
 
 export function planRefresh(p: PlanInput): Plan {
-  const minIntervalMs = minInterval(p.expectedMs, p.budget);
+  const minIntervalMs = minInterval(p.costMs, p.budget);
   const byBudget =
     p.lastStartAt === undefined
       ? -Infinity
-      : p.lastStartAt + minInterval(Math.max(p.expectedMs, p.lastCostMs ?? 0), p.budget);
+      : p.lastStartAt + minInterval(Math.max(p.costMs, p.lastCostMs ?? 0), p.budget);
   const byTarget =
     p.dirtySince === undefined ? -Infinity : p.dirtySince + p.targetMs * TARGET_HEADROOM - p.expectedMs;
   const achievableMs = minIntervalMs + p.expectedMs;
@@ -88,6 +93,11 @@ export class DurationEstimate {
     return this.ewma !== undefined;
   }
 
+  /** The EWMA alone: the mean cost that the budget counts; 0 when nothing is known yet. */
+  get meanMs(): number {
+    return this.ewma ?? 0;
+  }
+
   /** 0 when nothing is known yet: a view never refreshed is refreshed by its target alone. */
   get expectedMs(): number {
     if (this.ewma === undefined) return 0;
@@ -104,10 +114,13 @@ export function formatMs(ms: number): string {
   return `${s < 10 ? s.toFixed(1).replace(/\.0$/, '') : Math.round(s)} s`;
 }
 
-/** The conflict in words: "refresh takes 0.8 s; within a 20% budget it can run every 4 s; target 2 s not met". */
-export function describeConflict(expectedMs: number, budget: number, targetMs: number): string {
+/**
+ * The conflict in words: "refresh takes 0.8 s; within a 20% budget it can run every 4 s; target 2 s not met"
+ * (costMs: the mean cost of a refresh).
+ */
+export function describeConflict(costMs: number, budget: number, targetMs: number): string {
   return (
-    `refresh takes ${formatMs(expectedMs)}; within a ${Math.round(budget * 100)}% budget it can run every ` +
-    `${formatMs(minInterval(expectedMs, budget))}; target ${formatMs(targetMs)} not met`
+    `refresh takes ${formatMs(costMs)}; within a ${Math.round(budget * 100)}% budget it can run every ` +
+    `${formatMs(minInterval(costMs, budget))}; target ${formatMs(targetMs)} not met`
   );
 }

@@ -57,6 +57,8 @@ export interface Miss {
   targetMs: number;
   budget: number;
   expectedMs: number;
+  /** The mean cost of a refresh, which the budget counts. */
+  costMs: number;
   minIntervalMs: number;
 }
 
@@ -88,6 +90,7 @@ export interface ViewSchedule {
   targetMs: number;
   budget: number;
   expectedMs: number;
+  costMs: number;
   minIntervalMs: number;
   achievableMs: number;
   targetMet: boolean;
@@ -314,15 +317,16 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       if (stalenessMs > targetMs && st.cause !== 'interval' && st.cause !== 'manual') {
         stats.misses += 1;
         const budget = this.budgetOf(view);
-        const expectedMs = stats.estimate.expectedMs;
+        const costMs = stats.estimate.meanMs;
         this.emit('miss', {
           viewId,
           view: view.name,
           stalenessMs,
           targetMs,
           budget,
-          expectedMs,
-          minIntervalMs: expectedMs / budget,
+          expectedMs: stats.estimate.expectedMs,
+          costMs,
+          minIntervalMs: costMs / budget,
         });
       }
     }
@@ -349,6 +353,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       targetMs: this.targetOf(view),
       budget: this.budgetOf(view),
       expectedMs: stats.estimate.expectedMs,
+      costMs: stats.estimate.meanMs,
       minIntervalMs: plan.minIntervalMs,
       achievableMs: plan.achievableMs,
       targetMet: !plan.conflict,
@@ -391,6 +396,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       targetMs: this.targetOf(view),
       budget: this.budgetOf(view),
       expectedMs: stats.estimate.expectedMs,
+      costMs: stats.estimate.meanMs,
       lastStartAt: stats.lastStartAt,
       lastCostMs: stats.lastCostMs,
     });
@@ -408,6 +414,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       targetMs: this.targetOf(view),
       budget,
       expectedMs: stats.estimate.expectedMs,
+      costMs: stats.estimate.meanMs,
       minIntervalMs: plan.minIntervalMs,
       achievableMs: plan.achievableMs,
     });
