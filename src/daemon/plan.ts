@@ -14,7 +14,7 @@
 /** Share of the target that planning aims for: the rest absorbs queueing and the estimate's error. */
 export const TARGET_HEADROOM = 0.85;
 /**
- * A refresh is long when it is expected to take more than this share of the shortest staleness target
+ * A refresh is long when it takes on average (EWMA) more than this share of the shortest staleness target
  * among the views: waiting behind it could make another view miss its target. Long refreshes take at most
  * concurrency - 1 of the refresh slots while a short view is watched (refresher.ts), so that a cheap view
  * is never stuck behind heavy ones, and two heavy refreshes do not take every core at once.

@@ -451,15 +451,16 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   }
 
   /**
-   * Whether the view's refresh is long (LONG_REFRESH_SHARE of the shortest target, paused views' too: they
-   * come back) and another view, quicker than that and not paused, could be kept waiting by it. Scans the
+   * Whether the view's refresh is long (its mean cost above LONG_REFRESH_SHARE of the shortest target,
+   * paused views' too: they come back; the mean, so that a cheap view's rare slow refresh does not make it
+   * a heavy one) and another view, quicker than that and not paused, could be kept waiting by it. Scans the
    * views only for a long one: heavy views refresh rarely.
    */
   private isLong(viewId: number): boolean {
     const threshold = LONG_REFRESH_SHARE * this.shortestTargetMs;
-    if (!((this.stats.get(viewId)?.estimate.expectedMs ?? 0) > threshold)) return false;
+    if (!((this.stats.get(viewId)?.estimate.meanMs ?? 0) > threshold)) return false;
     for (const [id, st] of this.stats)
-      if (id !== viewId && !st.paused && st.estimate.expectedMs <= threshold) return true;
+      if (id !== viewId && !st.paused && st.estimate.meanMs <= threshold) return true;
     return false;
   }
 
