@@ -670,7 +670,7 @@ function section(results: readonly Result[], server: ServerInfo, startedAt: Date
     '- **... every 1 s**: the same, while a second connection calls the refresh once a second (fixed rate;',
     "  a refresh that overruns is followed by the next at once); the article's procedure holds the flag row",
     '  locked during the refresh.',
-    '- **mvrefresh + the daemon running**: `mvrefresh run` with its defaults (debounce 200 ms, max wait 1 s)',
+    '- **mvrefresh + the daemon running**: `mvrefresh run` with its defaults (target 1 s, budget 20%)',
     '  refreshes the view as the writes come: each refresh clears the marks, so writers take the clean-to-dirty',
     '  path (a mark and a notification) once per refresh; refresh durations from its log.',
     `- Clients: ${CLIENTS.join(' and ')}; the variants that refresh and the empty trigger run at ${CLIENTS[0] ?? 8} clients only (\`-c\` below).`,
