@@ -14,7 +14,7 @@
  * Results are appended to docs/benchmarks.md (section "Write cost and the number of views").
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -22,6 +22,7 @@ import pg from 'pg';
 import { packageRoot } from '../src/paths.js';
 import { median, writeSection } from './report.js';
 import { ADMIN_URL, dbUrl, withClient } from './db.js';
+import { withPreviousRelease } from './previous-release.js';
 
 const run = promisify(execFile);
 const SECONDS = Number(process.env['BENCH_FANOUT_SECONDS'] ?? 6);
@@ -29,7 +30,6 @@ const ROUNDS = Number(process.env['BENCH_FANOUT_ROUNDS'] ?? 3);
 const CLIENTS = 8;
 const OUT = process.env['BENCH_OUT'] ?? join(packageRoot, 'docs', 'benchmarks.md');
 const CLI = join(packageRoot, 'dist', 'src', 'bin.js');
-const PREVIOUS = join(packageRoot, 'test', 'fixtures', 'releases', 'mvrefresh-0.1.0.tgz');
 const DB_PREFIX = 'mvrefresh_fanout_';
 const SECTION = '## Write cost and the number of views';
 const COPY_ROWS = 100_000;
@@ -196,68 +196,10 @@ async function bulkCalls(): Promise<string> {
 
 async function main(): Promise<void> {
   const scriptDir = await mkdtemp(join(tmpdir(), 'mvrefresh-fanout-'));
-  const release = await mkdtemp(join(tmpdir(), 'mvrefresh-release-'));
   try {
-    await run('tar', ['-xzf', PREVIOUS, '-C', release]);
-    await symlink(join(packageRoot, 'node_modules'), join(release, 'package', 'node_modules'));
-    const previousBin = join(release, 'package', 'dist', 'src', 'bin.js');
-    await writeFile(
-      join(scriptDir, 'insert.pgbench'),
-      "\\set c random(1, 1000)\nINSERT INTO events (customer, day, amount) VALUES (:c, date '2024-01-01' + :c % 300, :c % 97);\n",
-    );
-    await writeFile(
-      join(scriptDir, 'update-unread.pgbench'),
-      "\\set id random(1, 100000)\nUPDATE events SET note = 'n' || :id WHERE id = :id;\n",
-    );
-    const lines: string[] = [];
-    for (const w of WORKLOADS) {
-      for (const variant of w.variants) await prepare(w, variant, previousBin);
-      const tps = new Map<string, number[]>(w.variants.map((x) => [x.key, []]));
-      const ratios = new Map<string, number[]>(w.variants.map((x) => [x.key, []]));
-      for (let round = 0; round < ROUNDS; round += 1) {
-        // the baseline first and last in turn, the others in between, so drift shows in the paired ratios
-        const order = round % 2 === 0 ? w.variants : [...w.variants].reverse();
-        const got = new Map<string, number>();
-        for (const variant of order) got.set(variant.key, await pgbench(w, variant, scriptDir));
-        const base = got.get('none')!;
-        for (const variant of w.variants) {
-          tps.get(variant.key)!.push(got.get(variant.key)!);
-          ratios.get(variant.key)!.push(got.get(variant.key)! / base);
-        }
-        process.stderr.write(
-          `fanout ${w.key} round ${round + 1}: ${[...got].map(([k, t]) => `${k} ${t.toFixed(0)}`).join(', ')}\n`,
-        );
-      }
-      lines.push(
-        `### ${w.label}`,
-        '',
-        '| variant | median TPS | ratio to no trigger (median of rounds) | ratios per round |',
-        '| --- | ---: | ---: | --- |',
-      );
-      for (const variant of w.variants) {
-        const r = ratios.get(variant.key)!;
-        lines.push(
-          `| ${variant.label} | ${median(tps.get(variant.key)!).toFixed(0)} | ${median(r).toFixed(2)} | ${r.map((x) => x.toFixed(2)).join(', ')} |`,
-        );
-      }
-      lines.push('');
-    }
-    lines.push(await bulkCalls(), '');
-    const { rows } = await withClient(ADMIN_URL, (c) =>
-      c.query<{ v: string }>("SELECT current_setting('server_version') AS v"),
-    );
-    const header = [
-      SECTION,
-      '',
-      `${new Date().toISOString().slice(0, 10)}, PostgreSQL ${rows[0]?.v}, \`npm run bench:fanout\`: pgbench with ${CLIENTS} clients, ${ROUNDS} rounds of ${SECONDS} s per variant, interleaved; no daemon running. Ratios pair each variant with the no-trigger run of the same round.`,
-      '',
-    ];
-    const section = [...header, ...lines].join('\n');
-    process.stdout.write(`${section}\n`);
-    if (OUT !== '-') await writeSection(OUT, SECTION, section);
+    await withPreviousRelease((previousBin) => measureAll(scriptDir, previousBin));
   } finally {
     await rm(scriptDir, { recursive: true, force: true });
-    await rm(release, { recursive: true, force: true });
     if (process.env['BENCH_KEEP'] !== '1')
       await withClient(ADMIN_URL, async (admin) => {
         const { rows } = await admin.query<{ datname: string }>(
@@ -268,6 +210,63 @@ async function main(): Promise<void> {
           await admin.query(`DROP DATABASE ${pg.escapeIdentifier(r.datname)} WITH (FORCE)`);
       });
   }
+}
+
+async function measureAll(scriptDir: string, previousBin: string): Promise<void> {
+  await writeFile(
+    join(scriptDir, 'insert.pgbench'),
+    "\\set c random(1, 1000)\nINSERT INTO events (customer, day, amount) VALUES (:c, date '2024-01-01' + :c % 300, :c % 97);\n",
+  );
+  await writeFile(
+    join(scriptDir, 'update-unread.pgbench'),
+    "\\set id random(1, 100000)\nUPDATE events SET note = 'n' || :id WHERE id = :id;\n",
+  );
+  const lines: string[] = [];
+  for (const w of WORKLOADS) {
+    for (const variant of w.variants) await prepare(w, variant, previousBin);
+    const tps = new Map<string, number[]>(w.variants.map((x) => [x.key, []]));
+    const ratios = new Map<string, number[]>(w.variants.map((x) => [x.key, []]));
+    for (let round = 0; round < ROUNDS; round += 1) {
+      // the baseline first and last in turn, the others in between, so drift shows in the paired ratios
+      const order = round % 2 === 0 ? w.variants : [...w.variants].reverse();
+      const got = new Map<string, number>();
+      for (const variant of order) got.set(variant.key, await pgbench(w, variant, scriptDir));
+      const base = got.get('none')!;
+      for (const variant of w.variants) {
+        tps.get(variant.key)!.push(got.get(variant.key)!);
+        ratios.get(variant.key)!.push(got.get(variant.key)! / base);
+      }
+      process.stderr.write(
+        `fanout ${w.key} round ${round + 1}: ${[...got].map(([k, t]) => `${k} ${t.toFixed(0)}`).join(', ')}\n`,
+      );
+    }
+    lines.push(
+      `### ${w.label}`,
+      '',
+      '| variant | median TPS | ratio to no trigger (median of rounds) | ratios per round |',
+      '| --- | ---: | ---: | --- |',
+    );
+    for (const variant of w.variants) {
+      const r = ratios.get(variant.key)!;
+      lines.push(
+        `| ${variant.label} | ${median(tps.get(variant.key)!).toFixed(0)} | ${median(r).toFixed(2)} | ${r.map((x) => x.toFixed(2)).join(', ')} |`,
+      );
+    }
+    lines.push('');
+  }
+  lines.push(await bulkCalls(), '');
+  const { rows } = await withClient(ADMIN_URL, (c) =>
+    c.query<{ v: string }>("SELECT current_setting('server_version') AS v"),
+  );
+  const header = [
+    SECTION,
+    '',
+    `${new Date().toISOString().slice(0, 10)}, PostgreSQL ${rows[0]?.v}, \`npm run bench:fanout\`: pgbench with ${CLIENTS} clients, ${ROUNDS} rounds of ${SECONDS} s per variant, interleaved; no daemon running. Ratios pair each variant with the no-trigger run of the same round.`,
+    '',
+  ];
+  const section = [...header, ...lines].join('\n');
+  process.stdout.write(`${section}\n`);
+  if (OUT !== '-') await writeSection(OUT, SECTION, section);
 }
 
 await main();

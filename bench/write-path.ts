@@ -37,6 +37,7 @@ import pg from 'pg';
 import { packageRoot } from '../src/paths.js';
 import { type Activity, DisturbanceMeter, NO_ACTIVITY, addActivity, secondsSince } from './disturbance.js';
 import { ADMIN_URL, dbUrl, withClient } from './db.js';
+import { withPreviousRelease } from './previous-release.js';
 
 const run = promisify(execFile);
 
@@ -103,7 +104,7 @@ const BENCH_DIR = join(packageRoot, 'bench');
 const SCRIPT = join(BENCH_DIR, 'write.pgbench');
 const CLI = join(packageRoot, 'dist', 'src', 'bin.js');
 
-type Setup = 'none' | 'mvrefresh' | 'article' | 'notify' | 'empty';
+type Setup = 'none' | 'mvrefresh' | 'previous' | 'article' | 'notify' | 'empty';
 
 interface Variant {
   /** In the table. */
@@ -131,6 +132,7 @@ const REFRESH_BASELINE = 'none_refresh';
 const ALL_VARIANTS: readonly Variant[] = [
   { label: 'none', key: 'none', setup: 'none' },
   { label: 'mvrefresh', key: 'mvrefresh', setup: 'mvrefresh' },
+  { label: '0.1.0 (one trigger per view and table)', key: 'previous', setup: 'previous' },
   { label: 'article', key: 'article', setup: 'article' },
   { label: 'notify', key: 'notify', setup: 'notify' },
   {
@@ -187,6 +189,7 @@ const caseLabel = (c: Case): string => `${c.variant.key}@${c.clients}`;
  */
 const PAIRED: Readonly<Record<string, string>> = {
   mvrefresh: BASELINE,
+  previous: BASELINE,
   empty: BASELINE,
   mvrefresh_daemon: REFRESH_BASELINE,
 };
@@ -243,12 +246,12 @@ async function createTemplate(admin: pg.Client): Promise<void> {
   });
 }
 
-async function cli(url: string, ...args: string[]): Promise<void> {
-  await run(process.execPath, [CLI, ...args], { env: { ...process.env, DATABASE_URL: url } });
+async function cli(bin: string, url: string, ...args: string[]): Promise<void> {
+  await run(process.execPath, [bin, ...args], { env: { ...process.env, DATABASE_URL: url } });
 }
 
 /** A variant's template: the shop with the variant's triggers; each round runs on a fresh copy of it. */
-async function createVariantTemplate(admin: pg.Client, variant: Variant): Promise<void> {
+async function createVariantTemplate(admin: pg.Client, variant: Variant, previousBin: string): Promise<void> {
   const name = templateName(variant);
   await copyDatabase(admin, TEMPLATE_DB, name);
   const url = dbUrl(name);
@@ -257,8 +260,12 @@ async function createVariantTemplate(admin: pg.Client, variant: Variant): Promis
       break;
     case 'mvrefresh':
       // as a user installs it; watch leaves the view dirty (one mark), and nothing clears it but a refresh
-      await cli(url, 'migrate');
-      await cli(url, 'watch', VIEW);
+      await cli(CLI, url, 'migrate');
+      await cli(CLI, url, 'watch', VIEW);
+      break;
+    case 'previous':
+      await cli(previousBin, url, 'migrate');
+      await cli(previousBin, url, 'watch', VIEW);
       break;
     case 'article':
     case 'notify':
@@ -663,6 +670,8 @@ function section(results: readonly Result[], server: ServerInfo, startedAt: Date
     '- **none**: no trigger.',
     '- **mvrefresh**: `mvrefresh migrate` and `mvrefresh watch public.monthly_product_sales`; nothing refreshes the',
     '  view, so it stays dirty and every writer takes the trigger fast path (a running system between refreshes).',
+    '- **0.1.0**: the same with the previous release (one trigger per view and table, UPDATE OF the columns the',
+    '  view reads), installed from test/fixtures/releases.',
     "- **article**: the article's `INSERT ... ON CONFLICT DO UPDATE` statement triggers (bench/article.sql).",
     '- **notify**: a statement trigger calling `pg_notify` in every transaction (bench/notify.sql).',
     '- **an empty PL/pgSQL trigger**: statement triggers on the same tables and events that do nothing',
@@ -791,7 +800,9 @@ async function main(): Promise<void> {
     const server = await serverInfo(admin);
     process.stderr.write(`seeding ${SEED_ORDERS} orders, creating ${variants.length} databases\n`);
     await createTemplate(admin);
-    for (const v of variants) await createVariantTemplate(admin, v);
+    await withPreviousRelease(async (previousBin) => {
+      for (const v of variants) await createVariantTemplate(admin, v, previousBin);
+    });
 
     const meter = new DisturbanceMeter(admin, ours);
     await meter.start();
