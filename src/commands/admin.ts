@@ -5,9 +5,9 @@ import { requireSchema } from '../db/schema-version.js';
 import { sql } from '../db/sql.js';
 import { retryOnLockTimeout } from '../db/lock-retry.js';
 import { describeConflict, formatMs, minInterval } from '../daemon/plan.js';
-import { CLEAR_LOCK, LockHeldError, lockHolders } from '../db/lock-holders.js';
+import { CLEAR_LOCK, LockHeldError, clearLockHolders, lockHolders } from '../db/lock-holders.js';
 import { SqlState, isPgError } from '../db/errors.js';
-import { CLEAR_LOCK_KEY, WATCH_LOCK_KEY } from '../db/protocol.js';
+import { WATCH_LOCK_KEY } from '../db/protocol.js';
 import { loadStatus, type StatusRow } from '../db/status.js';
 
 export interface WatchOptions {
@@ -45,9 +45,7 @@ async function namingHolder<T>(
       const holders = await lockHolders(db, key).catch(() => []);
       if (holders.length > 0) throw new LockHeldError(what, holders);
       // a daemon's settle_clears() holds it exclusively for microseconds: retried, not reported
-      const clearing = (await lockHolders(db, CLEAR_LOCK_KEY, { exclusive: true }).catch(() => [])).filter(
-        (h) => !h.ours,
-      );
+      const clearing = (await clearLockHolders(db)).filter((h) => !h.ours);
       if (clearing.length > 0) throw new LockHeldError(`the ${CLEAR_LOCK}`, clearing);
     }
     throw err;

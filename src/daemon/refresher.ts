@@ -7,8 +7,7 @@ import { SqlState, describeError, isConnectionError, isPgError } from '../db/err
 import { backoffDelay } from './backoff.js';
 import { AppName } from '../db/connect.js';
 import { withTimeout } from './timers.js';
-import { CLEAR_LOCK, type LockHolder, describeHolders, lockHolders } from '../db/lock-holders.js';
-import { CLEAR_LOCK_KEY } from '../db/protocol.js';
+import { CLEAR_LOCK, type LockHolder, clearLockHolders, describeHolders } from '../db/lock-holders.js';
 import type { Job, RunResult, Scheduler } from './scheduler.js';
 import type { Metrics } from './metrics.js';
 import type { SchemaWatch } from './schema-watch.js';
@@ -308,7 +307,7 @@ export class Refresher extends EventEmitter<RefresherEvents> {
    * fails: the failure is then recorded as it came.
    */
   private async clearLockHolders(): Promise<LockHolder[]> {
-    return lockHolders(this.opts.controlPool, CLEAR_LOCK_KEY, { exclusive: true }).catch(() => []);
+    return clearLockHolders(this.opts.controlPool);
   }
 
   private log(r: RefreshReport): void {

@@ -40,8 +40,8 @@ export interface Job {
   /** Refresh even when the view is clean (periodic and manual refreshes). */
   force: boolean;
   /**
-   * Expected to take longer than LONG_REFRESH_SHARE of the shortest target, while a view expected to be
-   * quicker is watched: the refresher keeps a slot free of such jobs.
+   * Takes on average (mean cost) longer than LONG_REFRESH_SHARE of the shortest target, while a quicker
+   * view is watched: the refresher keeps a slot free of such jobs.
    */
   long?: boolean;
 }

@@ -31,6 +31,14 @@ export async function lockHolders(
   return (await db.query<LockHolder>(sql.lockHolders, [key, AppName.refresh, exclusive])).rows;
 }
 
+/**
+ * Sessions that hold the clear lock exclusively (what makes begin_clear()'s shared request wait); empty
+ * when the lookup fails, so that the failure it explains is reported as it came.
+ */
+export async function clearLockHolders(db: pg.ClientBase | pg.Pool): Promise<LockHolder[]> {
+  return lockHolders(db, CLEAR_LOCK_KEY, { exclusive: true }).catch(() => []);
+}
+
 /** "pid 123 (role app, application 'psql', since ..., state ..., query ...)" for messages and logs. */
 export function describeHolders(holders: LockHolder[]): string {
   return holders
