@@ -1,6 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type pg from 'pg';
 import { connectClient, prepareAdminSession } from './db/connect.js';
+import { installDdlWatch } from './db/ddl-watch.js';
 import { describeError } from './db/errors.js';
 import { connectionStringProblem, isPostgresUrl, redactUrl, scrubSecret } from './db/url.js';
 import { isRegularFile } from './config.js';
@@ -32,6 +33,8 @@ const USAGE = `Usage: mvrefresh <command> [options]
 
 Commands:
   migrate                       install or upgrade the mvrefresh schema
+  install-ddl-watch             as a superuser (or a managed service's event-trigger role): install the
+                                DDL event triggers, which report changes of watched views' sources at once
   watch <view> [options]        watch a materialized view (installs its triggers)
       --max-staleness D         staleness target: 10s, 500ms, 2m or ms (default: the daemon's)
       --refresh-budget S        share of time its refreshes may take: 0.2 or 20% (default: the daemon's)
@@ -198,6 +201,15 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
           changes.length === 0
             ? `mvrefresh schema is up to date (version ${result.version})`
             : `${changes.join('; ')}; schema at version ${result.version}`,
+        );
+        return ExitCode.ok;
+      }
+      case 'install-ddl-watch': {
+        expectArgs(0);
+        url = databaseUrl(values, io.env);
+        await withClient(url, (c) => installDdlWatch(c));
+        io.out(
+          'event triggers mvrefresh_ddl and mvrefresh_drop installed: they execute mvrefresh_ddl_watch.ddl_changed(), owned by this role',
         );
         return ExitCode.ok;
       }

@@ -2,6 +2,7 @@
 -- PostgreSQL 17, a holder of MAINTAIN.
 CREATE OR REPLACE FUNCTION mvrefresh.can_refresh(p_view regclass) RETURNS boolean
     LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF pg_has_role((SELECT relowner FROM pg_class WHERE oid = p_view), 'USAGE') THEN

@@ -27,6 +27,7 @@
 CREATE OR REPLACE FUNCTION mvrefresh.check_drift(p_lock_timeout_ms integer)
     RETURNS TABLE (view_id integer, view text, changes text[], triggers_synced boolean)
     LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v record;

@@ -6,6 +6,7 @@
 CREATE OR REPLACE FUNCTION mvrefresh.due_views()
     RETURNS TABLE (view_id integer, depth integer, reason text, dirty_since timestamptz)
     LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
     SELECT s.id, s.depth, due.reason,
            CASE WHEN due.reason = 'dirty'

@@ -7,6 +7,7 @@
 CREATE OR REPLACE FUNCTION mvrefresh.duplicate_keys(p_view regclass, p_limit integer DEFAULT 5)
     RETURNS text
     LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     cols text;

@@ -3,4 +3,5 @@
 -- daemon's TypeScript (src/db/protocol.ts), which takes the migration lock before this function exists.
 CREATE OR REPLACE FUNCTION mvrefresh.lock_namespace() RETURNS integer
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
     RETURN {{LOCK_NAMESPACE}};

@@ -5,6 +5,7 @@ CREATE OR REPLACE FUNCTION mvrefresh.record_failure(
     p_backoff_base_ms integer, p_backoff_cap_ms integer)
     RETURNS integer
     LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     failures integer;

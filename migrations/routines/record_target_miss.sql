@@ -3,6 +3,7 @@
 CREATE OR REPLACE FUNCTION mvrefresh.record_target_miss(p_view_id integer, p_staleness_ms double precision)
     RETURNS void
     LANGUAGE sql
+    SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
     UPDATE mvrefresh.view_state
        SET target_misses = target_misses + 1,

@@ -1,10 +1,14 @@
 -- Pauses or resumes a watched view (bulk loads). A paused view keeps its marks, so writers neither add
 -- marks nor notify while it is paused, and no cycle refreshes it (refresh_view answers 'paused',
 -- due_views() leaves it out). Resuming a dirty view notifies the daemons, which refresh it once.
--- Returns a report: id, view, paused, changed, dirty.
-CREATE OR REPLACE FUNCTION mvrefresh.set_paused(p_name text, p_paused boolean)
+-- Returns a report: id, view, paused, changed, dirty. p_search_path: as in watch().
+CREATE OR REPLACE FUNCTION mvrefresh.set_paused(
+    p_name text,
+    p_paused boolean,
+    p_search_path text DEFAULT pg_catalog.current_setting('search_path'))
     RETURNS jsonb
     LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     rel regclass;
@@ -15,7 +19,7 @@ BEGIN
     IF p_paused IS NULL THEN
         RAISE EXCEPTION 'p_paused must be true or false' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    rel := mvrefresh.resolve_view(p_name);
+    rel := mvrefresh.resolve_view(p_name, p_search_path);
     SELECT v.* INTO s FROM mvrefresh.view_state v JOIN pg_class c ON c.relname = v.view_name
       JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = v.view_schema
      WHERE c.oid = rel FOR UPDATE OF v;

@@ -7,6 +7,7 @@
 CREATE OR REPLACE FUNCTION mvrefresh.source_fingerprint(p_view regclass, p_source_relids oid[])
     RETURNS text
     LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     RETURN md5(p_source_relids::text || '|' || COALESCE((

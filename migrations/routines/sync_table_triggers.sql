@@ -15,6 +15,7 @@
 -- check_drift() takes as evidence that writes reported within its stats_delay of it fired the trigger.
 CREATE OR REPLACE FUNCTION mvrefresh.sync_table_triggers() RETURNS text[]
     LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     t record;

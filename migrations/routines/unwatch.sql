@@ -1,7 +1,12 @@
 -- Stops watching a view: its registration goes, and the triggers of tables no other watched view reads.
 -- Refuses while another watched view reads it. Returns the tables whose trigger was removed.
-CREATE OR REPLACE FUNCTION mvrefresh.unwatch(p_name text) RETURNS jsonb
+-- p_search_path: where an unqualified p_name is looked up (the caller's, by default; find_watched()).
+CREATE OR REPLACE FUNCTION mvrefresh.unwatch(
+    p_name text,
+    p_search_path text DEFAULT pg_catalog.current_setting('search_path'))
+    RETURNS jsonb
     LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     vid integer;
@@ -10,7 +15,7 @@ DECLARE
     label text;
 BEGIN
     PERFORM pg_advisory_xact_lock(mvrefresh.lock_namespace(), -1);
-    vid := mvrefresh.find_watched(p_name);
+    vid := mvrefresh.find_watched(p_name, p_search_path);
     IF vid IS NULL THEN
         RAISE EXCEPTION 'materialized view "%" is not watched', p_name USING ERRCODE = 'undefined_object';
     END IF;

@@ -1,6 +1,7 @@
 -- Unwatches every view, dependants first.
 CREATE OR REPLACE FUNCTION mvrefresh.unwatch_all() RETURNS jsonb
     LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v record;

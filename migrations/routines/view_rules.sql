@@ -5,6 +5,7 @@
 CREATE OR REPLACE FUNCTION mvrefresh.view_rules(p_view regclass)
     RETURNS TABLE (rule_oid oid, ev_class oid, action text)
     LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
 AS $$
     WITH RECURSIVE walk(rel) AS (
         SELECT p_view::oid

@@ -7,6 +7,7 @@
 CREATE OR REPLACE FUNCTION mvrefresh.view_sources(p_view regclass)
     RETURNS TABLE (relid oid, relkind "char", columns name[])
     LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
     WITH RECURSIVE walk(rel, path) AS (
         SELECT p_view::oid, ARRAY[p_view::oid]

@@ -14,6 +14,7 @@
 CREATE OR REPLACE FUNCTION mvrefresh.view_warnings(p_view regclass, p_has_interval boolean)
     RETURNS text[]
     LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     warn text[] := '{}';

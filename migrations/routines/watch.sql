@@ -3,6 +3,7 @@
 -- Returns a report: id, view, tables, dependencies, warnings, created. p_debounce_ms and p_max_wait_ms are
 -- kept for callers of earlier versions and no longer read by the daemon; p_max_staleness_ms (staleness
 -- target) and p_refresh_budget (share of time spent refreshing) override the daemon's defaults.
+-- p_search_path: where an unqualified p_name is looked up (the caller's, by default; resolve_view()).
 CREATE OR REPLACE FUNCTION mvrefresh.watch(
     p_name text,
     p_debounce_ms integer DEFAULT NULL,
@@ -11,9 +12,11 @@ CREATE OR REPLACE FUNCTION mvrefresh.watch(
     p_allow_blocking_refresh boolean DEFAULT false,
     p_with_dependencies boolean DEFAULT false,
     p_max_staleness_ms integer DEFAULT NULL,
-    p_refresh_budget double precision DEFAULT NULL)
+    p_refresh_budget double precision DEFAULT NULL,
+    p_search_path text DEFAULT pg_catalog.current_setting('search_path'))
     RETURNS jsonb
     LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     rel regclass;
@@ -42,7 +45,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM pg_advisory_xact_lock(mvrefresh.lock_namespace(), -1);
-    rel := mvrefresh.resolve_view(p_name);
+    rel := mvrefresh.resolve_view(p_name, p_search_path);
     SELECT n.nspname, c.relname INTO schema_name, rel_name
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel;
 

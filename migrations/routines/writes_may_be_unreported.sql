@@ -6,6 +6,7 @@
 -- any other session may hold some. This session's own are read with pg_stat_get_xact_*().
 CREATE OR REPLACE FUNCTION mvrefresh.writes_may_be_unreported() RETURNS boolean
     LANGUAGE sql
+    SET search_path = pg_catalog, pg_temp
     STABLE
 AS $$
     SELECT EXISTS (SELECT FROM pg_stat_activity a

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { callerSearchPath } from '../db/connect.js';
 import { migrate } from '../db/migrate.js';
 import { requirePrimary } from '../db/primary.js';
 import { requireSchema } from '../db/schema-version.js';
@@ -73,6 +74,7 @@ export async function watchView(db: pg.ClientBase, name: string, opts: WatchOpti
         opts.withDependencies ?? false,
         opts.maxStalenessMs ?? null,
         opts.refreshBudget ?? null,
+        callerSearchPath(db),
       ]),
     ),
   );
@@ -87,7 +89,10 @@ export async function unwatchView(
   await requireSchema(db);
   const { rows } = await retryOnLockTimeout(() =>
     namingHolder(db, WATCH_LOCK_KEY, WATCH_LOCK, () =>
-      db.query<{ report: { id: number; view: string; tables: string[] } }>(sql.unwatch, [name]),
+      db.query<{ report: { id: number; view: string; tables: string[] } }>(sql.unwatch, [
+        name,
+        callerSearchPath(db),
+      ]),
     ),
   );
   return rows[0]!.report;
@@ -117,7 +122,11 @@ export interface PauseReport {
 export async function setPaused(db: pg.ClientBase, name: string, paused: boolean): Promise<PauseReport> {
   await requirePrimary(db, paused ? 'pause' : 'resume');
   await requireSchema(db);
-  const { rows } = await db.query<{ report: PauseReport }>(sql.setPaused, [name, paused]);
+  const { rows } = await db.query<{ report: PauseReport }>(sql.setPaused, [
+    name,
+    paused,
+    callerSearchPath(db),
+  ]);
   return rows[0]!.report;
 }
 

@@ -299,6 +299,7 @@ export class HttpServer {
       this.opts.pool.query<{ report: { paused: boolean; changed: boolean } }>(sql.setPaused, [
         name,
         action === 'pause',
+        null,
       ]),
       DB_PROBE_TIMEOUT_MS,
       'the database',

@@ -13,6 +13,15 @@ export const AppName = {
 /** Connect timeout of every connection; a server that does not answer within it counts as unreachable. */
 export const CONNECT_TIMEOUT_MS = 10_000;
 
+/**
+ * The search_path of every session mvrefresh opens: a function, operator or type that a role with CREATE on
+ * a schema of the default path (public) defines never takes the place of the catalog's in our statements
+ * (issue 23). pg_temp last, so that it is searched at all only for relations and types, and after the
+ * catalog. Behind a pooler that refuses start-up settings the statements of src/db/sql.ts hold on their
+ * own: their functions are schema-qualified and their operators match the catalog's exactly.
+ */
+export const SAFE_SEARCH_PATH = 'pg_catalog, pg_temp';
+
 /** Server versions (server_version_num) that introduced settings the daemon uses. */
 const PG14 = 140_000;
 
@@ -26,6 +35,7 @@ export function sessionSettings(
   timeouts: { statementTimeoutMs: number; idleInTransactionMs?: number; connectionCheckInterval?: string },
 ): Record<string, string> {
   return {
+    search_path: SAFE_SEARCH_PATH,
     statement_timeout: `${timeouts.statementTimeoutMs}ms`,
     idle_in_transaction_session_timeout: `${timeouts.idleInTransactionMs ?? 0}ms`,
     ...(serverVersion >= PG14 ? { idle_session_timeout: '0' } : {}),
@@ -84,12 +94,25 @@ export const ADMIN_LOCK_TIMEOUT_MS = 10_000;
 /** A command killed on the client side ends on the server within this (PostgreSQL 14+). */
 const ADMIN_CONNECTION_CHECK_INTERVAL = '1s';
 
+/** The search_path an admin session had before prepareAdminSession() pinned it: where user names resolve. */
+const callerSearchPaths = new WeakMap<pg.ClientBase, string>();
+
 /**
- * Session settings of an admin command's connection: a bounded wait for locks, and a backend that notices
- * within a second that its client is gone, so that a command killed while it waits never runs later.
+ * Session settings of an admin command's connection: a bounded wait for locks, a backend that notices
+ * within a second that its client is gone, so that a command killed while it waits never runs later, and
+ * SAFE_SEARCH_PATH. The session's own search_path is kept (callerSearchPath()) for the view names the
+ * user gives, which watch, unwatch, pause and resume look up there.
  */
 export async function prepareAdminSession(client: pg.ClientBase): Promise<void> {
+  const { rows } = await client.query<{ search_path: string }>(sql.searchPath);
+  if (rows[0]) callerSearchPaths.set(client, rows[0].search_path);
+  await client.query(sql.pinSearchPath, [SAFE_SEARCH_PATH, false]);
   await client.query(sql.adminSession, [`${ADMIN_LOCK_TIMEOUT_MS}ms`, ADMIN_CONNECTION_CHECK_INTERVAL]);
+}
+
+/** Where the names a user gives are looked up on this connection; null: its current search_path. */
+export function callerSearchPath(client: pg.ClientBase): string | null {
+  return callerSearchPaths.get(client) ?? null;
 }
 
 /** A single client for a short admin command. */

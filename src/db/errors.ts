@@ -15,6 +15,7 @@ export const SqlState = {
   invalidPassword: '28P01',
   invalidAuthorization: '28000',
   protocolViolation: '08P01',
+  insufficientPrivilege: '42501',
 } as const;
 
 export interface PgErrorFields {

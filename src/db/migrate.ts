@@ -10,6 +10,8 @@ import {
   SCHEMA_CHANGED,
   sqlConstants,
 } from './protocol.js';
+import { SAFE_SEARCH_PATH } from './connect.js';
+import { tryInstallDdlWatch } from './ddl-watch.js';
 import { SqlState, isPgError } from './errors.js';
 import { LockHeldError, lockHolders } from './lock-holders.js';
 import { retryOnLockTimeout } from './lock-retry.js';
@@ -117,7 +119,7 @@ export interface MigrateResult {
  */
 export async function migrate(db: pg.ClientBase, dir: string = migrationsDir): Promise<MigrateResult> {
   const [migrations, routines] = await Promise.all([loadMigrations(dir), loadRoutines(dir)]);
-  return retryOnLockTimeout(() => migrateOnce(db, migrations, routines));
+  return retryOnLockTimeout(() => migrateOnce(db, migrations, routines, dir));
 }
 
 async function takeMigrationLock(db: pg.ClientBase): Promise<void> {
@@ -132,10 +134,26 @@ async function takeMigrationLock(db: pg.ClientBase): Promise<void> {
   }
 }
 
+/**
+ * A superuser asked to migrate a schema owned by a role without superuser: migrate would run that role's
+ * functions (which it may have replaced) with the superuser's rights. The superuser's one step is
+ * `mvrefresh install-ddl-watch`, which runs only SQL shipped with mvrefresh.
+ */
+export class MigratorAboveOwnerError extends Error {
+  constructor(readonly owner: string) {
+    super(
+      `schema mvrefresh belongs to role ${owner}, which is not a superuser: run migrate as that role; ` +
+        'a superuser runs only `mvrefresh install-ddl-watch` (the DDL event triggers)',
+    );
+    this.name = 'MigratorAboveOwnerError';
+  }
+}
+
 async function migrateOnce(
   db: pg.ClientBase,
   migrations: readonly Migration[],
   routines: readonly Routine[],
+  dir: string,
 ): Promise<MigrateResult> {
   const applied: Migration[] = [];
   const changed: string[] = [];
@@ -144,7 +162,11 @@ async function migrateOnce(
     // the migration lock waits the session's lock_timeout (admin commands: ADMIN_LOCK_TIMEOUT_MS), since
     // another migrate may hold it for a while; then the holder is named rather than retried behind
     await takeMigrationLock(db);
+    // the routines' and migrations' SQL binds the catalog's functions and types, whatever the session's path
+    await db.query(sql.pinSearchPath, [SAFE_SEARCH_PATH, true]);
     await db.query(sql.setLocalLockTimeout, [MIGRATION_LOCK_TIMEOUT]);
+    const owner = (await db.query<{ owner: string }>(sql.schemaOwnerBelowMigrator)).rows[0]?.owner;
+    if (owner !== undefined) throw new MigratorAboveOwnerError(owner);
     const exists = (await db.query<{ exists: boolean }>(sql.schemaExists)).rows[0]?.exists;
     if (!exists) await db.query(sql.createSchema);
     await db.query(sql.createMigrationsTable);
@@ -173,10 +195,10 @@ async function migrateOnce(
     // triggers follow the watched views (a migration may have replaced the trigger function)
     if (applied.length > 0 || changed.length > 0) {
       await db.query(sql.syncTableTriggers);
-      // where this role may create event triggers, DDL on the sources is reported to daemons at once
-      await db.query(sql.installDdlWatch);
       await db.query(sql.notify, [CHANNEL, SCHEMA_CHANGED]);
     }
+    // where this role may create event triggers, DDL on the sources is reported to daemons at once
+    await tryInstallDdlWatch(db, dir);
     await db.query('COMMIT');
   } catch (err) {
     await db.query('ROLLBACK').catch(() => undefined);

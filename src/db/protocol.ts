@@ -11,7 +11,7 @@ export const CHANNEL = 'mvrefresh';
 /** Sent by `migrate` after it changed the schema, so that running daemons check their compatibility. */
 export const SCHEMA_CHANGED = 'schema';
 /**
- * Sent by the event trigger (routines/ddl_changed.sql) at the commit of DDL that may change what a watched
+ * Sent by the event trigger (migrations/ddl-watch/install.sql) at the commit of DDL that may change what a watched
  * view reads: running daemons run their drift check at once.
  */
 export const DDL_CHANGED = 'ddl';

@@ -12,16 +12,16 @@ const LOCK_HOLDER_QUERY_CHARS = 200;
  */
 export const sql = {
   // migrations
-  migrationLock: `SELECT pg_advisory_xact_lock(${LOCK_NAMESPACE}, ${MIGRATION_LOCK_KEY})`,
-  setLocalLockTimeout: "SELECT set_config('lock_timeout', $1, true)",
+  migrationLock: `SELECT pg_catalog.pg_advisory_xact_lock(${LOCK_NAMESPACE}, ${MIGRATION_LOCK_KEY})`,
+  setLocalLockTimeout: "SELECT pg_catalog.set_config('lock_timeout', $1, true)",
   createSchema: 'CREATE SCHEMA IF NOT EXISTS mvrefresh',
   // CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema exists: a DDL role given
   // the schema (mvrefresh grants) has no such privilege
-  schemaExists: "SELECT to_regnamespace('mvrefresh') IS NOT NULL AS exists",
+  schemaExists: "SELECT pg_catalog.to_regnamespace('mvrefresh') IS NOT NULL AS exists",
   createMigrationsTable: `CREATE TABLE IF NOT EXISTS mvrefresh.migrations (
       version integer PRIMARY KEY,
       name text NOT NULL,
-      applied_at timestamptz NOT NULL DEFAULT now(),
+      applied_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
       breaking boolean NOT NULL DEFAULT false)`,
   // version 4 added the column; a database migrated by an earlier build has the table without it
   addMigrationsBreaking:
@@ -30,17 +30,38 @@ export const sql = {
   recordMigration: 'INSERT INTO mvrefresh.migrations (version, name, breaking) VALUES ($1, $2, $3)',
   appliedRoutines: 'SELECT name, sha256 FROM mvrefresh.routines',
   recordRoutine: `INSERT INTO mvrefresh.routines (name, sha256) VALUES ($1, $2)
-                  ON CONFLICT (name) DO UPDATE SET sha256 = EXCLUDED.sha256, applied_at = now()`,
-  notify: 'SELECT pg_notify($1, $2)',
+                  ON CONFLICT (name) DO UPDATE SET sha256 = EXCLUDED.sha256, applied_at = pg_catalog.now()`,
+  notify: 'SELECT pg_catalog.pg_notify($1, $2)',
   syncTableTriggers: 'SELECT mvrefresh.sync_table_triggers()',
-  installDdlWatch: 'SELECT mvrefresh.install_ddl_watch() AS installed',
+  /**
+   * Whether both DDL event triggers are enabled and execute the function that migrations/ddl-watch/install.sql
+   * creates, in the schema the installer owns (not a function of schema mvrefresh, which the DDL role owns).
+   */
+  ddlWatchInPlace: `SELECT pg_catalog.count(*) = 2 AS in_place
+                      FROM pg_catalog.pg_event_trigger e JOIN pg_catalog.pg_proc p ON p.oid = e.evtfoid
+                      JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+                     WHERE e.evtname IN ('mvrefresh_ddl', 'mvrefresh_drop') AND e.evtenabled <> 'D'
+                       AND n.nspname = 'mvrefresh_ddl_watch' AND p.proname = 'ddl_changed'
+                       AND n.nspowner = p.proowner AND e.evtowner = p.proowner`,
+  /**
+   * A superuser about to migrate a schema that a role without superuser owns: migrate would execute that
+   * role's functions (sync_table_triggers(), any routine whose recorded hash it forged) with superuser rights.
+   */
+  schemaOwnerBelowMigrator: `SELECT r.rolname AS owner
+                               FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner
+                              WHERE n.nspname = 'mvrefresh' AND NOT r.rolsuper
+                                AND (SELECT m.rolsuper FROM pg_catalog.pg_roles m WHERE m.rolname = CURRENT_USER)`,
+  /** The session's search_path: where the names a user types are looked up. */
+  searchPath: "SELECT pg_catalog.current_setting('search_path') AS search_path",
+  /** Sets search_path ($1) for the session ($2 false) or the transaction ($2 true): see SAFE_SEARCH_PATH. */
+  pinSearchPath: "SELECT pg_catalog.set_config('search_path', $1, $2)",
   /** The newest version, and the newest that breaks daemons of earlier versions (0: none). */
-  schemaCompatibility: `SELECT max(version) AS version,
-                               COALESCE(max(version) FILTER (WHERE breaking), 0) AS breaking_version
+  schemaCompatibility: `SELECT pg_catalog.max(version) AS version,
+                               COALESCE(pg_catalog.max(version) FILTER (WHERE breaking), 0) AS breaking_version
                           FROM mvrefresh.migrations`,
-  schemaInstalled: "SELECT to_regclass('mvrefresh.migrations') IS NOT NULL AS installed",
-  schemaVersion: 'SELECT max(version) AS version FROM mvrefresh.migrations',
-  inRecovery: 'SELECT pg_is_in_recovery() AS in_recovery',
+  schemaInstalled: "SELECT pg_catalog.to_regclass('mvrefresh.migrations') IS NOT NULL AS installed",
+  schemaVersion: 'SELECT pg_catalog.max(version) AS version FROM mvrefresh.migrations',
+  inRecovery: 'SELECT pg_catalog.pg_is_in_recovery() AS in_recovery',
 
   /**
    * What `mvrefresh grants --view` grants on: the materialized views named ($1) and those they read, and
@@ -48,7 +69,7 @@ export const sql = {
    * (watch installs triggers on all of them). Names come back quoted (format %I).
    */
   grantTargets: `WITH RECURSIVE walk(rel) AS (
-                   SELECT to_regclass(n)::oid FROM unnest($1::text[]) n
+                   SELECT pg_catalog.to_regclass(n)::oid FROM pg_catalog.unnest($1::text[]) n
                    UNION
                    SELECT d.refobjid FROM walk w
                      JOIN pg_class wc ON wc.oid = w.rel AND wc.relkind IN ('v', 'm')
@@ -59,17 +80,20 @@ export const sql = {
                    SELECT rel FROM walk
                    UNION
                    SELECT i.inhrelid FROM tree t JOIN pg_inherits i ON i.inhparent = t.rel)
-                 SELECT DISTINCT c.relkind AS kind, format('%I.%I', n.nspname, c.relname) AS name,
-                        quote_ident(n.nspname) AS schema
+                 SELECT DISTINCT c.relkind AS kind, pg_catalog.format('%I.%I', n.nspname, c.relname) AS name,
+                        pg_catalog.quote_ident(n.nspname) AS schema
                    FROM tree t JOIN pg_class c ON c.oid = t.rel JOIN pg_namespace n ON n.oid = c.relnamespace
                   WHERE c.relkind IN ('r', 'p', 'f', 'm')
                   ORDER BY 2`,
-  unresolvedViews: `SELECT n FROM unnest($1::text[]) n WHERE to_regclass(n) IS NULL`,
+  unresolvedViews: `SELECT n FROM pg_catalog.unnest($1::text[]) n WHERE pg_catalog.to_regclass(n) IS NULL`,
 
   // watch / unwatch / status
-  watch: 'SELECT mvrefresh.watch($1, $2, $3, $4, $5, $6, $7, $8) AS report',
-  setPaused: 'SELECT mvrefresh.set_paused($1, $2) AS report',
-  unwatch: 'SELECT mvrefresh.unwatch($1) AS report',
+  // the last argument: the search_path in which the user's name ($1) is looked up; NULL: this session's
+  watch: `SELECT mvrefresh.watch($1, $2, $3, $4, $5, $6, $7, $8,
+                                 COALESCE($9, pg_catalog.current_setting('search_path'))) AS report`,
+  setPaused: `SELECT mvrefresh.set_paused($1, $2, COALESCE($3, pg_catalog.current_setting('search_path')))
+                AS report`,
+  unwatch: "SELECT mvrefresh.unwatch($1, COALESCE($2, pg_catalog.current_setting('search_path'))) AS report",
   unwatchAll: 'SELECT mvrefresh.unwatch_all() AS report',
   status: `SELECT id, view, dirty, cycle_unfinished, dirty_since, staleness_seconds, last_refreshed_at,
                   last_duration_ms, last_outcome, last_error, last_sqlstate, last_error_at,
@@ -79,12 +103,12 @@ export const sql = {
              FROM mvrefresh.status ORDER BY depth, view`,
   /** Sessions holding a view's advisory lock (second key: the view id), for status and /views. */
   viewLockHolders: `SELECT l.objid::bigint::integer AS view_id,
-                           format('pid %s, role %s, application %s, since %s', l.pid, COALESCE(a.usename, '?'),
-                                  quote_literal(COALESCE(a.application_name, '')),
+                           pg_catalog.format('pid %s, role %s, application %s, since %s', l.pid, COALESCE(a.usename, '?'),
+                                  pg_catalog.quote_literal(COALESCE(a.application_name, '')),
                                   COALESCE(a.xact_start, a.backend_start)) AS holder
                       FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
                      WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
-                       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                       AND l.database = (SELECT oid FROM pg_database WHERE datname = pg_catalog.current_database())
                        AND l.classid = ${LOCK_NAMESPACE}::bigint::oid AND l.objid::bigint BETWEEN 1 AND 2147483647
                      ORDER BY l.pid`,
   /**
@@ -95,51 +119,51 @@ export const sql = {
    */
   lockHolders: `SELECT l.pid, COALESCE(a.usename, '?') AS role, COALESCE(a.application_name, '') AS application,
                        COALESCE(a.xact_start, a.backend_start) AS since, a.state,
-                       left(a.query, ${LOCK_HOLDER_QUERY_CHARS}) AS query,
+                       pg_catalog.left(a.query, ${LOCK_HOLDER_QUERY_CHARS}) AS query,
                        COALESCE(a.usename = current_user AND a.application_name = $2, false) AS ours
                   FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
-                 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.pid <> pg_backend_pid()
-                   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.pid <> pg_catalog.pg_backend_pid()
+                   AND l.database = (SELECT oid FROM pg_database WHERE datname = pg_catalog.current_database())
                    AND l.classid = ${LOCK_NAMESPACE}::bigint::oid AND l.objid = ($1::bigint & 4294967295)::oid
                    AND (NOT $3::boolean OR l.mode = 'ExclusiveLock')
                  ORDER BY l.pid`,
-  adminSession: `SELECT set_config('lock_timeout', $1, false),
-                        CASE WHEN current_setting('server_version_num')::integer >= 140000
-                             THEN set_config('client_connection_check_interval', $2, false) END`,
+  adminSession: `SELECT pg_catalog.set_config('lock_timeout', $1, false),
+                        CASE WHEN pg_catalog.current_setting('server_version_num')::integer >= 140000
+                             THEN pg_catalog.set_config('client_connection_check_interval', $2, false) END`,
 
   // vacuum health (mvrefresh doctor, the daemon's VacuumWatch): the catalogs that REFRESH ... CONCURRENTLY
   // churns ($1) and mvrefresh's own tables
-  vacuumSettings: `SELECT current_setting('autovacuum') = 'on' AS autovacuum,
-                          current_setting('track_counts') = 'on' AS track_counts,
-                          extract(epoch FROM current_setting('autovacuum_naptime')::interval)::float8 AS naptime_s`,
+  vacuumSettings: `SELECT pg_catalog.current_setting('autovacuum') = 'on' AS autovacuum,
+                          pg_catalog.current_setting('track_counts') = 'on' AS track_counts,
+                          extract(epoch FROM pg_catalog.current_setting('autovacuum_naptime')::interval)::float8 AS naptime_s`,
   tableHealth: `SELECT CASE WHEN s.schemaname = 'pg_catalog' THEN s.relname::text
-                            ELSE format('%I.%I', s.schemaname, s.relname) END AS table,
+                            ELSE pg_catalog.format('%I.%I', s.schemaname, s.relname) END AS table,
                        s.n_live_tup::float8 AS live, s.n_dead_tup::float8 AS dead,
-                       pg_total_relation_size(s.relid)::float8 AS bytes,
-                       extract(epoch FROM clock_timestamp() - GREATEST(s.last_vacuum, s.last_autovacuum))::float8
+                       pg_catalog.pg_total_relation_size(s.relid)::float8 AS bytes,
+                       extract(epoch FROM pg_catalog.clock_timestamp() - GREATEST(s.last_vacuum, s.last_autovacuum))::float8
                          AS vacuumed_ago_s,
                        NOT COALESCE('autovacuum_enabled=false' = ANY (c.reloptions)
                                     OR 'autovacuum_enabled=off' = ANY (c.reloptions), false) AS autovacuum_enabled
                   FROM pg_stat_all_tables s JOIN pg_class c ON c.oid = s.relid
-                 WHERE s.relid = ANY ($1::regclass[]) OR (s.schemaname = 'mvrefresh' AND c.relkind = 'r')
+                 WHERE s.relid = ANY ($1::regclass[]::oid[]) OR (s.schemaname = 'mvrefresh' AND c.relkind = 'r')
                  ORDER BY 1`,
 
   // mvrefresh doctor
-  doctorServer: `SELECT current_setting('server_version_num')::integer AS version_num,
-                        current_setting('server_version') AS version, pg_is_in_recovery() AS in_recovery,
-                        current_setting('max_connections')::integer AS max_connections,
-                        (SELECT count(*) FROM pg_stat_activity)::integer AS connections,
+  doctorServer: `SELECT pg_catalog.current_setting('server_version_num')::integer AS version_num,
+                        pg_catalog.current_setting('server_version') AS version, pg_catalog.pg_is_in_recovery() AS in_recovery,
+                        pg_catalog.current_setting('max_connections')::integer AS max_connections,
+                        (SELECT pg_catalog.count(*) FROM pg_stat_activity)::integer AS connections,
                         current_user AS current_role`,
   /** Watched views that REFRESH ... CONCURRENTLY cannot refresh, or that fail. */
-  doctorViews: `SELECT format('%I.%I', v.view_schema, v.view_name) AS view, c.relkind::text AS kind,
+  doctorViews: `SELECT pg_catalog.format('%I.%I', v.view_schema, v.view_name) AS view, c.relkind::text AS kind,
                        c.relispopulated AS populated, v.allow_blocking_refresh AS blocking_allowed, v.paused,
                        v.consecutive_failures AS failures, v.last_error, v.last_sqlstate,
                        EXISTS (SELECT FROM pg_index i
                                 WHERE i.indrelid = c.oid AND i.indisunique AND i.indisvalid
                                   AND i.indpred IS NULL AND i.indexprs IS NULL) AS unique_index,
-                       c.oid IS NULL OR pg_has_role($1::name, c.relowner, 'USAGE')
+                       c.oid IS NULL OR pg_catalog.pg_has_role($1::name, c.relowner, 'USAGE')
                          -- MAINTAIN is unknown before 17: CASE keeps it from being evaluated there
-                         OR CASE WHEN $2::boolean THEN has_table_privilege($1::name, c.oid, 'MAINTAIN')
+                         OR CASE WHEN $2::boolean THEN pg_catalog.has_table_privilege($1::name, c.oid, 'MAINTAIN')
                                  ELSE false END AS can_refresh
                   FROM mvrefresh.view_state v
                   LEFT JOIN pg_namespace n ON n.nspname = v.view_schema
@@ -148,33 +172,33 @@ export const sql = {
   /** Tables a watched view reads whose mvrefresh_mark trigger is missing or disabled. */
   doctorTriggers: `SELECT DISTINCT r.relid::regclass::text AS table,
                           t.tgenabled::text AS enabled
-                     FROM mvrefresh.view_state v CROSS JOIN LATERAL unnest(v.source_relids) AS r(relid)
+                     FROM mvrefresh.view_state v CROSS JOIN LATERAL pg_catalog.unnest(v.source_relids) AS r(relid)
                      JOIN pg_class c ON c.oid = r.relid AND c.relkind IN ('r', 'p')
                      LEFT JOIN pg_trigger t ON t.tgrelid = r.relid AND t.tgname = 'mvrefresh_mark'
                     WHERE t.oid IS NULL OR t.tgenabled = 'D'
                     ORDER BY 1`,
-  doctorEventTriggers: `SELECT count(*) FILTER (WHERE evtenabled <> 'D')::integer AS enabled
+  doctorEventTriggers: `SELECT pg_catalog.count(*) FILTER (WHERE evtenabled <> 'D')::integer AS enabled
                           FROM pg_event_trigger WHERE evtname IN ('mvrefresh_ddl', 'mvrefresh_drop')`,
   /** What the role ($1) running the daemon needs on the schema (docs/operations.md, "Privileges"). */
-  doctorPrivileges: `SELECT has_schema_privilege($1::name, 'mvrefresh', 'USAGE') AS schema_usage,
-                            (SELECT COALESCE(array_agg(format('%I.%I', schemaname, tablename) ORDER BY tablename), '{}')
+  doctorPrivileges: `SELECT pg_catalog.has_schema_privilege($1::name, 'mvrefresh', 'USAGE') AS schema_usage,
+                            (SELECT COALESCE(pg_catalog.array_agg(pg_catalog.format('%I.%I', schemaname, tablename) ORDER BY tablename), '{}')
                                FROM pg_tables WHERE schemaname = 'mvrefresh'
-                                AND NOT has_table_privilege($1::name, format('%I.%I', schemaname, tablename),
+                                AND NOT pg_catalog.has_table_privilege($1::name, pg_catalog.format('%I.%I', schemaname, tablename),
                                                             'SELECT, INSERT, UPDATE, DELETE')) AS tables_missing,
-                            (SELECT COALESCE(array_agg(p.oid::regprocedure::text ORDER BY p.proname), '{}')
+                            (SELECT COALESCE(pg_catalog.array_agg(p.oid::regprocedure::text ORDER BY p.proname), '{}')
                                FROM pg_proc p WHERE p.pronamespace = 'mvrefresh'::regnamespace
-                                AND NOT has_function_privilege($1::name, p.oid, 'EXECUTE')) AS routines_missing`,
+                                AND NOT pg_catalog.has_function_privilege($1::name, p.oid, 'EXECUTE')) AS routines_missing`,
   /** What keeps vacuum from removing dead rows: old transactions, prepared transactions, replication slots. */
-  doctorHorizon: `SELECT 'transaction' AS kind, format('pid %s (%s, %s)', pid, COALESCE(usename, '?'),
-                                                      quote_literal(COALESCE(application_name, ''))) AS what,
-                         extract(epoch FROM clock_timestamp() - xact_start)::float8 AS age_s
+  doctorHorizon: `SELECT 'transaction' AS kind, pg_catalog.format('pid %s (%s, %s)', pid, COALESCE(usename, '?'),
+                                                      pg_catalog.quote_literal(COALESCE(application_name, ''))) AS what,
+                         extract(epoch FROM pg_catalog.clock_timestamp() - xact_start)::float8 AS age_s
                     FROM pg_stat_activity WHERE backend_xmin IS NOT NULL AND xact_start IS NOT NULL
-                     AND pid <> pg_backend_pid()
+                     AND pid <> pg_catalog.pg_backend_pid()
                   UNION ALL
-                  SELECT 'prepared transaction', quote_literal(gid),
-                         extract(epoch FROM clock_timestamp() - prepared)::float8 FROM pg_prepared_xacts
+                  SELECT 'prepared transaction', pg_catalog.quote_literal(gid),
+                         extract(epoch FROM pg_catalog.clock_timestamp() - prepared)::float8 FROM pg_prepared_xacts
                   UNION ALL
-                  SELECT 'replication slot', quote_literal(slot_name::text) || CASE WHEN active THEN '' ELSE ' (inactive)' END,
+                  SELECT 'replication slot', pg_catalog.quote_literal(slot_name::text) || CASE WHEN active THEN '' ELSE ' (inactive)' END,
                          NULL FROM pg_replication_slots
                    WHERE NOT active AND (xmin IS NOT NULL OR catalog_xmin IS NOT NULL)
                   ORDER BY age_s DESC NULLS FIRST`,
@@ -183,12 +207,12 @@ export const sql = {
   // ages instead of timestamps: the daemon's clock and the server's need not agree
   listViews: `SELECT s.id, s.view, s.max_staleness_ms, s.refresh_budget, s.paused, s.refresh_interval_ms,
                      s.last_duration_ms,
-                     (extract(epoch FROM clock_timestamp() - s.last_refreshed_at) * 1000)::float8
+                     (extract(epoch FROM pg_catalog.clock_timestamp() - s.last_refreshed_at) * 1000)::float8
                        AS refreshed_ago_ms,
                      v.source_relids::text[] AS source_relids
                 FROM mvrefresh.status s JOIN mvrefresh.view_state v ON v.id = s.id ORDER BY s.depth, s.id`,
   dueViews: `SELECT view_id, reason,
-                    (extract(epoch FROM clock_timestamp() - dirty_since) * 1000)::float8 AS dirty_for_ms
+                    (extract(epoch FROM pg_catalog.clock_timestamp() - dirty_since) * 1000)::float8 AS dirty_for_ms
                FROM mvrefresh.due_views()`,
   recordTargetMiss: 'SELECT mvrefresh.record_target_miss($1, $2)',
   checkDrift: 'SELECT view_id, view, changes, triggers_synced FROM mvrefresh.check_drift($1)',
@@ -200,11 +224,11 @@ export const sql = {
    * refresh session of this role: behind a pooler the pid a client knows is the pooler's made-up key, which
    * may be any backend's pid.
    */
-  terminateBackend: `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+  terminateBackend: `SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_stat_activity
                       WHERE pid = $1 AND application_name = $2 AND usename = current_user`,
   /** Whether the statement_timeout sent at connection start-up ($1) is the session's: a pooler may drop it. */
-  startupSettingApplied: "SELECT current_setting('statement_timeout')::interval = $1::interval AS applied",
-  serverVersion: "SELECT current_setting('server_version_num')::integer AS version",
+  startupSettingApplied: "SELECT pg_catalog.current_setting('statement_timeout')::interval = $1::interval AS applied",
+  serverVersion: "SELECT pg_catalog.current_setting('server_version_num')::integer AS version",
   /** LISTEN takes no bound parameter: the channel is quoted here (callers pass names they made). */
   listen: (channel: string) => `LISTEN ${escapeIdentifier(channel)}`,
   ping: 'SELECT 1',
