@@ -105,7 +105,7 @@ describe('without the event trigger, the periodic drift check', () => {
     await db.exec("INSERT INTO sales_asia VALUES ('asia', 100)");
     await waitFor('the view to equal its query', fresh);
     await waitFor('the drift logged', () =>
-      driftLogs(d).some((l) => l.changes.includes('source added: sales_asia')),
+      driftLogs(d).some((l) => l.changes.includes('source added: public.sales_asia')),
     );
   });
 
@@ -119,7 +119,7 @@ describe('without the event trigger, the periodic drift check', () => {
     await db.exec("INSERT INTO refunds VALUES ('eu', 3)");
     await waitFor('the refund in the view', fresh);
     const { rows } = await db.sql.query<{ sources: string[] }>('SELECT sources FROM mvrefresh.status');
-    expect(rows[0]!.sources).toContain('refunds');
+    expect(rows[0]!.sources).toContain('public.refunds');
   });
 
   it('refreshes for a write made with session_replication_role = replica (how logical replication applies changes)', async () => {
@@ -150,7 +150,7 @@ describe('without the event trigger, the periodic drift check', () => {
       ALTER TABLE sales_us ENABLE ALWAYS TRIGGER mvrefresh_mark`);
     await waitFor('the rows in the view', fresh, { timeoutMs: 45_000 });
     await waitFor('a warning naming the table', () =>
-      driftLogs(d).some((l) => l.changes.some((c) => c.startsWith('writes to sales_us fired no trigger'))),
+      driftLogs(d).some((l) => l.changes.some((c) => c.startsWith('writes to public.sales_us fired no trigger'))),
     );
   });
 
@@ -168,11 +168,11 @@ describe('without the event trigger, the periodic drift check', () => {
     await waitFor('the dropped rows gone from the view', fresh);
     await waitFor('the dropped partition gone from the sources', async () => {
       const { rows } = await db.sql.query<{ sources: string[] }>('SELECT sources FROM mvrefresh.status');
-      return !rows[0]!.sources.includes('sales_africa');
+      return !rows[0]!.sources.includes('public.sales_africa');
     });
     const { rows } = await db.sql.query<{ sources: string[] }>('SELECT sources FROM mvrefresh.status');
-    expect(rows[0]!.sources).not.toContain('sales_asia');
-    expect(rows[0]!.sources).not.toContain('sales_africa');
+    expect(rows[0]!.sources).not.toContain('public.sales_asia');
+    expect(rows[0]!.sources).not.toContain('public.sales_africa');
     // no trigger left on a table no watched view reads
     const triggers = await db.sql.query(
       "SELECT 1 FROM pg_trigger WHERE tgrelid = 'sales_asia'::regclass AND tgname = 'mvrefresh_mark'",
@@ -192,7 +192,7 @@ describe('without the event trigger, the periodic drift check', () => {
           (l) =>
             l['event'] === 'source_drift' &&
             l['triggersSynced'] === false &&
-            (l['changes'] as string[]).includes('trigger missing on sales_pacific'),
+            (l['changes'] as string[]).includes('trigger missing on public.sales_pacific'),
         ),
       );
       await long.query('COMMIT');
@@ -269,7 +269,7 @@ describe('with the event trigger', () => {
     await quiet(d);
     await db.exec("INSERT INTO sales_oceania VALUES ('oceania', 6)");
     await waitFor('the view to equal its query', fresh);
-    expect(driftLogs(d).some((l) => l.changes.includes('source added: sales_oceania'))).toBe(true);
+    expect(driftLogs(d).some((l) => l.changes.includes('source added: public.sales_oceania'))).toBe(true);
   });
 
   it('reflects a row written directly into a partition created a moment before', async () => {

@@ -207,7 +207,7 @@ export function formatStatus(
   const drift =
     rows[0]?.drift_detection === 'event_trigger'
       ? 'changes of the sources (partitions, view definitions, triggers) are found at once: event trigger mvrefresh_ddl'
-      : "changes of the sources (partitions, view definitions, triggers) are found by the daemon's periodic check (driftCheckIntervalMs): no event trigger (migrate as a superuser to install it)";
+      : "changes of the sources (partitions, view definitions, triggers) are found by the daemon's periodic check (driftCheckIntervalMs): no event trigger (a superuser installs it: mvrefresh install-ddl-watch)";
   const warnings = rows.flatMap((r) => r.warnings.map((w) => `warning: ${r.view}: ${w}`));
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
   return [

@@ -210,7 +210,7 @@ async function triggerFindings(db: pg.ClientBase): Promise<Finding[]> {
       ? ok('event triggers', 'installed: DDL under watched views is found at once')
       : warn(
           'event triggers',
-          'not installed (they need a superuser at migrate): DDL under watched views is found by the periodic drift check only',
+          'not installed (as a superuser: mvrefresh install-ddl-watch): DDL under watched views is found by the periodic drift check only',
         ),
   );
   return out;

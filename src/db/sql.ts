@@ -177,8 +177,13 @@ export const sql = {
                      LEFT JOIN pg_trigger t ON t.tgrelid = r.relid AND t.tgname = 'mvrefresh_mark'
                     WHERE t.oid IS NULL OR t.tgenabled = 'D'
                     ORDER BY 1`,
-  doctorEventTriggers: `SELECT pg_catalog.count(*) FILTER (WHERE evtenabled <> 'D')::integer AS enabled
-                          FROM pg_event_trigger WHERE evtname IN ('mvrefresh_ddl', 'mvrefresh_drop')`,
+  /** Event triggers in place as ddlWatchInPlace says: enabled, executing the installer's function. */
+  doctorEventTriggers: `SELECT pg_catalog.count(*)::integer AS enabled
+                          FROM pg_catalog.pg_event_trigger e JOIN pg_catalog.pg_proc p ON p.oid = e.evtfoid
+                          JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+                         WHERE e.evtname IN ('mvrefresh_ddl', 'mvrefresh_drop') AND e.evtenabled <> 'D'
+                           AND n.nspname = 'mvrefresh_ddl_watch' AND p.proname = 'ddl_changed'
+                           AND n.nspowner = p.proowner AND e.evtowner = p.proowner`,
   /** What the role ($1) running the daemon needs on the schema (docs/operations.md, "Privileges"). */
   doctorPrivileges: `SELECT pg_catalog.has_schema_privilege($1::name, 'mvrefresh', 'USAGE') AS schema_usage,
                             (SELECT COALESCE(pg_catalog.array_agg(pg_catalog.format('%I.%I', schemaname, tablename) ORDER BY tablename), '{}')
