@@ -150,7 +150,9 @@ describe('without the event trigger, the periodic drift check', () => {
       ALTER TABLE sales_us ENABLE ALWAYS TRIGGER mvrefresh_mark`);
     await waitFor('the rows in the view', fresh, { timeoutMs: 45_000 });
     await waitFor('a warning naming the table', () =>
-      driftLogs(d).some((l) => l.changes.some((c) => c.startsWith('writes to public.sales_us fired no trigger'))),
+      driftLogs(d).some((l) =>
+        l.changes.some((c) => c.startsWith('writes to public.sales_us fired no trigger')),
+      ),
     );
   });
 

@@ -232,7 +232,8 @@ export const sql = {
   terminateBackend: `SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_stat_activity
                       WHERE pid = $1 AND application_name = $2 AND usename = current_user`,
   /** Whether the statement_timeout sent at connection start-up ($1) is the session's: a pooler may drop it. */
-  startupSettingApplied: "SELECT pg_catalog.current_setting('statement_timeout')::interval = $1::interval AS applied",
+  startupSettingApplied:
+    "SELECT pg_catalog.current_setting('statement_timeout')::interval = $1::interval AS applied",
   serverVersion: "SELECT pg_catalog.current_setting('server_version_num')::integer AS version",
   /** LISTEN takes no bound parameter: the channel is quoted here (callers pass names they made). */
   listen: (channel: string) => `LISTEN ${escapeIdentifier(channel)}`,
