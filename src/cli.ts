@@ -1,6 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type pg from 'pg';
-import { connectClient, prepareAdminSession } from './db/connect.js';
+import { SAFE_SEARCH_PATH, callerSearchPath, connectClient, prepareAdminSession } from './db/connect.js';
+import { sql } from './db/sql.js';
 import { installDdlWatch } from './db/ddl-watch.js';
 import { describeError } from './db/errors.js';
 import { connectionStringProblem, isPostgresUrl, redactUrl, scrubSecret } from './db/url.js';
@@ -143,6 +144,21 @@ async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>)
     return await fn(client);
   } finally {
     await client.end().catch(() => undefined);
+  }
+}
+
+/**
+ * Runs fn with the session's own search_path back in force, for statements that look up names the user
+ * typed (grants --view) and call only schema-qualified functions; SAFE_SEARCH_PATH again afterwards.
+ */
+async function inCallerSearchPath<T>(client: pg.Client, fn: () => Promise<T>): Promise<T> {
+  const path = callerSearchPath(client);
+  if (path === null) return fn();
+  await client.query(sql.pinSearchPath, [path, false]);
+  try {
+    return await fn();
+  } finally {
+    await client.query(sql.pinSearchPath, [SAFE_SEARCH_PATH, false]);
   }
 }
 
@@ -311,7 +327,7 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
         let targets;
         if (views.length > 0) {
           url = databaseUrl(values, io.env);
-          targets = await withClient(url, (c) => resolveTargets(c, views));
+          targets = await withClient(url, (c) => inCallerSearchPath(c, () => resolveTargets(c, views)));
         }
         io.out(
           grantsSql({
