@@ -53,8 +53,8 @@ describe('the mvrefresh CLI', () => {
       '10%',
     ]);
     expect(w.code).toBe(0);
-    expect(w.stdout).toMatch(/watching monthly_product_sales \(id \d+\)/);
-    expect(w.stdout).toMatch(/triggers on: products, orders, order_items/);
+    expect(w.stdout).toMatch(/watching public\.monthly_product_sales \(id \d+\)/);
+    expect(w.stdout).toMatch(/triggers on: public\.products, public\.orders, public\.order_items/);
     await db.sql.query('CALL mvrefresh.refresh_dirty()');
     await db.exec("INSERT INTO orders VALUES (nextval('order_ids'), 1, '2024-05-01')");
     const s = await cli(['status']);
@@ -71,7 +71,7 @@ describe('the mvrefresh CLI', () => {
     await db.sql.query('CALL mvrefresh.refresh_dirty()');
     const p = await cli(['pause', 'monthly_product_sales']);
     expect(p.code).toBe(0);
-    expect(p.stdout).toMatch(/^paused monthly_product_sales/);
+    expect(p.stdout).toMatch(/^paused public\.monthly_product_sales/);
     await db.exec("INSERT INTO orders VALUES (nextval('order_ids'), 1, '2024-05-02')");
     await db.sql.query('CALL mvrefresh.refresh_dirty()');
     const s = await cli(['status']);
@@ -100,7 +100,7 @@ describe('the mvrefresh CLI', () => {
       CREATE UNIQUE INDEX ON product_totals (product_id);`);
     const w = await cli(['watch', 'product_totals', '--with-dependencies']);
     expect(w.code).toBe(0);
-    expect(w.stdout).toMatch(/reads watched materialized views: monthly_product_sales/);
+    expect(w.stdout).toMatch(/reads watched materialized views: public\.monthly_product_sales/);
     const u = await cli(['unwatch', '--all']);
     expect(u.code).toBe(0);
     expect(u.stdout.trim().split('\n')).toEqual([

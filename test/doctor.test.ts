@@ -63,7 +63,7 @@ describe('mvrefresh doctor', () => {
     );
     expect(code).toBe(1);
     expect(stdout).toMatch(/^PROBLEM views: public\.monthly_product_sales has no unique index/m);
-    expect(stdout).toMatch(/^warn {4}triggers: orders: trigger mvrefresh_mark disabled/m);
+    expect(stdout).toMatch(/^warn {4}triggers: public\.orders: trigger mvrefresh_mark disabled/m);
     expect(stdout).toMatch(/^\d+ problem\(s\), \d+ warning\(s\)$/m);
   });
 

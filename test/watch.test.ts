@@ -77,7 +77,7 @@ beforeAll(async () => {
 describe('watch discovers what a view reads', () => {
   it('follows a chain of plain views down to the tables, and puts one trigger naming no column on each, enabled ALWAYS', async () => {
     const report = await watch('through_views');
-    expect(report.tables.sort()).toEqual(['base_a', 'base_b']);
+    expect(report.tables.sort()).toEqual(['public.base_a', 'public.base_b']);
     expect(await triggers()).toEqual([
       'base_a: CREATE TRIGGER mvrefresh_mark AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON public.base_a FOR EACH STATEMENT EXECUTE FUNCTION mvrefresh.mark_table()',
       'base_b: CREATE TRIGGER mvrefresh_mark AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON public.base_b FOR EACH STATEMENT EXECUTE FUNCTION mvrefresh.mark_table()',
@@ -104,7 +104,11 @@ describe('watch discovers what a view reads', () => {
 
   it('covers the partitions of a partitioned table: a write addressed to a partition marks the view', async () => {
     const report = await watch('yearly');
-    expect(report.tables.sort()).toEqual(['measurements', 'measurements_2024', 'measurements_2025']);
+    expect(report.tables.sort()).toEqual([
+      'public.measurements',
+      'public.measurements_2024',
+      'public.measurements_2025',
+    ]);
     await refresh('public.yearly');
     await db.sql.query("INSERT INTO measurements_2025 VALUES ('2025-03-01', 1)");
     expect(await marked('public.yearly')).toBe(true);
@@ -118,7 +122,7 @@ describe('watch discovers what a view reads', () => {
       "CREATE TABLE measurements_2026 PARTITION OF measurements FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')",
     );
     const report = await watch('yearly');
-    expect(report.tables).toContain('measurements_2026');
+    expect(report.tables).toContain('public.measurements_2026');
     await refresh('public.yearly');
     await db.sql.query("INSERT INTO measurements_2026 VALUES ('2026-03-01', 1)");
     expect(await marked('public.yearly')).toBe(true);
@@ -153,7 +157,7 @@ describe('watch discovers what a view reads', () => {
     expect(err.message).toContain('upstream');
     expect(err.hint).toContain('--with-dependencies');
     const report = await watch('downstream', { withDependencies: true });
-    expect(report.dependencies).toEqual(['upstream']);
+    expect(report.dependencies).toEqual(['public.upstream']);
     expect(report.tables).toEqual([]);
     const { rows } = await db.sql.query<{ view: string; depth: number; depends_on: string[] }>(
       "SELECT view, depth, depends_on FROM mvrefresh.status WHERE view IN ('public.upstream', 'public.downstream') ORDER BY depth",
@@ -170,7 +174,9 @@ describe('watch discovers what a view reads', () => {
       .query(`CREATE FUNCTION ext_value() RETURNS int LANGUAGE sql STABLE AS 'SELECT count(*)::int FROM public.ext_source';
       CREATE MATERIALIZED VIEW uses_function AS SELECT 1 AS one, ext_value() AS v; CREATE UNIQUE INDEX ON uses_function (one);`);
     const report = await watch('uses_function', { interval: 60_000 });
-    expect(report.warnings.join(' ')).toMatch(/calls function ext_value\(\) .*names ext_source/);
+    expect(report.warnings.join(' ')).toMatch(
+      /calls function public\.ext_value\(\) .*names public\.ext_source/,
+    );
     const { rows } = await db.sql.query(
       "SELECT reason FROM mvrefresh.due_views() WHERE view_id = $1 AND reason = 'interval'",
       [report.id],
@@ -189,7 +195,7 @@ describe('watch discovers what a view reads', () => {
       CREATE UNIQUE INDEX ON through_views (id);`);
     const redefined = await watch('through_views');
     expect(redefined.id).toBe(first.id);
-    expect(redefined.tables).toEqual(['base_c']);
+    expect(redefined.tables).toEqual(['public.base_c']);
     const tables = await triggered();
     expect(tables).toContain('base_c');
     expect(tables).not.toContain('base_a');
@@ -217,7 +223,7 @@ describe('watch under writers', () => {
         await db.exec(`SET statement_timeout = '1s'; INSERT INTO busy_src VALUES (${i})`);
       expect(watched).toBe(false);
       await long.query('COMMIT');
-      expect((await watching).tables).toEqual(['busy_src']);
+      expect((await watching).tables).toEqual(['public.busy_src']);
       expect(await triggered()).toContain('busy_src');
     } finally {
       await Promise.all([long.end(), watcher.end()]);
@@ -242,7 +248,7 @@ describe('names', () => {
       CREATE MATERIALIZED VIEW ${qualified} AS SELECT id FROM name_src;
       CREATE UNIQUE INDEX ON ${qualified} (id);`);
       const report = await watch(given);
-      expect(report.tables).toEqual(['name_src']);
+      expect(report.tables).toEqual(['public.name_src']);
       const { rows } = await db.sql.query<{ view: string }>(
         'SELECT view FROM mvrefresh.status WHERE id = $1',
         [report.id],
@@ -267,7 +273,7 @@ describe('hostile source names', () => {
       CREATE MATERIALIZED VIEW hostile_src AS SELECT "id"")--" AS id, "Amount €" AS amount FROM "t""; DROP TABLE base_a; --";
       CREATE UNIQUE INDEX ON hostile_src (id);`);
     const report = await watch('hostile_src');
-    expect(report.tables).toEqual(['"t""; DROP TABLE base_a; --"']);
+    expect(report.tables).toEqual(['public."t""; DROP TABLE base_a; --"']);
     expect(await triggered()).toContain('"t""; DROP TABLE base_a; --"');
     await refresh('public.hostile_src');
     await db.sql.query('INSERT INTO "t""; DROP TABLE base_a; --" VALUES (1, 1, 1)');
@@ -297,7 +303,7 @@ describe('refusals', () => {
     await db.sql.query('CREATE MATERIALIZED VIEW no_index AS SELECT id, amount FROM base_a');
     const err = await watchError('no_index');
     expect(err.code).toBe('55000');
-    expect(err.hint).toMatch(/CREATE UNIQUE INDEX ON no_index \(id, amount\)/);
+    expect(err.hint).toMatch(/CREATE UNIQUE INDEX ON public\.no_index \(id, amount\)/);
     const report = await watch('no_index', { allowBlocking: true });
     expect(report.created).toBe(true);
   });
@@ -330,7 +336,7 @@ describe('unwatch', () => {
     const { rows } = await db.sql.query('SELECT 1 FROM mvrefresh.view_state WHERE id = $1', [one.id]);
     expect(rows).toEqual([]);
     const last = await db.sql.query<{ r: { tables: string[] } }>("SELECT mvrefresh.unwatch('s2') AS r");
-    expect(last.rows[0]!.r.tables).toEqual(['shared']);
+    expect(last.rows[0]!.r.tables).toEqual(['public.shared']);
     expect(await triggered()).not.toContain('shared');
   });
 
