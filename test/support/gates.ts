@@ -115,6 +115,11 @@ export async function holdGate(url: string, key: number): Promise<GateHolder> {
   await client.connect();
   await client.query('SELECT pg_advisory_lock($1::bigint)', [key]);
   let held = true;
+  const release = async () => {
+    if (!held) return;
+    held = false;
+    await client.query('SELECT pg_advisory_unlock($1::bigint)', [key]);
+  };
   return {
     key,
     async arrived(count = 1) {
@@ -129,14 +134,10 @@ export async function holdGate(url: string, key: number): Promise<GateHolder> {
         return rows[0]!.n >= count;
       });
     },
-    async release() {
-      if (!held) return;
-      held = false;
-      await client.query('SELECT pg_advisory_unlock($1::bigint)', [key]);
-    },
+    release,
     async close() {
       try {
-        await this.release();
+        await release();
       } finally {
         await client.end();
       }
