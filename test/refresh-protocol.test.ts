@@ -4,6 +4,7 @@ import { LOCK_NAMESPACE } from '../src/db/protocol.js';
 import { sql } from '../src/db/sql.js';
 import type { CallRow } from '../src/daemon/refresher.js';
 import { useTestDatabase } from './support/db.js';
+import { holdGate, installGatedCopy } from './support/gates.js';
 import { notificationsDuring } from './support/notify.js';
 import { viewMatches } from './support/shop.js';
 import { waitFor } from './support/wait.js';
@@ -296,7 +297,8 @@ describe('the race of a writer that found the view already dirty (design.md)', (
     await writer.query('INSERT INTO race_memo_src VALUES (12, 12)');
     const { rows } = await writer.query<{ remembered: boolean }>(
       `SELECT current_setting('mvrefresh.m' || 'race_memo_src'::regclass::oid, true)
-              = pg_sequence_last_value('mvrefresh.clears_started')::text AS remembered`,
+              = sha256(('m' || 'race_memo_src'::regclass::oid || ':'
+                        || pg_sequence_last_value('mvrefresh.clears_started'))::bytea)::text AS remembered`,
     );
     expect(rows[0]!.remembered).toBe(true);
     expect((await state(id)).marks).toBe(1);
@@ -423,5 +425,62 @@ describe('crashes and concurrent sessions', () => {
     expect(await due(id)).toEqual(['dirty']);
     expect((await refreshView(id)).outcome).toBe('refreshed');
     expect(await matches('stolen')).toBe(true);
+  });
+});
+
+describe('a cycle never deletes table marks without drawing clears_started', () => {
+  const GATE = 4242;
+
+  it('a mark committed between the check for table marks and their deletion is drawn for: a writer that remembered it marks again', async () => {
+    // the window before tx1's deletion of table marks (the old routine decided to draw in an earlier
+    // statement), held open by a copy of refresh_view gated there
+    await installGatedCopy(db.sql, 'refresh_view', {
+      name: 'mvrefresh.refresh_view_gated',
+      gates: [{ before: 'WITH taken AS (', key: GATE }],
+    });
+    await db.sql.query(`CREATE TABLE gap_t (k int PRIMARY KEY, v int); INSERT INTO gap_t VALUES (1, 1);
+      CREATE MATERIALIZED VIEW gap_v1 AS SELECT k, v FROM gap_t; CREATE UNIQUE INDEX ON gap_v1 (k);
+      CREATE MATERIALIZED VIEW gap_v2 AS SELECT k, v FROM gap_t; CREATE UNIQUE INDEX ON gap_v2 (k);`);
+    const ids: number[] = [];
+    for (const v of ['gap_v1', 'gap_v2']) {
+      const { rows } = await db.sql.query<{ id: number }>(
+        "SELECT (mvrefresh.watch($1) ->> 'id')::int AS id",
+        [v],
+      );
+      ids.push(rows[0]!.id);
+    }
+    const [v1, v2] = ids as [number, number];
+    // a clear that settles: writers remember marks from here on
+    await db.exec('INSERT INTO gap_t VALUES (0, 0)');
+    await refreshView(v1);
+    await refreshView(v2);
+    const gate = await holdGate(db.url, GATE);
+    try {
+      const [cycle, w1] = await Promise.all(['cycle', 'w1'].map(session));
+      const pending = started(
+        cycle!.query(
+          'CALL mvrefresh.refresh_view_gated($1, false, 2000, 5000, 1000, 300000, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)',
+          [v2],
+        ),
+      );
+      await gate.arrived();
+      await db.exec('INSERT INTO gap_t VALUES (2, 2)'); // W2: a committed table mark
+      await w1!.query('INSERT INTO gap_t VALUES (3, 3)'); // finds it, and remembers it
+      const { rows } = await w1!.query<{ remembered: boolean }>(
+        `SELECT current_setting('mvrefresh.m' || 'gap_t'::regclass::oid, true)
+                = sha256(('m' || 'gap_t'::regclass::oid || ':'
+                          || pg_sequence_last_value('mvrefresh.clears_started'))::bytea)::text AS remembered`,
+      );
+      expect(rows[0]!.remembered).toBe(true);
+      await gate.release();
+      await pending;
+      await w1!.query('INSERT INTO gap_t VALUES (4, 4)');
+      expect((await refreshView(v1)).outcome).toBe('refreshed');
+      await refreshView(v2);
+      expect(await viewMatches(db.sql, 'gap_v2', 'SELECT k, v FROM gap_t')).toBe(true);
+      expect(await viewMatches(db.sql, 'gap_v1', 'SELECT k, v FROM gap_t')).toBe(true);
+    } finally {
+      await gate.close();
+    }
   });
 });

@@ -70,21 +70,24 @@ CREATE OR REPLACE PROCEDURE mvrefresh.refresh_view(
 AS $$
 DECLARE
     s mvrefresh.view_state;
-    gen bigint;
-    xids xid8[];
-    old_xids xid8[];
-    has_marks boolean;
-    deadline timestamptz;
-    nap double precision := 0.001;
-    t0 timestamptz;
+    gen pg_catalog.int8;
+    xids pg_catalog.xid8[];
+    old_xids pg_catalog.xid8[];
+    has_marks pg_catalog.bool;
+    deadline pg_catalog.timestamptz;
+    nap pg_catalog.float8 := 0.001;
+    t0 pg_catalog.timestamptz;
     rel record;
-    concurrent_ok boolean;
-    target text;
-    notify_id integer;
-    cycle_t0 timestamptz := clock_timestamp();
-    wait_t0 timestamptz;
-    cleared boolean;
+    concurrent_ok pg_catalog.bool;
+    target pg_catalog.text;
+    notify_id pg_catalog.int4;
+    cycle_t0 pg_catalog.timestamptz := pg_catalog.clock_timestamp();
+    wait_t0 pg_catalog.timestamptz;
+    cleared pg_catalog.bool;
 BEGIN
+    -- every transaction of the cycle resolves names in pg_catalog first (a procedure cannot have a SET
+    -- clause and COMMIT): set again after each COMMIT
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     -- tx1: claim the cycle
     SELECT * INTO s FROM mvrefresh.view_state WHERE id = p_view_id;
     IF NOT FOUND THEN
@@ -99,13 +102,10 @@ BEGIN
         outcome := 'busy';
         RETURN;
     END IF;
-    -- a clear of table marks tells the writers that remember a mark (routines/begin_clear.sql)
-    cleared := EXISTS (SELECT FROM mvrefresh.table_marks t WHERE t.relid = ANY (s.source_relids));
-    IF cleared THEN
-        PERFORM mvrefresh.begin_clear();
-    END IF;
     -- the marks of the tables it reads become marks of every view reading them, so that views refreshed
-    -- later keep theirs; taken in one order, so that cycles of views sharing tables do not deadlock
+    -- later keep theirs (invariant V); taken in one order, so that cycles of views sharing tables do not
+    -- deadlock. Only committed marks are visible to the DELETE: a writer whose mark is not committed keeps
+    -- it through this cycle.
     WITH taken AS (
         DELETE FROM mvrefresh.table_marks m
          WHERE m.ctid = ANY (ARRAY(SELECT t.ctid FROM mvrefresh.table_marks t
@@ -115,16 +115,28 @@ BEGIN
     -- evidence for check_drift() that the table's trigger fires: writes counted without it are reported
     noted AS (
         UPDATE mvrefresh.table_writes w SET last_mark_at = now()
-         WHERE w.relid IN (SELECT taken.relid FROM taken))
-    INSERT INTO mvrefresh.marks (view_id, marked_at)
-    SELECT v.id, min(taken.marked_at)
-      FROM taken JOIN mvrefresh.view_state v ON taken.relid = ANY (v.source_relids)
-     GROUP BY v.id;
+         WHERE w.relid IN (SELECT taken.relid FROM taken)),
+    given AS (
+        INSERT INTO mvrefresh.marks (view_id, marked_at)
+        SELECT v.id, min(taken.marked_at)
+          FROM taken JOIN mvrefresh.view_state v ON taken.relid = ANY (v.source_relids)
+         GROUP BY v.id)
+    SELECT count(*) > 0 INTO cleared FROM taken;
+    -- invariant D: a transaction that deleted table marks draws clears_started before it commits, holding
+    -- the clear lock until it ends (routines/begin_clear.sql). Decided by the DELETE's own result, in the
+    -- same statement's snapshot: a mark committed after any earlier look is either deleted here, and then
+    -- drawn for, or left for a later cycle. Nothing deleted: no draw, nothing to settle (a clean view costs
+    -- one index scan).
+    IF cleared THEN
+        PERFORM mvrefresh.begin_clear();
+    END IF;
     has_marks := EXISTS (SELECT FROM mvrefresh.marks WHERE view_id = p_view_id);
     IF NOT (p_force OR has_marks OR s.started_gen > s.done_gen) THEN
         outcome := 'clean';
         IF cleared THEN
             COMMIT;
+            PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+            PERFORM pg_catalog.set_config('synchronous_commit', 'off', true);
             PERFORM mvrefresh.settle_clears();
         END IF;
         RETURN;
@@ -139,6 +151,8 @@ BEGIN
         retry_in_ms := {{RETRY_MS}};
         IF cleared THEN
             COMMIT;
+            PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+            PERFORM pg_catalog.set_config('synchronous_commit', 'off', true);
             PERFORM mvrefresh.settle_clears();
         END IF;
         RETURN;
@@ -153,9 +167,12 @@ BEGIN
     RETURNING started_gen INTO gen;
     DELETE FROM mvrefresh.marks WHERE view_id = p_view_id;
     COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     IF cleared THEN
+        PERFORM pg_catalog.set_config('synchronous_commit', 'off', true);
         PERFORM mvrefresh.settle_clears();
         COMMIT;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     END IF;
 
     -- wait: writers that may have looked for a mark before tx1 committed. Such a writer holds a write
@@ -188,6 +205,7 @@ BEGIN
     COMMIT;
 
     -- tx2: refresh, in a snapshot taken after the wait
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     PERFORM set_config('lock_timeout', p_lock_timeout_ms || 'ms', true);
     PERFORM set_config('synchronous_commit', 'off', true);
     IF NOT pg_try_advisory_xact_lock(mvrefresh.lock_namespace(), p_view_id) THEN
