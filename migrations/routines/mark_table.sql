@@ -43,49 +43,72 @@ CREATE OR REPLACE FUNCTION mvrefresh.mark_table() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
 AS $$
 DECLARE
-    started bigint;
-    settled bigint;
+    started pg_catalog.int8;
+    settled pg_catalog.int8;
     own pg_catalog.xid;
-    marks integer;
-    committed_marks integer;
-    xid text;
-    memo text;
-    ignored text;
+    marks pg_catalog.int8;
+    committed_marks pg_catalog.int8;
+    memo pg_catalog.text;
+    proof pg_catalog.text;
+    ignored pg_catalog.text;
 BEGIN
+    -- step 1 (invariant R: a remembered mark is there, or the clear that deletes it waits for this writer)
     IF pg_catalog.current_setting('mvrefresh.m' OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text, true)
        OPERATOR(pg_catalog.=)
-       pg_catalog.pg_sequence_last_value('mvrefresh.clears_started'::pg_catalog.regclass)::pg_catalog.text THEN
+       pg_catalog.sha256(('m' OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text OPERATOR(pg_catalog.||) ':'
+           OPERATOR(pg_catalog.||) pg_catalog.pg_sequence_last_value('mvrefresh.clears_started'::pg_catalog.regclass)::pg_catalog.text
+           )::pg_catalog.bytea)::pg_catalog.text THEN
         RETURN NULL;
     END IF;
+    -- nothing written, nothing to reflect
     IF pg_catalog.pg_current_xact_id_if_assigned() IS NULL THEN
         RETURN NULL;
     END IF;
     IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.=) 'read committed' THEN
+        -- step 2 (invariant W: a writer that skips holds a write lock on the table from before its probe to
+        -- its end, so the cycle that consumes the mark it saw waits for it)
         started := pg_catalog.pg_sequence_last_value('mvrefresh.clears_started'::pg_catalog.regclass);
-        memo := 'mvrefresh.m' OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text;
         settled := pg_catalog.pg_sequence_last_value('mvrefresh.clears_settled'::pg_catalog.regclass);
         own := pg_catalog.pg_current_xact_id()::pg_catalog.xid;
         SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE m.xmin OPERATOR(pg_catalog.<>) own)
           INTO marks, committed_marks
           FROM mvrefresh.table_marks m WHERE m.relid OPERATOR(pg_catalog.=) TG_RELID;
         IF marks OPERATOR(pg_catalog.>) 0 THEN
+            -- remember (invariant R): a committed mark, no clear in flight when the probe looked (settled =
+            -- started, read before it), none begun since (started unchanged after it)
             IF committed_marks OPERATOR(pg_catalog.>) 0 AND started OPERATOR(pg_catalog.=) settled
                AND pg_catalog.pg_sequence_last_value('mvrefresh.clears_started'::pg_catalog.regclass)
                    OPERATOR(pg_catalog.=) started THEN
-                ignored := pg_catalog.set_config(memo, started::pg_catalog.text, false);
+                ignored := pg_catalog.set_config(
+                    'mvrefresh.m' OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text,
+                    pg_catalog.sha256(('m' OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text
+                        OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) started::pg_catalog.text
+                        )::pg_catalog.bytea)::pg_catalog.text,
+                    false);
             END IF;
             RETURN NULL;
         END IF;
     ELSE
-        xid := pg_catalog.pg_current_xact_id()::pg_catalog.text;
+        -- one mark per transaction and table (invariant T: the memo names this transaction, and no other
+        -- transaction can produce it)
         memo := 'mvrefresh.t' OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text;
-        IF pg_catalog.current_setting(memo, true) OPERATOR(pg_catalog.=) xid THEN
+        proof := pg_catalog.sha256(('t' OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text
+            OPERATOR(pg_catalog.||) ':'
+            OPERATOR(pg_catalog.||) pg_catalog.pg_sequence_last_value('mvrefresh.clears_started'::pg_catalog.regclass)::pg_catalog.text
+            OPERATOR(pg_catalog.||) ':'
+            OPERATOR(pg_catalog.||) pg_catalog.pg_current_xact_id()::pg_catalog.text)::pg_catalog.bytea)::pg_catalog.text;
+        IF pg_catalog.current_setting(memo, true) OPERATOR(pg_catalog.=) proof THEN
             RETURN NULL;
         END IF;
-        ignored := pg_catalog.set_config(memo, xid, true);
+        ignored := pg_catalog.set_config(memo, proof, true);
     END IF;
+    -- step 3: a mark, visible to every cycle that starts after this transaction commits
     INSERT INTO mvrefresh.table_marks (relid) VALUES (TG_RELID);
-    PERFORM pg_catalog.pg_notify({{CHANNEL}}, 't' OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text);
+    -- a writer that may not notify (two-phase commit: PREPARE TRANSACTION refuses a transaction that
+    -- notified) leaves its mark to the daemon's sweep
+    IF COALESCE(pg_catalog.current_setting('mvrefresh.notify', true), '') OPERATOR(pg_catalog.<>) 'off' THEN
+        PERFORM pg_catalog.pg_notify({{CHANNEL}}, 't' OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text);
+    END IF;
     RETURN NULL;
 END
 $$;
