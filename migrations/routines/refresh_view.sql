@@ -136,7 +136,6 @@ BEGIN
         IF cleared THEN
             COMMIT;
             PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-            PERFORM pg_catalog.set_config('synchronous_commit', 'off', true);
             PERFORM mvrefresh.settle_clears();
         END IF;
         RETURN;
@@ -152,7 +151,6 @@ BEGIN
         IF cleared THEN
             COMMIT;
             PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-            PERFORM pg_catalog.set_config('synchronous_commit', 'off', true);
             PERFORM mvrefresh.settle_clears();
         END IF;
         RETURN;
@@ -169,7 +167,6 @@ BEGIN
     COMMIT;
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     IF cleared THEN
-        PERFORM pg_catalog.set_config('synchronous_commit', 'off', true);
         PERFORM mvrefresh.settle_clears();
         COMMIT;
         PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);

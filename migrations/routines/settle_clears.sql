@@ -3,14 +3,15 @@
 -- then ended, committed or not, so a writer that reads both counters equal before its probe knows that no
 -- clear was in flight while it looked (invariant S of routines/mark_table.sql). Without waiting: when a
 -- clear runs, it settles after it ends. refresh_view() calls it in a transaction of its own after every
--- tx1 that cleared, with synchronous_commit off (nothing here needs to survive a crash: a lost value
--- leaves the counters apart, and writers probe); a clear that failed leaves the counters apart until the
--- next cycle settles them (writers probe meanwhile).
+-- tx1 that cleared; a clear that failed leaves the counters apart until the next cycle settles them
+-- (writers probe meanwhile).
 CREATE OR REPLACE FUNCTION mvrefresh.settle_clears() RETURNS void
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- nothing here needs to survive a crash: a lost value leaves the counters apart, and writers probe
+    PERFORM set_config('synchronous_commit', 'off', true);
     IF pg_try_advisory_xact_lock({{LOCK_NAMESPACE}}, {{CLEAR_LOCK_KEY}}) THEN
         PERFORM setval('mvrefresh.clears_settled', pg_sequence_last_value('mvrefresh.clears_started'), true);
     END IF;
