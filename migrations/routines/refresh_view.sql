@@ -8,32 +8,39 @@
 --
 --   writer (statement trigger on table T)      daemon / refresh_dirty()  (this procedure, view V)
 --   ----------------------------------------   -----------------------------------------------------
---   READ COMMITTED, T has a mark  -> nothing   tx1: try advisory lock; begin_clear(); marks of V's tables
---   (found now, or remembered                       become marks of every view reading them; nothing
---    while no clear began since)                    due: 'clean'; started_gen + 1; DELETE V's marks;
---   no xid yet (nothing written)  -> nothing        COMMIT (new writers now find no table mark and add
---   otherwise: INSERT a mark of T,                  one); settle_clears(); COMMIT
---              pg_notify('t' || T's oid)
+--   READ COMMITTED, T has a mark  -> nothing   tx1: try advisory lock; DELETE the marks of V's tables,
+--   (found now, or remembered                       which become marks of every view reading them; when
+--    while no clear drew since)                     it deleted any, begin_clear(); nothing due: 'clean';
+--   no xid yet (nothing written)  -> nothing        started_gen + 1; DELETE V's marks; COMMIT (new
+--   otherwise: INSERT a mark of T,                  writers now find no table mark and add one);
+--              pg_notify('t' || T's oid)            settle_clears() when it cleared; COMMIT
+--              (unless mvrefresh.notify = off)
 --                                              wait: every xid of this database running after tx1's
 --                                                    commit and holding a write lock on a source of V
---                                                    finishes, or the wait times out (xids kept)
+--                                                    (and every prepared one) finishes, or the wait
+--                                                    times out (xids kept)
 --                                              tx2: try advisory lock; REFRESH [CONCURRENTLY];
 --                                                   done_gen := started_gen (unless xids still run);
 --                                                   dependants get a mark; COMMIT
 --
--- What must hold:
---  * A READ COMMITTED writer that skipped found a mark of its table T with a snapshot taken after it had
---    written T, so it had an xid and holds a write lock on T until it ends. If that snapshot predates the
---    commit of the tx1 that consumed the mark, it is running at that commit and waited for (T is a source
---    of V), so tx2's snapshot contains its writes; every other view reading T got a mark in that tx1, and
---    its own cycle waits for the writer in the same way. Otherwise it found no mark and added one.
---  * A writer that skipped for a mark it remembers (routines/mark_table.sql) is in the same position: the
---    clear that deletes that mark began after the writer's statement did (clears_started unchanged).
---  * A writer whose mark is not committed yet is invisible to tx1's DELETE: its mark survives the cycle.
---  * started_gen > done_gen means a cycle did not finish (crash, lost lock, long writer): the sweep treats
---    it as dirty.
---  * Writers at REPEATABLE READ or SERIALIZABLE read with their transaction snapshot, which can predate a
---    clear although they had no xid then: they never skip, and add a mark once per transaction and table.
+-- What must hold (W, D, S, R and F are the writer's side, stated in routines/mark_table.sql):
+--  V  Every committed table mark of V's sources that tx1's DELETE takes becomes a view mark of every view
+--     reading that table, in the same transaction: a view refreshed later keeps its claim. A writer whose
+--     mark is not committed yet is invisible to the DELETE: its mark survives the cycle.
+--  W  A writer that skipped holds a write lock on a source of V until it ends; if it looked before tx1's
+--     commit, it is running at that commit and the wait covers it, so tx2's snapshot contains its writes
+--     (or the wait times out and its xid keeps the view due). Otherwise it found no mark and added one.
+--  D  tx1 never deletes table marks without drawing clears_started before it commits: the DELETE's own
+--     result decides the draw, so a mark committed after any earlier look is either deleted and drawn
+--     for, or left for a later cycle. A writer that remembered a mark (R) thus sees its memo go stale
+--     before the mark's deletion commits, and probes again. settle_clears() runs only after tx1 ended.
+--  G  started_gen > done_gen means a cycle did not finish (crash, lost lock, long writer): the sweep treats
+--     it as dirty.
+--  Writers at REPEATABLE READ or SERIALIZABLE read with their transaction snapshot, which can predate a
+--  clear although they had no xid then: they never skip for a probe, and add a mark once per transaction
+--  and table.
+--  Names: every transaction of the cycle sets search_path to pg_catalog, pg_temp first (a procedure with a
+--  SET clause could not COMMIT), and the declarations are qualified (resolved with the caller's path).
 --
 -- Asynchronous commits of tx1 (the clear) and tx2 (the refresh) keep every guarantee, because WAL is
 -- flushed in order and a crash loses only a tail of it:
@@ -102,8 +109,8 @@ BEGIN
         outcome := 'busy';
         RETURN;
     END IF;
-    -- the marks of the tables it reads become marks of every view reading them, so that views refreshed
-    -- later keep theirs (invariant V); taken in one order, so that cycles of views sharing tables do not
+    -- V: the marks of the tables it reads become marks of every view reading them, so that views
+    -- refreshed later keep theirs; taken in one order, so that cycles of views sharing tables do not
     -- deadlock. Only committed marks are visible to the DELETE: a writer whose mark is not committed keeps
     -- it through this cycle.
     WITH taken AS (
@@ -122,11 +129,9 @@ BEGIN
           FROM taken JOIN mvrefresh.view_state v ON taken.relid = ANY (v.source_relids)
          GROUP BY v.id)
     SELECT count(*) > 0 INTO cleared FROM taken;
-    -- invariant D: a transaction that deleted table marks draws clears_started before it commits, holding
-    -- the clear lock until it ends (routines/begin_clear.sql). Decided by the DELETE's own result, in the
-    -- same statement's snapshot: a mark committed after any earlier look is either deleted here, and then
-    -- drawn for, or left for a later cycle. Nothing deleted: no draw, nothing to settle (a clean view costs
-    -- one index scan).
+    -- D: deleted any, drawn before this transaction commits, the clear lock held until it ends
+    -- (routines/begin_clear.sql); decided by the DELETE's own result, not by an earlier look in another
+    -- snapshot. Nothing deleted: no draw, nothing to settle (a clean view costs one index scan).
     IF cleared THEN
         PERFORM mvrefresh.begin_clear();
     END IF;
