@@ -4,8 +4,10 @@ import { LOCK_NAMESPACE } from '../src/db/protocol.js';
 import { sql } from '../src/db/sql.js';
 import type { CallRow } from '../src/daemon/refresher.js';
 import { useTestDatabase } from './support/db.js';
+import { holdGate, installGatedCopy } from './support/gates.js';
 import { notificationsDuring } from './support/notify.js';
 import { viewMatches } from './support/shop.js';
+import { PG17, serverVersionNum } from './support/version.js';
 import { waitFor } from './support/wait.js';
 
 const db = useTestDatabase('refresh_protocol');
@@ -123,6 +125,40 @@ describe('refresh_view outcomes', () => {
     await db.exec('INSERT INTO nodata_src VALUES (2, 2)');
     expect((await refreshView(id)).outcome).toBe('refreshed');
     expect(await matches('nodata')).toBe(true);
+  });
+
+  it("runs the view's functions with its owner's search_path, as a REFRESH by hand does, from a session pinned to pg_catalog", async () => {
+    // a SQL function naming a table of public unqualified: the owner's own REFRESH finds it before
+    // PostgreSQL 17, and from 17 on REFRESH itself pins pg_catalog, pg_temp
+    await db.sql.query(`CREATE TABLE sp_rates (k int PRIMARY KEY, r int);
+      INSERT INTO sp_rates VALUES (1, 10);
+      CREATE FUNCTION sp_rate(int) RETURNS int LANGUAGE sql STABLE AS 'SELECT r FROM sp_rates WHERE k = $1';`);
+    await db.sql.query(`CREATE TABLE sp_view_src (k int PRIMARY KEY);
+      INSERT INTO sp_view_src VALUES (1);
+      CREATE MATERIALIZED VIEW sp_view AS SELECT k, sp_rate(k) AS v FROM sp_view_src;
+      CREATE UNIQUE INDEX ON sp_view (k);`);
+    const { rows: watched } = await db.sql.query<{ id: number }>(
+      "SELECT (mvrefresh.watch('sp_view') ->> 'id')::int AS id",
+    );
+    const id = watched[0]!.id;
+    const pinned = await session('pinned');
+    await pinned.query('SET search_path = pg_catalog, pg_temp');
+    await db.sql.query('INSERT INTO sp_view_src VALUES (2); INSERT INTO sp_rates VALUES (2, 20)');
+    const r = await refreshView(id, { client: pinned });
+    if ((await serverVersionNum(db.sql)) >= PG17) {
+      expect(r.err_message).toMatch(/sp_rates/);
+      return;
+    }
+    expect(r.outcome).toBe('refreshed');
+    const { rows } = await db.sql.query<{ k: number; v: number }>('SELECT k, v FROM sp_view ORDER BY k');
+    expect(rows).toEqual([
+      { k: 1, v: 10 },
+      { k: 2, v: 20 },
+    ]);
+    const { rows: path } = await pinned.query<{ p: string }>('SELECT current_setting($1) AS p', [
+      'search_path',
+    ]);
+    expect(path[0]!.p).toBe('pg_catalog, pg_temp');
   });
 
   it('reports unwatched for an id that is not watched', async () => {
@@ -296,7 +332,8 @@ describe('the race of a writer that found the view already dirty (design.md)', (
     await writer.query('INSERT INTO race_memo_src VALUES (12, 12)');
     const { rows } = await writer.query<{ remembered: boolean }>(
       `SELECT current_setting('mvrefresh.m' || 'race_memo_src'::regclass::oid, true)
-              = pg_sequence_last_value('mvrefresh.clears_started')::text AS remembered`,
+              = sha256(('m' || 'race_memo_src'::regclass::oid || ':'
+                        || pg_sequence_last_value('mvrefresh.clears_started'))::bytea)::text AS remembered`,
     );
     expect(rows[0]!.remembered).toBe(true);
     expect((await state(id)).marks).toBe(1);
@@ -423,5 +460,62 @@ describe('crashes and concurrent sessions', () => {
     expect(await due(id)).toEqual(['dirty']);
     expect((await refreshView(id)).outcome).toBe('refreshed');
     expect(await matches('stolen')).toBe(true);
+  });
+});
+
+describe('a cycle never deletes table marks without drawing clears_started', () => {
+  const GATE = 4242;
+
+  it('a mark committed between the check for table marks and their deletion is drawn for: a writer that remembered it marks again', async () => {
+    // the window before tx1's deletion of table marks (the old routine decided to draw in an earlier
+    // statement), held open by a copy of refresh_view gated there
+    await installGatedCopy(db.sql, 'refresh_view', {
+      name: 'mvrefresh.refresh_view_gated',
+      gates: [{ before: 'WITH taken AS (', key: GATE }],
+    });
+    await db.sql.query(`CREATE TABLE gap_t (k int PRIMARY KEY, v int); INSERT INTO gap_t VALUES (1, 1);
+      CREATE MATERIALIZED VIEW gap_v1 AS SELECT k, v FROM gap_t; CREATE UNIQUE INDEX ON gap_v1 (k);
+      CREATE MATERIALIZED VIEW gap_v2 AS SELECT k, v FROM gap_t; CREATE UNIQUE INDEX ON gap_v2 (k);`);
+    const ids: number[] = [];
+    for (const v of ['gap_v1', 'gap_v2']) {
+      const { rows } = await db.sql.query<{ id: number }>(
+        "SELECT (mvrefresh.watch($1) ->> 'id')::int AS id",
+        [v],
+      );
+      ids.push(rows[0]!.id);
+    }
+    const [v1, v2] = ids as [number, number];
+    // a clear that settles: writers remember marks from here on
+    await db.exec('INSERT INTO gap_t VALUES (0, 0)');
+    await refreshView(v1);
+    await refreshView(v2);
+    const gate = await holdGate(db.url, GATE);
+    try {
+      const [cycle, w1] = await Promise.all(['cycle', 'w1'].map(session));
+      const pending = started(
+        cycle!.query(
+          'CALL mvrefresh.refresh_view_gated($1, false, 2000, 5000, 1000, 300000, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)',
+          [v2],
+        ),
+      );
+      await gate.arrived();
+      await db.exec('INSERT INTO gap_t VALUES (2, 2)'); // W2: a committed table mark
+      await w1!.query('INSERT INTO gap_t VALUES (3, 3)'); // finds it, and remembers it
+      const { rows } = await w1!.query<{ remembered: boolean }>(
+        `SELECT current_setting('mvrefresh.m' || 'gap_t'::regclass::oid, true)
+                = sha256(('m' || 'gap_t'::regclass::oid || ':'
+                          || pg_sequence_last_value('mvrefresh.clears_started'))::bytea)::text AS remembered`,
+      );
+      expect(rows[0]!.remembered).toBe(true);
+      await gate.release();
+      await pending;
+      await w1!.query('INSERT INTO gap_t VALUES (4, 4)');
+      expect((await refreshView(v1)).outcome).toBe('refreshed');
+      await refreshView(v2);
+      expect(await viewMatches(db.sql, 'gap_v2', 'SELECT k, v FROM gap_t')).toBe(true);
+      expect(await viewMatches(db.sql, 'gap_v1', 'SELECT k, v FROM gap_t')).toBe(true);
+    } finally {
+      await gate.close();
+    }
   });
 });

@@ -10,18 +10,6 @@ import { SHOP_SQL } from './support/shop.js';
 import { unpinnedTransactions, unqualifiedNames } from './support/sql-tokens.js';
 import { waitFor } from './support/wait.js';
 
-/**
- * PENDING: routines whose fix is on helper h4's branch (issue 23, finding 1). Until it is merged they are
- * left out of the walk below and the pg_temp.text reproduction is skipped; the lead deletes each name
- * from this list when merging h4's branch, and the file must then pass as it is.
- */
-const PENDING: readonly string[] = [
-  'mark_table',
-  'refresh_view',
-  'refresh_dirty',
-  'begin_clear',
-  'settle_clears',
-];
 
 /** The one function without a SET clause, on purpose (the write path's cost): every name qualified instead. */
 const QUALIFIED_ONLY = 'mark_table';
@@ -84,7 +72,6 @@ describe('the routines of schema mvrefresh', () => {
     expect(rows.length).toBeGreaterThan(10);
     const problems: string[] = [];
     for (const r of rows) {
-      if (PENDING.includes(r.name)) continue;
       if (r.name === QUALIFIED_ONLY) {
         for (const f of unqualifiedNames(r.src)) problems.push(`${r.name}: ${f}`);
         if (r.config !== null) problems.push(`${r.name}: a SET clause (its cost was meant to be avoided)`);
@@ -121,7 +108,7 @@ describe('the routines of schema mvrefresh', () => {
 });
 
 describe('a writer with INSERT only (finding 1)', () => {
-  it.skipIf(PENDING.includes('mark_table'))(
+  it(
     'runs no code as the trigger function’s owner through a pg_temp.text domain',
     async () => {
       await db.sql.query(`CREATE TABLE pwn_target (g int, v int);

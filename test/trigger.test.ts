@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from '../src/db/sql.js';
 import { useTestDatabase } from './support/db.js';
 import { notificationsDuring } from './support/notify.js';
+import { viewMatches } from './support/shop.js';
 import { PG15, serverVersionNum } from './support/version.js';
 
 const db = useTestDatabase('trigger');
@@ -277,10 +278,12 @@ describe('writers', () => {
     let memoName: string;
     const memo = async () =>
       (await w.query<{ v: string | null }>('SELECT current_setting($1, true) AS v', [memoName])).rows[0]!.v;
+    /** The memo that stands for a mark of src while clears_started keeps its current value. */
     const started = async () =>
       (
         await db.sql.query<{ v: string }>(
-          "SELECT pg_sequence_last_value('mvrefresh.clears_started')::text AS v",
+          `SELECT sha256(('m' || 'src'::regclass::oid || ':'
+                          || pg_sequence_last_value('mvrefresh.clears_started'))::bytea)::text AS v`,
         )
       ).rows[0]!.v;
 
@@ -369,4 +372,137 @@ describe('writers', () => {
       await db.sql.query(`REVOKE ALL ON src FROM ${role}; DROP ROLE ${role}`);
     }
   });
+});
+
+describe('writers with only the privileges to write the table', () => {
+  const attacker = `mvr_attacker_${process.pid}`;
+  const evil = `mvr_evil_${process.pid}`;
+  const clients: pg.Client[] = [];
+
+  /** A new session of the attacker's role (trust authentication), with connection options if given. */
+  async function asAttacker(options?: string): Promise<pg.Client> {
+    const u = new URL(db.url);
+    u.username = attacker;
+    const c = new pg.Client({ connectionString: u.toString(), ...(options ? { options } : {}) });
+    await c.connect();
+    clients.push(c);
+    return c;
+  }
+
+  const srcOid = async () =>
+    (await db.sql.query<{ oid: number }>("SELECT 'src'::regclass::oid AS oid")).rows[0]!.oid;
+
+  beforeAll(async () => {
+    await db.sql.query(`CREATE ROLE ${attacker} LOGIN; GRANT INSERT ON src TO ${attacker};
+      CREATE SCHEMA ${evil} AUTHORIZATION ${attacker}`);
+  });
+  afterAll(async () => {
+    await Promise.all(clients.splice(0).map((c) => c.end().catch(() => undefined)));
+    await db.sql.query(
+      `DROP SCHEMA ${evil} CASCADE; REVOKE ALL ON src FROM ${attacker}; DROP ROLE ${attacker}`,
+    );
+  });
+
+  it("runs no code of a writer with only INSERT as the trigger's owner through a type of its temporary schema (issue 23)", async () => {
+    await refresh(view);
+    await refresh(other);
+    const w = await asAttacker();
+    // the issue's reproduction: a domain pg_temp.text whose CHECK calls the writer's function
+    await w.query(`CREATE FUNCTION pg_temp.pwn(v pg_catalog.text) RETURNS boolean LANGUAGE plpgsql AS
+      $$BEGIN RAISE EXCEPTION 'hijacked: ran as %', current_user; END$$;
+      CREATE DOMAIN pg_temp.text AS pg_catalog.text CHECK (pg_temp.pwn(VALUE));
+      CREATE DOMAIN pg_temp.int8 AS pg_catalog.int8 CHECK (pg_temp.pwn(VALUE::pg_catalog.text));
+      CREATE DOMAIN pg_temp.xid AS pg_catalog.xid CHECK (pg_temp.pwn(VALUE::pg_catalog.text))`);
+    for (const isolation of ['READ COMMITTED', 'REPEATABLE READ']) {
+      await w.query(`BEGIN ISOLATION LEVEL ${isolation}`);
+      await w.query('INSERT INTO src (id, v) SELECT max(id) + 1, 1 FROM (VALUES (700), (701)) x(id)');
+      await w.query('INSERT INTO src (id, v) VALUES (702, 1) ON CONFLICT DO NOTHING');
+      await w.query('COMMIT');
+      await write('DELETE FROM src WHERE id >= 700');
+    }
+    expect(await dirty(view)).toBe(true);
+  });
+
+  it("runs no function or operator of a schema the writer puts first in its search_path as the trigger's owner", async () => {
+    await refresh(view);
+    await refresh(other);
+    const w = await asAttacker();
+    await w.query(`SET search_path = ${evil}, pg_catalog, public`);
+    const hijack = `LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'hijacked: ran as %', current_user; END$$`;
+    await w.query(`
+      CREATE FUNCTION ${evil}.pwn(pg_catalog.text) RETURNS boolean ${hijack};
+      CREATE DOMAIN ${evil}.text AS pg_catalog.text CHECK (${evil}.pwn(VALUE));
+      CREATE DOMAIN ${evil}.int8 AS pg_catalog.int8 CHECK (${evil}.pwn(VALUE::pg_catalog.text));
+      CREATE DOMAIN ${evil}.bool AS pg_catalog.bool CHECK (${evil}.pwn(VALUE::pg_catalog.text));
+      CREATE FUNCTION ${evil}.current_setting(pg_catalog.text, pg_catalog.bool) RETURNS pg_catalog.text ${hijack};
+      CREATE FUNCTION ${evil}.current_setting(pg_catalog.text) RETURNS pg_catalog.text ${hijack};
+      CREATE FUNCTION ${evil}.set_config(pg_catalog.text, pg_catalog.text, pg_catalog.bool) RETURNS pg_catalog.text ${hijack};
+      CREATE FUNCTION ${evil}.count() RETURNS pg_catalog.int8 ${hijack};
+      CREATE FUNCTION ${evil}.sha256(pg_catalog.bytea) RETURNS pg_catalog.bytea ${hijack};
+      CREATE FUNCTION ${evil}.pg_notify(pg_catalog.text, pg_catalog.text) RETURNS void ${hijack};
+      CREATE FUNCTION ${evil}.eq(pg_catalog.text, pg_catalog.text) RETURNS pg_catalog.bool ${hijack};
+      CREATE OPERATOR ${evil}.= (LEFTARG = pg_catalog.text, RIGHTARG = pg_catalog.text, FUNCTION = ${evil}.eq);
+      CREATE OPERATOR ${evil}.<> (LEFTARG = pg_catalog.text, RIGHTARG = pg_catalog.text, FUNCTION = ${evil}.eq);
+      CREATE FUNCTION ${evil}.cat(pg_catalog.text, pg_catalog.text) RETURNS pg_catalog.text ${hijack};
+      CREATE OPERATOR ${evil}.|| (LEFTARG = pg_catalog.text, RIGHTARG = pg_catalog.text, FUNCTION = ${evil}.cat);
+      CREATE FUNCTION ${evil}.gt(pg_catalog.int8, pg_catalog.int4) RETURNS pg_catalog.bool ${hijack};
+      CREATE OPERATOR ${evil}.> (LEFTARG = pg_catalog.int8, RIGHTARG = pg_catalog.int4, FUNCTION = ${evil}.gt);`);
+    await w.query(`SET search_path = ${evil}, pg_catalog, public`);
+    for (const isolation of ['READ COMMITTED', 'REPEATABLE READ']) {
+      await w.query(`BEGIN ISOLATION LEVEL ${isolation}`);
+      await w.query('INSERT INTO src (id, v) VALUES (710, 1)');
+      await w.query('INSERT INTO src (id, v) VALUES (711, 1)');
+      await w.query('COMMIT');
+      await write('DELETE FROM src WHERE id >= 710');
+    }
+    expect(await dirty(view)).toBe(true);
+  });
+
+  it('a REPEATABLE READ writer cannot skip by writing its transaction id into the memo (issue 24)', async () => {
+    await refresh(view);
+    await refresh(other);
+    const w = await asAttacker();
+    const oid = await srcOid();
+    await w.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+    await w.query(`SELECT set_config('mvrefresh.t${oid}', pg_current_xact_id()::text, true)`);
+    await w.query('INSERT INTO src (id, v) VALUES (720, 1)');
+    await w.query('COMMIT');
+    expect(await marks('src')).toBe(1);
+    await refresh(view);
+    expect(
+      await viewMatches(db.sql, 'mv', 'SELECT s.id, s.v, t.w FROM src s LEFT JOIN src2 t USING (id)'),
+    ).toBe(true);
+  });
+
+  it.each(['SET', 'connection options (PGOPTIONS, ALTER ROLE ... SET)'])(
+    'a READ COMMITTED writer cannot skip by giving its memo the value after the one SHOW revealed, through %s (issue 24)',
+    async (channel) => {
+      const oid = await srcOid();
+      await write('DELETE FROM src WHERE id >= 730');
+      // a clear that settles, then a committed mark that the writer finds and remembers
+      await write('INSERT INTO src VALUES (730, 1)');
+      await refresh(view);
+      await refresh(other);
+      await write('INSERT INTO src VALUES (731, 1)');
+      const w = await asAttacker();
+      await w.query('INSERT INTO src (id, v) VALUES (732, 1)');
+      const shown = (await w.query<Record<string, string>>(`SHOW mvrefresh.m${oid}`)).rows[0]![
+        `mvrefresh.m${oid}`
+      ]!;
+      expect(shown).toBeTruthy();
+      // the next clear; a counter would be one more, anything else can only be replayed
+      await refresh(view);
+      await refresh(other);
+      const forged = /^\d+$/.test(shown) ? String(BigInt(shown) + 1n) : shown;
+      const forger = channel === 'SET' ? w : await asAttacker(`-c mvrefresh.m${oid}=${forged}`);
+      if (channel === 'SET') await w.query(`SET mvrefresh.m${oid} = '${forged}'`);
+      await forger.query('INSERT INTO src (id, v) VALUES (733, 1)');
+      expect(await marks('src')).toBe(1);
+      await refresh(view);
+      expect(
+        await viewMatches(db.sql, 'mv', 'SELECT s.id, s.v, t.w FROM src s LEFT JOIN src2 t USING (id)'),
+      ).toBe(true);
+      await write('DELETE FROM src WHERE id >= 730');
+    },
+  );
 });

@@ -7,18 +7,20 @@ CREATE OR REPLACE PROCEDURE mvrefresh.refresh_dirty(
     LANGUAGE plpgsql
 AS $$
 DECLARE
-    due record;
-    pass integer := 0;
-    progressed boolean := true;
-    o_outcome text;
-    o_duration double precision;
-    o_sqlstate text;
-    o_message text;
-    o_retry integer;
-    o_dependants integer[];
-    o_wait double precision;
-    o_cycle double precision;
+    due pg_catalog.record;
+    pass pg_catalog.int4 := 0;
+    progressed pg_catalog.bool := true;
+    o_outcome pg_catalog.text;
+    o_duration pg_catalog.float8;
+    o_sqlstate pg_catalog.text;
+    o_message pg_catalog.text;
+    o_retry pg_catalog.int4;
+    o_dependants pg_catalog.int4[];
+    o_wait pg_catalog.float8;
+    o_cycle pg_catalog.float8;
 BEGIN
+    -- names resolve in pg_catalog first; set again after each cycle, whose COMMITs end the transaction
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     WHILE progressed AND pass < p_max_passes LOOP
         pass := pass + 1;
         progressed := false;
@@ -27,6 +29,7 @@ BEGIN
                                         p_lock_timeout_ms, {{BACKOFF_BASE_MS}}, {{BACKOFF_MAX_MS}}, o_outcome, o_duration,
                                         o_sqlstate, o_message, o_retry, o_dependants,
                                         o_wait, o_cycle);
+            PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
             IF o_outcome = 'failed' THEN
                 RAISE WARNING 'mvrefresh: refresh of view % failed: % (SQLSTATE %)',
                     due.view_id, o_message, o_sqlstate;

@@ -8,32 +8,39 @@
 --
 --   writer (statement trigger on table T)      daemon / refresh_dirty()  (this procedure, view V)
 --   ----------------------------------------   -----------------------------------------------------
---   READ COMMITTED, T has a mark  -> nothing   tx1: try advisory lock; begin_clear(); marks of V's tables
---   (found now, or remembered                       become marks of every view reading them; nothing
---    while no clear began since)                    due: 'clean'; started_gen + 1; DELETE V's marks;
---   no xid yet (nothing written)  -> nothing        COMMIT (new writers now find no table mark and add
---   otherwise: INSERT a mark of T,                  one); settle_clears(); COMMIT
---              pg_notify('t' || T's oid)
+--   READ COMMITTED, T has a mark  -> nothing   tx1: try advisory lock; DELETE the marks of V's tables,
+--   (found now, or remembered                       which become marks of every view reading them; when
+--    while no clear drew since)                     it deleted any, begin_clear(); nothing due: 'clean';
+--   no xid yet (nothing written)  -> nothing        started_gen + 1; DELETE V's marks; COMMIT (new
+--   otherwise: INSERT a mark of T,                  writers now find no table mark and add one);
+--              pg_notify('t' || T's oid)            settle_clears() when it cleared; COMMIT
+--              (unless mvrefresh.notify = off)
 --                                              wait: every xid of this database running after tx1's
 --                                                    commit and holding a write lock on a source of V
---                                                    finishes, or the wait times out (xids kept)
+--                                                    (and every prepared one) finishes, or the wait
+--                                                    times out (xids kept)
 --                                              tx2: try advisory lock; REFRESH [CONCURRENTLY];
 --                                                   done_gen := started_gen (unless xids still run);
 --                                                   dependants get a mark; COMMIT
 --
--- What must hold:
---  * A READ COMMITTED writer that skipped found a mark of its table T with a snapshot taken after it had
---    written T, so it had an xid and holds a write lock on T until it ends. If that snapshot predates the
---    commit of the tx1 that consumed the mark, it is running at that commit and waited for (T is a source
---    of V), so tx2's snapshot contains its writes; every other view reading T got a mark in that tx1, and
---    its own cycle waits for the writer in the same way. Otherwise it found no mark and added one.
---  * A writer that skipped for a mark it remembers (routines/mark_table.sql) is in the same position: the
---    clear that deletes that mark began after the writer's statement did (clears_started unchanged).
---  * A writer whose mark is not committed yet is invisible to tx1's DELETE: its mark survives the cycle.
---  * started_gen > done_gen means a cycle did not finish (crash, lost lock, long writer): the sweep treats
---    it as dirty.
---  * Writers at REPEATABLE READ or SERIALIZABLE read with their transaction snapshot, which can predate a
---    clear although they had no xid then: they never skip, and add a mark once per transaction and table.
+-- What must hold (W, D, S, R and F are the writer's side, stated in routines/mark_table.sql):
+--  V  Every committed table mark of V's sources that tx1's DELETE takes becomes a view mark of every view
+--     reading that table, in the same transaction: a view refreshed later keeps its claim. A writer whose
+--     mark is not committed yet is invisible to the DELETE: its mark survives the cycle.
+--  W  A writer that skipped holds a write lock on a source of V until it ends; if it looked before tx1's
+--     commit, it is running at that commit and the wait covers it, so tx2's snapshot contains its writes
+--     (or the wait times out and its xid keeps the view due). Otherwise it found no mark and added one.
+--  D  tx1 never deletes table marks without drawing clears_started before it commits: the DELETE's own
+--     result decides the draw, so a mark committed after any earlier look is either deleted and drawn
+--     for, or left for a later cycle. A writer that remembered a mark (R) thus sees its memo go stale
+--     before the mark's deletion commits, and probes again. settle_clears() runs only after tx1 ended.
+--  G  started_gen > done_gen means a cycle did not finish (crash, lost lock, long writer): the sweep treats
+--     it as dirty.
+--  Writers at REPEATABLE READ or SERIALIZABLE read with their transaction snapshot, which can predate a
+--  clear although they had no xid then: they never skip for a probe, and add a mark once per transaction
+--  and table.
+--  Names: every transaction of the cycle sets search_path to pg_catalog, pg_temp first (a procedure with a
+--  SET clause could not COMMIT), and the declarations are qualified (resolved with the caller's path).
 --
 -- Asynchronous commits of tx1 (the clear) and tx2 (the refresh) keep every guarantee, because WAL is
 -- flushed in order and a crash loses only a tail of it:
@@ -70,21 +77,24 @@ CREATE OR REPLACE PROCEDURE mvrefresh.refresh_view(
 AS $$
 DECLARE
     s mvrefresh.view_state;
-    gen bigint;
-    xids xid8[];
-    old_xids xid8[];
-    has_marks boolean;
-    deadline timestamptz;
-    nap double precision := 0.001;
-    t0 timestamptz;
-    rel record;
-    concurrent_ok boolean;
-    target text;
-    notify_id integer;
-    cycle_t0 timestamptz := clock_timestamp();
-    wait_t0 timestamptz;
-    cleared boolean;
+    gen pg_catalog.int8;
+    xids pg_catalog.xid8[];
+    old_xids pg_catalog.xid8[];
+    has_marks pg_catalog.bool;
+    deadline pg_catalog.timestamptz;
+    nap pg_catalog.float8 := 0.001;
+    t0 pg_catalog.timestamptz;
+    rel pg_catalog.record;
+    concurrent_ok pg_catalog.bool;
+    target pg_catalog.text;
+    notify_id pg_catalog.int4;
+    cycle_t0 pg_catalog.timestamptz := pg_catalog.clock_timestamp();
+    wait_t0 pg_catalog.timestamptz;
+    cleared pg_catalog.bool;
 BEGIN
+    -- every transaction of the cycle resolves names in pg_catalog first (a procedure cannot have a SET
+    -- clause and COMMIT): set again after each COMMIT
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     -- tx1: claim the cycle
     SELECT * INTO s FROM mvrefresh.view_state WHERE id = p_view_id;
     IF NOT FOUND THEN
@@ -99,13 +109,10 @@ BEGIN
         outcome := 'busy';
         RETURN;
     END IF;
-    -- a clear of table marks tells the writers that remember a mark (routines/begin_clear.sql)
-    cleared := EXISTS (SELECT FROM mvrefresh.table_marks t WHERE t.relid = ANY (s.source_relids));
-    IF cleared THEN
-        PERFORM mvrefresh.begin_clear();
-    END IF;
-    -- the marks of the tables it reads become marks of every view reading them, so that views refreshed
-    -- later keep theirs; taken in one order, so that cycles of views sharing tables do not deadlock
+    -- V: the marks of the tables it reads become marks of every view reading them, so that views
+    -- refreshed later keep theirs; taken in one order, so that cycles of views sharing tables do not
+    -- deadlock. Only committed marks are visible to the DELETE: a writer whose mark is not committed keeps
+    -- it through this cycle.
     WITH taken AS (
         DELETE FROM mvrefresh.table_marks m
          WHERE m.ctid = ANY (ARRAY(SELECT t.ctid FROM mvrefresh.table_marks t
@@ -115,16 +122,25 @@ BEGIN
     -- evidence for check_drift() that the table's trigger fires: writes counted without it are reported
     noted AS (
         UPDATE mvrefresh.table_writes w SET last_mark_at = now()
-         WHERE w.relid IN (SELECT taken.relid FROM taken))
-    INSERT INTO mvrefresh.marks (view_id, marked_at)
-    SELECT v.id, min(taken.marked_at)
-      FROM taken JOIN mvrefresh.view_state v ON taken.relid = ANY (v.source_relids)
-     GROUP BY v.id;
+         WHERE w.relid IN (SELECT taken.relid FROM taken)),
+    given AS (
+        INSERT INTO mvrefresh.marks (view_id, marked_at)
+        SELECT v.id, min(taken.marked_at)
+          FROM taken JOIN mvrefresh.view_state v ON taken.relid = ANY (v.source_relids)
+         GROUP BY v.id)
+    SELECT count(*) > 0 INTO cleared FROM taken;
+    -- D: deleted any, drawn before this transaction commits, the clear lock held until it ends
+    -- (routines/begin_clear.sql); decided by the DELETE's own result, not by an earlier look in another
+    -- snapshot. Nothing deleted: no draw, nothing to settle (a clean view costs one index scan).
+    IF cleared THEN
+        PERFORM mvrefresh.begin_clear();
+    END IF;
     has_marks := EXISTS (SELECT FROM mvrefresh.marks WHERE view_id = p_view_id);
     IF NOT (p_force OR has_marks OR s.started_gen > s.done_gen) THEN
         outcome := 'clean';
         IF cleared THEN
             COMMIT;
+            PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
             PERFORM mvrefresh.settle_clears();
         END IF;
         RETURN;
@@ -139,6 +155,7 @@ BEGIN
         retry_in_ms := {{RETRY_MS}};
         IF cleared THEN
             COMMIT;
+            PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
             PERFORM mvrefresh.settle_clears();
         END IF;
         RETURN;
@@ -153,9 +170,11 @@ BEGIN
     RETURNING started_gen INTO gen;
     DELETE FROM mvrefresh.marks WHERE view_id = p_view_id;
     COMMIT;
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     IF cleared THEN
         PERFORM mvrefresh.settle_clears();
         COMMIT;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     END IF;
 
     -- wait: writers that may have looked for a mark before tx1 committed. Such a writer holds a write
@@ -188,6 +207,7 @@ BEGIN
     COMMIT;
 
     -- tx2: refresh, in a snapshot taken after the wait
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     PERFORM set_config('lock_timeout', p_lock_timeout_ms || 'ms', true);
     PERFORM set_config('synchronous_commit', 'off', true);
     IF NOT pg_try_advisory_xact_lock(mvrefresh.lock_namespace(), p_view_id) THEN
@@ -196,7 +216,7 @@ BEGIN
         RETURN;
     END IF;
     t0 := clock_timestamp();
-    SELECT c.oid, c.relkind, c.relispopulated INTO rel
+    SELECT c.oid, c.relkind, c.relispopulated, c.relowner INTO rel
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE n.nspname = s.view_schema AND c.relname = s.view_name;
     IF NOT FOUND OR rel.relkind <> 'm' THEN
@@ -210,6 +230,9 @@ BEGIN
                                   WHERE i.indrelid = rel.oid AND i.indisunique AND i.indisvalid
                                     AND i.indpred IS NULL AND i.indexprs IS NULL);
         BEGIN
+            -- the view's functions see the owner's search_path, as in a REFRESH run by hand (before 17;
+            -- routines/refresh_search_path.sql); undone by the block's rollback on failure, else below
+            PERFORM pg_catalog.set_config('search_path', mvrefresh.refresh_search_path(rel.relowner), true);
             IF NOT rel.relispopulated THEN
                 EXECUTE 'REFRESH MATERIALIZED VIEW ' || target;
                 outcome := 'populated';
@@ -220,6 +243,7 @@ BEGIN
                 EXECUTE 'REFRESH MATERIALIZED VIEW CONCURRENTLY ' || target;
                 outcome := 'refreshed';
             END IF;
+            PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
         EXCEPTION WHEN OTHERS OR query_canceled THEN
             GET STACKED DIAGNOSTICS err_sqlstate = RETURNED_SQLSTATE, err_message = MESSAGE_TEXT;
             -- duplicate rows: the message names none; record which keys (routines/duplicate_keys.sql)

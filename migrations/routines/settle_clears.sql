@@ -1,11 +1,13 @@
 -- Sets clears_settled to the value of clears_started when no transaction that deletes table marks is
 -- running (none holds the clear lock: routines/begin_clear.sql). Every clear that drew a value up to it has
 -- then ended, committed or not, so a writer that reads both counters equal before its probe knows that no
--- clear was in flight while it looked. Without waiting: when a clear runs, it settles after it ends.
--- refresh_view() calls it in a transaction of its own after every tx1; a clear that failed leaves the
--- counters apart until the next cycle settles them (writers probe meanwhile).
+-- clear was in flight while it looked (invariant S of routines/mark_table.sql). Without waiting: when a
+-- clear runs, it settles after it ends. refresh_view() calls it in a transaction of its own after every
+-- tx1 that cleared; a clear that failed leaves the counters apart until the next cycle settles them
+-- (writers probe meanwhile).
 CREATE OR REPLACE FUNCTION mvrefresh.settle_clears() RETURNS void
     LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     -- nothing here needs to survive a crash: a lost value leaves the counters apart, and writers probe

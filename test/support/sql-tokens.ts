@@ -169,8 +169,9 @@ export function unpinnedTransactions(prosrc: string): number[] {
   const afterBegin = /\bBEGIN\b/i.exec(body.slice(body.search(/\bDECLARE\b/i) + 1));
   if (!afterBegin) return [0];
   const start = body.indexOf(afterBegin[0], body.search(/\bDECLARE\b/i) + 1) + afterBegin[0].length;
-  const parts = body.slice(start).split(/\bCOMMIT\s*;/i);
-  // the text after the last COMMIT may be only the body's END
+  const parts = body.slice(start).split(/\bCOMMIT\s*;(?!\s*RETURN\s*;)/i);
+  // a COMMIT followed by RETURN ends the call, not a transaction; the text after the last COMMIT may be
+  // only the body's END
   return parts
     .map((p, i) => ({ p, i }))
     .filter(
