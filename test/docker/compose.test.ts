@@ -1,7 +1,10 @@
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../demo/embedded.js';
 import { packageRoot } from '../../src/paths.js';
@@ -46,7 +49,7 @@ async function composeCommand(): Promise<string[]> {
   throw new Error('this test needs docker compose: on Debian bookworm, apt-get install docker-compose');
 }
 
-async function stand_ins(): Promise<{ env: Record<string, string>; buildArgs: string[]; base: string }> {
+async function standIns(): Promise<{ env: Record<string, string>; buildArgs: string[]; base: string }> {
   const script = join(packageRoot, 'scripts', 'base-images.sh');
   const wanted = process.env['MVREFRESH_IMAGE_BASE'];
   if (wanted && !['public', 'local'].includes(wanted))
@@ -96,7 +99,7 @@ describe('the docker compose quick start', () => {
   beforeAll(async () => {
     await requireDocker();
     compose = await composeCommand();
-    const images = await stand_ins();
+    const images = await standIns();
     ports.postgres = await freePort();
     ports.metrics = await freePort();
     ports.prometheus = await freePort();
@@ -188,4 +191,24 @@ describe('the docker compose quick start', () => {
       }
     },
   );
+
+  it('adds Grafana with deploy/compose/grafana.yaml, mounting the dashboard where its provisioning looks for it', async () => {
+    // composeRun's `-f compose.yaml` comes first: the global options, then the subcommand
+    const merged = parse(await composeRun(['-f', 'deploy/compose/grafana.yaml', 'config'])) as {
+      services: Record<string, { volumes?: (string | { source: string; target: string })[] }>;
+    };
+    const volumes = (merged.services['grafana']?.volumes ?? []).map((v) =>
+      typeof v === 'string' ? { source: v.split(':')[0]!, target: v.split(':')[1]! } : v,
+    );
+    expect(volumes.length).toBe(3);
+    for (const v of volumes) expect(existsSync(v.source), v.source).toBe(true);
+    const provider = parse(
+      await readFile(
+        join(packageRoot, 'deploy', 'grafana', 'provisioning', 'dashboards', 'mvrefresh.yaml'),
+        'utf8',
+      ),
+    ) as { providers: { options: { path: string } }[] };
+    const dashboardDir = provider.providers[0]!.options.path;
+    expect(volumes.some((v) => v.target === `${dashboardDir}/mvrefresh.json`)).toBe(true);
+  });
 });
