@@ -192,6 +192,15 @@ describe.skipIf(!prometheus)('the dashboard and the alert rules against Promethe
       }
   });
 
+  it("counts the failing view's cycles under its SQLSTATE (23505, duplicate rows for the unique index)", async () => {
+    const { result } = await instantQuery(
+      prom!.url,
+      `mvrefresh_refresh_failures_total{view="${VIEWS.failing}", outcome="failed"}`,
+    );
+    expect(result.map((s) => s.metric['sqlstate'])).toEqual(['23505']);
+    expect(Number(result[0]!.value[1])).toBeGreaterThanOrEqual(3);
+  });
+
   it('evaluates every alert expression: series with the labels its annotations use when true, metrics present in the scrape when empty', async () => {
     const rules = await alertRules();
     const text = await readFile(join(packageRoot, 'deploy', 'prometheus', 'alerts.yaml'), 'utf8');
