@@ -131,6 +131,8 @@ describe.skipIf(!prometheus)('the dashboard and the alert rules against Promethe
     await waitFor('target misses in the scrape', () =>
       has(`mvrefresh_view_target_misses_total{view="${VIEWS.tight}"}`),
     );
+    for (const rule of (await alertRules()).filter((r) => TRUE_IN_SCENARIO.has(r.alert)))
+      await waitFor(`the expression of ${rule.alert} to be true`, () => has(rule.expr));
     await waitFor('the dead rows of the catalogs in the scrape', () => has('mvrefresh_table_dead_rows'));
     await waitFor('refresh durations of every succeeding view over the rate interval', () =>
       has(`count(increase(mvrefresh_refresh_duration_seconds_count[${RATE_INTERVAL}]) > 0) >= 3`),
