@@ -6,8 +6,12 @@
 #   <prefix>/distroless-nodejs20-debian12:nonroot  /nodejs/bin/node, its libraries, user nonroot (65532),
 #                                               no shell, no package manager
 #   <prefix>/postgres:15                        Debian's PostgreSQL 15 with an official-image-like entry point
+#   <prefix>/prometheus:v2                      Debian's Prometheus, shaped like the official image (entry point
+#                                               the binary, user nobody, data in /prometheus): compose.yaml
 # Needs root, a running Docker engine, debootstrap, and Debian's package mirror. Images already present are
-# kept (MVREFRESH_BASE_REBUILD=1 makes them again). Usage: scripts/base-images.sh [--print-build-args]
+# kept (MVREFRESH_BASE_REBUILD=1 makes them again).
+# Usage: scripts/base-images.sh [--print-build-args | --print-compose-env] (the flags of docker build, the
+# variables of compose.yaml that select the stand-ins)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 prefix=${MVREFRESH_BASE_PREFIX:-mvrefresh-local}
@@ -25,9 +29,14 @@ debian="$prefix/debian:bookworm"
 node_image="$prefix/node:${node_major}-bookworm-slim"
 distroless="$prefix/distroless-nodejs${node_major}-debian12:nonroot"
 postgres="$prefix/postgres:15"
+prometheus="$prefix/prometheus:v2"
 
 if [ "${1:-}" = --print-build-args ]; then
   echo "--build-arg BUILD_IMAGE=$node_image --build-arg RUNTIME_IMAGE=$distroless"
+  exit 0
+fi
+if [ "${1:-}" = --print-compose-env ]; then
+  echo "MVREFRESH_POSTGRES_IMAGE=$postgres MVREFRESH_PROMETHEUS_IMAGE=$prometheus"
   exit 0
 fi
 
@@ -136,5 +145,22 @@ CMD ["postgres"]
 DOCKERFILE
   docker build -q --network host -t "$postgres" "$work/postgres" >/dev/null
   say "made $postgres"
+fi
+if ! present "$prometheus"; then
+  mkdir -p "$work/prometheus"
+  cat >"$work/prometheus/Dockerfile" <<DOCKERFILE
+FROM $debian
+RUN apt-get update -qq && \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null && \
+    rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb && \
+    mkdir -p /prometheus && chown nobody:nogroup /prometheus
+USER nobody
+WORKDIR /prometheus
+EXPOSE 9090
+ENTRYPOINT ["/usr/bin/prometheus"]
+CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]
+DOCKERFILE
+  docker build -q --network host -t "$prometheus" "$work/prometheus" >/dev/null
+  say "made $prometheus"
 fi
 docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep "^$prefix/" >&2

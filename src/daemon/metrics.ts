@@ -11,6 +11,12 @@ export class Metrics {
     labelNames: ['view', 'outcome', 'cause'] as const,
     registers: [this.registry],
   });
+  readonly refreshFailures = new Counter({
+    name: 'mvrefresh_refresh_failures_total',
+    help: 'Failed refresh cycles by view, outcome (failed: recorded on the view; error: the database could not record it) and SQLSTATE (none when the error had none, e.g. a lost connection).',
+    labelNames: ['view', 'outcome', 'sqlstate'] as const,
+    registers: [this.registry],
+  });
   readonly refreshDuration = new Histogram({
     name: 'mvrefresh_refresh_duration_seconds',
     help: 'Duration of the REFRESH statement of successful cycles.',

@@ -32,6 +32,8 @@ export type Outcome =
   | 'failed'
   | 'error';
 
+/** The sqlstate label of a failure whose error carried none (a lost connection, a timeout of the client). */
+const NO_SQLSTATE = 'none';
 const SUCCESS: ReadonlySet<Outcome> = new Set(['refreshed', 'populated', 'refreshed_blocking']);
 /** Another session holds the view's lock: look again soon, after its refresh is likely over. */
 const BUSY_RETRY_MS = 1000;
@@ -165,6 +167,12 @@ export class Refresher extends EventEmitter<RefresherEvents> {
       ({ report, result } = await this.failed(job, err, performance.now() - t0));
     }
     this.opts.metrics.refreshes.inc({ view: job.name, outcome: report.outcome, cause: job.cause });
+    if (report.outcome === 'failed' || report.outcome === 'error')
+      this.opts.metrics.refreshFailures.inc({
+        view: job.name,
+        outcome: report.outcome,
+        sqlstate: report.sqlstate || NO_SQLSTATE,
+      });
     this.log(report);
     this.opts.scheduler.finished(job.viewId, result);
     this.emit('report', report);
