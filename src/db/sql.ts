@@ -192,6 +192,7 @@ export const sql = {
                FROM mvrefresh.due_views()`,
   recordTargetMiss: 'SELECT mvrefresh.record_target_miss($1, $2)',
   checkDrift: 'SELECT view_id, view, changes, triggers_synced FROM mvrefresh.check_drift($1)',
+  recordDriftFailure: 'SELECT mvrefresh.record_drift_failure($1)',
   refreshView:
     'CALL mvrefresh.refresh_view($1, $2, $3, $4, $5, $6, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)',
   recordFailure: 'SELECT mvrefresh.record_failure($1, $2, $3, $4, $5, $6) AS retry_in_ms',
