@@ -142,11 +142,22 @@ BEGIN
     tables := ARRAY(SELECT s.relid::regclass::text FROM mvrefresh.view_sources(rel) s
                      WHERE s.relkind IN ('r', 'p') ORDER BY s.relid);
     warn := warn || ARRAY(
-        SELECT format('the trigger on %s does not fire for changes applied by logical replication '
-                      '(ENABLE ALWAYS needs the table''s owner, %s)', c.oid::regclass, c.relowner::regrole)
+        SELECT CASE WHEN tg.tgfoid <> 'mvrefresh.mark_table()'::regprocedure
+                    THEN format('%s has a trigger named mvrefresh_mark that mvrefresh did not create (it runs %s): '
+                                'writes to it mark nothing, so the daemon refreshes the view at every drift check '
+                                'until its owner (%s) renames or drops it', c.oid::regclass,
+                                tg.tgfoid::regprocedure, c.relowner::regrole)
+                    WHEN tg.tgenabled = 'R'
+                    THEN format('the trigger on %s is ENABLE REPLICA: ordinary writes fire nothing, so the daemon '
+                                'refreshes the view at every drift check until its owner (%s) runs ALTER TABLE %s '
+                                'ENABLE ALWAYS TRIGGER mvrefresh_mark', c.oid::regclass, c.relowner::regrole,
+                                c.oid::regclass)
+                    ELSE format('the trigger on %s does not fire for changes applied by logical replication '
+                                '(ENABLE ALWAYS needs the table''s owner, %s)', c.oid::regclass, c.relowner::regrole)
+               END
           FROM mvrefresh.view_sources(rel) s JOIN pg_class c ON c.oid = s.relid
           JOIN pg_trigger tg ON tg.tgrelid = c.oid AND tg.tgname = 'mvrefresh_mark'
-         WHERE tg.tgenabled <> 'A' ORDER BY c.oid);
+         WHERE tg.tgenabled <> 'A' OR tg.tgfoid <> 'mvrefresh.mark_table()'::regprocedure ORDER BY c.oid);
     UPDATE mvrefresh.view_state SET sources = tables, warnings = warn WHERE id = vid;
     -- a running daemon refreshes it once now and reloads its settings
     PERFORM pg_notify({{CHANNEL}}, vid::text);

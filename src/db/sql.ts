@@ -145,14 +145,29 @@ export const sql = {
                   LEFT JOIN pg_namespace n ON n.nspname = v.view_schema
                   LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = v.view_name
                  ORDER BY 1`,
-  /** Tables a watched view reads whose mvrefresh_mark trigger is missing or disabled. */
+  /**
+   * Tables a watched view reads whose mvrefresh_mark trigger is missing, disabled, ENABLE REPLICA (fires only
+   * under session_replication_role = replica), or not ours (another function behind our trigger's name).
+   */
   doctorTriggers: `SELECT DISTINCT r.relid::regclass::text AS table,
-                          t.tgenabled::text AS enabled
+                          t.tgenabled::text AS enabled,
+                          t.oid IS NOT NULL AND t.tgfoid <> 'mvrefresh.mark_table()'::pg_catalog.regprocedure AS foreign,
+                          t.tgfoid::regprocedure::text AS function,
+                          c.relowner::regrole::text AS owner
                      FROM mvrefresh.view_state v CROSS JOIN LATERAL unnest(v.source_relids) AS r(relid)
                      JOIN pg_class c ON c.oid = r.relid AND c.relkind IN ('r', 'p')
                      LEFT JOIN pg_trigger t ON t.tgrelid = r.relid AND t.tgname = 'mvrefresh_mark'
-                    WHERE t.oid IS NULL OR t.tgenabled = 'D'
+                    WHERE t.oid IS NULL OR t.tgenabled IN ('D', 'R')
+                       OR t.tgfoid <> 'mvrefresh.mark_table()'::pg_catalog.regprocedure
                     ORDER BY 1`,
+  /** Whether the schema has the drift check's state (version 10 on). */
+  doctorDriftPresent: `SELECT to_regclass('mvrefresh.drift_check_state') IS NOT NULL AS present`,
+  /** The drift check's last success and failure (routines/check_drift.sql, record_drift_failure.sql). */
+  doctorDriftState: `SELECT last_ok_at, last_failed_at, last_error,
+                            last_failed_at IS NOT NULL AND last_failed_at > COALESCE(last_ok_at, '-infinity') AS failing
+                       FROM mvrefresh.drift_check_state`,
+  /** Writes or truncates that fired no trigger, as the drift check found them (kept a day). */
+  doctorDriftFindings: `SELECT kind, detail, last_seen FROM mvrefresh.drift_findings ORDER BY last_seen DESC, relid, kind`,
   doctorEventTriggers: `SELECT count(*) FILTER (WHERE evtenabled <> 'D')::integer AS enabled
                           FROM pg_event_trigger WHERE evtname IN ('mvrefresh_ddl', 'mvrefresh_drop')`,
   /** What the role ($1) running the daemon needs on the schema (docs/operations.md, "Privileges"). */
