@@ -330,7 +330,7 @@ describe('unwatch', () => {
     const { rows } = await db.sql.query('SELECT 1 FROM mvrefresh.view_state WHERE id = $1', [one.id]);
     expect(rows).toEqual([]);
     const last = await db.sql.query<{ r: { tables: string[] } }>("SELECT mvrefresh.unwatch('s2') AS r");
-    expect(last.rows[0]!.r.tables).toEqual(['shared']);
+    expect(last.rows[0]!.r.tables).toEqual(['public.shared']);
     expect(await triggered()).not.toContain('shared');
   });
 
