@@ -148,6 +148,17 @@ describe("a table owner who is not the daemon's role", () => {
       check: 'triggers',
       message: expect.stringMatching(/^a: its trigger named mvrefresh_mark runs not_ours\(\)/) as string,
     });
+    // watch names it instead of failing
+    const report = await as(DAEMON, async (c) => {
+      await c.query('CREATE MATERIALIZED VIEW va_again AS SELECT count(*) AS n FROM a');
+      await c.query('CREATE UNIQUE INDEX ON va_again (n)');
+      return (await c.query<{ r: { warnings: string[] } }>("SELECT mvrefresh.watch('va_again') AS r"))
+        .rows[0]!.r;
+    });
+    expect(report.warnings).toContainEqual(
+      expect.stringMatching(/^a has a trigger named mvrefresh_mark that mvrefresh did not create/),
+    );
+    await as(DAEMON, (c) => c.query("SELECT mvrefresh.unwatch('va_again'); DROP MATERIALIZED VIEW va_again"));
 
     await as(OWNER, (c) =>
       c.query('DROP TRIGGER mvrefresh_mark ON a; ALTER TABLE b ENABLE TRIGGER mvrefresh_mark'),

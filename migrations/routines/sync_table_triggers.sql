@@ -58,6 +58,14 @@ BEGIN
       FROM pg_stat_user_tables st
      WHERE st.relid IN (SELECT unnest(v.source_relids) FROM mvrefresh.view_state v)
     ON CONFLICT (relid) DO NOTHING;
+    -- partitioned tables count no writes (their partitions do) and PostgreSQL 14 lists none in
+    -- pg_stat_user_tables; their row carries last_mark_at, which check_drift() takes as evidence for their
+    -- partitions
+    INSERT INTO mvrefresh.table_writes (relid, writes, last_mark_at)
+    SELECT c.oid, 0, (SELECT CASE WHEN mvrefresh.writes_may_be_unreported() THEN now() END)
+      FROM pg_class c
+     WHERE c.oid IN (SELECT unnest(v.source_relids) FROM mvrefresh.view_state v) AND c.relkind = 'p'
+    ON CONFLICT (relid) DO NOTHING;
 
     FOR t IN SELECT DISTINCT c.oid, c.relowner, tg.tgfoid, tg.tgenabled
                FROM mvrefresh.view_state v
