@@ -47,6 +47,14 @@ const checkDrift = () =>
 const changesOf = (rows: DriftRow[], view: string) => rows.find((r) => r.view === view)?.changes ?? [];
 const refreshDirty = () => as(DAEMON, (c) => c.query('CALL mvrefresh.refresh_dirty()'));
 
+async function warnings(view: string): Promise<string[]> {
+  const { rows } = await db.sql.query<{ warnings: string[] }>(
+    'SELECT warnings FROM mvrefresh.status WHERE view = $1',
+    [view],
+  );
+  return rows[0]!.warnings;
+}
+
 async function dirty(view: string): Promise<boolean> {
   const { rows } = await db.sql.query<{ dirty: boolean }>(
     'SELECT dirty FROM mvrefresh.status WHERE view = $1',
@@ -130,6 +138,9 @@ describe("a table owner who is not the daemon's role", () => {
     expect(changesOf(drift, 'public.vb')).toEqual(['trigger disabled on public.b']);
     expect(await dirty('public.va')).toBe(true);
     expect(await dirty('public.vb')).toBe(true);
+    expect(await warnings('public.va')).toContainEqual(
+      expect.stringMatching(/^foreign trigger on public\.a: /),
+    );
     await refreshDirty();
     expect(await fresh('a')).toBe(true);
     expect(await fresh('b')).toBe(true);
@@ -156,7 +167,7 @@ describe("a table owner who is not the daemon's role", () => {
         .rows[0]!.r;
     });
     expect(report.warnings).toContainEqual(
-      expect.stringMatching(/^a has a trigger named mvrefresh_mark that mvrefresh did not create/),
+      expect.stringMatching(/^foreign trigger on a: its trigger named mvrefresh_mark runs not_ours\(\)/),
     );
     await as(DAEMON, (c) => c.query("SELECT mvrefresh.unwatch('va_again'); DROP MATERIALIZED VIEW va_again"));
 
@@ -164,6 +175,7 @@ describe("a table owner who is not the daemon's role", () => {
       c.query('DROP TRIGGER mvrefresh_mark ON a; ALTER TABLE b ENABLE TRIGGER mvrefresh_mark'),
     );
     expect(changesOf(await checkDrift(), 'public.va')).toEqual(['trigger missing on public.a']);
+    expect(await warnings('public.va')).not.toContainEqual(expect.stringMatching(/^foreign trigger/));
     const { rows } = await db.sql.query<{ ours: boolean }>(
       `SELECT tgfoid = 'mvrefresh.mark_table()'::regprocedure AS ours FROM pg_trigger
         WHERE tgrelid = 'a'::regclass AND tgname = 'mvrefresh_mark'`,
@@ -234,6 +246,9 @@ describe("a table owner who is not the daemon's role", () => {
       expect.stringMatching(/^replica trigger on public\.d/),
     );
     expect(await dirty('public.vd')).toBe(true);
+    expect(await warnings('public.vd')).toContainEqual(
+      expect.stringMatching(/^replica trigger on public\.d: /),
+    );
     const findings = await as(DAEMON, (c) => doctor(c));
     expect(findings).toContainEqual({
       level: 'problem',
@@ -241,6 +256,8 @@ describe("a table owner who is not the daemon's role", () => {
       message: expect.stringMatching(/^d: trigger mvrefresh_mark is ENABLE REPLICA/) as string,
     });
     await as(OWNER, (c) => c.query('ALTER TABLE d ENABLE ALWAYS TRIGGER mvrefresh_mark'));
+    expect(changesOf(await checkDrift(), 'public.vd')).toEqual([]);
+    expect(await warnings('public.vd')).not.toContainEqual(expect.stringMatching(/^replica trigger/));
     await refreshDirty();
   });
 });

@@ -30,7 +30,8 @@
 --    that fired no trigger when the table looks truncated (reltuples = -1: TRUNCATE resets it, VACUUM FULL
 --    and CLUSTER count the rows), else refreshed for, not reported.
 -- What the check found as events (writes or a truncate that fired no trigger) is kept in drift_findings for
--- `doctor`; a check that completes records its time in drift_check_state.
+-- `doctor`, the standing conditions in the warnings of the views they concern (status, /views); a check
+-- that completes records its time in drift_check_state.
 -- Then the triggers are brought in line (sync_table_triggers()) under p_lock_timeout_ms: CREATE TRIGGER
 -- takes SHARE ROW EXCLUSIVE and must not queue in front of the application's writers. When the lock is not
 -- granted, triggers_synced is false, everything else is kept, and the caller retries soon; the views are
@@ -50,6 +51,8 @@ DECLARE
     fp text;
     ch text[];
     found jsonb := '{}';
+    -- conditions only the table's owner can end, by view: kept in the view's warnings (status, /views)
+    standing jsonb := '{}';
     marked integer[] := '{}';
     err text;
     synced boolean := true;
@@ -119,6 +122,7 @@ BEGIN
                  OR (tg.tgenabled <> 'A' AND pg_has_role(c.relowner, 'USAGE'))
               ORDER BY c.oid
     LOOP
+        what := NULL;
         IF t.tgoid IS NOT NULL AND t.tgfoid <> ours THEN
             what := format('foreign trigger on %s: its trigger named mvrefresh_mark runs %s, not '
                            'mvrefresh.mark_table(), so writes to it mark nothing; its views are refreshed at '
@@ -129,6 +133,11 @@ BEGIN
                            'session_replication_role = replica), so ordinary writes mark nothing; its views are '
                            'refreshed at every check until its owner (%s) runs ALTER TABLE %s ENABLE ALWAYS '
                            'TRIGGER mvrefresh_mark', t.oid::regclass, t.owner, t.oid::regclass);
+        END IF;
+        IF what IS NOT NULL THEN
+            SELECT standing || jsonb_object_agg(s.id::text, COALESCE(standing -> s.id::text, '[]') || to_jsonb(what))
+              INTO standing
+              FROM mvrefresh.view_state s WHERE t.oid = ANY (s.source_relids);
         ELSE
             need_sync := true;
             what := CASE WHEN t.tgoid IS NULL THEN 'trigger missing on '
@@ -140,6 +149,16 @@ BEGIN
           INTO found
           FROM mvrefresh.view_state s WHERE t.oid = ANY (s.source_relids);
     END LOOP;
+
+    -- the standing conditions in the views' warnings, as watch() words them (same leading words), gone
+    -- once the owner ended them
+    UPDATE mvrefresh.view_state s
+       SET warnings = x.warnings
+      FROM (SELECT vs.id, ARRAY(SELECT w FROM unnest(vs.warnings) w WHERE w !~ '^(foreign|replica) trigger on ')
+                          || ARRAY(SELECT jsonb_array_elements_text(COALESCE(standing -> vs.id::text, '[]')))
+                          AS warnings
+              FROM mvrefresh.view_state vs) x
+     WHERE x.id = s.id AND x.warnings IS DISTINCT FROM s.warnings;
 
     -- writes counted by the statistics, and storage replaced, since the last check
     FOR t IN SELECT c.oid, c.relfilenode, c.reltuples, st.n_tup_ins + st.n_tup_upd + st.n_tup_del AS writes,

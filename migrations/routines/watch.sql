@@ -143,15 +143,15 @@ BEGIN
                      WHERE s.relkind IN ('r', 'p') ORDER BY s.relid);
     warn := warn || ARRAY(
         SELECT CASE WHEN tg.tgfoid <> 'mvrefresh.mark_table()'::regprocedure
-                    THEN format('%s has a trigger named mvrefresh_mark that mvrefresh did not create (it runs %s): '
-                                'writes to it mark nothing, so the daemon refreshes the view at every drift check '
-                                'until its owner (%s) renames or drops it', c.oid::regclass,
-                                tg.tgfoid::regprocedure, c.relowner::regrole)
+                    THEN format('foreign trigger on %s: its trigger named mvrefresh_mark runs %s, not '
+                                'mvrefresh.mark_table(), so writes to it mark nothing; its views are refreshed at '
+                                'every check until its owner (%s) renames or drops that trigger',
+                                c.oid::regclass, tg.tgfoid::regprocedure, c.relowner::regrole)
                     WHEN tg.tgenabled = 'R'
-                    THEN format('the trigger on %s is ENABLE REPLICA: ordinary writes fire nothing, so the daemon '
-                                'refreshes the view at every drift check until its owner (%s) runs ALTER TABLE %s '
-                                'ENABLE ALWAYS TRIGGER mvrefresh_mark', c.oid::regclass, c.relowner::regrole,
-                                c.oid::regclass)
+                    THEN format('replica trigger on %s: trigger mvrefresh_mark is ENABLE REPLICA (fires only under '
+                                'session_replication_role = replica), so ordinary writes mark nothing; its views are '
+                                'refreshed at every check until its owner (%s) runs ALTER TABLE %s ENABLE ALWAYS '
+                                'TRIGGER mvrefresh_mark', c.oid::regclass, c.relowner::regrole, c.oid::regclass)
                     ELSE format('the trigger on %s does not fire for changes applied by logical replication '
                                 '(ENABLE ALWAYS needs the table''s owner, %s)', c.oid::regclass, c.relowner::regrole)
                END
