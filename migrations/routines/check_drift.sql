@@ -8,6 +8,11 @@
 --    partition) and a new definition are both reflected by a refresh that starts after this commits;
 --  * a table's trigger is missing, disabled, or no longer ENABLE ALWAYS where this role owns the table
 --    (ALTER TABLE ... DISABLE / ENABLE TRIGGER ALL resets it): writes may have fired nothing;
+--  * conditions that a table's owner keeps and this role cannot repair, reported at every check, their
+--    views marked at every check so that none stays stale longer than driftCheckIntervalMs: a trigger
+--    named mvrefresh_mark that does not run mvrefresh.mark_table() (ours is told by its function, never by
+--    its name alone), a trigger disabled or ENABLE REPLICA (fires only under session_replication_role =
+--    replica) on a table this role does not own. One such table never stops the check for the others;
 --  * a table's write counters (pg_stat_user_tables) advanced since the last check. A view reading it that
 --    has no pending mark is marked: a refresh that starts after now covers every write counted by now,
 --    whether or not its trigger fired (the counters cannot tell). It is reported as a bypass only when
@@ -17,7 +22,16 @@
 --    source, in sync_table_triggers() at `watch`): writes committed before its trigger existed, which
 --    their statistics report up to that delay later (a table loaded just before it was watched), are
 --    refreshed for, not reported; so is a write that fires no trigger within that delay, the counters
---    cannot tell them apart.
+--    cannot tell them apart. A mark of an ancestor (pg_inherits) counts as the table's: a statement
+--    addressed to a partitioned parent fires only the parent's trigger, while the partition's counters move;
+--  * a table's relfilenode changed since the last check (table_files): TRUNCATE moves no counter but
+--    replaces the storage, as do VACUUM FULL, CLUSTER and rewriting ALTER TABLEs. Its views are marked
+--    unless a mark of the table or an ancestor shows its trigger fired since; it is reported as a truncate
+--    that fired no trigger when the table looks truncated (reltuples = -1: TRUNCATE resets it, VACUUM FULL
+--    and CLUSTER count the rows), else refreshed for, not reported.
+-- What the check found as events (writes or a truncate that fired no trigger) is kept in drift_findings for
+-- `doctor`, the standing conditions in the warnings of the views they concern (status, /views); a check
+-- that completes records its time in drift_check_state.
 -- Then the triggers are brought in line (sync_table_triggers()) under p_lock_timeout_ms: CREATE TRIGGER
 -- takes SHARE ROW EXCLUSIVE and must not queue in front of the application's writers. When the lock is not
 -- granted, triggers_synced is false, everything else is kept, and the caller retries soon; the views are
@@ -37,10 +51,17 @@ DECLARE
     fp text;
     ch text[];
     found jsonb := '{}';
+    -- conditions only the table's owner can end, by view: kept in the view's warnings (status, /views)
+    standing jsonb := '{}';
     marked integer[] := '{}';
     err text;
     synced boolean := true;
     need_sync boolean := false;
+    what text;
+    evidence boolean;
+    ours constant regprocedure := 'mvrefresh.mark_table()'::regprocedure;
+    -- events found are kept this long for `doctor`
+    findings_kept constant interval := interval '1 day';
     -- a backend reports its table statistics within this delay of going idle (PostgreSQL 15+)
     stats_delay interval := {{STATS_REPORT_DELAY}};
 BEGIN
@@ -90,33 +111,72 @@ BEGIN
         END IF;
     END LOOP;
 
-    -- triggers missing, disabled, or not ENABLE ALWAYS where they could be
-    FOR t IN SELECT c.oid, tg.tgenabled,
-                    CASE WHEN tg.oid IS NULL THEN 'trigger missing on '
-                         WHEN tg.tgenabled = 'D' THEN 'trigger disabled on '
-                         ELSE 'trigger not ENABLE ALWAYS (changes applied by logical replication fire nothing) on '
-                    END || c.oid::regclass::text AS what
+    -- triggers missing, disabled, or not ENABLE ALWAYS where they could be; triggers of our name that are not
+    -- ours, and states this role cannot repair (a table it does not own)
+    FOR t IN SELECT c.oid, c.relowner::regrole AS owner, tg.oid AS tgoid, tg.tgfoid, tg.tgenabled,
+                    pg_has_role(c.relowner, 'USAGE') AS owned
                FROM (SELECT DISTINCT unnest(s.source_relids) AS relid FROM mvrefresh.view_state s) src
                JOIN pg_class c ON c.oid = src.relid AND c.relkind IN ('r', 'p')
                LEFT JOIN pg_trigger tg ON tg.tgrelid = c.oid AND tg.tgname = 'mvrefresh_mark'
-              WHERE tg.oid IS NULL OR tg.tgenabled = 'D'
+              WHERE tg.oid IS NULL OR tg.tgfoid <> ours OR tg.tgenabled IN ('D', 'R')
                  OR (tg.tgenabled <> 'A' AND pg_has_role(c.relowner, 'USAGE'))
+              ORDER BY c.oid
     LOOP
-        need_sync := true;
-        SELECT found || jsonb_object_agg(s.id::text, COALESCE(found -> s.id::text, '[]') || to_jsonb(t.what))
+        what := NULL;
+        IF t.tgoid IS NOT NULL AND t.tgfoid <> ours THEN
+            what := format('foreign trigger on %s: its trigger named mvrefresh_mark runs %s, not '
+                           'mvrefresh.mark_table(), so writes to it mark nothing; its views are refreshed at '
+                           'every check until its owner (%s) renames or drops that trigger',
+                           t.oid::regclass, t.tgfoid::regprocedure, t.owner);
+        ELSIF t.tgenabled = 'R' AND NOT t.owned THEN
+            what := format('replica trigger on %s: trigger mvrefresh_mark is ENABLE REPLICA (fires only under '
+                           'session_replication_role = replica), so ordinary writes mark nothing; its views are '
+                           'refreshed at every check until its owner (%s) runs ALTER TABLE %s ENABLE ALWAYS '
+                           'TRIGGER mvrefresh_mark', t.oid::regclass, t.owner, t.oid::regclass);
+        END IF;
+        IF what IS NOT NULL THEN
+            SELECT standing || jsonb_object_agg(s.id::text, COALESCE(standing -> s.id::text, '[]') || to_jsonb(what))
+              INTO standing
+              FROM mvrefresh.view_state s WHERE t.oid = ANY (s.source_relids);
+        ELSE
+            need_sync := true;
+            what := CASE WHEN t.tgoid IS NULL THEN 'trigger missing on '
+                         WHEN t.tgenabled = 'D' THEN 'trigger disabled on '
+                         ELSE 'trigger not ENABLE ALWAYS (changes applied by logical replication fire nothing) on '
+                    END || t.oid::regclass::text;
+        END IF;
+        SELECT found || jsonb_object_agg(s.id::text, COALESCE(found -> s.id::text, '[]') || to_jsonb(what))
           INTO found
           FROM mvrefresh.view_state s WHERE t.oid = ANY (s.source_relids);
     END LOOP;
 
-    -- writes counted by the statistics since the last check
-    FOR t IN SELECT c.oid, st.n_tup_ins + st.n_tup_upd + st.n_tup_del AS writes, w.writes AS seen,
-                    w.checked_at, w.last_mark_at
+    -- the standing conditions in the views' warnings, as watch() words them (same leading words), gone
+    -- once the owner ended them
+    UPDATE mvrefresh.view_state s
+       SET warnings = x.warnings
+      FROM (SELECT vs.id, ARRAY(SELECT w FROM unnest(vs.warnings) w WHERE w !~ '^(foreign|replica) trigger on ')
+                          || ARRAY(SELECT jsonb_array_elements_text(COALESCE(standing -> vs.id::text, '[]')))
+                          AS warnings
+              FROM mvrefresh.view_state vs) x
+     WHERE x.id = s.id AND x.warnings IS DISTINCT FROM s.warnings;
+
+    -- writes counted by the statistics, and storage replaced, since the last check
+    FOR t IN SELECT c.oid, c.relfilenode, c.reltuples, st.n_tup_ins + st.n_tup_upd + st.n_tup_del AS writes,
+                    w.writes AS seen, w.checked_at, f.relfilenode AS seen_file, tg.tgenabled,
+                    -- a statement addressed to an ancestor fires the ancestor's trigger, not this table's
+                    c.oid || ARRAY(WITH RECURSIVE up(relid) AS (
+                                       SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = c.oid
+                                       UNION
+                                       SELECT i.inhparent FROM up JOIN pg_inherits i ON i.inhrelid = up.relid)
+                                   SELECT up.relid FROM up) AS marked_by
                FROM (SELECT DISTINCT unnest(s.source_relids) AS relid FROM mvrefresh.view_state s) src
                JOIN pg_class c ON c.oid = src.relid AND c.relkind = 'r'
                JOIN pg_stat_user_tables st ON st.relid = c.oid
                LEFT JOIN mvrefresh.table_writes w ON w.relid = c.oid
+               LEFT JOIN mvrefresh.table_files f ON f.relid = c.oid
+               LEFT JOIN pg_trigger tg ON tg.tgrelid = c.oid AND tg.tgname = 'mvrefresh_mark' AND tg.tgfoid = ours
     LOOP
-        IF t.seen IS NOT NULL AND t.writes > t.seen THEN
+        IF (t.seen IS NOT NULL AND t.writes > t.seen) OR t.relfilenode <> t.seen_file THEN
             WITH added AS (
                 INSERT INTO mvrefresh.marks (view_id)
                 SELECT s.id FROM mvrefresh.view_state s
@@ -125,17 +185,46 @@ BEGIN
                    AND NOT EXISTS (SELECT FROM mvrefresh.table_marks m WHERE m.relid = ANY (s.source_relids))
                 RETURNING marks.view_id)
             SELECT marked || array_agg(added.view_id) INTO marked FROM added;
-            IF NOT EXISTS (SELECT FROM mvrefresh.table_marks m WHERE m.relid = t.oid)
-               AND NOT COALESCE(t.last_mark_at >= t.checked_at - stats_delay, false) THEN
-                SELECT found || jsonb_object_agg(s.id::text, COALESCE(found -> s.id::text, '[]') || to_jsonb(
-                           format('writes to %s fired no trigger (%s rows; session_replication_role = replica '
-                                  'without ENABLE ALWAYS, or DISABLE TRIGGER while writing): keep trigger '
-                                  'mvrefresh_mark enabled ALWAYS (ALTER TABLE %s ENABLE ALWAYS TRIGGER '
-                                  'mvrefresh_mark, as the table''s owner) and leave it enabled during imports',
-                                  t.oid::regclass, t.writes - t.seen, t.oid::regclass)))
-                  INTO found
-                  FROM mvrefresh.view_state s WHERE t.oid = ANY (s.source_relids);
+        END IF;
+        what := NULL;
+        IF t.relfilenode <> t.seen_file AND t.reltuples < 0 THEN
+            -- the catalog is transactional: a trigger that fired for the truncate left a mark that is still
+            -- there or was consumed after the last check read the old relfilenode
+            evidence := EXISTS (SELECT FROM mvrefresh.table_marks m WHERE m.relid = ANY (t.marked_by))
+                     OR EXISTS (SELECT FROM mvrefresh.table_writes w
+                                 WHERE w.relid = ANY (t.marked_by) AND w.last_mark_at >= t.checked_at);
+            IF NOT evidence THEN
+                what := format('truncate of %s fired no trigger (its storage was replaced and nothing marked it: '
+                               'TRUNCATE with trigger mvrefresh_mark disabled, or under session_replication_role '
+                               '= replica without ENABLE ALWAYS)', t.oid::regclass);
+                INSERT INTO mvrefresh.drift_findings AS d (relid, kind, detail)
+                VALUES (t.oid, 'unmarked_truncate', what)
+                ON CONFLICT (relid, kind) DO UPDATE SET detail = EXCLUDED.detail, last_seen = now();
             END IF;
+        END IF;
+        IF t.seen IS NOT NULL AND t.writes > t.seen THEN
+            evidence := EXISTS (SELECT FROM mvrefresh.table_marks m WHERE m.relid = ANY (t.marked_by))
+                     OR EXISTS (SELECT FROM mvrefresh.table_writes w
+                                 WHERE w.relid = ANY (t.marked_by)
+                                   AND w.last_mark_at >= t.checked_at - stats_delay);
+            IF NOT evidence THEN
+                what := concat_ws('; ', what, format(
+                    'writes to %s fired no trigger (%s rows; session_replication_role = replica%s, or DISABLE '
+                    'TRIGGER while writing): %sleave trigger mvrefresh_mark enabled during imports',
+                    t.oid::regclass, t.writes - t.seen,
+                    CASE WHEN t.tgenabled = 'A' THEN '' ELSE ' without ENABLE ALWAYS' END,
+                    CASE WHEN t.tgenabled = 'A' THEN ''
+                         ELSE format('keep it enabled ALWAYS (ALTER TABLE %s ENABLE ALWAYS TRIGGER mvrefresh_mark, '
+                                     'as the table''s owner) and ', t.oid::regclass) END));
+                INSERT INTO mvrefresh.drift_findings AS d (relid, kind, detail)
+                VALUES (t.oid, 'unmarked_writes', what)
+                ON CONFLICT (relid, kind) DO UPDATE SET detail = EXCLUDED.detail, last_seen = now();
+            END IF;
+        END IF;
+        IF what IS NOT NULL THEN
+            SELECT found || jsonb_object_agg(s.id::text, COALESCE(found -> s.id::text, '[]') || to_jsonb(what))
+              INTO found
+              FROM mvrefresh.view_state s WHERE t.oid = ANY (s.source_relids);
         END IF;
         -- a reading below the baseline: `watch` counted its session's writes that are not reported yet, or
         -- the statistics were reset. The baseline is kept while it may be the former, so that those writes,
@@ -145,7 +234,11 @@ BEGIN
                 (SELECT CASE WHEN mvrefresh.writes_may_be_unreported() THEN now() END))
         ON CONFLICT (relid) DO UPDATE SET writes = EXCLUDED.writes, checked_at = EXCLUDED.checked_at
          WHERE NOT (EXCLUDED.writes < w.writes AND w.checked_at >= now() - stats_delay);
+        INSERT INTO mvrefresh.table_files AS f (relid, relfilenode) VALUES (t.oid, t.relfilenode)
+        ON CONFLICT (relid) DO UPDATE SET relfilenode = EXCLUDED.relfilenode
+         WHERE f.relfilenode <> EXCLUDED.relfilenode;
     END LOOP;
+    DELETE FROM mvrefresh.drift_findings d WHERE d.last_seen < now() - findings_kept;
 
     IF need_sync THEN
         BEGIN
@@ -175,5 +268,6 @@ BEGIN
         triggers_synced := synced;
         RETURN NEXT;
     END LOOP;
+    UPDATE mvrefresh.drift_check_state st SET last_ok_at = now() WHERE st.id;
 END
 $$;

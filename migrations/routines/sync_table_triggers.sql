@@ -6,13 +6,16 @@
 -- The trigger fires for every write (no column list: the application's migrations may alter or drop any
 -- column). It is enabled ALWAYS where this role owns the table (ALTER TABLE needs the owner), so that
 -- changes applied by logical replication (session_replication_role = replica) mark views too; elsewhere it
--- is an ordinary trigger and watch() warns. A trigger of that name that is not ours is never replaced.
+-- is an ordinary trigger and watch() warns. Ours is the trigger that runs mvrefresh.mark_table(): a
+-- trigger of that name that is not ours is never replaced, nor does it stop the other tables from being
+-- brought in line; check_drift() reports it at every check and keeps the views reading the table marked.
 -- Each watched table's write counters are recorded here first (table_writes), so that check_drift() counts
 -- from the moment the table is watched: a write that fires no trigger is noticed from then on. Writes
 -- committed before then fired none, rightly, but the statistics may report them later (a table loaded and
 -- then watched): this session's are counted in the baseline from its own unreported counters, and when
 -- other sessions may hold some (routines/writes_may_be_unreported.sql), last_mark_at is set, which
 -- check_drift() takes as evidence that writes reported within its stats_delay of it fired the trigger.
+-- Each table's relfilenode is recorded too (table_files): a TRUNCATE that fired no trigger changes it.
 CREATE OR REPLACE FUNCTION mvrefresh.sync_table_triggers() RETURNS text[]
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -39,6 +42,14 @@ BEGIN
     END IF;
     DELETE FROM mvrefresh.table_writes w
      WHERE NOT EXISTS (SELECT FROM mvrefresh.view_state v WHERE w.relid = ANY (v.source_relids));
+    DELETE FROM mvrefresh.table_files f
+     WHERE NOT EXISTS (SELECT FROM mvrefresh.view_state v WHERE f.relid = ANY (v.source_relids));
+    DELETE FROM mvrefresh.drift_findings f
+     WHERE NOT EXISTS (SELECT FROM mvrefresh.view_state v WHERE f.relid = ANY (v.source_relids));
+    INSERT INTO mvrefresh.table_files (relid, relfilenode)
+    SELECT c.oid, c.relfilenode FROM pg_class c
+     WHERE c.oid IN (SELECT unnest(v.source_relids) FROM mvrefresh.view_state v) AND c.relkind = 'r'
+    ON CONFLICT (relid) DO NOTHING;
     INSERT INTO mvrefresh.table_writes (relid, writes, last_mark_at)
     SELECT st.relid,
            st.n_tup_ins + st.n_tup_upd + st.n_tup_del + pg_stat_get_xact_tuples_inserted(st.relid)
@@ -46,6 +57,14 @@ BEGIN
            (SELECT CASE WHEN mvrefresh.writes_may_be_unreported() THEN now() END)
       FROM pg_stat_user_tables st
      WHERE st.relid IN (SELECT unnest(v.source_relids) FROM mvrefresh.view_state v)
+    ON CONFLICT (relid) DO NOTHING;
+    -- partitioned tables count no writes (their partitions do) and PostgreSQL 14 lists none in
+    -- pg_stat_user_tables; their row carries last_mark_at, which check_drift() takes as evidence for their
+    -- partitions
+    INSERT INTO mvrefresh.table_writes (relid, writes, last_mark_at)
+    SELECT c.oid, 0, (SELECT CASE WHEN mvrefresh.writes_may_be_unreported() THEN now() END)
+      FROM pg_class c
+     WHERE c.oid IN (SELECT unnest(v.source_relids) FROM mvrefresh.view_state v) AND c.relkind = 'p'
     ON CONFLICT (relid) DO NOTHING;
 
     FOR t IN SELECT DISTINCT c.oid, c.relowner, tg.tgfoid, tg.tgenabled
@@ -55,10 +74,8 @@ BEGIN
                LEFT JOIN pg_trigger tg ON tg.tgrelid = c.oid AND tg.tgname = 'mvrefresh_mark'
               ORDER BY c.oid
     LOOP
-        IF t.tgfoid IS NOT NULL AND t.tgfoid <> 'mvrefresh.mark_table()'::regprocedure THEN
-            RAISE EXCEPTION 'table % has a trigger named mvrefresh_mark that mvrefresh did not create', t.oid::regclass
-                USING ERRCODE = 'duplicate_object', HINT = 'Rename that trigger.';
-        END IF;
+        -- not ours: reported by check_drift() and watch()
+        CONTINUE WHEN t.tgfoid IS NOT NULL AND t.tgfoid <> 'mvrefresh.mark_table()'::regprocedure;
         IF t.tgfoid IS NULL THEN
             EXECUTE format('CREATE TRIGGER mvrefresh_mark AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s '
                            'FOR EACH STATEMENT EXECUTE FUNCTION mvrefresh.mark_table()', t.oid::regclass);

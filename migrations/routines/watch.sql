@@ -145,11 +145,22 @@ BEGIN
     tables := ARRAY(SELECT s.relid::regclass::text FROM mvrefresh.view_sources(rel) s
                      WHERE s.relkind IN ('r', 'p') ORDER BY s.relid);
     warn := warn || ARRAY(
-        SELECT format('the trigger on %s does not fire for changes applied by logical replication '
-                      '(ENABLE ALWAYS needs the table''s owner, %s)', c.oid::regclass, c.relowner::regrole)
+        SELECT CASE WHEN tg.tgfoid <> 'mvrefresh.mark_table()'::regprocedure
+                    THEN format('foreign trigger on %s: its trigger named mvrefresh_mark runs %s, not '
+                                'mvrefresh.mark_table(), so writes to it mark nothing; its views are refreshed at '
+                                'every check until its owner (%s) renames or drops that trigger',
+                                c.oid::regclass, tg.tgfoid::regprocedure, c.relowner::regrole)
+                    WHEN tg.tgenabled = 'R'
+                    THEN format('replica trigger on %s: trigger mvrefresh_mark is ENABLE REPLICA (fires only under '
+                                'session_replication_role = replica), so ordinary writes mark nothing; its views are '
+                                'refreshed at every check until its owner (%s) runs ALTER TABLE %s ENABLE ALWAYS '
+                                'TRIGGER mvrefresh_mark', c.oid::regclass, c.relowner::regrole, c.oid::regclass)
+                    ELSE format('the trigger on %s does not fire for changes applied by logical replication '
+                                '(ENABLE ALWAYS needs the table''s owner, %s)', c.oid::regclass, c.relowner::regrole)
+               END
           FROM mvrefresh.view_sources(rel) s JOIN pg_class c ON c.oid = s.relid
           JOIN pg_trigger tg ON tg.tgrelid = c.oid AND tg.tgname = 'mvrefresh_mark'
-         WHERE tg.tgenabled <> 'A' ORDER BY c.oid);
+         WHERE tg.tgenabled <> 'A' OR tg.tgfoid <> 'mvrefresh.mark_table()'::regprocedure ORDER BY c.oid);
     UPDATE mvrefresh.view_state SET sources = tables, warnings = warn WHERE id = vid;
     -- a running daemon refreshes it once now and reloads its settings
     PERFORM pg_notify({{CHANNEL}}, vid::text);

@@ -196,14 +196,68 @@ function viewFindings(rows: ViewRow[], role: string): Finding[] {
   return out;
 }
 
-async function triggerFindings(db: pg.ClientBase): Promise<Finding[]> {
-  const { rows } = await db.query<{ table: string; enabled: string | null }>(sql.doctorTriggers);
-  const out = rows.map((r) =>
-    warn(
+interface TriggerRow {
+  table: string;
+  enabled: string | null;
+  foreign: boolean;
+  function: string | null;
+  owner: string;
+}
+
+function triggerFinding(r: TriggerRow): Finding {
+  if (r.foreign)
+    return problem(
       'triggers',
-      `${r.table}: trigger mvrefresh_mark ${r.enabled === null ? 'missing' : 'disabled'}: writes to it are found by the drift check only (the daemon repairs it where it owns the table)`,
-    ),
+      `${r.table}: its trigger named mvrefresh_mark runs ${r.function ?? '?'}, not mvrefresh.mark_table(): writes to it mark nothing, so its views are refreshed at every drift check only; its owner (${r.owner}) must rename or drop that trigger`,
+    );
+  if (r.enabled === 'R')
+    return problem(
+      'triggers',
+      `${r.table}: trigger mvrefresh_mark is ENABLE REPLICA (fires only under session_replication_role = replica): ordinary writes mark nothing, so its views are refreshed at every drift check only; its owner (${r.owner}) must run ALTER TABLE ${r.table} ENABLE ALWAYS TRIGGER mvrefresh_mark`,
+    );
+  return warn(
+    'triggers',
+    `${r.table}: trigger mvrefresh_mark ${r.enabled === null ? 'missing' : 'disabled'}: writes to it are found by the drift check only (the daemon repairs it where it owns the table)`,
   );
+}
+
+async function driftFindings(db: pg.ClientBase): Promise<Finding[]> {
+  // an older schema (the schema check says to migrate) has no record of the checks
+  if (!(await db.query<{ present: boolean }>(sql.doctorDriftPresent)).rows[0]?.present) return [];
+  const state = (
+    await db.query<{
+      last_ok_at: Date | null;
+      last_failed_at: Date | null;
+      last_error: string | null;
+      failing: boolean;
+    }>(sql.doctorDriftState)
+  ).rows[0];
+  const out: Finding[] = [];
+  if (state?.failing)
+    out.push(
+      problem(
+        'drift check',
+        `the last drift check failed (${state.last_failed_at?.toISOString() ?? '?'}: ${state.last_error ?? ''}): writes that fire no trigger and changes of the sources go unseen until it works again`,
+      ),
+    );
+  const events = await db.query<{ kind: string; detail: string; last_seen: Date }>(sql.doctorDriftFindings);
+  for (const e of events.rows)
+    out.push(warn('drift check', `${e.detail} (${e.kind}, last found ${e.last_seen.toISOString()})`));
+  if (out.length === 0)
+    out.push(
+      ok(
+        'drift check',
+        state?.last_ok_at
+          ? `last succeeded ${state.last_ok_at.toISOString()}; no write found bypassing a trigger in the last day`
+          : 'no drift check has run yet (the daemon runs one at start)',
+      ),
+    );
+  return out;
+}
+
+async function triggerFindings(db: pg.ClientBase): Promise<Finding[]> {
+  const { rows } = await db.query<TriggerRow>(sql.doctorTriggers);
+  const out = rows.map(triggerFinding);
   const events = (await db.query<{ enabled: number }>(sql.doctorEventTriggers)).rows[0]?.enabled ?? 0;
   out.push(
     events === 2
@@ -249,6 +303,7 @@ export async function doctor(db: pg.ClientBase, opts: DoctorOptions = {}): Promi
     findings.push(
       ...viewFindings(views.rows, role),
       ...(await triggerFindings(db)),
+      ...(await driftFindings(db)),
       ...(await privilegeFindings(db, role)),
     );
   }

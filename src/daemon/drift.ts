@@ -11,13 +11,20 @@ import type { Metrics } from './metrics.js';
 export const DRIFT_CHECK_REASONS = ['start', 'reconnect', 'interval', 'ddl', 'retry'] as const;
 export type DriftCheckReason = (typeof DRIFT_CHECK_REASONS)[number];
 
-/** What check_drift() reports, as the metric's kind label. */
+/**
+ * What check_drift() reports, as the metric's kind label. foreign_trigger (a trigger named mvrefresh_mark
+ * that is not ours) and replica_trigger (ENABLE REPLICA on a table the daemon does not own) are conditions
+ * the daemon cannot repair: found, and their views marked, at every check until the table's owner acts.
+ */
 export const DRIFT_KINDS = [
   'source_added',
   'source_removed',
   'definition',
   'trigger',
+  'foreign_trigger',
+  'replica_trigger',
   'unmarked_writes',
+  'unmarked_truncate',
 ] as const;
 export type DriftKind = (typeof DRIFT_KINDS)[number];
 
@@ -52,10 +59,22 @@ interface DriftRow {
   triggers_synced: boolean;
 }
 
+/** Kinds that mean writes may have marked nothing: logged as warnings. */
+const BYPASS_KINDS: ReadonlySet<DriftKind> = new Set<DriftKind>([
+  'trigger',
+  'foreign_trigger',
+  'replica_trigger',
+  'unmarked_writes',
+  'unmarked_truncate',
+]);
+
 export function driftKind(change: string): DriftKind {
   if (change.startsWith('source added')) return 'source_added';
   if (change.startsWith('source removed')) return 'source_removed';
   if (change.startsWith('trigger')) return 'trigger';
+  if (change.startsWith('foreign trigger')) return 'foreign_trigger';
+  if (change.startsWith('replica trigger')) return 'replica_trigger';
+  if (change.startsWith('truncate')) return 'unmarked_truncate';
   if (change.startsWith('definition')) return 'definition';
   return 'unmarked_writes';
 }
@@ -83,6 +102,7 @@ export class DriftChecker extends EventEmitter<DriftCheckerEvents> {
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
+    this.opts.metrics.driftCheckLastSuccess.setToCurrentTime();
     this.check('start');
   }
 
@@ -138,7 +158,7 @@ export class DriftChecker extends EventEmitter<DriftCheckerEvents> {
         const kinds = d.changes.map(driftKind);
         for (const kind of kinds) metrics.sourceDrift.inc({ view: d.view, kind });
         // a partition lifecycle is routine (info); a trigger found broken or bypassed is not (warn)
-        const level = kinds.some((k) => k === 'trigger' || k === 'unmarked_writes') ? 'warn' : 'info';
+        const level = kinds.some((k) => BYPASS_KINDS.has(k)) ? 'warn' : 'info';
         logger[level](
           {
             event: 'source_drift',
@@ -152,6 +172,7 @@ export class DriftChecker extends EventEmitter<DriftCheckerEvents> {
         );
       }
       metrics.driftChecks.inc({ reason, result: 'ok' });
+      metrics.driftCheckLastSuccess.setToCurrentTime();
       if (this.lastError) logger.info({ event: 'drift_check_recovered' }, 'drift check works again');
       this.lastError = undefined;
       if (drifts.length > 0) this.emit('drift', drifts);
@@ -164,11 +185,26 @@ export class DriftChecker extends EventEmitter<DriftCheckerEvents> {
       const message = describeError(err);
       if (!busy && message !== this.lastError)
         logger.warn({ event: 'drift_check_failed', reason, err: message }, 'drift check failed');
-      if (!busy) this.lastError = message;
+      if (!busy) {
+        this.lastError = message;
+        await this.recordFailure(message);
+      }
       this.failures += 1;
       return busy;
     } finally {
       end();
+    }
+  }
+
+  /** For `doctor` (drift_check_state): the failed check rolled back, so it could not say so itself. */
+  private async recordFailure(message: string): Promise<void> {
+    try {
+      await this.opts.pool.query(sql.recordDriftFailure, [message]);
+    } catch (err) {
+      this.opts.logger.debug(
+        { event: 'drift_failure_not_recorded', err: describeError(err) },
+        'could not record the drift check failure (the metrics count it)',
+      );
     }
   }
 }

@@ -102,6 +102,11 @@ export class Metrics {
     labelNames: ['reason', 'result'] as const,
     registers: [this.registry],
   });
+  readonly driftCheckLastSuccess = new Gauge({
+    name: 'mvrefresh_drift_check_last_success_timestamp_seconds',
+    help: 'When a drift check last completed (Unix time); set at start, so that a check that never succeeds ages it.',
+    registers: [this.registry],
+  });
   readonly driftCheckDuration = new Histogram({
     name: 'mvrefresh_drift_check_duration_seconds',
     help: 'Duration of a drift check (every watched view compared with the catalog).',

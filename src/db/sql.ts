@@ -169,14 +169,29 @@ export const sql = {
                   LEFT JOIN pg_namespace n ON n.nspname = v.view_schema
                   LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = v.view_name
                  ORDER BY 1`,
-  /** Tables a watched view reads whose mvrefresh_mark trigger is missing or disabled. */
+  /**
+   * Tables a watched view reads whose mvrefresh_mark trigger is missing, disabled, ENABLE REPLICA (fires only
+   * under session_replication_role = replica), or not ours (another function behind our trigger's name).
+   */
   doctorTriggers: `SELECT DISTINCT r.relid::regclass::text AS table,
-                          t.tgenabled::text AS enabled
+                          t.tgenabled::text AS enabled,
+                          t.oid IS NOT NULL AND t.tgfoid OPERATOR(pg_catalog.<>) 'mvrefresh.mark_table()'::pg_catalog.regprocedure AS foreign,
+                          t.tgfoid::pg_catalog.regprocedure::text AS function,
+                          c.relowner::pg_catalog.regrole::text AS owner
                      FROM mvrefresh.view_state v CROSS JOIN LATERAL pg_catalog.unnest(v.source_relids) AS r(relid)
                      JOIN pg_class c ON c.oid = r.relid AND c.relkind IN ('r', 'p')
                      LEFT JOIN pg_trigger t ON t.tgrelid = r.relid AND t.tgname = 'mvrefresh_mark'
-                    WHERE t.oid IS NULL OR t.tgenabled = 'D'
+                    WHERE t.oid IS NULL OR t.tgenabled IN ('D', 'R')
+                       OR t.tgfoid <> 'mvrefresh.mark_table()'::pg_catalog.regprocedure
                     ORDER BY 1`,
+  /** Whether the schema has the drift check's state (version 10 on). */
+  doctorDriftPresent: `SELECT pg_catalog.to_regclass('mvrefresh.drift_check_state') IS NOT NULL AS present`,
+  /** The drift check's last success and failure (routines/check_drift.sql, record_drift_failure.sql). */
+  doctorDriftState: `SELECT last_ok_at, last_failed_at, last_error,
+                            last_failed_at IS NOT NULL AND last_failed_at > COALESCE(last_ok_at, '-infinity') AS failing
+                       FROM mvrefresh.drift_check_state`,
+  /** Writes or truncates that fired no trigger, as the drift check found them (kept a day). */
+  doctorDriftFindings: `SELECT kind, detail, last_seen FROM mvrefresh.drift_findings ORDER BY last_seen DESC, relid, kind`,
   /** Event triggers in place as ddlWatchInPlace says: enabled, executing the installer's function. */
   doctorEventTriggers: `SELECT pg_catalog.count(*)::integer AS enabled
                           FROM pg_catalog.pg_event_trigger e JOIN pg_catalog.pg_proc p ON p.oid = e.evtfoid
@@ -221,6 +236,7 @@ export const sql = {
                FROM mvrefresh.due_views()`,
   recordTargetMiss: 'SELECT mvrefresh.record_target_miss($1, $2)',
   checkDrift: 'SELECT view_id, view, changes, triggers_synced FROM mvrefresh.check_drift($1)',
+  recordDriftFailure: 'SELECT mvrefresh.record_drift_failure($1)',
   refreshView:
     'CALL mvrefresh.refresh_view($1, $2, $3, $4, $5, $6, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)',
   recordFailure: 'SELECT mvrefresh.record_failure($1, $2, $3, $4, $5, $6) AS retry_in_ms',
