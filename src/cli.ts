@@ -20,7 +20,7 @@ import { grantsSql, resolveTargets } from './commands/grants.js';
 import { sweepInterval, viewDefaults } from './config.js';
 import { listenDelivers } from './db/listen-probe.js';
 import { formatDelivery } from './commands/delivery.js';
-import { parseDuration, parseShare } from './duration.js';
+import { MIN_REFRESH_BUDGET, parseDuration, parseShare } from './duration.js';
 
 /**
  * Exit codes: 0 done, 1 the operation failed, 2 the command line is wrong. `run` adds its own (RunExit):
@@ -109,8 +109,10 @@ function parseBudget(values: Values): number | undefined {
   const raw = values['refresh-budget'];
   if (raw === undefined) return undefined;
   const share = parseShare(raw);
-  if (share === undefined)
-    throw new UsageError(`--refresh-budget must be a share above 0 and at most 1 (0.2 or 20%), got "${raw}"`);
+  if (share === undefined || share < MIN_REFRESH_BUDGET)
+    throw new UsageError(
+      `--refresh-budget must be a share from ${MIN_REFRESH_BUDGET} (${MIN_REFRESH_BUDGET * 100}%) to 1 (0.2 or 20%), got "${raw}"`,
+    );
   return share;
 }
 

@@ -55,6 +55,8 @@ const HOPELESS = new Set<string>([
 
 export interface Running {
   port: number;
+  /** The port of /healthz and /readyz alone. */
+  probePort: number;
   refresher: Refresher;
   scheduler: Scheduler;
   listener: Listener;
@@ -324,8 +326,10 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     const http = new HttpServer({
       host: config.http.host,
       port: config.http.port,
+      probePort: config.http.probePort,
       adminToken: config.http.adminToken,
       maxConnections: config.http.maxConnections,
+      maxConnectionsPerClient: config.http.maxConnectionsPerClient,
       pool: httpPool,
       listener,
       scheduler,
@@ -336,11 +340,13 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       undeliveredReason,
     });
     let port: number;
+    let probePort: number;
     try {
-      port = await http.start();
+      ({ port, probePort } = await http.start());
     } catch (err) {
+      await http.stop();
       throw new StartupError(
-        `cannot listen on ${config.http.host}:${config.http.port}: ${describeError(err)}`,
+        `cannot listen on ${config.http.host}:${config.http.port} (probes: ${config.http.probePort}): ${describeError(err)}`,
       );
     }
     this.releasers.add('http', () => http.stop());
@@ -355,6 +361,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       {
         event: 'started',
         port,
+        probePort,
         views: scheduler.viewCount,
         concurrency: config.concurrency,
         maxStalenessMs: config.maxStalenessMs,
@@ -362,7 +369,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       },
       'mvrefresh running',
     );
-    return { port, refresher, scheduler, listener, sweeper, metrics, driftChecker };
+    return { port, probePort, refresher, scheduler, listener, sweeper, metrics, driftChecker };
   }
 
   /**

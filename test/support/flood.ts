@@ -12,6 +12,13 @@ export interface FloodResult {
   /** Connections refused, reset or timed out. */
   errors: number;
   requestsPerSecond: number;
+  /** Half-open mode: connections the flooder opened. */
+  opened?: number;
+}
+
+/** Half-open requests that re-open as the server closes them (bench/http-flood.ts, mode half-open). */
+export function halfOpenFlood(port: number, connections: number, seconds: number, from?: string) {
+  return flood(port, connections, seconds, ['half-open'], from);
 }
 
 /** Runs the built flooder (bench/http-flood.ts) in a process of its own; resolves with its figures. */
@@ -20,6 +27,7 @@ export function flood(
   connections: number,
   seconds: number,
   paths: string[],
+  from?: string,
 ): Promise<FloodResult> {
   const child = spawn(
     process.execPath,
@@ -29,6 +37,7 @@ export function flood(
       String(connections),
       String(seconds),
       paths.join(','),
+      ...(from ? [from] : []),
     ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
