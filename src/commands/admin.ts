@@ -7,7 +7,7 @@ import { retryOnLockTimeout } from '../db/lock-retry.js';
 import { describeConflict, formatMs, minInterval } from '../daemon/plan.js';
 import { CLEAR_LOCK, LockHeldError, clearLockHolders, lockHolders } from '../db/lock-holders.js';
 import { SqlState, isPgError } from '../db/errors.js';
-import { WATCH_LOCK_KEY } from '../db/protocol.js';
+import { CHANNEL, VIEWS_CHANGED, WATCH_LOCK_KEY } from '../db/protocol.js';
 import { loadStatus, type StatusRow } from '../db/status.js';
 
 export interface WatchOptions {
@@ -76,7 +76,17 @@ export async function watchView(db: pg.ClientBase, name: string, opts: WatchOpti
       ]),
     ),
   );
+  await announceViewsChanged(db);
   return rows[0]!.report;
+}
+
+/**
+ * Tells running daemons that the views or their settings changed (after the change committed, so that
+ * their reload sees it): they reload at once instead of at their next sweep. A lost notification costs
+ * only that wait, so a failure here is not the command's.
+ */
+async function announceViewsChanged(db: pg.ClientBase): Promise<void> {
+  await db.query(sql.notify, [CHANNEL, VIEWS_CHANGED]).catch(() => undefined);
 }
 
 export async function unwatchView(
@@ -90,6 +100,7 @@ export async function unwatchView(
       db.query<{ report: { id: number; view: string; tables: string[] } }>(sql.unwatch, [name]),
     ),
   );
+  await announceViewsChanged(db);
   return rows[0]!.report;
 }
 
@@ -103,6 +114,7 @@ export async function unwatchAll(
       db.query<{ report: { id: number; view: string; tables: string[] }[] }>(sql.unwatchAll),
     ),
   );
+  await announceViewsChanged(db);
   return rows[0]!.report;
 }
 

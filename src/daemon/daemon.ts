@@ -250,7 +250,15 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       for (const id of readers) scheduler.schedule(id, 'notify');
     });
     listener.on('schema', () => void schemaWatch.check());
-    listener.on('ddl', () => driftChecker.check('ddl'));
+    listener.on('ddl', ({ coalesced }) => {
+      metrics.notifications.inc({ kind: 'ddl' }, coalesced);
+      driftChecker.check('ddl');
+    });
+    // watch or unwatch committed: the views' list and settings now, not at the next sweep
+    listener.on('reload', ({ coalesced }) => {
+      metrics.notifications.inc({ kind: 'reload' }, coalesced);
+      sweeper.sweep('views_changed');
+    });
     // the views' sources changed: reload them (table notifications are mapped through them) and sweep
     driftChecker.on('drift', () => sweeper.sweep('drift'));
     schemaWatch.on('incompatible', ({ message, state, knownVersion }) => {

@@ -250,7 +250,8 @@ export class HttpServer {
       if (parsed === undefined) return json(res, 400, { error: 'bad request target' });
       path = parsed;
       if (path !== '/healthz' && path !== '/readyz') return json(res, 404, { error: 'not found', path });
-      if (req.method !== 'GET' && req.method !== 'HEAD') return json(res, 405, { error: 'method not allowed' });
+      if (req.method !== 'GET' && req.method !== 'HEAD')
+        return json(res, 405, { error: 'method not allowed' });
       if (path === '/healthz') return this.healthz(res);
       return await this.readyz(res);
     } catch (err) {

@@ -68,7 +68,7 @@ export class Metrics {
   });
   readonly notifications = new Counter({
     name: 'mvrefresh_notifications_total',
-    help: 'Notifications received, by kind: table (a table that watched views read turned dirty), view (a watched view: dependants of a refresh, watch), unknown (no known view or table), invalid (malformed payload).',
+    help: 'Notifications received, by kind: table (a table that watched views read turned dirty), view (a watched view: dependants of a refresh, watch), unknown (no known view or table), ddl (the event trigger saw DDL), reload (watch or unwatch ran), invalid (malformed payload).',
     labelNames: ['kind'] as const,
     registers: [this.registry],
   });
