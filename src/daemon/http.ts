@@ -304,7 +304,7 @@ export class HttpServer {
           stalenessSeconds: r.staleness_seconds,
           lastDurationMs: r.last_duration_ms,
           lastOutcome: r.last_outcome,
-          lastError: full ? r.last_error : redactErrorText(r.last_error),
+          lastError: full ? r.last_error : redactErrorText(r.last_error, r.last_sqlstate),
           lastSqlstate: r.last_sqlstate,
           consecutiveFailures: r.consecutive_failures,
           nextAttemptAt: r.next_attempt_at,
