@@ -36,6 +36,12 @@ const CONTROL_STATEMENT_TIMEOUT_MS = 30_000;
 const CLIENT_TIMEOUT_MARGIN_MS = 15_000;
 /** One status query and one ping of the HTTP endpoints in flight (SharedResult). */
 const HTTP_POOL_SIZE = 2;
+/**
+ * The HTTP endpoints' statements: a status read behind a lock on view_state fails within this rather than
+ * holding one of the two connections, so that /readyz and /metrics say they cannot read the state.
+ */
+const HTTP_LOCK_TIMEOUT_MS = 1000;
+const HTTP_STATEMENT_TIMEOUT_MS = 5000;
 /** A view found busy this long (no refresh takes a lock that long between cycles) is named at warn level. */
 const BUSY_WARN_MS = 10_000;
 const STARTUP_RETRY_BASE_MS = 500;
@@ -142,11 +148,11 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       connectionString: config.databaseUrl,
       applicationName: AppName.http,
       max: HTTP_POOL_SIZE,
-      settings: usable(
-        startupSettings,
-        sessionSettings(serverVersion, { statementTimeoutMs: CONTROL_STATEMENT_TIMEOUT_MS }),
-      ),
-      queryTimeoutMs: CONTROL_STATEMENT_TIMEOUT_MS + CLIENT_TIMEOUT_MARGIN_MS,
+      settings: usable(startupSettings, {
+        ...sessionSettings(serverVersion, { statementTimeoutMs: HTTP_STATEMENT_TIMEOUT_MS }),
+        lock_timeout: `${HTTP_LOCK_TIMEOUT_MS}ms`,
+      }),
+      queryTimeoutMs: HTTP_STATEMENT_TIMEOUT_MS + CLIENT_TIMEOUT_MARGIN_MS,
       onError: onPoolError,
     });
     this.releasers.add('http pool', () => httpPool.end());

@@ -178,7 +178,10 @@ export class HttpServer {
     metrics.listenerConnected.set(listener.connected ? 1 : 0);
     metrics.listenerDelivering.set(listener.delivering === false ? 0 : 1);
     const rows = await this.status.get().catch(() => undefined);
-    if (!rows) return;
+    // gauges read from the database: absent, not frozen, while it cannot be read, and said so
+    metrics.stateReadOk.set(rows ? 1 : 0);
+    const lastRead = this.status.lastSucceededAt;
+    if (lastRead !== undefined) metrics.stateLastReadTimestamp.set(lastRead / 1000);
     // every replica reports the database's truth; views no longer watched disappear
     metrics.staleness.reset();
     metrics.consecutiveFailures.reset();
@@ -189,6 +192,7 @@ export class HttpServer {
       metrics.achievableStaleness,
     ])
       g.reset();
+    if (!rows) return;
     for (const r of rows) {
       metrics.staleness.set({ view: r.view }, r.staleness_seconds);
       metrics.consecutiveFailures.set({ view: r.view }, r.consecutive_failures);
@@ -279,6 +283,17 @@ export class HttpServer {
         reason: `the database does not answer: ${describeError(err)}`,
       });
     }
+    // the state cannot be read (privileges revoked, view_state locked): refreshes may go on, but neither
+    // /views nor the metrics can say how fresh the views are: ready, so that the application's pod stays
+    // in service, and degraded, with the reason (mvrefresh_state_read_ok is 0 for the alert)
+    this.status.get().catch(() => undefined);
+    const stateFailure = this.status.lastFailure;
+    if (stateFailure)
+      return json(res, 200, {
+        status: 'ready',
+        mode: 'degraded',
+        reason: `cannot read mvrefresh's state: ${describeError(stateFailure.error)}`,
+      });
     // refreshes still happen, on the sweep: ready, so that a rollout is not held up, but said plainly
     if (this.opts.listener.delivering === false)
       return json(res, 200, { status: 'ready', mode: 'degraded', reason: this.opts.undeliveredReason });

@@ -280,6 +280,8 @@ export class Refresher extends EventEmitter<RefresherEvents> {
               : { kind: 'retry', afterMs: retry, durationMs: elapsed, failed: true },
         };
       } catch {
+        // counted for the alert: the database holds no record of this failure (read-only, privileges)
+        this.opts.metrics.failureRecordsFailed.inc({ view: job.name });
         // fall through: treat as unreachable
       }
     }
