@@ -157,7 +157,20 @@ const defaultIo: CliIo = {
   env: process.env,
 };
 
+/**
+ * Node opens its inspector on 127.0.0.1:9229 at SIGUSR1 unless the process listens for the signal, and the
+ * inspector runs any code in the process (which holds DATABASE_URL and the admin token) for whoever can
+ * reach that port. Installed once per process, before any command runs.
+ */
+let inspectorSignalIgnored = false;
+function ignoreInspectorSignal(): void {
+  if (inspectorSignalIgnored) return;
+  inspectorSignalIgnored = true;
+  process.on('SIGUSR1', () => undefined);
+}
+
 export async function main(argv: string[], io: CliIo = defaultIo): Promise<number> {
+  ignoreInspectorSignal();
   let parsed;
   try {
     parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });

@@ -140,15 +140,18 @@ export async function viewStatus(db: pg.ClientBase | pg.Pool): Promise<StatusRow
 
 /**
  * A text safe to print on a terminal: control characters (in a view name or an error text they could move
- * the cursor or rewrite the screen) become \uXXXX escapes.
+ * the cursor or rewrite the screen), format characters (bidirectional overrides and isolates, U+202A-U+202E
+ * and U+2066-U+2069, which make a name read otherwise than it is; zero-width characters) and the line and
+ * paragraph separators become \uXXXX escapes.
  */
 export function printable(text: string): string {
-  return text.replace(
-    // eslint-disable-next-line no-control-regex
-    /[\u0000-\u001f\u007f-\u009f]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
-  );
+  return text.replace(UNPRINTABLE, (c) => {
+    const code = c.codePointAt(0)!;
+    return code > 0xffff ? `\\u{${code.toString(16)}}` : `\\u${code.toString(16).padStart(4, '0')}`;
+  });
 }
+
+const UNPRINTABLE = /[\p{Cc}\p{Cf}\u2028\u2029]/gu;
 
 /**
  * A plain-text table for `mvrefresh status`. TARGET and BUDGET are the view's own or the defaults given;
