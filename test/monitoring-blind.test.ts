@@ -110,6 +110,28 @@ describe('monitoring that says when it cannot see', () => {
   });
 });
 
+describe('a dropped trigger on a table the daemon does not own', () => {
+  it('names once, at error level, which role must run what to repair it, not at every check', async () => {
+    await db.sql.query('DROP TRIGGER mvrefresh_mark ON orders');
+    const named = () => d.logs.filter((l) => l['event'] === 'trigger_repair_forbidden');
+    for (let i = 0; i < 3; i += 1) {
+      const checks = d.logs.filter((l) => l['event'] === 'source_drift').length;
+      d.running.driftChecker.check('interval');
+      await waitFor('a drift check to report the missing trigger', () =>
+        d.logs.filter((l) => l['event'] === 'source_drift').length > checks ? true : undefined,
+      );
+    }
+    expect(named()).toHaveLength(1);
+    expect(named()[0]).toMatchObject({
+      level: 'error',
+      view: 'public.monthly_product_sales',
+      err: expect.stringMatching(/permission denied/),
+      action: expect.stringMatching(/mvrefresh watch public\.monthly_product_sales` again as the DDL role/),
+    });
+    await db.sql.query("SELECT mvrefresh.watch('monthly_product_sales')");
+  });
+});
+
 describe('failures that cannot be recorded', () => {
   it('are counted (mvrefresh_failure_records_failed_total) when new connections are read-only', async () => {
     // the other daemon, whose sessions are older than the setting, would record its own failures
