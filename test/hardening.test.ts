@@ -32,7 +32,7 @@ describe('a tiny refresh budget', () => {
       out: () => undefined,
       err: (s: string) => err.push(s),
       env: { DATABASE_URL: DB },
-    } );
+    });
     expect(code).not.toBe(0);
     expect(err.join('\n')).toMatch(/--refresh-budget must be a share from 0\.001 \(0\.1%\) to 1/);
   });
@@ -73,6 +73,7 @@ describe('printable()', () => {
       'public.\u202Egnp.exe\u202C \u2066x\u2069 \u200B\u200F\u061C\uFEFF\u2028\u2029\u0007\u001b[2J\u009b';
     const shown = printable(hostile);
     expect(shown).not.toMatch(
+      // eslint-disable-next-line no-control-regex
       /[\u202A-\u202E\u2066-\u2069\u200B-\u200F\u061C\uFEFF\u2028\u2029\u0000-\u001f\u007f-\u009f]/,
     );
     expect(shown).toContain('\\u202e');
