@@ -52,10 +52,14 @@ export function flood(
   );
 }
 
-/** One probe as a kubelet sends it: a new connection, a 1 s timeout; the status, or 0 for no answer. */
-export function probe(port: number, path: string, timeoutMs = 1000): Promise<number> {
+/**
+ * One probe as a kubelet sends it: a new connection, a 1 s timeout; the status, or 0 for no answer. `from`:
+ * the local address to send it from (another client than a flooder on 127.0.0.1).
+ */
+export function probe(port: number, path: string, timeoutMs = 1000, from?: string): Promise<number> {
   return new Promise((resolve) => {
-    const req = request({ host: '127.0.0.1', port, path, agent: false, timeout: timeoutMs }, (res) => {
+    const options = { host: '127.0.0.1', port, path, agent: false, timeout: timeoutMs };
+    const req = request(from ? { ...options, localAddress: from } : options, (res) => {
       res.resume();
       res.on('end', () => resolve(res.statusCode ?? 0));
       res.on('close', () => resolve(0));
