@@ -29,17 +29,19 @@ LABEL org.opencontainers.image.title="mvrefresh" \
 WORKDIR /app
 ENV NODE_ENV=production \
     MVREFRESH_HTTP_HOST=0.0.0.0 \
-    MVREFRESH_HTTP_PORT=9187
+    MVREFRESH_HTTP_PORT=9187 \
+    MVREFRESH_PROBE_PORT=9188
 COPY --from=prod-deps /app/node_modules ./node_modules
 COPY --from=build /app/dist/src ./dist/src
 COPY package.json ./
 COPY migrations ./migrations
 COPY config ./config
 USER nonroot
-EXPOSE 9187
-# distroless has no shell and no curl: node itself probes the health endpoint
+EXPOSE 9187 9188
+# distroless has no shell and no curl: node itself probes the health endpoint, on the probe port, which a
+# flood of the HTTP port cannot take
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
-  CMD ["/nodejs/bin/node", "-e", "fetch('http://127.0.0.1:'+(process.env.MVREFRESH_HTTP_PORT||9187)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+  CMD ["/nodejs/bin/node", "-e", "fetch('http://127.0.0.1:'+(process.env.MVREFRESH_PROBE_PORT||9188)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # node is PID 1 and handles SIGTERM / SIGINT itself (graceful stop, second signal exits at once)
 ENTRYPOINT ["/nodejs/bin/node", "dist/src/bin.js"]
 CMD ["run"]

@@ -22,7 +22,7 @@ import { grantsSql, resolveTargets } from './commands/grants.js';
 import { sweepInterval, viewDefaults } from './config.js';
 import { listenDelivers } from './db/listen-probe.js';
 import { formatDelivery } from './commands/delivery.js';
-import { parseDuration, parseShare } from './duration.js';
+import { MIN_REFRESH_BUDGET, parseDuration, parseShare } from './duration.js';
 
 /**
  * Exit codes: 0 done, 1 the operation failed, 2 the command line is wrong. `run` adds its own (RunExit):
@@ -113,8 +113,10 @@ function parseBudget(values: Values): number | undefined {
   const raw = values['refresh-budget'];
   if (raw === undefined) return undefined;
   const share = parseShare(raw);
-  if (share === undefined)
-    throw new UsageError(`--refresh-budget must be a share above 0 and at most 1 (0.2 or 20%), got "${raw}"`);
+  if (share === undefined || share < MIN_REFRESH_BUDGET)
+    throw new UsageError(
+      `--refresh-budget must be a share from ${MIN_REFRESH_BUDGET} (${MIN_REFRESH_BUDGET * 100}%) to 1 (0.2 or 20%), got "${raw}"`,
+    );
   return share;
 }
 
@@ -174,7 +176,20 @@ const defaultIo: CliIo = {
   env: process.env,
 };
 
+/**
+ * Node opens its inspector on 127.0.0.1:9229 at SIGUSR1 unless the process listens for the signal, and the
+ * inspector runs any code in the process (which holds DATABASE_URL and the admin token) for whoever can
+ * reach that port. Installed once per process, before any command runs.
+ */
+let inspectorSignalIgnored = false;
+function ignoreInspectorSignal(): void {
+  if (inspectorSignalIgnored) return;
+  inspectorSignalIgnored = true;
+  process.on('SIGUSR1', () => undefined);
+}
+
 export async function main(argv: string[], io: CliIo = defaultIo): Promise<number> {
+  ignoreInspectorSignal();
   let parsed;
   try {
     parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });

@@ -1,7 +1,10 @@
 import convict from 'convict';
 import { readFileSync, statSync } from 'node:fs';
 import { connectionStringProblem, isPostgresUrl, redactUrl } from './db/url.js';
-import { parseDuration, parseShare } from './duration.js';
+import { MIN_REFRESH_BUDGET, parseDuration, parseShare } from './duration.js';
+
+/** http.probePort's default: the HTTP port + 1, or any free port when that is 0. */
+const PROBE_PORT_AUTO = 'auto';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -40,6 +43,16 @@ convict.addFormat({
       );
   },
   coerce: (v: unknown) => String(v),
+});
+
+convict.addFormat({
+  name: 'probe-port',
+  validate(value: unknown) {
+    if (value === PROBE_PORT_AUTO) return;
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 65535)
+      throw new Error(`must be a port from 0 to 65535, or "${PROBE_PORT_AUTO}" (http.port + 1)`);
+  },
+  coerce: (v: unknown) => (typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v) : v),
 });
 
 convict.addFormat({
@@ -95,8 +108,10 @@ convict.addFormat({
 convict.addFormat({
   name: 'share',
   validate(value: unknown) {
-    if (typeof value !== 'number' || !(value > 0 && value <= 1))
-      throw new Error('must be a share of time above 0 and at most 1: "0.2" or "20%"');
+    if (typeof value !== 'number' || !(value >= MIN_REFRESH_BUDGET && value <= 1))
+      throw new Error(
+        `must be a share of time from ${MIN_REFRESH_BUDGET} (${MIN_REFRESH_BUDGET * 100}%) to 1: "0.2" or "20%"`,
+      );
   },
   coerce: (v: unknown) => (typeof v === 'string' ? (parseShare(v) ?? v) : v),
 });
@@ -130,6 +145,12 @@ export const schema = {
       default: 9187,
       env: 'MVREFRESH_HTTP_PORT',
     },
+    probePort: {
+      doc: 'Port of /healthz and /readyz alone, for liveness and readiness probes: its own connections, header timeouts and per-client caps, so that no flood of the HTTP port can lock the probes out. "auto": http.port + 1 (any free port when http.port is 0).',
+      format: 'probe-port',
+      default: PROBE_PORT_AUTO as string | number,
+      env: 'MVREFRESH_PROBE_PORT',
+    },
     adminToken: {
       doc: 'Bearer token that enables POST /views/<id>/refresh and full error texts on /views; surrounding whitespace is ignored. Empty: no endpoint changes state.',
       format: 'admin-token',
@@ -142,6 +163,12 @@ export const schema = {
       format: 'count',
       default: 1000,
       env: 'MVREFRESH_HTTP_MAX_CONNECTIONS',
+    },
+    maxConnectionsPerClient: {
+      doc: 'Open HTTP connections at once from one address; more are closed on accept, so that one client cannot hold every connection.',
+      format: 'count',
+      default: 100,
+      env: 'MVREFRESH_HTTP_MAX_CONNECTIONS_PER_CLIENT',
     },
   },
   logLevel: {
@@ -269,8 +296,11 @@ export interface Config {
   readonly http: {
     readonly host: string;
     readonly port: number;
+    /** Resolved: never "auto". */
+    readonly probePort: number;
     readonly adminToken: string;
     readonly maxConnections: number;
+    readonly maxConnectionsPerClient: number;
   };
   readonly logLevel: LogLevel;
   readonly maxStalenessMs: number;
@@ -367,11 +397,30 @@ export function loadConfig(options: LoadOptions = {}): Config {
   const config = conf.getProperties() as Config;
   (config.http as { adminToken: string }).adminToken = config.http.adminToken.trim();
   if (config.listenUrl === '') (config as { listenUrl: string }).listenUrl = config.databaseUrl;
+  const probePort = resolveProbePort(config.http.port, config.http.probePort as number | string);
+  (config.http as { probePort: number }).probePort = probePort;
   if (config.listener.heartbeatTimeoutMs >= config.listener.heartbeatIntervalMs)
     throw new ConfigError(
       `invalid configuration: listener.heartbeatTimeoutMs (${config.listener.heartbeatTimeoutMs}) must be below listener.heartbeatIntervalMs (${config.listener.heartbeatIntervalMs})`,
     );
   return deepFreeze(structuredClone(config));
+}
+
+function resolveProbePort(port: number, probePort: number | string): number {
+  if (probePort === PROBE_PORT_AUTO) {
+    if (port === 0) return 0;
+    if (port + 1 > 65535)
+      throw new ConfigError(
+        `invalid configuration: http.probePort "${PROBE_PORT_AUTO}" would be ${port + 1}; set a port`,
+      );
+    return port + 1;
+  }
+  const resolved = probePort as number;
+  if (resolved !== 0 && resolved === port)
+    throw new ConfigError(
+      `invalid configuration: http.probePort (${resolved}) must differ from http.port: the probes need a port of their own`,
+    );
+  return resolved;
 }
 
 function retiredMessage(r: (typeof RETIRED)[number], where: string): string {

@@ -11,6 +11,12 @@ export function parseDuration(text: string): number | undefined {
   return Number.isFinite(ms) ? Math.round(ms) : undefined;
 }
 
+/**
+ * The smallest refresh budget: below it the interval between a view's refreshes (cost / budget) is beyond
+ * any useful staleness (a 10 ms refresh at 0.1% runs every 10 s), and a tiny one overflows timers.
+ */
+export const MIN_REFRESH_BUDGET = 0.001;
+
 /** A share of time from "0.2" or "20%"; undefined unless it is more than 0 and at most 1. */
 export function parseShare(text: string): number | undefined {
   const m = /^\s*(\d+(?:\.\d+)?)\s*(%)?\s*$/.exec(text);

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli, type Proc } from './support/cli.js';
 import { useTestDatabase } from './support/db.js';
-import { flood, halfOpen, probe } from './support/flood.js';
+import { flood, halfOpen, halfOpenFlood, probe, type FloodResult } from './support/flood.js';
 import { INSERT_ORDER, SHOP_SQL } from './support/shop.js';
 import { delay, waitFor } from './support/wait.js';
 
@@ -15,7 +15,13 @@ beforeAll(async () => {
 });
 
 async function startFloodTarget() {
-  p = runCli(['run'], { DATABASE_URL: db.url, MVREFRESH_DEBOUNCE_MS: '50', MVREFRESH_MAX_WAIT_MS: '200' });
+  // one address, 1 000 keep-alive clients: the bulk gate is what this measures, not the per-client cap
+  p = runCli(['run'], {
+    DATABASE_URL: db.url,
+    MVREFRESH_DEBOUNCE_MS: '50',
+    MVREFRESH_MAX_WAIT_MS: '200',
+    MVREFRESH_HTTP_MAX_CONNECTIONS_PER_CLIENT: '1000',
+  });
   const started = await waitFor('the daemon to start', () =>
     p.events().find((e) => e['event'] === 'started'),
   );
@@ -41,7 +47,8 @@ describe('an HTTP flood', () => {
     for (let i = 0; i < 24; i += 1) {
       await db.sql.query(INSERT_ORDER);
       const t = Date.now();
-      probes.push(await probe(port, '/readyz'));
+      // another client than the flooder: one address may hold every connection here (see below)
+      probes.push(await probe(port, '/readyz', 1000, '127.0.0.2'));
       latencies.push(Date.now() - t);
       await delay(250);
     }
@@ -53,6 +60,63 @@ describe('an HTTP flood', () => {
     const warnings = p.events().filter((e) => (e['level'] as number) >= 40);
     expect(warnings.length, JSON.stringify(warnings.slice(0, 5))).toBeLessThan(10);
     expect(p.events().filter((e) => e['event'] === 'sweep_failed')).toEqual([]);
+  });
+});
+
+describe('a flood of half-open requests that re-open as they are closed', () => {
+  let d: Proc;
+  let ports: { port: number; probePort: number };
+  beforeAll(async () => {
+    d = runCli(['run'], { DATABASE_URL: db.url });
+    const started = await waitFor('the daemon to start', () =>
+      d.events().find((e) => e['event'] === 'started'),
+    );
+    ports = { port: started['port'] as number, probePort: started['probePort'] as number };
+  });
+  afterAll(async () => {
+    d?.child.kill('SIGTERM');
+    await d?.exit;
+  });
+
+  /** Probes /healthz and /readyz in turn until the flood ends; the statuses by path. */
+  async function probeDuring(flooding: Promise<FloodResult>, port: number) {
+    let done = false;
+    void flooding.finally(() => (done = true));
+    const answers: Record<string, number[]> = { '/healthz': [], '/readyz': [] };
+    await delay(1500);
+    for (let i = 0; !done && i < 40; i += 1) {
+      const path = i % 2 === 0 ? '/healthz' : '/readyz';
+      answers[path]!.push(await probe(port, path));
+      await delay(150);
+    }
+    const result = await flooding;
+    // the flood held its 1 050 sockets and re-opened those the server closed
+    expect(result.opened).toBeGreaterThanOrEqual(1050);
+    return answers;
+  }
+  const okShare = (statuses: number[]) => statuses.filter((s) => s === 200).length / statuses.length;
+
+  it('cannot lock the probe port out: /healthz and /readyz answer while 1 050 sockets hold the HTTP port', async () => {
+    const answers = await probeDuring(halfOpenFlood(ports.port, 1050, 8), ports.probePort);
+    console.log(JSON.stringify(answers));
+    expect(answers['/healthz']!.length).toBeGreaterThanOrEqual(5);
+    expect(answers['/readyz']!.length).toBeGreaterThanOrEqual(5);
+    expect(okShare(answers['/healthz']!)).toBeGreaterThanOrEqual(0.9);
+    expect(okShare(answers['/readyz']!)).toBeGreaterThanOrEqual(0.9);
+  });
+
+  it('cannot lock the probe port out when the flood is sent to the probe port itself from another address', async () => {
+    const answers = await probeDuring(halfOpenFlood(ports.probePort, 1050, 8, '127.0.0.2'), ports.probePort);
+    console.log(JSON.stringify(answers));
+    expect(okShare(answers['/healthz']!)).toBeGreaterThanOrEqual(0.9);
+    expect(okShare(answers['/readyz']!)).toBeGreaterThanOrEqual(0.9);
+  });
+
+  it('leaves the HTTP port to other clients: one address holds at most its per-client share', async () => {
+    const answers = await probeDuring(halfOpenFlood(ports.port, 1050, 8, '127.0.0.2'), ports.port);
+    console.log(JSON.stringify(answers));
+    expect(okShare(answers['/healthz']!)).toBeGreaterThanOrEqual(0.9);
+    expect(okShare(answers['/readyz']!)).toBeGreaterThanOrEqual(0.9);
   });
 });
 

@@ -36,7 +36,8 @@ describe('the Dockerfile', () => {
     expect(last('USER')).toBeTruthy();
     expect(JSON.parse(last('ENTRYPOINT'))).toEqual(['/nodejs/bin/node', 'dist/src/bin.js']);
     expect(JSON.parse(last('CMD'))).toEqual(['run']);
-    expect(last('EXPOSE')).toBe(String(defaults['http.port']));
+    expect(last('EXPOSE')).toBe(`${defaults['http.port']} ${Number(defaults['http.port']) + 1}`);
+    expect(last('HEALTHCHECK')).toContain('MVREFRESH_PROBE_PORT');
     expect(last('HEALTHCHECK')).toContain('/healthz');
     expect(last('HEALTHCHECK')).not.toMatch(/curl|wget/);
     expect(lines.filter(([k]) => k === 'FROM').length).toBeGreaterThanOrEqual(3);
@@ -136,6 +137,9 @@ describe('the Kubernetes example', () => {
     const port = Number(env['MVREFRESH_HTTP_PORT'] ?? defaults['http.port']);
     expect(sidecar.ports[0]!.containerPort).toBe(port);
     expect(sidecar.readinessProbe.httpGet.path).toBe('/readyz');
+    // the probes use the probe port, which a flood of the HTTP port cannot take
+    expect(sidecar.readinessProbe.httpGet.port).toBe('mvrefresh-probe');
+    expect(sidecar.livenessProbe.httpGet.port).toBe('mvrefresh-probe');
     expect(sidecar.livenessProbe.httpGet.path).toBe('/healthz');
     expect(Number(deployment.spec.template.metadata.annotations['prometheus.io/port'])).toBe(port);
     const grace = Number(env['MVREFRESH_SHUTDOWN_GRACE_MS'] ?? defaults['shutdownGraceMs']);

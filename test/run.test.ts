@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { runCli as run } from './support/cli.js';
 import { useTestDatabase } from './support/db.js';
@@ -102,6 +103,32 @@ describe('mvrefresh run', () => {
         .events()
         .find((e) => e['event'] === 'signal' && e['signal'] === 'SIGHUP' && e['action'] === 'ignored'),
     );
+    expect(p.child.exitCode).toBeNull();
+    p.child.kill('SIGTERM');
+    expect((await p.exit).code).toBe(0);
+  });
+
+  it('keeps the Node inspector closed on SIGUSR1: nothing listens on 9229, the daemon runs on', async () => {
+    const inspectorAnswers = () =>
+      new Promise<boolean>((resolve) => {
+        const s = connect(9229, '127.0.0.1', () => {
+          s.destroy();
+          resolve(true);
+        });
+        s.on('error', () => resolve(false));
+      });
+    // another process of the machine may use the port: then this test cannot tell
+    if (await inspectorAnswers()) return;
+    const p = run(['run'], { DATABASE_URL: db.url });
+    await waitFor('the daemon to start', () => p.events().find((e) => e['event'] === 'started'));
+    p.child.kill('SIGUSR1');
+    await waitFor('the SIGUSR1 line', () =>
+      p
+        .events()
+        .find((e) => e['event'] === 'signal' && e['signal'] === 'SIGUSR1' && e['action'] === 'ignored'),
+    );
+    expect(await inspectorAnswers()).toBe(false);
+    expect(p.text()).not.toMatch(/Debugger listening/);
     expect(p.child.exitCode).toBeNull();
     p.child.kill('SIGTERM');
     expect((await p.exit).code).toBe(0);

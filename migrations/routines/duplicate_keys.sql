@@ -1,9 +1,12 @@
 -- Why REFRESH ... CONCURRENTLY failed with 21000 ("new data ... contains duplicate rows without any null
--- columns", which names no row): the first p_limit key values that the view's query returns more than
--- once, grouped by the columns of a unique index that CONCURRENTLY could use, as text for the failure
--- record: ' (duplicated keys: (region)=(eu) 2 times, ...)'. The query is the view's own definition, so it
--- costs about what the failed refresh did, once per failure. Values are cut to 60 characters. Returns ''
--- when nothing is found or the query fails: the original error stays what is recorded.
+-- columns", which names no row): the columns of the unique index that CONCURRENTLY could use, how many
+-- distinct key values the view's query returns more than once, and the most times one is returned, as text
+-- for the failure record: ' (duplicated keys on (region): 2 key values repeated, up to 3 times)'. Never a
+-- value: the failure record is shown to whoever reads mvrefresh.status or the daemon's unauthenticated
+-- /views, who may not read the view; the operator finds the values with the GROUP BY the text names. The
+-- query is the view's own definition, so it costs about what the failed refresh did, once per failure.
+-- p_limit is kept for the signature and unused. Returns '' when nothing is found or the query fails: the
+-- original error stays what is recorded.
 CREATE OR REPLACE FUNCTION mvrefresh.duplicate_keys(p_view regclass, p_limit integer DEFAULT 5)
     RETURNS text
     LANGUAGE plpgsql
@@ -11,7 +14,8 @@ CREATE OR REPLACE FUNCTION mvrefresh.duplicate_keys(p_view regclass, p_limit int
 AS $$
 DECLARE
     cols text;
-    found text;
+    repeated bigint;
+    most bigint;
 BEGIN
     SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY k.ord) INTO cols
       FROM (SELECT i.indkey FROM pg_index i
@@ -23,12 +27,16 @@ BEGIN
     IF cols IS NULL THEN
         RETURN '';
     END IF;
-    EXECUTE format('SELECT string_agg(format(''(%%s)=%%s %%s times'', %L, left(k::text, 60), n), '', '')
-                      FROM (SELECT ROW(%s) AS k, count(*) AS n FROM (%s) q
-                             GROUP BY %s HAVING count(*) > 1 LIMIT %s) d',
-                   cols, cols, rtrim(pg_get_viewdef(p_view), '; ' || chr(10)), cols, p_limit)
-       INTO found;
-    RETURN COALESCE(' (duplicated keys: ' || found || ')', '');
+    -- pg_get_viewdef() qualifies every name that the pinned search_path does not show
+    EXECUTE format('SELECT count(*), max(n)
+                      FROM (SELECT count(*) AS n FROM (%s) q GROUP BY %s HAVING count(*) > 1) d',
+                   rtrim(pg_get_viewdef(p_view), '; ' || chr(10)), cols)
+       INTO repeated, most;
+    IF repeated IS NULL OR repeated = 0 THEN
+        RETURN '';
+    END IF;
+    RETURN format(' (duplicated keys on (%s): %s key %s repeated, up to %s times; GROUP BY %s HAVING count(*) > 1 on the view''s query lists them)',
+                  cols, repeated, CASE WHEN repeated = 1 THEN 'value' ELSE 'values' END, most, cols);
 EXCEPTION WHEN OTHERS THEN
     RETURN '';
 END

@@ -8,7 +8,7 @@ import { retryOnLockTimeout } from '../db/lock-retry.js';
 import { describeConflict, formatMs, minInterval } from '../daemon/plan.js';
 import { CLEAR_LOCK, LockHeldError, clearLockHolders, lockHolders } from '../db/lock-holders.js';
 import { SqlState, isPgError } from '../db/errors.js';
-import { WATCH_LOCK_KEY } from '../db/protocol.js';
+import { CHANNEL, VIEWS_CHANGED, WATCH_LOCK_KEY } from '../db/protocol.js';
 import { loadStatus, type StatusRow } from '../db/status.js';
 
 export interface WatchOptions {
@@ -78,7 +78,17 @@ export async function watchView(db: pg.ClientBase, name: string, opts: WatchOpti
       ]),
     ),
   );
+  await announceViewsChanged(db);
   return rows[0]!.report;
+}
+
+/**
+ * Tells running daemons that the views or their settings changed (after the change committed, so that
+ * their reload sees it): they reload at once instead of at their next sweep. A lost notification costs
+ * only that wait, so a failure here is not the command's.
+ */
+async function announceViewsChanged(db: pg.ClientBase): Promise<void> {
+  await db.query(sql.notify, [CHANNEL, VIEWS_CHANGED]).catch(() => undefined);
 }
 
 export async function unwatchView(
@@ -95,6 +105,7 @@ export async function unwatchView(
       ]),
     ),
   );
+  await announceViewsChanged(db);
   return rows[0]!.report;
 }
 
@@ -108,6 +119,7 @@ export async function unwatchAll(
       db.query<{ report: { id: number; view: string; tables: string[] }[] }>(sql.unwatchAll),
     ),
   );
+  await announceViewsChanged(db);
   return rows[0]!.report;
 }
 
@@ -137,15 +149,18 @@ export async function viewStatus(db: pg.ClientBase | pg.Pool): Promise<StatusRow
 
 /**
  * A text safe to print on a terminal: control characters (in a view name or an error text they could move
- * the cursor or rewrite the screen) become \uXXXX escapes.
+ * the cursor or rewrite the screen), format characters (bidirectional overrides and isolates, U+202A-U+202E
+ * and U+2066-U+2069, which make a name read otherwise than it is; zero-width characters) and the line and
+ * paragraph separators become \uXXXX escapes.
  */
 export function printable(text: string): string {
-  return text.replace(
-    // eslint-disable-next-line no-control-regex
-    /[\u0000-\u001f\u007f-\u009f]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
-  );
+  return text.replace(UNPRINTABLE, (c) => {
+    const code = c.codePointAt(0)!;
+    return code > 0xffff ? `\\u{${code.toString(16)}}` : `\\u${code.toString(16).padStart(4, '0')}`;
+  });
 }
+
+const UNPRINTABLE = /[\p{Cc}\p{Cf}\u2028\u2029]/gu;
 
 /**
  * A plain-text table for `mvrefresh status`. TARGET and BUDGET are the view's own or the defaults given;

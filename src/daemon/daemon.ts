@@ -36,6 +36,12 @@ const CONTROL_STATEMENT_TIMEOUT_MS = 30_000;
 const CLIENT_TIMEOUT_MARGIN_MS = 15_000;
 /** One status query and one ping of the HTTP endpoints in flight (SharedResult). */
 const HTTP_POOL_SIZE = 2;
+/**
+ * The HTTP endpoints' statements: a status read behind a lock on view_state fails within this rather than
+ * holding one of the two connections, so that /readyz and /metrics say they cannot read the state.
+ */
+const HTTP_LOCK_TIMEOUT_MS = 1000;
+const HTTP_STATEMENT_TIMEOUT_MS = 5000;
 /** A view found busy this long (no refresh takes a lock that long between cycles) is named at warn level. */
 const BUSY_WARN_MS = 10_000;
 const STARTUP_RETRY_BASE_MS = 500;
@@ -55,6 +61,8 @@ const HOPELESS = new Set<string>([
 
 export interface Running {
   port: number;
+  /** The port of /healthz and /readyz alone. */
+  probePort: number;
   refresher: Refresher;
   scheduler: Scheduler;
   listener: Listener;
@@ -140,11 +148,11 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       connectionString: config.databaseUrl,
       applicationName: AppName.http,
       max: HTTP_POOL_SIZE,
-      settings: usable(
-        startupSettings,
-        sessionSettings(serverVersion, { statementTimeoutMs: CONTROL_STATEMENT_TIMEOUT_MS }),
-      ),
-      queryTimeoutMs: CONTROL_STATEMENT_TIMEOUT_MS + CLIENT_TIMEOUT_MARGIN_MS,
+      settings: usable(startupSettings, {
+        ...sessionSettings(serverVersion, { statementTimeoutMs: HTTP_STATEMENT_TIMEOUT_MS }),
+        lock_timeout: `${HTTP_LOCK_TIMEOUT_MS}ms`,
+      }),
+      queryTimeoutMs: HTTP_STATEMENT_TIMEOUT_MS + CLIENT_TIMEOUT_MARGIN_MS,
       onError: onPoolError,
     });
     this.releasers.add('http pool', () => httpPool.end());
@@ -248,7 +256,15 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       for (const id of readers) scheduler.schedule(id, 'notify');
     });
     listener.on('schema', () => void schemaWatch.check());
-    listener.on('ddl', () => driftChecker.check('ddl'));
+    listener.on('ddl', ({ coalesced }) => {
+      metrics.notifications.inc({ kind: 'ddl' }, coalesced);
+      driftChecker.check('ddl');
+    });
+    // watch or unwatch committed: the views' list and settings now, not at the next sweep
+    listener.on('reload', ({ coalesced }) => {
+      metrics.notifications.inc({ kind: 'reload' }, coalesced);
+      sweeper.sweep('views_changed');
+    });
     // the views' sources changed: reload them (table notifications are mapped through them) and sweep
     driftChecker.on('drift', () => sweeper.sweep('drift'));
     schemaWatch.on('incompatible', ({ message, state, knownVersion }) => {
@@ -324,8 +340,10 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     const http = new HttpServer({
       host: config.http.host,
       port: config.http.port,
+      probePort: config.http.probePort,
       adminToken: config.http.adminToken,
       maxConnections: config.http.maxConnections,
+      maxConnectionsPerClient: config.http.maxConnectionsPerClient,
       pool: httpPool,
       listener,
       scheduler,
@@ -336,11 +354,13 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       undeliveredReason,
     });
     let port: number;
+    let probePort: number;
     try {
-      port = await http.start();
+      ({ port, probePort } = await http.start());
     } catch (err) {
+      await http.stop();
       throw new StartupError(
-        `cannot listen on ${config.http.host}:${config.http.port}: ${describeError(err)}`,
+        `cannot listen on ${config.http.host}:${config.http.port} (probes: ${config.http.probePort}): ${describeError(err)}`,
       );
     }
     this.releasers.add('http', () => http.stop());
@@ -355,6 +375,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       {
         event: 'started',
         port,
+        probePort,
         views: scheduler.viewCount,
         concurrency: config.concurrency,
         maxStalenessMs: config.maxStalenessMs,
@@ -362,7 +383,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       },
       'mvrefresh running',
     );
-    return { port, refresher, scheduler, listener, sweeper, metrics, driftChecker };
+    return { port, probePort, refresher, scheduler, listener, sweeper, metrics, driftChecker };
   }
 
   /**

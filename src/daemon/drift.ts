@@ -68,6 +68,17 @@ const BYPASS_KINDS: ReadonlySet<DriftKind> = new Set<DriftKind>([
   'unmarked_truncate',
 ]);
 
+/** A change check_drift() reports when sync_table_triggers() was refused (insufficient_privilege). */
+const FORBIDDEN_REPAIR = /^triggers not brought in line: permission denied/;
+
+/**
+ * Who must do what when the daemon's role may not create a trigger. It holds no TRIGGER privilege on
+ * purpose: a role with TRIGGER on a table can make every writer of it run a function of its choosing.
+ */
+export function repairAction(view: string): string {
+  return `run \`mvrefresh watch ${view}\` again as the DDL role of \`mvrefresh grants\` (it holds TRIGGER on the watched tables), which recreates the trigger; until then the view is refreshed at every drift check`;
+}
+
 export function driftKind(change: string): DriftKind {
   if (change.startsWith('source added')) return 'source_added';
   if (change.startsWith('source removed')) return 'source_removed';
@@ -93,6 +104,8 @@ export class DriftChecker extends EventEmitter<DriftCheckerEvents> {
   private stopped = true;
   private failures = 0;
   private lastError: string | undefined;
+  /** Views whose trigger repair this role may not make, already named at error level. */
+  private readonly forbiddenRepairs = new Set<number>();
 
   constructor(private readonly opts: DriftCheckerOptions) {
     super();
@@ -157,8 +170,23 @@ export class DriftChecker extends EventEmitter<DriftCheckerEvents> {
       for (const d of drifts) {
         const kinds = d.changes.map(driftKind);
         for (const kind of kinds) metrics.sourceDrift.inc({ view: d.view, kind });
-        // a partition lifecycle is routine (info); a trigger found broken or bypassed is not (warn)
-        const level = kinds.some((k) => BYPASS_KINDS.has(k)) ? 'warn' : 'info';
+        const forbidden = d.changes.find((c) => FORBIDDEN_REPAIR.test(c));
+        if (forbidden && !this.forbiddenRepairs.has(d.viewId)) {
+          this.forbiddenRepairs.add(d.viewId);
+          logger.error(
+            {
+              event: 'trigger_repair_forbidden',
+              viewId: d.viewId,
+              view: d.view,
+              err: forbidden,
+              action: repairAction(d.view),
+            },
+            `${d.view}: a trigger is missing and this role may not recreate it: ${repairAction(d.view)}`,
+          );
+        } else if (!forbidden) this.forbiddenRepairs.delete(d.viewId);
+        // a partition lifecycle is routine (info); a trigger found broken or bypassed is not (warn), unless
+        // its repair is forbidden and was named already: then every check would repeat the same line
+        const level = forbidden ? 'debug' : kinds.some((k) => BYPASS_KINDS.has(k)) ? 'warn' : 'info';
         logger[level](
           {
             event: 'source_drift',

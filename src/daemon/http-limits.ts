@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { ServerOptions, Server } from 'node:http';
+import type { IncomingMessage, ServerOptions, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 
 /**
@@ -45,7 +45,20 @@ export function effectiveMaxConnections(configured: number, limitsFile = '/proc/
   return Math.min(configured, Math.max(HTTP_LIMITS.minConnections, soft - HTTP_LIMITS.fdReserve));
 }
 
-/** Options for createServer(). */
+/** What the probe port (/healthz, /readyz only) allows: few, small, quick requests from few clients. */
+export const PROBE_LIMITS = {
+  /** A probe's request line and headers arrive at once; anything slower is a stalled client. */
+  headersTimeoutMs: 2000,
+  requestTimeoutMs: 3000,
+  keepAliveTimeoutMs: 1000,
+  maxHeaderSize: 4096,
+  /** Connections open at once on the probe port, and from one address (a kubelet sends one per probe). */
+  maxConnections: 64,
+  perClientConnections: 8,
+  checkIntervalMs: 500,
+} as const;
+
+/** Options for createServer() of the main port. */
 export const serverOptions: ServerOptions = {
   maxHeaderSize: HTTP_LIMITS.maxHeaderSize,
   requestTimeout: HTTP_LIMITS.requestTimeoutMs,
@@ -54,19 +67,66 @@ export const serverOptions: ServerOptions = {
   connectionsCheckingInterval: HTTP_LIMITS.checkIntervalMs,
 };
 
+/** Options for createServer() of the probe port. */
+export const probeServerOptions: ServerOptions = {
+  maxHeaderSize: PROBE_LIMITS.maxHeaderSize,
+  requestTimeout: PROBE_LIMITS.requestTimeoutMs,
+  headersTimeout: PROBE_LIMITS.headersTimeoutMs,
+  keepAliveTimeout: PROBE_LIMITS.keepAliveTimeoutMs,
+  connectionsCheckingInterval: PROBE_LIMITS.checkIntervalMs,
+};
+
+export interface ConnectionCaps {
+  /** Connections open at once (after effectiveMaxConnections()). */
+  total: number;
+  /** Connections open at once from one remote address. */
+  perClient: number;
+}
+
+interface OpenConnection {
+  client: string;
+  /** A request was received and is not answered yet. */
+  busy: boolean;
+}
+
 /**
- * The limits that are properties of the server rather than options of createServer(). maxConnections
- * (http.maxConnections, lowered by effectiveMaxConnections()) keeps file descriptors for the database.
+ * The limits that are properties of the server rather than options of createServer(). An address beyond
+ * its perClient connections has the newcomer refused: one client (a flood of half-open requests, slow or
+ * re-opening sockets) can hold no more than that. Beyond the total cap the newcomer is not simply refused,
+ * which would let a flood that holds every slot refuse every probe: first a request parked at the gate (a
+ * bulk client) gives its connection up (shedParked), else the oldest connection that has no request in
+ * progress (still sending its headers, or idle between keep-alive requests) is closed; only when every
+ * connection is answering a request is the newcomer refused.
  */
-export function applyLimits(server: Server, maxConnections: number, shed: () => boolean): void {
-  // not server.maxConnections, which refuses the newcomer: a flood that holds every slot would refuse
-  // every probe. Beyond the cap a request parked at the gate (a bulk client) gives its connection up;
-  // only when none is parked is the newcomer refused.
-  const open = new Set<Socket>();
+export function applyLimits(
+  server: Server,
+  caps: ConnectionCaps,
+  shedParked: () => boolean = () => false,
+): void {
+  const open = new Map<Socket, OpenConnection>();
+  const perClient = new Map<string, number>();
   server.on('connection', (socket: Socket) => {
-    open.add(socket);
-    socket.once('close', () => open.delete(socket));
-    if (open.size > maxConnections && !shed()) socket.destroy();
+    const client = socket.remoteAddress ?? '';
+    const fromClient = (perClient.get(client) ?? 0) + 1;
+    perClient.set(client, fromClient);
+    open.set(socket, { client, busy: false });
+    socket.once('close', () => {
+      open.delete(socket);
+      const left = (perClient.get(client) ?? 1) - 1;
+      if (left > 0) perClient.set(client, left);
+      else perClient.delete(client);
+    });
+    if (fromClient > caps.perClient) {
+      socket.destroy();
+      return;
+    }
+    if (open.size > caps.total && !shedParked() && !closeOldestIdle(open, socket)) socket.destroy();
+  });
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const conn = open.get(req.socket);
+    if (!conn) return;
+    conn.busy = true;
+    res.once('close', () => (conn.busy = false));
   });
   server.maxRequestsPerSocket = HTTP_LIMITS.maxRequestsPerSocket;
   // a client that sends garbage or stalls is answered by Node (400, 408, 431) and dropped; nothing is
@@ -76,4 +136,14 @@ export function applyLimits(server: Server, maxConnections: number, shed: () => 
       socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
     else socket.destroy();
   });
+}
+
+/** Closes the oldest connection (Map order is arrival order) with no request in progress; false if none. */
+function closeOldestIdle(open: Map<Socket, OpenConnection>, newcomer: Socket): boolean {
+  for (const [socket, conn] of open) {
+    if (socket === newcomer || conn.busy || socket.destroyed) continue;
+    socket.destroy();
+    return true;
+  }
+  return false;
 }

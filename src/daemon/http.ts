@@ -7,7 +7,14 @@ import { sql } from '../db/sql.js';
 import { describeError } from '../db/errors.js';
 import { withTimeout } from './timers.js';
 import { loadStatus, type StatusRow } from '../db/status.js';
-import { HTTP_LIMITS, applyLimits, effectiveMaxConnections, serverOptions } from './http-limits.js';
+import {
+  HTTP_LIMITS,
+  PROBE_LIMITS,
+  applyLimits,
+  effectiveMaxConnections,
+  probeServerOptions,
+  serverOptions,
+} from './http-limits.js';
 import { RequestGate } from './request-gate.js';
 import { LogThrottle } from './log-throttle.js';
 import { redactErrorText } from './redact.js';
@@ -35,8 +42,11 @@ const ERROR_LOG_INTERVAL_MS = 10_000;
 export interface HttpOptions {
   host: string;
   port: number;
+  /** The port of /healthz and /readyz alone (0: any free port). */
+  probePort: number;
   adminToken: string;
   maxConnections: number;
+  maxConnectionsPerClient: number;
   /**
    * Connections of the HTTP endpoints alone (two suffice: one status query and one ping in flight), so that
    * no request can take a connection that the sweep, failure records or shutdown's cancel need.
@@ -53,14 +63,23 @@ export interface HttpOptions {
   undeliveredReason: string;
 }
 
+/** The ports bound by start(). */
+export interface HttpPorts {
+  port: number;
+  probePort: number;
+}
+
 /**
- * One port for probes and scrapers: /healthz (process alive, event loop turning), /readyz (LISTEN up and
+ * Two ports. The probe port answers /healthz and /readyz alone, with its own connection caps and short
+ * header timeouts: a flood of the HTTP port (slow, half-open or re-opening sockets) holds none of its
+ * connections, and one client can hold only a few of them. The HTTP port serves probes and scrapers: /healthz (process alive, event loop turning), /readyz (LISTEN up and
  * database answering; `mode: degraded` while LISTEN does not deliver and refreshes wait for the sweep), /views (JSON), /metrics (Prometheus). Nothing changes state unless an admin token
  * is configured: then POST /views/<id>/refresh with `Authorization: Bearer <token>` queues a refresh, and
  * POST /views/<id>/pause and /resume pause and resume a view.
  */
 export class HttpServer {
   private server: Server | undefined;
+  private probeServer: Server | undefined;
   private loopTimer: NodeJS.Timeout | undefined;
   private lastTick = Date.now();
   private readonly status: SharedResult<StatusRow[]>;
@@ -85,9 +104,9 @@ export class HttpServer {
     }, STATUS_TTL_MS);
   }
 
-  /** Listens; resolves with the bound port. Fails when the port is taken. Idempotent. */
-  async start(): Promise<number> {
-    if (this.server) return (this.server.address() as AddressInfo).port;
+  /** Listens on both ports; resolves with the bound ports. Fails when a port is taken. Idempotent. */
+  async start(): Promise<HttpPorts> {
+    if (this.server && this.probeServer) return this.ports();
     this.loopTimer = setInterval(() => (this.lastTick = Date.now()), LOOP_TICK_MS);
     this.loopTimer.unref();
     const server = createServer(serverOptions, (req, res) => {
@@ -102,29 +121,52 @@ export class HttpServer {
         { event: 'http_connections_capped', configured: this.opts.maxConnections, maxConnections },
         'the file descriptor limit lowers the HTTP connection cap',
       );
-    applyLimits(server, maxConnections, () => this.bulkGate.shedOldest());
+    applyLimits(
+      server,
+      { total: maxConnections, perClient: Math.min(maxConnections, this.opts.maxConnectionsPerClient) },
+      () => this.bulkGate.shedOldest(),
+    );
     this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.opts.port, this.opts.host, () => {
-        server.off('error', reject);
-        resolve();
+    await listen(server, this.opts.port, this.opts.host);
+    const probeServer = createServer(probeServerOptions, (req, res) => {
+      this.handleProbe(req, res).catch((err: unknown) => {
+        this.logError('?', err);
+        res.destroy();
       });
     });
-    return (server.address() as AddressInfo).port;
+    applyLimits(probeServer, {
+      total: PROBE_LIMITS.maxConnections,
+      perClient: PROBE_LIMITS.perClientConnections,
+    });
+    this.probeServer = probeServer;
+    await listen(probeServer, this.opts.probePort, this.opts.host);
+    return this.ports();
+  }
+
+  private ports(): HttpPorts {
+    return {
+      port: (this.server?.address() as AddressInfo).port,
+      probePort: (this.probeServer?.address() as AddressInfo).port,
+    };
   }
 
   /** Closes the port and every open connection. Idempotent. */
   async stop(): Promise<void> {
     clearInterval(this.loopTimer);
     this.bulkGate.close();
-    const server = this.server;
+    const servers = [this.server, this.probeServer];
     this.server = undefined;
-    if (!server) return;
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
+    this.probeServer = undefined;
+    await Promise.all(
+      servers.map(
+        (server) =>
+          server &&
+          new Promise<void>((resolve) => {
+            server.close(() => resolve());
+            server.closeAllConnections();
+          }),
+      ),
+    );
   }
 
   /** Gauges are sampled at scrape time: queue state from memory, staleness from the database. */
@@ -136,7 +178,10 @@ export class HttpServer {
     metrics.listenerConnected.set(listener.connected ? 1 : 0);
     metrics.listenerDelivering.set(listener.delivering === false ? 0 : 1);
     const rows = await this.status.get().catch(() => undefined);
-    if (!rows) return;
+    // gauges read from the database: absent, not frozen, while it cannot be read, and said so
+    metrics.stateReadOk.set(rows ? 1 : 0);
+    const lastRead = this.status.lastSucceededAt;
+    if (lastRead !== undefined) metrics.stateLastReadTimestamp.set(lastRead / 1000);
     // every replica reports the database's truth; views no longer watched disappear
     metrics.staleness.reset();
     metrics.consecutiveFailures.reset();
@@ -147,6 +192,7 @@ export class HttpServer {
       metrics.achievableStaleness,
     ])
       g.reset();
+    if (!rows) return;
     for (const r of rows) {
       metrics.staleness.set({ view: r.view }, r.staleness_seconds);
       metrics.consecutiveFailures.set({ view: r.view }, r.consecutive_failures);
@@ -200,6 +246,25 @@ export class HttpServer {
     }
   }
 
+  /** The probe port: /healthz and /readyz, nothing else. */
+  private async handleProbe(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let path = '?';
+    try {
+      const parsed = requestPath(req.url);
+      if (parsed === undefined) return json(res, 400, { error: 'bad request target' });
+      path = parsed;
+      if (path !== '/healthz' && path !== '/readyz') return json(res, 404, { error: 'not found', path });
+      if (req.method !== 'GET' && req.method !== 'HEAD')
+        return json(res, 405, { error: 'method not allowed' });
+      if (path === '/healthz') return this.healthz(res);
+      return await this.readyz(res);
+    } catch (err) {
+      this.logError(path, err);
+      if (!res.headersSent) json(res, 503, { error: describeError(err) });
+      else res.end();
+    }
+  }
+
   private healthz(res: ServerResponse): void {
     const lag = Date.now() - this.lastTick;
     if (lag > STALL_LIMIT_MS) return json(res, 503, { status: 'stalled', eventLoopLagMs: lag });
@@ -218,6 +283,17 @@ export class HttpServer {
         reason: `the database does not answer: ${describeError(err)}`,
       });
     }
+    // the state cannot be read (privileges revoked, view_state locked): refreshes may go on, but neither
+    // /views nor the metrics can say how fresh the views are: ready, so that the application's pod stays
+    // in service, and degraded, with the reason (mvrefresh_state_read_ok is 0 for the alert)
+    this.status.get().catch(() => undefined);
+    const stateFailure = this.status.lastFailure;
+    if (stateFailure)
+      return json(res, 200, {
+        status: 'ready',
+        mode: 'degraded',
+        reason: `cannot read mvrefresh's state: ${describeError(stateFailure.error)}`,
+      });
     // refreshes still happen, on the sweep: ready, so that a rollout is not held up, but said plainly
     if (this.opts.listener.delivering === false)
       return json(res, 200, { status: 'ready', mode: 'degraded', reason: this.opts.undeliveredReason });
@@ -243,7 +319,7 @@ export class HttpServer {
           stalenessSeconds: r.staleness_seconds,
           lastDurationMs: r.last_duration_ms,
           lastOutcome: r.last_outcome,
-          lastError: full ? r.last_error : redactErrorText(r.last_error),
+          lastError: full ? r.last_error : redactErrorText(r.last_error, r.last_sqlstate),
           lastSqlstate: r.last_sqlstate,
           consecutiveFailures: r.consecutive_failures,
           nextAttemptAt: r.next_attempt_at,
@@ -315,6 +391,17 @@ export class HttpServer {
     const given = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
     return sameSecret(given, token);
   }
+}
+
+/** Binds the server; rejects when the port is taken. */
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
 }
 
 function round3(x: number): number {

@@ -1,4 +1,4 @@
-import { CHANNEL, DDL_CHANGED, SCHEMA_CHANGED } from '../db/protocol.js';
+import { CHANNEL, DDL_CHANGED, SCHEMA_CHANGED, VIEWS_CHANGED } from '../db/protocol.js';
 import { EventEmitter } from 'node:events';
 import { Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
@@ -11,6 +11,14 @@ import { backoffDelay } from './backoff.js';
 import { TimeoutError, withTimeout } from './timers.js';
 import { parseViewId } from './view-id.js';
 import { parseTableNotification } from './sources.js';
+import { RateLimit } from './rate-limit.js';
+
+/**
+ * Any role that can connect may NOTIFY the channel: the payloads that start work over every watched view
+ * (ddl: a drift check; reload: a reload of the views; schema: a look at the schema version) start it at
+ * most once per this interval, the rest coalesced into one run at the end of the interval.
+ */
+export const NOTIFY_WORK_MIN_INTERVAL_MS = 1000;
 
 const RECONNECT_BASE_MS = 250;
 /** How long close() of a dead connection may take before its socket is destroyed. */
@@ -49,8 +57,13 @@ export interface ListenerEvents {
   table: [relid: number];
   /** `migrate` changed the schema: check that this build still understands it. */
   schema: [];
-  /** The event trigger saw DDL that may change what a watched view reads: time for a drift check. */
-  ddl: [];
+  /**
+   * The event trigger saw DDL that may change what a watched view reads: time for a drift check. At most
+   * once per NOTIFY_WORK_MIN_INTERVAL_MS; coalesced: the notifications it stands for.
+   */
+  ddl: [info: { coalesced: number }];
+  /** `watch` or `unwatch` changed the views or their settings: reload them (rate-limited like ddl). */
+  reload: [info: { coalesced: number }];
   /** A notification on the channel whose payload is no view id: nothing is done for it. */
   invalid: [info: { payloadBytes: number }];
   /** After LISTEN is in place, first time and after every reconnect: time for a catch-up sweep. */
@@ -108,6 +121,11 @@ export class Listener extends EventEmitter<ListenerEvents> {
   /** When the last connected LISTEN connection was lost (for the reconnect's log line). */
   private lostAt: number | undefined;
   private deliveryVerdict: boolean | undefined;
+  private readonly limits = {
+    ddl: new RateLimit(NOTIFY_WORK_MIN_INTERVAL_MS, (coalesced) => this.emit('ddl', { coalesced })),
+    reload: new RateLimit(NOTIFY_WORK_MIN_INTERVAL_MS, (coalesced) => this.emit('reload', { coalesced })),
+    schema: new RateLimit(NOTIFY_WORK_MIN_INTERVAL_MS, () => this.emit('schema')),
+  };
 
   constructor(private readonly opts: ListenerOptions) {
     super();
@@ -141,6 +159,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
     if (this.state === 'stopped') return;
     this.state = 'stopped';
     clearTimeout(this.retryTimer);
+    for (const limit of Object.values(this.limits)) limit.stop();
     const conn = this.current;
     this.current = undefined;
     if (conn) await this.abandon(conn);
@@ -210,11 +229,15 @@ export class Listener extends EventEmitter<ListenerEvents> {
         return;
       }
       if (payload === SCHEMA_CHANGED) {
-        this.emit('schema');
+        this.limits.schema.request();
         return;
       }
       if (payload === DDL_CHANGED) {
-        this.emit('ddl');
+        this.limits.ddl.request();
+        return;
+      }
+      if (payload === VIEWS_CHANGED) {
+        this.limits.reload.request();
         return;
       }
       const viewId = parseViewId(payload);

@@ -36,6 +36,22 @@ export class Metrics {
     labelNames: ['view'] as const,
     registers: [this.registry],
   });
+  readonly stateReadOk = new Gauge({
+    name: 'mvrefresh_state_read_ok',
+    help: "1 when the last read of mvrefresh's state (view_state, for the per-view staleness and failure gauges) succeeded, 0 when it failed (privileges revoked, the table locked, the database away): then those gauges are absent rather than stale.",
+    registers: [this.registry],
+  });
+  readonly stateLastReadTimestamp = new Gauge({
+    name: 'mvrefresh_state_last_read_timestamp_seconds',
+    help: "When mvrefresh's state was last read successfully (Unix time); absent before the first read.",
+    registers: [this.registry],
+  });
+  readonly failureRecordsFailed = new Counter({
+    name: 'mvrefresh_failure_records_failed_total',
+    help: 'Failed refresh cycles that could not be recorded in the database (read-only transactions, privileges, the table locked): mvrefresh_view_consecutive_failures does not count them.',
+    labelNames: ['view'] as const,
+    registers: [this.registry],
+  });
   readonly targetSeconds = new Gauge({
     name: 'mvrefresh_view_target_seconds',
     help: 'Staleness target of the view.',
@@ -74,7 +90,7 @@ export class Metrics {
   });
   readonly notifications = new Counter({
     name: 'mvrefresh_notifications_total',
-    help: 'Notifications received, by kind: table (a table that watched views read turned dirty), view (a watched view: dependants of a refresh, watch), unknown (no known view or table), invalid (malformed payload).',
+    help: 'Notifications received, by kind: table (a table that watched views read turned dirty), view (a watched view: dependants of a refresh, watch), unknown (no known view or table), ddl (the event trigger saw DDL), reload (watch or unwatch ran), invalid (malformed payload).',
     labelNames: ['kind'] as const,
     registers: [this.registry],
   });

@@ -3,6 +3,7 @@ import PQueue from 'p-queue';
 import type pg from 'pg';
 import type { Logger } from '../logger.js';
 import { sql } from '../db/sql.js';
+import { LockWaitMeter } from './lock-wait.js';
 import { SqlState, describeError, isConnectionError, isPgError } from '../db/errors.js';
 import { backoffDelay } from './backoff.js';
 import { AppName } from '../db/connect.js';
@@ -81,6 +82,8 @@ export interface RefreshReport {
   waitMs?: number;
   /** The cycle's time in the server (the CALL), of which refreshMs and waitMs are parts. */
   serverMs?: number;
+  /** How long the cycle's backend was seen waiting for locks (LockWaitMeter): not counted in its cost. */
+  lockWaitMs?: number;
   sqlstate?: string;
   error?: string;
   /** A cycle that failed on its lock timeout: who held the lock it waited for. */
@@ -142,8 +145,9 @@ export class Refresher extends EventEmitter<RefresherEvents> {
     const t0 = performance.now();
     let report: RefreshReport;
     let result: RunResult;
+    const waited = { lockWaitMs: 0 };
     try {
-      const row = await this.call(job);
+      const row = await this.call(job, waited);
       this.connectionFailures.delete(job.viewId);
       report = {
         viewId: job.viewId,
@@ -154,10 +158,15 @@ export class Refresher extends EventEmitter<RefresherEvents> {
         ...(row.duration_ms !== null ? { refreshMs: round(row.duration_ms) } : {}),
         ...(row.wait_ms !== null ? { waitMs: round(row.wait_ms) } : {}),
         ...(row.cycle_ms !== null ? { serverMs: round(row.cycle_ms) } : {}),
+        ...(waited.lockWaitMs > 0 ? { lockWaitMs: round(waited.lockWaitMs) } : {}),
         ...(row.err_sqlstate ? { sqlstate: row.err_sqlstate } : {}),
         ...(row.err_message ? { error: row.err_message } : {}),
       };
-      result = this.resultOf(row, performance.now() - t0);
+      // the cost the budget counts: the cycle without its waits for writers and for locks
+      result = this.resultOf(
+        row,
+        Math.max(0, performance.now() - t0 - (row.wait_ms ?? 0) - waited.lockWaitMs),
+      );
       if (SUCCESS.has(row.outcome)) {
         if (row.duration_ms !== null)
           this.opts.metrics.refreshDuration.observe({ view: job.name }, row.duration_ms / 1000);
@@ -165,6 +174,8 @@ export class Refresher extends EventEmitter<RefresherEvents> {
       }
     } catch (err) {
       ({ report, result } = await this.failed(job, err, performance.now() - t0));
+      if ('durationMs' in result)
+        result = { ...result, durationMs: Math.max(0, result.durationMs - waited.lockWaitMs) };
     }
     this.opts.metrics.refreshes.inc({ view: job.name, outcome: report.outcome, cause: job.cause });
     if (report.outcome === 'failed' || report.outcome === 'error')
@@ -178,7 +189,7 @@ export class Refresher extends EventEmitter<RefresherEvents> {
     this.emit('report', report);
   }
 
-  private async call(job: Job): Promise<CallRow> {
+  private async call(job: Job, waited: { lockWaitMs: number }): Promise<CallRow> {
     const client = await this.opts.pool.connect();
     let broken: Error | undefined;
     // A checked-out client has no pool error listener: a connection that drops without an ErrorResponse
@@ -188,10 +199,9 @@ export class Refresher extends EventEmitter<RefresherEvents> {
       broken ??= err;
     };
     client.on('error', onError);
-    this.running.set(job.viewId, {
-      pid: (client as unknown as { processID: number }).processID,
-      view: job.name,
-    });
+    const pid = (client as unknown as { processID: number }).processID;
+    this.running.set(job.viewId, { pid, view: job.name });
+    const meter = new LockWaitMeter(this.opts.controlPool, pid);
     try {
       // the unnamed statement, parsed with each cycle (microseconds): a named one lives in one server session,
       // which a transaction pooler does not give the next cycle ("prepared statement ... does not exist")
@@ -213,6 +223,7 @@ export class Refresher extends EventEmitter<RefresherEvents> {
         broken ??= err as Error;
       throw err;
     } finally {
+      waited.lockWaitMs = meter.stop();
       this.running.delete(job.viewId);
       client.off('error', onError);
       client.release(broken);
@@ -288,6 +299,8 @@ export class Refresher extends EventEmitter<RefresherEvents> {
               : { kind: 'retry', afterMs: retry, durationMs: elapsed, failed: true },
         };
       } catch {
+        // counted for the alert: the database holds no record of this failure (read-only, privileges)
+        this.opts.metrics.failureRecordsFailed.inc({ view: job.name });
         // fall through: treat as unreachable
       }
     }

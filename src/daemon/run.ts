@@ -46,6 +46,7 @@ export async function runDaemon(options: RunOptions): Promise<number> {
       process.off('SIGTERM', onSignal);
       process.off('SIGINT', onSignal);
       process.off('SIGHUP', onHangup);
+      process.off('SIGUSR1', onInspectorSignal);
       process.off('warning', onWarning);
       process.off('uncaughtException', onFatal);
       process.off('unhandledRejection', onFatal);
@@ -78,6 +79,12 @@ export async function runDaemon(options: RunOptions): Promise<number> {
         { event: 'signal', signal: 'SIGHUP', action: 'ignored' },
         'SIGHUP ignored: the configuration is read at start only; restart to apply changes',
       );
+    // the CLI keeps SIGUSR1 from opening the inspector (cli.ts); said here, since nothing else happens
+    const onInspectorSignal = () =>
+      logger.warn(
+        { event: 'signal', signal: 'SIGUSR1', action: 'ignored' },
+        'SIGUSR1 ignored: the Node inspector stays closed',
+      );
     const onWarning = (warning: Error) =>
       logger.warn(
         {
@@ -106,6 +113,7 @@ export async function runDaemon(options: RunOptions): Promise<number> {
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
     process.on('SIGHUP', onHangup);
+    process.on('SIGUSR1', onInspectorSignal);
     // Node prints process warnings (the pg driver's about sslmode, for one) as multi-line text on stderr;
     // the log is one JSON object per line
     process.removeAllListeners('warning');

@@ -8,6 +8,8 @@ import { DurationEstimate, LONG_REFRESH_SHARE, planRefresh, type Plan } from './
  */
 /** How soon after a write a failed view is tried again (instead of when its backoff ends). */
 const EARLY_RETRY_MS = 500;
+/** The longest delay a Node timer waits (2^31 - 1 ms); a longer one fires at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export type Cause = 'notify' | 'sweep' | 'dependency' | 'manual' | 'interval' | 'retry';
 
@@ -434,7 +436,12 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
             st.retryAt ?? now,
           );
     st.at = at;
-    st.timer = setTimeout(() => this.enqueue(view, st), Math.max(0, at - now));
+    // Node fires a longer timer at once (TimeoutOverflowWarning): wait the most it can, then plan again
+    const delay = Math.max(0, at - now);
+    st.timer =
+      delay > MAX_TIMER_MS
+        ? setTimeout(() => this.arm(view, st), MAX_TIMER_MS)
+        : setTimeout(() => this.enqueue(view, st), delay);
   }
 
   private enqueue(view: ViewSettings, st: ViewState): void {

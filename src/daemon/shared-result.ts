@@ -7,6 +7,7 @@ export class SharedResult<T> {
   private inFlight: Promise<T> | undefined;
   private settled: { at: number; value: Promise<T> } | undefined;
   private lastSuccessAt: number | undefined;
+  private failure: { error: unknown } | undefined;
 
   constructor(
     private readonly load: () => Promise<T>,
@@ -29,16 +30,30 @@ export class SharedResult<T> {
     return this.lastSuccessAt !== undefined && this.now() - this.lastSuccessAt < maxAgeMs;
   }
 
+  /** The error of the last settled load when it failed; undefined before the first and after a success. */
+  get lastFailure(): { error: unknown } | undefined {
+    return this.failure;
+  }
+
+  /** When a load last succeeded (epoch ms), whatever failed since. */
+  get lastSucceededAt(): number | undefined {
+    return this.everSucceededAt;
+  }
+
+  private everSucceededAt: number | undefined;
+
   private start(): Promise<T> {
     const value = this.load();
-    const settle = (ok: boolean) => {
+    const settle = (ok: boolean, error?: unknown) => {
       this.settled = { at: this.now(), value };
       this.inFlight = undefined;
       this.lastSuccessAt = ok ? this.now() : undefined;
+      if (ok) this.everSucceededAt = this.now();
+      this.failure = ok ? undefined : { error };
     };
     value.then(
       () => settle(true),
-      () => settle(false),
+      (err: unknown) => settle(false, err),
     );
     return value;
   }

@@ -11,7 +11,15 @@ import type { Scheduler, ViewSettings } from './scheduler.js';
  * Why a sweep runs: the first at start, after LISTEN is (re)established, the timer, an unknown view, a
  * drift check that changed the views' sources.
  */
-export const SWEEP_REASONS = ['start', 'connect', 'reconnect', 'interval', 'new_view', 'drift'] as const;
+export const SWEEP_REASONS = [
+  'start',
+  'connect',
+  'reconnect',
+  'interval',
+  'new_view',
+  'drift',
+  'views_changed',
+] as const;
 export type SweepReason = (typeof SWEEP_REASONS)[number];
 
 /** A notification for an unknown view reloads the list at most this often (hostile floods stay cheap). */

@@ -15,6 +15,11 @@ export const SCHEMA_CHANGED = 'schema';
  * view reads: running daemons run their drift check at once.
  */
 export const DDL_CHANGED = 'ddl';
+/**
+ * Sent by `watch` and `unwatch` (the CLI, after their transaction committed): running daemons reload the
+ * list of views and their settings at once instead of at the next sweep.
+ */
+export const VIEWS_CHANGED = 'reload';
 
 /** Second key of the lock that serializes migrations. */
 export const MIGRATION_LOCK_KEY = 0;

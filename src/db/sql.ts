@@ -254,4 +254,7 @@ export const sql = {
   /** LISTEN takes no bound parameter: the channel is quoted here (callers pass names they made). */
   listen: (channel: string) => `LISTEN ${escapeIdentifier(channel)}`,
   ping: 'SELECT 1',
+  /** Whether a backend waits for a heavyweight lock now (LockWaitMeter). */
+  backendWaitsOnLock:
+    "SELECT wait_event_type = 'Lock' AS waiting FROM pg_catalog.pg_stat_activity WHERE pid = $1",
 } as const;

@@ -12,6 +12,13 @@ export interface FloodResult {
   /** Connections refused, reset or timed out. */
   errors: number;
   requestsPerSecond: number;
+  /** Half-open mode: connections the flooder opened. */
+  opened?: number;
+}
+
+/** Half-open requests that re-open as the server closes them (bench/http-flood.ts, mode half-open). */
+export function halfOpenFlood(port: number, connections: number, seconds: number, from?: string) {
+  return flood(port, connections, seconds, ['half-open'], from);
 }
 
 /** Runs the built flooder (bench/http-flood.ts) in a process of its own; resolves with its figures. */
@@ -20,6 +27,7 @@ export function flood(
   connections: number,
   seconds: number,
   paths: string[],
+  from?: string,
 ): Promise<FloodResult> {
   const child = spawn(
     process.execPath,
@@ -29,6 +37,7 @@ export function flood(
       String(connections),
       String(seconds),
       paths.join(','),
+      ...(from ? [from] : []),
     ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
@@ -43,10 +52,14 @@ export function flood(
   );
 }
 
-/** One probe as a kubelet sends it: a new connection, a 1 s timeout; the status, or 0 for no answer. */
-export function probe(port: number, path: string, timeoutMs = 1000): Promise<number> {
+/**
+ * One probe as a kubelet sends it: a new connection, a 1 s timeout; the status, or 0 for no answer. `from`:
+ * the local address to send it from (another client than a flooder on 127.0.0.1).
+ */
+export function probe(port: number, path: string, timeoutMs = 1000, from?: string): Promise<number> {
   return new Promise((resolve) => {
-    const req = request({ host: '127.0.0.1', port, path, agent: false, timeout: timeoutMs }, (res) => {
+    const options = { host: '127.0.0.1', port, path, agent: false, timeout: timeoutMs };
+    const req = request(from ? { ...options, localAddress: from } : options, (res) => {
       res.resume();
       res.on('end', () => resolve(res.statusCode ?? 0));
       res.on('close', () => resolve(0));
