@@ -50,7 +50,7 @@ describe('watch warnings name what they mean', () => {
       CREATE MATERIALIZED VIEW priced AS SELECT cur, rate_std(cur) AS r FROM (VALUES ('eur'), ('usd')) v(cur);
       CREATE UNIQUE INDEX ON priced (cur);`);
     const report = await watch('priced');
-    expect(report.warnings).toEqual([expect.stringMatching(/rate_std\(text\), which reads rates:/)]);
+    expect(report.warnings).toEqual([expect.stringMatching(/rate_std\(text\), which reads public\.rates:/)]);
   });
 
   it('does not warn for functions that read no table, nor for one that reads only tables the view reads anyway', async () => {
