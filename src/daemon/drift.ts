@@ -61,6 +61,21 @@ export function driftKind(change: string): DriftKind {
 }
 
 /**
+ * A partition lifecycle is routine (info): a source added, and the missing trigger of that new source
+ * installed by the same check. A trigger found broken or bypassed on a known source, or one that could not be
+ * repaired, is not (warn).
+ */
+export function driftLevel(changes: string[], triggersSynced: boolean): 'info' | 'warn' {
+  const added = new Set(changes.filter((c) => c.startsWith('source added: ')).map((c) => c.slice(14)));
+  const routine = (c: string) => {
+    const kind = driftKind(c);
+    if (kind !== 'trigger' && kind !== 'unmarked_writes') return true;
+    return triggersSynced && c.startsWith('trigger missing on ') && added.has(c.slice(19));
+  };
+  return changes.every(routine) ? 'info' : 'warn';
+}
+
+/**
  * Compares the watched views' sources with the catalog (mvrefresh.check_drift(): the view's relations,
  * plain view definitions, trigger presence and state, write counters) every intervalMs, when check() is
  * called (after a reconnect, on the event trigger's notification), and again soon after a check that could
@@ -137,8 +152,7 @@ export class DriftChecker extends EventEmitter<DriftCheckerEvents> {
       for (const d of drifts) {
         const kinds = d.changes.map(driftKind);
         for (const kind of kinds) metrics.sourceDrift.inc({ view: d.view, kind });
-        // a partition lifecycle is routine (info); a trigger found broken or bypassed is not (warn)
-        const level = kinds.some((k) => k === 'trigger' || k === 'unmarked_writes') ? 'warn' : 'info';
+        const level = driftLevel(d.changes, d.triggersSynced);
         logger[level](
           {
             event: 'source_drift',
