@@ -351,8 +351,7 @@ export function loadConfig(options: LoadOptions = {}): Config {
       for (const key of envKeys(env)) conf.set(key, fromEnv.get(key as never));
     }
     const retiredFrom: Record<string, string> = {};
-    for (const r of RETIRED)
-      if (r.key in retired) retiredFrom[r.key] = `key ${r.key} in ${file}`;
+    for (const r of RETIRED) if (r.key in retired) retiredFrom[r.key] = `key ${r.key} in ${file}`;
     for (const r of RETIRED)
       if (env[r.env] !== undefined) {
         retired[r.key] = env[r.env];
