@@ -170,7 +170,9 @@ describe('watch discovers what a view reads', () => {
       .query(`CREATE FUNCTION ext_value() RETURNS int LANGUAGE sql STABLE AS 'SELECT count(*)::int FROM public.ext_source';
       CREATE MATERIALIZED VIEW uses_function AS SELECT 1 AS one, ext_value() AS v; CREATE UNIQUE INDEX ON uses_function (one);`);
     const report = await watch('uses_function', { interval: 60_000 });
-    expect(report.warnings.join(' ')).toMatch(/calls function ext_value\(\) .*names ext_source/);
+    expect(report.warnings.join(' ')).toMatch(
+      /calls function public\.ext_value\(\) .*names public\.ext_source/,
+    );
     const { rows } = await db.sql.query(
       "SELECT reason FROM mvrefresh.due_views() WHERE view_id = $1 AND reason = 'interval'",
       [report.id],
