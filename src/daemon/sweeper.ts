@@ -81,6 +81,7 @@ export class Sweeper {
   private hasPeriodic = false;
   /** Hands out periodic refreshes at their due time, between sweeps (see periodic()). */
   private periodicTimer: NodeJS.Timeout | undefined;
+  private periodicRun: Promise<void> | undefined;
   private stopped = true;
   private lastError: string | undefined;
 
@@ -107,6 +108,7 @@ export class Sweeper {
     clearTimeout(this.unknownTimer);
     clearTimeout(this.periodicTimer);
     await this.running;
+    await this.periodicRun;
   }
 
   /** Sweeps now (or right after the sweep in progress). */
@@ -144,8 +146,11 @@ export class Sweeper {
           r.reason === 'interval' ? 'interval' : 'sweep',
           r.dirty_for_ms === null ? undefined : now - Math.max(0, r.dirty_for_ms),
         );
+      // a failure here is the periodic check's, not the sweep's: the next sweep arms it again
       if (this.hasPeriodic)
-        await this.armPeriodic(rows.filter((r) => r.reason === 'interval').map((r) => r.view_id));
+        await this.armPeriodic(rows.filter((r) => r.reason === 'interval').map((r) => r.view_id)).catch(
+          () => undefined,
+        );
       this.opts.metrics.sweeps.inc({ reason, result: 'ok' });
       if (this.lastError) this.opts.logger.info({ event: 'sweep_recovered' }, 'sweep works again');
       this.lastError = undefined;
@@ -167,17 +172,19 @@ export class Sweeper {
    * an interval after that refresh starts, which may not have happened yet: looked at again an interval
    * from now.
    */
-  private async armPeriodic(handedOut: number[]): Promise<void> {
-    clearTimeout(this.periodicTimer);
-    const { rows } = await this.opts.pool.query<PeriodicRow>(sql.periodicDueIn);
+  private async armPeriodic(handedOut: number[], known?: PeriodicRow[]): Promise<void> {
+    const rows = known ?? (await this.opts.pool.query<PeriodicRow>(sql.periodicDueIn)).rows;
     const now = new Set(handedOut);
     let next = Infinity;
     for (const r of rows) {
       const dueIn = now.has(r.id) ? r.refresh_interval_ms : (r.due_in_ms ?? Infinity);
       next = Math.min(next, Math.max(MIN_PERIODIC_DELAY_MS, Math.ceil(dueIn)));
     }
+    clearTimeout(this.periodicTimer);
     if (this.stopped || next === Infinity) return;
-    this.periodicTimer = setTimeout(() => void this.periodic(), next);
+    this.periodicTimer = setTimeout(() => {
+      this.periodicRun = this.periodic().finally(() => (this.periodicRun = undefined));
+    }, next);
   }
 
   /**
@@ -191,7 +198,7 @@ export class Sweeper {
       const { rows } = await this.opts.pool.query<PeriodicRow>(sql.periodicDueIn);
       const due = rows.filter((r) => r.due_in_ms === null || r.due_in_ms <= 0).map((r) => r.id);
       for (const id of due) this.opts.scheduler.schedule(id, 'interval');
-      await this.armPeriodic(due);
+      await this.armPeriodic(due, rows);
     } catch (err) {
       this.opts.logger.debug(
         { event: 'periodic_check_failed', err: describeError(err) },
