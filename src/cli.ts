@@ -262,11 +262,20 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
         const report = await withClient(url, (c) => watchView(c, rest[0]!, opts));
         if (values.json) io.out(JSON.stringify(report));
         else {
+          // warnings first: on a terminal stderr is not interleaved with stdout in the order written
+          const added = report.added ?? [];
+          for (const a of added) for (const w of a.warnings) io.err(printable(`warning: ${w}`));
+          for (const w of report.warnings) io.err(printable(`warning: ${w}`));
+          for (const a of added)
+            io.out(
+              printable(
+                `watching dependency ${a.view}; triggers on: ${a.tables.length ? a.tables.join(', ') : '(none)'}`,
+              ),
+            );
           io.out(printable(`${report.created ? 'watching' : 'updated'} ${report.view} (id ${report.id})`));
           io.out(printable(`  triggers on: ${report.tables.length ? report.tables.join(', ') : '(none)'}`));
           if (report.dependencies.length)
             io.out(printable(`  reads watched materialized views: ${report.dependencies.join(', ')}`));
-          for (const w of report.warnings) io.err(printable(`warning: ${w}`));
         }
         return ExitCode.ok;
       }

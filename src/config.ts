@@ -380,13 +380,16 @@ export function loadConfig(options: LoadOptions = {}): Config {
       const fromEnv = convict(schema, { env, args: [] });
       for (const key of envKeys(env)) conf.set(key, fromEnv.get(key as never));
     }
+    const retiredFrom: Record<string, string> = {};
+    for (const r of RETIRED) if (r.key in retired) retiredFrom[r.key] = `key ${r.key} in ${file}`;
     for (const r of RETIRED)
       if (env[r.env] !== undefined) {
         retired[r.key] = env[r.env];
+        retiredFrom[r.key] = r.env;
         warn(retiredMessage(r, r.env));
       }
     if (retired['maxWaitMs'] !== undefined && !targetSet)
-      conf.set('maxStalenessMs', retired['maxWaitMs'] as never);
+      conf.set('maxStalenessMs', maxWaitAsTarget(retired['maxWaitMs'], retiredFrom['maxWaitMs']!) as never);
     for (const [key, value] of Object.entries(options.overrides ?? {}))
       if (value !== undefined) conf.set(key, value);
     conf.validate({ allowed: 'strict' });
@@ -421,6 +424,21 @@ function resolveProbePort(port: number, probePort: number | string): number {
       `invalid configuration: http.probePort (${resolved}) must differ from http.port: the probes need a port of their own`,
     );
   return resolved;
+}
+
+/**
+ * The staleness target a retired maxWaitMs stands for. It was a whole number of milliseconds from 0 (no
+ * wait: refresh at once) to 24 h; 0 becomes the smallest target, 1 ms (refresh as soon as the budget
+ * allows). Anything else is refused naming the retired setting and what replaces it, not maxStalenessMs,
+ * which the operator never set.
+ */
+export function maxWaitAsTarget(value: unknown, where: string): number {
+  const ms = typeof value === 'number' ? value : typeof value === 'string' ? parseDuration(value) : undefined;
+  if (ms === undefined || !Number.isInteger(ms) || ms < 0 || ms > 86_400_000)
+    throw new ConfigError(
+      `invalid configuration: ${where} (deprecated) must be a whole number of milliseconds from 0 to 86400000, got ${JSON.stringify(value)}; set maxStalenessMs (MVREFRESH_MAX_STALENESS), which replaces it, instead`,
+    );
+  return Math.max(1, ms);
 }
 
 function retiredMessage(r: (typeof RETIRED)[number], where: string): string {
@@ -535,11 +553,20 @@ export function describeSchema(): { key: string; env: string; default: unknown; 
  * status`, which runs without the daemon's configuration file).
  */
 export function viewDefaults(env: NodeJS.ProcessEnv): { maxStalenessMs: number; refreshBudget: number } {
-  const target = env['MVREFRESH_MAX_STALENESS'] ?? env['MVREFRESH_MAX_WAIT_MS'];
+  const target = env['MVREFRESH_MAX_STALENESS'];
+  const maxWait = env['MVREFRESH_MAX_WAIT_MS'];
   const budget = env['MVREFRESH_REFRESH_BUDGET'];
+  let retiredTarget: number | undefined;
+  try {
+    retiredTarget = maxWait === undefined ? undefined : maxWaitAsTarget(maxWait, 'MVREFRESH_MAX_WAIT_MS');
+  } catch {
+    retiredTarget = undefined;
+  }
   return {
     maxStalenessMs:
-      (target === undefined ? undefined : parseDuration(target)) ?? schema.maxStalenessMs.default,
+      (target === undefined ? undefined : parseDuration(target)) ??
+      retiredTarget ??
+      schema.maxStalenessMs.default,
     refreshBudget: (budget === undefined ? undefined : parseShare(budget)) ?? schema.refreshBudget.default,
   };
 }

@@ -78,6 +78,48 @@ describe('configuration', () => {
     expect(explicit.maxStalenessMs).toBe(3000);
   });
 
+  it('keeps MVREFRESH_MAX_WAIT_MS=0 (no wait) meaning the smallest target, 1 ms, not a refusal about maxStalenessMs', () => {
+    const warnings: string[] = [];
+    const config = loadConfig({
+      env: { ...URL_ENV, MVREFRESH_MAX_WAIT_MS: '0' },
+      onDeprecation: (m) => warnings.push(m),
+    });
+    expect(config.maxStalenessMs).toBe(1);
+    expect(warnings).toEqual([expect.stringMatching(/MVREFRESH_MAX_WAIT_MS is deprecated/)]);
+  });
+
+  it('refuses a bad MVREFRESH_MAX_WAIT_MS naming itself and what replaces it', () => {
+    for (const value of ['-1', 'soon', '86400001'])
+      expect(() => loadConfig({ env: { ...URL_ENV, MVREFRESH_MAX_WAIT_MS: value } }), value).toThrow(
+        /MVREFRESH_MAX_WAIT_MS \(deprecated\) must be a whole number of milliseconds from 0 to 86400000, got .*; set maxStalenessMs \(MVREFRESH_MAX_STALENESS\), which replaces it/,
+      );
+  });
+
+  it('keeps the file key maxWaitMs meaning a target (0: the smallest), and refuses a bad one naming the key', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mvrefresh-config-'));
+    const file = join(dir, 'retired.json');
+    writeFileSync(file, '{"maxWaitMs": 0, "debounceMs": 0}');
+    expect(loadConfig({ env: { ...URL_ENV, MVREFRESH_CONFIG: file } }).maxStalenessMs).toBe(1);
+    writeFileSync(file, '{"maxWaitMs": -5}');
+    expect(() => loadConfig({ env: { ...URL_ENV, MVREFRESH_CONFIG: file } })).toThrow(
+      /key maxWaitMs in .*retired\.json \(deprecated\) must be .*; set maxStalenessMs/,
+    );
+  });
+
+  it('ignores MVREFRESH_DEBOUNCE_MS whatever its value (0, or one it never accepted), with a deprecation warning', () => {
+    for (const value of ['0', '250', 'soon']) {
+      const warnings: string[] = [];
+      const config = loadConfig({
+        env: { ...URL_ENV, MVREFRESH_DEBOUNCE_MS: value },
+        onDeprecation: (m) => warnings.push(m),
+      });
+      expect(config.maxStalenessMs, value).toBe(1000);
+      expect(warnings, value).toEqual([
+        expect.stringMatching(/MVREFRESH_DEBOUNCE_MS is deprecated and ignored/),
+      ]);
+    }
+  });
+
   it('refuses a configuration file that is not a regular file, too large, or not JSON, naming the file', () => {
     const dir = mkdtempSync(join(tmpdir(), 'mvrefresh-config-'));
     const fifo = join(dir, 'fifo.json');

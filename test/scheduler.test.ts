@@ -78,7 +78,7 @@ describe('planRefresh', () => {
     expect(p.at).toBe(4000);
     expect(p.conflict).toBe(true);
     expect(describeConflict(800, 0.2, 2000)).toBe(
-      'refresh takes 800 ms; within a 20% budget it can run every 4 s; target 2 s not met',
+      'refresh takes 800 ms; within a 20% budget it can run every 4 s; target 2 s not met: a write can wait 4.8 s (that interval plus the refresh)',
     );
   });
 
@@ -261,6 +261,8 @@ describe('the per-view scheduler', () => {
 
   it('retries after the delay a failure asks for, not sooner than the budget, and keeps the staleness clock', () => {
     const { s, due, misses } = scheduler();
+    // written 5 s after the daemon started (writes from before it count no miss)
+    vi.advanceTimersByTime(10_000);
     s.schedule(1, 'sweep', Date.now() - 5000);
     vi.advanceTimersByTime(0);
     s.started(due.at(-1)!);
@@ -276,6 +278,16 @@ describe('the per-view scheduler', () => {
     s.started(due.at(-1)!);
     s.finished(1, { kind: 'done', refreshed: true, durationMs: 20 });
     expect(misses[0]!.stalenessMs).toBeGreaterThanOrEqual(7000);
+    s.stop();
+  });
+
+  it('counts no target miss for a view dirty since before the daemon started (watched before it ran)', () => {
+    const { s, due, misses } = scheduler();
+    s.schedule(1, 'sweep', Date.now() - 60_000);
+    vi.advanceTimersByTime(0);
+    s.started(due.at(-1)!);
+    s.finished(1, { kind: 'done', refreshed: true, durationMs: 20 });
+    expect(misses).toEqual([]);
     s.stop();
   });
 

@@ -8,7 +8,10 @@
 --    the view reads anyway (their triggers mark it). Other languages (C, ...) are
 --    reported unless IMMUTABLE.
 --  * the clock or randomness: now(), current_date, current_timestamp, localtimestamp, clock_timestamp(),
---    random(), ... in the view or a plain view it reads: its result changes without any write.
+--    random(), ... in the view or a plain view it reads: its result changes without any write. The same in
+--    the body of a function they call (Lemmy's hot_rank() reads now()), named with the function: from the
+--    parse tree of a SQL-standard body, from the text of other SQL and PL/pgSQL bodies (a name in a comment
+--    counts too; functions that a PL/pgSQL body calls are not followed: the catalog does not know them).
 -- p_has_interval: the view is refreshed periodically already, so the hint to set an interval is left out.
 -- PL/pgSQL so that it does not depend on the order in which routines are applied.
 CREATE OR REPLACE FUNCTION mvrefresh.view_warnings(p_view regclass, p_has_interval boolean)
@@ -22,6 +25,11 @@ DECLARE
                       ELSE '; pass --refresh-interval-ms to refresh it periodically' END;
     f record;
     clock text[];
+    clock_hint text := CASE WHEN p_has_interval THEN ''
+                            ELSE '; pass --refresh-interval-ms to bound how stale it gets' END;
+    -- system functions that read the clock or randomness (age(x) reads the clock, age(x, y) does not)
+    clock_fns text[] := ARRAY['now', 'clock_timestamp', 'statement_timestamp', 'transaction_timestamp',
+                              'timeofday', 'random', 'random_normal', 'gen_random_uuid', 'age', 'timenow'];
     rules oid[];
     actions text[];
     -- tables the view's triggers cover already: a function reading only those needs no warning
@@ -44,7 +52,7 @@ BEGIN
                               AND d.refclassid = 'pg_proc'::regclass
         )
         SELECT p.oid, p.oid::regprocedure::text AS name, l.lanname, p.provolatile, p.prosrc,
-               p.prosqlbody IS NOT NULL AS standard_body,
+               p.prosqlbody IS NOT NULL AS standard_body, p.prosqlbody::text AS sqlbody,
                ARRAY(SELECT DISTINCT d.refobjid::regclass::text FROM pg_depend d
                       JOIN pg_class c ON c.oid = d.refobjid AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
                      WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
@@ -54,6 +62,38 @@ BEGIN
          WHERE p.pronamespace <> 'mvrefresh'::regnamespace
          ORDER BY 2
     LOOP
+        -- the clock or randomness in its body
+        clock := CASE
+            WHEN f.standard_body THEN ARRAY(
+                SELECT DISTINCT p.proname || '()'
+                  FROM regexp_matches(f.sqlbody, ':funcid (\d+)', 'g') m JOIN pg_proc p ON p.oid = m[1]::oid
+                 WHERE p.pronamespace = 'pg_catalog'::regnamespace AND p.proname = ANY (clock_fns)
+                   AND (p.proname <> 'age' OR p.pronargs = 1)
+                UNION
+                SELECT (ARRAY['current_date', 'current_time', 'current_time', 'current_timestamp',
+                              'current_timestamp', 'localtime', 'localtime', 'localtimestamp',
+                              'localtimestamp'])[m[1]::integer + 1]
+                  FROM regexp_matches(f.sqlbody, 'SQLVALUEFUNCTION :op (\d+)', 'g') m
+                 WHERE m[1]::integer <= 8
+                 ORDER BY 1)
+            WHEN f.lanname IN ('sql', 'plpgsql') THEN ARRAY(
+                SELECT DISTINCT m[2] || CASE WHEN m[3] = '(' THEN '()' ELSE '' END
+                  FROM regexp_matches(lower(f.prosrc),
+                                      '(^|[^a-z0-9_$.]|pg_catalog\.)(now|clock_timestamp|statement_timestamp|'
+                                      'transaction_timestamp|timeofday|random|random_normal|gen_random_uuid|'
+                                      'timenow|current_date|current_time|current_timestamp|localtime|'
+                                      'localtimestamp)\s*(\(|$|[^a-z0-9_$(])', 'g') m
+                 WHERE m[3] = '(' OR m[2] LIKE 'current\_%' OR m[2] LIKE 'local%'
+                UNION
+                SELECT '''now''' WHERE f.prosrc ~* '''now''\s*::'
+                 ORDER BY 1)
+        END;
+        IF cardinality(clock) > 0 THEN
+            warn := warn || format('%s calls function %s, which depends on the clock or on randomness (%s): its '
+                                   'result changes without any write, so %s goes stale between writes%s',
+                                   p_view, f.name, array_to_string(clock, ', '), p_view, clock_hint);
+        END IF;
+
         IF f.standard_body THEN
             CONTINUE WHEN cardinality(f.catalog_tables) = 0;
             warn := warn || format('%s calls function %s, which reads %s: writes to them do not mark %s%s',
@@ -94,8 +134,7 @@ BEGIN
          CROSS JOIN LATERAL regexp_matches(r.action, ':funcid (\d+)', 'g') m
           JOIN pg_proc p ON p.oid = m[1]::oid
          WHERE p.pronamespace = 'pg_catalog'::regnamespace
-           AND p.proname IN ('now', 'clock_timestamp', 'statement_timestamp', 'transaction_timestamp',
-                             'timeofday', 'random', 'random_normal', 'gen_random_uuid', 'age', 'timenow')
+           AND p.proname = ANY (clock_fns)
            AND (p.proname <> 'age' OR p.pronargs = 1)
         UNION
         SELECT DISTINCT (ARRAY['current_date', 'current_time', 'current_time', 'current_timestamp',
@@ -108,9 +147,7 @@ BEGIN
     IF cardinality(clock) > 0 THEN
         warn := warn || format('%s depends on the clock or on randomness (%s): its result changes without any '
                                'write, so it goes stale between writes%s',
-                               p_view, array_to_string(clock, ', '),
-                               CASE WHEN p_has_interval THEN ''
-                                    ELSE '; pass --refresh-interval-ms to bound how stale it gets' END);
+                               p_view, array_to_string(clock, ', '), clock_hint);
     END IF;
     RETURN warn;
 END

@@ -1,6 +1,7 @@
 -- Watches a materialized view: registers it, installs its triggers and records its dependencies.
 -- Idempotent; running it again after the view's definition changed brings the triggers in line.
--- Returns a report: id, view, tables, dependencies, warnings, created. p_debounce_ms and p_max_wait_ms are
+-- Returns a report: id, view, tables, dependencies, warnings, created, added (what --with-dependencies
+-- watched). p_debounce_ms and p_max_wait_ms are
 -- kept for callers of earlier versions and no longer read by the daemon; p_max_staleness_ms (staleness
 -- target) and p_refresh_budget (share of time spent refreshing) override the daemon's defaults.
 -- p_search_path: where an unqualified p_name is looked up (the caller's, by default; resolve_view()).
@@ -28,6 +29,8 @@ DECLARE
     dep_ids integer[] := '{}';
     dep_names text[] := '{}';
     dep_report jsonb;
+    -- the dependencies this call watched, deepest first: view, tables their triggers went on, warnings
+    added jsonb := '[]';
     warn text[] := '{}';
     tables text[];
     view_depth integer := 0;
@@ -87,6 +90,10 @@ BEGIN
                                           p_debounce_ms, p_max_wait_ms, NULL, p_allow_blocking_refresh, true,
                                           p_max_staleness_ms, p_refresh_budget);
             vid := (dep_report ->> 'id')::integer;
+            added := added || COALESCE(dep_report -> 'added', '[]')
+                     || jsonb_build_array(jsonb_build_object('view', dep_report -> 'view',
+                                                            'tables', dep_report -> 'tables',
+                                                            'warnings', dep_report -> 'warnings'));
         END IF;
         dep_ids := dep_ids || vid;
         dep_names := dep_names || dep.relid::regclass::text;
@@ -165,6 +172,7 @@ BEGIN
     -- a running daemon refreshes it once now and reloads its settings
     PERFORM pg_notify({{CHANNEL}}, vid::text);
     RETURN jsonb_build_object('id', vid, 'view', rel::text, 'created', created, 'tables', to_jsonb(tables),
-                              'dependencies', to_jsonb(dep_names), 'warnings', to_jsonb(warn));
+                              'dependencies', to_jsonb(dep_names), 'warnings', to_jsonb(warn),
+                              'added', added);
 END
 $$;

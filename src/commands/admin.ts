@@ -9,7 +9,7 @@ import { describeConflict, formatMs, minInterval } from '../daemon/plan.js';
 import { CLEAR_LOCK, LockHeldError, clearLockHolders, lockHolders } from '../db/lock-holders.js';
 import { SqlState, isPgError } from '../db/errors.js';
 import { CHANNEL, VIEWS_CHANGED, WATCH_LOCK_KEY } from '../db/protocol.js';
-import { loadStatus, type StatusRow } from '../db/status.js';
+import { blindSpots, isGone, loadStatus, type StatusRow } from '../db/status.js';
 
 export interface WatchOptions {
   maxStalenessMs?: number | undefined;
@@ -26,6 +26,8 @@ export interface WatchReport {
   tables: string[];
   dependencies: string[];
   warnings: string[];
+  /** The materialized views --with-dependencies watched, deepest first, with their triggers' tables. */
+  added?: { view: string; tables: string[]; warnings: string[] }[];
 }
 
 /**
@@ -160,12 +162,19 @@ export function printable(text: string): string {
   });
 }
 
+/** What status says of a gone view: a plain sentence with the command. */
+const GONE_NOTE = (view: string) =>
+  `the materialized view no longer exists (dropped or renamed); it is refreshed again if it is re-created, ` +
+  `else run: mvrefresh unwatch ${view}`;
+
 const UNPRINTABLE = /[\p{Cc}\p{Cf}\u2028\u2029]/gu;
 
 /**
  * A plain-text table for `mvrefresh status`. TARGET and BUDGET are the view's own or the defaults given;
  * EVERY is how often the budget lets it refresh at its last duration, with "!" when that cannot meet the
- * target (the reason follows the table); MISSES counts refreshes that ended later than the target.
+ * target (the reason follows the table); MISSES counts refreshes that ended later than the target and how
+ * stale the last of them was; BLIND SPOTS names what the view's warnings say no trigger sees; STATE gone: the
+ * view was dropped or renamed (not a failure).
  */
 export function formatStatus(
   rows: StatusRow[],
@@ -176,6 +185,7 @@ export function formatStatus(
   const header = [
     'VIEW',
     'STATE',
+    'BLIND SPOTS',
     'STALENESS',
     'TARGET',
     'BUDGET',
@@ -197,16 +207,28 @@ export function formatStatus(
       every = `${formatMs(minInterval(expected, budget))}${conflict ? '!' : ''}`;
       if (conflict) notes.push(`${r.view}: ${describeConflict(expected, budget, target)}`);
     }
+    const gone = isGone(r);
+    if (gone) notes.push(`${r.view}: ${GONE_NOTE(r.view)}`);
+    const spots = blindSpots(r.warnings);
     return [
       r.view,
-      r.paused ? 'paused' : r.consecutive_failures > 0 ? 'failing' : r.dirty ? 'dirty' : 'fresh',
+      r.paused
+        ? 'paused'
+        : gone
+          ? 'gone'
+          : r.consecutive_failures > 0
+            ? 'failing'
+            : r.dirty
+              ? 'dirty'
+              : 'fresh',
+      spots.length > 0 ? spots.join(', ') : '-',
       `${r.staleness_seconds.toFixed(1)}s`,
       `${formatMs(target)}${r.max_staleness_ms === null ? '*' : ''}`,
       `${Math.round(budget * 100)}%${r.refresh_budget === null ? '*' : ''}`,
       every,
       r.last_miss_staleness_ms === null
         ? String(r.target_misses)
-        : `${r.target_misses} (last ${formatMs(r.last_miss_staleness_ms)})`,
+        : `${r.target_misses}, last ${formatMs(r.last_miss_staleness_ms)} stale`,
       r.last_refreshed_at
         ? `${Math.round((now.getTime() - r.last_refreshed_at.getTime()) / 1000)}s ago`
         : 'never',
@@ -229,7 +251,7 @@ export function formatStatus(
     ...[header, ...lines].map((l) =>
       l.map((c, i) => (i === l.length - 1 ? c : c.padEnd(widths[i]!))).join('  '),
     ),
-    '(* the default)',
+    '(* the default; BLIND SPOTS: changes that no write shows, which the warnings below explain)',
     ...notes,
     ...locked,
     ...warnings.map(printable),

@@ -324,7 +324,8 @@ export class Daemon extends EventEmitter<DaemonEvents> {
         minIntervalMs: Math.round(c.minIntervalMs),
         achievableMs: Math.round(c.achievableMs),
       };
-      if (c.conflict) logger.warn(fields, `${c.view}: ${describeConflict(c.costMs, c.budget, c.targetMs)}`);
+      if (c.conflict)
+        logger.warn(fields, `${c.view}: ${describeConflict(c.costMs, c.budget, c.targetMs, c.expectedMs)}`);
       else logger.info(fields, `${c.view}: the budget allows the staleness target again`);
     });
     scheduler.on('miss', (m) => {

@@ -91,6 +91,21 @@ export function driftKind(change: string): DriftKind {
 }
 
 /**
+ * A partition lifecycle is routine (info): a source added, and the missing trigger of that new source
+ * installed by the same check. A trigger found broken or bypassed on a known source, or one that could not be
+ * repaired, is not (warn).
+ */
+export function driftLevel(changes: string[], triggersSynced: boolean): 'info' | 'warn' {
+  const added = new Set(changes.filter((c) => c.startsWith('source added: ')).map((c) => c.slice(14)));
+  const routine = (c: string) => {
+    const kind = driftKind(c);
+    if (!BYPASS_KINDS.has(kind)) return true;
+    return triggersSynced && c.startsWith('trigger missing on ') && added.has(c.slice(19));
+  };
+  return changes.every(routine) ? 'info' : 'warn';
+}
+
+/**
  * Compares the watched views' sources with the catalog (mvrefresh.check_drift(): the view's relations,
  * plain view definitions, trigger presence and state, write counters) every intervalMs, when check() is
  * called (after a reconnect, on the event trigger's notification), and again soon after a check that could
@@ -186,7 +201,7 @@ export class DriftChecker extends EventEmitter<DriftCheckerEvents> {
         } else if (!forbidden) this.forbiddenRepairs.delete(d.viewId);
         // a partition lifecycle is routine (info); a trigger found broken or bypassed is not (warn), unless
         // its repair is forbidden and was named already: then every check would repeat the same line
-        const level = forbidden ? 'debug' : kinds.some((k) => BYPASS_KINDS.has(k)) ? 'warn' : 'info';
+        const level = forbidden ? 'debug' : driftLevel(d.changes, d.triggersSynced);
         logger[level](
           {
             event: 'source_drift',

@@ -6,7 +6,7 @@ import type { Logger } from '../logger.js';
 import { sql } from '../db/sql.js';
 import { describeError } from '../db/errors.js';
 import { withTimeout } from './timers.js';
-import { loadStatus, type StatusRow } from '../db/status.js';
+import { isGone, loadStatus, type StatusRow } from '../db/status.js';
 import {
   HTTP_LIMITS,
   PROBE_LIMITS,
@@ -195,7 +195,8 @@ export class HttpServer {
     if (!rows) return;
     for (const r of rows) {
       metrics.staleness.set({ view: r.view }, r.staleness_seconds);
-      metrics.consecutiveFailures.set({ view: r.view }, r.consecutive_failures);
+      // a gone view (dropped or renamed) is not failing: it stays out of the failure alert
+      metrics.consecutiveFailures.set({ view: r.view }, isGone(r) ? 0 : r.consecutive_failures);
       const plan = scheduler.describe(r.id);
       if (!plan) continue;
       metrics.targetSeconds.set({ view: r.view }, plan.targetMs / 1000);
@@ -322,6 +323,7 @@ export class HttpServer {
           lastError: full ? r.last_error : redactErrorText(r.last_error, r.last_sqlstate),
           lastSqlstate: r.last_sqlstate,
           consecutiveFailures: r.consecutive_failures,
+          gone: isGone(r),
           nextAttemptAt: r.next_attempt_at,
           lockHolders: r.lock_holders,
           driftDetection: r.drift_detection,

@@ -12,6 +12,7 @@ import { CLEAR_LOCK, type LockHolder, clearLockHolders, describeHolders } from '
 import type { Job, RunResult, Scheduler } from './scheduler.js';
 import type { Metrics } from './metrics.js';
 import type { SchemaWatch } from './schema-watch.js';
+import { GONE_SQLSTATES } from '../db/status.js';
 
 /** Errors of a CALL that a schema changed under a running daemon explains. */
 const SCHEMA_CHANGE_STATES: ReadonlySet<string> = new Set([
@@ -31,6 +32,7 @@ export type Outcome =
   | 'unwatched'
   | 'paused'
   | 'failed'
+  | 'gone'
   | 'error';
 
 /** The sqlstate label of a failure whose error carried none (a lost connection, a timeout of the client). */
@@ -110,6 +112,8 @@ export class Refresher extends EventEmitter<RefresherEvents> {
   private readonly longGate: PQueue | undefined;
   private readonly running = new Map<number, { pid: number; view: string }>();
   private readonly connectionFailures = new Map<number, number>();
+  /** Views found gone (dropped or renamed), said once each until they refresh again. */
+  private readonly gone = new Set<number>();
   private accepting = true;
 
   constructor(private readonly opts: RefresherOptions) {
@@ -149,11 +153,12 @@ export class Refresher extends EventEmitter<RefresherEvents> {
     try {
       const row = await this.call(job, waited);
       this.connectionFailures.delete(job.viewId);
+      const gone = row.outcome === 'failed' && GONE_SQLSTATES.has(row.err_sqlstate ?? '');
       report = {
         viewId: job.viewId,
         view: job.name,
         cause: job.cause,
-        outcome: row.outcome,
+        outcome: gone ? 'gone' : row.outcome,
         durationMs: round(performance.now() - t0),
         ...(row.duration_ms !== null ? { refreshMs: round(row.duration_ms) } : {}),
         ...(row.wait_ms !== null ? { waitMs: round(row.wait_ms) } : {}),
@@ -333,6 +338,21 @@ export class Refresher extends EventEmitter<RefresherEvents> {
 
   private log(r: RefreshReport): void {
     const fields = { event: 'refresh', ...r };
+    if (r.outcome === 'gone') {
+      // not a failure to page about: said once, with what to do; the view is still looked at with the
+      // failure backoff (and at once after a write), so that one re-created by a migration is refreshed
+      if (this.gone.has(r.viewId)) this.opts.logger.debug(fields, `${r.view} is still gone`);
+      else
+        this.opts.logger.warn(
+          { ...fields, event: 'view_gone' },
+          `${r.view} no longer exists (dropped or renamed): it is refreshed again if it is re-created; ` +
+            `if it is not coming back, run: mvrefresh unwatch ${r.view}`,
+        );
+      this.gone.add(r.viewId);
+      return;
+    }
+    if (SUCCESS.has(r.outcome) && this.gone.delete(r.viewId))
+      this.opts.logger.info({ event: 'view_back', view: r.view }, `${r.view} exists again`);
     if (SUCCESS.has(r.outcome)) this.opts.logger.info(fields, `refreshed ${r.view}`);
     else if (r.outcome === 'failed' || r.outcome === 'error')
       this.opts.logger.warn(fields, `refresh of ${r.view} failed`);

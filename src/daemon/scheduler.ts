@@ -139,10 +139,16 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   private stopped = false;
   /** The shortest staleness target among the views (setViews()). */
   private shortestTargetMs = Infinity;
+  /**
+   * Writes from before this (no daemon ran: a view watched before the daemon started, whose first refresh
+   * covers its watch) count no target miss: the target is what the daemon keeps while it runs.
+   */
+  private readonly startedAt: number;
 
   constructor(private readonly opts: SchedulerOptions) {
     super();
     this.now = opts.now ?? Date.now;
+    this.startedAt = this.now();
   }
 
   /** Replaces the known views and their settings; views no longer watched are forgotten when idle. */
@@ -316,7 +322,12 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       this.checkConflict(view, stats);
       const targetMs = this.targetOf(view);
       const stalenessMs = now - st.dirtySince;
-      if (stalenessMs > targetMs && st.cause !== 'interval' && st.cause !== 'manual') {
+      if (
+        stalenessMs > targetMs &&
+        st.dirtySince >= this.startedAt &&
+        st.cause !== 'interval' &&
+        st.cause !== 'manual'
+      ) {
         stats.misses += 1;
         const budget = this.budgetOf(view);
         const costMs = stats.estimate.meanMs;

@@ -26,6 +26,12 @@ export type SweepReason = (typeof SWEEP_REASONS)[number];
 const UNKNOWN_RELOAD_MIN_MS = 1000;
 /** Periodic views are looked at at least this often, whatever the sweep interval. */
 const MIN_TICK_MS = 1000;
+/**
+ * The next sweep is timed to the next periodic refresh's due time, so that the interval holds (a timer of
+ * one interval misses a due time that the last refresh's end moved by a few ms, and waits one more
+ * interval); not sooner than this after the previous sweep, so that tiny intervals cannot spin the sweep.
+ */
+const MIN_PERIODIC_DELAY_MS = 10;
 
 export interface SweeperOptions {
   pool: pg.Pool;
@@ -51,6 +57,13 @@ interface ViewRow {
   refreshed_ago_ms: number | null;
 }
 
+interface PeriodicRow {
+  id: number;
+  refresh_interval_ms: number;
+  /** null: never refreshed (due). */
+  due_in_ms: number | null;
+}
+
 interface DueRow {
   view_id: number;
   reason: string;
@@ -73,6 +86,10 @@ export class Sweeper {
   private lastUnknownReload = 0;
   private unknownTimer: NodeJS.Timeout | undefined;
   private tickMs: number;
+  private hasPeriodic = false;
+  /** Hands out periodic refreshes at their due time, between sweeps (see periodic()). */
+  private periodicTimer: NodeJS.Timeout | undefined;
+  private periodicRun: Promise<void> | undefined;
   private stopped = true;
   private lastError: string | undefined;
 
@@ -97,7 +114,9 @@ export class Sweeper {
     this.stopped = true;
     clearTimeout(this.timer);
     clearTimeout(this.unknownTimer);
+    clearTimeout(this.periodicTimer);
     await this.running;
+    await this.periodicRun;
   }
 
   /** Sweeps now (or right after the sweep in progress). */
@@ -135,6 +154,11 @@ export class Sweeper {
           r.reason === 'interval' ? 'interval' : 'sweep',
           r.dirty_for_ms === null ? undefined : now - Math.max(0, r.dirty_for_ms),
         );
+      // a failure here is the periodic check's, not the sweep's: the next sweep arms it again
+      if (this.hasPeriodic)
+        await this.armPeriodic(rows.filter((r) => r.reason === 'interval').map((r) => r.view_id)).catch(
+          () => undefined,
+        );
       this.opts.metrics.sweeps.inc({ reason, result: 'ok' });
       if (this.lastError) this.opts.logger.info({ event: 'sweep_recovered' }, 'sweep works again');
       this.lastError = undefined;
@@ -148,6 +172,46 @@ export class Sweeper {
       this.lastError = message;
     } finally {
       end();
+    }
+  }
+
+  /**
+   * Arms the timer of the next periodic refresh due. A view just handed out for its interval is due again
+   * an interval after that refresh starts, which may not have happened yet: looked at again an interval
+   * from now.
+   */
+  private async armPeriodic(handedOut: number[], known?: PeriodicRow[]): Promise<void> {
+    const rows = known ?? (await this.opts.pool.query<PeriodicRow>(sql.periodicDueIn)).rows;
+    const now = new Set(handedOut);
+    let next = Infinity;
+    for (const r of rows) {
+      const dueIn = now.has(r.id) ? r.refresh_interval_ms : (r.due_in_ms ?? Infinity);
+      next = Math.min(next, Math.max(MIN_PERIODIC_DELAY_MS, Math.ceil(dueIn)));
+    }
+    clearTimeout(this.periodicTimer);
+    if (this.stopped || next === Infinity) return;
+    this.periodicTimer = setTimeout(() => {
+      this.periodicRun = this.periodic().finally(() => (this.periodicRun = undefined));
+    }, next);
+  }
+
+  /**
+   * Hands every periodic view now due to the scheduler, without a sweep's reload, and arms the next: the
+   * interval holds between starts (a sweep every interval would miss a due time that the last refresh moved
+   * by a few ms, and wait one more interval). A failure is left to the sweep.
+   */
+  private async periodic(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      const { rows } = await this.opts.pool.query<PeriodicRow>(sql.periodicDueIn);
+      const due = rows.filter((r) => r.due_in_ms === null || r.due_in_ms <= 0).map((r) => r.id);
+      for (const id of due) this.opts.scheduler.schedule(id, 'interval');
+      await this.armPeriodic(due, rows);
+    } catch (err) {
+      this.opts.logger.debug(
+        { event: 'periodic_check_failed', err: describeError(err) },
+        'periodic check failed',
+      );
     }
   }
 
@@ -166,6 +230,7 @@ export class Sweeper {
     this.opts.scheduler.setViews(views);
     this.opts.sources.replace(rows.map((r) => ({ id: r.id, sourceRelids: r.source_relids.map(Number) })));
     const shortest = Math.min(...rows.map((r) => r.refresh_interval_ms ?? Infinity));
+    this.hasPeriodic = shortest !== Infinity;
     this.tickMs = Math.max(MIN_TICK_MS, Math.min(this.opts.intervalMs, shortest));
     this.loaded = true;
   }

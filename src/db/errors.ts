@@ -46,12 +46,19 @@ const LOCAL_RESOURCE_CODES: ReadonlySet<string> = new Set([
   'EAGAIN',
 ]);
 
-/** One line for a human: message, hint and SQLSTATE. */
+/**
+ * One line for a human: message, hint and SQLSTATE. PostgreSQL's messages end without a full stop: one is
+ * added before the hint, so that the two read as separate sentences.
+ */
 export function describeError(err: unknown): string {
   if (isPgError(err)) {
     const parts = [err.message];
     if (err.detail) parts.push(`(${err.detail})`);
-    if (err.hint) parts.push(`Hint: ${err.hint}`);
+    if (err.hint) {
+      const last = parts.length - 1;
+      if (!/[.!?]$/.test(parts[last]!)) parts[last] += '.';
+      parts.push(`Hint: ${err.hint}`);
+    }
     if (err.code && /^[0-9A-Z]{5}$/.test(err.code)) parts.push(`[SQLSTATE ${err.code}]`);
     return parts.join(' ');
   }

@@ -234,6 +234,18 @@ export const sql = {
   dueViews: `SELECT view_id, reason,
                     (extract(epoch FROM pg_catalog.clock_timestamp() - dirty_since) * 1000)::float8 AS dirty_for_ms
                FROM mvrefresh.due_views()`,
+  /**
+   * In how many ms each periodic view's next refresh falls due (negative: due already; NULL: never
+   * refreshed), counted from the start of its last REFRESH, or its retry after a failure, whichever is later.
+   */
+  periodicDueIn: `SELECT v.id, v.refresh_interval_ms,
+                         (extract(epoch FROM GREATEST(v.last_refreshed_at
+                                                        + (v.refresh_interval_ms - COALESCE(v.last_duration_ms, 0))
+                                                          * interval '1 millisecond',
+                                                      v.next_attempt_at) - clock_timestamp())
+                           * 1000)::float8 AS due_in_ms
+                    FROM mvrefresh.view_state v
+                   WHERE v.refresh_interval_ms IS NOT NULL AND NOT v.paused`,
   recordTargetMiss: 'SELECT mvrefresh.record_target_miss($1, $2)',
   checkDrift: 'SELECT view_id, view, changes, triggers_synced FROM mvrefresh.check_drift($1)',
   recordDriftFailure: 'SELECT mvrefresh.record_drift_failure($1)',

@@ -50,3 +50,29 @@ export async function loadStatus(db: pg.ClientBase | pg.Pool): Promise<StatusRow
     lock_holders: holders.rows.filter((h) => h.view_id === r.id).map((h) => h.holder),
   }));
 }
+
+/**
+ * SQLSTATEs refresh_view() records for a watched view that no longer exists as a materialized view:
+ * dropped or renamed (42P01), or replaced by another kind of relation (42809).
+ */
+export const GONE_SQLSTATES: ReadonlySet<string> = new Set(['42P01', '42809']);
+
+/**
+ * The view is gone (dropped or renamed): not a failure to retry or alert on, but a registration to remove
+ * (`mvrefresh unwatch`) unless the application re-creates it, which the daemon then refreshes again.
+ */
+export function isGone(r: Pick<StatusRow, 'consecutive_failures' | 'last_sqlstate'>): boolean {
+  return r.consecutive_failures > 0 && r.last_sqlstate !== null && GONE_SQLSTATES.has(r.last_sqlstate);
+}
+
+/** What a view's warnings say it cannot see (its blind spots), in a word each: clock, functions, ... */
+export function blindSpots(warnings: readonly string[]): string[] {
+  const spots = new Set<string>();
+  for (const w of warnings) {
+    if (/depends on the clock or on randomness/.test(w)) spots.add('clock');
+    else if (/ calls function /.test(w)) spots.add('functions');
+    else if (/ is a foreign table/.test(w)) spots.add('foreign table');
+    else if (/applied by logical replication/.test(w)) spots.add('replication');
+  }
+  return [...spots];
+}
