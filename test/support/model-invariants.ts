@@ -75,27 +75,28 @@ export function uncovered(checks: readonly ViewCheck[], ignore: ReadonlySet<stri
  * pooler it probes the server session the transaction lands on.
  */
 export async function skipsWithoutMark(client: pg.ClientBase, tables: readonly string[]): Promise<string[]> {
-  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+  if (tables.length === 0) return [];
+  // one round trip (a simple query of several statements): the probe runs after every action of the model
+  const names = tables.map((t) => pg.escapeLiteral(t)).join(', ');
+  let results: pg.QueryResult<{ bare: string[] }>[];
   try {
-    const { rows } = await client.query<{ name: string; relid: number }>(
-      `SELECT t.name, c.oid::int AS relid
-         FROM unnest($1::text[]) AS t(name)
-         JOIN pg_class c ON c.oid = to_regclass(pg_catalog.quote_ident(t.name))
-        WHERE EXISTS (SELECT FROM pg_trigger tg WHERE tg.tgrelid = c.oid AND tg.tgname = 'mvrefresh_mark'
-                        AND tg.tgenabled <> 'D')
-          AND EXISTS (SELECT FROM mvrefresh.view_state v WHERE c.oid = ANY (v.source_relids))`,
-      [tables],
-    );
-    if (rows.length === 0) return [];
-    await client.query('SELECT pg_current_xact_id()');
-    for (const r of rows) await client.query(`DELETE FROM ${pg.escapeIdentifier(r.name)} WHERE false`);
-    const { rows: bare } = await client.query<{ name: string }>(
-      `SELECT t.name FROM unnest($1::text[], $2::oid[]) AS t(name, relid)
-        WHERE NOT EXISTS (SELECT FROM mvrefresh.table_marks m WHERE m.relid = t.relid)`,
-      [rows.map((r) => r.name), rows.map((r) => r.relid)],
-    );
-    return bare.map((b) => b.name);
-  } finally {
-    await client.query('ROLLBACK');
+    results = (await client.query(
+      `BEGIN ISOLATION LEVEL REPEATABLE READ;
+     SELECT pg_current_xact_id();
+     ${tables.map((t) => `DELETE FROM ${pg.escapeIdentifier(t)} WHERE false;`).join('\n')}
+     SELECT coalesce(array_agg(t.name ORDER BY t.name), '{}') AS bare
+       FROM unnest(ARRAY[${names}]::text[]) AS t(name)
+       JOIN pg_class c ON c.oid = to_regclass(pg_catalog.quote_ident(t.name))
+      WHERE EXISTS (SELECT FROM pg_trigger tg WHERE tg.tgrelid = c.oid AND tg.tgname = 'mvrefresh_mark'
+                      AND tg.tgenabled <> 'D')
+        AND EXISTS (SELECT FROM mvrefresh.view_state v WHERE c.oid = ANY (v.source_relids))
+        AND NOT EXISTS (SELECT FROM mvrefresh.table_marks m WHERE m.relid = c.oid);
+     ROLLBACK`,
+    )) as unknown as pg.QueryResult<{ bare: string[] }>[];
+  } catch (err) {
+    // a failed statement leaves the transaction open and aborted
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
   }
+  return results.at(-2)!.rows[0]!.bare;
 }
