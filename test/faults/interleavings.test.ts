@@ -1,0 +1,243 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sql } from '../../src/db/sql.js';
+import { useTestDatabase } from '../support/db.js';
+import { Gate, gatedRoutine, plainRoutine, type Gap } from '../support/model-gates.js';
+import { checkViews, skipsWithoutMark, uncovered, type CheckedView } from '../support/model-invariants.js';
+
+/**
+ * Deterministic interleavings inside the write-side protocol: a refresh cycle stopped at every gap of its
+ * first transaction (tx1 of routines/refresh_view.sql: claim, clear, consume the table marks) while
+ * writers write, and a writer's trigger stopped at every gap of routines/mark_table.sql while whole cycles
+ * run. Two views share one table, so that a cycle of one consumes marks the other needs and writers
+ * remember marks that a cycle deletes. After every step: the invariants of test/support/model-invariants.ts
+ * (no writer skips for a mark that is gone; every view that differs from its query is dirty); at the end,
+ * cycles run until nothing is due, and both views must equal their queries.
+ */
+const db = useTestDatabase('interleavings');
+const GATE_KEY_BASE = 0x6d76_0000;
+const TX1 = gatedRoutine('refresh_view', GATE_KEY_BASE, /^ {4}COMMIT;/);
+const TRIGGER = gatedRoutine('mark_table', GATE_KEY_BASE + 1000);
+/** A writer still running is given up on after this long: its xid is kept and the view stays due. */
+const WAIT_TIMEOUT_MS = 100;
+const CONVERGE_ROUNDS = 10;
+const VIEWS: CheckedView[] = [
+  { name: 'v_count', query: 'SELECT k, count(*) AS n FROM t GROUP BY k' },
+  { name: 'v_sum', query: 'SELECT k, sum(n)::bigint AS total FROM t GROUP BY k' },
+];
+const WRITE = 'INSERT INTO t VALUES (1 + (random() * 4)::int, 1 + (random() * 9)::int)';
+
+let ids: Record<string, number> = {};
+const stats = { cases: 0, reached: 0, writes: 0 };
+
+async function client(): Promise<pg.Client> {
+  const c = new pg.Client({ connectionString: db.url, application_name: 'mvrefresh:test-writer' });
+  await c.connect();
+  return c;
+}
+
+function cycle(c: pg.ClientBase, view: string): Promise<pg.QueryResult<{ outcome: string }>> {
+  return c.query<{ outcome: string }>(sql.refreshView, [ids[view], false, WAIT_TIMEOUT_MS, 5000, 100, 500]);
+}
+
+/** Both invariants now; `step` names where the case was. */
+async function checkInvariants(where: string, writers: pg.Client[], step: string): Promise<void> {
+  for (const [i, w] of writers.entries()) {
+    const bare = await skipsWithoutMark(w, ['t']);
+    expect(
+      bare,
+      `${where}: after ${step}, writer ${i + 1} would skip its next write of ${bare.join(', ')} with no mark`,
+    ).toEqual([]);
+  }
+  const lost = uncovered(await checkViews(db.sql, VIEWS));
+  expect(lost, `${where}: after ${step}, differ from their query and are not dirty`).toEqual([]);
+}
+
+/** Cycles of both views until nothing is due, then both must equal their queries. */
+async function converge(where: string, c: pg.Client): Promise<void> {
+  for (let round = 0; round < CONVERGE_ROUNDS; round += 1) {
+    const outcomes = [
+      (await cycle(c, 'v_count')).rows[0]!.outcome,
+      (await cycle(c, 'v_sum')).rows[0]!.outcome,
+    ];
+    if (outcomes.every((o) => o === 'clean')) break;
+  }
+  const end = await checkViews(db.sql, VIEWS);
+  expect(
+    end.filter((v) => v.differs).map((v) => v.view),
+    `${where}: once no cycle has anything to do, differ from their query`,
+  ).toEqual([]);
+}
+
+/** Writers of a case: new sessions, so that no memo carries over from another case. */
+async function withWriters(n: number, fn: (ws: pg.Client[]) => Promise<void>): Promise<void> {
+  const ws: pg.Client[] = [];
+  try {
+    for (let i = 0; i < n; i += 1) ws.push(await client());
+    await fn(ws);
+  } finally {
+    for (const w of ws) await w.end().catch(() => undefined);
+  }
+}
+
+async function write(c: pg.Client): Promise<void> {
+  await c.query(WRITE);
+  stats.writes += 1;
+}
+
+type Pre = 'clean' | 'marked';
+type TxScript = 'remembered' | 'long and repeatable read';
+
+/**
+ * A cycle of v_sum stopped at `gap` of tx1; meanwhile, by script: W2 commits a write (a table mark) and W1
+ * writes (finds that mark, remembers it), or W3 opens a READ COMMITTED writer and W1 commits a REPEATABLE
+ * READ one. Then the cycle goes on, W3 commits, W1 and W2 write again.
+ */
+async function tx1Case(gap: Gap, pre: Pre, script: TxScript): Promise<void> {
+  const where = `tx1 gap ${gap.key - GATE_KEY_BASE} (after "${gap.after}", refresh_view.sql:${gap.line}), ${pre}, ${script}`;
+  stats.cases += 1;
+  await withWriters(3, async ([w1, w2, w3]) => {
+    const runner = await client();
+    try {
+      if (pre === 'marked') await write(w2!);
+      const gate = await Gate.close(db.url, gap.key);
+      let running: Promise<unknown>;
+      try {
+        running = cycle(runner, 'v_sum');
+        // a gap on a path this state does not take is the interleaving without a gate: nothing new
+        if (!(await gate.reached(running))) {
+          await running;
+          return;
+        }
+        stats.reached += 1;
+        if (script === 'remembered') {
+          await write(w2!);
+          await write(w1!);
+        } else {
+          await w3!.query('BEGIN');
+          await write(w3!);
+          await w1!.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+          await w1!.query('SELECT count(*) FROM t');
+          await write(w1!);
+          await w1!.query('COMMIT');
+        }
+      } finally {
+        await gate.open();
+      }
+      await running;
+      await checkInvariants(where, script === 'remembered' ? [w1!, w2!] : [w1!], 'the cycle');
+      if (script !== 'remembered') {
+        await w3!.query('COMMIT');
+        await checkInvariants(where, [w1!, w3!], 'the long writer committed');
+      }
+      await write(w1!);
+      await write(w2!);
+      await checkInvariants(where, [w1!, w2!], 'writing again');
+      await cycle(runner, 'v_count');
+      await checkInvariants(where, [w1!, w2!], 'a cycle of the other view');
+      await converge(where, runner);
+    } finally {
+      await runner.end();
+    }
+  });
+}
+
+type TriggerPre = 'clean' | 'marked' | 'remembered';
+
+/**
+ * W1's write stopped at `gap` of its trigger while a cycle of each view runs to its end (giving up on W1
+ * after the wait timeout); then W1's statement goes on and commits, and W1 writes again.
+ */
+async function triggerCase(gap: Gap, pre: TriggerPre, isolation: 'read committed' | 'repeatable read') {
+  const where = `trigger gap ${gap.key - GATE_KEY_BASE - 1000} (after "${gap.after}", mark_table.sql:${gap.line}), ${pre}, ${isolation}`;
+  stats.cases += 1;
+  await withWriters(2, async ([w1, w2]) => {
+    const runner = await client();
+    try {
+      if (pre !== 'clean') await write(w2!);
+      if (pre === 'remembered') await write(w1!);
+      const gate = await Gate.close(db.url, gap.key);
+      let writing: Promise<unknown>;
+      try {
+        await w1!.query(`BEGIN ISOLATION LEVEL ${isolation.toUpperCase()}`);
+        writing = w1!.query(WRITE);
+        if (!(await gate.reached(writing))) {
+          await writing;
+          await w1!.query('ROLLBACK');
+          return;
+        }
+        stats.reached += 1;
+        await cycle(runner, 'v_sum');
+        await cycle(runner, 'v_count');
+        // no writer is probed while the gate is closed: the probe runs the trigger, and would stop there
+        await checkInvariants(where, [], 'cycles while the trigger waits');
+      } finally {
+        await gate.open();
+      }
+      await writing;
+      await w1!.query('COMMIT');
+      stats.writes += 1;
+      await checkInvariants(where, [w1!, w2!], 'the writer committed');
+      await write(w1!);
+      await checkInvariants(where, [w1!, w2!], 'writing again');
+      await converge(where, runner);
+    } finally {
+      await runner.end();
+    }
+  });
+}
+
+beforeAll(async () => {
+  await db.sql.query(`CREATE TABLE t (k int NOT NULL, n int NOT NULL);
+    INSERT INTO t SELECT g % 5, g FROM generate_series(1, 20) g;
+    CREATE MATERIALIZED VIEW v_count AS ${VIEWS[0]!.query};
+    CREATE UNIQUE INDEX ON v_count (k);
+    CREATE MATERIALIZED VIEW v_sum AS ${VIEWS[1]!.query};
+    CREATE UNIQUE INDEX ON v_sum (k);
+    SELECT mvrefresh.watch('v_count');
+    SELECT mvrefresh.watch('v_sum');`);
+  const { rows } = await db.sql.query<{ view_name: string; id: number }>(
+    'SELECT view_name, id FROM mvrefresh.view_state',
+  );
+  ids = Object.fromEntries(rows.map((r) => [r.view_name, r.id]));
+  const c = await client();
+  try {
+    await converge('setup', c);
+  } finally {
+    await c.end();
+  }
+});
+
+afterAll(() => {
+  console.info(
+    `interleavings: ${TX1.gaps.length} gaps of refresh_view's tx1, ${TRIGGER.gaps.length} of mark_table; ${stats.cases} cases, ${stats.reached} stopped at their gap, ${stats.writes} committed writes checked`,
+  );
+});
+
+describe("a refresh cycle stopped at every gap of refresh_view's first transaction", () => {
+  beforeAll(async () => {
+    await db.sql.query(TX1.sql);
+  });
+  afterAll(async () => {
+    await db.sql.query(plainRoutine('refresh_view'));
+  });
+  for (const gap of TX1.gaps)
+    for (const pre of ['clean', 'marked'] as const)
+      for (const script of ['remembered', 'long and repeatable read'] as const)
+        it(`gap ${gap.key - GATE_KEY_BASE} after "${gap.after}" (line ${gap.line}), table ${pre}: writers ${script}: no write lost`, () =>
+          tx1Case(gap, pre, script));
+});
+
+describe("a writer's trigger stopped at every gap of mark_table", () => {
+  beforeAll(async () => {
+    await db.sql.query(TRIGGER.sql);
+  });
+  afterAll(async () => {
+    await db.sql.query(plainRoutine('mark_table'));
+  });
+  for (const gap of TRIGGER.gaps)
+    for (const pre of ['clean', 'marked', 'remembered'] as const)
+      for (const isolation of ['read committed', 'repeatable read'] as const)
+        it(`gap ${gap.key - GATE_KEY_BASE - 1000} after "${gap.after}" (line ${gap.line}), table ${pre}, writer at ${isolation}: no write lost`, () =>
+          triggerCase(gap, pre, isolation));
+});
