@@ -10,7 +10,6 @@ import { SHOP_SQL } from './support/shop.js';
 import { unpinnedTransactions, unqualifiedNames } from './support/sql-tokens.js';
 import { waitFor } from './support/wait.js';
 
-
 /** The one function without a SET clause, on purpose (the write path's cost): every name qualified instead. */
 const QUALIFIED_ONLY = 'mark_table';
 const SAFE = 'search_path=pg_catalog, pg_temp';
@@ -108,29 +107,26 @@ describe('the routines of schema mvrefresh', () => {
 });
 
 describe('a writer with INSERT only (finding 1)', () => {
-  it(
-    'runs no code as the trigger function’s owner through a pg_temp.text domain',
-    async () => {
-      await db.sql.query(`CREATE TABLE pwn_target (g int, v int);
+  it('runs no code as the trigger function’s owner through a pg_temp.text domain', async () => {
+    await db.sql.query(`CREATE TABLE pwn_target (g int, v int);
         CREATE MATERIALIZED VIEW pwn_view AS SELECT g, sum(v) AS s FROM pwn_target GROUP BY g;
         CREATE UNIQUE INDEX ON pwn_view (g);
         SELECT mvrefresh.watch('pwn_view');
         CREATE TABLE pwn_log (who text);
         GRANT INSERT ON pwn_log TO PUBLIC;
         GRANT INSERT ON pwn_target TO ${WRITER};`);
-      await as(WRITER, db.name, async (c) => {
-        await c.query(`CREATE FUNCTION pg_temp.pwn(v pg_catalog.text) RETURNS boolean LANGUAGE plpgsql AS
+    await as(WRITER, db.name, async (c) => {
+      await c.query(`CREATE FUNCTION pg_temp.pwn(v pg_catalog.text) RETURNS boolean LANGUAGE plpgsql AS
           $$BEGIN INSERT INTO public.pwn_log VALUES (current_user); RETURN true; END$$`);
-        await c.query('CREATE DOMAIN pg_temp.text AS pg_catalog.text CHECK (pg_temp.pwn(VALUE))');
-        await c.query('INSERT INTO pwn_target (g, v) VALUES (1, 1)');
-        await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-        await c.query('INSERT INTO pwn_target (g, v) VALUES (2, 1)');
-        await c.query('COMMIT');
-      });
-      const { rows } = await db.sql.query<{ who: string }>('SELECT who FROM pwn_log');
-      expect(rows).toEqual([]);
-    },
-  );
+      await c.query('CREATE DOMAIN pg_temp.text AS pg_catalog.text CHECK (pg_temp.pwn(VALUE))');
+      await c.query('INSERT INTO pwn_target (g, v) VALUES (1, 1)');
+      await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+      await c.query('INSERT INTO pwn_target (g, v) VALUES (2, 1)');
+      await c.query('COMMIT');
+    });
+    const { rows } = await db.sql.query<{ who: string }>('SELECT who FROM pwn_log');
+    expect(rows).toEqual([]);
+  });
 });
 
 describe('a role with CREATE on public (finding 3)', () => {

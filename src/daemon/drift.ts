@@ -10,6 +10,8 @@ import type { Metrics } from './metrics.js';
 /** Why a drift check runs: at start, after the LISTEN connection came back, its timer, DDL, a retry. */
 export const DRIFT_CHECK_REASONS = ['start', 'reconnect', 'interval', 'ddl', 'retry'] as const;
 export type DriftCheckReason = (typeof DRIFT_CHECK_REASONS)[number];
+/** How a drift check ended: ok, busy (another replica held the lock), error. */
+export const DRIFT_CHECK_RESULTS = ['ok', 'busy', 'error'] as const;
 
 /**
  * What check_drift() reports, as the metric's kind label. foreign_trigger (a trigger named mvrefresh_mark

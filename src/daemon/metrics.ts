@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { SWEEP_REASONS } from './sweeper.js';
-import { DRIFT_CHECK_REASONS, DRIFT_KINDS } from './drift.js';
+import { DRIFT_CHECK_REASONS, DRIFT_CHECK_RESULTS, DRIFT_KINDS } from './drift.js';
 
 /** Every metric the daemon exports, on a registry of its own (no global state). */
 export class Metrics {
@@ -114,7 +114,7 @@ export class Metrics {
   });
   readonly driftChecks = new Counter({
     name: 'mvrefresh_drift_checks_total',
-    help: `Checks of the views' sources against the catalog, by reason (${DRIFT_CHECK_REASONS.join(', ')}) and result (ok, busy, error).`,
+    help: `Checks of the views' sources against the catalog, by reason (${DRIFT_CHECK_REASONS.join(', ')}) and result (${DRIFT_CHECK_RESULTS.join(', ')}).`,
     labelNames: ['reason', 'result'] as const,
     registers: [this.registry],
   });
@@ -176,5 +176,21 @@ export class Metrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'mvrefresh_' });
+    // a counter's series that first appears at 1 shows no increase(): the first failed check would go
+    // unseen by MvrefreshDriftCheckFailing, and the series would be absent from the scrape until then
+    for (const reason of DRIFT_CHECK_REASONS)
+      for (const result of DRIFT_CHECK_RESULTS) this.driftChecks.inc({ reason, result }, 0);
+  }
+
+  /**
+   * Starts at 0 the per-view counters that alerts read through increase() (MvrefreshFailuresUnrecorded,
+   * MvrefreshTriggerBypassed), for every watched view: otherwise the first unrecorded failure or bypassed
+   * trigger of a view creates its series at 1, which increase() does not count. Idempotent.
+   */
+  knowViews(views: Iterable<string>): void {
+    for (const view of views) {
+      this.failureRecordsFailed.inc({ view }, 0);
+      for (const kind of DRIFT_KINDS) this.sourceDrift.inc({ view, kind }, 0);
+    }
   }
 }

@@ -228,6 +228,7 @@ export class Sweeper {
       lastRefreshedAgoMs: r.refreshed_ago_ms === null ? null : Math.max(0, r.refreshed_ago_ms),
     }));
     this.opts.scheduler.setViews(views);
+    this.opts.metrics.knowViews(views.map((v) => v.name));
     this.opts.sources.replace(rows.map((r) => ({ id: r.id, sourceRelids: r.source_relids.map(Number) })));
     const shortest = Math.min(...rows.map((r) => r.refresh_interval_ms ?? Infinity));
     this.hasPeriodic = shortest !== Infinity;
