@@ -59,7 +59,7 @@ describe('what the CLI says', () => {
     const r = await shell('$MVREFRESH watch global_follow_recommendations');
     expect(r.cliCode).toBe(1);
     expect(r.stderr).toContain(
-      'reads materialized view account_summaries, which is not watched. Hint: Watch it first',
+      'reads materialized view public.account_summaries, which is not watched. Hint: Watch it first',
     );
   });
 
@@ -67,12 +67,12 @@ describe('what the CLI says', () => {
     const r = await shell('$MVREFRESH watch global_follow_recommendations --with-dependencies 2>&1');
     expect(r.cliCode).toBe(0);
     const lines = r.stdout.trim().split('\n');
-    expect(lines).toContain('watching dependency account_summaries; triggers on: accounts');
+    expect(lines).toContain('watching dependency public.account_summaries; triggers on: public.accounts');
     const warning = lines.findIndex((l) => l.startsWith('warning: ') && l.includes('clock'));
-    const watching = lines.findIndex((l) => l.startsWith('watching global_follow_recommendations'));
+    const watching = lines.findIndex((l) => l.startsWith('watching public.global_follow_recommendations'));
     expect(warning).toBeGreaterThanOrEqual(0);
     expect(watching).toBeGreaterThan(warning);
-    expect(lines[watching + 1]).toBe('  triggers on: statuses');
+    expect(lines[watching + 1]).toBe('  triggers on: public.statuses');
   });
 
   it('status marks a view with a blind spot in the table, and MISSES reads as a count and the last miss', async () => {

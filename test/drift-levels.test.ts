@@ -31,9 +31,9 @@ describe('the level of a source drift log line', () => {
     const daemon = d!;
     await db.sql.query('CREATE TABLE payment_p02 PARTITION OF payment FOR VALUES IN (2)');
     const line = await waitFor('the drift of the new partition logged', () =>
-      driftLog(daemon, 'trigger missing on payment_p02'),
+      driftLog(daemon, 'trigger missing on public.payment_p02'),
     );
-    expect(line['changes']).toContain('source added: payment_p02');
+    expect(line['changes']).toContain('source added: public.payment_p02');
     expect(line['level']).toBe('info');
   });
 
@@ -41,7 +41,7 @@ describe('the level of a source drift log line', () => {
     const daemon = d!;
     await db.sql.query('ALTER TABLE payment_p01 DISABLE TRIGGER mvrefresh_mark');
     const line = await waitFor('the disabled trigger logged', () =>
-      driftLog(daemon, 'trigger disabled on payment_p01'),
+      driftLog(daemon, 'trigger disabled on public.payment_p01'),
     );
     expect(line['level']).toBe('warn');
   });
