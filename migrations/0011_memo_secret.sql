@@ -5,9 +5,10 @@
 -- computes. A writer cannot read the sequence (no privilege on it, nor on the schema), so it can neither
 -- compute the memo of the next value nor reverse the current one: the counter jumps here to a random
 -- value of 62 bits, which then grows by one per clear.
--- The jump is a draw made outside the clear lock: every memo of an earlier value is stale, and
--- clears_settled stays behind until settle_clears() sees no clear running (routines/settle_clears.sql), so
--- no writer remembers a mark across it meanwhile.
+-- The jump is a draw: every memo of an earlier value is stale. clears_settled follows it at once when no
+-- clear runs (the clear lock taken without waiting, as routines/settle_clears.sql does), else it stays
+-- behind until the next cycle settles it, and no writer remembers a mark meanwhile (on a database without
+-- a daemon, writers would probe at every statement until then).
 -- Daemons of earlier versions keep working: no signature changes, and the counters are compared for
 -- equality only.
 -- compatibility: keeps older daemons working
@@ -19,3 +20,5 @@ SELECT pg_catalog.setval('mvrefresh.clears_started',
       )::pg_catalog.bit(64)::pg_catalog.int8 OPERATOR(pg_catalog.&) 4611686018427387903)
      OPERATOR(pg_catalog.|) 1099511627776),
     true);
+SELECT pg_catalog.setval('mvrefresh.clears_settled', pg_catalog.pg_sequence_last_value('mvrefresh.clears_started'), true)
+ WHERE pg_catalog.pg_try_advisory_xact_lock({{LOCK_NAMESPACE}}, {{CLEAR_LOCK_KEY}});

@@ -59,7 +59,7 @@ export async function loadMigrations(dir: string = migrationsDir): Promise<Migra
     const version = Number(match[1]);
     if (migrations.some((m) => m.version === version))
       throw new Error(`two migrations have version ${version}`);
-    const text = await readFile(join(dir, file), 'utf8');
+    const text = expandRoutine(file, await readFile(join(dir, file), 'utf8'));
     const compatibility = COMPATIBILITY.exec(text)?.[1];
     if (!compatibility)
       throw new Error(
@@ -76,7 +76,7 @@ export async function loadMigrations(dir: string = migrationsDir): Promise<Migra
   return migrations;
 }
 
-/** Fills in the {{NAME}} placeholders of a routine from src/db/protocol.ts; an unknown name is an error. */
+/** Fills in the {{NAME}} placeholders of a routine or migration from src/db/protocol.ts; an unknown name is an error. */
 export function expandRoutine(file: string, text: string): string {
   return text.replace(PLACEHOLDER, (_, name: string) => {
     const value = sqlConstants[name];
