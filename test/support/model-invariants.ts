@@ -76,12 +76,16 @@ export function uncovered(checks: readonly ViewCheck[], ignore: ReadonlySet<stri
  */
 export async function skipsWithoutMark(client: pg.ClientBase, tables: readonly string[]): Promise<string[]> {
   if (tables.length === 0) return [];
-  // one round trip (a simple query of several statements): the probe runs after every action of the model
+  // one round trip (a simple query of several statements): the probe runs after every action of the model.
+  // The tables are locked before the snapshot is taken (LOCK takes none): a trigger that the drift check
+  // drops (DROP TRIGGER waits for the lock) cannot vanish between the snapshot that still lists it and the
+  // DELETE that would fire it, which would read as a skip
   const names = tables.map((t) => pg.escapeLiteral(t)).join(', ');
   let results: pg.QueryResult<{ bare: string[] }>[];
   try {
     results = (await client.query(
       `BEGIN ISOLATION LEVEL REPEATABLE READ;
+     LOCK TABLE ${tables.map((t) => pg.escapeIdentifier(t)).join(', ')} IN ROW EXCLUSIVE MODE;
      SELECT pg_current_xact_id();
      ${tables.map((t) => `DELETE FROM ${pg.escapeIdentifier(t)} WHERE false;`).join('\n')}
      SELECT coalesce(array_agg(t.name ORDER BY t.name), '{}') AS bare
