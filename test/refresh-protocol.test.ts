@@ -129,7 +129,8 @@ describe('refresh_view outcomes', () => {
 
   it("runs the view's functions with its owner's search_path, as a REFRESH by hand does, from a session pinned to pg_catalog", async () => {
     // a SQL function naming a table of public unqualified: the owner's own REFRESH finds it before
-    // PostgreSQL 17, and from 17 on REFRESH itself pins pg_catalog, pg_temp
+    // PostgreSQL 17; from 17 on CREATE and REFRESH themselves pin pg_catalog, pg_temp (no such view exists)
+    if ((await serverVersionNum(db.sql)) >= PG17) return;
     await db.sql.query(`CREATE TABLE sp_rates (k int PRIMARY KEY, r int);
       INSERT INTO sp_rates VALUES (1, 10);
       CREATE FUNCTION sp_rate(int) RETURNS int LANGUAGE sql STABLE AS 'SELECT r FROM sp_rates WHERE k = $1';`);
@@ -145,10 +146,6 @@ describe('refresh_view outcomes', () => {
     await pinned.query('SET search_path = pg_catalog, pg_temp');
     await db.sql.query('INSERT INTO sp_view_src VALUES (2); INSERT INTO sp_rates VALUES (2, 20)');
     const r = await refreshView(id, { client: pinned });
-    if ((await serverVersionNum(db.sql)) >= PG17) {
-      expect(r.err_message).toMatch(/sp_rates/);
-      return;
-    }
     expect(r.outcome).toBe('refreshed');
     const { rows } = await db.sql.query<{ k: number; v: number }>('SELECT k, v FROM sp_view ORDER BY k');
     expect(rows).toEqual([
