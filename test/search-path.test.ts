@@ -56,8 +56,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const role of [WRITER, PLANTER, DDL, DAEMON, OWNER]) {
-    for (const database of [db.name])
-      await as('postgres', database, (c) => c.query(`DROP OWNED BY ${role}`)).catch(() => undefined);
+    await db.sql.query(`DROP OWNED BY ${role}`);
     await db.sql.query(`DROP ROLE IF EXISTS ${role}`);
   }
 });
