@@ -4,6 +4,8 @@ import { doctor } from '../src/commands/doctor.js';
 import { useTestDatabase } from './support/db.js';
 import { startDaemon } from './support/daemon.js';
 import { waitFor } from './support/wait.js';
+import { roleUrl, withClient } from './support/roles.js';
+import { insertsReported, viewDirty } from './support/drift.js';
 
 /**
  * What the owner of a watched table can do to keep writes from marking views, when the daemon's role owns
@@ -17,22 +19,8 @@ const DAEMON = `mvr_bypass_daemon_${suffix}`;
 const TABLES = ['a', 'b', 'c', 'd'];
 const PASSWORD = 'drift-owner-bypass-pw';
 
-function urlFor(user: string): string {
-  const u = new URL(db.url);
-  u.username = user;
-  u.password = PASSWORD;
-  return u.toString();
-}
-
-async function as<T>(user: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: urlFor(user) });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
+const urlFor = (user: string) => roleUrl(db.url, user, PASSWORD);
+const as = <T>(user: string, fn: (c: pg.Client) => Promise<T>) => withClient(urlFor(user), fn);
 
 interface DriftRow {
   view: string;
@@ -55,13 +43,7 @@ async function warnings(view: string): Promise<string[]> {
   return rows[0]!.warnings;
 }
 
-async function dirty(view: string): Promise<boolean> {
-  const { rows } = await db.sql.query<{ dirty: boolean }>(
-    'SELECT dirty FROM mvrefresh.status WHERE view = $1',
-    [view],
-  );
-  return rows[0]!.dirty;
-}
+const dirty = (view: string) => viewDirty(db.sql, view);
 
 /** The view holds its table's row count. */
 async function fresh(table: string): Promise<boolean> {
@@ -71,16 +53,7 @@ async function fresh(table: string): Promise<boolean> {
   return rows[0]!.same;
 }
 
-/** Waits until the cumulative statistics show the table's inserts (the writer's session reports them as it ends). */
-async function reported(table: string, inserted: number): Promise<void> {
-  await waitFor(`the statistics to report ${inserted} inserts into ${table}`, async () => {
-    const { rows } = await db.sql.query<{ n: string }>(
-      'SELECT n_tup_ins AS n FROM pg_stat_user_tables WHERE relid = $1::regclass',
-      [table],
-    );
-    return Number(rows[0]!.n) >= inserted;
-  });
-}
+const reported = (table: string, inserted: number) => insertsReported(db.sql, table, inserted);
 
 beforeAll(async () => {
   await db.sql

@@ -7,6 +7,7 @@ import { useTestDatabase } from './support/db.js';
 import { startDaemon } from './support/daemon.js';
 import { INSERT_ORDER, SHOP_SQL } from './support/shop.js';
 import { waitFor } from './support/wait.js';
+import { roleUrl } from './support/roles.js';
 
 const db = useTestDatabase('foreign_locks');
 const ROLE = `intruder_${process.pid}`;
@@ -20,10 +21,10 @@ beforeAll(async () => {
   await db.sql.query("SELECT mvrefresh.watch('monthly_product_sales')");
   // a password: embedded servers ask for one (SCRAM), the local service trusts
   await db.sql.query(`CREATE ROLE ${ROLE} LOGIN NOSUPERUSER PASSWORD '${INTRUDER_PASSWORD}'`);
-  const u = new URL(db.url);
-  u.username = ROLE;
-  u.password = INTRUDER_PASSWORD;
-  intruder = new pg.Client({ connectionString: u.toString(), application_name: 'intruder-app' });
+  intruder = new pg.Client({
+    connectionString: roleUrl(db.url, ROLE, INTRUDER_PASSWORD),
+    application_name: 'intruder-app',
+  });
   await intruder.connect();
   intruderPid = (await intruder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
 });

@@ -5,6 +5,7 @@ import { useTestDatabase } from './support/db.js';
 import { startDaemon, type TestDaemon } from './support/daemon.js';
 import { INSERT_ORDER, SHOP_SQL } from './support/shop.js';
 import { waitFor } from './support/wait.js';
+import { roleUrl } from './support/roles.js';
 
 /** The daemon's role: the mvrefresh schema's privileges of `mvrefresh grants`, no superuser. */
 const db = useTestDatabase('monitoring_blind');
@@ -39,10 +40,7 @@ beforeAll(async () => {
     GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA mvrefresh TO ${DAEMON};
     GRANT USAGE, UPDATE ON ALL SEQUENCES IN SCHEMA mvrefresh TO ${DAEMON};
     GRANT EXECUTE ON ALL ROUTINES IN SCHEMA mvrefresh TO ${DAEMON};`);
-  const u = new URL(db.url);
-  u.username = DAEMON;
-  u.password = PASSWORD;
-  d = await startDaemon(u.toString());
+  d = await startDaemon(roleUrl(db.url, DAEMON, PASSWORD));
 });
 
 afterAll(async () => {

@@ -8,6 +8,7 @@ import { useTestDatabase } from './support/db.js';
 import { startDaemon, type TestDaemon } from './support/daemon.js';
 import { SHOP_SQL } from './support/shop.js';
 import { delay, waitFor } from './support/wait.js';
+import { roleUrl } from './support/roles.js';
 
 const db = useTestDatabase('notify_limits');
 /** A role that may connect and nothing else: NOTIFY needs no privilege. */
@@ -20,10 +21,7 @@ beforeAll(async () => {
   await db.sql.query(SHOP_SQL);
   await db.sql.query("SELECT mvrefresh.watch('monthly_product_sales')");
   await db.sql.query(`CREATE ROLE ${ROLE} LOGIN NOSUPERUSER PASSWORD '${PASSWORD}'`);
-  const u = new URL(db.url);
-  u.username = ROLE;
-  u.password = PASSWORD;
-  notifier = new pg.Client({ connectionString: u.toString() });
+  notifier = new pg.Client({ connectionString: roleUrl(db.url, ROLE, PASSWORD) });
   await notifier.connect();
   // the sweep's interval is far away: only the notification can make the daemon reload
   d = await startDaemon(db.url, { sweepIntervalMs: 600_000, driftCheckIntervalMs: 600_000 });

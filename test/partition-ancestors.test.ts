@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { useTestDatabase } from './support/db.js';
 import { viewMatches } from './support/shop.js';
-import { waitFor } from './support/wait.js';
+import { insertsReported, viewDirty } from './support/drift.js';
 
 /**
  * A statement addressed to a partitioned (or inheritance) parent fires only the parent's statement triggers,
@@ -24,24 +24,9 @@ interface DriftRow {
 const checkDrift = async () =>
   (await db.sql.query<DriftRow>('SELECT view, changes FROM mvrefresh.check_drift(1000)')).rows;
 
-async function dirty(view: string): Promise<boolean> {
-  const { rows } = await db.sql.query<{ dirty: boolean }>(
-    'SELECT dirty FROM mvrefresh.status WHERE view = $1',
-    [view],
-  );
-  return rows[0]!.dirty;
-}
+const dirty = (view: string) => viewDirty(db.sql, view);
 
-/** Waits until the cumulative statistics show the table's inserts (this session reports them when idle). */
-async function reported(table: string, inserted: number): Promise<void> {
-  await waitFor(`the statistics to report ${inserted} inserts into ${table}`, async () => {
-    const { rows } = await db.sql.query<{ n: string }>(
-      'SELECT n_tup_ins AS n FROM pg_stat_user_tables WHERE relid = $1::regclass',
-      [table],
-    );
-    return Number(rows[0]!.n) >= inserted;
-  });
-}
+const reported = (table: string, inserted: number) => insertsReported(db.sql, table, inserted);
 
 beforeAll(async () => {
   await db.sql.query(`

@@ -7,6 +7,7 @@ import { startDaemon } from './support/daemon.js';
 import { INSERT_ORDER, SHOP_QUERY, SHOP_SQL, viewMatches } from './support/shop.js';
 import { PG17, serverVersionNum } from './support/version.js';
 import { waitFor } from './support/wait.js';
+import { roleUrl, withClient } from './support/roles.js';
 
 /** The daemon as a role without superuser, owning nothing of the application: what `mvrefresh grants` prints. */
 const db = useTestDatabase('privileges');
@@ -19,23 +20,8 @@ const MAINTAINER = `mvr_maintainer_${suffix}`;
 const PASSWORD = 'least-privilege-pw';
 const FRESH = `${db.name}_fresh`;
 
-function urlFor(user: string, database: string): string {
-  const u = new URL(db.url);
-  u.username = user;
-  u.password = PASSWORD;
-  u.pathname = `/${database}`;
-  return u.toString();
-}
-
-async function as<T>(user: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: urlFor(user, FRESH) });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
+const urlFor = (user: string, database: string) => roleUrl(db.url, user, PASSWORD, database);
+const as = <T>(user: string, fn: (c: pg.Client) => Promise<T>) => withClient(urlFor(user, FRESH), fn);
 
 let admin: pg.Client;
 let grants: string;

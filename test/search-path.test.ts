@@ -9,6 +9,7 @@ import { useTestDatabase } from './support/db.js';
 import { SHOP_SQL } from './support/shop.js';
 import { unpinnedTransactions, unqualifiedNames } from './support/sql-tokens.js';
 import { waitFor } from './support/wait.js';
+import { roleUrl, withClient } from './support/roles.js';
 
 /** The one function without a SET clause, on purpose (the write path's cost): every name qualified instead. */
 const QUALIFIED_ONLY = 'mark_table';
@@ -24,23 +25,9 @@ const OWNER = `mvr_sp_owner_${suffix}`;
 const PASSWORD = 'search-path-pw';
 const FRESH = `${db.name}_ddl`;
 
-function urlFor(user: string, database: string): string {
-  const u = new URL(db.url);
-  u.username = user;
-  u.password = PASSWORD;
-  u.pathname = `/${database}`;
-  return u.toString();
-}
-
-async function as<T>(user: string, database: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: urlFor(user, database) });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
+const urlFor = (user: string, database: string) => roleUrl(db.url, user, PASSWORD, database);
+const as = <T>(user: string, database: string, fn: (c: pg.Client) => Promise<T>) =>
+  withClient(urlFor(user, database), fn);
 
 interface Routine {
   name: string;

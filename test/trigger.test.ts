@@ -5,6 +5,7 @@ import { useTestDatabase } from './support/db.js';
 import { notificationsDuring } from './support/notify.js';
 import { viewMatches } from './support/shop.js';
 import { PG15, serverVersionNum } from './support/version.js';
+import { roleUrl } from './support/roles.js';
 
 const db = useTestDatabase('trigger');
 
@@ -383,10 +384,10 @@ describe('writers with only the privileges to write the table', () => {
 
   /** A new session of the attacker's role, with connection options if given. */
   async function asAttacker(options?: string): Promise<pg.Client> {
-    const u = new URL(db.url);
-    u.username = attacker;
-    u.password = password;
-    const c = new pg.Client({ connectionString: u.toString(), ...(options ? { options } : {}) });
+    const c = new pg.Client({
+      connectionString: roleUrl(db.url, attacker, password),
+      ...(options ? { options } : {}),
+    });
     await c.connect();
     clients.push(c);
     return c;
