@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import pg from 'pg';
 import { sql } from '../src/db/sql.js';
+import { stopChild } from './child-stop.js';
 import { freePort, postgresUser } from './embedded.js';
 
 /**
@@ -104,13 +105,8 @@ export async function startPgBouncer(opts: PgBouncerOptions): Promise<PgBouncer>
   const url = pooled.toString();
 
   const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      // SIGTERM: immediate shutdown, every client and server connection closed
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
-      await exited;
-      clearTimeout(timer);
-    }
+    // SIGTERM: immediate shutdown, every client and server connection closed
+    await stopChild(child, exited, STOP_TIMEOUT_MS);
     await rm(dir, { recursive: true, force: true });
   };
 

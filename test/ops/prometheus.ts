@@ -4,6 +4,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
+import { stopChild } from '../../demo/child-stop.js';
 import { freePort } from '../../demo/embedded.js';
 import { packageRoot } from '../../src/paths.js';
 import { waitFor } from '../support/wait.js';
@@ -88,12 +89,7 @@ export async function startPrometheus(binary: string, targets: string[]): Promis
   child.stderr?.on('data', (b: Buffer) => (out += b.toString('utf8')));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
-      await exited;
-      clearTimeout(timer);
-    }
+    await stopChild(child, exited, STOP_TIMEOUT_MS);
     await rm(dir, { recursive: true, force: true });
   };
   const url = `http://127.0.0.1:${port}`;
