@@ -4,6 +4,7 @@ import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
 import { Daemon } from '../src/daemon/daemon.js';
 import { migrate } from '../src/db/migrate.js';
+import { isSuccess } from '../src/db/protocol.js';
 import { watchView } from '../src/commands/admin.js';
 import { INSERT_ORDER_WITH_ITEMS, SHOP_VIEW_QUERY, shopSchema } from './shop.js';
 import { startEmbeddedPostgres, type EmbeddedServer } from './embedded.js';
@@ -88,7 +89,7 @@ async function main(): Promise<number> {
     let refreshes = 0;
     running.refresher.on('report', (r) => {
       if (r.outcome === 'clean' || r.outcome === 'busy') return;
-      refreshes += ['refreshed', 'populated', 'refreshed_blocking'].includes(r.outcome) ? 1 : 0;
+      refreshes += isSuccess(r.outcome) ? 1 : 0;
       say(
         `refresh ${r.view}: ${r.outcome} (cause ${r.cause}, ${r.refreshMs ?? r.durationMs} ms)${r.error ? `: ${r.error}` : ''}`,
       );

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LOCK_NAMESPACE } from '../src/db/protocol.js';
+import { BACKOFF_JITTER, LOCK_NAMESPACE } from '../src/db/protocol.js';
 import { sql } from '../src/db/sql.js';
 import type { CallRow } from '../src/daemon/refresher.js';
 import { useTestDatabase } from './support/db.js';
@@ -204,7 +204,8 @@ describe('a failing refresh', () => {
     const first = await refreshView(id);
     expect(first).toMatchObject({ outcome: 'failed', err_sqlstate: '21000' });
     expect(first.err_message).toMatch(/duplicate rows/);
-    expect(first.retry_in_ms).toBeGreaterThanOrEqual(750);
+    // equal jitter (src/db/protocol.ts): the base, 1000 ms, times [1 - BACKOFF_JITTER, 1]
+    expect(first.retry_in_ms).toBeGreaterThanOrEqual(1000 * (1 - BACKOFF_JITTER));
     expect(first.retry_in_ms).toBeLessThanOrEqual(1000);
     const failed = await db.sql.query(
       `SELECT dirty, last_outcome, last_sqlstate, last_error ~ 'duplicate rows' AS error_recorded,
@@ -224,7 +225,7 @@ describe('a failing refresh', () => {
     expect(await due(id)).toEqual([]);
 
     const second = await refreshView(id);
-    expect(second.retry_in_ms).toBeGreaterThanOrEqual(1500);
+    expect(second.retry_in_ms).toBeGreaterThanOrEqual(2000 * (1 - BACKOFF_JITTER));
     expect(second.retry_in_ms).toBeLessThanOrEqual(2000);
     expect(
       (await db.sql.query('SELECT consecutive_failures FROM mvrefresh.status WHERE id = $1', [id])).rows,

@@ -1,4 +1,9 @@
-/** Exponential backoff, capped, with full jitter in [cap/2, cap] so that replicas do not retry in step. */
+import { BACKOFF_JITTER } from '../db/protocol.js';
+
+/**
+ * Exponential backoff, capped, with equal jitter: attempt n waits min(max, base * 2^(n-1)) times a factor
+ * in [1 - BACKOFF_JITTER, 1], the formula routines/record_failure.sql uses (src/db/protocol.ts).
+ */
 export function backoffDelay(
   attempt: number,
   baseMs: number,
@@ -6,5 +11,5 @@ export function backoffDelay(
   random: () => number = Math.random,
 ): number {
   const ceiling = Math.min(maxMs, baseMs * 2 ** Math.min(Math.max(attempt - 1, 0), 30));
-  return Math.round(ceiling / 2 + (random() * ceiling) / 2);
+  return Math.round(ceiling * (1 - BACKOFF_JITTER * random()));
 }

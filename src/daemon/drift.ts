@@ -3,7 +3,7 @@ import type pg from 'pg';
 import type { Logger } from '../logger.js';
 import { sql } from '../db/sql.js';
 import { SqlState, describeError, isPgError } from '../db/errors.js';
-import { DRIFT_LOCK_TIMEOUT_MS } from '../db/protocol.js';
+import { DRIFT_LOCK_TIMEOUT_MS, type DriftKind } from '../db/protocol.js';
 import { backoffDelay } from './backoff.js';
 import type { Metrics } from './metrics.js';
 
@@ -13,23 +13,6 @@ export type DriftCheckReason = (typeof DRIFT_CHECK_REASONS)[number];
 /** How a drift check ended: ok, busy (another replica held the lock), error. */
 export const DRIFT_CHECK_RESULTS = ['ok', 'busy', 'error'] as const;
 
-/**
- * What check_drift() reports, as the metric's kind label. foreign_trigger (a trigger named mvrefresh_mark
- * that is not ours) and replica_trigger (ENABLE REPLICA on a table the daemon does not own) are conditions
- * the daemon cannot repair: found, and their views marked, at every check until the table's owner acts.
- */
-export const DRIFT_KINDS = [
-  'source_added',
-  'source_removed',
-  'definition',
-  'trigger',
-  'foreign_trigger',
-  'replica_trigger',
-  'unmarked_writes',
-  'unmarked_truncate',
-] as const;
-export type DriftKind = (typeof DRIFT_KINDS)[number];
-
 /** A check that could not take its locks (DDL or another session in the way) is retried this soon. */
 const RETRY_BASE_MS = 250;
 const RETRY_MAX_MS = 5000;
@@ -38,6 +21,8 @@ export interface Drift {
   viewId: number;
   view: string;
   changes: string[];
+  /** The kind of each change (check_drift()'s kinds). */
+  kinds: DriftKind[];
   /** false: a trigger could not be repaired within its lock timeout; a retry is scheduled. */
   triggersSynced: boolean;
 }
@@ -58,6 +43,7 @@ interface DriftRow {
   view_id: number;
   view: string;
   changes: string[];
+  kinds: DriftKind[];
   triggers_synced: boolean;
 }
 
@@ -70,9 +56,6 @@ const BYPASS_KINDS: ReadonlySet<DriftKind> = new Set<DriftKind>([
   'unmarked_truncate',
 ]);
 
-/** A change check_drift() reports when sync_table_triggers() was refused (insufficient_privilege). */
-const FORBIDDEN_REPAIR = /^triggers not brought in line: permission denied/;
-
 /**
  * Who must do what when the daemon's role may not create a trigger. It holds no TRIGGER privilege on
  * purpose: a role with TRIGGER on a table can make every writer of it run a function of its choosing.
@@ -81,30 +64,25 @@ export function repairAction(view: string): string {
   return `run \`mvrefresh watch ${view}\` again as the DDL role of \`mvrefresh grants\` (it holds TRIGGER on the watched tables), which recreates the trigger; until then the view is refreshed at every drift check`;
 }
 
-export function driftKind(change: string): DriftKind {
-  if (change.startsWith('source added')) return 'source_added';
-  if (change.startsWith('source removed')) return 'source_removed';
-  if (change.startsWith('trigger')) return 'trigger';
-  if (change.startsWith('foreign trigger')) return 'foreign_trigger';
-  if (change.startsWith('replica trigger')) return 'replica_trigger';
-  if (change.startsWith('truncate')) return 'unmarked_truncate';
-  if (change.startsWith('definition')) return 'definition';
-  return 'unmarked_writes';
-}
+/** How check_drift() words a source added and a missing trigger, each followed by the table's name. */
+const ADDED = 'source added: ';
+const MISSING = 'trigger missing on ';
 
 /**
  * A partition lifecycle is routine (info): a source added, and the missing trigger of that new source
- * installed by the same check. A trigger found broken or bypassed on a known source, or one that could not be
- * repaired, is not (warn).
+ * installed by the same check. A trigger found broken or
+ * bypassed on a known source, or one that could not be repaired, is not (warn).
  */
-export function driftLevel(changes: string[], triggersSynced: boolean): 'info' | 'warn' {
-  const added = new Set(changes.filter((c) => c.startsWith('source added: ')).map((c) => c.slice(14)));
-  const routine = (c: string) => {
-    const kind = driftKind(c);
-    if (!BYPASS_KINDS.has(kind)) return true;
-    return triggersSynced && c.startsWith('trigger missing on ') && added.has(c.slice(19));
+export function driftLevel(d: Drift): 'info' | 'warn' {
+  const added = new Set(
+    d.changes.filter((_, i) => d.kinds[i] === 'source_added').map((c) => c.slice(ADDED.length)),
+  );
+  const routine = (change: string, i: number) => {
+    const kind = d.kinds[i];
+    if (kind === undefined || !BYPASS_KINDS.has(kind)) return true;
+    return d.triggersSynced && change.startsWith(MISSING) && added.has(change.slice(MISSING.length));
   };
-  return changes.every(routine) ? 'info' : 'warn';
+  return d.changes.every(routine) ? 'info' : 'warn';
 }
 
 /**
@@ -182,12 +160,12 @@ export class DriftChecker extends EventEmitter<DriftCheckerEvents> {
         viewId: r.view_id,
         view: r.view,
         changes: r.changes,
+        kinds: r.kinds,
         triggersSynced: r.triggers_synced,
       }));
       for (const d of drifts) {
-        const kinds = d.changes.map(driftKind);
-        for (const kind of kinds) metrics.sourceDrift.inc({ view: d.view, kind });
-        const forbidden = d.changes.find((c) => FORBIDDEN_REPAIR.test(c));
+        for (const kind of d.kinds) metrics.sourceDrift.inc({ view: d.view, kind });
+        const forbidden = d.changes.find((_, i) => d.kinds[i] === 'repair_forbidden');
         if (forbidden && !this.forbiddenRepairs.has(d.viewId)) {
           this.forbiddenRepairs.add(d.viewId);
           logger.error(
@@ -203,7 +181,7 @@ export class DriftChecker extends EventEmitter<DriftCheckerEvents> {
         } else if (!forbidden) this.forbiddenRepairs.delete(d.viewId);
         // a partition lifecycle is routine (info); a trigger found broken or bypassed is not (warn), unless
         // its repair is forbidden and was named already: then every check would repeat the same line
-        const level = forbidden ? 'debug' : driftLevel(d.changes, d.triggersSynced);
+        const level = forbidden ? 'debug' : driftLevel(d);
         logger[level](
           {
             event: 'source_drift',

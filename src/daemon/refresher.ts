@@ -13,6 +13,7 @@ import type { Job, RunResult, Scheduler } from './scheduler.js';
 import type { Metrics } from './metrics.js';
 import type { SchemaWatch } from './schema-watch.js';
 import { GONE_SQLSTATES } from '../db/status.js';
+import { RETRY_MS, isSuccess, type CycleOutcome } from '../db/protocol.js';
 
 /** Errors of a CALL that a schema changed under a running daemon explains. */
 const SCHEMA_CHANGE_STATES: ReadonlySet<string> = new Set([
@@ -21,25 +22,14 @@ const SCHEMA_CHANGE_STATES: ReadonlySet<string> = new Set([
   SqlState.undefinedTable,
 ]);
 
-/** Outcomes of mvrefresh.refresh_view(); `error` is ours: the cycle could not run (database unreachable). */
-export type Outcome =
-  | 'refreshed'
-  | 'populated'
-  | 'refreshed_blocking'
-  | 'clean'
-  | 'busy'
-  | 'waiting'
-  | 'unwatched'
-  | 'paused'
-  | 'failed'
-  | 'gone'
-  | 'error';
+/**
+ * Outcomes of mvrefresh.refresh_view(), and two of ours: `gone` (the view was dropped or renamed), `error`
+ * (the cycle could not run: database unreachable).
+ */
+export type Outcome = CycleOutcome | 'gone' | 'error';
 
 /** The sqlstate label of a failure whose error carried none (a lost connection, a timeout of the client). */
 const NO_SQLSTATE = 'none';
-const SUCCESS: ReadonlySet<Outcome> = new Set(['refreshed', 'populated', 'refreshed_blocking']);
-/** Another session holds the view's lock: look again soon, after its refresh is likely over. */
-const BUSY_RETRY_MS = 1000;
 const CANCEL_TIMEOUT_MS = 5000;
 
 /** One row of mvrefresh.refresh_view(): what a cycle did. */
@@ -172,7 +162,7 @@ export class Refresher extends EventEmitter<RefresherEvents> {
         row,
         Math.max(0, performance.now() - t0 - (row.wait_ms ?? 0) - waited.lockWaitMs),
       );
-      if (SUCCESS.has(row.outcome)) {
+      if (isSuccess(row.outcome)) {
         if (row.duration_ms !== null)
           this.opts.metrics.refreshDuration.observe({ view: job.name }, row.duration_ms / 1000);
         for (const id of row.dependants ?? []) this.opts.scheduler.schedule(id, 'dependency');
@@ -242,7 +232,8 @@ export class Refresher extends EventEmitter<RefresherEvents> {
       case 'paused':
         return { kind: 'paused' };
       case 'busy':
-        return { kind: 'retry', afterMs: BUSY_RETRY_MS, durationMs };
+        // another session holds the view's lock: look again soon, after its refresh is likely over
+        return { kind: 'retry', afterMs: RETRY_MS, durationMs };
       case 'waiting':
       case 'failed':
         return {
@@ -255,7 +246,7 @@ export class Refresher extends EventEmitter<RefresherEvents> {
         // a refresh that left writers still running keeps the view due: look again when they may be done
         return row.retry_in_ms !== null
           ? { kind: 'retry', afterMs: row.retry_in_ms, durationMs }
-          : { kind: 'done', refreshed: SUCCESS.has(row.outcome), durationMs };
+          : { kind: 'done', refreshed: isSuccess(row.outcome), durationMs };
     }
   }
 
@@ -351,9 +342,9 @@ export class Refresher extends EventEmitter<RefresherEvents> {
       this.gone.add(r.viewId);
       return;
     }
-    if (SUCCESS.has(r.outcome) && this.gone.delete(r.viewId))
+    if (isSuccess(r.outcome) && this.gone.delete(r.viewId))
       this.opts.logger.info({ event: 'view_back', view: r.view }, `${r.view} exists again`);
-    if (SUCCESS.has(r.outcome)) this.opts.logger.info(fields, `refreshed ${r.view}`);
+    if (isSuccess(r.outcome)) this.opts.logger.info(fields, `refreshed ${r.view}`);
     else if (r.outcome === 'failed' || r.outcome === 'error')
       this.opts.logger.warn(fields, `refresh of ${r.view} failed`);
     else this.opts.logger.debug(fields, `refresh of ${r.view}: ${r.outcome}`);

@@ -1,16 +1,15 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../logger.js';
 import { DurationEstimate, LONG_REFRESH_SHARE, planRefresh, type Plan } from './plan.js';
+import { EARLY_RETRY_MS } from '../db/protocol.js';
+
+/** The longest delay a Node timer waits (2^31 - 1 ms); a longer one fires at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * What made a view due: a notification, the sweep, an upstream refresh, an operator, a periodic interval,
  * a retry after a failure. (Not an SQL trigger: those only mark views dirty and notify.)
  */
-/** How soon after a write a failed view is tried again (instead of when its backoff ends). */
-const EARLY_RETRY_MS = 500;
-/** The longest delay a Node timer waits (2^31 - 1 ms); a longer one fires at once. */
-export const MAX_TIMER_MS = 2 ** 31 - 1;
-
 export type Cause = 'notify' | 'sweep' | 'dependency' | 'manual' | 'interval' | 'retry';
 
 export interface ViewSettings {

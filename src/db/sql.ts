@@ -247,7 +247,7 @@ export const sql = {
                     FROM mvrefresh.view_state v
                    WHERE v.refresh_interval_ms IS NOT NULL AND NOT v.paused`,
   recordTargetMiss: 'SELECT mvrefresh.record_target_miss($1, $2)',
-  checkDrift: 'SELECT view_id, view, changes, triggers_synced FROM mvrefresh.check_drift($1)',
+  checkDrift: 'SELECT view_id, view, changes, kinds, triggers_synced FROM mvrefresh.check_drift($1)',
   recordDriftFailure: 'SELECT mvrefresh.record_drift_failure($1)',
   refreshView:
     'CALL mvrefresh.refresh_view($1, $2, $3, $4, $5, $6, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)',
