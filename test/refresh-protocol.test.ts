@@ -4,7 +4,7 @@ import { BACKOFF_JITTER, LOCK_NAMESPACE } from '../src/db/protocol.js';
 import { sql } from '../src/db/sql.js';
 import type { CallRow } from '../src/daemon/refresher.js';
 import { useTestDatabase } from './support/db.js';
-import { holdGate, installGatedCopy } from './support/gates.js';
+import { gatedCopy, holdGate, installGatedCopy, routineText } from './support/gates.js';
 import { notificationsDuring } from './support/notify.js';
 import { viewMatches } from './support/shop.js';
 import { PG17, serverVersionNum } from './support/version.js';
@@ -466,11 +466,17 @@ describe('a cycle never deletes table marks without drawing clears_started', () 
 
   it('a mark committed between the check for table marks and their deletion is drawn for: a writer that remembered it marks again', async () => {
     // the window before tx1's deletion of table marks (the old routine decided to draw in an earlier
-    // statement), held open by a copy of refresh_view gated there
-    await installGatedCopy(db.sql, 'refresh_view', {
-      name: 'mvrefresh.refresh_view_gated',
+    // statement), held open by a copy of clear_table_marks gated there, which a copy of refresh_view calls
+    await installGatedCopy(db.sql, 'clear_table_marks', {
+      name: 'mvrefresh.clear_table_marks_gated',
       gates: [{ before: 'WITH taken AS (', key: GATE }],
     });
+    await db.sql.query(
+      gatedCopy(await routineText('refresh_view'), {
+        name: 'mvrefresh.refresh_view_gated',
+        gates: [],
+      }).replace('mvrefresh.clear_table_marks(', 'mvrefresh.clear_table_marks_gated('),
+    );
     await db.sql.query(`CREATE TABLE gap_t (k int PRIMARY KEY, v int); INSERT INTO gap_t VALUES (1, 1);
       CREATE MATERIALIZED VIEW gap_v1 AS SELECT k, v FROM gap_t; CREATE UNIQUE INDEX ON gap_v1 (k);
       CREATE MATERIALIZED VIEW gap_v2 AS SELECT k, v FROM gap_t; CREATE UNIQUE INDEX ON gap_v2 (k);`);

@@ -274,7 +274,7 @@ BEGIN
         kinds := ARRAY(SELECT jsonb_array_elements_text(v.what -> 'kinds'));
         IF forbidden IS NOT NULL THEN
             changes := changes || forbidden;
-            kinds := kinds || {{DRIFT_REPAIR_FORBIDDEN}};
+            kinds := kinds || {{DRIFT_REPAIR_FORBIDDEN}}::text;
         END IF;
         triggers_synced := synced;
         RETURN NEXT;
