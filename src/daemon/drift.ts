@@ -70,8 +70,8 @@ const MISSING = 'trigger missing on ';
 
 /**
  * A partition lifecycle is routine (info): a source added, and the missing trigger of that new source
- * installed by the same check. A trigger found broken or
- * bypassed on a known source, or one that could not be repaired, is not (warn).
+ * installed by the same check. A trigger found broken or bypassed on a known source, or one that could not
+ * be repaired, is not (warn).
  */
 export function driftLevel(d: Drift): 'info' | 'warn' {
   const added = new Set(
