@@ -10,7 +10,7 @@
  * reports give its overhead per refresh beyond the REFRESH statement.
  *
  * With --pooler (npm run bench:pooler) it measures instead the daemon behind a private PgBouncer in
- * transaction mode (demo/pgbouncer.ts), with a direct LISTEN URL and without one, next to the daemon
+ * transaction mode (dev/pgbouncer.ts), with a direct LISTEN URL and without one, next to the daemon
  * without a pooler, in one run; writers and the reader connect directly in every row, so that the rows
  * differ only in the daemon's connections.
  *
@@ -28,7 +28,7 @@ import { migrate } from '../src/db/migrate.js';
 import { packageRoot } from '../src/paths.js';
 import { shopSchema } from '../demo/shop.js';
 import { ADMIN_URL, connect, recreateDatabase, dropDatabase } from './db.js';
-import { pgbouncerBinary, startPgBouncer, type PgBouncer } from '../demo/pgbouncer.js';
+import { pgbouncerBinary, startPgBouncer, type PgBouncer } from '../dev/pgbouncer.js';
 import { writeSection } from './report.js';
 
 const SECONDS = Number(process.env['BENCH_FRESHNESS_SECONDS'] ?? 10);

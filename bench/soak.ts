@@ -1,6 +1,6 @@
 /**
  * The soak (issue 18): the daemon as an operator runs it (`mvrefresh run`, defaults) for --minutes on a
- * private PostgreSQL cluster with production settings (autovacuum on, fsync on; test/own-cluster/cluster.ts
+ * private PostgreSQL cluster with production settings (autovacuum on, fsync on; dev/cluster.ts
  * starts it), --views watched views over 5 tables written at --tps transactions per second. Every
  * --sample-seconds: the daemon's RSS, heap, file descriptors and connections, the private memory of its
  * backends (RssAnon of /proc/<pid>/status: the cluster runs here), the worst staleness, the sizes of
@@ -14,8 +14,8 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { migrate } from '../src/db/migrate.js';
-import { freePort } from '../demo/embedded.js';
-import { PgCluster } from '../test/own-cluster/cluster.js';
+import { freePort } from '../dev/embedded.js';
+import { PgCluster } from '../dev/cluster.js';
 import { DaemonProcess } from './soak/daemon.js';
 import { parseOptions, type SoakOptions } from './soak/options.js';
 import { checks, csv, markdownTable, svg, windows } from './soak/report.js';

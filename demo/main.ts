@@ -6,7 +6,7 @@ import { Daemon } from '../src/daemon/daemon.js';
 import { migrate } from '../src/db/migrate.js';
 import { watchView } from '../src/commands/admin.js';
 import { INSERT_ORDER_WITH_ITEMS, SHOP_VIEW_QUERY, shopSchema } from './shop.js';
-import { startEmbeddedPostgres, type EmbeddedServer } from './embedded.js';
+import { startEmbeddedPostgres, type EmbeddedServer } from '../dev/embedded.js';
 
 /**
  * `npm run demo`: embedded PostgreSQL in a temporary directory, the dirty-flag article's shop, the view
