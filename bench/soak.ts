@@ -16,7 +16,8 @@ import pg from 'pg';
 import { migrate } from '../src/db/migrate.js';
 import { freePort } from '../dev/embedded.js';
 import { PgCluster } from '../dev/cluster.js';
-import { DaemonProcess } from './soak/daemon.js';
+import { DaemonProcess } from './support/daemon.js';
+import { serverVersion } from './support/db.js';
 import { parseOptions, type SoakOptions } from './soak/options.js';
 import { checks, csv, markdownTable, svg, windows } from './soak/report.js';
 import { takeSample, type Sample } from './soak/sampler.js';
@@ -119,13 +120,12 @@ async function soak(opts: SoakOptions): Promise<Run> {
     await cluster.start();
     const url = await setUp(cluster, opts.views);
     db = await connect(url);
-    const serverVersion = (await db.query<{ v: string }>("SELECT current_setting('server_version') AS v"))
-      .rows[0]!.v;
-    daemon = new DaemonProcess(
-      url,
-      await freePort(),
-      opts.maxUses === undefined ? {} : { MVREFRESH_REFRESH_CONNECTION_MAX_USES: String(opts.maxUses) },
-    );
+    const version = await serverVersion(url);
+    daemon = new DaemonProcess(url, {
+      port: await freePort(),
+      settings:
+        opts.maxUses === undefined ? {} : { MVREFRESH_REFRESH_CONNECTION_MAX_USES: String(opts.maxUses) },
+    });
     await daemon.started();
     await settle(db, opts.views);
     writers = new Writers(url, opts.tps);
@@ -153,7 +153,7 @@ async function soak(opts: SoakOptions): Promise<Run> {
     const written = await writers.stop();
     writers = undefined;
     const unequal = await settle(db, opts.views);
-    return { samples, daemon, t0, unequal, written, serverVersion, kills };
+    return { samples, daemon, t0, unequal, written, serverVersion: version, kills };
   } finally {
     await writers?.stop().catch(() => undefined);
     await daemon?.stop();

@@ -1,45 +1,60 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
+import { stopChild } from '../../dev/child-stop.js';
 import { packageRoot } from '../../src/paths.js';
 
 /** How long the daemon may take to stop after SIGTERM (its grace period is 30 s by default). */
 const STOP_TIMEOUT_MS = 45_000;
 const START_TIMEOUT_MS = 60_000;
+const START_POLL_MS = 100;
 
 export interface RefreshEvent {
   at: number;
   view: string;
   outcome: string;
+  /** The REFRESH statement alone. */
   refreshMs?: number;
+  /** The whole cycle. */
+  durationMs?: number;
+}
+
+export interface DaemonProcessOptions {
+  /** The HTTP port (0, the default: any free port; metric() needs a known one). */
+  port?: number;
+  /** MVREFRESH_* variables beyond the URL and the port, e.g. MVREFRESH_LOG_LEVEL. */
+  settings?: Record<string, string>;
+  /**
+   * Start from the bench's own environment (its MVREFRESH_* variables apply) instead of PATH alone.
+   */
+  inheritEnv?: boolean;
 }
 
 /**
- * The daemon as an operator runs it: `mvrefresh run` from the build, its defaults, its JSON log lines read
- * for refresh times, reconnects and warnings.
+ * The daemon as an operator runs it: `mvrefresh run` from the build, on 127.0.0.1, its JSON log lines read
+ * for refresh times, reconnects and warnings (at the default log level, info; refreshes and the start are
+ * logged at info, so a lower level leaves `refreshes` empty and started() waiting).
  */
 export class DaemonProcess {
   readonly refreshes: RefreshEvent[] = [];
   readonly events: Record<string, unknown>[] = [];
+  readonly port: number;
   private readonly child: ChildProcess;
-  private readonly exited: Promise<number | null>;
+  private readonly exited: Promise<void>;
 
-  constructor(
-    databaseUrl: string,
-    readonly port: number,
-    settings: Record<string, string> = {},
-  ) {
+  constructor(databaseUrl: string, opts: DaemonProcessOptions = {}) {
+    this.port = opts.port ?? 0;
     this.child = spawn(process.execPath, [join(packageRoot, 'dist', 'src', 'bin.js'), 'run'], {
       env: {
-        PATH: process.env['PATH'] ?? '/usr/bin:/bin',
+        ...(opts.inheritEnv ? process.env : { PATH: process.env['PATH'] ?? '/usr/bin:/bin' }),
         DATABASE_URL: databaseUrl,
-        MVREFRESH_HTTP_PORT: String(port),
+        MVREFRESH_HTTP_PORT: String(this.port),
         MVREFRESH_HTTP_HOST: '127.0.0.1',
-        ...settings,
+        ...opts.settings,
       },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
-    this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
+    this.exited = new Promise((resolve) => this.child.once('exit', () => resolve()));
     createInterface({ input: this.child.stdout! }).on('line', (line) => this.onLine(line));
   }
 
@@ -55,23 +70,26 @@ export class DaemonProcess {
       return;
     }
     if (entry['event'] === 'refresh') {
+      const { refreshMs, durationMs } = entry;
       this.refreshes.push({
         at: Date.now(),
         view: String(entry['view']),
         outcome: String(entry['outcome']),
-        ...(typeof entry['refreshMs'] === 'number' ? { refreshMs: entry['refreshMs'] } : {}),
+        ...(typeof refreshMs === 'number' ? { refreshMs } : {}),
+        ...(typeof durationMs === 'number' ? { durationMs } : {}),
       });
       return;
     }
     this.events.push(entry);
   }
 
+  /** Resolves once the daemon has logged its start; rejects when it exits before or takes too long. */
   async started(): Promise<void> {
     const deadline = Date.now() + START_TIMEOUT_MS;
     while (!this.events.some((e) => e['event'] === 'started')) {
       if (this.child.exitCode !== null) throw new Error(`the daemon exited with ${this.child.exitCode}`);
       if (Date.now() > deadline) throw new Error('the daemon did not start');
-      await new Promise((r) => setTimeout(r, 100));
+      await new Promise((r) => setTimeout(r, START_POLL_MS));
     }
   }
 
@@ -82,15 +100,9 @@ export class DaemonProcess {
     return line ? Number(line.split(' ').at(-1)) : Number.NaN;
   }
 
-  /** SIGTERM, then the exit code (SIGKILL after the timeout). */
+  /** SIGTERM (SIGKILL after a timeout); the exit code, null when a signal ended it. */
   async stop(): Promise<number | null> {
-    if (this.child.exitCode !== null) return this.child.exitCode;
-    this.child.kill('SIGTERM');
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), STOP_TIMEOUT_MS);
-    try {
-      return await this.exited;
-    } finally {
-      clearTimeout(timer);
-    }
+    await stopChild(this.child, this.exited, STOP_TIMEOUT_MS);
+    return this.child.exitCode;
   }
 }
