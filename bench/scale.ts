@@ -11,6 +11,7 @@ import { readFile } from 'node:fs/promises';
 import type pg from 'pg';
 import { migrate } from '../src/db/migrate.js';
 import { DaemonProcess } from './support/daemon.js';
+import { cpuSeconds } from './support/disturbance.js';
 import { connect, recreateDatabase, dropDatabase } from './support/db.js';
 import { numberEnv, writeSection } from './support/report.js';
 
@@ -19,17 +20,12 @@ const RATE = numberEnv('BENCH_SCALE_RATE', 200);
 const SECONDS = numberEnv('BENCH_SCALE_SECONDS', 30);
 const DB = 'mvrefresh_bench_scale';
 const SWEEP_SAMPLES = 50;
-const CLOCK_TICKS = 100;
 const PAGE_KB = 4;
 
 /** Resident memory (MiB) and CPU seconds (user + system) of a process, from /proc. */
 async function proc(pid: number): Promise<{ rssMiB: number; cpuSeconds: number }> {
   const statm = (await readFile(`/proc/${pid}/statm`, 'utf8')).split(' ');
-  const stat = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
-  return {
-    rssMiB: (Number(statm[1]) * PAGE_KB) / 1024,
-    cpuSeconds: (Number(stat[11]) + Number(stat[12])) / CLOCK_TICKS,
-  };
+  return { rssMiB: (Number(statm[1]) * PAGE_KB) / 1024, cpuSeconds: await cpuSeconds(pid) };
 }
 
 async function sweepMs(c: pg.Client): Promise<number> {

@@ -4,10 +4,11 @@ import { join } from 'node:path';
 import { stopChild } from '../../dev/child-stop.js';
 import { packageRoot } from '../../src/paths.js';
 
-/** How long the daemon may take to stop after SIGTERM (its grace period is 30 s by default). */
-const STOP_TIMEOUT_MS = 45_000;
-const START_TIMEOUT_MS = 60_000;
-const START_POLL_MS = 100;
+/**
+ * How long the daemon may take to start (looked at this often) and to stop after SIGTERM (its own grace
+ * period is 30 s by default).
+ */
+const WAIT_MS = { start: 60_000, startPoll: 100, stop: 45_000 } as const;
 
 export interface RefreshEvent {
   at: number;
@@ -85,11 +86,11 @@ export class DaemonProcess {
 
   /** Resolves once the daemon has logged its start; rejects when it exits before or takes too long. */
   async started(): Promise<void> {
-    const deadline = Date.now() + START_TIMEOUT_MS;
+    const deadline = Date.now() + WAIT_MS.start;
     while (!this.events.some((e) => e['event'] === 'started')) {
       if (this.child.exitCode !== null) throw new Error(`the daemon exited with ${this.child.exitCode}`);
       if (Date.now() > deadline) throw new Error('the daemon did not start');
-      await new Promise((r) => setTimeout(r, START_POLL_MS));
+      await new Promise((r) => setTimeout(r, WAIT_MS.startPoll));
     }
   }
 
@@ -102,7 +103,7 @@ export class DaemonProcess {
 
   /** SIGTERM (SIGKILL after a timeout); the exit code, null when a signal ended it. */
   async stop(): Promise<number | null> {
-    await stopChild(this.child, this.exited, STOP_TIMEOUT_MS);
+    await stopChild(this.child, this.exited, WAIT_MS.stop);
     return this.child.exitCode;
   }
 }

@@ -18,10 +18,8 @@ import type pg from 'pg';
 /** Clock ticks per second of /proc/<pid>/stat (USER_HZ, 100 on every Linux architecture we run on). */
 const USER_HZ = 100;
 const KTHREADD_PID = 2;
-/** Fields of /proc/<pid>/stat after the command name: state is 0, ppid 1, utime 11, stime 12. */
-const STAT_PPID = 1;
-const STAT_UTIME = 11;
-const STAT_STIME = 12;
+/** Positions of fields in /proc/<pid>/stat after the command name (the state is at 0). */
+const STAT_FIELD = { ppid: 1, utime: 11, stime: 12 } as const;
 /** The meter's samples while a bench waits or measures are this far apart. */
 const SAMPLE_PERIOD_MS = 1000;
 
@@ -47,13 +45,19 @@ async function readProc(pid: number): Promise<Proc | undefined> {
     // the command name is in parentheses and may itself contain spaces and parentheses
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return {
-      ppid: Number(fields[STAT_PPID]),
-      ticks: Number(fields[STAT_UTIME]) + Number(fields[STAT_STIME]),
+      ppid: Number(fields[STAT_FIELD.ppid]),
+      ticks: Number(fields[STAT_FIELD.utime]) + Number(fields[STAT_FIELD.stime]),
       written: await readWritten(pid),
     };
   } catch {
     return undefined; // gone meanwhile
   }
+}
+
+/** CPU seconds (user and system) a process has used, NaN when it is gone. */
+export async function cpuSeconds(pid: number): Promise<number> {
+  const proc = await readProc(pid);
+  return proc ? proc.ticks / USER_HZ : Number.NaN;
 }
 
 async function readProcs(): Promise<Map<number, Proc>> {
