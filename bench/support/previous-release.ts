@@ -7,7 +7,7 @@ import { mkdtemp, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { packageRoot } from '../src/paths.js';
+import { packageRoot } from '../../src/paths.js';
 
 const run = promisify(execFile);
 const PREVIOUS = join(packageRoot, 'test', 'fixtures', 'releases', 'mvrefresh-0.1.0.tgz');
