@@ -23,7 +23,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
 import { Daemon } from '../src/daemon/daemon.js';
-import type { RefreshReport } from '../src/daemon/refresher.js';
+import type { RefreshReport } from '../src/daemon/refresh/refresher.js';
 import { migrate } from '../src/db/migrate.js';
 import { packageRoot } from '../src/paths.js';
 import { shopSchema } from '../demo/shop.js';

@@ -1,7 +1,18 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createLogger } from '../src/logger.js';
-import { Scheduler, type Conflict, type Job, type Miss, type ViewSettings } from '../src/daemon/scheduler.js';
-import { DurationEstimate, TARGET_HEADROOM, describeConflict, planRefresh } from '../src/daemon/plan.js';
+import {
+  Scheduler,
+  type Conflict,
+  type Job,
+  type Miss,
+  type ViewSettings,
+} from '../src/daemon/refresh/scheduler.js';
+import {
+  DurationEstimate,
+  TARGET_HEADROOM,
+  describeConflict,
+  planRefresh,
+} from '../src/daemon/refresh/plan.js';
 
 const TARGET = 1000;
 const BUDGET = 0.2;

@@ -5,7 +5,7 @@ import { requirePrimary } from '../db/primary.js';
 import { requireSchema } from '../db/schema-version.js';
 import { sql } from '../db/sql.js';
 import { retryOnLockTimeout } from '../db/lock-retry.js';
-import { describeConflict, formatMs, minInterval } from '../daemon/plan.js';
+import { describeConflict, formatMs, minInterval } from '../daemon/refresh/plan.js';
 import { CLEAR_LOCK, LockHeldError, clearLockHolders, lockHolders } from '../db/lock-holders.js';
 import { SqlState, isPgError } from '../db/errors.js';
 import { CHANNEL, VIEWS_CHANGED, WATCH_LOCK_KEY } from '../db/protocol.js';

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type pg from 'pg';
-import type { Logger } from '../logger.js';
-import { judgeSchema, readSchemaState, type SchemaState } from '../db/compat.js';
+import type { Logger } from '../../logger.js';
+import { judgeSchema, readSchemaState, type SchemaState } from '../../db/compat.js';
 
 export interface SchemaWatchEvents {
   /** The schema moved past what this build understands: stop taking work and exit. Emitted once. */

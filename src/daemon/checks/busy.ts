@@ -1,9 +1,9 @@
 import type pg from 'pg';
-import type { Logger } from '../logger.js';
-import { describeError } from '../db/errors.js';
-import { describeHolders, lockHolders } from '../db/lock-holders.js';
-import type { Metrics } from './metrics.js';
-import type { RefreshReport } from './refresher.js';
+import type { Logger } from '../../logger.js';
+import { describeError } from '../../db/errors.js';
+import { describeHolders, lockHolders } from '../../db/lock-holders.js';
+import type { Metrics } from '../metrics.js';
+import type { RefreshReport } from '../refresh/refresher.js';
 
 export interface BusyWatchOptions {
   /** The control pool: a query per warning, at most once per warnAfterMs and view. */

@@ -1,9 +1,9 @@
 import type pg from 'pg';
-import type { Logger } from '../logger.js';
-import { sql } from '../db/sql.js';
-import { describeError } from '../db/errors.js';
-import type { Metrics } from './metrics.js';
-import type { SchemaWatch } from './schema-watch.js';
+import type { Logger } from '../../logger.js';
+import { sql } from '../../db/sql.js';
+import { describeError } from '../../db/errors.js';
+import type { Metrics } from '../metrics.js';
+import type { SchemaWatch } from '../checks/schema.js';
 import type { SourceMap } from './sources.js';
 import type { Scheduler, ViewSettings } from './scheduler.js';
 

@@ -2,11 +2,11 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type pg from 'pg';
-import type { Logger } from '../logger.js';
-import { sql } from '../db/sql.js';
-import { describeError } from '../db/errors.js';
-import { withTimeout } from './timers.js';
-import { isGone, loadStatus, type StatusRow } from '../db/status.js';
+import type { Logger } from '../../logger.js';
+import { sql } from '../../db/sql.js';
+import { describeError } from '../../db/errors.js';
+import { withTimeout } from '../lib/timers.js';
+import { isGone, loadStatus, type StatusRow } from '../../db/status.js';
 import {
   HTTP_LIMITS,
   PROBE_LIMITS,
@@ -14,17 +14,17 @@ import {
   effectiveMaxConnections,
   probeServerOptions,
   serverOptions,
-} from './http-limits.js';
+} from './limits.js';
 import { RequestGate } from './request-gate.js';
-import { LogThrottle } from './log-throttle.js';
+import { LogThrottle } from '../lib/log-throttle.js';
 import { redactErrorText } from './redact.js';
 import { SharedResult } from './shared-result.js';
-import type { Listener } from './listener.js';
-import type { Metrics } from './metrics.js';
-import type { Scheduler } from './scheduler.js';
-import type { Refresher } from './refresher.js';
-import { parseViewId } from './view-id.js';
-import { describeConflict } from './plan.js';
+import type { Listener } from '../refresh/listener.js';
+import type { Metrics } from '../metrics.js';
+import type { Scheduler } from '../refresh/scheduler.js';
+import type { Refresher } from '../refresh/refresher.js';
+import { parseViewId } from '../lib/view-id.js';
+import { describeConflict } from '../refresh/plan.js';
 
 /** /healthz fails when the event loop has not turned for this long. */
 const STALL_LIMIT_MS = 10_000;

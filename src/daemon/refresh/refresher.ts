@@ -1,18 +1,18 @@
 import { EventEmitter } from 'node:events';
 import PQueue from 'p-queue';
 import type pg from 'pg';
-import type { Logger } from '../logger.js';
-import { sql } from '../db/sql.js';
+import type { Logger } from '../../logger.js';
+import { sql } from '../../db/sql.js';
 import { LockWaitMeter } from './lock-wait.js';
-import { SqlState, describeError, isConnectionError, isPgError } from '../db/errors.js';
-import { backoffDelay } from './backoff.js';
-import { AppName } from '../db/connect.js';
-import { withTimeout } from './timers.js';
-import { CLEAR_LOCK, type LockHolder, clearLockHolders, describeHolders } from '../db/lock-holders.js';
+import { SqlState, describeError, isConnectionError, isPgError } from '../../db/errors.js';
+import { backoffDelay } from '../lib/backoff.js';
+import { AppName } from '../../db/connect.js';
+import { withTimeout } from '../lib/timers.js';
+import { CLEAR_LOCK, type LockHolder, clearLockHolders, describeHolders } from '../../db/lock-holders.js';
 import type { Job, RunResult, Scheduler } from './scheduler.js';
-import type { Metrics } from './metrics.js';
-import type { SchemaWatch } from './schema-watch.js';
-import { GONE_SQLSTATES } from '../db/status.js';
+import type { Metrics } from '../metrics.js';
+import type { SchemaWatch } from '../checks/schema.js';
+import { GONE_SQLSTATES } from '../../db/status.js';
 
 /** Errors of a CALL that a schema changed under a running daemon explains. */
 const SCHEMA_CHANGE_STATES: ReadonlySet<string> = new Set([

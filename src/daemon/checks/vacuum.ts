@@ -1,8 +1,8 @@
 import type pg from 'pg';
-import type { Logger } from '../logger.js';
-import { describeError } from '../db/errors.js';
-import { describeBloat, isBloated, vacuumHealth } from '../db/vacuum.js';
-import type { Metrics } from './metrics.js';
+import type { Logger } from '../../logger.js';
+import { describeError } from '../../db/errors.js';
+import { describeBloat, isBloated, vacuumHealth } from '../../db/vacuum.js';
+import type { Metrics } from '../metrics.js';
 
 export interface VacuumWatchOptions {
   pool: pg.Pool;

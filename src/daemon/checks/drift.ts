@@ -1,11 +1,11 @@
 import { EventEmitter } from 'node:events';
 import type pg from 'pg';
-import type { Logger } from '../logger.js';
-import { sql } from '../db/sql.js';
-import { SqlState, describeError, isPgError } from '../db/errors.js';
-import { DRIFT_LOCK_TIMEOUT_MS } from '../db/protocol.js';
-import { backoffDelay } from './backoff.js';
-import type { Metrics } from './metrics.js';
+import type { Logger } from '../../logger.js';
+import { sql } from '../../db/sql.js';
+import { SqlState, describeError, isPgError } from '../../db/errors.js';
+import { DRIFT_LOCK_TIMEOUT_MS } from '../../db/protocol.js';
+import { backoffDelay } from '../lib/backoff.js';
+import type { Metrics } from '../metrics.js';
 
 /** Why a drift check runs: at start, after the LISTEN connection came back, its timer, DDL, a retry. */
 export const DRIFT_CHECK_REASONS = ['start', 'reconnect', 'interval', 'ddl', 'retry'] as const;

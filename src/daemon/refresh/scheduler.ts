@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { Logger } from '../logger.js';
+import type { Logger } from '../../logger.js';
 import { DurationEstimate, LONG_REFRESH_SHARE, planRefresh, type Plan } from './plan.js';
 
 /**
