@@ -6,7 +6,10 @@
 
 /** First key of every advisory lock mvrefresh takes ('mvrf'); the second is a view id, 0 or -1. */
 export const LOCK_NAMESPACE = 1836479078;
-/** The notification channel: payloads are a view id in decimal, or SCHEMA_CHANGED. */
+/**
+ * The notification channel. Payloads: a view id in decimal (a view to look at), 't' and a table's oid in
+ * decimal (a watched table was written), SCHEMA_CHANGED, DDL_CHANGED or VIEWS_CHANGED.
+ */
 export const CHANNEL = 'mvrefresh';
 /** Sent by `migrate` after it changed the schema, so that running daemons check their compatibility. */
 export const SCHEMA_CHANGED = 'schema';
@@ -39,7 +42,7 @@ export const DDL_LOCK_TIMEOUT_MS = 200;
 
 /**
  * How long the daemon's drift check waits for a table lock to repair a trigger: the application's writers
- * queue behind a waiting CREATE / ALTER TRIGGER, so it gives up soon and retries (DRIFT_RETRY_*).
+ * queue behind a waiting CREATE / ALTER TRIGGER, so it gives up soon and retries (src/daemon/checks/drift.ts).
  */
 export const DRIFT_LOCK_TIMEOUT_MS = 200;
 

@@ -6,29 +6,7 @@ import { SqlState, describeError, isPgError } from '../../db/errors.js';
 import { DRIFT_LOCK_TIMEOUT_MS } from '../../db/protocol.js';
 import { backoffDelay } from '../lib/backoff.js';
 import type { Metrics } from '../metrics.js';
-
-/** Why a drift check runs: at start, after the LISTEN connection came back, its timer, DDL, a retry. */
-export const DRIFT_CHECK_REASONS = ['start', 'reconnect', 'interval', 'ddl', 'retry'] as const;
-export type DriftCheckReason = (typeof DRIFT_CHECK_REASONS)[number];
-/** How a drift check ended: ok, busy (another replica held the lock), error. */
-export const DRIFT_CHECK_RESULTS = ['ok', 'busy', 'error'] as const;
-
-/**
- * What check_drift() reports, as the metric's kind label. foreign_trigger (a trigger named mvrefresh_mark
- * that is not ours) and replica_trigger (ENABLE REPLICA on a table the daemon does not own) are conditions
- * the daemon cannot repair: found, and their views marked, at every check until the table's owner acts.
- */
-export const DRIFT_KINDS = [
-  'source_added',
-  'source_removed',
-  'definition',
-  'trigger',
-  'foreign_trigger',
-  'replica_trigger',
-  'unmarked_writes',
-  'unmarked_truncate',
-] as const;
-export type DriftKind = (typeof DRIFT_KINDS)[number];
+import type { DriftCheckReason, DriftKind } from '../../interfaces.js';
 
 /** A check that could not take its locks (DDL or another session in the way) is retried this soon. */
 const RETRY_BASE_MS = 250;

@@ -24,7 +24,7 @@ import type { Metrics } from '../metrics.js';
 import type { Scheduler } from '../refresh/scheduler.js';
 import type { Refresher } from '../refresh/refresher.js';
 import { parseViewId } from '../lib/view-id.js';
-import { describeConflict } from '../refresh/plan.js';
+import { describeConflict } from '../../budget.js';
 
 /** /healthz fails when the event loop has not turned for this long. */
 const STALL_LIMIT_MS = 10_000;
@@ -213,12 +213,27 @@ export class HttpServer {
     this.opts.logger.warn({ event: 'http_error', path, err: text, suppressed }, 'HTTP request failed');
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /** Parses the request target and routes it by path; an error is logged (throttled) and answered 503. */
+  private async serve(
+    req: IncomingMessage,
+    res: ServerResponse,
+    route: (path: string) => Promise<void> | void,
+  ): Promise<void> {
     let path = '?';
     try {
       const parsed = requestPath(req.url);
       if (parsed === undefined) return json(res, 400, { error: 'bad request target' });
       path = parsed;
+      return await route(path);
+    } catch (err) {
+      this.logError(path, err);
+      if (!res.headersSent) json(res, 503, { error: describeError(err) });
+      else res.end();
+    }
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    return this.serve(req, res, async (path) => {
       if (req.method === 'GET' || req.method === 'HEAD') {
         switch (path) {
           case '/healthz':
@@ -240,30 +255,18 @@ export class HttpServer {
       if (['/healthz', '/readyz', '/views', '/metrics'].includes(path) || target !== undefined)
         return json(res, 405, { error: 'method not allowed' });
       return json(res, 404, { error: 'not found', path });
-    } catch (err) {
-      this.logError(path, err);
-      if (!res.headersSent) json(res, 503, { error: describeError(err) });
-      else res.end();
-    }
+    });
   }
 
   /** The probe port: /healthz and /readyz, nothing else. */
-  private async handleProbe(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    let path = '?';
-    try {
-      const parsed = requestPath(req.url);
-      if (parsed === undefined) return json(res, 400, { error: 'bad request target' });
-      path = parsed;
+  private handleProbe(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    return this.serve(req, res, async (path) => {
       if (path !== '/healthz' && path !== '/readyz') return json(res, 404, { error: 'not found', path });
       if (req.method !== 'GET' && req.method !== 'HEAD')
         return json(res, 405, { error: 'method not allowed' });
       if (path === '/healthz') return this.healthz(res);
       return await this.readyz(res);
-    } catch (err) {
-      this.logError(path, err);
-      if (!res.headersSent) json(res, 503, { error: describeError(err) });
-      else res.end();
-    }
+    });
   }
 
   private healthz(res: ServerResponse): void {
@@ -327,7 +330,7 @@ export class HttpServer {
           nextAttemptAt: r.next_attempt_at,
           lockHolders: r.lock_holders,
           driftDetection: r.drift_detection,
-          // what this process plans: the target, the budget, what it allows, and the misses it saw
+          // what this process plans: the target, the budget and what it allows; the misses from view_state
           ...(plan
             ? {
                 targetSeconds: plan.targetMs / 1000,
