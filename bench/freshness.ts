@@ -19,7 +19,7 @@
  */
 import { cpus, totalmem } from 'node:os';
 import { loadConfig } from '../src/config.js';
-import type { RefreshReport } from '../src/daemon/refresher.js';
+import type { RefreshReport } from '../src/daemon/refresh/refresher.js';
 import { migrate } from '../src/db/migrate.js';
 import { shopSchema } from '../demo/shop.js';
 import { startLocalDaemon } from '../dev/daemon.js';

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { writeFile } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { loadConfig } from '../src/config.js';
-import type { ViewSchedule } from '../src/daemon/scheduler.js';
+import type { ViewSchedule } from '../src/daemon/refresh/scheduler.js';
 import { migrate } from '../src/db/migrate.js';
 import { SUCCESS_OUTCOMES } from '../src/db/protocol.js';
 import { packageRoot } from '../src/paths.js';

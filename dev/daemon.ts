@@ -2,7 +2,7 @@ import type { DestinationStream } from 'pino';
 import { loadConfig, type Config, type LogLevel } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
 import { Daemon, type Running } from '../src/daemon/daemon.js';
-import type { RefreshReport } from '../src/daemon/refresher.js';
+import type { RefreshReport } from '../src/daemon/refresh/refresher.js';
 
 export interface LocalDaemon {
   daemon: Daemon;

@@ -2,7 +2,7 @@ import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BACKOFF_JITTER, LOCK_NAMESPACE } from '../src/db/protocol.js';
 import { sql } from '../src/db/sql.js';
-import type { CallRow } from '../src/daemon/refresher.js';
+import type { CallRow } from '../src/daemon/refresh/refresher.js';
 import { useTestDatabase } from './support/db.js';
 import { gatedCopy, holdGate, installGatedCopy, routineText } from './support/gates.js';
 import { notificationsDuring } from './support/notify.js';

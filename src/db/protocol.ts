@@ -42,7 +42,7 @@ export const DDL_LOCK_TIMEOUT_MS = 200;
 
 /**
  * How long the daemon's drift check waits for a table lock to repair a trigger: the application's writers
- * queue behind a waiting CREATE / ALTER TRIGGER, so it gives up soon and retries (src/daemon/drift.ts).
+ * queue behind a waiting CREATE / ALTER TRIGGER, so it gives up soon and retries (src/daemon/checks/drift.ts).
  */
 export const DRIFT_LOCK_TIMEOUT_MS = 200;
 

@@ -131,7 +131,7 @@ export const sql = {
                         CASE WHEN pg_catalog.current_setting('server_version_num')::integer >= 140000
                              THEN pg_catalog.set_config('client_connection_check_interval', $2, false) END`,
 
-  // vacuum health (mvrefresh doctor, the daemon's VacuumWatch): the catalogs that REFRESH ... CONCURRENTLY
+  // vacuum health (mvrefresh doctor, the daemon's VacuumCheck): the catalogs that REFRESH ... CONCURRENTLY
   // churns ($1) and mvrefresh's own tables
   vacuumSettings: `SELECT pg_catalog.current_setting('autovacuum') = 'on' AS autovacuum,
                           pg_catalog.current_setting('track_counts') = 'on' AS track_counts,

@@ -1,15 +1,15 @@
-import { CHANNEL, DDL_CHANGED, SCHEMA_CHANGED, VIEWS_CHANGED } from '../db/protocol.js';
+import { CHANNEL, DDL_CHANGED, SCHEMA_CHANGED, VIEWS_CHANGED } from '../../db/protocol.js';
 import { EventEmitter } from 'node:events';
 import { Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import pgListen, { type Subscriber } from 'pg-listen';
-import type { Logger } from '../logger.js';
-import { AppName, CONNECT_TIMEOUT_MS, startupOptions } from '../db/connect.js';
-import { describeError, isPgError } from '../db/errors.js';
-import { scrubSecret } from '../db/url.js';
-import { backoffDelay } from './backoff.js';
-import { TimeoutError, withTimeout } from './timers.js';
-import { parseViewId } from './view-id.js';
+import type { Logger } from '../../logger.js';
+import { AppName, CONNECT_TIMEOUT_MS, startupOptions } from '../../db/connect.js';
+import { describeError, isPgError } from '../../db/errors.js';
+import { scrubSecret } from '../../db/url.js';
+import { backoffDelay } from '../lib/backoff.js';
+import { TimeoutError, withTimeout } from '../lib/timers.js';
+import { parseViewId } from '../lib/view-id.js';
 import { parseTableNotification } from './sources.js';
 import { RateLimit } from './rate-limit.js';
 

@@ -1,10 +1,10 @@
 import type pg from 'pg';
-import type { Logger } from '../logger.js';
-import { describeError } from '../db/errors.js';
-import { describeBloat, isBloated, vacuumHealth } from '../db/vacuum.js';
-import type { Metrics } from './metrics.js';
+import type { Logger } from '../../logger.js';
+import { describeError } from '../../db/errors.js';
+import { describeBloat, isBloated, vacuumHealth } from '../../db/vacuum.js';
+import type { Metrics } from '../metrics.js';
 
-export interface VacuumWatchOptions {
+export interface VacuumCheckOptions {
   pool: pg.Pool;
   logger: Logger;
   metrics: Metrics;
@@ -18,14 +18,14 @@ export interface VacuumWatchOptions {
  * turns bloated, and when it recovers; a failed look is logged at debug only, since the sweep and the
  * refreshes already report a database that is away.
  */
-export class VacuumWatch {
+export class VacuumCheck {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private stopped = true;
   private autovacuumOff = false;
   private readonly bloated = new Set<string>();
 
-  constructor(private readonly opts: VacuumWatchOptions) {}
+  constructor(private readonly opts: VacuumCheckOptions) {}
 
   /** Looks at once, then every intervalMs. Idempotent. */
   start(): void {

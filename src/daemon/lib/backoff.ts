@@ -1,4 +1,4 @@
-import { BACKOFF_JITTER } from '../db/protocol.js';
+import { BACKOFF_JITTER } from '../../db/protocol.js';
 
 /**
  * Exponential backoff, capped, with equal jitter: attempt n waits min(max, base * 2^(n-1)) times a factor

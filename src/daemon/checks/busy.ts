@@ -1,11 +1,11 @@
 import type pg from 'pg';
-import type { Logger } from '../logger.js';
-import { describeError } from '../db/errors.js';
-import { describeHolders, lockHolders } from '../db/lock-holders.js';
-import type { Metrics } from './metrics.js';
-import type { RefreshReport } from './refresher.js';
+import type { Logger } from '../../logger.js';
+import { describeError } from '../../db/errors.js';
+import { describeHolders, lockHolders } from '../../db/lock-holders.js';
+import type { Metrics } from '../metrics.js';
+import type { RefreshReport } from '../refresh/refresher.js';
 
-export interface BusyWatchOptions {
+export interface BusyCheckOptions {
   /** The control pool: a query per warning, at most once per warnAfterMs and view. */
   pool: pg.Pool;
   logger: Logger;
@@ -21,11 +21,11 @@ export interface BusyWatchOptions {
  * role, application), and mvrefresh_view_lock_held_seconds shows how long; status and /views list the
  * holders (lock_holders).
  */
-export class BusyWatch {
+export class BusyCheck {
   private readonly busySince = new Map<number, number>();
   private readonly lastWarned = new Map<number, number>();
 
-  constructor(private readonly opts: BusyWatchOptions) {}
+  constructor(private readonly opts: BusyCheckOptions) {}
 
   /** Every finished cycle (the composition root subscribes it to the refresher's reports). */
   observe(report: RefreshReport): void {

@@ -1,16 +1,11 @@
 import { EventEmitter } from 'node:events';
-import type { Logger } from '../logger.js';
+import type { Logger } from '../../logger.js';
+import type { Cause, Job, RunResult } from '../../interfaces.js';
 import { DurationEstimate, LONG_REFRESH_SHARE, planRefresh, type Plan } from './plan.js';
-import { EARLY_RETRY_MS } from '../db/protocol.js';
+import { EARLY_RETRY_MS } from '../../db/protocol.js';
 
 /** The longest delay a Node timer waits (2^31 - 1 ms); a longer one fires at once. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
-
-/**
- * What made a view due: a notification, the sweep, an upstream refresh, an operator, a periodic interval,
- * a retry after a failure. (Not an SQL trigger: those only mark views dirty and notify.)
- */
-export type Cause = 'notify' | 'sweep' | 'dependency' | 'manual' | 'interval' | 'retry';
 
 export interface ViewSettings {
   id: number;
@@ -24,27 +19,6 @@ export interface ViewSettings {
   lastDurationMs: number | null;
   /** How long ago the last refresh ended (null: never). */
   lastRefreshedAgoMs: number | null;
-}
-
-/** How a run ended, as far as scheduling cares; durationMs is the cycle's cost, counted in the budget. */
-export type RunResult =
-  | { kind: 'done'; refreshed: boolean; durationMs: number }
-  /** failed: the refresh itself failed (not busy, not waiting): a change of the sources may fix it. */
-  | { kind: 'retry'; afterMs: number; durationMs: number; failed?: boolean }
-  | { kind: 'paused' }
-  | { kind: 'gone' };
-
-export interface Job {
-  viewId: number;
-  name: string;
-  cause: Cause;
-  /** Refresh even when the view is clean (periodic and manual refreshes). */
-  force: boolean;
-  /**
-   * Takes on average (mean cost) longer than LONG_REFRESH_SHARE of the shortest target, while a quicker
-   * view is watched: the refresher keeps a slot free of such jobs.
-   */
-  long?: boolean;
 }
 
 /** What a job runs with: its cause and force when it starts, which may differ from those it was due with. */
@@ -63,9 +37,9 @@ export interface Miss {
   minIntervalMs: number;
 }
 
-/** A view's budget stopped (conflict) or started again (no conflict) allowing its target. */
-export interface Conflict extends Omit<Miss, 'stalenessMs'> {
-  conflict: boolean;
+/** A view's budget stopped (met: false) or started again (met: true) allowing its staleness target. */
+export interface TargetChange extends Omit<Miss, 'stalenessMs'> {
+  met: boolean;
   achievableMs: number;
 }
 
@@ -74,8 +48,10 @@ export interface SchedulerEvents {
   due: [job: Job];
   /** A notification named a view this process does not know (yet): reload the list of views. */
   unknown: [viewId: number];
+  /** A refresh ended later than the view's target (counted in view_state by whoever listens). */
   miss: [miss: Miss];
-  conflict: [conflict: Conflict];
+  /** Whether the view's budget allows its target changed. */
+  target: [change: TargetChange];
 }
 
 export interface SchedulerOptions {
@@ -97,15 +73,18 @@ export interface ViewSchedule {
   targetMet: boolean;
   /** Refresh time over the last minute (or since start), as a share of that time. */
   budgetInUse: number;
-  misses: number;
   paused: boolean;
-  phase: 'idle' | ViewState['phase'];
+  phase: 'idle' | JobState['phase'];
   nextRefreshAt: number | undefined;
 }
 
 const BUSY_WINDOW_MS = 60_000;
 
 /**
+ * Decides when each view is refreshed; the refresher (refresher.ts), built with this scheduler, runs what
+ * it announces through `due` and reports back through started() and finished(). The scheduler knows no
+ * refresher.
+ *
  * Per-view state machine; at most one job per view is planned, queued or running at any time. Every
  * planned time comes from planRefresh() (plan.ts): as late as the staleness target allows, never earlier
  * than the budget allows after the previous start, whatever the cause (also the first refresh after a
@@ -132,7 +111,7 @@ const BUSY_WINDOW_MS = 60_000;
  */
 export class Scheduler extends EventEmitter<SchedulerEvents> {
   private readonly views = new Map<number, ViewSettings>();
-  private readonly states = new Map<number, ViewState>();
+  private readonly states = new Map<number, JobState>();
   private readonly stats = new Map<number, ViewStats>();
   private readonly now: () => number;
   private stopped = false;
@@ -161,7 +140,6 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         stats = {
           estimate: new DurationEstimate(v.lastDurationMs),
           recent: [],
-          misses: 0,
           conflict: false,
           since: now,
           paused: v.paused,
@@ -222,7 +200,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const force = cause === 'interval' || cause === 'manual';
     const st = this.states.get(viewId);
     if (!st) {
-      const fresh: ViewState = { phase: 'planned', dirtySince: since, cause, force, retryAt: undefined };
+      const fresh: JobState = { phase: 'planned', dirtySince: since, cause, force, retryAt: undefined };
       this.states.set(viewId, fresh);
       this.arm(view, fresh);
       return;
@@ -235,11 +213,10 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
           st.cause = 'manual';
           st.retryAt = undefined;
         } else if (st.retryAt !== undefined) {
-          // after a failure, the first write or dependency event may have fixed it (duplicate rows
-          // removed): retry soon instead of when the backoff ends, once per failed attempt and never
-          // after an attempt that was itself such an early one, so writes at most double the attempts
-          if (!st.failed || st.afterEarly || st.early || (cause !== 'notify' && cause !== 'dependency'))
-            return;
+          // after a failure, the first write may have fixed it (duplicate rows removed): retry soon
+          // instead of when the backoff ends, once per failed attempt and never after an attempt that was
+          // itself such an early one, so writes at most double the attempts
+          if (!st.failed || st.afterEarly || st.early || cause !== 'notify') return;
           st.early = true;
           st.retryAt = Math.min(st.retryAt, now + EARLY_RETRY_MS);
         } else if (cause !== 'notify') st.cause = cause;
@@ -303,7 +280,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     if (result.kind === 'retry') {
       const force = st.force || Boolean(st.rerun?.force);
       const dirtySince = Math.min(st.dirtySince, st.rerun?.dirtySince ?? Infinity);
-      const next: ViewState = {
+      const next: JobState = {
         phase: 'planned',
         dirtySince,
         cause: 'retry',
@@ -327,7 +304,6 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         st.cause !== 'interval' &&
         st.cause !== 'manual'
       ) {
-        stats.misses += 1;
         const budget = this.budgetOf(view);
         const costMs = stats.estimate.meanMs;
         this.emit('miss', {
@@ -346,7 +322,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       this.states.delete(viewId);
       return;
     }
-    const next: ViewState = { phase: 'planned', ...st.rerun, retryAt: undefined };
+    const next: JobState = { phase: 'planned', ...st.rerun, retryAt: undefined };
     this.states.set(viewId, next);
     this.arm(view, next);
   }
@@ -370,7 +346,6 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       achievableMs: plan.achievableMs,
       targetMet: !plan.conflict,
       budgetInUse: busy / window,
-      misses: stats.misses,
       paused: stats.paused,
       phase: st?.phase ?? 'idle',
       nextRefreshAt: st?.phase === 'planned' ? st.at : undefined,
@@ -419,10 +394,10 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     if (plan.conflict === stats.conflict) return;
     stats.conflict = plan.conflict;
     const budget = this.budgetOf(view);
-    this.emit('conflict', {
+    this.emit('target', {
       viewId: view.id,
       view: view.name,
-      conflict: plan.conflict,
+      met: !plan.conflict,
       targetMs: this.targetOf(view),
       budget,
       expectedMs: stats.estimate.expectedMs,
@@ -432,7 +407,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     });
   }
 
-  private arm(view: ViewSettings, st: ViewState): void {
+  private arm(view: ViewSettings, st: JobState): void {
     clearTimeout(st.timer);
     const stats = this.stats.get(view.id);
     const now = this.now();
@@ -454,7 +429,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         : setTimeout(() => this.enqueue(view, st), delay);
   }
 
-  private enqueue(view: ViewSettings, st: ViewState): void {
+  private enqueue(view: ViewSettings, st: JobState): void {
     clearTimeout(st.timer);
     if (this.stopped || this.states.get(view.id) !== st) return;
     st.phase = 'queued';
@@ -488,7 +463,11 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   }
 }
 
-interface ViewState {
+/**
+ * The job of one view while it is planned, queued or running (the process's memory, not the view_state
+ * table: that is the database's record of cycles and failures).
+ */
+interface JobState {
   phase: 'planned' | 'queued' | 'running';
   /** When the oldest write this job must cover was noticed. */
   dirtySince: number;
@@ -514,7 +493,7 @@ interface ViewStats {
   lastCostMs?: number;
   /** Cycles started within the last BUSY_WINDOW_MS: the budget in use. */
   recent: { at: number; ms: number }[];
-  misses: number;
+  /** The budget does not allow the target (the last `target` event said met: false). */
   conflict: boolean;
   since: number;
   paused: boolean;

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { sql } from '../db/sql.js';
+import { sql } from '../../db/sql.js';
 
 /** How often a running cycle's backend is looked at; also the resolution of the measured wait. */
 export const LOCK_WAIT_POLL_MS = 250;

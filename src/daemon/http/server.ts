@@ -2,11 +2,11 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type pg from 'pg';
-import type { Logger } from '../logger.js';
-import { sql } from '../db/sql.js';
-import { describeError } from '../db/errors.js';
-import { withTimeout } from './timers.js';
-import { isGone, loadStatus, type StatusRow } from '../db/status.js';
+import type { Logger } from '../../logger.js';
+import { sql } from '../../db/sql.js';
+import { describeError } from '../../db/errors.js';
+import { withTimeout } from '../lib/timers.js';
+import { isGone, loadStatus, type StatusRow } from '../../db/status.js';
 import {
   HTTP_LIMITS,
   PROBE_LIMITS,
@@ -14,17 +14,17 @@ import {
   effectiveMaxConnections,
   probeServerOptions,
   serverOptions,
-} from './http-limits.js';
+} from './limits.js';
 import { RequestGate } from './request-gate.js';
-import { LogThrottle } from './log-throttle.js';
+import { LogThrottle } from '../lib/log-throttle.js';
 import { redactErrorText } from './redact.js';
 import { SharedResult } from './shared-result.js';
-import type { Listener } from './listener.js';
-import type { Metrics } from './metrics.js';
-import type { Scheduler } from './scheduler.js';
-import type { Refresher } from './refresher.js';
-import { parseViewId } from './view-id.js';
-import { describeConflict } from './plan.js';
+import type { Listener } from '../refresh/listener.js';
+import type { Metrics } from '../metrics.js';
+import type { Scheduler } from '../refresh/scheduler.js';
+import type { Refresher } from '../refresh/refresher.js';
+import { parseViewId } from '../lib/view-id.js';
+import { describeConflict } from '../../budget.js';
 
 /** /healthz fails when the event loop has not turned for this long. */
 const STALL_LIMIT_MS = 10_000;
@@ -213,12 +213,27 @@ export class HttpServer {
     this.opts.logger.warn({ event: 'http_error', path, err: text, suppressed }, 'HTTP request failed');
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /** Parses the request target and routes it by path; an error is logged (throttled) and answered 503. */
+  private async serve(
+    req: IncomingMessage,
+    res: ServerResponse,
+    route: (path: string) => Promise<void> | void,
+  ): Promise<void> {
     let path = '?';
     try {
       const parsed = requestPath(req.url);
       if (parsed === undefined) return json(res, 400, { error: 'bad request target' });
       path = parsed;
+      return await route(path);
+    } catch (err) {
+      this.logError(path, err);
+      if (!res.headersSent) json(res, 503, { error: describeError(err) });
+      else res.end();
+    }
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    return this.serve(req, res, async (path) => {
       if (req.method === 'GET' || req.method === 'HEAD') {
         switch (path) {
           case '/healthz':
@@ -240,30 +255,18 @@ export class HttpServer {
       if (['/healthz', '/readyz', '/views', '/metrics'].includes(path) || target !== undefined)
         return json(res, 405, { error: 'method not allowed' });
       return json(res, 404, { error: 'not found', path });
-    } catch (err) {
-      this.logError(path, err);
-      if (!res.headersSent) json(res, 503, { error: describeError(err) });
-      else res.end();
-    }
+    });
   }
 
   /** The probe port: /healthz and /readyz, nothing else. */
-  private async handleProbe(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    let path = '?';
-    try {
-      const parsed = requestPath(req.url);
-      if (parsed === undefined) return json(res, 400, { error: 'bad request target' });
-      path = parsed;
+  private handleProbe(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    return this.serve(req, res, async (path) => {
       if (path !== '/healthz' && path !== '/readyz') return json(res, 404, { error: 'not found', path });
       if (req.method !== 'GET' && req.method !== 'HEAD')
         return json(res, 405, { error: 'method not allowed' });
       if (path === '/healthz') return this.healthz(res);
       return await this.readyz(res);
-    } catch (err) {
-      this.logError(path, err);
-      if (!res.headersSent) json(res, 503, { error: describeError(err) });
-      else res.end();
-    }
+    });
   }
 
   private healthz(res: ServerResponse): void {
@@ -327,7 +330,7 @@ export class HttpServer {
           nextAttemptAt: r.next_attempt_at,
           lockHolders: r.lock_holders,
           driftDetection: r.drift_detection,
-          // what this process plans: the target, the budget, what it allows, and the misses it saw
+          // what this process plans: the target, the budget and what it allows; the misses from view_state
           ...(plan
             ? {
                 targetSeconds: plan.targetMs / 1000,

@@ -1,26 +1,12 @@
 import type pg from 'pg';
-import type { Logger } from '../logger.js';
-import { sql } from '../db/sql.js';
-import { describeError } from '../db/errors.js';
-import type { Metrics } from './metrics.js';
-import type { SchemaWatch } from './schema-watch.js';
-import type { SourceMap } from './sources.js';
-import type { Scheduler, ViewSettings } from './scheduler.js';
-
-/**
- * Why a sweep runs: the first at start, after LISTEN is (re)established, the timer, an unknown view, a
- * drift check that changed the views' sources.
- */
-export const SWEEP_REASONS = [
-  'start',
-  'connect',
-  'reconnect',
-  'interval',
-  'new_view',
-  'drift',
-  'views_changed',
-] as const;
-export type SweepReason = (typeof SWEEP_REASONS)[number];
+import type { Logger } from '../../logger.js';
+import { sql } from '../../db/sql.js';
+import { describeError } from '../../db/errors.js';
+import type { Metrics } from '../metrics.js';
+import type { SweepReason } from '../../interfaces.js';
+import type { SchemaCheck } from '../checks/schema.js';
+import type { Scheduler } from './scheduler.js';
+import type { ViewList } from './view-list.js';
 
 /** A notification for an unknown view reloads the list at most this often (hostile floods stay cheap). */
 const UNKNOWN_RELOAD_MIN_MS = 1000;
@@ -36,25 +22,13 @@ const MIN_PERIODIC_DELAY_MS = 10;
 export interface SweeperOptions {
   pool: pg.Pool;
   /** Each sweep first checks that the schema is still one this build understands. */
-  schemaWatch: SchemaWatch;
-  /** Which views read which tables: table notifications are mapped through it. */
-  sources: SourceMap;
+  schemaCheck: SchemaCheck;
+  /** Loaded before a sweep that may follow a change of the views. */
+  views: ViewList;
   scheduler: Scheduler;
   logger: Logger;
   metrics: Metrics;
   intervalMs: number;
-}
-
-interface ViewRow {
-  id: number;
-  view: string;
-  max_staleness_ms: number | null;
-  refresh_budget: number | null;
-  paused: boolean;
-  refresh_interval_ms: number | null;
-  source_relids: string[];
-  last_duration_ms: number | null;
-  refreshed_ago_ms: number | null;
 }
 
 interface PeriodicRow {
@@ -143,7 +117,7 @@ export class Sweeper {
       // The first connection follows the start sweep's load: no second load. A view watched in between is
       // dirty (watch marks it), so due_views() names it, the scheduler reports it unknown, and the
       // new_view sweep loads it.
-      if (!(await this.opts.schemaWatch.check())) return;
+      if (!(await this.opts.schemaCheck.check())) return;
       if (reason !== 'connect' || !this.loaded) await this.reload();
       const { rows } = await this.opts.pool.query<DueRow>(sql.dueViews);
       const now = Date.now();
@@ -215,22 +189,9 @@ export class Sweeper {
     }
   }
 
-  /** Loads the watched views and their settings into the scheduler. */
+  /** Loads the watched views (view-list.ts) and times the sweeps to their shortest refresh interval. */
   private async reload(): Promise<void> {
-    const { rows } = await this.opts.pool.query<ViewRow>(sql.listViews);
-    const views: ViewSettings[] = rows.map((r) => ({
-      id: r.id,
-      name: r.view,
-      maxStalenessMs: r.max_staleness_ms,
-      refreshBudget: r.refresh_budget,
-      paused: r.paused,
-      lastDurationMs: r.last_duration_ms,
-      lastRefreshedAgoMs: r.refreshed_ago_ms === null ? null : Math.max(0, r.refreshed_ago_ms),
-    }));
-    this.opts.scheduler.setViews(views);
-    this.opts.metrics.knowViews(views.map((v) => v.name));
-    this.opts.sources.replace(rows.map((r) => ({ id: r.id, sourceRelids: r.source_relids.map(Number) })));
-    const shortest = Math.min(...rows.map((r) => r.refresh_interval_ms ?? Infinity));
+    const shortest = await this.opts.views.load();
     this.hasPeriodic = shortest !== Infinity;
     this.tickMs = Math.max(MIN_TICK_MS, Math.min(this.opts.intervalMs, shortest));
     this.loaded = true;

@@ -1,17 +1,12 @@
 import { EventEmitter } from 'node:events';
 import type pg from 'pg';
-import type { Logger } from '../logger.js';
-import { sql } from '../db/sql.js';
-import { SqlState, describeError, isPgError } from '../db/errors.js';
-import { DRIFT_LOCK_TIMEOUT_MS, type DriftKind } from '../db/protocol.js';
-import { backoffDelay } from './backoff.js';
-import type { Metrics } from './metrics.js';
-
-/** Why a drift check runs: at start, after the LISTEN connection came back, its timer, DDL, a retry. */
-export const DRIFT_CHECK_REASONS = ['start', 'reconnect', 'interval', 'ddl', 'retry'] as const;
-export type DriftCheckReason = (typeof DRIFT_CHECK_REASONS)[number];
-/** How a drift check ended: ok, busy (another replica held the lock), error. */
-export const DRIFT_CHECK_RESULTS = ['ok', 'busy', 'error'] as const;
+import type { Logger } from '../../logger.js';
+import { sql } from '../../db/sql.js';
+import { SqlState, describeError, isPgError } from '../../db/errors.js';
+import { DRIFT_LOCK_TIMEOUT_MS, type DriftKind } from '../../db/protocol.js';
+import { backoffDelay } from '../lib/backoff.js';
+import type { Metrics } from '../metrics.js';
+import type { DriftCheckReason } from '../../interfaces.js';
 
 /** A check that could not take its locks (DDL or another session in the way) is retried this soon. */
 const RETRY_BASE_MS = 250;

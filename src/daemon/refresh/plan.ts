@@ -11,6 +11,8 @@
  * a cheap view's rare slow refresh (a descheduled backend on a busy server) spacing all the others.
  */
 
+import { minInterval } from '../../budget.js';
+
 /** Share of the target that planning aims for: the rest absorbs queueing and the estimate's error. */
 export const TARGET_HEADROOM = 0.85;
 /**
@@ -48,10 +50,6 @@ export interface Plan {
   achievableMs: number;
   /** The budget cannot meet the target. */
   conflict: boolean;
-}
-
-export function minInterval(expectedMs: number, budget: number): number {
-  return expectedMs / budget;
 }
 
 export function planRefresh(p: PlanInput): Plan {
@@ -105,31 +103,4 @@ export class DurationEstimate {
     const p90 = sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.9))]!;
     return Math.max(this.ewma, p90);
   }
-}
-
-/** "0.8 s", "120 ms": durations in log lines and status output. */
-export function formatMs(ms: number): string {
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  const s = ms / 1000;
-  return `${s < 10 ? s.toFixed(1).replace(/\.0$/, '') : Math.round(s)} s`;
-}
-
-/**
- * The conflict in words: "refresh takes 0.8 s; within a 20% budget it can run every 4 s; target 2 s not met:
- * a write can wait 4.8 s (that interval plus the refresh)". What misses the target is the achievable
- * staleness, interval plus refresh, not the interval alone (costMs: the mean cost of a refresh; expectedMs:
- * what the next one is expected to take, the cost when not given).
- */
-export function describeConflict(
-  costMs: number,
-  budget: number,
-  targetMs: number,
-  expectedMs: number = costMs,
-): string {
-  const interval = minInterval(costMs, budget);
-  return (
-    `refresh takes ${formatMs(costMs)}; within a ${Math.round(budget * 100)}% budget it can run every ` +
-    `${formatMs(interval)}; target ${formatMs(targetMs)} not met: a write can wait ` +
-    `${formatMs(interval + expectedMs)} (that interval plus the refresh)`
-  );
 }

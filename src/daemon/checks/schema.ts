@@ -1,14 +1,14 @@
 import { EventEmitter } from 'node:events';
 import type pg from 'pg';
-import type { Logger } from '../logger.js';
-import { judgeSchema, readSchemaState, type SchemaState } from '../db/compat.js';
+import type { Logger } from '../../logger.js';
+import { judgeSchema, readSchemaState, type SchemaState } from '../../db/compat.js';
 
-export interface SchemaWatchEvents {
+export interface SchemaCheckEvents {
   /** The schema moved past what this build understands: stop taking work and exit. Emitted once. */
   incompatible: [info: { message: string; state: SchemaState; knownVersion: number }];
 }
 
-export interface SchemaWatchOptions {
+export interface SchemaCheckOptions {
   pool: pg.Pool;
   logger: Logger;
   /** The newest schema version this build knows (its newest migration). */
@@ -21,11 +21,11 @@ export interface SchemaWatchOptions {
  * a refresh fails in a way a schema change explains (an undefined function or column), so a daemon stops
  * cleanly instead of recording failures on every view.
  */
-export class SchemaWatch extends EventEmitter<SchemaWatchEvents> {
+export class SchemaCheck extends EventEmitter<SchemaCheckEvents> {
   private incompatible = false;
   private checking: Promise<boolean> | undefined;
 
-  constructor(private readonly opts: SchemaWatchOptions) {
+  constructor(private readonly opts: SchemaCheckOptions) {
     super();
   }
 

@@ -1,19 +1,20 @@
 import { EventEmitter } from 'node:events';
 import PQueue from 'p-queue';
 import type pg from 'pg';
-import type { Logger } from '../logger.js';
-import { sql } from '../db/sql.js';
+import type { Logger } from '../../logger.js';
+import { sql } from '../../db/sql.js';
 import { LockWaitMeter } from './lock-wait.js';
-import { SqlState, describeError, isConnectionError, isPgError } from '../db/errors.js';
-import { backoffDelay } from './backoff.js';
-import { AppName } from '../db/connect.js';
-import { withTimeout } from './timers.js';
-import { CLEAR_LOCK, type LockHolder, clearLockHolders, describeHolders } from '../db/lock-holders.js';
-import type { Job, RunResult, Scheduler } from './scheduler.js';
-import type { Metrics } from './metrics.js';
-import type { SchemaWatch } from './schema-watch.js';
-import { GONE_SQLSTATES } from '../db/status.js';
-import { RETRY_MS, isSuccess, type CycleOutcome } from '../db/protocol.js';
+import { SqlState, describeError, isConnectionError, isPgError } from '../../db/errors.js';
+import { backoffDelay } from '../lib/backoff.js';
+import { AppName } from '../../db/connect.js';
+import { withTimeout } from '../lib/timers.js';
+import { CLEAR_LOCK, type LockHolder, clearLockHolders, describeHolders } from '../../db/lock-holders.js';
+import { RETRY_MS, isSuccess } from '../../db/protocol.js';
+import type { Job, Outcome, RunResult } from '../../interfaces.js';
+import type { Scheduler } from './scheduler.js';
+import type { Metrics } from '../metrics.js';
+import type { SchemaCheck } from '../checks/schema.js';
+import { GONE_SQLSTATES } from '../../db/status.js';
 
 /** Errors of a CALL that a schema changed under a running daemon explains. */
 const SCHEMA_CHANGE_STATES: ReadonlySet<string> = new Set([
@@ -22,15 +23,10 @@ const SCHEMA_CHANGE_STATES: ReadonlySet<string> = new Set([
   SqlState.undefinedTable,
 ]);
 
-/**
- * Outcomes of mvrefresh.refresh_view(), and two of ours: `gone` (the view was dropped or renamed), `error`
- * (the cycle could not run: database unreachable).
- */
-export type Outcome = CycleOutcome | 'gone' | 'error';
-
 /** The sqlstate label of a failure whose error carried none (a lost connection, a timeout of the client). */
 const NO_SQLSTATE = 'none';
-const CANCEL_TIMEOUT_MS = 5000;
+/** How long terminating the running refreshes, and their ending after it, may take at stop. */
+const TERMINATE_TIMEOUT_MS = 5000;
 
 /** One row of mvrefresh.refresh_view(): what a cycle did. */
 export interface CallRow {
@@ -47,8 +43,9 @@ export interface CallRow {
 export interface RefresherOptions {
   /** Connections for refresh cycles (statement_timeout etc. set at connect). */
   pool: pg.Pool;
-  /** A separate pool for cancelling running refreshes and recording failures. */
+  /** A separate pool for terminating running refreshes and recording failures. */
   controlPool: pg.Pool;
+  /** Hands out the jobs (its `due` event) and hears of each job's start and end. */
   scheduler: Scheduler;
   logger: Logger;
   metrics: Metrics;
@@ -58,7 +55,7 @@ export interface RefresherOptions {
   backoffBaseMs: number;
   backoffMaxMs: number;
   /** Asked before recording a failure that a schema change can explain (an undefined routine or column). */
-  schemaWatch: SchemaWatch;
+  schemaCheck: SchemaCheck;
 }
 
 export interface RefreshReport {
@@ -90,8 +87,10 @@ export interface RefresherEvents {
 /**
  * Runs the refresh cycles the scheduler hands out, at most `concurrency` at once (p-queue), each as one
  * CALL of mvrefresh.refresh_view() on a pooled connection: the clear / wait / REFRESH protocol lives in
- * SQL, so the daemon and refresh_dirty() cannot disagree. Dependants of a refreshed view are scheduled
- * here; the procedure has already marked them dirty in the refresh's transaction.
+ * SQL, so the daemon and refresh_dirty() cannot disagree. The flow is one way: the refresher takes the
+ * scheduler's `due` jobs and calls its started() and finished(); the scheduler knows no refresher.
+ * Dependants of a refreshed view are not scheduled here: the procedure marks them and notifies their ids
+ * in the refresh's transaction, which reaches every daemon replica (and follows refresh_dirty() too).
  */
 export class Refresher extends EventEmitter<RefresherEvents> {
   private readonly queue: PQueue;
@@ -110,6 +109,7 @@ export class Refresher extends EventEmitter<RefresherEvents> {
     super();
     this.queue = new PQueue({ concurrency: opts.concurrency });
     this.longGate = opts.concurrency > 1 ? new PQueue({ concurrency: opts.concurrency - 1 }) : undefined;
+    opts.scheduler.on('due', (job) => this.enqueue(job));
   }
 
   get queued(): number {
@@ -121,7 +121,7 @@ export class Refresher extends EventEmitter<RefresherEvents> {
   }
 
   /** Queues the job of a view the scheduler found due; the scheduler hears of its start and its end. */
-  enqueue(job: Job): void {
+  private enqueue(job: Job): void {
     if (!this.accepting) {
       this.opts.scheduler.finished(job.viewId, { kind: 'done', refreshed: false, durationMs: 0 });
       return;
@@ -162,11 +162,8 @@ export class Refresher extends EventEmitter<RefresherEvents> {
         row,
         Math.max(0, performance.now() - t0 - (row.wait_ms ?? 0) - waited.lockWaitMs),
       );
-      if (isSuccess(row.outcome)) {
-        if (row.duration_ms !== null)
-          this.opts.metrics.refreshDuration.observe({ view: job.name }, row.duration_ms / 1000);
-        for (const id of row.dependants ?? []) this.opts.scheduler.schedule(id, 'dependency');
-      }
+      if (isSuccess(row.outcome) && row.duration_ms !== null)
+        this.opts.metrics.refreshDuration.observe({ view: job.name }, row.duration_ms / 1000);
     } catch (err) {
       ({ report, result } = await this.failed(job, err, performance.now() - t0));
       if ('durationMs' in result)
@@ -263,7 +260,7 @@ export class Refresher extends EventEmitter<RefresherEvents> {
     const base = { viewId: job.viewId, view: job.name, cause: job.cause, durationMs: round(elapsed) };
     if (isPgError(err) && err.code && SCHEMA_CHANGE_STATES.has(err.code)) {
       // the daemon stops when migrate moved the schema past this build; the view did nothing wrong
-      if (!(await this.opts.schemaWatch.check()))
+      if (!(await this.opts.schemaCheck.check()))
         return {
           report: { ...base, outcome: 'error', sqlstate: err.code, error: err.message },
           result: { kind: 'done', refreshed: false, durationMs: elapsed },
@@ -351,8 +348,8 @@ export class Refresher extends EventEmitter<RefresherEvents> {
   }
 
   /**
-   * Stops taking work, lets running cycles finish within graceMs, then cancels them (pg_cancel_backend)
-   * and waits for the queue to settle. Idempotent.
+   * Stops taking work, lets running cycles finish within graceMs, then terminates their backends
+   * (terminateRunning()) and waits for the queue to settle. Idempotent.
    */
   async drain(graceMs: number): Promise<void> {
     this.accepting = false;
@@ -364,8 +361,10 @@ export class Refresher extends EventEmitter<RefresherEvents> {
     } catch {
       // grace period over
     }
-    await this.cancelRunning();
-    await withTimeout(this.queue.onIdle(), CANCEL_TIMEOUT_MS, 'cancelled refreshes').catch(() => undefined);
+    await this.terminateRunning();
+    await withTimeout(this.queue.onIdle(), TERMINATE_TIMEOUT_MS, 'terminated refreshes').catch(
+      () => undefined,
+    );
   }
 
   /**
@@ -375,12 +374,12 @@ export class Refresher extends EventEmitter<RefresherEvents> {
    * the view stays due for the next daemon without counting as a failure. Behind a pooler the pid is the
    * pooler's, no backend is ended, and the refresh runs to its end on the server.
    */
-  async cancelRunning(): Promise<void> {
+  async terminateRunning(): Promise<void> {
     const running = [...this.running.values()];
     if (running.length === 0) return;
     this.opts.logger.warn(
       { event: 'refresh_cancel', views: running.map((r) => r.view) },
-      'cancelling running refreshes',
+      'terminating running refreshes',
     );
     await withTimeout(
       Promise.all(
@@ -388,8 +387,8 @@ export class Refresher extends EventEmitter<RefresherEvents> {
           this.opts.controlPool.query(sql.terminateBackend, [r.pid, AppName.refresh]).catch(() => undefined),
         ),
       ),
-      CANCEL_TIMEOUT_MS,
-      'pg_cancel_backend',
+      TERMINATE_TIMEOUT_MS,
+      'pg_terminate_backend',
     ).catch(() => undefined);
   }
 }
