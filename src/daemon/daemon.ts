@@ -2,14 +2,10 @@ import { EventEmitter } from 'node:events';
 import type pg from 'pg';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
-import { AppName, connectClient, createPool, sessionSettings, type PoolOptions } from '../db/connect.js';
-import { SqlState, describeError, isPermanentConnectError, isPgError } from '../db/errors.js';
+import { AppName, createPool, sessionSettings, type PoolOptions } from '../db/connect.js';
+import { describeError } from '../db/errors.js';
 import { sql } from '../db/sql.js';
 import { redactUrl, scrubSecret } from '../db/url.js';
-import { requirePrimary, StandbyError } from '../db/primary.js';
-import { requireSchema, SchemaMissingError } from '../db/schema-version.js';
-import { backoffDelay } from './lib/backoff.js';
-import { sleep } from './lib/timers.js';
 import { HttpServer } from './http/server.js';
 import { Listener } from './refresh/listener.js';
 import { Metrics } from './metrics.js';
@@ -25,7 +21,8 @@ import { SchemaCheck } from './checks/schema.js';
 import { SourceMap } from './refresh/sources.js';
 import { ViewList } from './refresh/view-list.js';
 import { latestVersion } from '../db/migrate.js';
-import { probeStartupSettings, type StartupSettingsSupport } from '../db/startup-settings.js';
+import type { StartupSettingsSupport } from '../db/startup-settings.js';
+import { StartupError, checkDatabase, probeListenUrl, reportStartupSettings } from './startup.js';
 import { LISTEN_URL_ENV, listenDiagnosis } from '../db/listen-diagnosis.js';
 import { PACKAGE_VERSION } from '../version.js';
 
@@ -45,20 +42,6 @@ const HTTP_LOCK_TIMEOUT_MS = 1000;
 const HTTP_STATEMENT_TIMEOUT_MS = 5000;
 /** A view found busy this long (no refresh takes a lock that long between cycles) is named at warn level. */
 const BUSY_WARN_MS = 10_000;
-const STARTUP_RETRY_BASE_MS = 500;
-const STARTUP_RETRY_MAX_MS = 5000;
-
-/** Start-up refused: the process should exit non-zero with this message. */
-export class StartupError extends Error {
-  override name = 'StartupError';
-}
-
-/** Errors that waiting will not fix. */
-const HOPELESS = new Set<string>([
-  SqlState.invalidPassword,
-  SqlState.invalidAuthorization,
-  SqlState.invalidCatalogName,
-]);
 
 export interface Running {
   port: number;
@@ -121,10 +104,12 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       },
       'mvrefresh starting',
     );
-    const { serverVersion, startupSettings } = await this.checkDatabase();
-    const listenStartupSettings = separateListenUrl ? await this.probeListenUrl() : startupSettings;
-    this.reportStartupSettings('database', config.databaseUrl, startupSettings);
-    if (separateListenUrl) this.reportStartupSettings('listen', config.listenUrl, listenStartupSettings);
+    const { serverVersion, startupSettings } = await checkDatabase(config, logger, this.abort.signal);
+    const listenStartupSettings = separateListenUrl
+      ? await probeListenUrl(config.listenUrl, logger)
+      : startupSettings;
+    reportStartupSettings(logger, 'database', config.databaseUrl, startupSettings);
+    if (separateListenUrl) reportStartupSettings(logger, 'listen', config.listenUrl, listenStartupSettings);
     // a pooler that refuses start-up settings refuses the connection: connect without them
     const usable = (support: StartupSettingsSupport, settings: Record<string, string>) =>
       support === 'refused' ? undefined : settings;
@@ -385,86 +370,6 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       'mvrefresh running',
     );
     return { port, probePort, refresher, scheduler, listener, sweeper, metrics, driftChecker };
-  }
-
-  /**
-   * Waits (bounded) for the database, then refuses a standby or a missing or old schema; finds out what the
-   * connection does with start-up settings (a pooler may refuse or drop them).
-   */
-  private async checkDatabase(): Promise<{
-    serverVersion: number;
-    startupSettings: StartupSettingsSupport;
-  }> {
-    const { config, logger } = this;
-    const deadline = Date.now() + config.startupTimeoutMs;
-    for (let attempt = 1; ; attempt += 1) {
-      if (this.abort.signal.aborted) throw new StartupError('stopped while waiting for the database');
-      let client: pg.Client | undefined;
-      try {
-        client = await connectClient(config.databaseUrl, AppName.control);
-        await requirePrimary(client, 'run');
-        await requireSchema(client);
-        const { rows } = await client.query<{ version: number }>(sql.serverVersion);
-        const startupSettings = await probeStartupSettings(config.databaseUrl, AppName.control);
-        return { serverVersion: rows[0]?.version ?? 0, startupSettings };
-      } catch (err) {
-        if (err instanceof StartupError) throw err;
-        if (err instanceof StandbyError || err instanceof SchemaMissingError)
-          throw new StartupError(err.message);
-        const message = scrubSecret(describeError(err), config.databaseUrl);
-        if ((isPgError(err) && err.code && HOPELESS.has(err.code)) || isPermanentConnectError(err))
-          throw new StartupError(`cannot connect: ${message}`);
-        if (Date.now() >= deadline)
-          throw new StartupError(
-            `the database is unreachable after ${config.startupTimeoutMs} ms: ${message}`,
-          );
-        const delay = Math.min(
-          backoffDelay(attempt, STARTUP_RETRY_BASE_MS, STARTUP_RETRY_MAX_MS),
-          Math.max(0, deadline - Date.now()),
-        );
-        logger.warn(
-          { event: 'database_unreachable', attempt, retryInMs: delay, err: message },
-          'waiting for the database',
-        );
-        await sleep(delay, this.abort.signal);
-      } finally {
-        await client?.end().catch(() => undefined);
-      }
-    }
-  }
-
-  /**
-   * What the LISTEN URL does with start-up settings. Unreachable now is no reason to refuse start-up (the
-   * listener keeps trying, as it does after any outage): then the settings are sent.
-   */
-  private async probeListenUrl(): Promise<StartupSettingsSupport> {
-    try {
-      return await probeStartupSettings(this.config.listenUrl, AppName.listen);
-    } catch (err) {
-      this.logger.warn(
-        {
-          event: 'listen_database_unreachable',
-          err: scrubSecret(describeError(err), this.config.listenUrl),
-        },
-        'the LISTEN URL does not answer yet; the listener keeps trying',
-      );
-      return 'applied';
-    }
-  }
-
-  /** One line when a connection's start-up settings (timeouts) do not reach the server. */
-  private reportStartupSettings(
-    connection: 'database' | 'listen',
-    url: string,
-    support: StartupSettingsSupport,
-  ): void {
-    if (support === 'applied') return;
-    this.logger.warn(
-      { event: 'startup_settings_unsupported', connection, database: redactUrl(url), support },
-      `session settings sent at connection start-up are ${support} by ${redactUrl(url)} (a connection pooler): ` +
-        "statement_timeout and the other timeouts of these connections are the role's defaults on the server " +
-        '(ALTER ROLE ... SET statement_timeout); the daemon still gives up on a statement after its own timeout',
-    );
   }
 
   /** Graceful stop: no new work, running refreshes get the grace period, then everything is released. */

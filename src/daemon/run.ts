@@ -2,7 +2,8 @@ import { ConfigError, loadConfig } from '../config.js';
 import { createLogger } from '../logger.js';
 import { describeError } from '../db/errors.js';
 import { scrubSecret } from '../db/url.js';
-import { Daemon, StartupError } from './daemon.js';
+import { Daemon } from './daemon.js';
+import { StartupError } from './startup.js';
 
 /** Exit codes of `mvrefresh run`. */
 export const RunExit = { ok: 0, failed: 1, config: 2, schemaIncompatible: 3, forced: 130 } as const;
