@@ -19,13 +19,15 @@ async function viewOid(name = 'sales'): Promise<string | null> {
 }
 
 async function halfBuilt(): Promise<string[]> {
-  return (await rows<{ relname: string }>(`SELECT relname FROM pg_class WHERE relname LIKE '%\\_\\_mvr\\_new\\_%'`)).map(
-    (r) => r.relname,
-  );
+  return (
+    await rows<{ relname: string }>(`SELECT relname FROM pg_class WHERE relname LIKE '%\\_\\_mvr\\_new\\_%'`)
+  ).map((r) => r.relname);
 }
 
 async function request(definition: string, view = 'sales'): Promise<string> {
-  return (await rows<{ id: string }>('SELECT mvrefresh.request_replace($1, $2) AS id', [view, definition]))[0]!.id;
+  return (
+    await rows<{ id: string }>('SELECT mvrefresh.request_replace($1, $2) AS id', [view, definition])
+  )[0]!.id;
 }
 
 async function waitReplace(id: string, timeout: string): Promise<string | null> {
@@ -77,8 +79,12 @@ describe('the SQL entry point', () => {
       expect(await rows(`SELECT count(*)::int AS n FROM sales_report`)).toEqual([{ n: 7 }]);
       // a failing one: wait_replace raises its error
       const bad = await request('SELECT kind, total FROM no_such_table');
-      expect(await waitReplace(bad, '60 seconds')).toMatch(/replacing public.sales failed: the new definition fails: .*no_such_table/);
-      expect(daemon.logs.some((l) => l['event'] === 'replace_finished' && l['outcome'] === 'done')).toBe(true);
+      expect(await waitReplace(bad, '60 seconds')).toMatch(
+        /replacing public.sales failed: the new definition fails: .*no_such_table/,
+      );
+      expect(daemon.logs.some((l) => l['event'] === 'replace_finished' && l['outcome'] === 'done')).toBe(
+        true,
+      );
     } finally {
       await daemon.stop();
     }
@@ -89,7 +95,10 @@ describe('the SQL entry point', () => {
 describe('several executors', () => {
   it('exactly one of two racing executors claims a request; the other finds nothing', async () => {
     const id = await request('SELECT kind, sum(price) AS total, count(*) AS n FROM items GROUP BY kind');
-    const clients = [new pg.Client({ connectionString: db.url }), new pg.Client({ connectionString: db.url })];
+    const clients = [
+      new pg.Client({ connectionString: db.url }),
+      new pg.Client({ connectionString: db.url }),
+    ];
     await Promise.all(clients.map((c) => c.connect()));
     try {
       const claims = await Promise.all(clients.map((c, i) => claim(c, { origins: ['sql'] }, `test:${i}`)));
@@ -114,17 +123,18 @@ describe('several executors', () => {
   it('two daemons: exactly one carries out a request', async () => {
     const daemons = [await startDaemon(db.url), await startDaemon(db.url)];
     try {
-      const id = await request('SELECT kind, sum(price) AS total, count(*) AS n, min(price) AS low FROM items GROUP BY kind');
+      const id = await request(
+        'SELECT kind, sum(price) AS total, count(*) AS n, min(price) AS low FROM items GROUP BY kind',
+      );
       expect(await waitReplace(id, '60 seconds')).toBeNull();
       const started = daemons.map((d) => d.logs.filter((l) => l['event'] === 'replace_started').length);
       expect(started.reduce((a, b) => a + b)).toBe(1);
     } finally {
       await Promise.all(daemons.map((d) => d.stop()));
     }
-    const locks = await rows(
-      `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid::int8 = $1`,
-      [REPLACE_LOCK_NAMESPACE],
-    );
+    const locks = await rows(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid::int8 = $1`, [
+      REPLACE_LOCK_NAMESPACE,
+    ]);
     expect(locks).toEqual([]);
   });
 });
@@ -134,10 +144,18 @@ describe('an interrupted replacement', () => {
     it(`killed at step ${step}: the live view is untouched, doctor drops the half-built version, a later replace succeeds`, async () => {
       const oid = await viewOid();
       const contents = await rows('SELECT * FROM sales ORDER BY kind');
-      const p = runCli(['replace', 'sales', '--query', 'SELECT kind, sum(price) AS total, 2 AS killed FROM items GROUP BY kind'], {
-        DATABASE_URL: db.url,
-        [PAUSE_ENV]: step,
-      });
+      const p = runCli(
+        [
+          'replace',
+          'sales',
+          '--query',
+          'SELECT kind, sum(price) AS total, 2 AS killed FROM items GROUP BY kind',
+        ],
+        {
+          DATABASE_URL: db.url,
+          [PAUSE_ENV]: step,
+        },
+      );
       await waitFor(`the CLI paused at ${step}`, () => {
         if (p.child.exitCode !== null) throw new Error(`the CLI ended: ${p.text()}`);
         return p.text().includes(`paused at ${step}`);
@@ -145,13 +163,15 @@ describe('an interrupted replacement', () => {
       p.child.kill('SIGKILL');
       await p.exit;
       // the server ends the session (and its transaction) when it reads the closed socket
-      await waitFor('the session of the killed CLI gone', async () =>
-        (
-          await rows(
-            `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid::int8 = $1 AND granted`,
-            [REPLACE_LOCK_NAMESPACE],
-          )
-        ).length === 0,
+      await waitFor(
+        'the session of the killed CLI gone',
+        async () =>
+          (
+            await rows(
+              `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid::int8 = $1 AND granted`,
+              [REPLACE_LOCK_NAMESPACE],
+            )
+          ).length === 0,
       );
       expect(await viewOid()).toBe(oid);
       expect(await rows('SELECT * FROM sales ORDER BY kind')).toEqual(contents);
@@ -161,9 +181,17 @@ describe('an interrupted replacement', () => {
       await doctor.exit;
       expect(doctor.text()).toMatch(/replace: request \d+ to replace public.sales was interrupted/);
       expect(await halfBuilt()).toEqual([]);
-      const again = runCli(['replace', 'sales', '--query', `SELECT kind, sum(price) AS total, '${step}' AS done FROM items GROUP BY kind`], {
-        DATABASE_URL: db.url,
-      });
+      const again = runCli(
+        [
+          'replace',
+          'sales',
+          '--query',
+          `SELECT kind, sum(price) AS total, '${step}' AS done FROM items GROUP BY kind`,
+        ],
+        {
+          DATABASE_URL: db.url,
+        },
+      );
       expect((await again.exit).code).toBe(0);
       expect(await rows('SELECT DISTINCT done FROM sales')).toEqual([{ done: step }]);
     });

@@ -34,5 +34,7 @@ export async function replaceFindings(db: pg.ClientBase): Promise<Finding[]> {
       check: 'replace',
       message: `${r.name} looks like the half-built version of a replacement that no request is building: DROP MATERIALIZED VIEW ${r.name} if it is not yours`,
     });
-  return out.length > 0 ? out : [{ level: 'ok', check: 'replace', message: 'no interrupted replacement left anything' }];
+  return out.length > 0
+    ? out
+    : [{ level: 'ok', check: 'replace', message: 'no interrupted replacement left anything' }];
 }

@@ -98,7 +98,12 @@ export class ReplaceWorker {
             if (this.stopped) throw new Error('the daemon is stopping');
           },
         });
-        const fields = { event: 'replace_finished', view, request: request.id, durationMs: outcome.durationMs };
+        const fields = {
+          event: 'replace_finished',
+          view,
+          request: request.id,
+          durationMs: outcome.durationMs,
+        };
         if (outcome.status === 'failed')
           this.opts.logger.error({ ...fields, outcome: 'failed', err: outcome.error }, 'replace failed');
         else this.opts.logger.info({ ...fields, outcome: outcome.status }, 'replace finished');
