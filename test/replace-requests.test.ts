@@ -132,10 +132,16 @@ describe('several executors', () => {
     } finally {
       await Promise.all(daemons.map((d) => d.stop()));
     }
-    const locks = await rows(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid::int8 = $1`, [
-      REPLACE_LOCK_NAMESPACE,
-    ]);
-    expect(locks).toEqual([]);
+    // the sessions of stopped daemons leave the server a moment after their sockets close
+    await waitFor(
+      'no replace lock held',
+      async () =>
+        (
+          await rows(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid::int8 = $1`, [
+            REPLACE_LOCK_NAMESPACE,
+          ])
+        ).length === 0,
+    );
   });
 });
 
@@ -195,4 +201,25 @@ describe('an interrupted replacement', () => {
       expect((await again.exit).code).toBe(0);
       expect(await rows('SELECT DISTINCT done FROM sales')).toEqual([{ done: step }]);
     });
+
+  it('Ctrl-C during the build: the CLI drops the new version, marks the request failed and exits 1', async () => {
+    const oid = await viewOid();
+    const p = runCli(
+      ['replace', 'sales', '--query', 'SELECT kind, sum(price) AS total FROM items GROUP BY kind'],
+      {
+        DATABASE_URL: db.url,
+        [PAUSE_ENV]: 'indexes',
+      },
+    );
+    await waitFor('the CLI paused at indexes', () => p.text().includes('paused at indexes'));
+    expect(await halfBuilt()).toHaveLength(1);
+    p.child.kill('SIGINT');
+    expect((await p.exit).code).toBe(1);
+    expect(p.text()).toContain('interrupted at step indexes; the live view is unchanged');
+    expect(await halfBuilt()).toEqual([]);
+    expect(await viewOid()).toBe(oid);
+    expect(await rows(`SELECT status FROM mvrefresh.replace_requests ORDER BY id DESC LIMIT 1`)).toEqual([
+      { status: 'failed' },
+    ]);
+  });
 });

@@ -68,6 +68,9 @@ async function catalogSnapshot() {
          FROM pg_class c WHERE c.relname IN ('big_customers', 'top_customers', 'top_view') ORDER BY 1`,
     ),
     dependantColumnComment: await one(`SELECT col_description('big_customers'::regclass, 1) AS c`),
+    dependantTriggers: await all(
+      `SELECT tgname, pg_get_triggerdef(oid) AS def FROM pg_trigger WHERE tgrelid = 'top_view'::regclass`,
+    ),
     dependantIndexes: await all(
       `SELECT indexname FROM pg_indexes WHERE tablename = 'top_customers' ORDER BY 1`,
     ),
@@ -107,6 +110,8 @@ beforeAll(async () => {
     COMMENT ON COLUMN big_customers.customer IS 'who';
     GRANT SELECT ON big_customers TO ${VIEWER};
     CREATE VIEW top_view AS SELECT customer FROM big_customers;
+    CREATE FUNCTION top_view_insert() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END';
+    CREATE TRIGGER top_view_insert INSTEAD OF INSERT ON top_view FOR EACH ROW EXECUTE FUNCTION top_view_insert();
     CREATE MATERIALIZED VIEW top_customers AS SELECT customer, n FROM totals WHERE n > 10;
     CREATE UNIQUE INDEX top_customers_customer ON top_customers (customer);
   `);

@@ -60,7 +60,8 @@ export async function replaceFromCli(
         opts.progress(`replace ${id}: ${step}`);
         if (step === pauseAt) {
           opts.progress(`replace ${id}: paused at ${step}`);
-          await new Promise(() => undefined);
+          while (!interrupted) await new Promise((resolve) => setTimeout(resolve, 100));
+          throw new ReplaceRefused(`interrupted at step ${step}; the live view is unchanged`);
         }
       },
     });
