@@ -1,7 +1,9 @@
 import pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { REPLACE_LOCK_NAMESPACE } from '../src/db/protocol.js';
-import { STEPS, PAUSE_ENV } from '../src/replace/executor.js';
+import { STEPS, PAUSE_ENV, type Step } from '../src/replace/executor.js';
+import { ReplaceWorker } from '../src/replace/worker.js';
+import { createLogger } from '../src/logger.js';
 import { claim, release } from '../src/replace/requests.js';
 import { runCli } from './support/cli.js';
 import { startDaemon } from './support/daemon.js';
@@ -146,6 +148,36 @@ describe('several executors', () => {
 });
 
 describe('an interrupted replacement', () => {
+  it('a daemon stopping during the build drops the new version and leaves the request pending for another', async () => {
+    const worker = (pauseAt?: Step) =>
+      new ReplaceWorker({
+        databaseUrl: db.url,
+        listenUrl: db.url,
+        logger: createLogger('silent'),
+        intervalMs: 60_000,
+        pauseAt,
+      });
+    const stopping = worker('populate');
+    stopping.start();
+    const oid = await viewOid();
+    const id = await request('SELECT kind, sum(price) AS total, 3 AS handed_over FROM items GROUP BY kind');
+    await waitFor('the build under way', async () => (await halfBuilt()).length === 1);
+    await stopping.stop();
+    expect(
+      await rows('SELECT status, temp_name FROM mvrefresh.replace_requests WHERE id = $1', [id]),
+    ).toEqual([{ status: 'pending', temp_name: null }]);
+    expect(await halfBuilt()).toEqual([]);
+    expect(await viewOid()).toBe(oid);
+    const next = worker();
+    next.start();
+    try {
+      expect(await waitReplace(id, '60 seconds')).toBeNull();
+    } finally {
+      await next.stop();
+    }
+    expect(await rows('SELECT DISTINCT handed_over FROM sales')).toEqual([{ handed_over: 3 }]);
+  });
+
   for (const step of STEPS)
     it(`killed at step ${step}: the live view is untouched, doctor drops the half-built version, a later replace succeeds`, async () => {
       const oid = await viewOid();
