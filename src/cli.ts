@@ -419,7 +419,8 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
         else if (outcome.status === 'done')
           io.out(
             printable(
-              `replaced ${rest[0]!} (request ${outcome.id}, ${Math.round(outcome.durationMs)} ms)` +
+              `replaced ${rest[0]!} (request ${outcome.id}, ${Math.round(outcome.durationMs)} ms; swap ` +
+                `${outcome.swapMs} ms, ${outcome.swapAttempts} attempt(s))` +
                 (outcome.dependants.length
                   ? `; dependants re-created: ${outcome.dependants.join(', ')}`
                   : ''),

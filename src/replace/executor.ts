@@ -47,11 +47,12 @@ async function swapWithRetry(
 ): Promise<SwapResult> {
   const deadline = Date.now() + timeoutMs;
   for (let attempt = 1; ; attempt += 1) {
+    const t0 = Date.now();
     await client.query('BEGIN');
     try {
       const result = await swapOnce(client, { ...input, beforeCommit: () => atStep('swap') });
       await client.query('COMMIT');
-      return result;
+      return { ...result, swapAttempts: attempt, swapMs: Date.now() - t0 };
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
       if (!isPgError(err) || !RETRIED.has(err.code ?? '')) throw err;
