@@ -63,7 +63,7 @@ Commands:
 
 Options:
   --database-url URL            default: DATABASE_URL
-  --json                        machine-readable output (watch, unwatch, status, doctor)
+  --json                        machine-readable output (watch, unwatch, status, doctor, replace)
   -h, --help, -v, --version
 
 Exit codes:
