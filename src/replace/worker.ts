@@ -15,7 +15,7 @@ const APP_NAME = 'mvrefresh:replace';
 
 export interface ReplaceWorkerOptions {
   databaseUrl: string;
-  /** Where LISTEN goes (a direct URL when databaseUrl is a transaction pooler's). */
+  /** Where LISTEN and the executor's session go (a direct URL when databaseUrl is a transaction pooler's). */
   listenUrl: string;
   logger: Logger;
   /** How often it looks for requests whose notification it missed, and for abandoned ones. */
@@ -83,7 +83,9 @@ export class ReplaceWorker {
 
   private async pass(): Promise<void> {
     await this.ensureListening().catch(() => undefined);
-    const client = await connectClient(this.opts.databaseUrl, APP_NAME);
+    // a session of its own, never through a transaction pooler: the claim is a session advisory lock and
+    // the build spans transactions (listenUrl is the daemon's direct or session-mode URL)
+    const client = await connectClient(this.opts.listenUrl, APP_NAME);
     try {
       await prepareAdminSession(client);
       await client.query(replaceSql.executorSession);
