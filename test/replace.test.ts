@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from './support/cli.js';
 import { useTestDatabase } from './support/db.js';
@@ -239,5 +240,32 @@ describe('mvrefresh replace', () => {
     expect(err).toContain(
       `role ${READER} may not replace public.totals: only members of its owner role (${OWNER}) may`,
     );
+  });
+
+  it('gives up the swap after --timeout while a long reader holds the view, leaving it as it was', async () => {
+    const reader = new pg.Client({ connectionString: db.url });
+    await reader.connect();
+    try {
+      await reader.query('BEGIN');
+      await reader.query('SELECT count(*) FROM totals');
+      const before = await catalogSnapshot();
+      const r = await replace([
+        'totals',
+        '--query',
+        NEW_DEFINITION,
+        '--lock-timeout',
+        '100ms',
+        '--timeout',
+        '1s',
+      ]);
+      expect(r.code).toBe(1);
+      expect(r.text).toMatch(
+        /could not take the locks of public\.totals for the swap within 1000 ms \(\d+ attempts of at most 100 ms each\)/,
+      );
+      expect(await catalogSnapshot()).toEqual(before);
+      expect(await all(`SELECT relname FROM pg_class WHERE relname LIKE '%mvr%'`)).toEqual([]);
+    } finally {
+      await reader.end();
+    }
   });
 });
