@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { SqlState, describeError, isPgError } from '../db/errors.js';
 import { retryOnLockTimeout } from '../db/lock-retry.js';
 import { copyIndexes, createNewVersion, populate, tempName } from './build.js';
-import { ReplaceRefused, captureRelation, qname } from './plan.js';
+import { ReplaceRefused, captureRelation, shownName } from './plan.js';
 import { dropHalfBuilt, fail, release, setStep, type Request } from './requests.js';
 import { replaceSql } from './sql.js';
 import { swapOnce, type SwapResult } from './swap.js';
@@ -65,7 +65,7 @@ async function swapWithRetry(
   } catch (err) {
     if (isPgError(err) && RETRIED.has(err.code ?? ''))
       throw new ReplaceRefused(
-        `could not take the locks of ${qname(input.live.schema, input.live.name)} for the swap within ` +
+        `could not take the locks of ${shownName(input.live.schema, input.live.name)} for the swap within ` +
           `${timeoutMs} ms (${attempts} attempts of at most ${input.lockTimeoutMs} ms each); the new version was dropped`,
       );
     throw err;
@@ -96,7 +96,7 @@ export async function execute(
       request.view_name,
     ]);
     const found = rows[0];
-    const name = qname(request.view_schema, request.view_name);
+    const name = shownName(request.view_schema, request.view_name);
     if (!found) throw new ReplaceRefused(`materialized view ${name} does not exist`);
     if (found.kind !== 'm') throw new ReplaceRefused(`${name} is not a materialized view`);
     const live = await captureRelation(client, found.oid);

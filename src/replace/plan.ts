@@ -84,7 +84,7 @@ export async function captureDependants(client: pg.ClientBase, oid: string): Pro
     const relation = await captureRelation(client, r.oid);
     if (relation.other_rules > 0)
       throw new ReplaceRefused(
-        `${qname(relation.schema, relation.name)} reads the view and has rules of its own, which replace cannot re-create`,
+        `${shownName(relation.schema, relation.name)} reads the view and has rules of its own, which replace cannot re-create`,
       );
     out.push({ relation, depth: r.depth });
   }
@@ -172,6 +172,8 @@ export function indexStatement(rel: Relation, index: Index, target: string, newN
 
 /** A name as PostgreSQL prints it in messages: quoted only when it must be. */
 export const shown = (name: string): string => (/^[a-z_][a-z0-9_$]*$/.test(name) ? name : qi(name));
+/** schema.name for messages and reports. */
+export const shownName = (schema: string, name: string): string => `${shown(schema)}.${shown(name)}`;
 
 /** Statements that re-create a dependant as it was (its definition names the replaced view by name). */
 export function recreateStatements(rel: Relation): string[] {

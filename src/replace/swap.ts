@@ -7,6 +7,7 @@ import {
   checkDependantColumns,
   qi,
   qname,
+  shownName,
   recreateStatements,
   type Dependant,
   type Relation,
@@ -85,7 +86,7 @@ export async function swapOnce(
   await client.query(`ALTER MATERIALIZED VIEW ${qname(live.schema, live.name)} OWNER TO ${qi(live.owner)}`);
   const now = (await client.query<{ oid: string }>(replaceSql.relation, [live.schema, live.name])).rows[0];
   if (now?.oid !== live.oid)
-    throw new ReplaceRefused(`${qname(live.schema, live.name)} was dropped or replaced during the build`);
+    throw new ReplaceRefused(`${shownName(live.schema, live.name)} was dropped or replaced during the build`);
   const created = await captureRelation(
     client,
     (await client.query<{ oid: string }>(replaceSql.relation, [live.schema, temp])).rows[0]!.oid,
@@ -109,14 +110,14 @@ export async function swapOnce(
   const rewatched: string[] = [];
   if (settings) {
     await rewatch(client, live.schema, live.name, settings);
-    rewatched.push(qname(live.schema, live.name));
+    rewatched.push(shownName(live.schema, live.name));
   }
   for (const [d, s] of dependantSettings) {
     await rewatch(client, d.relation.schema, d.relation.name, s);
-    rewatched.push(qname(d.relation.schema, d.relation.name));
+    rewatched.push(shownName(d.relation.schema, d.relation.name));
   }
   if (rewatched.length > 0) await client.query(replaceSql.notify, [CHANNEL, VIEWS_CHANGED]);
   await client.query(replaceSql.finish, [input.requestId, 'done', null]);
   await input.beforeCommit?.();
-  return { dependants: dependants.map((d) => qname(d.relation.schema, d.relation.name)), rewatched };
+  return { dependants: dependants.map((d) => shownName(d.relation.schema, d.relation.name)), rewatched };
 }
