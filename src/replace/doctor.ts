@@ -1,7 +1,13 @@
 import type pg from 'pg';
-import type { Finding } from '../commands/doctor.js';
 import { describeError } from '../db/errors.js';
 import { cleanupOrphans } from './requests.js';
+
+/** A finding of `doctor` (commands/doctor.ts imports this module, so the shape is restated here). */
+interface Finding {
+  level: 'ok' | 'warn' | 'problem';
+  check: string;
+  message: string;
+}
 
 const present = `SELECT pg_catalog.to_regclass('mvrefresh.replace_requests') IS NOT NULL AS present`;
 
