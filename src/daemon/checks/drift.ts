@@ -5,6 +5,7 @@ import { sql } from '../../db/sql.js';
 import { SqlState, describeError, isPgError } from '../../db/errors.js';
 import { DRIFT_LOCK_TIMEOUT_MS, type DriftKind } from '../../db/protocol.js';
 import { backoffDelay } from '../lib/backoff.js';
+import { SerialTask } from '../lib/serial-task.js';
 import type { Metrics } from '../metrics.js';
 import type { DriftCheckReason } from '../../interfaces.js';
 
@@ -88,10 +89,16 @@ export function driftLevel(d: Drift): 'info' | 'warn' {
  * started after it covers what drifted. One check runs at a time; requests meanwhile make one more.
  */
 export class DriftChecker extends EventEmitter<DriftCheckerEvents> {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private again: DriftCheckReason | undefined;
-  private stopped = true;
+  private readonly task = new SerialTask<DriftCheckReason, boolean>(
+    (reason) => this.run(reason),
+    (retry) =>
+      retry
+        ? {
+            reason: 'retry',
+            afterMs: Math.min(this.opts.intervalMs, backoffDelay(this.failures, RETRY_BASE_MS, RETRY_MAX_MS)),
+          }
+        : { reason: 'interval', afterMs: this.opts.intervalMs },
+  );
   private failures = 0;
   private lastError: string | undefined;
   /** Views whose trigger repair this role may not make, already named at error level. */
@@ -103,46 +110,24 @@ export class DriftChecker extends EventEmitter<DriftCheckerEvents> {
 
   /** Runs the first check (drift that happened while no daemon ran) and arms the timer. Idempotent. */
   start(): void {
-    if (!this.stopped) return;
-    this.stopped = false;
+    if (!this.task.start()) return;
     this.opts.metrics.driftCheckLastSuccess.setToCurrentTime();
     this.check('start');
   }
 
   /** Idempotent; waits for a check in progress. */
   async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    await this.running;
+    await this.task.stop();
   }
 
   /** True while a check runs (tests wait for the daemon to be idle). */
   get checking(): boolean {
-    return this.running !== undefined;
+    return this.task.current !== undefined;
   }
 
   /** Checks now, or right after the check in progress. */
   check(reason: DriftCheckReason): void {
-    if (this.stopped) return;
-    if (this.running) {
-      this.again = reason;
-      return;
-    }
-    clearTimeout(this.timer);
-    this.running = this.run(reason).then((retry) => {
-      this.running = undefined;
-      if (this.stopped) return;
-      const again = this.again;
-      this.again = undefined;
-      if (again) this.check(again);
-      else
-        this.timer = setTimeout(
-          () => this.check(retry ? 'retry' : 'interval'),
-          retry
-            ? Math.min(this.opts.intervalMs, backoffDelay(this.failures, RETRY_BASE_MS, RETRY_MAX_MS))
-            : this.opts.intervalMs,
-        );
-    });
+    this.task.request(reason);
   }
 
   /** Resolves to true when the check should be retried soon. */

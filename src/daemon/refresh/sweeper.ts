@@ -7,6 +7,7 @@ import type { SweepReason } from '../../interfaces.js';
 import type { SchemaCheck } from '../checks/schema.js';
 import type { Scheduler } from './scheduler.js';
 import type { ViewList } from './view-list.js';
+import { SerialTask } from '../lib/serial-task.js';
 
 /** A notification for an unknown view reloads the list at most this often (hostile floods stay cheap). */
 const UNKNOWN_RELOAD_MIN_MS = 1000;
@@ -52,9 +53,10 @@ interface DueRow {
  * rate-limited, when a notification names a view the scheduler does not know (reloadForUnknown()).
  */
 export class Sweeper {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private again: SweepReason | undefined;
+  private readonly task = new SerialTask<SweepReason, void>(
+    (reason) => this.run(reason),
+    () => ({ reason: 'interval', afterMs: this.tickMs }),
+  );
   /** The list of views was loaded at least once. */
   private loaded = false;
   private lastUnknownReload = 0;
@@ -76,39 +78,25 @@ export class Sweeper {
    * logged and retried by the timer, not thrown). Idempotent.
    */
   async start(): Promise<void> {
-    if (this.stopped) {
+    if (this.task.start()) {
       this.stopped = false;
       this.sweep('start');
     }
-    await this.running;
+    await this.task.current;
   }
 
   /** Idempotent; waits for a sweep in progress. */
   async stop(): Promise<void> {
     this.stopped = true;
-    clearTimeout(this.timer);
     clearTimeout(this.unknownTimer);
     clearTimeout(this.periodicTimer);
-    await this.running;
+    await this.task.stop();
     await this.periodicRun;
   }
 
   /** Sweeps now (or right after the sweep in progress). */
   sweep(reason: SweepReason): void {
-    if (this.stopped) return;
-    if (this.running) {
-      this.again = reason;
-      return;
-    }
-    clearTimeout(this.timer);
-    this.running = this.run(reason).finally(() => {
-      this.running = undefined;
-      if (this.stopped) return;
-      const again = this.again;
-      this.again = undefined;
-      if (again) this.sweep(again);
-      else this.timer = setTimeout(() => this.sweep('interval'), this.tickMs);
-    });
+    this.task.request(reason);
   }
 
   private async run(reason: SweepReason): Promise<void> {
