@@ -1,11 +1,11 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { useTestDatabase } from '../support/db.js';
-import { startDaemon, type TestDaemon } from '../support/daemon.js';
-import { TcpProxy, viaProxy } from '../support/proxy.js';
-import { INSERT_ORDER, SHOP_QUERY, SHOP_SQL, viewMatches } from '../support/shop.js';
-import { delay, waitFor } from '../support/wait.js';
-import { reportRecovery } from '../support/recovery.js';
+import { useTestDatabase } from './support/db.js';
+import { startDaemon, type TestDaemon } from './support/daemon.js';
+import { TcpProxy, viaProxy } from './support/proxy.js';
+import { INSERT_ORDER, SHOP_QUERY, SHOP_SQL, viewMatches } from './support/shop.js';
+import { delay, waitFor } from './support/wait.js';
+import { reportRecovery } from './support/recovery.js';
 
 const db = useTestDatabase('faults_listener');
 const VIEW = 'monthly_product_sales';

@@ -1,10 +1,10 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { useTestDatabase } from '../support/db.js';
-import { startDaemon, type TestDaemon } from '../support/daemon.js';
-import { INSERT_ORDER, SHOP_QUERY, SHOP_SQL, viewMatches } from '../support/shop.js';
-import { reportRecovery } from '../support/recovery.js';
-import { delay, waitFor } from '../support/wait.js';
+import { useTestDatabase } from './support/db.js';
+import { startDaemon, type TestDaemon } from './support/daemon.js';
+import { INSERT_ORDER, SHOP_QUERY, SHOP_SQL, viewMatches } from './support/shop.js';
+import { reportRecovery } from './support/recovery.js';
+import { delay, waitFor } from './support/wait.js';
 
 const db = useTestDatabase('faults_database');
 const VIEW = 'monthly_product_sales';

@@ -2,12 +2,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { packageRoot } from '../../src/paths.js';
-import { useTestDatabase } from '../support/db.js';
-import { startDaemon } from '../support/daemon.js';
-import { INSERT_ORDER, SHOP_QUERY, SHOP_SQL, viewMatches } from '../support/shop.js';
-import { refreshLockHolders } from '../support/locks.js';
-import { delay, waitFor } from '../support/wait.js';
+import { packageRoot } from '../src/paths.js';
+import { useTestDatabase } from './support/db.js';
+import { startDaemon } from './support/daemon.js';
+import { INSERT_ORDER, SHOP_QUERY, SHOP_SQL, viewMatches } from './support/shop.js';
+import { refreshLockHolders } from './support/locks.js';
+import { delay, waitFor } from './support/wait.js';
 
 const db = useTestDatabase('faults_replicas');
 const BIN = join(packageRoot, 'dist', 'src', 'bin.js');
