@@ -4,7 +4,7 @@ import { LOCK_NAMESPACE } from '../src/db/protocol.js';
 import { sql } from '../src/db/sql.js';
 import type { CallRow } from '../src/daemon/refresher.js';
 import { useTestDatabase } from './support/db.js';
-import { holdGate, installGatedCopy } from './support/gates.js';
+import { Gate, installGatedCopy } from './support/gates.js';
 import { notificationsDuring } from './support/notify.js';
 import { viewMatches } from './support/shop.js';
 import { PG17, serverVersionNum } from './support/version.js';
@@ -486,7 +486,7 @@ describe('a cycle never deletes table marks without drawing clears_started', () 
     await db.exec('INSERT INTO gap_t VALUES (0, 0)');
     await refreshView(v1);
     await refreshView(v2);
-    const gate = await holdGate(db.url, GATE);
+    const gate = await Gate.hold(db.url, GATE);
     try {
       const [cycle, w1] = await Promise.all(['cycle', 'w1'].map(session));
       const pending = started(
@@ -504,7 +504,7 @@ describe('a cycle never deletes table marks without drawing clears_started', () 
                           || pg_sequence_last_value('mvrefresh.clears_started'))::bytea)::text AS remembered`,
       );
       expect(rows[0]!.remembered).toBe(true);
-      await gate.release();
+      await gate.open();
       await pending;
       await w1!.query('INSERT INTO gap_t VALUES (4, 4)');
       expect((await refreshView(v1)).outcome).toBe('refreshed');
@@ -512,7 +512,7 @@ describe('a cycle never deletes table marks without drawing clears_started', () 
       expect(await viewMatches(db.sql, 'gap_v2', 'SELECT k, v FROM gap_t')).toBe(true);
       expect(await viewMatches(db.sql, 'gap_v1', 'SELECT k, v FROM gap_t')).toBe(true);
     } finally {
-      await gate.close();
+      await gate.end();
     }
   });
 });

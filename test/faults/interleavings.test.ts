@@ -2,7 +2,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from '../../src/db/sql.js';
 import { useTestDatabase } from '../support/db.js';
-import { Gate, gatedRoutine, plainRoutine, type Gap } from '../support/model-gates.js';
+import { Gate, gatedRoutine, routineText, type Gap } from '../support/gates.js';
 import { checkViews, skipsWithoutMark, uncovered, type CheckedView } from '../support/model-invariants.js';
 
 /**
@@ -100,7 +100,7 @@ async function tx1Case(gap: Gap, pre: Pre, script: TxScript): Promise<void> {
     const runner = await client();
     try {
       if (pre === 'marked') await write(w2!);
-      const gate = await Gate.close(db.url, gap.key);
+      const gate = await Gate.hold(db.url, gap.key);
       let running: Promise<unknown>;
       try {
         running = cycle(runner, 'v_sum');
@@ -122,7 +122,7 @@ async function tx1Case(gap: Gap, pre: Pre, script: TxScript): Promise<void> {
           await w1!.query('COMMIT');
         }
       } finally {
-        await gate.open();
+        await gate.end();
       }
       await running;
       await checkInvariants(where, script === 'remembered' ? [w1!, w2!] : [w1!], 'the cycle');
@@ -156,7 +156,7 @@ async function triggerCase(gap: Gap, pre: TriggerPre, isolation: 'read committed
     try {
       if (pre !== 'clean') await write(w2!);
       if (pre === 'remembered') await write(w1!);
-      const gate = await Gate.close(db.url, gap.key);
+      const gate = await Gate.hold(db.url, gap.key);
       let writing: Promise<unknown>;
       try {
         await w1!.query(`BEGIN ISOLATION LEVEL ${isolation.toUpperCase()}`);
@@ -172,7 +172,7 @@ async function triggerCase(gap: Gap, pre: TriggerPre, isolation: 'read committed
         // no writer is probed while the gate is closed: the probe runs the trigger, and would stop there
         await checkInvariants(where, [], 'cycles while the trigger waits');
       } finally {
-        await gate.open();
+        await gate.end();
       }
       await writing;
       await w1!.query('COMMIT');
@@ -219,7 +219,7 @@ describe("a refresh cycle stopped at every gap of refresh_view's first transacti
     await db.sql.query(TX1.sql);
   });
   afterAll(async () => {
-    await db.sql.query(plainRoutine('refresh_view'));
+    await db.sql.query(routineText('refresh_view'));
   });
   for (const gap of TX1.gaps)
     for (const pre of ['clean', 'marked'] as const)
@@ -233,7 +233,7 @@ describe("a writer's trigger stopped at every gap of mark_table", () => {
     await db.sql.query(TRIGGER.sql);
   });
   afterAll(async () => {
-    await db.sql.query(plainRoutine('mark_table'));
+    await db.sql.query(routineText('mark_table'));
   });
   for (const gap of TRIGGER.gaps)
     for (const pre of ['clean', 'marked', 'remembered'] as const)
