@@ -27,6 +27,24 @@ export async function connect(url: string, applicationName = 'mvrefresh:faults-t
   return client;
 }
 
+/** A superuser client on `url()`, opened on first use and again after drop(): a server restart ends it. */
+export class AdminClient {
+  private client: pg.Client | undefined;
+
+  constructor(private readonly url: () => string) {}
+
+  async get(): Promise<pg.Client> {
+    this.client ??= await connect(this.url());
+    return this.client;
+  }
+
+  async drop(): Promise<void> {
+    const c = this.client;
+    this.client = undefined;
+    await c?.end().catch(() => undefined);
+  }
+}
+
 /** Runs one statement on a new connection (a writer's committed transaction). */
 export async function exec(url: string, text: string, values?: unknown[]): Promise<pg.QueryResult> {
   const c = await connect(url, 'mvrefresh:faults-writer');
