@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useTestDatabase } from './support/db.js';
+import { viewDirty, viewSources } from './support/drift.js';
 
 /**
  * REFRESH runs a view's query as the view's owner, so row-level security policies that apply to that role
@@ -14,21 +15,8 @@ const VIEW_OWNER = `mvr_rls_views_${suffix}`;
 const OTHER = `mvr_rls_other_${suffix}`;
 const QUERY = 'SELECT grp, count(*) AS n FROM docs GROUP BY grp';
 
-async function sources(view: string): Promise<string[]> {
-  const { rows } = await db.sql.query<{ sources: string[] }>(
-    'SELECT sources FROM mvrefresh.status WHERE view = $1',
-    [view],
-  );
-  return rows[0]!.sources;
-}
-
-async function dirty(view: string): Promise<boolean> {
-  const { rows } = await db.sql.query<{ dirty: boolean }>(
-    'SELECT dirty FROM mvrefresh.status WHERE view = $1',
-    [view],
-  );
-  return rows[0]!.dirty;
-}
+const sources = (view: string) => viewSources(db.sql, view);
+const dirty = (view: string) => viewDirty(db.sql, view);
 
 /** The view equals its query as its owner sees it (with the policies that apply to the owner). */
 async function fresh(view: string): Promise<boolean> {

@@ -393,6 +393,16 @@ describe('writers with only the privileges to write the table', () => {
     return c;
   }
 
+  /** `w` writes `statements` in one transaction at READ COMMITTED, then at REPEATABLE READ; `undo` after each. */
+  async function writeAtEachIsolation(w: pg.Client, statements: string[], undo: string): Promise<void> {
+    for (const isolation of ['READ COMMITTED', 'REPEATABLE READ']) {
+      await w.query(`BEGIN ISOLATION LEVEL ${isolation}`);
+      for (const statement of statements) await w.query(statement);
+      await w.query('COMMIT');
+      await write(undo);
+    }
+  }
+
   const srcOid = async () =>
     (await db.sql.query<{ oid: number }>("SELECT 'src'::regclass::oid AS oid")).rows[0]!.oid;
 
@@ -418,13 +428,14 @@ describe('writers with only the privileges to write the table', () => {
       CREATE DOMAIN pg_temp.text AS pg_catalog.text CHECK (pg_temp.pwn(VALUE));
       CREATE DOMAIN pg_temp.int8 AS pg_catalog.int8 CHECK (pg_temp.pwn(VALUE::pg_catalog.text));
       CREATE DOMAIN pg_temp.xid AS pg_catalog.xid CHECK (pg_temp.pwn(VALUE::pg_catalog.text))`);
-    for (const isolation of ['READ COMMITTED', 'REPEATABLE READ']) {
-      await w.query(`BEGIN ISOLATION LEVEL ${isolation}`);
-      await w.query('INSERT INTO src (id, v) SELECT max(id) + 1, 1 FROM (VALUES (700), (701)) x(id)');
-      await w.query('INSERT INTO src (id, v) VALUES (702, 1) ON CONFLICT DO NOTHING');
-      await w.query('COMMIT');
-      await write('DELETE FROM src WHERE id >= 700');
-    }
+    await writeAtEachIsolation(
+      w,
+      [
+        'INSERT INTO src (id, v) SELECT max(id) + 1, 1 FROM (VALUES (700), (701)) x(id)',
+        'INSERT INTO src (id, v) VALUES (702, 1) ON CONFLICT DO NOTHING',
+      ],
+      'DELETE FROM src WHERE id >= 700',
+    );
     expect(await dirty(view)).toBe(true);
   });
 
@@ -453,13 +464,11 @@ describe('writers with only the privileges to write the table', () => {
       CREATE FUNCTION ${evil}.gt(pg_catalog.int8, pg_catalog.int4) RETURNS pg_catalog.bool ${hijack};
       CREATE OPERATOR ${evil}.> (LEFTARG = pg_catalog.int8, RIGHTARG = pg_catalog.int4, FUNCTION = ${evil}.gt);`);
     await w.query(`SET search_path = ${evil}, pg_catalog, public`);
-    for (const isolation of ['READ COMMITTED', 'REPEATABLE READ']) {
-      await w.query(`BEGIN ISOLATION LEVEL ${isolation}`);
-      await w.query('INSERT INTO src (id, v) VALUES (710, 1)');
-      await w.query('INSERT INTO src (id, v) VALUES (711, 1)');
-      await w.query('COMMIT');
-      await write('DELETE FROM src WHERE id >= 710');
-    }
+    await writeAtEachIsolation(
+      w,
+      ['INSERT INTO src (id, v) VALUES (710, 1)', 'INSERT INTO src (id, v) VALUES (711, 1)'],
+      'DELETE FROM src WHERE id >= 710',
+    );
     expect(await dirty(view)).toBe(true);
   });
 
