@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useTestDatabase } from './support/db.js';
+import { testRoles } from './support/roles.js';
 import { viewDirty, viewSources } from './support/drift.js';
 
 /**
@@ -9,10 +10,7 @@ import { viewDirty, viewSources } from './support/drift.js';
  * tables belong to another role.
  */
 const db = useTestDatabase('rls_policy_sources');
-const suffix = `${process.pid}`;
-const TABLE_OWNER = `mvr_rls_tables_${suffix}`;
-const VIEW_OWNER = `mvr_rls_views_${suffix}`;
-const OTHER = `mvr_rls_other_${suffix}`;
+const { TABLES: TABLE_OWNER, VIEWS: VIEW_OWNER, OTHER } = testRoles('rls', 'TABLES', 'VIEWS', 'OTHER');
 const QUERY = 'SELECT grp, count(*) AS n FROM docs GROUP BY grp';
 
 const sources = (view: string) => viewSources(db.sql, view);

@@ -41,6 +41,14 @@ function scheduler(views: ViewSettings[] = [view(1), view(2, { maxStalenessMs: 1
   return { s, due, unknown, misses, conflicts, run };
 }
 
+/** `count` NOTIFY events for view 1, one every `periodMs`. */
+function notifyEvery(s: Scheduler, periodMs: number, count: number) {
+  for (let i = 0; i < count; i += 1) {
+    s.schedule(1, 'notify');
+    vi.advanceTimersByTime(periodMs);
+  }
+}
+
 /** planRefresh for a view dirty since 0, planned at 0 with a 20% budget and no refresh started yet. */
 const plan = (input: Partial<Parameters<typeof planRefresh>[0]>) =>
   planRefresh({
@@ -125,10 +133,7 @@ describe('the per-view scheduler', () => {
   it('refreshes a dirty view once its target (less the expected refresh) is near, covering every write since', () => {
     const { s, due } = scheduler();
     const t0 = Date.now();
-    for (let i = 0; i < 5; i += 1) {
-      s.schedule(1, 'notify');
-      vi.advanceTimersByTime(100);
-    }
+    notifyEvery(s, 100, 5);
     vi.advanceTimersByTime(byTarget(t0) - Date.now() - 1);
     expect(due).toEqual([]);
     vi.advanceTimersByTime(1);
@@ -141,10 +146,7 @@ describe('the per-view scheduler', () => {
   it('never lets a stream of events postpone a refresh', () => {
     const { s, due } = scheduler();
     const t0 = Date.now();
-    for (let t = 0; t < 3000; t += 50) {
-      s.schedule(1, 'notify');
-      vi.advanceTimersByTime(50);
-    }
+    notifyEvery(s, 50, 60);
     expect(due[0]!.at).toBe(byTarget(t0));
     s.stop();
   });
