@@ -2,12 +2,12 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useTestDatabase } from './support/db.js';
 import { startDaemon, type TestDaemon } from './support/daemon.js';
-import { INSERT_ORDER, SHOP_QUERY, SHOP_SQL, viewMatches } from './support/shop.js';
+import { INSERT_ORDER, SHOP_QUERY, viewMatches, SHOP_VIEW, watchShop } from './support/shop.js';
 import { reportRecovery } from './support/recovery.js';
 import { delay, waitFor } from './support/wait.js';
 
 const db = useTestDatabase('faults_database');
-const VIEW = 'monthly_product_sales';
+const VIEW = SHOP_VIEW;
 let d: TestDaemon;
 const DAEMON_SETTINGS = {
   maxStalenessMs: 300,
@@ -52,8 +52,7 @@ async function openClient() {
 }
 
 beforeAll(async () => {
-  await db.sql.query(SHOP_SQL);
-  await db.sql.query('SELECT mvrefresh.watch($1)', [VIEW]);
+  await watchShop(db.sql);
   d = await startDaemon(db.url, DAEMON_SETTINGS);
   await fresh(VIEW, SHOP_QUERY);
 });

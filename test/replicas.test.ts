@@ -5,13 +5,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packageRoot } from '../src/paths.js';
 import { useTestDatabase } from './support/db.js';
 import { startDaemon } from './support/daemon.js';
-import { INSERT_ORDER, SHOP_QUERY, SHOP_SQL, viewMatches } from './support/shop.js';
+import { INSERT_ORDER, SHOP_QUERY, viewMatches, SHOP_VIEW, watchShop } from './support/shop.js';
 import { sampleRefreshLocks } from './support/locks.js';
 import { delay, waitFor } from './support/wait.js';
 
 const db = useTestDatabase('faults_replicas');
 const BIN = join(packageRoot, 'dist', 'src', 'bin.js');
-const VIEW = 'monthly_product_sales';
+const VIEW = SHOP_VIEW;
 const REPLICAS = 3;
 const RUN_MS = 20_000;
 const KILL_EVERY_MS = 3000;
@@ -64,8 +64,7 @@ async function stopAll(replicas: Replica[]) {
 }
 
 beforeAll(async () => {
-  await db.sql.query(SHOP_SQL);
-  await db.sql.query('SELECT mvrefresh.watch($1)', [VIEW]);
+  await watchShop(db.sql);
 });
 
 describe('replicas', () => {

@@ -3,13 +3,13 @@ import { expect } from 'vitest';
 import { migrate } from '../../src/db/migrate.js';
 import { runCli, type Proc } from '../support/cli.js';
 import type { TestDaemon } from '../support/daemon.js';
-import { SHOP_QUERY, SHOP_SQL, viewMatches } from '../support/shop.js';
+import { SHOP_QUERY, viewMatches, SHOP_VIEW, watchShop } from '../support/shop.js';
 import { waitFor } from '../support/wait.js';
 import type { PgCluster } from '../own-cluster/cluster.js';
 
 export type { Proc };
 
-export const VIEW = 'monthly_product_sales';
+export const VIEW = SHOP_VIEW;
 export const QUALIFIED_VIEW = `public.${VIEW}`;
 /** How long convergence may take after a fault ends: reconnect backoff + staleness target + refresh, generously. */
 export const CONVERGE_TIMEOUT_MS = 60_000;
@@ -62,8 +62,7 @@ export async function createShop(cluster: PgCluster, database: string): Promise<
   const c = await connect(url);
   try {
     await migrate(c);
-    await c.query(SHOP_SQL);
-    await c.query('SELECT mvrefresh.watch($1)', [VIEW]);
+    await watchShop(c);
   } finally {
     await c.end();
   }
