@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useTestDatabase } from './support/db.js';
 import { startDaemon, type TestDaemon } from './support/daemon.js';
-import { INSERT_ORDER, SHOP_VIEW, watchShop } from './support/shop.js';
+import { INSERT_ORDER, watchShop } from './support/shop.js';
 import { waitFor } from './support/wait.js';
 
 const db = useTestDatabase('refresh_connections');
