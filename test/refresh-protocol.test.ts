@@ -83,6 +83,12 @@ async function state(id: number): Promise<State> {
   return rows[0]!;
 }
 
+/** View `name` (id) equals its query, is clean, and no cycle is left unfinished or waiting. */
+async function expectSettled(id: number, name: string): Promise<void> {
+  expect(await matches(name)).toBe(true);
+  expect(await state(id)).toMatchObject({ dirty: false, cycle_unfinished: false, wait_xids: null });
+}
+
 async function due(id: number): Promise<string[]> {
   const { rows } = await db.sql.query<{ reason: string }>(
     'SELECT reason FROM mvrefresh.due_views() WHERE view_id = $1',
@@ -315,8 +321,7 @@ describe('the race of a writer that found the view already dirty (design.md)', (
     expect(await due(id)).toEqual(['dirty']);
     expect(await matches('race')).toBe(false);
     expect((await refreshView(id)).outcome).toBe('refreshed');
-    expect(await matches('race')).toBe(true);
-    expect(await state(id)).toMatchObject({ dirty: false, cycle_unfinished: false, wait_xids: null });
+    await expectSettled(id, 'race');
   });
 
   it('a writer that skipped without a probe, for a mark its session remembers, is waited for by the cycle that clears it', async () => {
@@ -337,8 +342,7 @@ describe('the race of a writer that found the view already dirty (design.md)', (
     const { pending } = await cycleWaitingForWriter(id);
     await writer.query('COMMIT');
     expect((await pending).outcome).toBe('refreshed');
-    expect(await matches('race_memo')).toBe(true);
-    expect(await state(id)).toMatchObject({ dirty: false, cycle_unfinished: false, wait_xids: null });
+    await expectSettled(id, 'race_memo');
   });
 
   it('a writer that commits while the cycle waits for it is in that refresh', async () => {
@@ -353,8 +357,7 @@ describe('the race of a writer that found the view already dirty (design.md)', (
     expect(r.wait_ms!).toBeGreaterThan(0);
     expect(r.cycle_ms!).toBeGreaterThanOrEqual(r.wait_ms! + r.duration_ms!);
     expect(performance.now() - committedAt).toBeLessThan(r.cycle_ms!);
-    expect(await matches('race_wait')).toBe(true);
-    expect(await state(id)).toMatchObject({ dirty: false, cycle_unfinished: false, wait_xids: null });
+    await expectSettled(id, 'race_wait');
   });
 
   it('a writer looks again in each statement: one after the cycle cleared the mark it saw marks anew, and the waited refresh has the whole transaction', async () => {
