@@ -145,6 +145,14 @@ export async function daemonConnections(client: pg.ClientBase): Promise<string[]
   return rows.map((r) => r.application_name);
 }
 
+/** Waits until no daemon connection is left on the database of `admin` (a stopped daemon closed them all). */
+export async function noDaemonConnectionLeft(admin: AdminClient): Promise<void> {
+  await waitFor(
+    'no daemon connection left',
+    async () => (await daemonConnections(await admin.get())).length === 0,
+  );
+}
+
 /** Spawns the built CLI, as an operator would (test/support/cli.ts). */
 export const spawnCli = (args: string[], env: Record<string, string>): Proc => runCli(args, env);
 

@@ -2,7 +2,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from '../../src/db/sql.js';
 import { useTestDatabase } from '../support/db.js';
-import { Gate, gatedRoutine, routineText, type Gap } from '../support/gates.js';
+import { Gate, gatedRoutine, routineText, type Gap, type GatedRoutine } from '../support/gates.js';
 import { checkViews, skipsWithoutMark, uncovered, type CheckedView } from '../support/model-invariants.js';
 
 /**
@@ -214,13 +214,18 @@ afterAll(() => {
   );
 });
 
-describe("a refresh cycle stopped at every gap of refresh_view's first transaction", () => {
+/** The describe block's tests run the gated routine in place of `file`'s, which is put back after them. */
+function gatedWhileDescribed(file: string, gated: GatedRoutine): void {
   beforeAll(async () => {
-    await db.sql.query(TX1.sql);
+    await db.sql.query(gated.sql);
   });
   afterAll(async () => {
-    await db.sql.query(routineText('refresh_view'));
+    await db.sql.query(routineText(file));
   });
+}
+
+describe("a refresh cycle stopped at every gap of refresh_view's first transaction", () => {
+  gatedWhileDescribed('refresh_view', TX1);
   for (const gap of TX1.gaps)
     for (const pre of ['clean', 'marked'] as const)
       for (const script of ['remembered', 'long and repeatable read'] as const)
@@ -229,12 +234,7 @@ describe("a refresh cycle stopped at every gap of refresh_view's first transacti
 });
 
 describe("a writer's trigger stopped at every gap of mark_table", () => {
-  beforeAll(async () => {
-    await db.sql.query(TRIGGER.sql);
-  });
-  afterAll(async () => {
-    await db.sql.query(routineText('mark_table'));
-  });
+  gatedWhileDescribed('mark_table', TRIGGER);
   for (const gap of TRIGGER.gaps)
     for (const pre of ['clean', 'marked', 'remembered'] as const)
       for (const isolation of ['read committed', 'repeatable read'] as const)

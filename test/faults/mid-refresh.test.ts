@@ -7,10 +7,10 @@ import { PgCluster } from '../own-cluster/cluster.js';
 import {
   AdminClient,
   createShop,
-  daemonConnections,
   exec,
   expectQuietAndFresh,
   killCli,
+  noDaemonConnectionLeft,
   spawnCli,
   statusOf,
   VIEW,
@@ -123,10 +123,7 @@ describe('a database restart in the middle of a refresh', () => {
     } finally {
       await d.stop();
     }
-    await waitFor(
-      'no daemon connection left',
-      async () => (await daemonConnections(await admin.get())).length === 0,
-    );
+    await noDaemonConnectionLeft(admin);
   });
 
   it('(-m immediate, daemon gone too) is found by the next daemon through the unfinished generation alone', async () => {
@@ -165,10 +162,7 @@ describe('a database restart in the middle of a refresh', () => {
     } finally {
       await next.stop();
     }
-    await waitFor(
-      'no daemon connection left',
-      async () => (await daemonConnections(await admin.get())).length === 0,
-    );
+    await noDaemonConnectionLeft(admin);
   });
 
   it('(-m immediate, `mvrefresh run`) does not take the daemon down: it stays up and finishes the cycle', async () => {
@@ -205,9 +199,6 @@ describe('a database restart in the middle of a refresh', () => {
     } finally {
       await killCli(p);
     }
-    await waitFor(
-      'no daemon connection left',
-      async () => (await daemonConnections(await admin.get())).length === 0,
-    );
+    await noDaemonConnectionLeft(admin);
   });
 });

@@ -7,11 +7,11 @@ import { PgCluster, pgBinDir, type StopMode } from '../own-cluster/cluster.js';
 import {
   AdminClient,
   createShop,
-  daemonConnections,
   eventsOf,
   exec,
   expectQuietAndFresh,
   killCli,
+  noDaemonConnectionLeft,
   readyz,
   spawnCli,
   type Proc,
@@ -116,10 +116,7 @@ describe.each<StopMode>(['fast', 'immediate'])(
 
       await d.stop();
       d = undefined;
-      await waitFor(
-        'no daemon connection left',
-        async () => (await daemonConnections(await admin.get())).length === 0,
-      );
+      await noDaemonConnectionLeft(admin);
     });
   },
 );
