@@ -306,6 +306,15 @@ describe('the race of a writer that found the view already dirty (design.md)', (
     return { pending };
   }
 
+  /** A clean view `name` over `name`_src, a writer that skipped marking it, and a cycle waiting for that writer. */
+  async function cycleWaitingForSkippingWriter(name: string) {
+    const id = await watchedView(name);
+    await refreshView(id);
+    const { writer } = await skippingWriter(id, `${name}_src`, 10);
+    const { pending } = await cycleWaitingForWriter(id);
+    return { id, writer, pending };
+  }
+
   it('a writer still running when the wait times out keeps the view due, and the next cycle reflects it', async () => {
     const id = await watchedView('race');
     await refreshView(id);
@@ -346,10 +355,7 @@ describe('the race of a writer that found the view already dirty (design.md)', (
   });
 
   it('a writer that commits while the cycle waits for it is in that refresh', async () => {
-    const id = await watchedView('race_wait');
-    await refreshView(id);
-    const { writer } = await skippingWriter(id, 'race_wait_src', 10);
-    const { pending } = await cycleWaitingForWriter(id);
+    const { id, writer, pending } = await cycleWaitingForSkippingWriter('race_wait');
     const committedAt = performance.now();
     await writer.query('COMMIT');
     const r = await pending;
@@ -361,10 +367,7 @@ describe('the race of a writer that found the view already dirty (design.md)', (
   });
 
   it('a writer looks again in each statement: one after the cycle cleared the mark it saw marks anew, and the waited refresh has the whole transaction', async () => {
-    const id = await watchedView('race_later');
-    await refreshView(id);
-    const { writer } = await skippingWriter(id, 'race_later_src', 10);
-    const { pending } = await cycleWaitingForWriter(id);
+    const { id, writer, pending } = await cycleWaitingForSkippingWriter('race_later');
     // no mark left: this statement adds one, uncommitted (invisible to the cycle); the next finds it
     await writer.query('INSERT INTO race_later_src VALUES (12, 12)');
     await writer.query('UPDATE race_later_src SET v = 0 WHERE k = 1');

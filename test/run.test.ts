@@ -39,6 +39,17 @@ async function cancelledAndUnwatched(view: string): Promise<void> {
   await db.sql.query('SELECT mvrefresh.unwatch($1)', [view]);
 }
 
+/** Starts `mvrefresh run`, sends it `signal` and waits for the line that says it was ignored. */
+async function daemonIgnoring(signal: NodeJS.Signals) {
+  const p = run(['run'], { DATABASE_URL: db.url });
+  await waitFor('the daemon to start', () => p.events().find((e) => e['event'] === 'started'));
+  p.child.kill(signal);
+  await waitFor(`the ${signal} line`, () =>
+    p.events().find((e) => e['event'] === 'signal' && e['signal'] === signal && e['action'] === 'ignored'),
+  );
+  return p;
+}
+
 describe('mvrefresh run', () => {
   it('on SIGTERM lets a running refresh finish, then exits 0', async () => {
     await slowView('slow_a', 2);
@@ -93,14 +104,7 @@ describe('mvrefresh run', () => {
   });
 
   it('logs SIGHUP and keeps running, then stops gracefully on SIGTERM', async () => {
-    const p = run(['run'], { DATABASE_URL: db.url });
-    await waitFor('the daemon to start', () => p.events().find((e) => e['event'] === 'started'));
-    p.child.kill('SIGHUP');
-    await waitFor('the SIGHUP line', () =>
-      p
-        .events()
-        .find((e) => e['event'] === 'signal' && e['signal'] === 'SIGHUP' && e['action'] === 'ignored'),
-    );
+    const p = await daemonIgnoring('SIGHUP');
     expect(p.child.exitCode).toBeNull();
     p.child.kill('SIGTERM');
     expect((await p.exit).code).toBe(0);
@@ -117,14 +121,7 @@ describe('mvrefresh run', () => {
       });
     // another process of the machine may use the port: then this test cannot tell
     if (await inspectorAnswers()) return;
-    const p = run(['run'], { DATABASE_URL: db.url });
-    await waitFor('the daemon to start', () => p.events().find((e) => e['event'] === 'started'));
-    p.child.kill('SIGUSR1');
-    await waitFor('the SIGUSR1 line', () =>
-      p
-        .events()
-        .find((e) => e['event'] === 'signal' && e['signal'] === 'SIGUSR1' && e['action'] === 'ignored'),
-    );
+    const p = await daemonIgnoring('SIGUSR1');
     expect(await inspectorAnswers()).toBe(false);
     expect(p.text()).not.toMatch(/Debugger listening/);
     expect(p.child.exitCode).toBeNull();
