@@ -5,7 +5,7 @@ import { startDaemon, type TestDaemon } from '../support/daemon.js';
 import { INSERT_ORDER, SHOP_SQL } from '../support/shop.js';
 import { reportRecovery } from '../support/recovery.js';
 import { delay, waitFor } from '../support/wait.js';
-import { PgCluster } from '../own-cluster/cluster.js';
+import { PgCluster } from '../../dev/cluster.js';
 import {
   AdminClient,
   connect,

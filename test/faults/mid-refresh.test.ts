@@ -3,7 +3,7 @@ import { startDaemon } from '../support/daemon.js';
 import { INSERT_ORDER, SHOP_QUERY, viewMatches } from '../support/shop.js';
 import { reportRecovery } from '../support/recovery.js';
 import { waitFor } from '../support/wait.js';
-import { PgCluster } from '../own-cluster/cluster.js';
+import { PgCluster } from '../../dev/cluster.js';
 import {
   AdminClient,
   createShop,

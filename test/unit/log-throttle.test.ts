@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { LogThrottle } from '../../src/daemon/log-throttle.js';
+import { LogThrottle } from '../../src/daemon/lib/log-throttle.js';
 
 describe('LogThrottle', () => {
   it('logs one line per key and interval, and the next says how many were left out', () => {

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { RequestGate } from '../../src/daemon/request-gate.js';
+import { RequestGate } from '../../src/daemon/http/request-gate.js';
 
 /** Settles every promise that the gate resolved in this turn. */
 const settle = () => Promise.resolve();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SharedResult } from '../../src/daemon/shared-result.js';
+import { SharedResult } from '../../src/daemon/http/shared-result.js';
 
 const TTL_MS = 1000;
 
