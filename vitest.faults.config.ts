@@ -1,13 +1,16 @@
 import { defineConfig } from 'vitest/config';
 
 /**
- * The fault cases that stop, restart or reconfigure a PostgreSQL server (test/own-cluster/). Each file
- * starts its own throwaway cluster (dev/cluster.ts), never the shared server: no URL and
- * no global setup. The fault cases that share the suite's server (test/faults/) run under `npm test`. One file at a time, since every file restarts servers and spawns daemons.
+ * The fault cases of test/faults/ that stop, restart or reconfigure a PostgreSQL server. Each file starts
+ * its own throwaway cluster (dev/cluster.ts), never the shared server: no URL and no global
+ * setup. The folder's two other files share the suite's server and run through vitest.config.ts, next in
+ * `npm run test:faults`: interleavings.test.ts (gated) and model.test.ts (200 schedules). One file at a
+ * time, since every file restarts servers and spawns daemons.
  */
 export default defineConfig({
   test: {
-    include: ['test/own-cluster/**/*.test.ts'],
+    include: ['test/faults/**/*.test.ts'],
+    exclude: ['test/faults/interleavings.test.ts', 'test/faults/model.test.ts'],
     pool: 'forks',
     fileParallelism: false,
     testTimeout: 180_000,

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useTestDatabase } from './support/db.js';
 import { startDaemon, type TestDaemon } from './support/daemon.js';
 import { INSERT_ORDER, SHOP_QUERY, SHOP_SQL, viewMatches } from './support/shop.js';
-import { refreshLockHolders } from './support/locks.js';
+import { sampleRefreshLocks } from './support/locks.js';
 import { delay, waitFor } from './support/wait.js';
 import { isSuccess } from '../src/db/protocol.js';
 
@@ -241,20 +241,8 @@ describe('the refresh daemon', () => {
 describe('two daemons on one database', () => {
   it('never refresh one view at the same time, and together keep it fresh', async () => {
     const other = await startDaemon(db.url);
-    const samples: number[] = [];
-    let sampling = true;
-    const sampler = (async () => {
-      const c = new pg.Client({ connectionString: db.url });
-      await c.connect();
-      try {
-        while (sampling) {
-          samples.push((await refreshLockHolders(c, 'monthly_product_sales')).length);
-          await delay(5);
-        }
-      } finally {
-        await c.end();
-      }
-    })();
+    const sampler = sampleRefreshLocks(db.url, 'monthly_product_sales');
+    let samples: number[] = [];
     try {
       const writer = new pg.Client({ connectionString: db.url });
       await writer.connect();
@@ -268,8 +256,7 @@ describe('two daemons on one database', () => {
       }
       await waitFor('the view to converge', () => viewMatches(db.sql, 'monthly_product_sales', SHOP_QUERY));
     } finally {
-      sampling = false;
-      await sampler;
+      samples = (await sampler.stop()).map((holders) => holders.length);
       await other.stop();
     }
     expect(samples.length).toBeGreaterThan(10);

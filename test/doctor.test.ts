@@ -6,12 +6,12 @@ import { doctor, type Finding } from '../src/commands/doctor.js';
 import { isBloated } from '../src/db/vacuum.js';
 import { packageRoot } from '../src/paths.js';
 import { useTestDatabase } from './support/db.js';
-import { SHOP_SQL } from './support/shop.js';
+import { SHOP_VIEW, watchShop } from './support/shop.js';
 
 const db = useTestDatabase('doctor');
 const BIN = join(packageRoot, 'dist', 'src', 'bin.js');
 const run = promisify(execFile);
-const VIEW = 'monthly_product_sales';
+const VIEW = SHOP_VIEW;
 const NOBODY = `doctor_nobody_${process.pid}`;
 
 /** Findings other than the server-wide autovacuum setting (the shared test server runs without it). */
@@ -19,8 +19,7 @@ const problems = (findings: Finding[]) =>
   findings.filter((f) => f.level === 'problem' && !/^autovacuum is off/.test(f.message));
 
 beforeAll(async () => {
-  await db.sql.query(SHOP_SQL);
-  await db.sql.query('SELECT mvrefresh.watch($1)', [VIEW]);
+  await watchShop(db.sql);
 });
 
 afterAll(async () => {

@@ -27,22 +27,27 @@ afterAll(async () => {
 });
 
 describe('the level of a source drift log line', () => {
-  it('is info for a new partition whose missing trigger the check installed (expected monthly: nobody is paged)', async () => {
+  it.each([
+    {
+      title:
+        'is info for a new partition whose missing trigger the check installed (expected monthly: nobody is paged)',
+      change: 'CREATE TABLE payment_p02 PARTITION OF payment FOR VALUES IN (2)',
+      found: 'trigger missing on public.payment_p02',
+      alsoFound: ['source added: public.payment_p02'],
+      level: 'info',
+    },
+    {
+      title: 'stays warn for a trigger found disabled on a known source',
+      change: 'ALTER TABLE payment_p01 DISABLE TRIGGER mvrefresh_mark',
+      found: 'trigger disabled on public.payment_p01',
+      alsoFound: [],
+      level: 'warn',
+    },
+  ])('$title', async ({ change, found, alsoFound, level }) => {
     const daemon = d!;
-    await db.sql.query('CREATE TABLE payment_p02 PARTITION OF payment FOR VALUES IN (2)');
-    const line = await waitFor('the drift of the new partition logged', () =>
-      driftLog(daemon, 'trigger missing on public.payment_p02'),
-    );
-    expect(line['changes']).toContain('source added: public.payment_p02');
-    expect(line['level']).toBe('info');
-  });
-
-  it('stays warn for a trigger found disabled on a known source', async () => {
-    const daemon = d!;
-    await db.sql.query('ALTER TABLE payment_p01 DISABLE TRIGGER mvrefresh_mark');
-    const line = await waitFor('the disabled trigger logged', () =>
-      driftLog(daemon, 'trigger disabled on public.payment_p01'),
-    );
-    expect(line['level']).toBe('warn');
+    await db.sql.query(change);
+    const line = await waitFor(`"${found}" logged`, () => driftLog(daemon, found));
+    for (const other of alsoFound) expect(line['changes']).toContain(other);
+    expect(line['level']).toBe(level);
   });
 });

@@ -53,6 +53,19 @@ async function fresh(table: string): Promise<boolean> {
   return rows[0]!.same;
 }
 
+/**
+ * A write the trigger missed: view v<table> is clean until the drift check, whose changes for it are
+ * `changes`, marks it; a refresh then brings it up to date.
+ */
+async function expectFoundByDriftCheck(table: string, changes: unknown[]): Promise<void> {
+  const view = `public.v${table}`;
+  expect(await dirty(view)).toBe(false);
+  expect(changesOf(await checkDrift(), view)).toEqual(changes);
+  expect(await dirty(view)).toBe(true);
+  await refreshDirty();
+  expect(await fresh(table)).toBe(true);
+}
+
 const reported = (table: string, inserted: number) => insertsReported(db.sql, table, inserted);
 
 beforeAll(async () => {
@@ -120,11 +133,7 @@ describe("a table owner who is not the daemon's role", () => {
 
     // found again at every check: the views cannot stay stale
     await as(OWNER, (c) => c.query('INSERT INTO a VALUES (2)'));
-    expect(await dirty('public.va')).toBe(false);
-    expect(changesOf(await checkDrift(), 'public.va')).toHaveLength(1);
-    expect(await dirty('public.va')).toBe(true);
-    await refreshDirty();
-    expect(await fresh('a')).toBe(true);
+    await expectFoundByDriftCheck('a', [expect.stringMatching(/^foreign trigger on public\.a: /)]);
 
     const findings = await as(DAEMON, (c) => doctor(c));
     expect(findings).toContainEqual({
@@ -174,13 +183,7 @@ describe("a table owner who is not the daemon's role", () => {
                ALTER TABLE c ENABLE ALWAYS TRIGGER mvrefresh_mark;
                COMMIT`),
     );
-    expect(await dirty('public.vc')).toBe(false);
-    expect(changesOf(await checkDrift(), 'public.vc')).toEqual([
-      expect.stringMatching(/^truncate of public\.c fired no trigger/),
-    ]);
-    expect(await dirty('public.vc')).toBe(true);
-    await refreshDirty();
-    expect(await fresh('c')).toBe(true);
+    await expectFoundByDriftCheck('c', [expect.stringMatching(/^truncate of public\.c fired no trigger/)]);
     const findings = await as(DAEMON, (c) => doctor(c));
     expect(findings).toContainEqual({
       level: 'warn',

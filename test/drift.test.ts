@@ -5,6 +5,7 @@ import { useTestDatabase } from './support/db.js';
 import { startDaemon, type TestDaemon } from './support/daemon.js';
 import { viewMatches } from './support/shop.js';
 import { delay, waitFor } from './support/wait.js';
+import { lemmyPost } from './support/lemmy.js';
 
 const db = useTestDatabase('drift');
 
@@ -44,6 +45,32 @@ async function quiet(d: TestDaemon) {
     );
     return rows[0] && !rows[0].dirty && d.running.refresher.active === 0 && d.running.refresher.queued === 0;
   });
+}
+
+/**
+ * Attaches a partition for `region` holding `amounts` while a writer writes through the parent, waits for
+ * those rows in the view, then, with the writer stopped and the daemon quiet, inserts `direct` into the
+ * partition itself: no write through the parent from there on, so only the repaired trigger can make that
+ * row show.
+ */
+async function attachThenWriteDirectly(d: TestDaemon, region: string, amounts: number[], direct: number) {
+  const writer = startWriter();
+  const table = pg.escapeIdentifier(`sales_${region}`);
+  const literal = pg.escapeLiteral(region);
+  await db.sql.query(`CREATE TABLE ${table} (region text NOT NULL, amount int NOT NULL);
+    INSERT INTO ${table} VALUES ${amounts.map((a) => `(${literal}, ${a})`).join(', ')};
+    ALTER TABLE sales ATTACH PARTITION ${table} FOR VALUES IN (${literal})`);
+  await waitFor('the attached rows in the view', async () => {
+    const { rows } = await db.sql.query('SELECT 1 FROM sales_by_region WHERE region = $1 AND n = $2', [
+      region,
+      amounts.length,
+    ]);
+    return rows.length === 1;
+  });
+  await writer.stop();
+  await quiet(d);
+  await db.exec(`INSERT INTO ${table} VALUES ($1, $2)`, [region, direct]);
+  await waitFor('the view to equal its query', fresh);
 }
 
 function driftLogs(d: TestDaemon): { view: string; changes: string[] }[] {
@@ -92,19 +119,7 @@ describe('without the event trigger, the periodic drift check', () => {
   });
 
   it('reflects a partition attached with rows in it, and rows then inserted into that partition directly, with writers running', async () => {
-    const writer = startWriter();
-    await db.sql.query(`CREATE TABLE sales_asia (region text NOT NULL, amount int NOT NULL);
-      INSERT INTO sales_asia VALUES ('asia', 5), ('asia', 7);
-      ALTER TABLE sales ATTACH PARTITION sales_asia FOR VALUES IN ('asia')`);
-    await waitFor('the attached rows in the view', async () => {
-      const { rows } = await db.sql.query("SELECT 1 FROM sales_by_region WHERE region = 'asia' AND n = 2");
-      return rows.length === 1;
-    });
-    await writer.stop();
-    await quiet(d);
-    // no write through the parent from here on: only the repaired trigger can make this row show
-    await db.exec("INSERT INTO sales_asia VALUES ('asia', 100)");
-    await waitFor('the view to equal its query', fresh);
+    await attachThenWriteDirectly(d, 'asia', [5, 7], 100);
     await waitFor('the drift logged', () =>
       driftLogs(d).some((l) => l.changes.includes('source added: public.sales_asia')),
     );
@@ -226,24 +241,15 @@ describe('without the event trigger, the periodic drift check', () => {
   });
 
   it("replays Lemmy's migrations with the daemon running: drop the view, alter a column's type, drop a column, re-create the view, in one transaction", async () => {
-    await db.sql.query(`CREATE TABLE post (id int PRIMARY KEY, name varchar(100), fedi_name text);
-      INSERT INTO post VALUES (1, 'a', 'f');
-      CREATE MATERIALIZED VIEW post_aggregates_mview AS SELECT id, name, fedi_name FROM post;
-      CREATE UNIQUE INDEX ON post_aggregates_mview (id);
-      SELECT mvrefresh.watch('post_aggregates_mview');`);
+    const lemmy = lemmyPost('post_aggregates_mview');
+    await db.sql.query(`${lemmy.create} SELECT mvrefresh.watch('post_aggregates_mview');`);
     await waitFor('post_aggregates_mview refreshed', () =>
       d.reports.some((r) => r.view === 'public.post_aggregates_mview' && r.outcome === 'refreshed'),
     );
-    await db.sql.query(`BEGIN;
-      DROP MATERIALIZED VIEW post_aggregates_mview;
-      ALTER TABLE post ALTER COLUMN name TYPE varchar(200);
-      ALTER TABLE post DROP COLUMN fedi_name;
-      CREATE MATERIALIZED VIEW post_aggregates_mview AS SELECT id, name FROM post;
-      CREATE UNIQUE INDEX ON post_aggregates_mview (id);
-      COMMIT`);
+    await db.sql.query(lemmy.migrate);
     await db.exec("UPDATE post SET name = 'b'; INSERT INTO post VALUES (2, 'c')");
     await waitFor('the re-created view to reflect the write', () =>
-      viewMatches(db.sql, 'post_aggregates_mview', 'SELECT id, name FROM post'),
+      viewMatches(db.sql, 'post_aggregates_mview', lemmy.query),
     );
     const { rows } = await db.sql.query<{ consecutive_failures: number }>(
       "SELECT consecutive_failures FROM mvrefresh.status WHERE view = 'public.post_aggregates_mview'",
@@ -274,18 +280,7 @@ describe('with the event trigger', () => {
   });
 
   it('reflects a partition attached with rows without waiting for a periodic check', async () => {
-    const writer = startWriter();
-    await db.sql.query(`CREATE TABLE sales_oceania (region text NOT NULL, amount int NOT NULL);
-      INSERT INTO sales_oceania VALUES ('oceania', 4);
-      ALTER TABLE sales ATTACH PARTITION sales_oceania FOR VALUES IN ('oceania')`);
-    await waitFor('the attached rows in the view', async () => {
-      const { rows } = await db.sql.query("SELECT 1 FROM sales_by_region WHERE region = 'oceania'");
-      return rows.length === 1;
-    });
-    await writer.stop();
-    await quiet(d);
-    await db.exec("INSERT INTO sales_oceania VALUES ('oceania', 6)");
-    await waitFor('the view to equal its query', fresh);
+    await attachThenWriteDirectly(d, 'oceania', [4], 6);
     expect(driftLogs(d).some((l) => l.changes.includes('source added: public.sales_oceania'))).toBe(true);
   });
 

@@ -71,6 +71,20 @@ async function allViewsMatch(): Promise<boolean> {
   return true;
 }
 
+/**
+ * After the first heartbeat, writers write through `url`: every view catches up through notifications,
+ * no refresh fails, and the listener says it delivers.
+ */
+async function refreshesFollowNotifications(d: TestDaemon, url: string): Promise<void> {
+  await waitFor('the first heartbeat', () => d.running.listener.delivering !== undefined);
+  await write(url);
+  await waitFor('every view to equal its query', allViewsMatch);
+  expect(d.reports.filter((r) => r.outcome === 'failed' || r.outcome === 'error')).toEqual([]);
+  const byNotify = d.reports.filter((r) => r.cause === 'notify' && succeeded(r));
+  expect(new Set(byNotify.map((r) => r.view)).size).toBe(VIEWS.length);
+  expect(d.running.listener.delivering).toBe(true);
+}
+
 async function get(d: TestDaemon, path: string): Promise<{ status: number; body: string }> {
   const res = await fetch(`http://127.0.0.1:${d.running.port}${path}`);
   return { status: res.status, body: await res.text() };
@@ -127,13 +141,7 @@ describe.skipIf(!binary)('behind PgBouncer', () => {
       // a sweep this rare cannot be what keeps the views fresh within the test
       { listenUrl: db.url, sweepIntervalMs: 600_000 },
       async (d) => {
-        await waitFor('the first heartbeat', () => d.running.listener.delivering !== undefined);
-        await write(transactionPool!.url);
-        await waitFor('every view to equal its query', allViewsMatch);
-        expect(d.reports.filter((r) => r.outcome === 'failed' || r.outcome === 'error')).toEqual([]);
-        const byNotify = d.reports.filter((r) => r.cause === 'notify' && succeeded(r));
-        expect(new Set(byNotify.map((r) => r.view)).size).toBe(VIEWS.length);
-        expect(d.running.listener.delivering).toBe(true);
+        await refreshesFollowNotifications(d, transactionPool!.url);
         expect(d.logs.filter((l) => l['event'] === 'listen_not_delivering')).toEqual([]);
         // PgBouncer refused the daemon's start-up settings; the daemon connected without them and said so
         expect(d.logs).toContainEqual(
@@ -182,13 +190,7 @@ describe.skipIf(!binary)('behind PgBouncer', () => {
 
   it('in session mode (start-up settings dropped), LISTEN through the pool delivers and refreshes follow notifications', async () => {
     await withDaemon(sessionPool!.url, { sweepIntervalMs: 600_000 }, async (d) => {
-      await waitFor('the first heartbeat', () => d.running.listener.delivering !== undefined);
-      await write(sessionPool!.url);
-      await waitFor('every view to equal its query', allViewsMatch);
-      expect(d.reports.filter((r) => r.outcome === 'failed' || r.outcome === 'error')).toEqual([]);
-      const byNotify = d.reports.filter((r) => r.cause === 'notify' && succeeded(r));
-      expect(new Set(byNotify.map((r) => r.view)).size).toBe(VIEWS.length);
-      expect(d.running.listener.delivering).toBe(true);
+      await refreshesFollowNotifications(d, sessionPool!.url);
       expect(d.logs).toContainEqual(
         expect.objectContaining({ event: 'startup_settings_unsupported', support: 'ignored' }),
       );

@@ -7,16 +7,18 @@ import { startDaemon } from './support/daemon.js';
 import { INSERT_ORDER, SHOP_QUERY, SHOP_SQL, viewMatches } from './support/shop.js';
 import { PG17, serverVersionNum } from './support/version.js';
 import { waitFor } from './support/wait.js';
-import { roleUrl, withClient } from './support/roles.js';
+import { roleUrl, testRoles, withClient } from './support/roles.js';
 
 /** The daemon as a role without superuser, owning nothing of the application: what `mvrefresh grants` prints. */
 const db = useTestDatabase('privileges');
-const suffix = `${process.pid}`;
-const OWNER = `mvr_app_owner_${suffix}`;
-const DAEMON = `mvr_daemon_${suffix}`;
-const DDL = `mvr_ddl_${suffix}`;
-const WRITER = `mvr_writer_${suffix}`;
-const MAINTAINER = `mvr_maintainer_${suffix}`;
+const { OWNER, DAEMON, DDL, WRITER, MAINTAINER } = testRoles(
+  'app',
+  'OWNER',
+  'DAEMON',
+  'DDL',
+  'WRITER',
+  'MAINTAINER',
+);
 const PASSWORD = 'least-privilege-pw';
 const FRESH = `${db.name}_fresh`;
 

@@ -1,11 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useTestDatabase } from './support/db.js';
 import { startDaemon, type TestDaemon } from './support/daemon.js';
-import { INSERT_ORDER, SHOP_SQL } from './support/shop.js';
+import { INSERT_ORDER, watchShop } from './support/shop.js';
 import { waitFor } from './support/wait.js';
 
 const db = useTestDatabase('refresh_connections');
-const VIEW = 'monthly_product_sales';
 /** Refreshes each test asks for. */
 const REFRESHES = 6;
 
@@ -19,8 +18,7 @@ async function refreshPids(): Promise<number[]> {
 }
 
 beforeAll(async () => {
-  await db.sql.query(SHOP_SQL);
-  await db.sql.query('SELECT mvrefresh.watch($1)', [VIEW]);
+  await watchShop(db.sql);
 });
 
 describe('refresh connections are replaced (a backend that repeats REFRESH CONCURRENTLY slows down)', () => {

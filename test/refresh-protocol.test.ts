@@ -4,7 +4,7 @@ import { BACKOFF_JITTER, LOCK_NAMESPACE } from '../src/db/protocol.js';
 import { sql } from '../src/db/sql.js';
 import type { CallRow } from '../src/daemon/refresh/refresher.js';
 import { useTestDatabase } from './support/db.js';
-import { gatedCopy, holdGate, installGatedCopy, routineText } from './support/gates.js';
+import { Gate, gatedCopy, installGatedCopy, routineText } from './support/gates.js';
 import { notificationsDuring } from './support/notify.js';
 import { viewMatches } from './support/shop.js';
 import { PG17, serverVersionNum } from './support/version.js';
@@ -81,6 +81,12 @@ async function state(id: number): Promise<State> {
     [id],
   );
   return rows[0]!;
+}
+
+/** View `name` (id) equals its query, is clean, and no cycle is left unfinished or waiting. */
+async function expectSettled(id: number, name: string): Promise<void> {
+  expect(await matches(name)).toBe(true);
+  expect(await state(id)).toMatchObject({ dirty: false, cycle_unfinished: false, wait_xids: null });
 }
 
 async function due(id: number): Promise<string[]> {
@@ -301,6 +307,15 @@ describe('the race of a writer that found the view already dirty (design.md)', (
     return { pending };
   }
 
+  /** A clean view `name` over `name`_src, a writer that skipped marking it, and a cycle waiting for that writer. */
+  async function cycleWaitingForSkippingWriter(name: string) {
+    const id = await watchedView(name);
+    await refreshView(id);
+    const { writer } = await skippingWriter(id, `${name}_src`, 10);
+    const { pending } = await cycleWaitingForWriter(id);
+    return { id, writer, pending };
+  }
+
   it('a writer still running when the wait times out keeps the view due, and the next cycle reflects it', async () => {
     const id = await watchedView('race');
     await refreshView(id);
@@ -316,8 +331,7 @@ describe('the race of a writer that found the view already dirty (design.md)', (
     expect(await due(id)).toEqual(['dirty']);
     expect(await matches('race')).toBe(false);
     expect((await refreshView(id)).outcome).toBe('refreshed');
-    expect(await matches('race')).toBe(true);
-    expect(await state(id)).toMatchObject({ dirty: false, cycle_unfinished: false, wait_xids: null });
+    await expectSettled(id, 'race');
   });
 
   it('a writer that skipped without a probe, for a mark its session remembers, is waited for by the cycle that clears it', async () => {
@@ -338,15 +352,11 @@ describe('the race of a writer that found the view already dirty (design.md)', (
     const { pending } = await cycleWaitingForWriter(id);
     await writer.query('COMMIT');
     expect((await pending).outcome).toBe('refreshed');
-    expect(await matches('race_memo')).toBe(true);
-    expect(await state(id)).toMatchObject({ dirty: false, cycle_unfinished: false, wait_xids: null });
+    await expectSettled(id, 'race_memo');
   });
 
   it('a writer that commits while the cycle waits for it is in that refresh', async () => {
-    const id = await watchedView('race_wait');
-    await refreshView(id);
-    const { writer } = await skippingWriter(id, 'race_wait_src', 10);
-    const { pending } = await cycleWaitingForWriter(id);
+    const { id, writer, pending } = await cycleWaitingForSkippingWriter('race_wait');
     const committedAt = performance.now();
     await writer.query('COMMIT');
     const r = await pending;
@@ -354,15 +364,11 @@ describe('the race of a writer that found the view already dirty (design.md)', (
     expect(r.wait_ms!).toBeGreaterThan(0);
     expect(r.cycle_ms!).toBeGreaterThanOrEqual(r.wait_ms! + r.duration_ms!);
     expect(performance.now() - committedAt).toBeLessThan(r.cycle_ms!);
-    expect(await matches('race_wait')).toBe(true);
-    expect(await state(id)).toMatchObject({ dirty: false, cycle_unfinished: false, wait_xids: null });
+    await expectSettled(id, 'race_wait');
   });
 
   it('a writer looks again in each statement: one after the cycle cleared the mark it saw marks anew, and the waited refresh has the whole transaction', async () => {
-    const id = await watchedView('race_later');
-    await refreshView(id);
-    const { writer } = await skippingWriter(id, 'race_later_src', 10);
-    const { pending } = await cycleWaitingForWriter(id);
+    const { id, writer, pending } = await cycleWaitingForSkippingWriter('race_later');
     // no mark left: this statement adds one, uncommitted (invisible to the cycle); the next finds it
     await writer.query('INSERT INTO race_later_src VALUES (12, 12)');
     await writer.query('UPDATE race_later_src SET v = 0 WHERE k = 1');
@@ -493,7 +499,7 @@ describe('a cycle never deletes table marks without drawing clears_started', () 
     await db.exec('INSERT INTO gap_t VALUES (0, 0)');
     await refreshView(v1);
     await refreshView(v2);
-    const gate = await holdGate(db.url, GATE);
+    const gate = await Gate.hold(db.url, GATE);
     try {
       const [cycle, w1] = await Promise.all(['cycle', 'w1'].map(session));
       const pending = started(
@@ -511,7 +517,7 @@ describe('a cycle never deletes table marks without drawing clears_started', () 
                           || pg_sequence_last_value('mvrefresh.clears_started'))::bytea)::text AS remembered`,
       );
       expect(rows[0]!.remembered).toBe(true);
-      await gate.release();
+      await gate.open();
       await pending;
       await w1!.query('INSERT INTO gap_t VALUES (4, 4)');
       expect((await refreshView(v1)).outcome).toBe('refreshed');
@@ -519,7 +525,7 @@ describe('a cycle never deletes table marks without drawing clears_started', () 
       expect(await viewMatches(db.sql, 'gap_v2', 'SELECT k, v FROM gap_t')).toBe(true);
       expect(await viewMatches(db.sql, 'gap_v1', 'SELECT k, v FROM gap_t')).toBe(true);
     } finally {
-      await gate.close();
+      await gate.end();
     }
   });
 });

@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useTestDatabase } from './support/db.js';
+import { testRoles } from './support/roles.js';
+import { viewDirty, viewSources } from './support/drift.js';
 
 /**
  * REFRESH runs a view's query as the view's owner, so row-level security policies that apply to that role
@@ -8,27 +10,11 @@ import { useTestDatabase } from './support/db.js';
  * tables belong to another role.
  */
 const db = useTestDatabase('rls_policy_sources');
-const suffix = `${process.pid}`;
-const TABLE_OWNER = `mvr_rls_tables_${suffix}`;
-const VIEW_OWNER = `mvr_rls_views_${suffix}`;
-const OTHER = `mvr_rls_other_${suffix}`;
+const { TABLES: TABLE_OWNER, VIEWS: VIEW_OWNER, OTHER } = testRoles('rls', 'TABLES', 'VIEWS', 'OTHER');
 const QUERY = 'SELECT grp, count(*) AS n FROM docs GROUP BY grp';
 
-async function sources(view: string): Promise<string[]> {
-  const { rows } = await db.sql.query<{ sources: string[] }>(
-    'SELECT sources FROM mvrefresh.status WHERE view = $1',
-    [view],
-  );
-  return rows[0]!.sources;
-}
-
-async function dirty(view: string): Promise<boolean> {
-  const { rows } = await db.sql.query<{ dirty: boolean }>(
-    'SELECT dirty FROM mvrefresh.status WHERE view = $1',
-    [view],
-  );
-  return rows[0]!.dirty;
-}
+const sources = (view: string) => viewSources(db.sql, view);
+const dirty = (view: string) => viewDirty(db.sql, view);
 
 /** The view equals its query as its owner sees it (with the policies that apply to the owner). */
 async function fresh(view: string): Promise<boolean> {

@@ -20,13 +20,34 @@ async function slowView(name: string, seconds: number) {
   await db.sql.query('SELECT mvrefresh.watch($1)', [name]);
 }
 
-async function refreshRunning() {
-  await waitFor('a refresh to be running', async () => {
-    const { rows } = await db.sql.query(
-      "SELECT 1 FROM pg_stat_activity WHERE application_name = 'mvrefresh:refresh' AND state = 'active' AND datname = current_database()",
-    );
-    return rows.length > 0;
-  });
+/** The daemon's refresh backends in this database; only the active ones when `active`. */
+async function refreshBackends(active: boolean): Promise<number> {
+  const { rows } = await db.sql.query(
+    `SELECT 1 FROM pg_stat_activity WHERE application_name = 'mvrefresh:refresh' AND datname = current_database()
+        AND (state = 'active' OR NOT $1)`,
+    [active],
+  );
+  return rows.length;
+}
+
+const refreshRunning = () =>
+  waitFor('a refresh to be running', async () => (await refreshBackends(true)) > 0);
+
+/** Waits until the cancelled refresh's backend is gone, then unwatches `view`. */
+async function cancelledAndUnwatched(view: string): Promise<void> {
+  await waitFor('the cancelled backend to finish', async () => (await refreshBackends(false)) === 0);
+  await db.sql.query('SELECT mvrefresh.unwatch($1)', [view]);
+}
+
+/** Starts `mvrefresh run`, sends it `signal` and waits for the line that says it was ignored. */
+async function daemonIgnoring(signal: NodeJS.Signals) {
+  const p = run(['run'], { DATABASE_URL: db.url });
+  await waitFor('the daemon to start', () => p.events().find((e) => e['event'] === 'started'));
+  p.child.kill(signal);
+  await waitFor(`the ${signal} line`, () =>
+    p.events().find((e) => e['event'] === 'signal' && e['signal'] === signal && e['action'] === 'ignored'),
+  );
+  return p;
 }
 
 describe('mvrefresh run', () => {
@@ -67,13 +88,7 @@ describe('mvrefresh run', () => {
       "SELECT dirty, consecutive_failures, last_sqlstate FROM mvrefresh.status WHERE view = 'public.slow_b'",
     );
     expect(rows[0]).toEqual({ dirty: true, consecutive_failures: 0, last_sqlstate: null });
-    await waitFor('the cancelled backend to finish', async () => {
-      const r = await db.sql.query(
-        "SELECT 1 FROM pg_stat_activity WHERE application_name = 'mvrefresh:refresh' AND datname = current_database()",
-      );
-      return r.rows.length === 0;
-    });
-    await db.sql.query("SELECT mvrefresh.unwatch('slow_b')");
+    await cancelledAndUnwatched('slow_b');
   });
 
   it('exits at once on a second signal', async () => {
@@ -85,24 +100,11 @@ describe('mvrefresh run', () => {
     p.child.kill('SIGTERM');
     const { code } = await p.exit;
     expect(code).toBe(130);
-    await waitFor('the cancelled backend to finish', async () => {
-      const r = await db.sql.query(
-        "SELECT 1 FROM pg_stat_activity WHERE application_name = 'mvrefresh:refresh' AND datname = current_database()",
-      );
-      return r.rows.length === 0;
-    });
-    await db.sql.query("SELECT mvrefresh.unwatch('slow_c')");
+    await cancelledAndUnwatched('slow_c');
   });
 
   it('logs SIGHUP and keeps running, then stops gracefully on SIGTERM', async () => {
-    const p = run(['run'], { DATABASE_URL: db.url });
-    await waitFor('the daemon to start', () => p.events().find((e) => e['event'] === 'started'));
-    p.child.kill('SIGHUP');
-    await waitFor('the SIGHUP line', () =>
-      p
-        .events()
-        .find((e) => e['event'] === 'signal' && e['signal'] === 'SIGHUP' && e['action'] === 'ignored'),
-    );
+    const p = await daemonIgnoring('SIGHUP');
     expect(p.child.exitCode).toBeNull();
     p.child.kill('SIGTERM');
     expect((await p.exit).code).toBe(0);
@@ -119,14 +121,7 @@ describe('mvrefresh run', () => {
       });
     // another process of the machine may use the port: then this test cannot tell
     if (await inspectorAnswers()) return;
-    const p = run(['run'], { DATABASE_URL: db.url });
-    await waitFor('the daemon to start', () => p.events().find((e) => e['event'] === 'started'));
-    p.child.kill('SIGUSR1');
-    await waitFor('the SIGUSR1 line', () =>
-      p
-        .events()
-        .find((e) => e['event'] === 'signal' && e['signal'] === 'SIGUSR1' && e['action'] === 'ignored'),
-    );
+    const p = await daemonIgnoring('SIGUSR1');
     expect(await inspectorAnswers()).toBe(false);
     expect(p.text()).not.toMatch(/Debugger listening/);
     expect(p.child.exitCode).toBeNull();

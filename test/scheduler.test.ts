@@ -48,6 +48,27 @@ function scheduler(views: ViewSettings[] = [view(1), view(2, { maxStalenessMs: 1
   return { s, due, unknown, misses, targets, run };
 }
 
+/** `count` NOTIFY events for view 1, one every `periodMs`. */
+function notifyEvery(s: Scheduler, periodMs: number, count: number) {
+  for (let i = 0; i < count; i += 1) {
+    s.schedule(1, 'notify');
+    vi.advanceTimersByTime(periodMs);
+  }
+}
+
+/** planRefresh for a view dirty since 0, planned at 0 with a 20% budget and no refresh started yet. */
+const plan = (input: Partial<Parameters<typeof planRefresh>[0]>) =>
+  planRefresh({
+    now: 0,
+    dirtySince: 0,
+    targetMs: TARGET,
+    budget: BUDGET,
+    expectedMs: 0,
+    costMs: 0,
+    lastStartAt: undefined,
+    ...input,
+  });
+
 beforeEach(() => {
   vi.useFakeTimers({ now: 100_000 });
 });
@@ -57,15 +78,7 @@ afterEach(() => {
 
 describe('planRefresh', () => {
   it('waits as long as the target allows: d + headroom x target - expected', () => {
-    const p = planRefresh({
-      now: 0,
-      dirtySince: 0,
-      targetMs: 10_000,
-      budget: 0.2,
-      expectedMs: 500,
-      costMs: 500,
-      lastStartAt: undefined,
-    });
+    const p = plan({ targetMs: 10_000, expectedMs: 500, costMs: 500 });
     expect(p.at).toBe(10_000 * TARGET_HEADROOM - 500);
     expect(p.conflict).toBe(false);
     expect(p.minIntervalMs).toBe(2500);
@@ -73,11 +86,10 @@ describe('planRefresh', () => {
   });
 
   it('never starts earlier than the budget allows after the last start; the budget wins a conflict', () => {
-    const p = planRefresh({
+    const p = plan({
       now: 1000,
       dirtySince: 900,
       targetMs: 2000,
-      budget: 0.2,
       expectedMs: 800,
       costMs: 800,
       lastStartAt: 0,
@@ -90,48 +102,22 @@ describe('planRefresh', () => {
   });
 
   it('starts at once when the view has been dirty longer than the target allows', () => {
-    const p = planRefresh({
-      now: 50_000,
-      dirtySince: 0,
-      targetMs: 1000,
-      budget: 0.2,
-      expectedMs: 10,
-      costMs: 10,
-      lastStartAt: 0,
-    });
+    const p = plan({ now: 50_000, targetMs: 1000, expectedMs: 10, costMs: 10, lastStartAt: 0 });
     expect(p.at).toBe(50_000);
   });
 
   it('plans by the pessimistic estimate for the target and spaces by the mean cost for the budget', () => {
     // a cheap view whose p90 caught a slow refresh: 300 ms expected, 40 ms on average
-    const p = planRefresh({
-      now: 0,
-      dirtySince: 0,
-      targetMs: 1000,
-      budget: 0.2,
-      expectedMs: 300,
-      costMs: 40,
-      lastStartAt: -500,
-      lastCostMs: 20,
-    });
+    const p = plan({ targetMs: 1000, expectedMs: 300, costMs: 40, lastStartAt: -500, lastCostMs: 20 });
     // by the target (850 - 300), not by 300 / 20% after the last start
     expect(p.at).toBe(1000 * TARGET_HEADROOM - 300);
     expect(p.minIntervalMs).toBe(200);
     expect(p.achievableMs).toBe(500);
     expect(p.conflict).toBe(false);
     // the last cycle's own cost counts when it was higher than the mean
-    expect(
-      planRefresh({
-        now: 0,
-        dirtySince: 0,
-        targetMs: 1000,
-        budget: 0.2,
-        expectedMs: 300,
-        costMs: 40,
-        lastStartAt: -500,
-        lastCostMs: 300,
-      }).at,
-    ).toBe(1000);
+    expect(plan({ targetMs: 1000, expectedMs: 300, costMs: 40, lastStartAt: -500, lastCostMs: 300 }).at).toBe(
+      1000,
+    );
   });
 
   it('estimates a refresh by the larger of an EWMA and the recent p90, seeded from the last duration', () => {
@@ -154,10 +140,7 @@ describe('the per-view scheduler', () => {
   it('refreshes a dirty view once its target (less the expected refresh) is near, covering every write since', () => {
     const { s, due } = scheduler();
     const t0 = Date.now();
-    for (let i = 0; i < 5; i += 1) {
-      s.schedule(1, 'notify');
-      vi.advanceTimersByTime(100);
-    }
+    notifyEvery(s, 100, 5);
     vi.advanceTimersByTime(byTarget(t0) - Date.now() - 1);
     expect(due).toEqual([]);
     vi.advanceTimersByTime(1);
@@ -170,10 +153,7 @@ describe('the per-view scheduler', () => {
   it('never lets a stream of events postpone a refresh', () => {
     const { s, due } = scheduler();
     const t0 = Date.now();
-    for (let t = 0; t < 3000; t += 50) {
-      s.schedule(1, 'notify');
-      vi.advanceTimersByTime(50);
-    }
+    notifyEvery(s, 50, 60);
     expect(due[0]!.at).toBe(byTarget(t0));
     s.stop();
   });

@@ -9,19 +9,21 @@ import { useTestDatabase } from './support/db.js';
 import { SHOP_SQL } from './support/shop.js';
 import { unpinnedTransactions, unqualifiedNames } from './support/sql-tokens.js';
 import { waitFor } from './support/wait.js';
-import { roleUrl, withClient } from './support/roles.js';
+import { roleUrl, testRoles, withClient } from './support/roles.js';
 
 /** The one function without a SET clause, on purpose (the write path's cost): every name qualified instead. */
 const QUALIFIED_ONLY = 'mark_table';
 const SAFE = 'search_path=pg_catalog, pg_temp';
 
 const db = useTestDatabase('search_path');
-const suffix = `${process.pid}`;
-const WRITER = `mvr_sp_writer_${suffix}`;
-const PLANTER = `mvr_sp_planter_${suffix}`;
-const DDL = `mvr_sp_ddl_${suffix}`;
-const DAEMON = `mvr_sp_daemon_${suffix}`;
-const OWNER = `mvr_sp_owner_${suffix}`;
+const { WRITER, PLANTER, DDL, DAEMON, OWNER } = testRoles(
+  'sp',
+  'WRITER',
+  'PLANTER',
+  'DDL',
+  'DAEMON',
+  'OWNER',
+);
 const PASSWORD = 'search-path-pw';
 const FRESH = `${db.name}_ddl`;
 

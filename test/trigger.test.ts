@@ -393,6 +393,23 @@ describe('writers with only the privileges to write the table', () => {
     return c;
   }
 
+  /** `w` writes `statements` in one transaction at READ COMMITTED, then at REPEATABLE READ; `undo` after each. */
+  async function writeAtEachIsolation(w: pg.Client, statements: string[], undo: string): Promise<void> {
+    for (const isolation of ['READ COMMITTED', 'REPEATABLE READ']) {
+      await w.query(`BEGIN ISOLATION LEVEL ${isolation}`);
+      for (const statement of statements) await w.query(statement);
+      await w.query('COMMIT');
+      await write(undo);
+    }
+  }
+
+  /** Both views clean (a cycle took their marks), then a new session of the attacker. */
+  async function cleanAttacker(): Promise<pg.Client> {
+    await refresh(view);
+    await refresh(other);
+    return asAttacker();
+  }
+
   const srcOid = async () =>
     (await db.sql.query<{ oid: number }>("SELECT 'src'::regclass::oid AS oid")).rows[0]!.oid;
 
@@ -409,29 +426,26 @@ describe('writers with only the privileges to write the table', () => {
   });
 
   it("runs no code of a writer with only INSERT as the trigger's owner through a type of its temporary schema (issue 23)", async () => {
-    await refresh(view);
-    await refresh(other);
-    const w = await asAttacker();
+    const w = await cleanAttacker();
     // the issue's reproduction: a domain pg_temp.text whose CHECK calls the writer's function
     await w.query(`CREATE FUNCTION pg_temp.pwn(v pg_catalog.text) RETURNS boolean LANGUAGE plpgsql AS
       $$BEGIN RAISE EXCEPTION 'hijacked: ran as %', current_user; END$$;
       CREATE DOMAIN pg_temp.text AS pg_catalog.text CHECK (pg_temp.pwn(VALUE));
       CREATE DOMAIN pg_temp.int8 AS pg_catalog.int8 CHECK (pg_temp.pwn(VALUE::pg_catalog.text));
       CREATE DOMAIN pg_temp.xid AS pg_catalog.xid CHECK (pg_temp.pwn(VALUE::pg_catalog.text))`);
-    for (const isolation of ['READ COMMITTED', 'REPEATABLE READ']) {
-      await w.query(`BEGIN ISOLATION LEVEL ${isolation}`);
-      await w.query('INSERT INTO src (id, v) SELECT max(id) + 1, 1 FROM (VALUES (700), (701)) x(id)');
-      await w.query('INSERT INTO src (id, v) VALUES (702, 1) ON CONFLICT DO NOTHING');
-      await w.query('COMMIT');
-      await write('DELETE FROM src WHERE id >= 700');
-    }
+    await writeAtEachIsolation(
+      w,
+      [
+        'INSERT INTO src (id, v) SELECT max(id) + 1, 1 FROM (VALUES (700), (701)) x(id)',
+        'INSERT INTO src (id, v) VALUES (702, 1) ON CONFLICT DO NOTHING',
+      ],
+      'DELETE FROM src WHERE id >= 700',
+    );
     expect(await dirty(view)).toBe(true);
   });
 
   it("runs no function or operator of a schema the writer puts first in its search_path as the trigger's owner", async () => {
-    await refresh(view);
-    await refresh(other);
-    const w = await asAttacker();
+    const w = await cleanAttacker();
     await w.query(`SET search_path = ${evil}, pg_catalog, public`);
     const hijack = `LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'hijacked: ran as %', current_user; END$$`;
     await w.query(`
@@ -453,20 +467,16 @@ describe('writers with only the privileges to write the table', () => {
       CREATE FUNCTION ${evil}.gt(pg_catalog.int8, pg_catalog.int4) RETURNS pg_catalog.bool ${hijack};
       CREATE OPERATOR ${evil}.> (LEFTARG = pg_catalog.int8, RIGHTARG = pg_catalog.int4, FUNCTION = ${evil}.gt);`);
     await w.query(`SET search_path = ${evil}, pg_catalog, public`);
-    for (const isolation of ['READ COMMITTED', 'REPEATABLE READ']) {
-      await w.query(`BEGIN ISOLATION LEVEL ${isolation}`);
-      await w.query('INSERT INTO src (id, v) VALUES (710, 1)');
-      await w.query('INSERT INTO src (id, v) VALUES (711, 1)');
-      await w.query('COMMIT');
-      await write('DELETE FROM src WHERE id >= 710');
-    }
+    await writeAtEachIsolation(
+      w,
+      ['INSERT INTO src (id, v) VALUES (710, 1)', 'INSERT INTO src (id, v) VALUES (711, 1)'],
+      'DELETE FROM src WHERE id >= 710',
+    );
     expect(await dirty(view)).toBe(true);
   });
 
   it('a REPEATABLE READ writer cannot skip by writing its transaction id into the memo (issue 24)', async () => {
-    await refresh(view);
-    await refresh(other);
-    const w = await asAttacker();
+    const w = await cleanAttacker();
     const oid = await srcOid();
     await w.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
     await w.query(`SELECT set_config('mvrefresh.t${oid}', pg_current_xact_id()::text, true)`);

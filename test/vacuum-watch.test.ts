@@ -1,11 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useTestDatabase } from './support/db.js';
 import { startDaemon, type TestDaemon } from './support/daemon.js';
-import { SHOP_SQL } from './support/shop.js';
+import { watchShop } from './support/shop.js';
 import { waitFor } from './support/wait.js';
 
 const db = useTestDatabase('vacuum_watch');
-const VIEW = 'monthly_product_sales';
 /** Above the floor of dead rows that counts as bloat for mvrefresh's own tables (src/db/vacuum.ts). */
 const DEAD_MARKS = 12_000;
 
@@ -18,8 +17,7 @@ async function metric(d: TestDaemon, line: RegExp): Promise<number | undefined> 
 }
 
 beforeAll(async () => {
-  await db.sql.query(SHOP_SQL);
-  await db.sql.query('SELECT mvrefresh.watch($1)', [VIEW]);
+  await watchShop(db.sql);
   // only this test's rows count: autovacuum (on in some test servers) must not remove them first
   await db.sql.query('ALTER TABLE mvrefresh.marks SET (autovacuum_enabled = false)');
 });

@@ -1,17 +1,11 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { WatchReport } from '../src/commands/admin.js';
 import { formatStatus, viewStatus } from '../src/commands/admin.js';
 import { useTestDatabase } from './support/db.js';
+import { expectOneWarning, watchReport } from './support/warnings.js';
 
 const db = useTestDatabase('warnings');
 
-async function watch(name: string, interval: number | null = null): Promise<WatchReport> {
-  const { rows } = await db.sql.query<{ r: WatchReport }>(
-    'SELECT mvrefresh.watch($1, p_refresh_interval_ms => $2) AS r',
-    [name, interval],
-  );
-  return rows[0]!.r;
-}
+const watch = (name: string, interval: number | null = null) => watchReport(db.sql, name, interval);
 
 beforeAll(async () => {
   await db.sql.query(`
@@ -37,12 +31,13 @@ describe('watch warnings name what they mean', () => {
       CREATE MATERIALIZED VIEW candidate_summary AS SELECT id, name, total FROM candidate_totals;
       CREATE UNIQUE INDEX ON candidate_summary (id);`);
     const report = await watch('candidate_summary');
-    expect(report.warnings).toHaveLength(1);
-    expect(report.warnings[0]).toContain('total_of(integer)');
-    expect(report.warnings[0]).toContain('plpgsql');
-    expect(report.warnings[0]).toContain('not in the catalog');
-    expect(report.warnings[0]).toContain('totals');
-    expect(report.warnings[0]).toContain('--refresh-interval-ms');
+    expectOneWarning(report.warnings, [
+      'total_of(integer)',
+      'plpgsql',
+      'not in the catalog',
+      'totals',
+      '--refresh-interval-ms',
+    ]);
   });
 
   it('names the tables a function with a SQL-standard body reads, from the catalog', async () => {
@@ -77,11 +72,7 @@ describe('watch warnings name what they mean', () => {
         SELECT target_id, count(*) AS n FROM recent_follows WHERE created_at::date <= current_date GROUP BY target_id;
       CREATE UNIQUE INDEX ON follow_recommendations (target_id);`);
     const report = await watch('follow_recommendations');
-    expect(report.warnings).toHaveLength(1);
-    expect(report.warnings[0]).toContain('clock');
-    expect(report.warnings[0]).toContain('now()');
-    expect(report.warnings[0]).toContain('current_date');
-    expect(report.warnings[0]).toContain('--refresh-interval-ms');
+    expectOneWarning(report.warnings, ['clock', 'now()', 'current_date', '--refresh-interval-ms']);
     const text = formatStatus(await viewStatus(db.sql), { maxStalenessMs: 1000, refreshBudget: 0.2 });
     expect(text).toMatch(/warning: public\.follow_recommendations: .*clock/);
   });

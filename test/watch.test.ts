@@ -3,6 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { watchView, type WatchReport } from '../src/commands/admin.js';
 import { sql } from '../src/db/sql.js';
 import { useTestDatabase } from './support/db.js';
+import { lemmyPost } from './support/lemmy.js';
 
 const db = useTestDatabase('watch');
 
@@ -129,18 +130,10 @@ describe('watch discovers what a view reads', () => {
   });
 
   it("lets the application's migrations alter and drop the columns a watched view read (Lemmy's pattern), and keeps marking", async () => {
-    await db.sql.query(`CREATE TABLE post (id int PRIMARY KEY, name varchar(100), fedi_name text);
-      INSERT INTO post VALUES (1, 'a', 'f');
-      CREATE MATERIALIZED VIEW post_mview AS SELECT id, name, fedi_name FROM post;
-      CREATE UNIQUE INDEX ON post_mview (id);`);
+    const lemmy = lemmyPost('post_mview');
+    await db.sql.query(lemmy.create);
     await watch('post_mview');
-    await db.sql.query(`BEGIN;
-      DROP MATERIALIZED VIEW post_mview;
-      ALTER TABLE post ALTER COLUMN name TYPE varchar(200);
-      ALTER TABLE post DROP COLUMN fedi_name;
-      CREATE MATERIALIZED VIEW post_mview AS SELECT id, name FROM post;
-      CREATE UNIQUE INDEX ON post_mview (id);
-      COMMIT`);
+    await db.sql.query(lemmy.migrate);
     await refresh('public.post_mview');
     expect(await marked('public.post_mview')).toBe(false);
     await db.sql.query("UPDATE post SET name = 'b'");

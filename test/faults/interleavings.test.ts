@@ -2,7 +2,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from '../../src/db/sql.js';
 import { useTestDatabase } from '../support/db.js';
-import { Gate, gatedRoutine, plainRoutine, type Gap } from '../support/model-gates.js';
+import { Gate, gatedRoutine, routineText, type Gap, type GatedRoutine } from '../support/gates.js';
 import { checkViews, skipsWithoutMark, uncovered, type CheckedView } from '../support/model-invariants.js';
 
 /**
@@ -100,7 +100,7 @@ async function tx1Case(gap: Gap, pre: Pre, script: TxScript): Promise<void> {
     const runner = await client();
     try {
       if (pre === 'marked') await write(w2!);
-      const gate = await Gate.close(db.url, gap.key);
+      const gate = await Gate.hold(db.url, gap.key);
       let running: Promise<unknown>;
       try {
         running = cycle(runner, 'v_sum');
@@ -122,7 +122,7 @@ async function tx1Case(gap: Gap, pre: Pre, script: TxScript): Promise<void> {
           await w1!.query('COMMIT');
         }
       } finally {
-        await gate.open();
+        await gate.end();
       }
       await running;
       await checkInvariants(where, script === 'remembered' ? [w1!, w2!] : [w1!], 'the cycle');
@@ -156,7 +156,7 @@ async function triggerCase(gap: Gap, pre: TriggerPre, isolation: 'read committed
     try {
       if (pre !== 'clean') await write(w2!);
       if (pre === 'remembered') await write(w1!);
-      const gate = await Gate.close(db.url, gap.key);
+      const gate = await Gate.hold(db.url, gap.key);
       let writing: Promise<unknown>;
       try {
         await w1!.query(`BEGIN ISOLATION LEVEL ${isolation.toUpperCase()}`);
@@ -172,7 +172,7 @@ async function triggerCase(gap: Gap, pre: TriggerPre, isolation: 'read committed
         // no writer is probed while the gate is closed: the probe runs the trigger, and would stop there
         await checkInvariants(where, [], 'cycles while the trigger waits');
       } finally {
-        await gate.open();
+        await gate.end();
       }
       await writing;
       await w1!.query('COMMIT');
@@ -214,13 +214,18 @@ afterAll(() => {
   );
 });
 
-describe("a refresh cycle stopped at every gap of refresh_view's first transaction", () => {
+/** The describe block's tests run the gated routine in place of `file`'s, which is put back after them. */
+function gatedWhileDescribed(file: string, gated: GatedRoutine): void {
   beforeAll(async () => {
-    await db.sql.query(TX1.sql);
+    await db.sql.query(gated.sql);
   });
   afterAll(async () => {
-    await db.sql.query(plainRoutine('refresh_view'));
+    await db.sql.query(routineText(file));
   });
+}
+
+describe("a refresh cycle stopped at every gap of refresh_view's first transaction", () => {
+  gatedWhileDescribed('refresh_view', TX1);
   for (const gap of TX1.gaps)
     for (const pre of ['clean', 'marked'] as const)
       for (const script of ['remembered', 'long and repeatable read'] as const)
@@ -229,12 +234,7 @@ describe("a refresh cycle stopped at every gap of refresh_view's first transacti
 });
 
 describe("a writer's trigger stopped at every gap of mark_table", () => {
-  beforeAll(async () => {
-    await db.sql.query(TRIGGER.sql);
-  });
-  afterAll(async () => {
-    await db.sql.query(plainRoutine('mark_table'));
-  });
+  gatedWhileDescribed('mark_table', TRIGGER);
   for (const gap of TRIGGER.gaps)
     for (const pre of ['clean', 'marked', 'remembered'] as const)
       for (const isolation of ['read committed', 'repeatable read'] as const)

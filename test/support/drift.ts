@@ -10,6 +10,15 @@ export async function viewDirty(client: pg.ClientBase, view: string): Promise<bo
   return rows[0]!.dirty;
 }
 
+/** The tables mvrefresh.status says the view reads (its sources, policies' tables included). */
+export async function viewSources(client: pg.ClientBase, view: string): Promise<string[]> {
+  const { rows } = await client.query<{ sources: string[] }>(
+    'SELECT sources FROM mvrefresh.status WHERE view = $1',
+    [view],
+  );
+  return rows[0]!.sources;
+}
+
 /**
  * Waits until the cumulative statistics show the table's inserts: a session reports them when it goes idle
  * or ends, and the drift check counts writes from them.

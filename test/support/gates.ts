@@ -1,18 +1,29 @@
-import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { routinesDir } from '../../src/db/migrate.js';
 import { expandRoutine } from '../../src/db/placeholders.js';
 import { migrationsDir } from '../../src/paths.js';
-import { waitFor } from './wait.js';
+import { delay, waitFor } from './wait.js';
 
 /**
- * Deterministic interleavings inside a routine: a test copy of a PL/pgSQL routine with gates between its
- * statements. A gate is `PERFORM pg_catalog.pg_advisory_xact_lock_shared(key)`: a session running the copy
- * stops there while the test holds the key (holdGate), and goes on when the test releases it. Shared, so
- * that any number of sessions pass an open gate together; transaction-scoped, so a gate taken before a
+ * Deterministic interleavings inside a routine: gates between its statements. A gate is
+ * `PERFORM pg_catalog.pg_advisory_xact_lock_shared(key)`: a session running the routine passes every open
+ * gate and stops at one whose key the test holds exclusively (Gate.hold), until the test opens it. Shared,
+ * so that any number of sessions pass an open gate together; transaction-scoped, so a gate taken before a
  * COMMIT inside a procedure is gone after it.
+ *
+ * Two ways to place gates: gatedCopy() puts them at named points of a copy under another name (one
+ * interleaving a test means); gatedRoutine() puts one in every gap of the routine itself, replacing it under
+ * its own name (every interleaving, for enumeration).
  */
+
+/** The text of migrations/routines/<file>.sql with its placeholders filled in, as migrate applies it. */
+export function routineText(file: string): string {
+  const name = file.endsWith('.sql') ? file : `${file}.sql`;
+  return expandRoutine(name, readFileSync(join(routinesDir(migrationsDir), name), 'utf8'));
+}
+
 export interface GatePoint {
   /** Insert the gate after the statement containing the first match (ended by the first `;` at a line's end). */
   after?: RegExp | string;
@@ -85,63 +96,132 @@ export function gatedCopy(sql: string, { name, gates }: GatedCopyOptions): strin
   return text;
 }
 
-/** The text of migrations/routines/<file>.sql with its placeholders filled in, as migrate applies it. */
-export async function routineText(file: string): Promise<string> {
-  const name = file.endsWith('.sql') ? file : `${file}.sql`;
-  return expandRoutine(name, await readFile(join(routinesDir(migrationsDir), name), 'utf8'));
-}
-
 /** Creates a gated copy of migrations/routines/<file>.sql in the database of `client`. */
 export async function installGatedCopy(
   client: pg.ClientBase,
   file: string,
   options: GatedCopyOptions,
 ): Promise<void> {
-  await client.query(gatedCopy(await routineText(file), options));
+  await client.query(gatedCopy(routineText(file), options));
 }
 
-export interface GateHolder {
-  readonly key: number;
+/**
+ * gatedRoutine(): gaps are found in the text, not named: a gate follows every line of the body whose code
+ * ends a statement (`;` at the end of the line, comments aside), from the body's BEGIN up to a stop line,
+ * except after RETURN (dead code) and COMMIT (a new transaction: beyond the range). So the enumeration
+ * follows the routine as it is written, whatever statements a fix adds or moves. The gated routine replaces
+ * the original under the same name in the test's own database, so that every caller (triggers,
+ * refresh_dirty) runs it; routineText() puts the original back.
+ */
+export interface Gap {
+  key: number;
+  /** 1-based line of the routine file after which the gate stands. */
+  line: number;
+  /** The statement's last line, trimmed: names the gap in test titles. */
+  after: string;
+}
+
+export interface GatedRoutine {
+  /** CREATE OR REPLACE text of the gated routine, placeholders filled in. */
+  sql: string;
+  gaps: Gap[];
+}
+
+const STATEMENT_END = /;\s*(--.*)?$/;
+
+/**
+ * The routine of migrations/routines/<file>.sql with a gate in every gap of its body up to (not past) the
+ * first line matching `stop` (or the body's end), keys from `firstKey` on.
+ */
+export function gatedRoutine(file: string, firstKey: number, stop?: RegExp): GatedRoutine {
+  const text = routineText(file);
+  const lines = text.split('\n');
+  const dollar = lines.findIndex((l) => l.includes('$$'));
+  const begin = lines.findIndex((l, i) => i > dollar && /^BEGIN\s*$/.test(l));
+  if (dollar < 0 || begin < 0) throw new Error(`${file}: no $$ ... BEGIN body`);
+  const bodyEnd = lines.findIndex((l, i) => i > begin && /^END\s*$/.test(l));
+  let end = stop ? lines.findIndex((l, i) => i > begin && stop.test(l)) : bodyEnd;
+  if (end < 0) end = bodyEnd;
+  const gaps: Gap[] = [];
+  const out: string[] = [];
+  lines.forEach((l, i) => {
+    out.push(l);
+    if (i <= begin || i >= end) return;
+    const code = l.replace(/--.*$/, '').trim();
+    if (!STATEMENT_END.test(code) || /^(RETURN|COMMIT)\b/i.test(code)) return;
+    const key = firstKey + gaps.length;
+    gaps.push({ key, line: i + 1, after: code });
+    out.push(`    PERFORM pg_catalog.pg_advisory_xact_lock_shared(${key}::pg_catalog.int8);`);
+  });
+  // the REVOKE / GRANT lines after the body keep their meaning: the routine keeps its name
+  return { sql: out.join('\n'), gaps };
+}
+
+/** A gate the test holds closed on a connection of its own. */
+export class Gate {
+  private held = true;
+
+  private constructor(
+    private readonly client: pg.Client,
+    readonly key: number,
+  ) {}
+
+  /** Closes the gate: a session of its own holds the key exclusively until open(). */
+  static async hold(url: string, key: number): Promise<Gate> {
+    const client = new pg.Client({ connectionString: url, application_name: `mvrefresh:test-gate-${key}` });
+    await client.connect();
+    await client.query('SELECT pg_advisory_lock($1::bigint)', [key]);
+    return new Gate(client, key);
+  }
+
+  /** Sessions stopped at this gate. */
+  async waiting(): Promise<number> {
+    const { rows } = await this.client.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_locks
+        WHERE locktype = 'advisory' AND NOT granted AND objsubid = 1
+          AND classid = ($1::bigint >> 32)::oid AND objid = ($1::bigint & 4294967295)::oid
+          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+      [this.key],
+    );
+    return rows[0]!.n;
+  }
+
   /** Resolves once `count` sessions wait at the gate. */
-  arrived(count?: number): Promise<void>;
-  /** Opens the gate: every waiting session goes on, and so do later ones. */
-  release(): Promise<void>;
-  /** Opens the gate if still closed and closes the holder's connection. */
-  close(): Promise<void>;
-}
+  async arrived(count = 1): Promise<void> {
+    await waitFor(`${count} session(s) at gate ${this.key}`, async () => (await this.waiting()) >= count);
+  }
 
-/** Closes a gate: a session of its own holds the key exclusively until release(). */
-export async function holdGate(url: string, key: number): Promise<GateHolder> {
-  const client = new pg.Client({ connectionString: url, application_name: `mvrefresh:test-gate-${key}` });
-  await client.connect();
-  await client.query('SELECT pg_advisory_lock($1::bigint)', [key]);
-  let held = true;
-  const release = async () => {
-    if (!held) return;
-    held = false;
-    await client.query('SELECT pg_advisory_unlock($1::bigint)', [key]);
-  };
-  return {
-    key,
-    async arrived(count = 1) {
-      await waitFor(`${count} session(s) at gate ${key}`, async () => {
-        const { rows } = await client.query<{ n: number }>(
-          `SELECT count(*)::int AS n FROM pg_locks
-            WHERE locktype = 'advisory' AND NOT granted AND objsubid = 1
-              AND classid = ($1::bigint >> 32)::oid AND objid = ($1::bigint & 4294967295)::oid
-              AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
-          [key],
-        );
-        return rows[0]!.n >= count;
-      });
-    },
-    release,
-    async close() {
-      try {
-        await release();
-      } finally {
-        await client.end();
-      }
-    },
-  };
+  /**
+   * Resolves true once a session stops at the gate, false when `done` settles first (the routine took a
+   * path without this gap).
+   */
+  async reached(done: Promise<unknown>, timeoutMs = 10_000): Promise<boolean> {
+    let settled = false;
+    void done.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
+    for (const deadline = Date.now() + timeoutMs; Date.now() < deadline;) {
+      if ((await this.waiting()) > 0) return true;
+      if (settled) return false;
+      await delay(5);
+    }
+    throw new Error(`nothing reached gate ${this.key} nor finished within ${timeoutMs} ms`);
+  }
+
+  /** Opens the gate: every waiting session goes on, and so do later ones. */
+  async open(): Promise<void> {
+    if (!this.held) return;
+    this.held = false;
+    await this.client.query('SELECT pg_advisory_unlock($1::bigint)', [this.key]);
+  }
+
+  /** Opens the gate if still closed and closes the holder's connection. */
+  async end(): Promise<void> {
+    try {
+      await this.open();
+    } finally {
+      await this.client.end();
+    }
+  }
 }

@@ -1,4 +1,5 @@
-import type pg from 'pg';
+import pg from 'pg';
+import { delay } from './wait.js';
 
 export interface LockHolder {
   pid: number;
@@ -21,4 +22,32 @@ export async function refreshLockHolders(client: pg.ClientBase, view: string): P
     [view],
   );
   return rows;
+}
+
+/**
+ * Samples the refresh lock holders of `view` every few milliseconds on a connection of its own, until
+ * stop(), which resolves with every sample (one list of holders each).
+ */
+export function sampleRefreshLocks(url: string, view: string): { stop(): Promise<LockHolder[][]> } {
+  let sampling = true;
+  const samples: LockHolder[][] = [];
+  const done = (async () => {
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    try {
+      while (sampling) {
+        samples.push(await refreshLockHolders(c, view));
+        await delay(5);
+      }
+    } finally {
+      await c.end();
+    }
+  })();
+  return {
+    async stop() {
+      sampling = false;
+      await done;
+      return samples;
+    },
+  };
 }

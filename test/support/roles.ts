@@ -22,3 +22,13 @@ export async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T
     await c.end();
   }
 }
+
+/**
+ * Names for a test file's roles, `mvr_<prefix>_<name>_<pid>`: roles are cluster-wide, so the process id
+ * keeps files that run at the same time (and the same file on several servers' runs) apart.
+ */
+export function testRoles<K extends string>(prefix: string, ...names: K[]): Record<K, string> {
+  return Object.fromEntries(
+    names.map((n) => [n, `mvr_${prefix}_${n.toLowerCase()}_${process.pid}`]),
+  ) as Record<K, string>;
+}

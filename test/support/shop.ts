@@ -20,3 +20,12 @@ export async function viewMatches(client: pg.ClientBase, view: string, query: st
   );
   return rows[0]?.n === '0';
 }
+
+/** The shop's materialized view, which watchShop watches. */
+export const SHOP_VIEW = 'monthly_product_sales';
+
+/** Creates the shop in the database of `client` and watches its view. */
+export async function watchShop(client: pg.ClientBase): Promise<void> {
+  await client.query(SHOP_SQL);
+  await client.query('SELECT mvrefresh.watch($1)', [SHOP_VIEW]);
+}

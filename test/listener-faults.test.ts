@@ -1,14 +1,14 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { useTestDatabase } from '../support/db.js';
-import { startDaemon, type TestDaemon } from '../support/daemon.js';
-import { TcpProxy, viaProxy } from '../support/proxy.js';
-import { INSERT_ORDER, SHOP_QUERY, SHOP_SQL, viewMatches } from '../support/shop.js';
-import { delay, waitFor } from '../support/wait.js';
-import { reportRecovery } from '../support/recovery.js';
+import { useTestDatabase } from './support/db.js';
+import { startDaemon, type TestDaemon } from './support/daemon.js';
+import { TcpProxy, viaProxy } from './support/proxy.js';
+import { INSERT_ORDER, SHOP_QUERY, viewMatches, SHOP_VIEW, watchShop } from './support/shop.js';
+import { delay, waitFor } from './support/wait.js';
+import { reportRecovery } from './support/recovery.js';
 
 const db = useTestDatabase('faults_listener');
-const VIEW = 'monthly_product_sales';
+const VIEW = SHOP_VIEW;
 /** Heartbeat settings of these tests: a half-open connection must be found within their sum. */
 const HEARTBEAT_INTERVAL_MS = 1000;
 const HEARTBEAT_TIMEOUT_MS = 500;
@@ -55,8 +55,7 @@ function writer(url: string) {
 }
 
 beforeAll(async () => {
-  await db.sql.query(SHOP_SQL);
-  await db.sql.query('SELECT mvrefresh.watch($1)', [VIEW]);
+  await watchShop(db.sql);
 });
 
 describe('the LISTEN connection under faults', () => {

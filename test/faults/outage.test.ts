@@ -1,4 +1,3 @@
-import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDaemon, type TestDaemon } from '../support/daemon.js';
 import { INSERT_ORDER, SHOP_QUERY, viewMatches } from '../support/shop.js';
@@ -6,13 +5,13 @@ import { reportRecovery } from '../support/recovery.js';
 import { delay, waitFor } from '../support/wait.js';
 import { PgCluster, pgBinDir, type StopMode } from '../../dev/cluster.js';
 import {
-  connect,
+  AdminClient,
   createShop,
-  daemonConnections,
   eventsOf,
   exec,
   expectQuietAndFresh,
   killCli,
+  noDaemonConnectionLeft,
   readyz,
   spawnCli,
   type Proc,
@@ -43,32 +42,20 @@ const IN_BACKOFF_MS = 1000;
 
 let cluster: PgCluster;
 let url: string;
-let sqlClient: pg.Client | undefined;
-
-/** A superuser client on the shop database, reopened after each restart. */
-async function admin(): Promise<pg.Client> {
-  sqlClient ??= await connect(url);
-  return sqlClient;
-}
-
-async function dropAdmin(): Promise<void> {
-  const c = sqlClient;
-  sqlClient = undefined;
-  await c?.end().catch(() => undefined);
-}
+const admin = new AdminClient(() => url);
 
 beforeAll(async () => {
   cluster = await PgCluster.create();
   await cluster.start();
   url = await createShop(cluster, 'outage');
-  const { rows } = await (await admin()).query<{ server_version: string }>('SHOW server_version');
+  const { rows } = await (await admin.get()).query<{ server_version: string }>('SHOW server_version');
   process.stderr.write(
     `faults: private PostgreSQL ${rows[0]?.server_version} (${(await pgBinDir()).kind}) on port ${cluster.port}\n`,
   );
 });
 
 afterAll(async () => {
-  await dropAdmin();
+  await admin.drop();
   await cluster?.cleanup();
 });
 
@@ -84,13 +71,13 @@ describe.each<StopMode>(['fast', 'immediate'])(
       d = await startDaemon(url, DAEMON_SETTINGS);
       const { port } = d.running;
       await waitFor('the listener', () => d!.running.listener.connected);
-      await expectQuietAndFresh(await admin(), d);
+      await expectQuietAndFresh(await admin.get(), d);
       expect(await readyz(port)).toBe(200);
 
       // committed writes the daemon has been notified of but not refreshed yet
       for (let i = 0; i < WRITES; i += 1) await exec(url, INSERT_ORDER);
-      expect(await viewMatches(await admin(), VIEW, SHOP_QUERY)).toBe(false);
-      await dropAdmin();
+      expect(await viewMatches(await admin.get(), VIEW, SHOP_QUERY)).toBe(false);
+      await admin.drop();
       const logMark = d.logs.length;
       const t0 = Date.now();
       await cluster.stop(mode);
@@ -112,7 +99,7 @@ describe.each<StopMode>(['fast', 'immediate'])(
       await waitFor('/readyz to answer 200', async () => (await readyz(port)) === 200, {
         timeoutMs: RECONNECT_TIMEOUT_MS,
       });
-      await expectQuietAndFresh(await admin(), d);
+      await expectQuietAndFresh(await admin.get(), d);
       reportRecovery(`database stopped (-m ${mode}) for ${outageMs} ms (from the restart)`, t0 + outageMs);
       expect(
         d.reports.filter((r) => r.at > t0 + outageMs && r.outcome === 'refreshed').length,
@@ -129,10 +116,7 @@ describe.each<StopMode>(['fast', 'immediate'])(
 
       await d.stop();
       d = undefined;
-      await waitFor(
-        'no daemon connection left',
-        async () => (await daemonConnections(await admin())).length === 0,
-      );
+      await noDaemonConnectionLeft(admin);
     });
   },
 );
@@ -155,10 +139,10 @@ describe('SIGTERM while the database is down', () => {
     await waitFor('the daemon to listen', () =>
       proc.events().some((e) => e['event'] === 'listener_connected'),
     );
-    await expectQuietAndFresh(await admin());
+    await expectQuietAndFresh(await admin.get());
     // a write whose refresh is still to come when the server goes away: a retry is pending too
     await exec(url, INSERT_ORDER);
-    await dropAdmin();
+    await admin.drop();
     await cluster.stop('immediate');
     await waitFor('the daemon to be in reconnect backoff', () =>
       proc.events().some((e) => e['event'] === 'listener_disconnected'),
@@ -180,7 +164,7 @@ describe('SIGTERM while the database is down', () => {
     await cluster.start();
     p = spawnCli(['run'], { DATABASE_URL: url });
     const next = p;
-    await expectQuietAndFresh(await admin());
+    await expectQuietAndFresh(await admin.get());
     next.child.kill('SIGTERM');
     expect((await next.exit).code).toBe(0);
   });

@@ -47,11 +47,14 @@ async function buildArgs(): Promise<{ args: string[]; base: string }> {
   return { args, base: `local stand-ins (${images.join(', ')})` };
 }
 
-/** Runs a one-off command of the image, as an init container would; resolves with its output. */
-async function oneOff(args: string[]): Promise<string> {
-  return docker([
+/**
+ * `docker run` as deploy/kubernetes/deployment.yaml runs the image: host networking, a read-only root
+ * filesystem, no capabilities, no privilege gain, the suite's database; `options` go before the image.
+ */
+const dockerRun = (options: string[], args: string[] = []) =>
+  docker([
     'run',
-    '--rm',
+    ...options,
     '--network',
     'host',
     '--read-only',
@@ -64,7 +67,9 @@ async function oneOff(args: string[]): Promise<string> {
     IMAGE,
     ...args,
   ]);
-}
+
+/** Runs a one-off command of the image, as an init container would; resolves with its output. */
+const oneOff = (args: string[]) => dockerRun(['--rm'], args);
 
 async function health(): Promise<string> {
   return docker(['inspect', '--format', '{{if .State.Health}}{{.State.Health.Status}}{{end}}', CONTAINER]);
@@ -111,20 +116,10 @@ describe('the image, built and run as a sidecar', () => {
       expect(rows[0]?.n).toBe(1);
 
       const port = await freePort();
-      await docker([
-        'run',
+      await dockerRun([
         '-d',
         '--name',
         CONTAINER,
-        '--network',
-        'host',
-        '--read-only',
-        '--cap-drop',
-        'ALL',
-        '--security-opt',
-        'no-new-privileges',
-        '-e',
-        `DATABASE_URL=${db.url}`,
         '-e',
         `MVREFRESH_HTTP_PORT=${port}`,
         '-e',
@@ -133,7 +128,6 @@ describe('the image, built and run as a sidecar', () => {
         'MVREFRESH_DEBOUNCE_MS=100',
         '-e',
         `MVREFRESH_SHUTDOWN_GRACE_MS=${SHUTDOWN_GRACE_MS}`,
-        IMAGE,
       ]);
 
       const states: string[] = [];

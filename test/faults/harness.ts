@@ -3,13 +3,13 @@ import { expect } from 'vitest';
 import { migrate } from '../../src/db/migrate.js';
 import { runCli, type Proc } from '../support/cli.js';
 import type { TestDaemon } from '../support/daemon.js';
-import { SHOP_QUERY, SHOP_SQL, viewMatches } from '../support/shop.js';
+import { SHOP_QUERY, viewMatches, SHOP_VIEW, watchShop } from '../support/shop.js';
 import { waitFor } from '../support/wait.js';
 import type { PgCluster } from '../../dev/cluster.js';
 
 export type { Proc };
 
-export const VIEW = 'monthly_product_sales';
+export const VIEW = SHOP_VIEW;
 export const QUALIFIED_VIEW = `public.${VIEW}`;
 /** How long convergence may take after a fault ends: reconnect backoff + staleness target + refresh, generously. */
 export const CONVERGE_TIMEOUT_MS = 60_000;
@@ -25,6 +25,24 @@ export async function connect(url: string, applicationName = 'mvrefresh:faults-t
   client.on('error', () => undefined);
   await client.connect();
   return client;
+}
+
+/** A superuser client on `url()`, opened on first use and again after drop(): a server restart ends it. */
+export class AdminClient {
+  private client: pg.Client | undefined;
+
+  constructor(private readonly url: () => string) {}
+
+  async get(): Promise<pg.Client> {
+    this.client ??= await connect(this.url());
+    return this.client;
+  }
+
+  async drop(): Promise<void> {
+    const c = this.client;
+    this.client = undefined;
+    await c?.end().catch(() => undefined);
+  }
 }
 
 /** Runs one statement on a new connection (a writer's committed transaction). */
@@ -44,8 +62,7 @@ export async function createShop(cluster: PgCluster, database: string): Promise<
   const c = await connect(url);
   try {
     await migrate(c);
-    await c.query(SHOP_SQL);
-    await c.query('SELECT mvrefresh.watch($1)', [VIEW]);
+    await watchShop(c);
   } finally {
     await c.end();
   }
@@ -126,6 +143,14 @@ export async function daemonConnections(client: pg.ClientBase): Promise<string[]
       ORDER BY 1`,
   );
   return rows.map((r) => r.application_name);
+}
+
+/** Waits until no daemon connection is left on the database of `admin` (a stopped daemon closed them all). */
+export async function noDaemonConnectionLeft(admin: AdminClient): Promise<void> {
+  await waitFor(
+    'no daemon connection left',
+    async () => (await daemonConnections(await admin.get())).length === 0,
+  );
 }
 
 /** Spawns the built CLI, as an operator would (test/support/cli.ts). */

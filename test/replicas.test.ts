@@ -2,16 +2,16 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { packageRoot } from '../../src/paths.js';
-import { useTestDatabase } from '../support/db.js';
-import { startDaemon } from '../support/daemon.js';
-import { INSERT_ORDER, SHOP_QUERY, SHOP_SQL, viewMatches } from '../support/shop.js';
-import { refreshLockHolders } from '../support/locks.js';
-import { delay, waitFor } from '../support/wait.js';
+import { packageRoot } from '../src/paths.js';
+import { useTestDatabase } from './support/db.js';
+import { startDaemon } from './support/daemon.js';
+import { INSERT_ORDER, SHOP_QUERY, viewMatches, SHOP_VIEW, watchShop } from './support/shop.js';
+import { sampleRefreshLocks } from './support/locks.js';
+import { delay, waitFor } from './support/wait.js';
 
 const db = useTestDatabase('faults_replicas');
 const BIN = join(packageRoot, 'dist', 'src', 'bin.js');
-const VIEW = 'monthly_product_sales';
+const VIEW = SHOP_VIEW;
 const REPLICAS = 3;
 const RUN_MS = 20_000;
 const KILL_EVERY_MS = 3000;
@@ -64,8 +64,7 @@ async function stopAll(replicas: Replica[]) {
 }
 
 beforeAll(async () => {
-  await db.sql.query(SHOP_SQL);
-  await db.sql.query('SELECT mvrefresh.watch($1)', [VIEW]);
+  await watchShop(db.sql);
 });
 
 describe('replicas', () => {
@@ -81,23 +80,8 @@ describe('replicas', () => {
       const live: Replica[] = [];
       for (let i = 0; i < REPLICAS; i += 1) live.push(spawnReplica());
       all.push(...live);
-      const samples: number[] = [];
-      const overlaps: string[] = [];
       let running = true;
-      const sampler = (async () => {
-        const c = new pg.Client({ connectionString: db.url });
-        await c.connect();
-        try {
-          while (running) {
-            const rows = await refreshLockHolders(c, VIEW);
-            samples.push(rows.length);
-            if (rows.length > 1) overlaps.push(JSON.stringify(rows));
-            await delay(5);
-          }
-        } finally {
-          await c.end();
-        }
-      })();
+      const sampler = sampleRefreshLocks(db.url, VIEW);
       const writer = (async () => {
         const c = new pg.Client({ connectionString: db.url });
         await c.connect();
@@ -127,7 +111,10 @@ describe('replicas', () => {
       }
       running = false;
       const written = await writer;
-      await sampler;
+      const samples = await sampler.stop();
+      const overlaps = samples
+        .filter((holders) => holders.length > 1)
+        .map((holders) => JSON.stringify(holders));
       await waitFor('the view to converge', () => viewMatches(db.sql, VIEW, SHOP_QUERY), {
         timeoutMs: 30_000,
       });

@@ -1,4 +1,3 @@
-import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDaemon } from '../support/daemon.js';
 import { INSERT_ORDER, SHOP_QUERY, viewMatches } from '../support/shop.js';
@@ -6,12 +5,12 @@ import { reportRecovery } from '../support/recovery.js';
 import { waitFor } from '../support/wait.js';
 import { PgCluster } from '../../dev/cluster.js';
 import {
-  connect,
+  AdminClient,
   createShop,
-  daemonConnections,
   exec,
   expectQuietAndFresh,
   killCli,
+  noDaemonConnectionLeft,
   spawnCli,
   statusOf,
   VIEW,
@@ -30,18 +29,7 @@ const DAEMON_SETTINGS = { maxStalenessMs: 100, backoffBaseMs: 200, backoffMaxMs:
 
 let cluster: PgCluster;
 let url: string;
-let sqlClient: pg.Client | undefined;
-
-async function admin(): Promise<pg.Client> {
-  sqlClient ??= await connect(url);
-  return sqlClient;
-}
-
-async function dropAdmin(): Promise<void> {
-  const c = sqlClient;
-  sqlClient = undefined;
-  await c?.end().catch(() => undefined);
-}
+const admin = new AdminClient(() => url);
 
 interface Gen {
   started_gen: string;
@@ -51,7 +39,7 @@ interface Gen {
 
 async function generations(): Promise<Gen> {
   const { rows } = await (
-    await admin()
+    await admin.get()
   ).query<Gen>(
     `SELECT s.started_gen, s.done_gen, (SELECT count(*) FROM mvrefresh.marks m WHERE m.view_id = s.id) AS marks
        FROM mvrefresh.view_state s WHERE s.view_name = $1`,
@@ -64,7 +52,7 @@ async function generations(): Promise<Gen> {
 async function slowRefreshRunning(): Promise<void> {
   await waitFor('the REFRESH of the slow view to be running', async () => {
     const { rows } = await (
-      await admin()
+      await admin.get()
     ).query(
       `SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
         WHERE a.application_name = 'mvrefresh:refresh' AND l.locktype = 'relation' AND l.relation = $1::regclass
@@ -81,11 +69,11 @@ async function slowRefreshRunning(): Promise<void> {
  */
 async function clearFlushed(): Promise<void> {
   const { rows } = await (
-    await admin()
+    await admin.get()
   ).query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
   await waitFor('the clear to be flushed to the WAL', async () => {
     const flushed = await (
-      await admin()
+      await admin.get()
     ).query<{ done: boolean }>('SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn AS done', [rows[0]!.lsn]);
     return flushed.rows[0]!.done;
   });
@@ -105,7 +93,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await dropAdmin();
+  await admin.drop();
   await cluster?.cleanup();
 });
 
@@ -113,17 +101,17 @@ describe('a database restart in the middle of a refresh', () => {
   it('(-m fast, the same daemon) leaves an unfinished cycle that the daemon finishes after the restart', async () => {
     const d = await startDaemon(url, DAEMON_SETTINGS);
     try {
-      await expectQuietAndFresh(await admin(), d, VIEWS);
+      await expectQuietAndFresh(await admin.get(), d, VIEWS);
       await exec(url, INSERT_ORDER);
       await slowRefreshRunning();
       // the cycle's first transaction has committed: the marks are gone, only the generation says "dirty"
       const during = await generations();
       expect(BigInt(during.started_gen)).toBeGreaterThan(BigInt(during.done_gen));
       expect(during.marks).toBe('0');
-      await dropAdmin();
+      await admin.drop();
       const restartedAt = Date.now();
       await cluster.restart('fast');
-      await expectQuietAndFresh(await admin(), d, VIEWS);
+      await expectQuietAndFresh(await admin.get(), d, VIEWS);
       reportRecovery('restart (-m fast) during a refresh, from the stop', restartedAt);
       const after = await generations();
       expect(after.done_gen).toBe(after.started_gen);
@@ -135,21 +123,18 @@ describe('a database restart in the middle of a refresh', () => {
     } finally {
       await d.stop();
     }
-    await waitFor(
-      'no daemon connection left',
-      async () => (await daemonConnections(await admin())).length === 0,
-    );
+    await noDaemonConnectionLeft(admin);
   });
 
   it('(-m immediate, daemon gone too) is found by the next daemon through the unfinished generation alone', async () => {
     const d = await startDaemon(url, DAEMON_SETTINGS);
     let stopped = false;
     try {
-      await expectQuietAndFresh(await admin(), d, VIEWS);
+      await expectQuietAndFresh(await admin.get(), d, VIEWS);
       await exec(url, INSERT_ORDER);
       await slowRefreshRunning();
       await clearFlushed();
-      await dropAdmin();
+      await admin.drop();
       await cluster.stop('immediate');
       await d.stop();
       stopped = true;
@@ -162,25 +147,22 @@ describe('a database restart in the middle of a refresh', () => {
     const state = await generations();
     expect(BigInt(state.started_gen)).toBeGreaterThan(BigInt(state.done_gen));
     expect(state.marks).toBe('0');
-    expect(await statusOf(await admin(), `public.${SLOW_VIEW}`)).toMatchObject({
+    expect(await statusOf(await admin.get(), `public.${SLOW_VIEW}`)).toMatchObject({
       dirty: true,
       cycle_unfinished: true,
     });
-    expect(await viewMatches(await admin(), SLOW_VIEW, SLOW_QUERY)).toBe(false);
+    expect(await viewMatches(await admin.get(), SLOW_VIEW, SLOW_QUERY)).toBe(false);
 
     const next = await startDaemon(url, DAEMON_SETTINGS);
     try {
-      await expectQuietAndFresh(await admin(), next, VIEWS);
+      await expectQuietAndFresh(await admin.get(), next, VIEWS);
       expect(
         next.reports.find((r) => r.view === `public.${SLOW_VIEW}` && r.outcome === 'refreshed'),
       ).toMatchObject({ cause: 'sweep' });
     } finally {
       await next.stop();
     }
-    await waitFor(
-      'no daemon connection left',
-      async () => (await daemonConnections(await admin())).length === 0,
-    );
+    await noDaemonConnectionLeft(admin);
   });
 
   it('(-m immediate, `mvrefresh run`) does not take the daemon down: it stays up and finishes the cycle', async () => {
@@ -196,10 +178,10 @@ describe('a database restart in the middle of a refresh', () => {
       await waitFor('the daemon to listen', () =>
         proc.events().some((e) => e['event'] === 'listener_connected'),
       );
-      await expectQuietAndFresh(await admin(), undefined, VIEWS);
+      await expectQuietAndFresh(await admin.get(), undefined, VIEWS);
       await exec(url, INSERT_ORDER);
       await slowRefreshRunning();
-      await dropAdmin();
+      await admin.drop();
       await cluster.stop('immediate');
       const startedAt = Date.now();
       await cluster.start();
@@ -208,7 +190,7 @@ describe('a database restart in the middle of a refresh', () => {
       await waitFor('the daemon to reconnect (or exit)', () => reconnected() || proc.child.exitCode !== null);
       expect(proc.events().filter((e) => e['event'] === 'fatal')).toEqual([]);
       expect(proc.child.exitCode).toBe(null);
-      await expectQuietAndFresh(await admin(), undefined, VIEWS);
+      await expectQuietAndFresh(await admin.get(), undefined, VIEWS);
       reportRecovery('crash (-m immediate) during a refresh, `mvrefresh run`, from the start', startedAt);
       expect(proc.child.exitCode).toBe(null);
       proc.child.kill('SIGTERM');
@@ -217,9 +199,6 @@ describe('a database restart in the middle of a refresh', () => {
     } finally {
       await killCli(p);
     }
-    await waitFor(
-      'no daemon connection left',
-      async () => (await daemonConnections(await admin())).length === 0,
-    );
+    await noDaemonConnectionLeft(admin);
   });
 });

@@ -1,4 +1,3 @@
-import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { grantsSql, resolveTargets } from '../../src/commands/grants.js';
 import { migrate } from '../../src/db/migrate.js';
@@ -8,6 +7,7 @@ import { reportRecovery } from '../support/recovery.js';
 import { delay, waitFor } from '../support/wait.js';
 import { PgCluster } from '../../dev/cluster.js';
 import {
+  AdminClient,
   connect,
   daemonConnections,
   eventsOf,
@@ -41,18 +41,13 @@ const MAX_ATTEMPTS = 12;
 let cluster: PgCluster;
 let url: string;
 let daemonUrl: string;
-let sqlClient: pg.Client | undefined;
+const admin = new AdminClient(() => url);
 let d: TestDaemon | undefined;
-
-async function admin(): Promise<pg.Client> {
-  sqlClient ??= await connect(url);
-  return sqlClient;
-}
 
 /** Terminates every connection of the daemon's role to the shop database. */
 async function terminateDaemonConnections(): Promise<number> {
   const { rows } = await (
-    await admin()
+    await admin.get()
   ).query<{ n: string }>(
     `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) AS n FROM pg_stat_activity
       WHERE usename = $1 AND datname = $2`,
@@ -78,7 +73,7 @@ beforeAll(async () => {
   await exec(cluster.url(), `CREATE DATABASE ${DATABASE}`);
   url = cluster.url(DATABASE);
   daemonUrl = cluster.url(DATABASE, DAEMON);
-  const c = await admin();
+  const c = await admin.get();
   await c.query(`CREATE ROLE ${OWNER} LOGIN`);
   await c.query(`GRANT CREATE, USAGE ON SCHEMA public TO ${OWNER}`);
   await c.query(`SET ROLE ${OWNER}`);
@@ -104,16 +99,16 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await d?.stop();
-  await sqlClient?.end().catch(() => undefined);
+  await admin.drop();
   await cluster?.cleanup();
 });
 
 describe('connections refused, then allowed again', () => {
   it('ALTER ROLE ... CONNECTION LIMIT 0: the daemon waits, then recovers and reflects the writes made meanwhile', async () => {
     const daemon = d!;
-    await expectQuietAndFresh(await admin(), daemon);
+    await expectQuietAndFresh(await admin.get(), daemon);
     const mark = daemon.logs.length;
-    await (await admin()).query(`ALTER ROLE ${DAEMON} CONNECTION LIMIT 0`);
+    await (await admin.get()).query(`ALTER ROLE ${DAEMON} CONNECTION LIMIT 0`);
     expect(await terminateDaemonConnections()).toBeGreaterThan(0);
     await write();
     await waitFor('/readyz to answer 503', async () => (await readyz(daemon.running.port)) === 503);
@@ -125,21 +120,21 @@ describe('connections refused, then allowed again', () => {
         /too many connections for role/.test(String(e['reason'])),
       ),
     ).toBe(true);
-    expect(await daemonConnections(await admin())).toEqual([]);
+    expect(await daemonConnections(await admin.get())).toEqual([]);
 
-    await (await admin()).query(`ALTER ROLE ${DAEMON} CONNECTION LIMIT -1`);
+    await (await admin.get()).query(`ALTER ROLE ${DAEMON} CONNECTION LIMIT -1`);
     const allowed = Date.now();
     await waitFor('listener_connected with reconnect: true', () =>
       eventsOf(daemon.logs, 'listener_connected', mark).find((e) => e['reconnect'] === true),
     );
     await waitFor('/readyz to answer 200', async () => (await readyz(daemon.running.port)) === 200);
-    await expectQuietAndFresh(await admin(), daemon);
+    await expectQuietAndFresh(await admin.get(), daemon);
     reportRecovery('connections refused (CONNECTION LIMIT 0), from allowed again', allowed);
   });
 
   it('ALTER DATABASE ... ALLOW_CONNECTIONS false: writers already connected keep writing; the daemon catches up', async () => {
     const daemon = d!;
-    await expectQuietAndFresh(await admin(), daemon);
+    await expectQuietAndFresh(await admin.get(), daemon);
     const mark = daemon.logs.length;
     const writer = await connect(url, 'mvrefresh:faults-writer');
     const postgres = await connect(cluster.url());
@@ -164,15 +159,15 @@ describe('connections refused, then allowed again', () => {
     await waitFor('listener_connected with reconnect: true', () =>
       eventsOf(daemon.logs, 'listener_connected', mark).find((e) => e['reconnect'] === true),
     );
-    await expectQuietAndFresh(await admin(), daemon);
+    await expectQuietAndFresh(await admin.get(), daemon);
   });
 });
 
 describe('a read-only database', () => {
   it('fails refreshes with 25006 and backoff, stays up, and recovers when the database is writable again', async () => {
     const daemon = d!;
-    await expectQuietAndFresh(await admin(), daemon);
-    await (await admin()).query(`ALTER DATABASE ${DATABASE} SET default_transaction_read_only = on`);
+    await expectQuietAndFresh(await admin.get(), daemon);
+    await (await admin.get()).query(`ALTER DATABASE ${DATABASE} SET default_transaction_read_only = on`);
     expect(await terminateDaemonConnections()).toBeGreaterThan(0);
     await waitFor('the listener to be back', () => daemon.running.listener.connected);
     const since = Date.now();
@@ -198,13 +193,13 @@ describe('a read-only database', () => {
     expect(daemon.running.listener.connected).toBe(true);
     expect((await readyz(daemon.running.port)) > 0).toBe(true);
     const { rows } = await (
-      await admin()
+      await admin.get()
     ).query<{ dirty: boolean }>('SELECT dirty FROM mvrefresh.status WHERE view = $1', [QUALIFIED_VIEW]);
     expect(rows[0]?.dirty).toBe(true);
 
-    await (await admin()).query(`ALTER DATABASE ${DATABASE} RESET default_transaction_read_only`);
+    await (await admin.get()).query(`ALTER DATABASE ${DATABASE} RESET default_transaction_read_only`);
     const writable = Date.now();
-    await expectQuietAndFresh(await admin(), daemon);
+    await expectQuietAndFresh(await admin.get(), daemon);
     reportRecovery('database read-only (default_transaction_read_only), from writable again', writable);
   });
 });

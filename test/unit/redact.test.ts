@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { redactErrorText } from '../src/daemon/http/redact.js';
+import { redactErrorText } from '../../src/daemon/http/redact.js';
 
 /** Row values are written with this letter, which no message template holds: any in the output leaked. */
 const SECRET = 'ж';
@@ -78,5 +78,15 @@ describe('redaction of error texts on unauthenticated routes', () => {
       'new data for materialized view … contains duplicate rows without any null columns (duplicated keys: 2 key values repeated, up to 3 times)',
     );
     expect(redactErrorText(null)).toBeNull();
+  });
+
+  it.each([
+    ['from the first quote to the last', `value "a" and "b" rejected`, 'value … rejected'],
+    ['from a quote to the end when no other follows', `value "a rejected`, 'value …'],
+    ['from the first ( to the last )', 'Key (id)=(42) already exists', 'Key … already exists'],
+    ['from a ( to the end when no ) follows', 'row contains (1, 2', 'row contains …'],
+    ['from the first ": " to the end', 'malformed array literal: {1,2}', 'malformed array literal:…'],
+  ])('replaces one region %s', (_, text, shown) => {
+    expect(redactErrorText(text)).toBe(shown);
   });
 });

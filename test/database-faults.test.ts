@@ -1,13 +1,13 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { useTestDatabase } from '../support/db.js';
-import { startDaemon, type TestDaemon } from '../support/daemon.js';
-import { INSERT_ORDER, SHOP_QUERY, SHOP_SQL, viewMatches } from '../support/shop.js';
-import { reportRecovery } from '../support/recovery.js';
-import { delay, waitFor } from '../support/wait.js';
+import { useTestDatabase } from './support/db.js';
+import { startDaemon, type TestDaemon } from './support/daemon.js';
+import { INSERT_ORDER, SHOP_QUERY, viewMatches, SHOP_VIEW, watchShop } from './support/shop.js';
+import { reportRecovery } from './support/recovery.js';
+import { delay, waitFor } from './support/wait.js';
 
 const db = useTestDatabase('faults_database');
-const VIEW = 'monthly_product_sales';
+const VIEW = SHOP_VIEW;
 let d: TestDaemon;
 const DAEMON_SETTINGS = {
   maxStalenessMs: 300,
@@ -52,8 +52,7 @@ async function openClient() {
 }
 
 beforeAll(async () => {
-  await db.sql.query(SHOP_SQL);
-  await db.sql.query('SELECT mvrefresh.watch($1)', [VIEW]);
+  await watchShop(db.sql);
   d = await startDaemon(db.url, DAEMON_SETTINGS);
   await fresh(VIEW, SHOP_QUERY);
 });
@@ -187,24 +186,30 @@ describe('DDL under the daemon', () => {
     reportRecovery('view dropped and re-created WITH NO DATA, from watch', watched);
   });
 
-  it('records a view that lost its unique index (55000) and recovers when the index is back', async () => {
-    await db.sql.query('DROP INDEX ddl_view_k');
+  it.each([
+    {
+      title: 'a view that lost its unique index (55000) and recovers when the index is back',
+      breakSql: 'DROP INDEX ddl_view_k',
+      sqlstate: '55000',
+      fix: () => db.sql.query('CREATE UNIQUE INDEX ddl_view_k ON ddl_view (k)'),
+      recovery: 'unique index dropped (55000), from the index re-created',
+    },
+    {
+      // the row (4, 4) the case above inserted is now a duplicate
+      title: 'duplicate rows that make CONCURRENTLY fail (21000) and recovers when they are gone',
+      breakSql: 'ALTER TABLE ddl_src DROP CONSTRAINT ddl_src_pkey',
+      sqlstate: '21000',
+      fix: () => db.exec('DELETE FROM ddl_src WHERE ctid = (SELECT max(ctid) FROM ddl_src WHERE k = 4)'),
+      recovery: 'duplicate rows (21000), from the duplicate deleted',
+    },
+  ])('records $title', async ({ breakSql, sqlstate, fix, recovery }) => {
+    await db.sql.query(breakSql);
     await db.exec('INSERT INTO ddl_src VALUES (4, 4)');
-    await failingWith('ddl_view', '55000');
-    await db.sql.query('CREATE UNIQUE INDEX ddl_view_k ON ddl_view (k)');
+    await failingWith('ddl_view', sqlstate);
+    await fix();
     const fixed = Date.now();
     await fresh('ddl_view', DDL_QUERY);
-    reportRecovery('unique index dropped (55000), from the index re-created', fixed);
-  });
-
-  it('records duplicate rows that make CONCURRENTLY fail (21000) and recovers when they are gone', async () => {
-    await db.sql.query('ALTER TABLE ddl_src DROP CONSTRAINT ddl_src_pkey');
-    await db.exec('INSERT INTO ddl_src VALUES (4, 4)');
-    await failingWith('ddl_view', '21000');
-    await db.exec('DELETE FROM ddl_src WHERE ctid = (SELECT max(ctid) FROM ddl_src WHERE k = 4)');
-    const fixed = Date.now();
-    await fresh('ddl_view', DDL_QUERY);
-    reportRecovery('duplicate rows (21000), from the duplicate deleted', fixed);
+    reportRecovery(recovery, fixed);
   });
 });
 
