@@ -53,6 +53,12 @@ Commands:
                                 print least-privilege SQL: --role runs \`run\`, --ddl-role runs migrate,
                                 watch and unwatch; --view (needs the database) grants TRIGGER on exactly
                                 the tables V reads
+  replace <view> (--definition-file FILE | --query SQL) [--lock-timeout D] [--timeout D]
+                                give a materialized view a new definition without blocking its readers:
+                                build it beside the live one, then swap them in a short transaction
+                                (indexes, grants, comments, dependants and settings kept; --lock-timeout:
+                                longest wait of one swap attempt, default 500ms; --timeout: how long the
+                                swap is retried, default 10m)
   run                           run the refresh daemon (configuration: environment, MVREFRESH_CONFIG)
 
 Options:
@@ -84,6 +90,10 @@ const OPTIONS = {
   'ddl-role': { type: 'string' },
   view: { type: 'string', multiple: true },
   json: { type: 'boolean' },
+  'definition-file': { type: 'string' },
+  query: { type: 'string' },
+  'lock-timeout': { type: 'string' },
+  timeout: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
 } as const satisfies ParseArgsConfig['options'];
@@ -118,6 +128,33 @@ function parseBudget(values: Values): number | undefined {
       `--refresh-budget must be a share from ${MIN_REFRESH_BUDGET} (${MIN_REFRESH_BUDGET * 100}%) to 1 (0.2 or 20%), got "${raw}"`,
     );
   return share;
+}
+
+async function replaceDefinition(values: Values): Promise<string> {
+  const file = values['definition-file'];
+  const query = values.query;
+  if ((file === undefined) === (query === undefined))
+    throw new UsageError('replace needs exactly one of --definition-file FILE and --query SQL');
+  let text = query;
+  if (file !== undefined) {
+    const { readFile } = await import('node:fs/promises');
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      throw new UsageError(`cannot read --definition-file ${file}: ${(err as Error).message}`);
+    }
+  }
+  if (!text || text.trim() === '') throw new UsageError('the new definition is empty');
+  return text;
+}
+
+function parseReplaceDuration(values: Values, key: 'lock-timeout' | 'timeout'): number | undefined {
+  const raw = values[key];
+  if (raw === undefined) return undefined;
+  const ms = parseDuration(raw);
+  if (ms === undefined || ms < 1 || ms > 86_400_000)
+    throw new UsageError(`--${key} must be a duration such as 500ms, 10s or 5m, got "${raw}"`);
+  return ms;
 }
 
 function databaseUrl(values: Values, env: NodeJS.ProcessEnv): string {
@@ -362,6 +399,32 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
           }),
         );
         return ExitCode.ok;
+      }
+      case 'replace': {
+        if (rest.length !== 1) throw new UsageError('replace takes exactly one materialized view name');
+        const definition = await replaceDefinition(values);
+        const lockTimeoutMs = parseReplaceDuration(values, 'lock-timeout');
+        const swapTimeoutMs = parseReplaceDuration(values, 'timeout');
+        url = databaseUrl(values, io.env);
+        const { replaceFromCli } = await import('./replace/cli.js');
+        const outcome = await replaceFromCli(url, {
+          view: rest[0]!,
+          definition,
+          lockTimeoutMs,
+          swapTimeoutMs,
+          env: io.env,
+          progress: (line) => io.err(printable(line)),
+        });
+        if (values.json) io.out(JSON.stringify(outcome));
+        else if (outcome.status === 'done')
+          io.out(
+            printable(
+              `replaced ${rest[0]!} (request ${outcome.id}, ${Math.round(outcome.durationMs)} ms)` +
+                (outcome.dependants.length ? `; dependants re-created: ${outcome.dependants.join(', ')}` : ''),
+            ),
+          );
+        else io.err(printable(`mvrefresh replace: ${outcome.status === 'failed' ? outcome.error : 'stopped'}`));
+        return outcome.status === 'done' ? ExitCode.ok : ExitCode.failed;
       }
       case 'run': {
         expectArgs(0);

@@ -21,6 +21,14 @@ export const DDL_CHANGED = 'ddl';
  */
 export const VIEWS_CHANGED = 'reload';
 
+/**
+ * First key of the session advisory lock that an executor of a replace request holds while it carries it
+ * out ('mvrg'); the second is the request's id (migrations/0014_replace.sql).
+ */
+export const REPLACE_LOCK_NAMESPACE = 1836479079;
+/** The channel on which request_replace() announces a new request: daemons carry it out after the commit. */
+export const REPLACE_CHANNEL = 'mvrefresh_replace';
+
 /** Second key of the lock that serializes migrations. */
 export const MIGRATION_LOCK_KEY = 0;
 /** Second key of the lock that serializes watch and unwatch (routines/watch.sql, unwatch.sql). */
@@ -84,6 +92,8 @@ const sqlList = (values: readonly string[]) => values.map((v) => `'${v}'`).join(
 export const sqlConstants: Readonly<Record<string, string>> = Object.freeze({
   LOCK_NAMESPACE: String(LOCK_NAMESPACE),
   CHANNEL: `'${CHANNEL}'`,
+  REPLACE_LOCK_NAMESPACE: String(REPLACE_LOCK_NAMESPACE),
+  REPLACE_CHANNEL: `'${REPLACE_CHANNEL}'`,
   CLEAR_LOCK_KEY: String(CLEAR_LOCK_KEY),
   DDL_CHANGED: `'${DDL_CHANGED}'`,
   RETRY_MS: String(RETRY_MS),

@@ -1,0 +1,131 @@
+import type pg from 'pg';
+import { SqlState, describeError, isPgError } from '../db/errors.js';
+import { copyIndexes, createNewVersion, populate, tempName } from './build.js';
+import { ReplaceRefused, captureRelation, qname } from './plan.js';
+import { dropHalfBuilt, fail, release, setStep, type Request } from './requests.js';
+import { replaceSql } from './sql.js';
+import { swapOnce, type SwapResult } from './swap.js';
+
+/** The steps of a replacement, in order; a test can pause the executor at the start of any of them. */
+export const STEPS = ['plan', 'create', 'populate', 'indexes', 'swap'] as const;
+export type Step = (typeof STEPS)[number];
+
+/** Test hook: the executor stops at this step (MVREFRESH_TEST_REPLACE_PAUSE) so that a test can kill it. */
+export const PAUSE_ENV = 'MVREFRESH_TEST_REPLACE_PAUSE';
+
+export const DEFAULT_LOCK_TIMEOUT_MS = 500;
+export const DEFAULT_SWAP_TIMEOUT_MS = 600_000;
+const RETRY_BASE_MS = 100;
+const RETRY_MAX_MS = 2000;
+
+export interface ExecuteOptions {
+  /** The longest one swap attempt waits for a lock (readers queue behind a waiting swap that long). */
+  lockTimeoutMs?: number | undefined;
+  /** How long the swap is tried again while it cannot get its locks. */
+  swapTimeoutMs?: number | undefined;
+  /** Called at the start of each step; a test hook may never return. */
+  atStep?: (step: Step) => Promise<void>;
+  /** True when the executor is being stopped (daemon shutdown): the request goes back to pending. */
+  stopping?: () => boolean;
+}
+
+export type Outcome =
+  | ({ status: 'done'; durationMs: number } & SwapResult)
+  | { status: 'failed'; error: string; durationMs: number }
+  | { status: 'requeued'; durationMs: number };
+
+/** A statement canceled (Ctrl-C of the CLI, a daemon stopping): pg_cancel_backend() */
+const QUERY_CANCELED = '57014';
+const RETRIED: ReadonlySet<string> = new Set([SqlState.lockNotAvailable, SqlState.deadlockDetected]);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function swapWithRetry(
+  client: pg.ClientBase,
+  input: Parameters<typeof swapOnce>[1],
+  timeoutMs: number,
+  atStep: (step: Step) => Promise<void>,
+): Promise<SwapResult> {
+  const deadline = Date.now() + timeoutMs;
+  for (let attempt = 1; ; attempt += 1) {
+    await client.query('BEGIN');
+    try {
+      const result = await swapOnce(client, { ...input, beforeCommit: () => atStep('swap') });
+      await client.query('COMMIT');
+      return result;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      if (!isPgError(err) || !RETRIED.has(err.code ?? '')) throw err;
+      if (Date.now() >= deadline)
+        throw new ReplaceRefused(
+          `could not take the locks of ${qname(input.live.schema, input.live.name)} for the swap within ` +
+            `${timeoutMs} ms (${attempt} attempts of at most ${input.lockTimeoutMs} ms each); the new version was dropped`,
+        );
+      const cap = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** Math.min(attempt, 10));
+      await sleep(cap / 2 + Math.random() * (cap / 2));
+    }
+  }
+}
+
+/**
+ * Carries out a claimed request on `client` (whose session holds the request's advisory lock): build the
+ * new version beside the live view, then swap. On any failure the live view is as it was, the new version
+ * is dropped, and the request is marked failed (or back to pending, when the executor is stopping).
+ * Releases the request's advisory lock in every case.
+ */
+export async function execute(client: pg.ClientBase, request: Request, opts: ExecuteOptions = {}): Promise<Outcome> {
+  const t0 = Date.now();
+  const atStep = async (step: Step) => {
+    if (step !== 'swap') await setStep(client, request.id, step, step === 'create' ? temp : undefined);
+    await opts.atStep?.(step);
+  };
+  const temp = tempName(request.view_name, request.id);
+  try {
+    await atStep('plan');
+    const { rows } = await client.query<{ oid: string; kind: string }>(replaceSql.relation, [
+      request.view_schema,
+      request.view_name,
+    ]);
+    const found = rows[0];
+    const name = qname(request.view_schema, request.view_name);
+    if (!found) throw new ReplaceRefused(`materialized view ${name} does not exist`);
+    if (found.kind !== 'm') throw new ReplaceRefused(`${name} is not a materialized view`);
+    const live = await captureRelation(client, found.oid);
+    await atStep('create');
+    await createNewVersion(client, live, temp, request.definition, request.search_path);
+    await atStep('populate');
+    await populate(client, live.schema, temp);
+    await atStep('indexes');
+    const indexNames = await copyIndexes(client, live, request.id, temp);
+    await setStep(client, request.id, 'swap');
+    const result = await swapWithRetry(
+      client,
+      {
+        requestId: request.id,
+        live,
+        temp,
+        indexNames,
+        lockTimeoutMs: opts.lockTimeoutMs ?? request.lock_timeout_ms ?? DEFAULT_LOCK_TIMEOUT_MS,
+      },
+      opts.swapTimeoutMs ?? DEFAULT_SWAP_TIMEOUT_MS,
+      atStep,
+    );
+    return { status: 'done', durationMs: Date.now() - t0, ...result };
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    await dropHalfBuilt(client, { view_schema: request.view_schema, temp_name: temp });
+    if (opts.stopping?.()) {
+      await client.query(replaceSql.requeue, [request.id]);
+      return { status: 'requeued', durationMs: Date.now() - t0 };
+    }
+    const error =
+      err instanceof ReplaceRefused
+        ? err.message
+        : isPgError(err) && err.code === QUERY_CANCELED
+          ? 'interrupted: canceled before the swap; the live view is unchanged'
+          : describeError(err);
+    await fail(client, request.id, error);
+    return { status: 'failed', error, durationMs: Date.now() - t0 };
+  } finally {
+    await release(client, request.id).catch(() => undefined);
+  }
+}
