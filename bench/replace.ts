@@ -11,13 +11,14 @@
  * Per phase: reader latencies and errors, writer TPS and errors, the operation's duration. After (b), with
  * the writers stopped: the view against its new query (EXCEPT ALL both ways), before and after a refresh.
  * Output: a markdown table on stdout and in docs/benchmarks.md (BENCH_OUT).
- * BENCH_CALIBRATE=1: load, time one build of each definition, print and stop (to choose BENCH_ROWS).
+ * BENCH_CALIBRATE=1: load, time one build of the new definition, print and stop (to choose BENCH_ROWS).
  */
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { readFile, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import pg from 'pg';
 import { migrate } from '../src/db/migrate.js';
 import { packageRoot } from '../src/paths.js';
@@ -34,6 +35,8 @@ const WRITERS = Number(process.env['BENCH_WRITERS'] ?? 8);
 const PAUSE_MS = Number(process.env['BENCH_PAUSE_MS'] ?? 5);
 /** Load before an operation starts (connections open, caches warm), measured in no phase. */
 const WARMUP_MS = 3000;
+/** `replace --timeout`: how long its swap is retried. */
+const SWAP_TIMEOUT = process.env['BENCH_SWAP_TIMEOUT'] ?? '3m';
 const OUT = process.env['BENCH_OUT'] ?? join(packageRoot, 'docs', 'benchmarks.md');
 const TITLE = '## Changing a view under load: `mvrefresh replace`';
 const DB = 'replace_bench';
@@ -188,21 +191,30 @@ async function phase(url: string, name: string, op?: () => Promise<string>): Pro
   };
 }
 
-/** `mvrefresh replace` through the built CLI; resolves with its last output line, rejects when it fails. */
+/**
+ * `mvrefresh replace` through the built CLI; resolves with when each of its steps started (its progress
+ * lines), rejects when it fails.
+ */
 async function cliReplace(url: string, definitionFile: string): Promise<string> {
   const bin = join(packageRoot, 'dist', 'src', 'bin.js');
   const args = [bin, 'replace', VIEW, '--definition-file', definitionFile, '--database-url', url];
+  args.push('--timeout', SWAP_TIMEOUT);
+  const t0 = performance.now();
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const out: Buffer[] = [];
-  child.stdout.on('data', (b: Buffer) => out.push(b));
-  child.stderr.on('data', (b: Buffer) => out.push(b));
+  const out: string[] = [];
+  const steps: string[] = [];
+  const onLine = (line: string) => {
+    out.push(line);
+    const step = /^replace \S+: (.+)$/.exec(line)?.[1];
+    if (step) steps.push(`${step} at ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  };
+  for (const stream of [child.stdout, child.stderr]) createInterface({ input: stream }).on('line', onLine);
   const code = await new Promise<number | null>((resolve, reject) => {
     child.once('error', reject);
     child.once('close', resolve);
   });
-  const text = Buffer.concat(out).toString('utf8').trim();
-  if (code !== 0) throw new Error(`exit ${code}: ${text.split('\n').slice(-3).join(' | ')}`);
-  return 'exit 0';
+  if (code !== 0) throw new Error(`exit ${code}: ${out.slice(-3).join(' | ')}`);
+  return steps.join(', ');
 }
 
 interface Check {
@@ -278,20 +290,13 @@ async function setUp(cluster: PgCluster): Promise<string> {
   return url;
 }
 
-/** Times one build of the old and of the new definition (CREATE TABLE AS: what a view's build does). */
-async function calibrate(url: string): Promise<void> {
-  await withClient(url, async (c) => {
-    const { rows } = await c.query<{ q: string }>(`SELECT pg_get_viewdef($1::regclass) AS q`, [VIEW]);
-    for (const [label, q] of [
-      ['current', rows[0]!.q.replace(/;\s*$/, '')],
-      ['new', NEW_QUERY],
-    ] as const) {
-      const t0 = performance.now();
-      await c.query(`CREATE TEMP TABLE calibrate AS ${q}`);
-      console.log(`${label}: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-      await c.query('DROP TABLE calibrate');
-    }
-  });
+/** Seconds of one build of `query` (CREATE TABLE AS: what a view's build does), nothing else running. */
+async function buildSeconds(c: pg.ClientBase, query: string): Promise<number> {
+  const t0 = performance.now();
+  await c.query(`CREATE TEMP TABLE build_time AS ${query}`);
+  const s = (performance.now() - t0) / 1000;
+  await c.query('DROP TABLE build_time');
+  return s;
 }
 
 const fmt = (n: number | undefined, digits = 1) =>
@@ -321,11 +326,13 @@ async function main(): Promise<void> {
   try {
     await cluster.start();
     const url = await setUp(cluster);
-    if (process.env['BENCH_CALIBRATE'] === '1') return await calibrate(url);
     const db = await connect(url);
     db.on('error', (err) => process.stderr.write(`bench connection: ${err.message}\n`));
     const version = (await db.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]!
       .v;
+    const build = await buildSeconds(db, NEW_QUERY);
+    process.stderr.write(`one build of the new definition, no load: ${build.toFixed(1)} s\n`);
+    if (process.env['BENCH_CALIBRATE'] === '1') return;
     const definitionFile = join(cluster.dir, 'new.sql');
     await writeFile(definitionFile, `${NEW_QUERY}\n`);
     const results: PhaseResult[] = [];
@@ -336,7 +343,7 @@ async function main(): Promise<void> {
       const b = await phase(url, '(b) `mvrefresh replace`', () => cliReplace(url, definitionFile));
       results.push(b);
       process.stderr.write(`${table(results)}\n`);
-      if (b.opNote === 'exit 0') check = await checkAfterReplace(db);
+      if (!b.opNote.startsWith('failed')) check = await checkAfterReplace(db);
     } else results.push(notRun('(b) `mvrefresh replace`: not run, the built CLI has no `replace` command'));
     results.push(
       await phase(url, '(c) DROP + CREATE ... WITH DATA in one transaction', async () => {
@@ -345,7 +352,7 @@ async function main(): Promise<void> {
       }),
     );
     await db.end();
-    const text = report(results, { version, started, check });
+    const text = report(results, { version, started, check, build });
     console.log(text);
     await writeSection(OUT, TITLE, text);
   } catch (err) {
@@ -362,6 +369,7 @@ function report(
     version: string;
     started: Date;
     check: Check | undefined;
+    build: number;
   },
 ): string {
   const [a, b] = results;
@@ -373,25 +381,26 @@ function report(
 (shared with other work), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, PostgreSQL ${r.version} on a private cluster (autovacuum on,
 fsync on, shared_buffers 2GB, work_mem 16MB). Data (bench/replace.sql): ${ROWS.toLocaleString('en')} events of ${ACCOUNTS.toLocaleString('en')}
 accounts; the watched view \`${VIEW}\` groups them by account and kind (count, sum, count of distinct days)
-with a unique index; two plain views read it. The new definition adds a join column and an aggregate:
+with a unique index; two plain views read it. One build of the new definition, with no load: ${r.build.toFixed(1)} s. The new definition adds a join column and an aggregate:
 \`\`\`sql
 ${NEW_QUERY}
 \`\`\`
 Load in every phase: ${READERS} readers looking up one account (alternately in the view and in the dependant
 \`account_activity\`), ${WRITERS} writers each updating one event and inserting one per transaction, every client
 pausing ${PAUSE_MS} ms between statements. (a) runs ${SECONDS} s; (b) and (c) run for the operation's duration
-(statements started during it). (b): \`node dist/src/bin.js replace ${VIEW} --definition-file new.sql --database-url ...\`;
+(statements started during it). (b): \`node dist/src/bin.js replace ${VIEW} --definition-file new.sql --timeout ${SWAP_TIMEOUT} --database-url ...\`;
 (c): in one transaction, \`DROP VIEW\` of the two dependants, \`DROP MATERIALIZED VIEW\`, \`CREATE MATERIALIZED VIEW ...
 WITH DATA\`, the unique index and the two dependants again (\`DROP MATERIALIZED VIEW ... CASCADE\` instead deadlocks
 with the readers of a dependant: it locks the view first, they lock the dependant first).
 
 ${table(results)}
 
+- (b)'s steps (its progress lines, from its start): ${b?.opNote || '—'}.
 - Reader p99 during (b) against (a): ${fmt(ratio, 2)}x (goal: at most 2x, with 0 reader and 0 writer errors).
 - ${
     r.check
       ? `After (b), writers stopped: ${r.check.afterSwap} rows differ between the view and its new query (EXCEPT ALL
-  both ways: the writes committed after the replace's last catch-up refresh), the view ${r.check.dirty ? 'marked dirty' : 'not marked dirty'};
+  both ways: writes committed during the build, not yet refreshed into it), the view ${r.check.dirty ? 'marked dirty' : 'not marked dirty'};
   after a \`REFRESH ... CONCURRENTLY\`: ${r.check.afterRefresh} rows differ.`
       : 'No check after (b): the replace did not run or failed.'
   }
