@@ -420,10 +420,13 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
           io.out(
             printable(
               `replaced ${rest[0]!} (request ${outcome.id}, ${Math.round(outcome.durationMs)} ms)` +
-                (outcome.dependants.length ? `; dependants re-created: ${outcome.dependants.join(', ')}` : ''),
+                (outcome.dependants.length
+                  ? `; dependants re-created: ${outcome.dependants.join(', ')}`
+                  : ''),
             ),
           );
-        else io.err(printable(`mvrefresh replace: ${outcome.status === 'failed' ? outcome.error : 'stopped'}`));
+        else
+          io.err(printable(`mvrefresh replace: ${outcome.status === 'failed' ? outcome.error : 'stopped'}`));
         return outcome.status === 'done' ? ExitCode.ok : ExitCode.failed;
       }
       case 'run': {

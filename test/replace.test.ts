@@ -67,8 +67,9 @@ async function catalogSnapshot() {
               obj_description(c.oid, 'pg_class') AS comment, c.relacl::text AS acl
          FROM pg_class c WHERE c.relname IN ('big_customers', 'top_customers', 'top_view') ORDER BY 1`,
     ),
-    dependantColumnComment: await one(
-      `SELECT col_description('big_customers'::regclass, 1) AS c`,
+    dependantColumnComment: await one(`SELECT col_description('big_customers'::regclass, 1) AS c`),
+    dependantTriggers: await all(
+      `SELECT tgname, pg_get_triggerdef(oid) AS def FROM pg_trigger WHERE tgrelid = 'top_view'::regclass`,
     ),
     dependantIndexes: await all(
       `SELECT indexname FROM pg_indexes WHERE tablename = 'top_customers' ORDER BY 1`,
@@ -109,6 +110,8 @@ beforeAll(async () => {
     COMMENT ON COLUMN big_customers.customer IS 'who';
     GRANT SELECT ON big_customers TO ${VIEWER};
     CREATE VIEW top_view AS SELECT customer FROM big_customers;
+    CREATE FUNCTION top_view_insert() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END';
+    CREATE TRIGGER top_view_insert INSTEAD OF INSERT ON top_view FOR EACH ROW EXECUTE FUNCTION top_view_insert();
     CREATE MATERIALIZED VIEW top_customers AS SELECT customer, n FROM totals WHERE n > 10;
     CREATE UNIQUE INDEX top_customers_customer ON top_customers (customer);
   `);
@@ -142,9 +145,9 @@ describe('mvrefresh replace', () => {
     expect((await one<{ n: number }>('SELECT count(*)::int AS n FROM top_view')).n).toBeGreaterThan(0);
     // leaves nothing behind, and asks the daemon to refresh it (writes during the build)
     expect(await all(`SELECT relname FROM pg_class WHERE relname LIKE '%mvr%'`)).toEqual([]);
-    expect(
-      await one(`SELECT status, step FROM mvrefresh.replace_requests ORDER BY id DESC LIMIT 1`),
-    ).toEqual({ status: 'done', step: 'done' });
+    expect(await one(`SELECT status, step FROM mvrefresh.replace_requests ORDER BY id DESC LIMIT 1`)).toEqual(
+      { status: 'done', step: 'done' },
+    );
     const marks = await one<{ n: number }>(
       `SELECT count(*)::int AS n FROM mvrefresh.marks m JOIN mvrefresh.view_state v ON v.id = m.view_id
         WHERE v.view_name = 'totals'`,
@@ -161,13 +164,19 @@ describe('mvrefresh replace', () => {
     ]);
     expect(r.code).toBe(0);
     expect(
-      await all(`SELECT tgrelid::regclass::text AS t FROM pg_trigger WHERE tgname = 'mvrefresh_mark' ORDER BY 1`),
+      await all(
+        `SELECT tgrelid::regclass::text AS t FROM pg_trigger WHERE tgname = 'mvrefresh_mark' ORDER BY 1`,
+      ),
     ).toEqual([{ t: 'orders' }, { t: 'refunds' }]);
   });
 
   it('refuses a definition that drops or retypes a column a dependant uses, naming both, and changes nothing', async () => {
     const before = await catalogSnapshot();
-    const dropped = await replace(['totals', '--query', 'SELECT customer, count(*) AS n FROM orders GROUP BY customer']);
+    const dropped = await replace([
+      'totals',
+      '--query',
+      'SELECT customer, count(*) AS n FROM orders GROUP BY customer',
+    ]);
     expect(dropped.code).toBe(1);
     expect(dropped.text).toContain('big_customers uses column total, which the new definition drops');
     const retyped = await replace([
@@ -176,7 +185,9 @@ describe('mvrefresh replace', () => {
       'SELECT customer, sum(amount)::text AS total, count(*) AS n FROM orders GROUP BY customer',
     ]);
     expect(retyped.code).toBe(1);
-    expect(retyped.text).toContain('big_customers uses column total, which the new definition retypes from numeric to text');
+    expect(retyped.text).toContain(
+      'big_customers uses column total, which the new definition retypes from numeric to text',
+    );
     expect(await catalogSnapshot()).toEqual(before);
     expect(await all(`SELECT relname FROM pg_class WHERE relname LIKE '%mvr%'`)).toEqual([]);
   });

@@ -7,11 +7,11 @@ CREATE OR REPLACE PROCEDURE mvrefresh.wait_replace(p_id bigint, p_timeout interv
 AS $$
 DECLARE
     deadline pg_catalog.timestamptz := pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) p_timeout;
-    r record;
+    r mvrefresh.replace_requests;
 BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     LOOP
-        SELECT q.status, q.step, q.error, q.view_schema, q.view_name INTO r
+        SELECT q.* INTO r
           FROM mvrefresh.replace_requests q WHERE q.id OPERATOR(pg_catalog.=) p_id;
         IF NOT FOUND THEN
             RAISE EXCEPTION 'replace request % does not exist', p_id USING ERRCODE = 'undefined_object';

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { sql } from '../db/sql.js';
 import { latestVersion } from '../db/migrate.js';
+import { replaceFindings } from '../replace/doctor.js';
 import { describeBloat, isBloated, vacuumHealth } from '../db/vacuum.js';
 
 /**
@@ -305,6 +306,7 @@ export async function doctor(db: pg.ClientBase, opts: DoctorOptions = {}): Promi
       ...(await triggerFindings(db)),
       ...(await driftFindings(db)),
       ...(await privilegeFindings(db, role)),
+      ...(await replaceFindings(db)),
     );
   }
   return findings;

@@ -27,6 +27,7 @@ import { latestVersion } from '../db/migrate.js';
 import { probeStartupSettings, type StartupSettingsSupport } from '../db/startup-settings.js';
 import { LISTEN_URL_ENV, listenDiagnosis } from './listen-diagnosis.js';
 import { PACKAGE_VERSION } from '../version.js';
+import { ReplaceWorker } from '../replace/worker.js';
 
 /** A refresh backend whose client vanished (daemon killed) notices within this interval and frees its locks. */
 const CONNECTION_CHECK_INTERVAL = '1s';
@@ -369,6 +370,10 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     // the start sweep loads the views before LISTEN, so that the first notifications find them known
     await sweeper.start();
     listener.start();
+    const { databaseUrl, listenUrl, sweepIntervalMs: intervalMs } = config;
+    const replaceWorker = new ReplaceWorker({ databaseUrl, listenUrl, logger, intervalMs });
+    this.releasers.add('replace', () => replaceWorker.stop());
+    replaceWorker.start();
     driftChecker.start();
     vacuumWatch.start();
     this.accepting = true;

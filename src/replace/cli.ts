@@ -29,7 +29,10 @@ async function cancelBackend(url: string, pid: number): Promise<void> {
  * would (so that no daemon takes it). Ctrl-C cancels the running statement: the build stops, the new
  * version is dropped, the request is marked failed, and the live view is unchanged.
  */
-export async function replaceFromCli(url: string, opts: ReplaceCliOptions): Promise<Outcome & { id: string }> {
+export async function replaceFromCli(
+  url: string,
+  opts: ReplaceCliOptions,
+): Promise<Outcome & { id: string }> {
   const client: pg.Client = await connectClient(url, AppName.admin);
   let interrupted = false;
   const onSigint = () => {
@@ -52,11 +55,13 @@ export async function replaceFromCli(url: string, opts: ReplaceCliOptions): Prom
       swapTimeoutMs: opts.swapTimeoutMs,
       stopping: () => false,
       atStep: async (step: Step) => {
-        if (interrupted) throw new ReplaceRefused(`interrupted before step ${step}; the live view is unchanged`);
+        if (interrupted)
+          throw new ReplaceRefused(`interrupted before step ${step}; the live view is unchanged`);
         opts.progress(`replace ${id}: ${step}`);
         if (step === pauseAt) {
           opts.progress(`replace ${id}: paused at ${step}`);
-          await new Promise(() => undefined);
+          while (!interrupted) await new Promise((resolve) => setTimeout(resolve, 100));
+          throw new ReplaceRefused(`interrupted at step ${step}; the live view is unchanged`);
         }
       },
     });

@@ -72,7 +72,11 @@ async function swapWithRetry(
  * is dropped, and the request is marked failed (or back to pending, when the executor is stopping).
  * Releases the request's advisory lock in every case.
  */
-export async function execute(client: pg.ClientBase, request: Request, opts: ExecuteOptions = {}): Promise<Outcome> {
+export async function execute(
+  client: pg.ClientBase,
+  request: Request,
+  opts: ExecuteOptions = {},
+): Promise<Outcome> {
   const t0 = Date.now();
   const atStep = async (step: Step) => {
     if (step !== 'swap') await setStep(client, request.id, step, step === 'create' ? temp : undefined);

@@ -110,7 +110,9 @@ export async function checkDependantColumns(
     if (type === undefined)
       return [`${r.dependant} uses column ${shown(r.column)}, which the new definition drops`];
     if (type !== r.type)
-      return [`${r.dependant} uses column ${shown(r.column)}, which the new definition retypes from ${r.type} to ${type}`];
+      return [
+        `${r.dependant} uses column ${shown(r.column)}, which the new definition retypes from ${r.type} to ${type}`,
+      ];
     return [];
   });
   if (problems.length > 0)

@@ -59,7 +59,10 @@ export async function recordCliRequest(
 }
 
 /** Drops what an interrupted executor of `orphan` left: its half-built version (and with it its indexes). */
-export async function dropHalfBuilt(client: pg.ClientBase, orphan: Pick<Orphan, 'view_schema' | 'temp_name'>) {
+export async function dropHalfBuilt(
+  client: pg.ClientBase,
+  orphan: Pick<Orphan, 'view_schema' | 'temp_name'>,
+) {
   if (orphan.temp_name === null) return;
   await client.query(`DROP MATERIALIZED VIEW IF EXISTS ${qname(orphan.view_schema, orphan.temp_name)}`);
 }
@@ -98,7 +101,11 @@ export async function claim(
         if (!lock[0]?.locked) continue;
         if (r.status === 'running') await dropHalfBuilt(client, r);
         if (r.status === 'running' && r.origin === 'cli' && r.id !== filter.id) {
-          await client.query(replaceSql.finish, [r.id, 'failed', 'interrupted: the process carrying it out ended']);
+          await client.query(replaceSql.finish, [
+            r.id,
+            'failed',
+            'interrupted: the process carrying it out ended',
+          ]);
           abandoned = r;
           break;
         }
@@ -139,7 +146,10 @@ export async function cleanupOrphans(client: pg.ClientBase): Promise<Orphan[]> {
   const orphans = await findOrphans(client);
   const cleaned: Orphan[] = [];
   for (const o of orphans) {
-    const { rows } = await client.query<{ locked: boolean }>(replaceSql.tryLock, [REPLACE_LOCK_NAMESPACE, o.id]);
+    const { rows } = await client.query<{ locked: boolean }>(replaceSql.tryLock, [
+      REPLACE_LOCK_NAMESPACE,
+      o.id,
+    ]);
     if (!rows[0]?.locked) continue;
     try {
       await dropHalfBuilt(client, o);

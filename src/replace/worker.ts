@@ -1,0 +1,127 @@
+import type pg from 'pg';
+import type { Logger } from '../logger.js';
+import { connectClient, prepareAdminSession } from '../db/connect.js';
+import { describeError } from '../db/errors.js';
+import { REPLACE_CHANNEL } from '../db/protocol.js';
+import { scrubSecret } from '../db/url.js';
+import { execute } from './executor.js';
+import { claim, cleanupOrphans } from './requests.js';
+
+/** application_name of the worker's connections (the daemon's own kinds are counted by tests and doctor). */
+const APP_NAME = 'mvrefresh:replace';
+
+export interface ReplaceWorkerOptions {
+  databaseUrl: string;
+  /** Where LISTEN goes (a direct URL when databaseUrl is a transaction pooler's). */
+  listenUrl: string;
+  logger: Logger;
+  /** How often it looks for requests whose notification it missed, and for abandoned ones. */
+  intervalMs: number;
+}
+
+/**
+ * The daemon's side of `request_replace()`: on each notification of REPLACE_CHANNEL and at every interval,
+ * claims the oldest pending request (replicas race for it; exactly one wins, requests.ts) and carries it
+ * out on a connection of its own, one request at a time per process. Stopping cancels the running
+ * statement: the new version is dropped and the request goes back to pending for another replica.
+ */
+export class ReplaceWorker {
+  private listenClient: pg.Client | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private again = false;
+  private stopped = false;
+  private executorPid: number | undefined;
+
+  constructor(private readonly opts: ReplaceWorkerOptions) {}
+
+  start(): void {
+    this.timer = setInterval(() => this.kick(), this.opts.intervalMs);
+    this.timer.unref();
+    this.kick();
+  }
+
+  /** Looks for work now (or once more after the current pass). */
+  kick(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = this.pass()
+      .catch((err: unknown) =>
+        this.opts.logger.warn(
+          { event: 'replace_error', err: scrubSecret(describeError(err), this.opts.databaseUrl) },
+          'replace requests could not be read',
+        ),
+      )
+      .finally(() => {
+        this.running = undefined;
+        if (this.again) {
+          this.again = false;
+          this.kick();
+        }
+      });
+  }
+
+  private async ensureListening(): Promise<void> {
+    if (this.listenClient) return;
+    const client = await connectClient(this.opts.listenUrl, APP_NAME);
+    client.on('notification', () => this.kick());
+    client.on('error', () => {
+      if (this.listenClient === client) this.listenClient = undefined;
+      void client.end().catch(() => undefined);
+    });
+    await client.query(`LISTEN ${REPLACE_CHANNEL}`);
+    this.listenClient = client;
+  }
+
+  private async pass(): Promise<void> {
+    await this.ensureListening().catch(() => undefined);
+    const client = await connectClient(this.opts.databaseUrl, APP_NAME);
+    try {
+      await prepareAdminSession(client);
+      this.executorPid = (client as pg.Client & { processID?: number }).processID;
+      for (const o of await cleanupOrphans(client))
+        this.opts.logger.warn(
+          { event: 'replace_abandoned', view: `${o.view_schema}.${o.view_name}`, request: o.id },
+          'dropped the half-built version of an interrupted replace',
+        );
+      while (!this.stopped) {
+        const request = await claim(client, { origins: ['sql'] }, `daemon:${process.pid}`);
+        if (!request) break;
+        const view = `${request.view_schema}.${request.view_name}`;
+        this.opts.logger.info({ event: 'replace_started', view, request: request.id }, 'replacing a view');
+        const outcome = await execute(client, request, {
+          stopping: () => this.stopped,
+          atStep: async () => {
+            if (this.stopped) throw new Error('the daemon is stopping');
+          },
+        });
+        const fields = {
+          event: 'replace_finished',
+          view,
+          request: request.id,
+          durationMs: outcome.durationMs,
+        };
+        if (outcome.status === 'failed')
+          this.opts.logger.error({ ...fields, outcome: 'failed', err: outcome.error }, 'replace failed');
+        else this.opts.logger.info({ ...fields, outcome: outcome.status }, 'replace finished');
+      }
+    } finally {
+      this.executorPid = undefined;
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    const pid = this.executorPid;
+    if (pid !== undefined && this.listenClient)
+      await this.listenClient.query('SELECT pg_catalog.pg_cancel_backend($1)', [pid]).catch(() => undefined);
+    await this.running;
+    await this.listenClient?.end().catch(() => undefined);
+    this.listenClient = undefined;
+  }
+}
