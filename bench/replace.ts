@@ -26,7 +26,7 @@ import { PgCluster } from '../test/own-cluster/cluster.js';
 import { connect, withClient } from './db.js';
 import { writeSection } from './report.js';
 
-const ROWS = Number(process.env['BENCH_ROWS'] ?? 7_000_000);
+const ROWS = Number(process.env['BENCH_ROWS'] ?? 5_000_000);
 const ACCOUNTS = Number(process.env['BENCH_ACCOUNTS'] ?? 200_000);
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 60);
 const READERS = Number(process.env['BENCH_READERS'] ?? 8);
@@ -372,7 +372,7 @@ function report(
     build: number;
   },
 ): string {
-  const [a, b] = results;
+  const [a, b, c] = results;
   const ratio = a && b ? b.p99 / a.p99 : Number.NaN;
   const errors = results.flatMap((p) => p.errors.map((e) => `- ${p.name}: \`${e}\``));
   return `${TITLE}
@@ -397,10 +397,11 @@ ${table(results)}
 
 - (b)'s steps (its progress lines, from its start): ${b?.opNote || '—'}.
 - Reader p99 during (b) against (a): ${fmt(ratio, 2)}x (goal: at most 2x, with 0 reader and 0 writer errors).
+- (c): every reader waited for the whole transaction: ${c ? `${c.slow} reads over 1 s, the longest ${fmt(c.max / 1000)} s` : '—'}.
 - ${
     r.check
       ? `After (b), writers stopped: ${r.check.afterSwap} rows differ between the view and its new query (EXCEPT ALL
-  both ways: writes committed during the build, not yet refreshed into it), the view ${r.check.dirty ? 'marked dirty' : 'not marked dirty'};
+  both ways: writes committed during the build, not yet refreshed into it), the view ${r.check.dirty ? 'marked dirty (the daemon, not running here, refreshes it next)' : 'not marked dirty'};
   after a \`REFRESH ... CONCURRENTLY\`: ${r.check.afterRefresh} rows differ.`
       : 'No check after (b): the replace did not run or failed.'
   }
