@@ -397,7 +397,7 @@ ${table(results)}
 
 - (b)'s steps (its progress lines, from its start): ${b?.opNote || '—'}.
 - Reader p99 during (b) against (a): ${fmt(ratio, 2)}x (goal: at most 2x, with 0 reader and 0 writer errors).
-- (c): every reader waited for the whole transaction: ${c ? `${c.slow} reads over 1 s, the longest ${fmt(c.max / 1000)} s` : '—'}.
+- (c): ${c ? `${c.slow} reads over 1 s (${READERS} readers), the longest ${fmt(c.max / 1000)} s, in a transaction of ${fmt((c.opMs ?? Number.NaN) / 1000)} s` : '—'}.
 - ${
     r.check
       ? `After (b), writers stopped: ${r.check.afterSwap} rows differ between the view and its new query (EXCEPT ALL
