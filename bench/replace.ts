@@ -220,7 +220,7 @@ async function cliReplace(url: string, definitionFile: string): Promise<string> 
 interface Check {
   /** Rows that differ between the view and its new query right after the replace. */
   afterSwap: number;
-  /** Whether mvrefresh has the view marked dirty then (writes after the catch-up carried over). */
+  /** Whether mvrefresh has the view marked dirty then (the writes committed during the build). */
   dirty: boolean;
   afterRefresh: number;
 }
