@@ -13,7 +13,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund --ignore-scripts
 COPY tsconfig.json tsconfig.build.json tsconfig.image.json ./
 COPY src ./src
-# the daemon only: the demo and the benches (which use the test suite's cluster) are not in the image
+# the daemon only: the demo, the benches and dev/ (their throwaway servers) are not in the image
 RUN npx tsc -p tsconfig.image.json
 
 FROM ${BUILD_IMAGE} AS prod-deps

@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 /**
  * The fault cases that stop, restart or reconfigure a PostgreSQL server (test/own-cluster/). Each file
- * starts its own throwaway cluster (test/own-cluster/cluster.ts), never the shared server: no URL and
+ * starts its own throwaway cluster (dev/cluster.ts), never the shared server: no URL and
  * no global setup. The fault cases that share the suite's server (test/faults/) run under `npm test`. One file at a time, since every file restarts servers and spawns daemons.
  */
 export default defineConfig({

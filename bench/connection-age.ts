@@ -11,20 +11,17 @@
  *
  * Environment: BENCH_URL (superuser URL; default the local server), BENCH_OUT (docs/benchmarks.md).
  */
-import { join } from 'node:path';
 import type pg from 'pg';
 import { migrate } from '../src/db/migrate.js';
 import { sql } from '../src/db/sql.js';
 import { createPool } from '../src/db/connect.js';
 import { schema } from '../src/config.js';
-import { packageRoot } from '../src/paths.js';
-import { median, writeSection } from './report.js';
-import { connect, recreateDatabase, dropDatabase } from './db.js';
+import { median, numberEnv, writeSection } from './support/report.js';
+import { connect, recreateDatabase, dropDatabase, serverVersion } from './support/db.js';
 
-const CYCLES = Number(process.env['BENCH_CYCLES'] ?? 6000);
-const BUCKET = Number(process.env['BENCH_BUCKET'] ?? 500);
-const FRESH = Number(process.env['BENCH_FRESH'] ?? 50);
-const OUT = process.env['BENCH_OUT'] ?? join(packageRoot, 'docs', 'benchmarks.md');
+const CYCLES = numberEnv('BENCH_CYCLES', 6000);
+const BUCKET = numberEnv('BENCH_BUCKET', 500);
+const FRESH = numberEnv('BENCH_FRESH', 50);
 const DB = 'mvrefresh_bench_connection_age';
 const TITLE = '## Refresh connections over their lifetime';
 const RECYCLE_EVERY = [100, 250, 500, 1000, 2000, 4000];
@@ -139,18 +136,11 @@ async function main(): Promise<void> {
   }
   await pool.end();
   await vacuum.end();
-  const { rows: version } = await (async () => {
-    const c = await connect(url);
-    try {
-      return await c.query<{ v: string }>("SELECT current_setting('server_version') AS v");
-    } finally {
-      await c.end();
-    }
-  })();
+  const version = await serverVersion(url);
 
   const text = `${TITLE}
 
-\`npm run bench:connection-age\` (${new Date().toISOString().slice(0, 10)}, PostgreSQL ${version[0]?.v ?? '?'}, 2 cores
+\`npm run bench:connection-age\` (${new Date().toISOString().slice(0, 10)}, PostgreSQL ${version}, 2 cores
 shared with other work): forced refresh cycles (\`mvrefresh.refresh_view()\`, as the daemon calls it) of a
 7-row view with a unique index, one after the other. After every ${BUCKET} cycles of the long-lived connection, a
 new connection runs ${FRESH} cycles of the same view (its first one left out of its median), then the
@@ -175,7 +165,7 @@ Through the daemon's refresh pool at its defaults (\`refreshConnectionMaxUses\` 
 ${poolPids.size} connections in turn, median ms per ${BUCKET}: ${pooled.join(', ')}.
 `;
   console.log(text);
-  await writeSection(OUT, TITLE, text);
+  await writeSection(TITLE, text);
   await dropDatabase(DB);
 }
 

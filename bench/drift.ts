@@ -8,25 +8,18 @@
  *
  * Environment: BENCH_URL (superuser URL; default the local server), BENCH_OUT (docs/benchmarks.md).
  */
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import type pg from 'pg';
 import { migrate } from '../src/db/migrate.js';
-import { packageRoot } from '../src/paths.js';
-import { median, writeSection } from './report.js';
-import { ADMIN_URL, connect, recreateDatabase } from './db.js';
+import { DaemonProcess } from './support/daemon.js';
+import { median, numberEnv, writeSection } from './support/report.js';
+import { connect, recreateDatabase, serverVersion } from './support/db.js';
 
-const INTERVAL_MS = Number(process.env['BENCH_DRIFT_INTERVAL_MS'] ?? 10_000);
-const VIEWS = Number(process.env['BENCH_DRIFT_VIEWS'] ?? 1000);
-const OUT = process.env['BENCH_OUT'] ?? join(packageRoot, 'docs', 'benchmarks.md');
+const INTERVAL_MS = numberEnv('BENCH_DRIFT_INTERVAL_MS', 10_000);
+const VIEWS = numberEnv('BENCH_DRIFT_VIEWS', 1000);
 const DB = 'mvrefresh_bench_drift';
 const POLL_MS = 20;
 const CASE_TIMEOUT_MS = 120_000;
 const QUERY = 'SELECT region, sum(amount) AS total, count(*) AS n FROM sales_v GROUP BY region';
-
-async function freshDatabase(): Promise<string> {
-  return recreateDatabase(DB);
-}
 
 async function matches(c: pg.Client): Promise<boolean> {
   const { rows } = await c.query<{ n: string }>(
@@ -60,7 +53,7 @@ async function settle(c: pg.Client): Promise<void> {
 }
 
 async function cases(eventTrigger: boolean): Promise<Record<string, number>> {
-  const url = await freshDatabase();
+  const url = await recreateDatabase(DB);
   const c = await connect(url);
   await migrate(c);
   if (!eventTrigger)
@@ -74,15 +67,11 @@ async function cases(eventTrigger: boolean): Promise<Record<string, number>> {
     CREATE MATERIALIZED VIEW sales_by_region AS ${QUERY};
     CREATE UNIQUE INDEX ON sales_by_region (region);
     SELECT mvrefresh.watch('sales_by_region');`);
-  const daemon = spawn(process.execPath, [join(packageRoot, 'dist', 'src', 'bin.js'), 'run'], {
-    env: {
-      PATH: process.env['PATH'] ?? '',
-      DATABASE_URL: url,
-      MVREFRESH_HTTP_PORT: '0',
+  const daemon = new DaemonProcess(url, {
+    settings: {
       MVREFRESH_LOG_LEVEL: 'warn',
       MVREFRESH_DRIFT_CHECK_INTERVAL_MS: String(eventTrigger ? 3_600_000 : INTERVAL_MS),
     },
-    stdio: ['ignore', 'ignore', 'inherit'],
   });
   try {
     await settle(c);
@@ -127,14 +116,13 @@ async function cases(eventTrigger: boolean): Promise<Record<string, number>> {
     );
     return out;
   } finally {
-    daemon.kill('SIGTERM');
-    await new Promise((r) => daemon.once('exit', r));
+    await daemon.stop();
     await c.end();
   }
 }
 
 async function checkCost(): Promise<number[]> {
-  const url = await freshDatabase();
+  const url = await recreateDatabase(DB);
   const c = await connect(url);
   await migrate(c);
   await c.query(`DO $$ BEGIN
@@ -161,20 +149,13 @@ async function main() {
   const withTrigger = await cases(true);
   const periodic = await cases(false);
   const cost = await checkCost();
-  const { rows } = await (async () => {
-    const c = await connect(ADMIN_URL);
-    try {
-      return await c.query<{ v: string }>("SELECT current_setting('server_version') AS v");
-    } finally {
-      await c.end();
-    }
-  })();
+  const version = await serverVersion();
   const fmt = (x: number | undefined) =>
     x === undefined || Number.isNaN(x) ? 'not fresh' : String(Math.round(x));
   const lines = [
     '## Drift: sources that change, writes that bypass the triggers',
     '',
-    `${new Date().toISOString().slice(0, 10)}, PostgreSQL ${rows[0]?.v ?? '?'}, \`npm run bench:drift\` (bench/drift.ts). Milliseconds from`,
+    `${new Date().toISOString().slice(0, 10)}, PostgreSQL ${version}, \`npm run bench:drift\` (bench/drift.ts). Milliseconds from`,
     'the commit of the change (or of the bypassing write) to the view equal to its query, the daemon (built',
     `CLI) at its defaults otherwise; periodic check every ${INTERVAL_MS} ms in the second column.`,
     '',
@@ -187,7 +168,7 @@ async function main() {
   ];
   const text = lines.join('\n');
   process.stdout.write(`${text}\n`);
-  await writeSection(OUT, '## Drift:', text);
+  await writeSection('## Drift:', text);
 }
 
 await main();

@@ -20,15 +20,15 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { packageRoot } from '../src/paths.js';
-import { median, writeSection } from './report.js';
-import { ADMIN_URL, dbUrl, withClient } from './db.js';
-import { withPreviousRelease } from './previous-release.js';
+import { median, numberEnv, writeSection } from './support/report.js';
+import { ADMIN_URL, dbUrl, recreateDatabase, serverVersion, withClient } from './support/db.js';
+import { pgbench, pgbenchInit } from './support/pgbench.js';
+import { withPreviousRelease } from './support/previous-release.js';
 
 const run = promisify(execFile);
-const SECONDS = Number(process.env['BENCH_FANOUT_SECONDS'] ?? 6);
-const ROUNDS = Number(process.env['BENCH_FANOUT_ROUNDS'] ?? 3);
+const SECONDS = numberEnv('BENCH_FANOUT_SECONDS', 6);
+const ROUNDS = numberEnv('BENCH_FANOUT_ROUNDS', 3);
 const CLIENTS = 8;
-const OUT = process.env['BENCH_OUT'] ?? join(packageRoot, 'docs', 'benchmarks.md');
 const CLI = join(packageRoot, 'dist', 'src', 'bin.js');
 const DB_PREFIX = 'mvrefresh_fanout_';
 const SECTION = '## Write cost and the number of views';
@@ -105,12 +105,8 @@ const dbName = (w: Workload, variant: Variant) => `${DB_PREFIX}${w.key.replace('
 
 async function prepare(w: Workload, variant: Variant, previousBin: string): Promise<void> {
   const name = dbName(w, variant);
-  await withClient(ADMIN_URL, async (admin) => {
-    await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
-    await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`);
-  });
-  const url = dbUrl(name);
-  if (w.key === 'tpcb') await run('pgbench', ['-i', '-q', '-s', '10', name], { env: pgEnv() });
+  const url = await recreateDatabase(name);
+  if (w.key === 'tpcb') await pgbenchInit(name, 10);
   else
     await withClient(url, async (c) => {
       await c.query(EVENTS_SQL);
@@ -140,24 +136,13 @@ async function prepare(w: Workload, variant: Variant, previousBin: string): Prom
 const TRUNCATE_TABLE_MARKS = `DO $$ BEGIN
   IF to_regclass('mvrefresh.table_marks') IS NOT NULL THEN TRUNCATE mvrefresh.table_marks; END IF; END $$`;
 
-function pgEnv(): NodeJS.ProcessEnv {
-  const u = new URL(ADMIN_URL);
-  return {
-    ...process.env,
-    PGHOST: u.hostname,
-    PGPORT: u.port || '5432',
-    PGUSER: decodeURIComponent(u.username) || 'postgres',
-    ...(u.password ? { PGPASSWORD: decodeURIComponent(u.password) } : {}),
-  };
-}
-
-async function pgbench(w: Workload, variant: Variant, scriptDir: string): Promise<number> {
-  const args = ['-n', '-c', String(CLIENTS), '-j', '2', '-T', String(SECONDS)];
-  if (w.key === 'tpcb') args.push('-b', 'tpcb-like');
-  else args.push('-f', join(scriptDir, `${w.key}.pgbench`));
-  const { stdout } = await run('pgbench', [...args, dbName(w, variant)], { env: pgEnv() });
-  const tps = Number(/tps = ([\d.]+)/.exec(stdout)?.[1]);
-  if (!Number.isFinite(tps)) throw new Error(`pgbench failed:\n${stdout}`);
+async function runPgbench(w: Workload, variant: Variant, scriptDir: string): Promise<number> {
+  const tps = await pgbench({
+    database: dbName(w, variant),
+    clients: CLIENTS,
+    seconds: SECONDS,
+    ...(w.key === 'tpcb' ? { builtin: 'tpcb-like' } : { script: join(scriptDir, `${w.key}.pgbench`) }),
+  });
   // the marks writers add between rounds would make the next round's first transactions skip
   await withClient(dbUrl(dbName(w, variant)), (c) =>
     c.query('TRUNCATE mvrefresh.marks').then(() => c.query(TRUNCATE_TABLE_MARKS)),
@@ -230,7 +215,7 @@ async function measureAll(scriptDir: string, previousBin: string): Promise<void>
       // the baseline first and last in turn, the others in between, so drift shows in the paired ratios
       const order = round % 2 === 0 ? w.variants : [...w.variants].reverse();
       const got = new Map<string, number>();
-      for (const variant of order) got.set(variant.key, await pgbench(w, variant, scriptDir));
+      for (const variant of order) got.set(variant.key, await runPgbench(w, variant, scriptDir));
       const base = got.get('none')!;
       for (const variant of w.variants) {
         tps.get(variant.key)!.push(got.get(variant.key)!);
@@ -255,18 +240,16 @@ async function measureAll(scriptDir: string, previousBin: string): Promise<void>
     lines.push('');
   }
   lines.push(await bulkCalls(), '');
-  const { rows } = await withClient(ADMIN_URL, (c) =>
-    c.query<{ v: string }>("SELECT current_setting('server_version') AS v"),
-  );
+  const version = await serverVersion();
   const header = [
     SECTION,
     '',
-    `${new Date().toISOString().slice(0, 10)}, PostgreSQL ${rows[0]?.v}, \`npm run bench:fanout\`: pgbench with ${CLIENTS} clients, ${ROUNDS} rounds of ${SECONDS} s per variant, interleaved; no daemon running. Ratios pair each variant with the no-trigger run of the same round.`,
+    `${new Date().toISOString().slice(0, 10)}, PostgreSQL ${version}, \`npm run bench:fanout\`: pgbench with ${CLIENTS} clients, ${ROUNDS} rounds of ${SECONDS} s per variant, interleaved; no daemon running. Ratios pair each variant with the no-trigger run of the same round.`,
     '',
   ];
   const section = [...header, ...lines].join('\n');
   process.stdout.write(`${section}\n`);
-  if (OUT !== '-') await writeSection(OUT, SECTION, section);
+  await writeSection(SECTION, section);
 }
 
 await main();

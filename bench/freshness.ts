@@ -10,7 +10,7 @@
  * reports give its overhead per refresh beyond the REFRESH statement.
  *
  * With --pooler (npm run bench:pooler) it measures instead the daemon behind a private PgBouncer in
- * transaction mode (demo/pgbouncer.ts), with a direct LISTEN URL and without one, next to the daemon
+ * transaction mode (dev/pgbouncer.ts), with a direct LISTEN URL and without one, next to the daemon
  * without a pooler, in one run; writers and the reader connect directly in every row, so that the rows
  * differ only in the daemon's connections.
  *
@@ -18,21 +18,16 @@
  * BENCH_OUT (docs/benchmarks.md).
  */
 import { cpus, totalmem } from 'node:os';
-import { join } from 'node:path';
-import { readFile, writeFile } from 'node:fs/promises';
 import { loadConfig } from '../src/config.js';
-import { createLogger } from '../src/logger.js';
-import { Daemon } from '../src/daemon/daemon.js';
-import type { RefreshReport } from '../src/daemon/refresher.js';
+import type { RefreshReport } from '../src/daemon/refresh/refresher.js';
 import { migrate } from '../src/db/migrate.js';
-import { packageRoot } from '../src/paths.js';
 import { shopSchema } from '../demo/shop.js';
-import { ADMIN_URL, connect, recreateDatabase, dropDatabase } from './db.js';
-import { pgbouncerBinary, startPgBouncer, type PgBouncer } from '../demo/pgbouncer.js';
-import { writeSection } from './report.js';
+import { startLocalDaemon } from '../dev/daemon.js';
+import { pgbouncerBinary, startPgBouncer, type PgBouncer } from '../dev/pgbouncer.js';
+import { ADMIN_URL, connect, recreateDatabase, dropDatabase } from './support/db.js';
+import { numberEnv, percentile, writeSection } from './support/report.js';
 
-const SECONDS = Number(process.env['BENCH_FRESHNESS_SECONDS'] ?? 10);
-const OUT = process.env['BENCH_OUT'] ?? join(packageRoot, 'docs', 'benchmarks.md');
+const SECONDS = numberEnv('BENCH_FRESHNESS_SECONDS', 10);
 const DB = 'mvrefresh_bench_freshness';
 const POLL_MS = 5;
 /** The freshness goal: p99 <= max(target, refresh p99 / budget + refresh p99) + this. */
@@ -88,30 +83,22 @@ const timingOf = (driver: Driver): { maxStalenessMs: number; refreshBudget: numb
     : { maxStalenessMs: DEFAULTS.maxStalenessMs, refreshBudget: DEFAULTS.refreshBudget };
 const debounceOf = (driver: Driver): number => timingOf(driver).maxStalenessMs;
 
-async function startDriver(
-  driver: Driver,
-  url: string,
-  reports: RefreshReport[],
-  pooler?: PgBouncer,
-): Promise<() => Promise<void>> {
+interface Running {
+  /** The daemon's refresh reports (none for the poll driver). */
+  reports: readonly RefreshReport[];
+  stop(): Promise<void>;
+}
+
+async function startDriver(driver: Driver, url: string, pooler?: PgBouncer): Promise<Running> {
   if (driver !== 'poll 1 s') {
     const pooled = driver.includes('PgBouncer');
     if (pooled && !pooler) throw new Error(`${driver} needs a PgBouncer`);
-    const config = loadConfig({
-      env: {},
+    return startLocalDaemon(pooled ? pooler!.url : url, {
       overrides: {
-        databaseUrl: pooled ? pooler!.url : url,
         ...(driver === 'daemon behind PgBouncer, LISTEN direct' ? { listenUrl: url } : {}),
-        'http.port': 0,
-        'http.host': '127.0.0.1',
-        logLevel: 'warn',
         ...timingOf(driver),
       },
     });
-    const daemon = new Daemon(config, createLogger('warn'));
-    const running = await daemon.start();
-    running.refresher.on('report', (r) => reports.push(r));
-    return () => daemon.stop();
   }
   const c = await connect(url);
   let stop = false;
@@ -121,10 +108,13 @@ async function startDriver(
       await new Promise((r) => setTimeout(r, 1000));
     }
   })();
-  return async () => {
-    stop = true;
-    await loop;
-    await c.end();
+  return {
+    reports: [],
+    stop: async () => {
+      stop = true;
+      await loop;
+      await c.end();
+    },
   };
 }
 
@@ -199,11 +189,6 @@ async function measure(url: string, rate: number, seconds: number): Promise<Late
   return latencies;
 }
 
-function pct(xs: number[], p: number): number {
-  const s = Float64Array.from(xs).sort();
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
-}
-
 const ms = (x: number) => `${Math.round(x)}`;
 
 async function main() {
@@ -216,8 +201,7 @@ async function main() {
   ];
   for (const [rate, drivers] of plan) {
     for (const driver of drivers) {
-      const reports: RefreshReport[] = [];
-      const stop = await startDriver(driver, url, reports);
+      const { reports, stop } = await startDriver(driver, url);
       let result: Latencies;
       try {
         result = await measure(url, rate, SECONDS);
@@ -235,27 +219,26 @@ async function main() {
   // the poll driver reports no refreshes: its rows use the daemon's refresh times
   const refreshTimes = (view: string, debounce = DEFAULTS.maxStalenessMs) =>
     refreshStats.get(`${debounce}:public.${view}`) ?? [];
-  const refreshP99 = (view: string, debounce?: number) => pct(refreshTimes(view, debounce), 99);
-  const refreshP50 = (view: string, debounce?: number) => pct(refreshTimes(view, debounce), 50);
+  const refreshP99 = (view: string, debounce?: number) => percentile(refreshTimes(view, debounce), 99);
+  const refreshP50 = (view: string, debounce?: number) => percentile(refreshTimes(view, debounce), 50);
   const rows = runs.flatMap(({ driver, rate, result }) =>
     (['fast', 'slow'] as const).map((view) => {
       const l = result[view];
-      const p99 = pct(l, 99);
+      const p99 = percentile(l, 99);
       const { maxStalenessMs: target, refreshBudget: budget } = timingOf(driver);
       const r99 = refreshP99(VIEWS[view], target);
       const goal = Math.max(target, r99 / budget + r99) + GOAL_MARGIN_MS;
       const floor = 2 * refreshP50(VIEWS[view], target);
       const verdict = driver === 'poll 1 s' ? '—' : p99 <= goal ? 'yes' : 'no';
       return (
-        `| ${driver} | ${rate} | ${view} | ${result.writes} | ${ms(pct(l, 50))} | ${ms(p99)} | ` +
+        `| ${driver} | ${rate} | ${view} | ${result.writes} | ${ms(percentile(l, 50))} | ${ms(p99)} | ` +
         `${ms(l.reduce((m, x) => Math.max(m, x), 0))} | ${ms(goal)} | ${verdict} | ${ms(floor)} |`
       );
     }),
   );
 
   // coalescing: 10 000 writes in 10 s, daemon driving
-  const reports: RefreshReport[] = [];
-  const stop = await startDriver('daemon', url, reports);
+  const { reports, stop } = await startDriver('daemon', url);
   let coalesce: Latencies;
   try {
     coalesce = await measure(url, COALESCE_WRITES / COALESCE_SECONDS, COALESCE_SECONDS);
@@ -267,7 +250,7 @@ async function main() {
   const coalesceRows = (['fast', 'slow'] as const).map((k) => {
     const view = VIEWS[k];
     const n = refreshed(view).length;
-    const refreshMs = pct(
+    const refreshMs = percentile(
       refreshed(view).map((r) => r.refreshMs ?? 0),
       50,
     );
@@ -281,7 +264,7 @@ async function main() {
     const lost = coalesce[k].filter((x) => !Number.isFinite(x)).length;
     return `| ${k} | ${coalesce.writes} | ${n} | ${bound} | ${lost} |`;
   });
-  const overheadOf = (rs: RefreshReport[]) => {
+  const overheadOf = (rs: readonly RefreshReport[]) => {
     const done = rs.filter(
       (r) => r.outcome === 'refreshed' && r.refreshMs !== undefined && r.serverMs !== undefined,
     );
@@ -295,12 +278,11 @@ async function main() {
   };
   const overheadRow = (label: string, o: ReturnType<typeof overheadOf>) =>
     `| ${label} | ${o.n} | ${[o.total, o.daemon, o.server, o.wait]
-      .map((xs) => `${pct(xs, 50).toFixed(2)} / ${pct(xs, 99).toFixed(2)}`)
+      .map((xs) => `${percentile(xs, 50).toFixed(2)} / ${percentile(xs, 99).toFixed(2)}`)
       .join(' | ')} |`;
   const overhead = overheadOf(reports);
 
-  const quietReports: RefreshReport[] = [];
-  const stopQuiet = await startDriver('daemon', url, quietReports);
+  const { reports: quietReports, stop: stopQuiet } = await startDriver('daemon', url);
   try {
     const writer = await connect(url);
     for (let i = 0; i < OVERHEAD_WRITES; i += 1) {
@@ -313,7 +295,7 @@ async function main() {
   }
   const quietOverhead = overheadOf(quietReports.filter((r) => r.view === `public.${VIEWS.fast}`));
 
-  const section = [
+  const freshness = [
     '## Freshness',
     '',
     `Measured ${new Date().toISOString()} on ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, by`,
@@ -332,7 +314,8 @@ async function main() {
     'Floor: 2 × refresh p50, what one refresh at a time allows (guarantee 2): a write that commits just after',
     'a refresh took its snapshot is visible when the next refresh ends. The no-wait row (target 1 ms, budget',
     '100%) runs there; the default rows trade freshness for the writers (the TPC-B section has the curve).',
-    '',
+  ].join('\n');
+  const coalescing = [
     '## Coalescing',
     '',
     `${COALESCE_WRITES} writes in ${COALESCE_SECONDS} s with the daemon at its defaults; the bound is ceil(${COALESCE_SECONDS} s / period) + 1,`,
@@ -342,7 +325,8 @@ async function main() {
     '| view | writes | refreshes | bound | lost |',
     '| --- | --- | --- | --- | --- |',
     ...coalesceRows,
-    '',
+  ].join('\n');
+  const perRefresh = [
     '## Per-refresh overhead',
     '',
     'Each refresh cycle is one round trip (`CALL mvrefresh.refresh_view(...)`, parse, bind and execute in one',
@@ -360,19 +344,11 @@ async function main() {
     overheadRow(`${COALESCE_WRITES / COALESCE_SECONDS}/s (the coalescing run)`, overhead),
     '',
   ].join('\n');
-  console.log(section);
-  // this bench writes three sections (freshness, coalescing, overhead); the others' are kept
-  const current = await readFile(OUT, 'utf8').catch(() => '# Benchmarks\n');
-  const start = current.indexOf('## Freshness');
-  const ours = ['## Freshness', '## Coalescing', '## Per-refresh overhead'];
-  let end = start;
-  while (end >= 0) {
-    end = current.indexOf('\n## ', end + 1);
-    if (end < 0 || !ours.some((title) => current.startsWith(title, end + 1))) break;
+  // three sections of the results file, each in its place
+  for (const text of [freshness, coalescing, perRefresh]) {
+    console.log(`${text}\n`);
+    await writeSection(text.slice(0, text.indexOf('\n')), text);
   }
-  const head = start < 0 ? current.trimEnd() : current.slice(0, start).trimEnd();
-  const tail = start < 0 || end < 0 ? '' : current.slice(end);
-  await writeFile(OUT, `${head}\n\n${section.trimEnd()}\n${tail}`);
   await dropDatabase(DB);
 }
 
@@ -397,8 +373,7 @@ async function poolerMain() {
   try {
     for (const [rate, drivers] of plan)
       for (const driver of drivers) {
-        const reports: RefreshReport[] = [];
-        const stop = await startDriver(driver, url, reports, pooler);
+        const { reports, stop } = await startDriver(driver, url, pooler);
         let result: Latencies;
         try {
           result = await measure(url, rate, SECONDS);
@@ -415,7 +390,7 @@ async function poolerMain() {
           const lost = l.filter((x) => !Number.isFinite(x)).length;
           const seen = l.filter((x) => Number.isFinite(x));
           rows.push(
-            `| ${driver} | ${rate} | ${view} | ${result.writes} | ${ms(pct(seen, 50))} | ${ms(pct(seen, 99))} | ` +
+            `| ${driver} | ${rate} | ${view} | ${result.writes} | ${ms(percentile(seen, 50))} | ${ms(percentile(seen, 99))} | ` +
               `${ms(seen.reduce((m, x) => Math.max(m, x), 0))} | ${lost} | ${failed} | ${causes} |`,
           );
         }
@@ -441,7 +416,7 @@ async function poolerMain() {
     '',
   ].join('\n');
   console.log(section);
-  await writeSection(OUT, '## Behind a connection pooler', section);
+  await writeSection('## Behind a connection pooler', section);
   await dropDatabase(DB);
 }
 

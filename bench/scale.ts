@@ -7,31 +7,25 @@
  *
  * Environment: BENCH_URL (superuser URL; default the local server), BENCH_OUT (docs/benchmarks.md).
  */
-import { spawn } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import type pg from 'pg';
 import { migrate } from '../src/db/migrate.js';
-import { packageRoot } from '../src/paths.js';
-import { connect, recreateDatabase, dropDatabase } from './db.js';
+import { DaemonProcess } from './support/daemon.js';
+import { cpuSeconds } from './support/disturbance.js';
+import { connect, recreateDatabase, dropDatabase } from './support/db.js';
+import { numberEnv, writeSection } from './support/report.js';
 
-const VIEWS = Number(process.env['BENCH_SCALE_VIEWS'] ?? 1000);
-const RATE = Number(process.env['BENCH_SCALE_RATE'] ?? 200);
-const SECONDS = Number(process.env['BENCH_SCALE_SECONDS'] ?? 30);
-const OUT = process.env['BENCH_OUT'] ?? join(packageRoot, 'docs', 'benchmarks.md');
+const VIEWS = numberEnv('BENCH_SCALE_VIEWS', 1000);
+const RATE = numberEnv('BENCH_SCALE_RATE', 200);
+const SECONDS = numberEnv('BENCH_SCALE_SECONDS', 30);
 const DB = 'mvrefresh_bench_scale';
 const SWEEP_SAMPLES = 50;
-const CLOCK_TICKS = 100;
 const PAGE_KB = 4;
 
 /** Resident memory (MiB) and CPU seconds (user + system) of a process, from /proc. */
 async function proc(pid: number): Promise<{ rssMiB: number; cpuSeconds: number }> {
   const statm = (await readFile(`/proc/${pid}/statm`, 'utf8')).split(' ');
-  const stat = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
-  return {
-    rssMiB: (Number(statm[1]) * PAGE_KB) / 1024,
-    cpuSeconds: (Number(stat[11]) + Number(stat[12])) / CLOCK_TICKS,
-  };
+  return { rssMiB: (Number(statm[1]) * PAGE_KB) / 1024, cpuSeconds: await cpuSeconds(pid) };
 }
 
 async function sweepMs(c: pg.Client): Promise<number> {
@@ -56,18 +50,9 @@ async function main() {
   await c.query('CALL mvrefresh.refresh_dirty()');
   const sweepClean = await sweepMs(c);
 
-  const daemon = spawn(process.execPath, [join(packageRoot, 'dist', 'src', 'bin.js'), 'run'], {
-    env: {
-      PATH: process.env['PATH'] ?? '',
-      DATABASE_URL: url,
-      MVREFRESH_HTTP_PORT: '0',
-      MVREFRESH_LOG_LEVEL: 'warn',
-    },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  const exited = new Promise<void>((resolve) => daemon.on('exit', () => resolve()));
+  const daemon = new DaemonProcess(url, { settings: { MVREFRESH_LOG_LEVEL: 'warn' } });
   await new Promise((r) => setTimeout(r, 2000));
-  const start = await proc(daemon.pid!);
+  const start = await proc(daemon.pid);
   let maxRss = start.rssMiB;
   let maxQueue = 0;
   let sweepDirty = 0;
@@ -81,7 +66,7 @@ async function main() {
       await writer.query(`UPDATE t${i} SET v = v + 1 WHERE id = 1 + (random() * 9)::int`);
       writes += 1;
     }
-    const p = await proc(daemon.pid!);
+    const p = await proc(daemon.pid);
     maxRss = Math.max(maxRss, p.rssMiB);
     const q = await c.query<{ u: number }>('SELECT pg_notification_queue_usage() AS u');
     maxQueue = Math.max(maxQueue, q.rows[0]!.u);
@@ -90,7 +75,7 @@ async function main() {
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
   }
   const wall = (performance.now() - wallStart) / 1000;
-  const end = await proc(daemon.pid!);
+  const end = await proc(daemon.pid);
   // every view converges
   const convergeStart = performance.now();
   for (;;) {
@@ -106,8 +91,7 @@ async function main() {
     );
     if (rows[0]?.n !== '0') stale += 1;
   }
-  daemon.kill('SIGTERM');
-  await exited;
+  await daemon.stop();
   await writer.end();
   await c.end();
   const cpuPercent = ((end.cpuSeconds - start.cpuSeconds) / wall) * 100;
@@ -131,11 +115,7 @@ async function main() {
     '',
   ].join('\n');
   console.log(section);
-  const current = await readFile(OUT, 'utf8').catch(() => '# Benchmarks\n');
-  const at = current.indexOf('## Scale');
-  const head = at < 0 ? current.trimEnd() : current.slice(0, at).trimEnd();
-  const next = at < 0 ? -1 : current.indexOf('\n## ', at + 1);
-  await writeFile(OUT, `${head}\n\n${section}${next < 0 ? '' : current.slice(next)}`);
+  await writeSection('## Scale', section);
   await dropDatabase(DB);
 }
 

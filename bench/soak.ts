@@ -1,6 +1,6 @@
 /**
  * The soak (issue 18): the daemon as an operator runs it (`mvrefresh run`, defaults) for --minutes on a
- * private PostgreSQL cluster with production settings (autovacuum on, fsync on; test/own-cluster/cluster.ts
+ * private PostgreSQL cluster with production settings (autovacuum on, fsync on; dev/cluster.ts
  * starts it), --views watched views over 5 tables written at --tps transactions per second. Every
  * --sample-seconds: the daemon's RSS, heap, file descriptors and connections, the private memory of its
  * backends (RssAnon of /proc/<pid>/status: the cluster runs here), the worst staleness, the sizes of
@@ -14,9 +14,10 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { migrate } from '../src/db/migrate.js';
-import { freePort } from '../demo/embedded.js';
-import { PgCluster } from '../test/own-cluster/cluster.js';
-import { DaemonProcess } from './soak/daemon.js';
+import { freePort } from '../dev/embedded.js';
+import { PgCluster } from '../dev/cluster.js';
+import { DaemonProcess } from './support/daemon.js';
+import { serverVersion } from './support/db.js';
 import { parseOptions, type SoakOptions } from './soak/options.js';
 import { checks, csv, markdownTable, svg, windows } from './soak/report.js';
 import { takeSample, type Sample } from './soak/sampler.js';
@@ -119,13 +120,12 @@ async function soak(opts: SoakOptions): Promise<Run> {
     await cluster.start();
     const url = await setUp(cluster, opts.views);
     db = await connect(url);
-    const serverVersion = (await db.query<{ v: string }>("SELECT current_setting('server_version') AS v"))
-      .rows[0]!.v;
-    daemon = new DaemonProcess(
-      url,
-      await freePort(),
-      opts.maxUses === undefined ? {} : { MVREFRESH_REFRESH_CONNECTION_MAX_USES: String(opts.maxUses) },
-    );
+    const version = await serverVersion(url);
+    daemon = new DaemonProcess(url, {
+      port: await freePort(),
+      settings:
+        opts.maxUses === undefined ? {} : { MVREFRESH_REFRESH_CONNECTION_MAX_USES: String(opts.maxUses) },
+    });
     await daemon.started();
     await settle(db, opts.views);
     writers = new Writers(url, opts.tps);
@@ -153,7 +153,7 @@ async function soak(opts: SoakOptions): Promise<Run> {
     const written = await writers.stop();
     writers = undefined;
     const unequal = await settle(db, opts.views);
-    return { samples, daemon, t0, unequal, written, serverVersion, kills };
+    return { samples, daemon, t0, unequal, written, serverVersion: version, kills };
   } finally {
     await writers?.stop().catch(() => undefined);
     await daemon?.stop();

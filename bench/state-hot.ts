@@ -7,18 +7,15 @@
  *
  * Environment: BENCH_URL (superuser URL; default the local server), BENCH_OUT (docs/benchmarks.md).
  */
-import { join } from 'node:path';
 import { migrate } from '../src/db/migrate.js';
 import { sql } from '../src/db/sql.js';
-import { packageRoot } from '../src/paths.js';
-import { median, writeSection } from './report.js';
-import { ADMIN_URL, connect, withClient, recreateDatabase, dropDatabase } from './db.js';
+import { median, numberEnv, writeSection } from './support/report.js';
+import { connect, withClient, recreateDatabase, dropDatabase, serverVersion } from './support/db.js';
 
-const CYCLES = Number(process.env['BENCH_HOT_CYCLES'] ?? 3000);
+const CYCLES = numberEnv('BENCH_HOT_CYCLES', 3000);
 const SWEEP_CALLS = 300;
 const SWEEP_VIEWS = 1000;
 const VIEWS = 5;
-const OUT = process.env['BENCH_OUT'] ?? join(packageRoot, 'docs', 'benchmarks.md');
 const DB = 'mvrefresh_bench_state_hot';
 const TITLE = '## view_state: HOT updates';
 /** The index of versions 1-8, which version 9 drops. */
@@ -126,15 +123,12 @@ async function main(): Promise<void> {
   const after = await cycles(false);
   const sweepBefore = await sweep(true);
   const sweepAfter = await sweep(false);
-  const version = await withClient(
-    ADMIN_URL,
-    async (c) => (await c.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]?.v,
-  );
+  const version = await serverVersion();
   const row = (name: string, r: Round, sweepMs: number) =>
     `| ${name} | ${r.updates} | ${r.hot} | ${f1((100 * r.hot) / r.updates)}% | ${f1(r.sizeKiB)} | ${f1(r.indexKiB)} | ${f1(r.cycleMs)} | ${sweepMs.toFixed(2)} |`;
   const text = `${TITLE}
 
-\`npm run bench:state-hot\` (${new Date().toISOString().slice(0, 10)}, PostgreSQL ${version ?? '?'}, autovacuum off, 2 cores
+\`npm run bench:state-hot\` (${new Date().toISOString().slice(0, 10)}, PostgreSQL ${version}, autovacuum off, 2 cores
 shared with other work): ${CYCLES} refresh cycles of ${VIEWS} watched views in turn, each after a write to its
 table, as the daemon runs them (\`refresh_view()\`, not forced), in a new database per row; view_state's
 counters (\`pg_stat_user_tables\`) and sizes after them. The sweep: \`due_views()\` over ${SWEEP_VIEWS} watched views
@@ -146,7 +140,7 @@ ${row('with view_state_unfinished (versions 1-8)', before, sweepBefore)}
 ${row('without it (version 9)', after, sweepAfter)}
 `;
   console.log(text);
-  await writeSection(OUT, TITLE, text);
+  await writeSection(TITLE, text);
   await dropDatabase(DB);
 }
 

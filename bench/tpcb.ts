@@ -13,27 +13,23 @@
  * default rounds). autovacuum is whatever the server has; every round starts with an empty history, a
  * VACUUM of the pgbench tables and a CHECKPOINT.
  */
-import { execFile } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { writeFile } from 'node:fs/promises';
 import { Writable } from 'node:stream';
-import { promisify } from 'node:util';
 import { loadConfig } from '../src/config.js';
-import { createLogger } from '../src/logger.js';
-import { Daemon } from '../src/daemon/daemon.js';
-import type { RefreshReport } from '../src/daemon/refresher.js';
-import type { ViewSchedule } from '../src/daemon/scheduler.js';
+import type { ViewSchedule } from '../src/daemon/refresh/scheduler.js';
 import { migrate } from '../src/db/migrate.js';
+import { SUCCESS_OUTCOMES } from '../src/db/protocol.js';
 import { packageRoot } from '../src/paths.js';
-import { lineCharts } from './svg.js';
-import { DisturbanceMeter, NO_ACTIVITY, addActivity, secondsSince } from './disturbance.js';
-import { ADMIN_URL, dbUrl, connect, recreateDatabase } from './db.js';
-import { writeSection } from './report.js';
+import { startLocalDaemon } from '../dev/daemon.js';
+import { lineCharts } from './support/svg.js';
+import { DisturbanceMeter, startMonitor, waitForQuiet } from './support/disturbance.js';
+import { ADMIN_URL, dbUrl, connect, dropDatabase, recreateDatabase } from './support/db.js';
+import { pgbench, pgbenchInit } from './support/pgbench.js';
+import { numberEnv, percentile, writeSection } from './support/report.js';
 
-const run = promisify(execFile);
-const SECONDS = Number(process.env['BENCH_TPCB_SECONDS'] ?? 20);
-const OUT = process.env['BENCH_OUT'] ?? join(packageRoot, 'docs', 'benchmarks.md');
+const SECONDS = numberEnv('BENCH_TPCB_SECONDS', 20);
 const SVG = join(packageRoot, 'docs', 'tpcb-tradeoff.svg');
 const DB = 'mvrefresh_bench_tpcb';
 const SCALE = 10;
@@ -54,21 +50,13 @@ const VIEWS: Record<string, string> = {
   teller_activity: `SELECT tid, count(*) AS transactions, sum(delta) AS total_delta, max(mtime) AS last_at
                       FROM pgbench_history GROUP BY tid`,
 };
+/** Refreshes counted in the trade-off: the bench's views all refresh CONCURRENTLY (or populate), never blocking. */
+const CONCURRENT_OUTCOMES: readonly string[] = SUCCESS_OUTCOMES.filter((o) => o !== 'refreshed_blocking');
 const KEYS: Record<string, string> = { branch_totals: 'bid', top_accounts: 'aid', teller_activity: 'tid' };
-
-function pgArgs(): string[] {
-  const u = new URL(ADMIN_URL);
-  return ['-h', u.hostname, '-p', u.port || '5432', '-U', decodeURIComponent(u.username || 'postgres')];
-}
-
-const pgEnv = () => {
-  const password = decodeURIComponent(new URL(ADMIN_URL).password);
-  return { ...process.env, ...(password ? { PGPASSWORD: password } : {}) };
-};
 
 async function setup(): Promise<void> {
   await recreateDatabase(DB);
-  await run('pgbench', ['-i', '-q', '-s', String(SCALE), ...pgArgs(), DB], { env: pgEnv() });
+  await pgbenchInit(DB, SCALE);
   const c = await connect(dbUrl(DB));
   for (const [name, query] of Object.entries(VIEWS))
     await c.query(
@@ -96,48 +84,9 @@ interface Round {
 
 let meter: DisturbanceMeter;
 
-/** Waits (bounded) until other processes leave the CPU alone for two seconds in a row. */
-async function waitForQuiet(): Promise<void> {
-  const t0 = performance.now();
-  let quiet = 0;
-  await meter.sample();
-  while (quiet < 2 && secondsSince(t0) < QUIET_WAIT_S) {
-    const t = performance.now();
-    await new Promise((r) => setTimeout(r, 1000));
-    const a = await meter.sample();
-    quiet = DisturbanceMeter.share(a.ticks, secondsSince(t)) < QUIET_SHARE ? quiet + 1 : 0;
-  }
-}
-
-async function pgbench(seconds: number): Promise<number> {
-  const { stdout } = await run(
-    'pgbench',
-    ['-n', '-c', String(CLIENTS), '-j', '2', '-T', String(seconds), ...pgArgs(), DB],
-    { env: pgEnv(), maxBuffer: 16 * 2 ** 20 },
-  );
-  const tps = Number(/^tps = ([\d.]+)/m.exec(stdout)?.[1]);
-  if (!Number.isFinite(tps)) throw new Error(`pgbench failed:\n${stdout}`);
-  return tps;
-}
-
-async function startDaemon(
-  url: string,
-  targetS: number | undefined,
-  reports: RefreshReport[],
-  unmet: string[],
-) {
-  // MVREFRESH_* variables of the bench's environment apply (to try settings); the URL is the bench's
-  const config = loadConfig({
-    env: process.env,
-    overrides: {
-      databaseUrl: url,
-      'http.port': 0,
-      'http.host': '127.0.0.1',
-      logLevel: 'info',
-      ...(targetS === undefined ? {} : { maxStalenessMs: targetS * 1000 }),
-    },
-  });
-  const sink = new Writable({
+/** The daemon in this process at a target (undefined: its default); what it logs as target_unmet goes to `unmet`. */
+async function startDaemon(url: string, targetS: number | undefined, unmet: string[]) {
+  const log = new Writable({
     write(chunk: Buffer, _enc, done) {
       for (const line of chunk.toString('utf8').split('\n')) {
         if (!line.includes('"target_unmet"')) continue;
@@ -147,10 +96,14 @@ async function startDaemon(
       done();
     },
   });
-  const daemon = new Daemon(config, createLogger('info', sink));
-  const running = await daemon.start();
-  running.refresher.on('report', (r) => reports.push(r));
-  return { daemon, running };
+  // MVREFRESH_* variables of the bench's environment apply (to try settings); the URL is the bench's
+  const local = await startLocalDaemon(url, {
+    env: process.env,
+    logLevel: 'info',
+    log,
+    overrides: targetS === undefined ? {} : { maxStalenessMs: targetS * 1000 },
+  });
+  return local;
 }
 
 async function oneRound(targetS: number | undefined, daemon: boolean): Promise<Round> {
@@ -181,15 +134,17 @@ async function oneRound(targetS: number | undefined, daemon: boolean): Promise<R
     seconds,
     othersCpu: 0,
   };
-  const reports: RefreshReport[] = [];
   let d: Awaited<ReturnType<typeof startDaemon>> | undefined;
   if (daemon) {
     for (const name of Object.keys(VIEWS)) await c.query('SELECT mvrefresh.watch($1)', [name]);
     // every round starts from fresh views, whose last refresh tells the daemon what a refresh costs
     await c.query('CALL mvrefresh.refresh_dirty()');
-    d = await startDaemon(url, targetS, reports, round.unmet);
+    d = await startDaemon(url, targetS, round.unmet);
   }
-  await waitForQuiet();
+  await waitForQuiet(meter, {
+    maxSeconds: QUIET_WAIT_S,
+    isQuiet: (a, seconds) => DisturbanceMeter.share(a.ticks, seconds) < QUIET_SHARE,
+  });
   let writing = true;
   const sampler = (async () => {
     while (writing && daemon) {
@@ -200,24 +155,15 @@ async function oneRound(targetS: number | undefined, daemon: boolean): Promise<R
       await new Promise((res) => setTimeout(res, SAMPLE_MS));
     }
   })();
-  let activity = NO_ACTIVITY;
-  let measuring = true;
-  const t0 = performance.now();
-  const monitor = (async () => {
-    await meter.sample();
-    while (measuring) {
-      await new Promise((r) => setTimeout(r, 1000));
-      activity = addActivity(activity, await meter.sample());
-    }
-  })();
+  const monitor = startMonitor(meter);
   try {
-    round.tps = await pgbench(seconds);
+    round.tps = await pgbench({ database: DB, clients: CLIENTS, seconds });
   } finally {
     writing = false;
-    measuring = false;
-    await Promise.all([sampler, monitor]);
+    await sampler;
   }
-  round.othersCpu = DisturbanceMeter.share(activity.ticks, secondsSince(t0));
+  const others = await monitor.stop();
+  round.othersCpu = DisturbanceMeter.share(others.activity.ticks, others.seconds);
   if (d) {
     const stopped = performance.now();
     const pending = new Set(Object.keys(VIEWS));
@@ -238,9 +184,9 @@ async function oneRound(targetS: number | undefined, daemon: boolean): Promise<R
       );
       round.equal[name] = rows[0]!.n === 0;
     }
-    for (const r of reports) {
+    for (const r of d.reports) {
       const name = r.view.replace(/^public\./, '');
-      if (!['refreshed', 'populated'].includes(r.outcome)) continue;
+      if (!CONCURRENT_OUTCOMES.includes(r.outcome)) continue;
       round.refreshes[name] = (round.refreshes[name] ?? 0) + 1;
       (round.refreshMs[name] ??= []).push(r.refreshMs ?? r.durationMs);
     }
@@ -252,11 +198,6 @@ async function oneRound(targetS: number | undefined, daemon: boolean): Promise<R
       ` (others used ${(round.othersCpu * 100).toFixed(0)}% of the CPU)\n`,
   );
   return round;
-}
-
-function pct(xs: readonly number[], p: number): number {
-  const s = Float64Array.from(xs).sort();
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
 }
 
 /** Each daemon round against the mean of the no-view rounds right before and after it. */
@@ -323,8 +264,8 @@ async function main(): Promise<void> {
     names.map((v) => {
       const s = r.staleness[v] ?? [];
       return (
-        `| ${i + 1} | ${f2(ratio.get(r)!)} | ${v} | ${f1(pct(r.refreshMs[v] ?? [], 50))} | ${r.refreshes[v] ?? 0} | ` +
-        `${f2(pct(s, 50))} | ${f2(pct(s, 99))} | ${f2(Math.max(...s))} | ${f2((r.convergeMs[v] ?? NaN) / 1000)} | ` +
+        `| ${i + 1} | ${f2(ratio.get(r)!)} | ${v} | ${f1(percentile(r.refreshMs[v] ?? [], 50))} | ${r.refreshes[v] ?? 0} | ` +
+        `${f2(percentile(s, 50))} | ${f2(percentile(s, 99))} | ${f2(Math.max(...s))} | ${f2((r.convergeMs[v] ?? NaN) / 1000)} | ` +
         `${r.equal[v] ? 'yes' : 'NO'} | ${r.plans[v]?.targetMet ? 'yes' : `no (${f1((r.plans[v]?.achievableMs ?? NaN) / 1000)} s)`} |`
       );
     }),
@@ -333,7 +274,7 @@ async function main(): Promise<void> {
     const rs = rounds.filter((r) => r.daemon && targetOf(r) === t);
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
     const perMin = (v: string) => mean(rs.map((r) => ((r.refreshes[v] ?? 0) * 60) / r.seconds));
-    const p99 = (v: string) => mean(rs.map((r) => pct(r.staleness[v] ?? [], 99)));
+    const p99 = (v: string) => mean(rs.map((r) => percentile(r.staleness[v] ?? [], 99)));
     return { t, n: rs.length, ratio: mean(rs.map((r) => ratio.get(r)!)), perMin, p99 };
   });
   const curveRows = curve.map(
@@ -411,9 +352,9 @@ async function main(): Promise<void> {
     `bench/tpcb.ts, ${new Date().toISOString().slice(0, 10)}: pgbench TPC-B scale ${SCALE}, ${CLIENTS} clients, budget ${Math.round(defaults.refreshBudget * 100)}% per view`,
   );
   await writeFile(SVG, svg);
-  await writeSection(OUT, SECTION_TITLE, section);
-  await admin.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
+  await writeSection(SECTION_TITLE, section);
   await admin.end();
+  await dropDatabase(DB);
 }
 
 main().catch((err: unknown) => {

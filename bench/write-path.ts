@@ -1,7 +1,7 @@
 /**
  * Write-path cost: what watching a view costs the application's writers, side by side in one run.
  *
- * Every variant gets its own database, a copy of the dirty-flag article's shop (bench/shop.sql) with the
+ * Every variant gets its own database, a copy of the dirty-flag article's shop (demo/shop.ts) with the
  * same seed. pgbench writes one order per transaction (bench/write.pgbench) with 8 and with 32 clients; the
  * variants run one at a time, interleaved, each round after a CHECKPOINT and a quiet moment of the machine
  * (the NOTIFY commit lock, the WAL and the 2 cores are shared); a round disturbed by another process is
@@ -25,26 +25,33 @@
  * only while the run stays within it), BENCH_OUT (docs/benchmarks.md; "-" for
  * none), BENCH_KEEP=1 keeps the databases, BENCH_SYNCHRONOUS_COMMIT (the writers'; default the server's). Quick run: BENCH_SECONDS=5 BENCH_ROUNDS=1.
  */
-import { execFile, spawn } from 'node:child_process';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { packageRoot } from '../src/paths.js';
-import { type Activity, DisturbanceMeter, NO_ACTIVITY, addActivity, secondsSince } from './disturbance.js';
-import { ADMIN_URL, dbUrl, withClient } from './db.js';
-import { withPreviousRelease } from './previous-release.js';
+import { shopSchema } from '../demo/shop.js';
+import { DaemonProcess } from './support/daemon.js';
+import {
+  type Activity,
+  DisturbanceMeter,
+  secondsSince,
+  startMonitor,
+  waitForQuiet,
+} from './support/disturbance.js';
+import { ADMIN_URL, dbUrl, withClient } from './support/db.js';
+import { pgbench, pgbenchArgs, type PgbenchRun } from './support/pgbench.js';
+import { withPreviousRelease } from './support/previous-release.js';
+import { RESULTS_FILE, median, numberEnv, percentile, writeSection } from './support/report.js';
 
 const run = promisify(execFile);
 
 function intEnv(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
+  const value = numberEnv(name, fallback);
   if (!Number.isInteger(value) || value < 0) throw new Error(`${name} must be a non-negative integer`);
   return value;
 }
@@ -65,8 +72,6 @@ const THREADS = intEnv('BENCH_THREADS', 2);
 const SEED_ORDERS = intEnv('BENCH_SEED_ORDERS', 600_000);
 const QUIET_WAIT_SECONDS = intEnv('BENCH_QUIET_WAIT_SECONDS', 60);
 const BUDGET_SECONDS = intEnv('BENCH_BUDGET_SECONDS', 480);
-const OUT = process.env['BENCH_OUT'] ?? join(packageRoot, 'docs', 'benchmarks.md');
-const NO_OUTPUT = '-';
 const KEEP_DATABASES = process.env['BENCH_KEEP'] === '1';
 /**
  * synchronous_commit of the writers (on, off, ...; default: the server's). "off" makes the run CPU-bound:
@@ -77,7 +82,6 @@ if (!/^(|on|off|local|remote_write|remote_apply)$/.test(SYNCHRONOUS_COMMIT))
   throw new Error('BENCH_SYNCHRONOUS_COMMIT must be on, off, local, remote_write or remote_apply');
 
 const REFRESH_PERIOD_MS = 1000;
-const MONITOR_PERIOD_MS = 1000;
 /** Consecutive quiet seconds before a round starts. */
 const QUIET_SAMPLES = 2;
 /**
@@ -93,7 +97,6 @@ const ATTEMPTS_PER_ROUND = 2;
 const PERCENTILE = 99;
 const US_PER_MS = 1000;
 const BYTES_PER_GIB = 2 ** 30;
-const PGBENCH_MAX_BUFFER = 16 * 1024 * 1024;
 
 const DB_PREFIX = 'mvrefresh_bench_';
 const TEMPLATE_DB = `${DB_PREFIX}template`;
@@ -229,7 +232,7 @@ async function createTemplate(admin: pg.Client): Promise<void> {
   await dropDatabase(admin, TEMPLATE_DB);
   await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(TEMPLATE_DB)}`);
   await withClient(dbUrl(TEMPLATE_DB), async (c) => {
-    await c.query(await readBenchSql('shop.sql'));
+    await c.query(shopSchema({ products: 1000, customers: 1000 }));
     // one item per order, spread like the workload's (product p ordered on day p % 300 of 2024); the
     // sequence is fresh, so order g gets id g and its item product 1 + g % 1000
     await c.query(
@@ -290,30 +293,6 @@ async function copyDatabase(admin: pg.Client, template: string, name: string): P
   );
 }
 
-/**
- * Waits until no other process has used the CPU for QUIET_SAMPLES seconds, or for at most maxSeconds;
- * true if the last second was quiet.
- */
-async function waitForQuiet(meter: DisturbanceMeter, maxSeconds: number): Promise<boolean> {
-  const t0 = performance.now();
-  let quiet = 0;
-  let announced = false;
-  await meter.sample();
-  for (;;) {
-    const t = performance.now();
-    await sleep(MONITOR_PERIOD_MS);
-    if (disturbance(await meter.sample(), secondsSince(t)) === null) {
-      quiet += 1;
-      if (quiet >= QUIET_SAMPLES) return true;
-    } else {
-      quiet = 0;
-      if (!announced) process.stderr.write('  something else is running: waiting\n');
-      announced = true;
-    }
-    if (secondsSince(t0) >= maxSeconds) return quiet > 0;
-  }
-}
-
 /** What other processes did during a round: a description, null if nothing that matters. */
 function disturbance(activity: Activity, seconds: number): string | null {
   const share = DisturbanceMeter.share(activity.ticks, seconds);
@@ -328,27 +307,6 @@ function disturbance(activity: Activity, seconds: number): string | null {
     ...(activity.checkpoints > 0 ? [`${activity.checkpoints} checkpoint(s)`] : []),
   ];
   return notes.length > 0 ? notes.join(', ') : null;
-}
-
-/** Samples what others do during a round; stop() describes it (null: nothing that matters). */
-function startMonitor(meter: DisturbanceMeter): { stop: () => Promise<string | null> } {
-  const t0 = performance.now();
-  let activity = NO_ACTIVITY;
-  let stopped = false;
-  const loop = (async () => {
-    await meter.sample();
-    while (!stopped) {
-      await sleep(MONITOR_PERIOD_MS);
-      activity = addActivity(activity, await meter.sample());
-    }
-  })();
-  return {
-    stop: async () => {
-      stopped = true;
-      await loop;
-      return disturbance(activity, secondsSince(t0));
-    },
-  };
 }
 
 /** Calls a refresh statement at a fixed rate; stop() returns how long each call took (ms). */
@@ -388,60 +346,30 @@ async function startRefresher(url: string, statement: string): Promise<{ stop: (
  * refreshes it reported (ms).
  */
 async function startDaemon(url: string): Promise<{ stop: () => Promise<number[]> }> {
-  const child = spawn(process.execPath, [CLI, 'run'], {
-    env: { ...process.env, DATABASE_URL: url, MVREFRESH_HTTP_PORT: '0', MVREFRESH_LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const durations: number[] = [];
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const started = new Promise<void>((resolve, reject) => {
-    child.on('exit', (code) => reject(new Error(`the daemon exited with code ${code} before it started`)));
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      let entry: { event?: string; outcome?: string; durationMs?: number };
-      try {
-        entry = JSON.parse(line) as typeof entry;
-      } catch {
-        return;
-      }
-      if (entry.event === 'started') resolve();
-      if (entry.event === 'refresh' && entry.outcome === 'refreshed' && typeof entry.durationMs === 'number')
-        durations.push(entry.durationMs);
-    });
-  });
-  await started;
+  const daemon = new DaemonProcess(url, { inheritEnv: true, settings: { MVREFRESH_LOG_LEVEL: 'info' } });
+  await daemon.started();
   return {
     stop: async () => {
-      child.kill('SIGTERM');
-      const code = await exited;
+      const code = await daemon.stop();
       if (code !== 0) throw new Error(`the daemon exited with code ${code}`);
-      return durations;
+      return daemon.refreshes.flatMap((r) =>
+        r.outcome === 'refreshed' && r.durationMs !== undefined ? [r.durationMs] : [],
+      );
     },
   };
 }
 
-function pgbenchArgs(database: string, logPrefix: string, clients: number): string[] {
-  const u = new URL(ADMIN_URL);
-  return [
-    '-n',
-    '-c',
-    String(clients),
-    '-j',
-    String(THREADS),
-    '-T',
-    String(SECONDS),
-    '-f',
-    SCRIPT,
-    '-l',
-    '--log-prefix',
-    logPrefix,
-    '-h',
-    u.hostname,
-    '-p',
-    u.port || '5432',
-    '-U',
-    decodeURIComponent(u.username || 'postgres'),
+/** One round's pgbench run: the workload script, its per-transaction log written under logPrefix. */
+function pgbenchRun(database: string, logPrefix: string, clients: number): PgbenchRun {
+  return {
     database,
-  ];
+    clients,
+    threads: THREADS,
+    seconds: SECONDS,
+    script: SCRIPT,
+    logPrefix,
+    env: SYNCHRONOUS_COMMIT ? { PGOPTIONS: `-c synchronous_commit=${SYNCHRONOUS_COMMIT}` } : {},
+  };
 }
 
 interface Round {
@@ -469,22 +397,10 @@ const FIRST_TRANSACTION = 1;
  * One pgbench run; the latencies come from its per-transaction log (client, transaction number, latency in
  * microseconds, ...).
  */
-async function pgbench(database: string, clients: number): Promise<PgbenchResult> {
+async function measurePgbench(database: string, clients: number): Promise<PgbenchResult> {
   const logDir = await mkdtemp(join(tmpdir(), 'mvrefresh-bench-'));
   try {
-    const password = decodeURIComponent(new URL(ADMIN_URL).password);
-    const env = {
-      ...process.env,
-      ...(password ? { PGPASSWORD: password } : {}),
-      ...(SYNCHRONOUS_COMMIT ? { PGOPTIONS: `-c synchronous_commit=${SYNCHRONOUS_COMMIT}` } : {}),
-    };
-    const { stdout } = await run('pgbench', pgbenchArgs(database, join(logDir, 'tx'), clients), {
-      env,
-      maxBuffer: PGBENCH_MAX_BUFFER,
-    });
-    const tps = Number(/^tps = ([\d.]+)/m.exec(stdout)?.[1]);
-    const failed = Number(/^number of failed transactions: (\d+)/m.exec(stdout)?.[1] ?? 0);
-    if (!Number.isFinite(tps) || failed > 0) throw new Error(`pgbench on ${database} failed:\n${stdout}`);
+    const tps = await pgbench(pgbenchRun(database, join(logDir, 'tx'), clients));
     const latencies: number[] = [];
     let firstMaxUs = 0;
     let warmMaxUs = 0;
@@ -502,18 +418,6 @@ async function pgbench(database: string, clients: number): Promise<PgbenchResult
   } finally {
     await rm(logDir, { recursive: true, force: true });
   }
-}
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-function percentile(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
 
 function concat(arrays: readonly Float64Array[]): Float64Array {
@@ -640,7 +544,11 @@ async function serverInfo(admin: pg.Client): Promise<ServerInfo> {
 function section(results: readonly Result[], server: ServerInfo, startedAt: Date): string {
   const u = new URL(ADMIN_URL);
   const options = SYNCHRONOUS_COMMIT ? [`PGOPTIONS='-c synchronous_commit=${SYNCHRONOUS_COMMIT}'`] : [];
-  const command = [...options, 'pgbench', ...pgbenchArgs(`${DB_PREFIX}<variant>`, '$TMP/tx', CLIENTS[0] ?? 8)]
+  const command = [
+    ...options,
+    'pgbench',
+    ...pgbenchArgs(pgbenchRun(`${DB_PREFIX}<variant>`, '$TMP/tx', CLIENTS[0] ?? 8)),
+  ]
     .map((a) => (a === SCRIPT ? relative(packageRoot, SCRIPT) : a))
     .join(' ');
   const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU';
@@ -653,7 +561,7 @@ function section(results: readonly Result[], server: ServerInfo, startedAt: Date
     `PostgreSQL ${server.version} on ${u.hostname}:${u.port || '5432'} (synchronous_commit ${SYNCHRONOUS_COMMIT || server.synchronousCommit} for the writers, ` +
       `shared_buffers ${server.sharedBuffers}), pgbench and the server on the same machine.`,
     '',
-    "The dirty-flag article's shop (bench/shop.sql) seeded with 1000 products, 1000 customers and",
+    "The dirty-flag article's shop (demo/shop.ts) seeded with 1000 products, 1000 customers and",
     `${SEED_ORDERS} orders of one item; each variant installs its triggers in a copy of it, and each round runs`,
     'on a fresh copy of that (all rounds start alike). Each transaction writes one order and its item',
     `(bench/write.pgbench). ${ROUNDS} rounds of ${SECONDS} s per variant, interleaved (one variant at a time, the order`,
@@ -700,15 +608,6 @@ function section(results: readonly Result[], server: ServerInfo, startedAt: Date
     ...worstLatencyLines(results),
     '',
   ].join('\n');
-}
-
-/** Replaces the "Write-path cost" section of the results file, keeping the others. */
-async function mergeSection(file: string, text: string): Promise<string> {
-  const current = await readFile(file, 'utf8').catch(() => '# Benchmarks\n');
-  const start = current.indexOf(SECTION_TITLE);
-  if (start < 0) return `${current.trimEnd()}\n\n${text}`;
-  const next = current.indexOf('\n## ', start + SECTION_TITLE.length);
-  return `${current.slice(0, start)}${text}${next < 0 ? '' : `\n${current.slice(next + 1)}`}`;
 }
 
 /** Keeps the run within BENCH_BUDGET_SECONDS: waiting for quiet and repeating rounds use only the slack. */
@@ -759,7 +658,11 @@ async function measure(
     await copyDatabase(admin, templateName(variant), dbName(variant));
     await admin.query('CHECKPOINT');
     const preparation = secondsSince(tRound);
-    const quiet = await waitForQuiet(meter, Math.min(QUIET_WAIT_SECONDS, budget.slack()));
+    const quiet = await waitForQuiet(meter, {
+      maxSeconds: Math.min(QUIET_WAIT_SECONDS, budget.slack()),
+      isQuiet: (activity, seconds) => disturbance(activity, seconds) === null,
+      samples: QUIET_SAMPLES,
+    });
     const tBench = performance.now();
     const monitor = startMonitor(meter);
     const url = dbUrl(dbName(variant));
@@ -771,11 +674,12 @@ async function measure(
     let result: PgbenchResult;
     let refreshesMs: number[] = [];
     try {
-      result = await pgbench(dbName(variant), clients);
+      result = await measurePgbench(dbName(variant), clients);
     } finally {
       if (refresher) refreshesMs = await refresher.stop();
     }
-    const seen = await monitor.stop();
+    const others = await monitor.stop();
+    const seen = disturbance(others.activity, others.seconds);
     budget.attempted(preparation + QUIET_SAMPLES + secondsSince(tBench));
     round = {
       ...result,
@@ -827,10 +731,8 @@ async function main(): Promise<void> {
     const results = cases.map((c) => summarize(c, rounds.get(caseLabel(c))!));
     const text = section(results, server, startedAt);
     console.log([table(results), '', ...worstLatencyLines(results)].join('\n'));
-    if (OUT !== NO_OUTPUT) {
-      await writeFile(OUT, await mergeSection(OUT, text));
-      process.stderr.write(`written to ${OUT}\n`);
-    }
+    await writeSection(SECTION_TITLE, text);
+    if (RESULTS_FILE !== '-') process.stderr.write(`written to ${RESULTS_FILE}\n`);
   } finally {
     if (!KEEP_DATABASES) for (const name of ours) await dropDatabase(admin, name);
     await admin.end();

@@ -1,12 +1,11 @@
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { loadConfig } from '../src/config.js';
-import { createLogger } from '../src/logger.js';
-import { Daemon } from '../src/daemon/daemon.js';
 import { migrate } from '../src/db/migrate.js';
+import { isSuccess } from '../src/db/protocol.js';
 import { watchView } from '../src/commands/admin.js';
 import { INSERT_ORDER_WITH_ITEMS, SHOP_VIEW_QUERY, shopSchema } from './shop.js';
-import { startEmbeddedPostgres, type EmbeddedServer } from './embedded.js';
+import { startLocalDaemon, type LocalDaemon } from '../dev/daemon.js';
+import { startEmbeddedPostgres, type EmbeddedServer } from '../dev/embedded.js';
 
 /**
  * `npm run demo`: embedded PostgreSQL in a temporary directory, the dirty-flag article's shop, the view
@@ -26,7 +25,7 @@ async function main(): Promise<number> {
     throw new Error(`--seconds must be a number of seconds, got ${values.seconds}`);
 
   let server: EmbeddedServer | undefined;
-  let daemon: Daemon | undefined;
+  let daemon: LocalDaemon | undefined;
   let writing = true;
   let writer: Promise<number> | undefined;
   let statusTimer: NodeJS.Timeout | undefined;
@@ -70,25 +69,15 @@ async function main(): Promise<number> {
       await setup.end();
     }
 
-    const config = loadConfig({
-      env: {},
-      overrides: {
-        databaseUrl: url,
-        'http.port': 0,
-        'http.host': '127.0.0.1',
-        logLevel: 'warn',
-        maxStalenessMs: 1000,
-      },
-    });
-    daemon = new Daemon(config, createLogger(config.logLevel));
-    const running = await daemon.start();
+    daemon = await startLocalDaemon(url, { overrides: { maxStalenessMs: 1000 } });
+    const { running } = daemon;
     say(
       `daemon up; try: curl -s localhost:${running.port}/views   curl -s localhost:${running.port}/metrics`,
     );
     let refreshes = 0;
     running.refresher.on('report', (r) => {
       if (r.outcome === 'clean' || r.outcome === 'busy') return;
-      refreshes += ['refreshed', 'populated', 'refreshed_blocking'].includes(r.outcome) ? 1 : 0;
+      refreshes += isSuccess(r.outcome) ? 1 : 0;
       say(
         `refresh ${r.view}: ${r.outcome} (cause ${r.cause}, ${r.refreshMs ?? r.durationMs} ms)${r.error ? `: ${r.error}` : ''}`,
       );

@@ -1,8 +1,8 @@
 /**
- * The dirty-flag article's shop (the article is not part of this repository; bench/shop.sql holds the
- * same schema as published): products, customers, orders, order_items and the monthly_product_sales view
- * with its unique index. Used by the demo, the tests and the benchmarks, so that all of them exercise the
- * same example.
+ * The dirty-flag article's shop, its schema as published (the article is not part of this repository):
+ * products, customers, orders, order_items and the monthly_product_sales view with its unique index, seeded
+ * with products and customers. Used by the demo, the tests and the benchmarks, so that all of them
+ * exercise the same example.
  */
 export function shopSchema(seed: { products: number; customers: number }): string {
   return `

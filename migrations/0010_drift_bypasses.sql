@@ -17,7 +17,7 @@ CREATE TABLE mvrefresh.table_files (
 
 CREATE TABLE mvrefresh.drift_findings (
     relid      oid NOT NULL,
-    -- one of src/daemon/drift.ts's DRIFT_KINDS
+    -- one of src/db/protocol.ts's DRIFT_KINDS
     kind       text NOT NULL,
     detail     text NOT NULL,
     first_seen timestamptz NOT NULL DEFAULT now(),

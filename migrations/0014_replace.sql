@@ -19,6 +19,9 @@ CREATE TABLE mvrefresh.replace_requests (
     -- the new version's name while it is being built beside the live view
     temp_name    name,
     attempts     integer NOT NULL DEFAULT 0,
+    -- request_replace() admits only members of the view's owner role: the new query runs with the
+    -- owner's privileges (REFRESH runs as the owner), so requesting it must not give anyone more
+    requested_by name NOT NULL DEFAULT current_user,
     claimed_by   text,
     error        text,
     -- where the definition's unqualified names resolve: the requester's search_path

@@ -63,7 +63,7 @@ Commands:
 
 Options:
   --database-url URL            default: DATABASE_URL
-  --json                        machine-readable output (watch, unwatch, status, doctor)
+  --json                        machine-readable output (watch, unwatch, status, doctor, replace)
   -h, --help, -v, --version
 
 Exit codes:
@@ -419,7 +419,8 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
         else if (outcome.status === 'done')
           io.out(
             printable(
-              `replaced ${rest[0]!} (request ${outcome.id}, ${Math.round(outcome.durationMs)} ms)` +
+              `replaced ${rest[0]!} (request ${outcome.id}, ${Math.round(outcome.durationMs)} ms; swap ` +
+                `${outcome.swapMs} ms, ${outcome.swapAttempts} attempt(s))` +
                 (outcome.dependants.length
                   ? `; dependants re-created: ${outcome.dependants.join(', ')}`
                   : ''),

@@ -9,14 +9,19 @@ const PROBE_PORT_AUTO = 'auto';
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
+/** A set postgres:// URL whose parameters the driver can use (files that exist, known sslmode). */
+function checkPostgresUrl(value: string): void {
+  if (!isPostgresUrl(value)) throw new Error(`must be a postgres:// URL, got ${redactUrl(value)}`);
+  const problem = connectionStringProblem(value, isRegularFile);
+  if (problem) throw new Error(`${problem} (in ${redactUrl(value)})`);
+}
+
 convict.addFormat({
   name: 'postgres-url',
   validate(value: unknown) {
     if (typeof value !== 'string' || value === '')
       throw new Error('must be set (postgres://user:password@host:port/db)');
-    if (!isPostgresUrl(value)) throw new Error(`must be a postgres:// URL, got ${redactUrl(value)}`);
-    const problem = connectionStringProblem(value, isRegularFile);
-    if (problem) throw new Error(`${problem} (in ${redactUrl(value)})`);
+    checkPostgresUrl(value);
   },
   coerce: (v: unknown) => String(v),
 });
@@ -25,10 +30,7 @@ convict.addFormat({
   name: 'optional-postgres-url',
   validate(value: unknown) {
     if (typeof value !== 'string') throw new Error('must be a postgres:// URL or empty');
-    if (value === '') return;
-    if (!isPostgresUrl(value)) throw new Error(`must be a postgres:// URL, got ${redactUrl(value)}`);
-    const problem = connectionStringProblem(value, isRegularFile);
-    if (problem) throw new Error(`${problem} (in ${redactUrl(value)})`);
+    if (value !== '') checkPostgresUrl(value);
   },
   coerce: (v: unknown) => String(v),
 });

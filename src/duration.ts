@@ -24,3 +24,10 @@ export function parseShare(text: string): number | undefined {
   const share = m[2] ? Number(m[1]) / 100 : Number(m[1]);
   return share > 0 && share <= 1 ? share : undefined;
 }
+
+/** "0.8 s", "120 ms": durations in log lines and status output. */
+export function formatMs(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  const s = ms / 1000;
+  return `${s < 10 ? s.toFixed(1).replace(/\.0$/, '') : Math.round(s)} s`;
+}

@@ -5,12 +5,12 @@ import { startDaemon, type TestDaemon } from './support/daemon.js';
 import { INSERT_ORDER, SHOP_QUERY, SHOP_SQL, viewMatches } from './support/shop.js';
 import { refreshLockHolders } from './support/locks.js';
 import { delay, waitFor } from './support/wait.js';
+import { isSuccess } from '../src/db/protocol.js';
 
 const db = useTestDatabase('daemon');
 let d: TestDaemon;
 
-const refreshed = (r: { outcome: string }) =>
-  ['refreshed', 'populated', 'refreshed_blocking'].includes(r.outcome);
+const refreshed = (r: { outcome: string }) => isSuccess(r.outcome);
 
 async function quiet(view: string) {
   await waitFor(`${view} fresh and clean`, async () => {

@@ -21,7 +21,7 @@ describe('embedded PostgreSQL (demo and tests without a server)', () => {
       timeout: 60_000,
     },
     async () => {
-      const module = pathToFileURL(join(packageRoot, 'dist', 'demo', 'embedded.js')).href;
+      const module = pathToFileURL(join(packageRoot, 'dist', 'dev', 'embedded.js')).href;
       const code = await runModule(`
       import { startEmbeddedPostgres } from ${JSON.stringify(module)};
       const server = await startEmbeddedPostgres();

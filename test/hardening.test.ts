@@ -3,7 +3,8 @@ import { ConfigError, loadConfig } from '../src/config.js';
 import { createLogger } from '../src/logger.js';
 import { printable } from '../src/commands/admin.js';
 import { MIN_REFRESH_BUDGET } from '../src/duration.js';
-import { Scheduler, type Job } from '../src/daemon/scheduler.js';
+import { Scheduler } from '../src/daemon/refresh/scheduler.js';
+import type { Job } from '../src/interfaces.js';
 import { main } from '../src/cli.js';
 
 const DB = 'postgres://u@127.0.0.1:5432/db';

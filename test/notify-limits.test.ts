@@ -2,7 +2,7 @@ import pg from 'pg';
 import type { Counter } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHANNEL } from '../src/db/protocol.js';
-import { NOTIFY_WORK_MIN_INTERVAL_MS } from '../src/daemon/listener.js';
+import { NOTIFY_WORK_MIN_INTERVAL_MS } from '../src/daemon/refresh/listener.js';
 import { runCli } from './support/cli.js';
 import { useTestDatabase } from './support/db.js';
 import { startDaemon, type TestDaemon } from './support/daemon.js';

@@ -1,11 +1,12 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pgbouncerBinary, startPgBouncer, type PgBouncer } from '../demo/pgbouncer.js';
+import { pgbouncerBinary, startPgBouncer, type PgBouncer } from '../dev/pgbouncer.js';
 import { main } from '../src/cli.js';
 import { useTestDatabase } from './support/db.js';
 import { startDaemon, type TestDaemon } from './support/daemon.js';
 import { INSERT_ORDER, SHOP_QUERY, SHOP_SQL, viewMatches } from './support/shop.js';
 import { waitFor } from './support/wait.js';
+import { isSuccess } from '../src/db/protocol.js';
 
 /**
  * The daemon behind a real PgBouncer (Debian's package), started by this file on a free port: transaction
@@ -43,8 +44,7 @@ const VIEWS: { name: string; query: string; key: string }[] = [
   },
 ];
 
-const succeeded = (r: { outcome: string }) =>
-  ['refreshed', 'populated', 'refreshed_blocking'].includes(r.outcome);
+const succeeded = (r: { outcome: string }) => isSuccess(r.outcome);
 
 /** WRITERS clients, each committing WRITES_PER_WRITER orders through `url`, all at once. */
 async function write(url: string): Promise<void> {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { redactErrorText } from '../src/daemon/redact.js';
+import { redactErrorText } from '../src/daemon/http/redact.js';
 
 /** Row values are written with this letter, which no message template holds: any in the output leaked. */
 const SECRET = 'ж';

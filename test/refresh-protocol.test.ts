@@ -1,10 +1,10 @@
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LOCK_NAMESPACE } from '../src/db/protocol.js';
+import { BACKOFF_JITTER, LOCK_NAMESPACE } from '../src/db/protocol.js';
 import { sql } from '../src/db/sql.js';
-import type { CallRow } from '../src/daemon/refresher.js';
+import type { CallRow } from '../src/daemon/refresh/refresher.js';
 import { useTestDatabase } from './support/db.js';
-import { holdGate, installGatedCopy } from './support/gates.js';
+import { gatedCopy, holdGate, installGatedCopy, routineText } from './support/gates.js';
 import { notificationsDuring } from './support/notify.js';
 import { viewMatches } from './support/shop.js';
 import { PG17, serverVersionNum } from './support/version.js';
@@ -204,7 +204,8 @@ describe('a failing refresh', () => {
     const first = await refreshView(id);
     expect(first).toMatchObject({ outcome: 'failed', err_sqlstate: '21000' });
     expect(first.err_message).toMatch(/duplicate rows/);
-    expect(first.retry_in_ms).toBeGreaterThanOrEqual(750);
+    // equal jitter (src/db/protocol.ts): the base, 1000 ms, times [1 - BACKOFF_JITTER, 1]
+    expect(first.retry_in_ms).toBeGreaterThanOrEqual(1000 * (1 - BACKOFF_JITTER));
     expect(first.retry_in_ms).toBeLessThanOrEqual(1000);
     const failed = await db.sql.query(
       `SELECT dirty, last_outcome, last_sqlstate, last_error ~ 'duplicate rows' AS error_recorded,
@@ -224,7 +225,7 @@ describe('a failing refresh', () => {
     expect(await due(id)).toEqual([]);
 
     const second = await refreshView(id);
-    expect(second.retry_in_ms).toBeGreaterThanOrEqual(1500);
+    expect(second.retry_in_ms).toBeGreaterThanOrEqual(2000 * (1 - BACKOFF_JITTER));
     expect(second.retry_in_ms).toBeLessThanOrEqual(2000);
     expect(
       (await db.sql.query('SELECT consecutive_failures FROM mvrefresh.status WHERE id = $1', [id])).rows,
@@ -465,11 +466,17 @@ describe('a cycle never deletes table marks without drawing clears_started', () 
 
   it('a mark committed between the check for table marks and their deletion is drawn for: a writer that remembered it marks again', async () => {
     // the window before tx1's deletion of table marks (the old routine decided to draw in an earlier
-    // statement), held open by a copy of refresh_view gated there
-    await installGatedCopy(db.sql, 'refresh_view', {
-      name: 'mvrefresh.refresh_view_gated',
+    // statement), held open by a copy of clear_table_marks gated there, which a copy of refresh_view calls
+    await installGatedCopy(db.sql, 'clear_table_marks', {
+      name: 'mvrefresh.clear_table_marks_gated',
       gates: [{ before: 'WITH taken AS (', key: GATE }],
     });
+    await db.sql.query(
+      gatedCopy(await routineText('refresh_view'), {
+        name: 'mvrefresh.refresh_view_gated',
+        gates: [],
+      }).replace('mvrefresh.clear_table_marks(', 'mvrefresh.clear_table_marks_gated('),
+    );
     await db.sql.query(`CREATE TABLE gap_t (k int PRIMARY KEY, v int); INSERT INTO gap_t VALUES (1, 1);
       CREATE MATERIALIZED VIEW gap_v1 AS SELECT k, v FROM gap_t; CREATE UNIQUE INDEX ON gap_v1 (k);
       CREATE MATERIALIZED VIEW gap_v2 AS SELECT k, v FROM gap_t; CREATE UNIQUE INDEX ON gap_v2 (k);`);

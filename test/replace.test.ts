@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from './support/cli.js';
 import { useTestDatabase } from './support/db.js';
@@ -202,5 +203,69 @@ describe('mvrefresh replace', () => {
     const usage = await replace(['totals']);
     expect(usage.code).toBe(2);
     expect(await all(`SELECT relname FROM pg_class WHERE relname LIKE '%mvr%'`)).toEqual([]);
+  });
+
+  it('replaces a view whose schema and name need quoting', async () => {
+    await db.sql.query(`
+      CREATE SCHEMA "Other Schema";
+      CREATE MATERIALIZED VIEW "Other Schema"."Mixed View" AS SELECT customer AS "Who" FROM orders GROUP BY customer;
+      CREATE UNIQUE INDEX "Mixed Index" ON "Other Schema"."Mixed View" ("Who");
+    `);
+    const r = await replace([
+      '"Other Schema"."Mixed View"',
+      '--query',
+      'SELECT customer AS "Who", count(*) AS "How Many" FROM orders GROUP BY customer',
+    ]);
+    expect(r.text).toContain('replaced');
+    expect(r.code).toBe(0);
+    expect(
+      await all(
+        `SELECT indexname FROM pg_indexes WHERE schemaname = 'Other Schema' AND tablename = 'Mixed View'`,
+      ),
+    ).toEqual([{ indexname: 'Mixed Index' }]);
+    expect(await one(`SELECT "How Many" AS n FROM "Other Schema"."Mixed View" WHERE "Who" = 1`)).toEqual({
+      n: '40',
+    });
+  });
+
+  it('refuses a request from a role that is not a member of the owner role', async () => {
+    const err = await db.sql
+      .query(
+        `GRANT USAGE ON SCHEMA mvrefresh TO ${READER};
+         GRANT EXECUTE ON ALL ROUTINES IN SCHEMA mvrefresh TO ${READER};
+         SET ROLE ${READER}; SELECT mvrefresh.request_replace('totals', 'SELECT 1')`,
+      )
+      .catch((e: Error) => e.message);
+    await db.sql.query('RESET ROLE');
+    expect(err).toContain(
+      `role ${READER} may not replace public.totals: only members of its owner role (${OWNER}) may`,
+    );
+  });
+
+  it('gives up the swap after --timeout while a long reader holds the view, leaving it as it was', async () => {
+    const reader = new pg.Client({ connectionString: db.url });
+    await reader.connect();
+    try {
+      await reader.query('BEGIN');
+      await reader.query('SELECT count(*) FROM totals');
+      const before = await catalogSnapshot();
+      const r = await replace([
+        'totals',
+        '--query',
+        NEW_DEFINITION,
+        '--lock-timeout',
+        '100ms',
+        '--timeout',
+        '1s',
+      ]);
+      expect(r.code).toBe(1);
+      expect(r.text).toMatch(
+        /could not take the locks of public\.totals for the swap within 1000 ms \(\d+ attempts of at most 100 ms each\)/,
+      );
+      expect(await catalogSnapshot()).toEqual(before);
+      expect(await all(`SELECT relname FROM pg_class WHERE relname LIKE '%mvr%'`)).toEqual([]);
+    } finally {
+      await reader.end();
+    }
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseViewId } from '../src/daemon/view-id.js';
+import { parseViewId } from '../src/daemon/lib/view-id.js';
 
 describe('view ids from notifications and URLs', () => {
   it('accepts every positive int4 in plain decimal', () => {

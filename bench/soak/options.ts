@@ -47,24 +47,30 @@ function num(raw: string | undefined, name: string, fallback: number, min: numbe
   return n;
 }
 
+/** Every option but --check takes a value. */
+const VALUED = [
+  'minutes',
+  'views',
+  'tps',
+  'sample-seconds',
+  'window-minutes',
+  'autovacuum',
+  'naptime',
+  'kill-listener-minutes',
+  'max-uses',
+  'out',
+  'refresh-tolerance',
+] as const;
+const OPTIONS = {
+  ...(Object.fromEntries(VALUED.map((name) => [name, { type: 'string' }])) as Record<
+    (typeof VALUED)[number],
+    { type: 'string' }
+  >),
+  check: { type: 'boolean' as const },
+};
+
 export function parseOptions(argv: string[]): SoakOptions {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      minutes: { type: 'string' },
-      views: { type: 'string' },
-      tps: { type: 'string' },
-      'sample-seconds': { type: 'string' },
-      'window-minutes': { type: 'string' },
-      autovacuum: { type: 'string' },
-      naptime: { type: 'string' },
-      'kill-listener-minutes': { type: 'string' },
-      'max-uses': { type: 'string' },
-      out: { type: 'string' },
-      check: { type: 'boolean' },
-      'refresh-tolerance': { type: 'string' },
-    },
-  });
+  const { values } = parseArgs({ args: argv, options: OPTIONS });
   const minutes = num(values.minutes, 'minutes', 30, 0.5);
   const autovacuum = values.autovacuum ?? 'on';
   if (autovacuum !== 'on' && autovacuum !== 'off')

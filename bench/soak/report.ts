@@ -1,6 +1,6 @@
-import { median } from '../report.js';
-import { lineCharts, type Panel } from '../svg.js';
-import type { RefreshEvent } from './daemon.js';
+import { median } from '../support/report.js';
+import { lineCharts, type Panel } from '../support/svg.js';
+import type { RefreshEvent } from '../support/daemon.js';
 import type { Sample } from './sampler.js';
 
 export interface Window {

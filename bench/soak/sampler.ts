@@ -1,6 +1,6 @@
 import { readdir, readFile } from 'node:fs/promises';
 import type pg from 'pg';
-import type { DaemonProcess } from './daemon.js';
+import type { DaemonProcess } from '../support/daemon.js';
 
 const MIB = 1024 * 1024;
 export const CATALOGS = ['pg_class', 'pg_attribute', 'pg_depend', 'pg_statistic', 'pg_type', 'pg_index'];

@@ -1,6 +1,6 @@
--- Called by every transaction that deletes table marks (refresh_view()'s tx1 once its DELETE took some,
--- sync_table_triggers() before it deletes them), before it commits: holds the clear lock shared until the
--- transaction ends, then draws a new value of clears_started (invariant D of routines/mark_table.sql).
+-- Called by every transaction that deletes table marks (clear_table_marks(), once its DELETE took some),
+-- before it commits: holds the clear lock shared until the transaction ends, then draws a new value of
+-- clears_started (invariant D of routines/mark_table.sql).
 -- A READ COMMITTED writer that found a committed mark of its table remembers the value of clears_started
 -- it read before looking; while that value is still current and no clear was running when it looked
 -- (routines/settle_clears.sql), no transaction that deletes marks has drawn since, so none that deleted

@@ -1,7 +1,8 @@
 -- Compares every watched view's sources with the catalog and repairs what differs, so that no committed
 -- write is left unreflected when the sources change after `watch` or a write fires no trigger. The daemon
 -- calls it every driftCheckIntervalMs, after every reconnect, and at once when the event trigger reports
--- DDL (routines/ddl_changed.sql). Returns one row per view it marked dirty, with what it found:
+-- DDL (routines/ddl_changed.sql). Returns one row per view it marked dirty, with what it found: changes
+-- (for people) and kinds (the kind of each change, one of src/db/protocol.ts's DRIFT_KINDS, for programs):
 --  * the sources changed: a partition attached, detached, created or dropped, an inheritance child, a
 --    plain view redefined, the view re-created (source_fingerprint() differs from the stored one). The
 --    stored sources are updated and the view is refreshed: rows that arrived without DML (an attached
@@ -35,11 +36,13 @@
 -- Then the triggers are brought in line (sync_table_triggers()) under p_lock_timeout_ms: CREATE TRIGGER
 -- takes SHARE ROW EXCLUSIVE and must not queue in front of the application's writers. When the lock is not
 -- granted, triggers_synced is false, everything else is kept, and the caller retries soon; the views are
--- refreshed meanwhile and the next check finds the trigger still missing and marks them again.
+-- refreshed meanwhile and the next check finds the trigger still missing and marks them again. When this
+-- role may not bring them in line (insufficient_privilege), every view reported gets one more change of
+-- kind repair_forbidden.
 -- Raises lock_not_available when another session (watch, unwatch, another daemon's check) holds the
 -- catalog lock: the caller retries.
 CREATE OR REPLACE FUNCTION mvrefresh.check_drift(p_lock_timeout_ms integer)
-    RETURNS TABLE (view_id integer, view text, changes text[], triggers_synced boolean)
+    RETURNS TABLE (view_id integer, view text, changes text[], kinds text[], triggers_synced boolean)
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -49,17 +52,20 @@ DECLARE
     rel regclass;
     new_relids oid[];
     fp text;
-    ch text[];
-    found jsonb := '{}';
-    -- conditions only the table's owner can end, by view: kept in the view's warnings (status, /views)
-    standing jsonb := '{}';
+    ch jsonb;
+    -- what the check found, in the order found: {kind, change} with the view's id ("view") or the table's
+    -- oid ("relid", for every view that reads it)
+    found jsonb := '[]';
+    -- the same by view: {view id: {"kinds": [...], "changes": [...]}}
+    by_view jsonb;
     marked integer[] := '{}';
-    err text;
+    forbidden text;
     synced boolean := true;
     need_sync boolean := false;
-    what text;
     evidence boolean;
     ours constant regprocedure := 'mvrefresh.mark_table()'::regprocedure;
+    -- conditions only the table's owner can end: kept in the view's warnings (status, /views)
+    standing constant text[] := ARRAY[{{DRIFT_FOREIGN_TRIGGER}}, {{DRIFT_REPLICA_TRIGGER}}];
     -- events found are kept this long for `doctor`
     findings_kept constant interval := interval '1 day';
     -- a backend reports its table statistics within this delay of going idle (PostgreSQL 15+)
@@ -68,7 +74,7 @@ BEGIN
     IF pg_is_in_recovery() THEN
         RETURN;
     END IF;
-    IF NOT pg_try_advisory_xact_lock(mvrefresh.lock_namespace(), -1) THEN
+    IF NOT pg_try_advisory_xact_lock({{LOCK_NAMESPACE}}, {{WATCH_LOCK_KEY}}) THEN
         RAISE EXCEPTION 'another session is changing the watched views'
             USING ERRCODE = 'lock_not_available';
     END IF;
@@ -89,13 +95,19 @@ BEGIN
         new_relids := ARRAY(SELECT s.relid FROM mvrefresh.view_sources(rel) s ORDER BY s.relid);
         fp := mvrefresh.source_fingerprint(rel, new_relids);
         CONTINUE WHEN fp = v.source_fingerprint;
-        ch := ARRAY(SELECT 'source added: ' || r::regclass::text
-                      FROM unnest(new_relids) r WHERE r <> ALL (v.source_relids) ORDER BY r)
-           || ARRAY(SELECT 'source removed: ' || COALESCE((SELECT c.oid::regclass::text FROM pg_class c
-                                                           WHERE c.oid = r), 'a dropped relation (oid ' || r || ')')
-                      FROM unnest(v.source_relids) r WHERE r <> ALL (new_relids) ORDER BY r);
-        IF cardinality(ch) = 0 AND v.source_fingerprint IS NOT NULL THEN
-            ch := ARRAY['definition changed (the view, or a plain view it reads)'];
+        ch := COALESCE((SELECT jsonb_agg(x.f ORDER BY x.added DESC, x.r) FROM (
+                  SELECT r, true AS added, jsonb_build_object('view', v.id, 'kind', {{DRIFT_SOURCE_ADDED}},
+                                                              'change', 'source added: ' || r::regclass::text) AS f
+                    FROM unnest(new_relids) r WHERE r <> ALL (v.source_relids)
+                  UNION ALL
+                  SELECT r, false, jsonb_build_object('view', v.id, 'kind', {{DRIFT_SOURCE_REMOVED}},
+                                                      'change', 'source removed: ' || COALESCE(
+                                                          (SELECT c.oid::regclass::text FROM pg_class c WHERE c.oid = r),
+                                                          'a dropped relation (oid ' || r || ')'))
+                    FROM unnest(v.source_relids) r WHERE r <> ALL (new_relids)) x), '[]');
+        IF ch = '[]' AND v.source_fingerprint IS NOT NULL THEN
+            ch := jsonb_build_array(jsonb_build_object('view', v.id, 'kind', {{DRIFT_DEFINITION}}, 'change',
+                                                       'definition changed (the view, or a plain view it reads)'));
         END IF;
         INSERT INTO mvrefresh.source_fingerprints (view_id, fingerprint) VALUES (v.id, fp)
         ON CONFLICT ON CONSTRAINT source_fingerprints_pkey DO UPDATE SET fingerprint = EXCLUDED.fingerprint;
@@ -105,9 +117,9 @@ BEGIN
                sources = ARRAY(SELECT c.oid::regclass::text FROM pg_class c
                                 WHERE c.oid = ANY (new_relids) AND c.relkind IN ('r', 'p') ORDER BY c.oid)
          WHERE s.id = v.id;
-        IF cardinality(ch) > 0 THEN
+        IF ch <> '[]' THEN
             need_sync := true;
-            found := found || jsonb_build_object(v.id::text, to_jsonb(ch));
+            found := found || ch;
         END IF;
     END LOOP;
 
@@ -122,43 +134,22 @@ BEGIN
                  OR (tg.tgenabled <> 'A' AND pg_has_role(c.relowner, 'USAGE'))
               ORDER BY c.oid
     LOOP
-        what := NULL;
-        IF t.tgoid IS NOT NULL AND t.tgfoid <> ours THEN
-            what := format('foreign trigger on %s: its trigger named mvrefresh_mark runs %s, not '
-                           'mvrefresh.mark_table(), so writes to it mark nothing; its views are refreshed at '
-                           'every check until its owner (%s) renames or drops that trigger',
-                           t.oid::regclass, t.tgfoid::regprocedure, t.owner);
-        ELSIF t.tgenabled = 'R' AND NOT t.owned THEN
-            what := format('replica trigger on %s: trigger mvrefresh_mark is ENABLE REPLICA (fires only under '
-                           'session_replication_role = replica), so ordinary writes mark nothing; its views are '
-                           'refreshed at every check until its owner (%s) runs ALTER TABLE %s ENABLE ALWAYS '
-                           'TRIGGER mvrefresh_mark', t.oid::regclass, t.owner, t.oid::regclass);
-        END IF;
-        IF what IS NOT NULL THEN
-            SELECT standing || jsonb_object_agg(s.id::text, COALESCE(standing -> s.id::text, '[]') || to_jsonb(what))
-              INTO standing
-              FROM mvrefresh.view_state s WHERE t.oid = ANY (s.source_relids);
+        IF t.tgoid IS NOT NULL AND (t.tgfoid <> ours OR (t.tgenabled = 'R' AND NOT t.owned)) THEN
+            found := found || jsonb_build_object(
+                'relid', t.oid,
+                'kind', CASE WHEN t.tgfoid <> ours THEN {{DRIFT_FOREIGN_TRIGGER}} ELSE {{DRIFT_REPLICA_TRIGGER}} END,
+                'change', mvrefresh.trigger_warning(t.oid));
         ELSE
             need_sync := true;
-            what := CASE WHEN t.tgoid IS NULL THEN 'trigger missing on '
-                         WHEN t.tgenabled = 'D' THEN 'trigger disabled on '
-                         ELSE 'trigger not ENABLE ALWAYS (changes applied by logical replication fire nothing) on '
-                    END || t.oid::regclass::text;
+            found := found || jsonb_build_object(
+                'relid', t.oid,
+                'kind', {{DRIFT_TRIGGER}},
+                'change', CASE WHEN t.tgoid IS NULL THEN 'trigger missing on '
+                               WHEN t.tgenabled = 'D' THEN 'trigger disabled on '
+                               ELSE 'trigger not ENABLE ALWAYS (changes applied by logical replication fire nothing) on '
+                          END || t.oid::regclass::text);
         END IF;
-        SELECT found || jsonb_object_agg(s.id::text, COALESCE(found -> s.id::text, '[]') || to_jsonb(what))
-          INTO found
-          FROM mvrefresh.view_state s WHERE t.oid = ANY (s.source_relids);
     END LOOP;
-
-    -- the standing conditions in the views' warnings, as watch() words them (same leading words), gone
-    -- once the owner ended them
-    UPDATE mvrefresh.view_state s
-       SET warnings = x.warnings
-      FROM (SELECT vs.id, ARRAY(SELECT w FROM unnest(vs.warnings) w WHERE w !~ '^(foreign|replica) trigger on ')
-                          || ARRAY(SELECT jsonb_array_elements_text(COALESCE(standing -> vs.id::text, '[]')))
-                          AS warnings
-              FROM mvrefresh.view_state vs) x
-     WHERE x.id = s.id AND x.warnings IS DISTINCT FROM s.warnings;
 
     -- writes counted by the statistics, and storage replaced, since the last check
     FOR t IN SELECT c.oid, c.relfilenode, c.reltuples, st.n_tup_ins + st.n_tup_upd + st.n_tup_del AS writes,
@@ -186,7 +177,7 @@ BEGIN
                 RETURNING marks.view_id)
             SELECT marked || array_agg(added.view_id) INTO marked FROM added;
         END IF;
-        what := NULL;
+        ch := '[]';
         IF t.relfilenode <> t.seen_file AND t.reltuples < 0 THEN
             -- the catalog is transactional: a trigger that fired for the truncate left a mark that is still
             -- there or was consumed after the last check read the old relfilenode
@@ -194,12 +185,10 @@ BEGIN
                      OR EXISTS (SELECT FROM mvrefresh.table_writes w
                                  WHERE w.relid = ANY (t.marked_by) AND w.last_mark_at >= t.checked_at);
             IF NOT evidence THEN
-                what := format('truncate of %s fired no trigger (its storage was replaced and nothing marked it: '
-                               'TRUNCATE with trigger mvrefresh_mark disabled, or under session_replication_role '
-                               '= replica without ENABLE ALWAYS)', t.oid::regclass);
-                INSERT INTO mvrefresh.drift_findings AS d (relid, kind, detail)
-                VALUES (t.oid, 'unmarked_truncate', what)
-                ON CONFLICT (relid, kind) DO UPDATE SET detail = EXCLUDED.detail, last_seen = now();
+                ch := ch || jsonb_build_object('relid', t.oid, 'kind', {{DRIFT_UNMARKED_TRUNCATE}}, 'change', format(
+                    'truncate of %s fired no trigger (its storage was replaced and nothing marked it: TRUNCATE '
+                    'with trigger mvrefresh_mark disabled, or under session_replication_role = replica without '
+                    'ENABLE ALWAYS)', t.oid::regclass));
             END IF;
         END IF;
         IF t.seen IS NOT NULL AND t.writes > t.seen THEN
@@ -208,7 +197,7 @@ BEGIN
                                  WHERE w.relid = ANY (t.marked_by)
                                    AND w.last_mark_at >= t.checked_at - stats_delay);
             IF NOT evidence THEN
-                what := concat_ws('; ', what, format(
+                ch := ch || jsonb_build_object('relid', t.oid, 'kind', {{DRIFT_UNMARKED_WRITES}}, 'change', format(
                     'writes to %s fired no trigger (%s rows; session_replication_role = replica%s, or DISABLE '
                     'TRIGGER while writing): %sleave trigger mvrefresh_mark enabled during imports',
                     t.oid::regclass, t.writes - t.seen,
@@ -216,16 +205,13 @@ BEGIN
                     CASE WHEN t.tgenabled = 'A' THEN ''
                          ELSE format('keep it enabled ALWAYS (ALTER TABLE %s ENABLE ALWAYS TRIGGER mvrefresh_mark, '
                                      'as the table''s owner) and ', t.oid::regclass) END));
-                INSERT INTO mvrefresh.drift_findings AS d (relid, kind, detail)
-                VALUES (t.oid, 'unmarked_writes', what)
-                ON CONFLICT (relid, kind) DO UPDATE SET detail = EXCLUDED.detail, last_seen = now();
             END IF;
         END IF;
-        IF what IS NOT NULL THEN
-            SELECT found || jsonb_object_agg(s.id::text, COALESCE(found -> s.id::text, '[]') || to_jsonb(what))
-              INTO found
-              FROM mvrefresh.view_state s WHERE t.oid = ANY (s.source_relids);
-        END IF;
+        -- events, kept for `doctor` by table and kind
+        INSERT INTO mvrefresh.drift_findings AS d (relid, kind, detail)
+        SELECT t.oid, e ->> 'kind', e ->> 'change' FROM jsonb_array_elements(ch) e
+        ON CONFLICT (relid, kind) DO UPDATE SET detail = EXCLUDED.detail, last_seen = now();
+        found := found || ch;
         -- a reading below the baseline: `watch` counted its session's writes that are not reported yet, or
         -- the statistics were reset. The baseline is kept while it may be the former, so that those writes,
         -- once reported, are not counted again
@@ -249,22 +235,47 @@ BEGIN
             WHEN insufficient_privilege THEN
                 -- retrying soon would not help: reported on every view it concerns, and the views are
                 -- still marked, so that they are refreshed
-                GET STACKED DIAGNOSTICS err = MESSAGE_TEXT;
-                SELECT found || jsonb_object_agg(k, found -> k || to_jsonb('triggers not brought in line: ' || err))
-                  INTO found FROM jsonb_object_keys(found) k;
+                GET STACKED DIAGNOSTICS forbidden = MESSAGE_TEXT;
+                forbidden := 'triggers not brought in line: ' || forbidden;
         END;
     END IF;
 
+    -- by view, in the order found: a table's findings go to every view that reads it
+    SELECT jsonb_object_agg(x.id, jsonb_build_object('kinds', x.kinds, 'changes', x.changes)) INTO by_view
+      FROM (SELECT s.id, jsonb_agg(e -> 'kind' ORDER BY e.n) AS kinds, jsonb_agg(e -> 'change' ORDER BY e.n) AS changes
+              FROM jsonb_array_elements(found) WITH ORDINALITY AS e(e, n)
+              JOIN mvrefresh.view_state s
+                ON s.id = (e.e ->> 'view')::integer OR (e.e ->> 'relid')::oid = ANY (s.source_relids)
+             GROUP BY s.id) x;
+    by_view := COALESCE(by_view, '{}');
+
+    -- the standing conditions in the views' warnings, worded as watch() words them (trigger_warning()),
+    -- gone once the owner ended them
+    UPDATE mvrefresh.view_state s
+       SET warnings = x.warnings
+      FROM (SELECT vs.id, ARRAY(SELECT w FROM unnest(vs.warnings) w WHERE w !~ '^(foreign|replica) trigger on ')
+                          || ARRAY(SELECT f.e ->> 'change' FROM jsonb_array_elements(found) WITH ORDINALITY AS f(e, n)
+                                    WHERE f.e ->> 'kind' = ANY (standing)
+                                      AND (f.e ->> 'relid')::oid = ANY (vs.source_relids) ORDER BY f.n)
+                          AS warnings
+              FROM mvrefresh.view_state vs) x
+     WHERE x.id = s.id AND x.warnings IS DISTINCT FROM s.warnings;
+
     -- views marked for writes that their triggers may well have marked too: refreshed, not reported
     PERFORM pg_notify({{CHANNEL}}, m::text)
-       FROM (SELECT DISTINCT m FROM unnest(marked) m WHERE NOT found ? m::text) x;
-    FOR v IN SELECT s.id, format('%I.%I', s.view_schema, s.view_name) AS name, found -> s.id::text AS what
-               FROM mvrefresh.view_state s WHERE found ? s.id::text ORDER BY s.id LOOP
+       FROM (SELECT DISTINCT m FROM unnest(marked) m WHERE NOT by_view ? m::text) x;
+    FOR v IN SELECT s.id, format('%I.%I', s.view_schema, s.view_name) AS name, by_view -> s.id::text AS what
+               FROM mvrefresh.view_state s WHERE by_view ? s.id::text ORDER BY s.id LOOP
         INSERT INTO mvrefresh.marks (view_id) VALUES (v.id);
         PERFORM pg_notify({{CHANNEL}}, v.id::text);
         view_id := v.id;
         view := v.name;
-        changes := ARRAY(SELECT jsonb_array_elements_text(v.what));
+        changes := ARRAY(SELECT jsonb_array_elements_text(v.what -> 'changes'));
+        kinds := ARRAY(SELECT jsonb_array_elements_text(v.what -> 'kinds'));
+        IF forbidden IS NOT NULL THEN
+            changes := changes || forbidden;
+            kinds := kinds || {{DRIFT_REPAIR_FORBIDDEN}}::text;
+        END IF;
         triggers_synced := synced;
         RETURN NEXT;
     END LOOP;

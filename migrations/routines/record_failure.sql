@@ -1,5 +1,6 @@
 -- Records a failed cycle: the view stays dirty, and the next attempt backs off exponentially (capped,
--- jittered so that replicas spread out). Returns the delay in milliseconds.
+-- with equal jitter so that replicas spread out: the daemon's formula, src/db/protocol.ts BACKOFF_JITTER).
+-- Returns the delay in milliseconds.
 CREATE OR REPLACE FUNCTION mvrefresh.record_failure(
     p_view_id integer, p_sqlstate text, p_message text, p_duration_ms double precision,
     p_backoff_base_ms integer, p_backoff_cap_ms integer)
@@ -30,7 +31,7 @@ BEGIN
     END IF;
     delay_ms := LEAST(p_backoff_cap_ms::double precision,
                       p_backoff_base_ms * power(2, LEAST(failures - 1, 30)))
-                * (0.75 + random() / 4);
+                * (1 - {{BACKOFF_JITTER}} * random());
     UPDATE mvrefresh.view_state
        SET next_attempt_at = now() + delay_ms * interval '1 millisecond'
      WHERE id = p_view_id;

@@ -105,54 +105,30 @@ BEGIN
         outcome := 'paused';
         RETURN;
     END IF;
-    IF NOT pg_try_advisory_xact_lock(mvrefresh.lock_namespace(), p_view_id) THEN
+    IF NOT pg_try_advisory_xact_lock({{LOCK_NAMESPACE}}, p_view_id) THEN
         outcome := 'busy';
         RETURN;
     END IF;
-    -- V: the marks of the tables it reads become marks of every view reading them, so that views
-    -- refreshed later keep theirs; taken in one order, so that cycles of views sharing tables do not
-    -- deadlock. Only committed marks are visible to the DELETE: a writer whose mark is not committed keeps
-    -- it through this cycle.
-    WITH taken AS (
-        DELETE FROM mvrefresh.table_marks m
-         WHERE m.ctid = ANY (ARRAY(SELECT t.ctid FROM mvrefresh.table_marks t
-                                    WHERE t.relid = ANY (s.source_relids)
-                                    ORDER BY t.relid, t.ctid FOR UPDATE))
-        RETURNING m.relid, m.marked_at),
-    -- evidence for check_drift() that the table's trigger fires: writes counted without it are reported
-    noted AS (
-        UPDATE mvrefresh.table_writes w SET last_mark_at = now()
-         WHERE w.relid IN (SELECT taken.relid FROM taken)),
-    given AS (
-        INSERT INTO mvrefresh.marks (view_id, marked_at)
-        SELECT v.id, min(taken.marked_at)
-          FROM taken JOIN mvrefresh.view_state v ON taken.relid = ANY (v.source_relids)
-         GROUP BY v.id)
-    SELECT count(*) > 0 INTO cleared FROM taken;
-    -- D: deleted any, drawn before this transaction commits, the clear lock held until it ends
-    -- (routines/begin_clear.sql); decided by the DELETE's own result, not by an earlier look in another
-    -- snapshot. Nothing deleted: no draw, nothing to settle (a clean view costs one index scan).
-    IF cleared THEN
-        PERFORM mvrefresh.begin_clear();
-    END IF;
+    -- V, D: the marks of the tables it reads become marks of every view reading them, drawn for before this
+    -- transaction commits (routines/clear_table_marks.sql). Nothing deleted: no draw, nothing to settle (a
+    -- clean view costs one index scan).
+    cleared := mvrefresh.clear_table_marks(s.source_relids);
     has_marks := EXISTS (SELECT FROM mvrefresh.marks WHERE view_id = p_view_id);
     IF NOT (p_force OR has_marks OR s.started_gen > s.done_gen) THEN
         outcome := 'clean';
-        IF cleared THEN
-            COMMIT;
-            PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
-            PERFORM mvrefresh.settle_clears();
+    ELSE
+        -- the only thing due is the long-running writers of the last cycle, which refreshed (wait_gen: no
+        -- cycle started since, so nothing else is unreflected), and every one of them is still running:
+        -- refreshing again before one of them ends would show nothing new
+        SELECT array_agg(x) INTO old_xids FROM unnest(s.wait_xids) x WHERE pg_xact_status(x) = 'in progress';
+        IF old_xids IS NOT NULL AND cardinality(old_xids) = cardinality(s.wait_xids)
+           AND s.wait_gen = s.started_gen AND NOT (p_force OR has_marks) THEN
+            outcome := 'waiting';
+            retry_in_ms := {{RETRY_MS}};
         END IF;
-        RETURN;
     END IF;
-    -- the only thing due is the long-running writers of the last cycle, which refreshed (wait_gen: no cycle
-    -- started since, so nothing else is unreflected), and every one of them is still running: refreshing
-    -- again before one of them ends would show nothing new
-    SELECT array_agg(x) INTO old_xids FROM unnest(s.wait_xids) x WHERE pg_xact_status(x) = 'in progress';
-    IF old_xids IS NOT NULL AND cardinality(old_xids) = cardinality(s.wait_xids) AND s.wait_gen = s.started_gen
-       AND NOT (p_force OR has_marks) THEN
-        outcome := 'waiting';
-        retry_in_ms := {{RETRY_MS}};
+    -- no cycle: what tx1 cleared is settled
+    IF outcome IS NOT NULL THEN
         IF cleared THEN
             COMMIT;
             PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
@@ -210,7 +186,7 @@ BEGIN
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     PERFORM set_config('lock_timeout', p_lock_timeout_ms || 'ms', true);
     PERFORM set_config('synchronous_commit', 'off', true);
-    IF NOT pg_try_advisory_xact_lock(mvrefresh.lock_namespace(), p_view_id) THEN
+    IF NOT pg_try_advisory_xact_lock({{LOCK_NAMESPACE}}, p_view_id) THEN
         -- the unfinished cycle (started_gen > done_gen) keeps the view due for the lock holder or a sweep
         outcome := 'busy';
         RETURN;

@@ -25,6 +25,13 @@ BEGIN
     rel := mvrefresh.resolve_view(p_view, p_search_path);
     SELECT n.nspname, c.relname INTO schema_name, rel_name
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel;
+    -- the new query will run with the owner's privileges (REFRESH runs as the owner): only who may act
+    -- as the owner may choose it
+    IF NOT pg_has_role(current_user, (SELECT relowner FROM pg_class WHERE oid = rel), 'USAGE') THEN
+        RAISE EXCEPTION 'role % may not replace %: only members of its owner role (%) may', current_user, rel,
+            (SELECT relowner::regrole FROM pg_class WHERE oid = rel)
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
     SELECT r.id INTO pending FROM mvrefresh.replace_requests r
      WHERE r.view_schema = schema_name AND r.view_name = rel_name AND r.status IN ('pending', 'running');
     IF pending IS NOT NULL THEN

@@ -1,7 +1,6 @@
 -- Resolves a user-supplied name (quoted, qualified or not) to a materialized view, or raises an error
--- that names the object. An unqualified name is looked up in the caller's search_path (p_search_path: a
--- parameter default is evaluated by the caller, before this function's SET clause applies), which holds
--- only for the name's lookup: no function or operator is resolved under it.
+-- that names the object. An unqualified name is looked up in the caller's search_path (p_search_path, as
+-- in lookup_name()).
 CREATE OR REPLACE FUNCTION mvrefresh.resolve_view(
     p_name text,
     p_search_path text DEFAULT pg_catalog.current_setting('search_path'))
@@ -16,13 +15,9 @@ BEGIN
     IF p_name IS NULL OR btrim(p_name) = '' THEN
         RAISE EXCEPTION 'a materialized view name is required' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    -- parse_ident() first: from PostgreSQL 16 on, to_regclass() answers NULL for a malformed name
-    -- instead of raising, and a user's "with space" would read as a missing view
+    -- a malformed name raises (lookup_name()): a user's "with space" must not read as a missing view
     BEGIN
-        PERFORM pg_catalog.parse_ident(p_name);
-        PERFORM pg_catalog.set_config('search_path', COALESCE(p_search_path, 'pg_catalog, pg_temp'), true);
-        rel := pg_catalog.to_regclass(p_name);
-        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        rel := (mvrefresh.lookup_name(p_name, p_search_path)).rel;
     EXCEPTION WHEN invalid_name OR invalid_parameter_value THEN
         RAISE EXCEPTION 'invalid materialized view name %: %', quote_literal(p_name), SQLERRM
             USING ERRCODE = 'invalid_name',

@@ -20,9 +20,7 @@ BEGIN
         RAISE EXCEPTION 'p_paused must be true or false' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     rel := mvrefresh.resolve_view(p_name, p_search_path);
-    SELECT v.* INTO s FROM mvrefresh.view_state v JOIN pg_class c ON c.relname = v.view_name
-      JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = v.view_schema
-     WHERE c.oid = rel FOR UPDATE OF v;
+    SELECT v.* INTO s FROM mvrefresh.view_state v WHERE v.id = mvrefresh.watched_id(rel) FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION '% is not watched', rel USING ERRCODE = 'undefined_object';
     END IF;

@@ -23,7 +23,6 @@ AS $$
 DECLARE
     t record;
     dropped text[] := '{}';
-    cleared boolean;
 BEGIN
     -- the event trigger (routines/ddl_changed.sql) does not report these changes back to the daemons
     PERFORM set_config('mvrefresh.syncing', 'on', true);
@@ -34,17 +33,11 @@ BEGIN
         EXECUTE format('DROP TRIGGER mvrefresh_mark ON %s', t.tgrelid::regclass);
         dropped := dropped || t.tgrelid::regclass::text;
     END LOOP;
-    -- writers that remember one of these marks must not trust it if the table is watched again: the
-    -- DELETE's own result decides the draw, before this transaction commits (invariant D of
-    -- routines/refresh_view.sql; an EXISTS in an earlier snapshot would miss a mark committed in between)
-    WITH orphaned AS (
-        DELETE FROM mvrefresh.table_marks m
-         WHERE NOT EXISTS (SELECT FROM mvrefresh.view_state v WHERE m.relid = ANY (v.source_relids))
-        RETURNING m.relid)
-    SELECT count(*) > 0 INTO cleared FROM orphaned;
-    IF cleared THEN
-        PERFORM mvrefresh.begin_clear();
-    END IF;
+    -- the marks of tables no watched view reads: writers that remember one of them must not trust it if
+    -- the table is watched again (routines/clear_table_marks.sql)
+    PERFORM mvrefresh.clear_table_marks(ARRAY(
+        SELECT DISTINCT m.relid FROM mvrefresh.table_marks m
+         WHERE NOT EXISTS (SELECT FROM mvrefresh.view_state v WHERE m.relid = ANY (v.source_relids))));
     DELETE FROM mvrefresh.table_writes w
      WHERE NOT EXISTS (SELECT FROM mvrefresh.view_state v WHERE w.relid = ANY (v.source_relids));
     DELETE FROM mvrefresh.table_files f

@@ -14,7 +14,7 @@ DECLARE
     readers text;
     label text;
 BEGIN
-    PERFORM pg_advisory_xact_lock(mvrefresh.lock_namespace(), -1);
+    PERFORM pg_advisory_xact_lock({{LOCK_NAMESPACE}}, {{WATCH_LOCK_KEY}});
     vid := mvrefresh.find_watched(p_name, p_search_path);
     IF vid IS NULL THEN
         RAISE EXCEPTION 'materialized view "%" is not watched', p_name USING ERRCODE = 'undefined_object';

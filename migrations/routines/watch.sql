@@ -47,7 +47,7 @@ BEGIN
         RAISE EXCEPTION 'the refresh budget is a share of time: more than 0, at most 1 (got %)', p_refresh_budget
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM pg_advisory_xact_lock(mvrefresh.lock_namespace(), -1);
+    PERFORM pg_advisory_xact_lock({{LOCK_NAMESPACE}}, {{WATCH_LOCK_KEY}});
     rel := mvrefresh.resolve_view(p_name, p_search_path);
     SELECT n.nspname, c.relname INTO schema_name, rel_name
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel;
@@ -76,8 +76,7 @@ BEGIN
 
     -- materialized views it reads must be watched first (REFRESH fires no triggers)
     FOR dep IN SELECT s.relid FROM mvrefresh.view_sources(rel) s WHERE s.relkind = 'm' LOOP
-        SELECT v.id INTO vid FROM mvrefresh.view_state v JOIN pg_namespace n ON n.nspname = v.view_schema
-          JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = v.view_name WHERE c.oid = dep.relid;
+        vid := mvrefresh.watched_id(dep.relid);
         IF vid IS NULL THEN
             IF NOT p_with_dependencies THEN
                 RAISE EXCEPTION '% reads materialized view %, which is not watched', rel, dep.relid::regclass
@@ -151,23 +150,9 @@ BEGIN
     PERFORM mvrefresh.sync_table_triggers();
     tables := ARRAY(SELECT s.relid::regclass::text FROM mvrefresh.view_sources(rel) s
                      WHERE s.relkind IN ('r', 'p') ORDER BY s.relid);
-    warn := warn || ARRAY(
-        SELECT CASE WHEN tg.tgfoid <> 'mvrefresh.mark_table()'::regprocedure
-                    THEN format('foreign trigger on %s: its trigger named mvrefresh_mark runs %s, not '
-                                'mvrefresh.mark_table(), so writes to it mark nothing; its views are refreshed at '
-                                'every check until its owner (%s) renames or drops that trigger',
-                                c.oid::regclass, tg.tgfoid::regprocedure, c.relowner::regrole)
-                    WHEN tg.tgenabled = 'R'
-                    THEN format('replica trigger on %s: trigger mvrefresh_mark is ENABLE REPLICA (fires only under '
-                                'session_replication_role = replica), so ordinary writes mark nothing; its views are '
-                                'refreshed at every check until its owner (%s) runs ALTER TABLE %s ENABLE ALWAYS '
-                                'TRIGGER mvrefresh_mark', c.oid::regclass, c.relowner::regrole, c.oid::regclass)
-                    ELSE format('the trigger on %s does not fire for changes applied by logical replication '
-                                '(ENABLE ALWAYS needs the table''s owner, %s)', c.oid::regclass, c.relowner::regrole)
-               END
-          FROM mvrefresh.view_sources(rel) s JOIN pg_class c ON c.oid = s.relid
-          JOIN pg_trigger tg ON tg.tgrelid = c.oid AND tg.tgname = 'mvrefresh_mark'
-         WHERE tg.tgenabled <> 'A' OR tg.tgfoid <> 'mvrefresh.mark_table()'::regprocedure ORDER BY c.oid);
+    -- triggers this role cannot repair (a table it does not own)
+    warn := warn || ARRAY(SELECT w FROM mvrefresh.view_sources(rel) s, mvrefresh.trigger_warning(s.relid) w
+                           WHERE w IS NOT NULL ORDER BY s.relid);
     UPDATE mvrefresh.view_state SET sources = tables, warnings = warn WHERE id = vid;
     -- a running daemon refreshes it once now and reloads its settings
     PERFORM pg_notify({{CHANNEL}}, vid::text);

@@ -1,5 +1,5 @@
 import { redactUrl } from '../db/url.js';
-import { listenDiagnosis } from '../daemon/listen-diagnosis.js';
+import { listenDiagnosis } from '../db/listen-diagnosis.js';
 
 /**
  * The line `mvrefresh status` prints about notifications: whether LISTEN through the URL the daemon would

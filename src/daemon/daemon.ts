@@ -2,30 +2,31 @@ import { EventEmitter } from 'node:events';
 import type pg from 'pg';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
-import { AppName, connectClient, createPool, sessionSettings } from '../db/connect.js';
+import { AppName, connectClient, createPool, sessionSettings, type PoolOptions } from '../db/connect.js';
 import { SqlState, describeError, isPermanentConnectError, isPgError } from '../db/errors.js';
 import { sql } from '../db/sql.js';
 import { redactUrl, scrubSecret } from '../db/url.js';
 import { requirePrimary, StandbyError } from '../db/primary.js';
 import { requireSchema, SchemaMissingError } from '../db/schema-version.js';
-import { backoffDelay } from './backoff.js';
-import { sleep } from './timers.js';
-import { HttpServer } from './http.js';
-import { Listener } from './listener.js';
+import { backoffDelay } from './lib/backoff.js';
+import { sleep } from './lib/timers.js';
+import { HttpServer } from './http/server.js';
+import { Listener } from './refresh/listener.js';
 import { Metrics } from './metrics.js';
-import { Refresher } from './refresher.js';
-import { Releasers } from './releasers.js';
-import { Scheduler } from './scheduler.js';
-import { Sweeper } from './sweeper.js';
-import { describeConflict } from './plan.js';
-import { BusyWatch } from './busy-watch.js';
-import { DriftChecker } from './drift.js';
-import { VacuumWatch } from './vacuum-watch.js';
-import { SchemaWatch } from './schema-watch.js';
-import { SourceMap } from './sources.js';
+import { Refresher } from './refresh/refresher.js';
+import { Releasers } from './lib/releasers.js';
+import { Scheduler } from './refresh/scheduler.js';
+import { Sweeper } from './refresh/sweeper.js';
+import { describeConflict } from '../budget.js';
+import { BusyCheck } from './checks/busy.js';
+import { DriftChecker } from './checks/drift.js';
+import { VacuumCheck } from './checks/vacuum.js';
+import { SchemaCheck } from './checks/schema.js';
+import { SourceMap } from './refresh/sources.js';
+import { ViewList } from './refresh/view-list.js';
 import { latestVersion } from '../db/migrate.js';
 import { probeStartupSettings, type StartupSettingsSupport } from '../db/startup-settings.js';
-import { LISTEN_URL_ENV, listenDiagnosis } from './listen-diagnosis.js';
+import { LISTEN_URL_ENV, listenDiagnosis } from '../db/listen-diagnosis.js';
 import { PACKAGE_VERSION } from '../version.js';
 import { ReplaceWorker } from '../replace/worker.js';
 
@@ -74,10 +75,12 @@ export interface Running {
 
 /**
  * The composition root: config -> logger -> pools -> listener -> scheduler -> refresher -> sweeper ->
- * HTTP, each given what it uses through constructor arguments; every event subscription between them is
- * made here, in doStart(), and nowhere else. Every resource registers its release as it is
- * acquired; stop() releases them last-in-first-out (HTTP, sweeper, running refreshes within the grace
- * period, scheduler, listener, pools). start() and stop() are idempotent.
+ * checks -> HTTP, each given what it uses through constructor arguments. Every event subscription between
+ * them is made here, in doStart(), except the refresher's to its scheduler's `due` jobs: the refresher is
+ * built with the scheduler and is the only one that runs its jobs (refresh/refresher.ts). Every resource
+ * registers its release as it is acquired; stop() releases them last-in-first-out (HTTP, checks, sweeper,
+ * running refreshes within the grace period, scheduler, listener, pools). start() and stop() are
+ * idempotent.
  */
 export interface DaemonEvents {
   /** The daemon stopped by itself (not through stop()): the process should exit. */
@@ -127,60 +130,66 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     const usable = (support: StartupSettingsSupport, settings: Record<string, string>) =>
       support === 'refused' ? undefined : settings;
 
-    const onPoolError = (err: Error) =>
-      logger.warn(
-        { event: 'pool_error', err: scrubSecret(describeError(err), config.databaseUrl) },
-        'idle connection lost',
-      );
-    const controlPool = createPool({
-      connectionString: config.databaseUrl,
-      applicationName: AppName.control,
-      max: 3,
-      settings: usable(
-        startupSettings,
-        sessionSettings(serverVersion, { statementTimeoutMs: CONTROL_STATEMENT_TIMEOUT_MS }),
-      ),
-      queryTimeoutMs: CONTROL_STATEMENT_TIMEOUT_MS + CLIENT_TIMEOUT_MARGIN_MS,
-      onError: onPoolError,
-    });
-    this.releasers.add('control pool', () => controlPool.end());
-    // the HTTP endpoints' own connections: a flood of requests cannot take the sweep's or the cancel's
-    const httpPool = createPool({
-      connectionString: config.databaseUrl,
-      applicationName: AppName.http,
-      max: HTTP_POOL_SIZE,
-      settings: usable(startupSettings, {
+    // every pool connects to the database URL with the settings its sessions need (unless the pooler in
+    // front refuses start-up settings), gives a statement the client margin beyond its server-side timeout,
+    // and is released at stop
+    const pool = (
+      name: string,
+      opts: Omit<PoolOptions, 'connectionString' | 'settings' | 'queryTimeoutMs' | 'onError'>,
+      statementTimeoutMs: number,
+      settings: Record<string, string>,
+    ): pg.Pool => {
+      const created = createPool({
+        ...opts,
+        connectionString: config.databaseUrl,
+        settings: usable(startupSettings, settings),
+        queryTimeoutMs: statementTimeoutMs + CLIENT_TIMEOUT_MARGIN_MS,
+        onError: (err: Error) =>
+          logger.warn(
+            { event: 'pool_error', err: scrubSecret(describeError(err), config.databaseUrl) },
+            'idle connection lost',
+          ),
+      });
+      this.releasers.add(name, () => created.end());
+      return created;
+    };
+    const controlPool = pool(
+      'control pool',
+      { applicationName: AppName.control, max: 3 },
+      CONTROL_STATEMENT_TIMEOUT_MS,
+      sessionSettings(serverVersion, { statementTimeoutMs: CONTROL_STATEMENT_TIMEOUT_MS }),
+    );
+    // the HTTP endpoints' own connections: a flood of requests cannot take the sweep's or the terminate's
+    const httpPool = pool(
+      'http pool',
+      { applicationName: AppName.http, max: HTTP_POOL_SIZE },
+      HTTP_STATEMENT_TIMEOUT_MS,
+      {
         ...sessionSettings(serverVersion, { statementTimeoutMs: HTTP_STATEMENT_TIMEOUT_MS }),
         lock_timeout: `${HTTP_LOCK_TIMEOUT_MS}ms`,
+      },
+    );
+    const refreshPool = pool(
+      'refresh pool',
+      {
+        applicationName: AppName.refresh,
+        max: config.concurrency,
+        // a backend that repeats REFRESH ... CONCURRENTLY grows its catalog caches and slows down, and under
+        // steady load the idle timeout never ends it
+        maxUses: config.refreshConnectionMaxUses,
+        maxLifetimeSeconds: Math.ceil(config.refreshConnectionMaxAgeMs / 1000),
+      },
+      config.refreshTimeoutMs,
+      sessionSettings(serverVersion, {
+        statementTimeoutMs: config.refreshTimeoutMs,
+        idleInTransactionMs: config.refreshTimeoutMs,
+        connectionCheckInterval: CONNECTION_CHECK_INTERVAL,
       }),
-      queryTimeoutMs: HTTP_STATEMENT_TIMEOUT_MS + CLIENT_TIMEOUT_MARGIN_MS,
-      onError: onPoolError,
-    });
-    this.releasers.add('http pool', () => httpPool.end());
-    const refreshPool = createPool({
-      connectionString: config.databaseUrl,
-      applicationName: AppName.refresh,
-      max: config.concurrency,
-      settings: usable(
-        startupSettings,
-        sessionSettings(serverVersion, {
-          statementTimeoutMs: config.refreshTimeoutMs,
-          idleInTransactionMs: config.refreshTimeoutMs,
-          connectionCheckInterval: CONNECTION_CHECK_INTERVAL,
-        }),
-      ),
-      queryTimeoutMs: config.refreshTimeoutMs + CLIENT_TIMEOUT_MARGIN_MS,
-      // a backend that repeats REFRESH ... CONCURRENTLY grows its catalog caches and slows down, and under
-      // steady load the idle timeout never ends it
-      maxUses: config.refreshConnectionMaxUses,
-      maxLifetimeSeconds: Math.ceil(config.refreshConnectionMaxAgeMs / 1000),
-      onError: onPoolError,
-    });
-    this.releasers.add('refresh pool', () => refreshPool.end());
+    );
 
     const metrics = new Metrics();
     const sources = new SourceMap();
-    const schemaWatch = new SchemaWatch({ pool: controlPool, logger, knownVersion: await latestVersion() });
+    const schemaCheck = new SchemaCheck({ pool: controlPool, logger, knownVersion: await latestVersion() });
     const listener = new Listener({
       connectionString: config.listenUrl,
       settings: usable(
@@ -213,7 +222,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       lockTimeoutMs: config.lockTimeoutMs,
       backoffBaseMs: config.backoffBaseMs,
       backoffMaxMs: config.backoffMaxMs,
-      schemaWatch,
+      schemaCheck,
     });
     this.refresher = refresher;
     this.releasers.add('refresher', () => refresher.drain(config.shutdownGraceMs));
@@ -224,26 +233,17 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       logger,
       metrics,
       intervalMs: config.sweepIntervalMs,
-      schemaWatch,
-      sources,
+      schemaCheck,
+      views: new ViewList({ pool: controlPool, scheduler, sources, metrics }),
     });
     this.releasers.add('sweeper', () => sweeper.stop());
 
-    const driftChecker = new DriftChecker({
-      pool: controlPool,
-      logger,
-      metrics,
-      intervalMs: config.driftCheckIntervalMs,
-    });
+    // the periodic checks read the catalog through the control pool and report through the metrics
+    const checkWith = { pool: controlPool, logger, metrics };
+    const driftChecker = new DriftChecker({ ...checkWith, intervalMs: config.driftCheckIntervalMs });
     this.releasers.add('drift checker', () => driftChecker.stop());
-
-    const vacuumWatch = new VacuumWatch({
-      pool: controlPool,
-      logger,
-      metrics,
-      intervalMs: config.vacuumCheckIntervalMs,
-    });
-    this.releasers.add('vacuum watch', () => vacuumWatch.stop());
+    const vacuumCheck = new VacuumCheck({ ...checkWith, intervalMs: config.vacuumCheckIntervalMs });
+    this.releasers.add('vacuum check', () => vacuumCheck.stop());
 
     listener.on('view', (viewId) => {
       metrics.notifications.inc({ kind: scheduler.knows(viewId) ? 'view' : 'unknown' });
@@ -256,7 +256,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       if (readers.length === 0) sweeper.reloadForUnknown();
       for (const id of readers) scheduler.schedule(id, 'notify');
     });
-    listener.on('schema', () => void schemaWatch.check());
+    listener.on('schema', () => void schemaCheck.check());
     listener.on('ddl', ({ coalesced }) => {
       metrics.notifications.inc({ kind: 'ddl' }, coalesced);
       driftChecker.check('ddl');
@@ -268,7 +268,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     });
     // the views' sources changed: reload them (table notifications are mapped through them) and sweep
     driftChecker.on('drift', () => sweeper.sweep('drift'));
-    schemaWatch.on('incompatible', ({ message, state, knownVersion }) => {
+    schemaCheck.on('incompatible', ({ message, state, knownVersion }) => {
       this.accepting = false;
       logger.error(
         {
@@ -310,13 +310,12 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       // DDL notified while LISTEN was not in place is lost too
       if (reconnect) driftChecker.check('reconnect');
     });
-    scheduler.on('due', (job) => refresher.enqueue(job));
-    const busyWatch = new BusyWatch({ pool: controlPool, logger, metrics, warnAfterMs: BUSY_WARN_MS });
-    refresher.on('report', (report) => busyWatch.observe(report));
+    const busyCheck = new BusyCheck({ ...checkWith, warnAfterMs: BUSY_WARN_MS });
+    refresher.on('report', (report) => busyCheck.observe(report));
     scheduler.on('unknown', () => sweeper.reloadForUnknown());
-    scheduler.on('conflict', (c) => {
+    scheduler.on('target', (c) => {
       const fields = {
-        event: c.conflict ? 'target_unmet' : 'target_met',
+        event: c.met ? 'target_met' : 'target_unmet',
         view: c.view,
         targetMs: c.targetMs,
         budget: c.budget,
@@ -325,9 +324,9 @@ export class Daemon extends EventEmitter<DaemonEvents> {
         minIntervalMs: Math.round(c.minIntervalMs),
         achievableMs: Math.round(c.achievableMs),
       };
-      if (c.conflict)
+      if (c.met) logger.info(fields, `${c.view}: the budget allows the staleness target again`);
+      else
         logger.warn(fields, `${c.view}: ${describeConflict(c.costMs, c.budget, c.targetMs, c.expectedMs)}`);
-      else logger.info(fields, `${c.view}: the budget allows the staleness target again`);
     });
     scheduler.on('miss', (m) => {
       metrics.targetMisses.inc({ view: m.view });
@@ -335,7 +334,8 @@ export class Daemon extends EventEmitter<DaemonEvents> {
         { event: 'target_miss', view: m.view, stalenessMs: Math.round(m.stalenessMs), targetMs: m.targetMs },
         `${m.view} was ${Math.round(m.stalenessMs)} ms stale, target ${m.targetMs} ms`,
       );
-      // counted in view_state too, for `mvrefresh status`; a lost count is not worth a retry
+      // counted in view_state, the one count of misses (`mvrefresh status`, /views); a lost count is not
+      // worth a retry
       controlPool.query(sql.recordTargetMiss, [m.viewId, m.stalenessMs]).catch(() => undefined);
     });
 
@@ -375,7 +375,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     this.releasers.add('replace', () => replaceWorker.stop());
     replaceWorker.start();
     driftChecker.start();
-    vacuumWatch.start();
+    vacuumCheck.start();
     this.accepting = true;
     logger.info(
       {
@@ -490,8 +490,8 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     return this.stopping;
   }
 
-  /** For a second signal: cancel running refreshes at once. */
-  async cancelNow(): Promise<void> {
-    await this.refresher?.cancelRunning();
+  /** For a second signal: terminate the running refreshes' backends at once. */
+  async terminateNow(): Promise<void> {
+    await this.refresher?.terminateRunning();
   }
 }

@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { SWEEP_REASONS } from './sweeper.js';
-import { DRIFT_CHECK_REASONS, DRIFT_CHECK_RESULTS, DRIFT_KINDS } from './drift.js';
+import { DRIFT_KINDS } from '../db/protocol.js';
+import { DRIFT_CHECK_REASONS, DRIFT_CHECK_RESULTS, SWEEP_REASONS } from '../interfaces.js';
 
 /** Every metric the daemon exports, on a registry of its own (no global state). */
 export class Metrics {

@@ -57,7 +57,7 @@ export async function runDaemon(options: RunOptions): Promise<number> {
         logger.warn({ event: 'signal', signal, immediate: true }, 'second signal: exiting now');
         const exit = setTimeout(() => process.exit(RunExit.forced), FORCED_EXIT_MS);
         exit.unref();
-        void daemon.cancelNow().finally(() => process.exit(RunExit.forced));
+        void daemon.terminateNow().finally(() => process.exit(RunExit.forced));
         return;
       }
       signalled = true;

@@ -4,7 +4,7 @@ import type pg from 'pg';
 import { migrationsDir } from '../paths.js';
 import { SAFE_SEARCH_PATH } from './connect.js';
 import { SqlState, isPgError } from './errors.js';
-import { expandRoutine } from './migrate.js';
+import { expandRoutine } from './placeholders.js';
 import { sql } from './sql.js';
 
 /**

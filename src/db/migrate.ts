@@ -3,15 +3,10 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { migrationsDir } from '../paths.js';
-import {
-  CHANNEL,
-  DDL_LOCK_TIMEOUT_MS,
-  MIGRATION_LOCK_KEY,
-  SCHEMA_CHANGED,
-  sqlConstants,
-} from './protocol.js';
+import { CHANNEL, DDL_LOCK_TIMEOUT_MS, MIGRATION_LOCK_KEY, SCHEMA_CHANGED } from './protocol.js';
 import { SAFE_SEARCH_PATH } from './connect.js';
 import { tryInstallDdlWatch } from './ddl-watch.js';
+import { expandRoutine } from './placeholders.js';
 import { SqlState, isPgError } from './errors.js';
 import { LockHeldError, lockHolders } from './lock-holders.js';
 import { retryOnLockTimeout } from './lock-retry.js';
@@ -46,7 +41,6 @@ export interface Routine {
 const FILE_PATTERN = /^(\d{4})_([a-z0-9_]+)\.sql$/;
 const ROUTINE_PATTERN = /^([a-z0-9_]+)\.sql$/;
 const COMPATIBILITY = /^-- compatibility: (first version|keeps older daemons working|breaks older daemons)$/m;
-const PLACEHOLDER = /\{\{([A-Z_]+)\}\}/g;
 
 export const routinesDir = (dir: string) => join(dir, 'routines');
 
@@ -74,15 +68,6 @@ export async function loadMigrations(dir: string = migrationsDir): Promise<Migra
     });
   }
   return migrations;
-}
-
-/** Fills in the {{NAME}} placeholders of a routine or migration from src/db/protocol.ts; an unknown name is an error. */
-export function expandRoutine(file: string, text: string): string {
-  return text.replace(PLACEHOLDER, (_, name: string) => {
-    const value = sqlConstants[name];
-    if (value === undefined) throw new Error(`routine ${file} names an unknown constant {{${name}}}`);
-    return value;
-  });
 }
 
 /** The routine files, in name order (a routine whose SQL body calls another must sort after it). */

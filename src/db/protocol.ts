@@ -4,9 +4,12 @@
  * their only home.
  */
 
-/** First key of every advisory lock mvrefresh takes ('mvrf'); the second is a view id, 0 or -1. */
+/** First key of every advisory lock mvrefresh takes ('mvrf'); the second is a view id or one of the *_LOCK_KEYs. */
 export const LOCK_NAMESPACE = 1836479078;
-/** The notification channel: payloads are a view id in decimal, or SCHEMA_CHANGED. */
+/**
+ * The notification channel. Payloads: a view id in decimal (the view is dirty), 't' and a table's oid (a
+ * writer marked the table: routines/mark_table.sql), SCHEMA_CHANGED, DDL_CHANGED or VIEWS_CHANGED.
+ */
 export const CHANNEL = 'mvrefresh';
 /** Sent by `migrate` after it changed the schema, so that running daemons check their compatibility. */
 export const SCHEMA_CHANGED = 'schema';
@@ -31,7 +34,7 @@ export const REPLACE_CHANNEL = 'mvrefresh_replace';
 
 /** Second key of the lock that serializes migrations. */
 export const MIGRATION_LOCK_KEY = 0;
-/** Second key of the lock that serializes watch and unwatch (routines/watch.sql, unwatch.sql). */
+/** Second key of the lock that serializes watch, unwatch and the drift check (routines/watch.sql, unwatch.sql, check_drift.sql). */
 export const WATCH_LOCK_KEY = -1;
 /**
  * Second key of the clear lock: every transaction that deletes table marks holds it shared while it runs
@@ -47,7 +50,7 @@ export const DDL_LOCK_TIMEOUT_MS = 200;
 
 /**
  * How long the daemon's drift check waits for a table lock to repair a trigger: the application's writers
- * queue behind a waiting CREATE / ALTER TRIGGER, so it gives up soon and retries (DRIFT_RETRY_*).
+ * queue behind a waiting CREATE / ALTER TRIGGER, so it gives up soon and retries (src/daemon/checks/drift.ts).
  */
 export const DRIFT_LOCK_TIMEOUT_MS = 200;
 
@@ -61,12 +64,24 @@ export const STATS_REPORT_DELAY_MS = 15_000;
 
 /** When to look again at a view whose lock another session holds, or whose long writers still run. */
 export const RETRY_MS = 1000;
+/**
+ * How soon after a write a failed view is tried again instead of when its backoff ends (the write may
+ * have fixed what failed).
+ */
+export const EARLY_RETRY_MS = 500;
 
 /** Failure backoff: the daemon's defaults, and what refresh_dirty() (no daemon, no config) uses. */
 export const BACKOFF_BASE_MS = 1000;
 export const BACKOFF_MAX_MS = 300_000;
+/**
+ * Every backoff, the database's (routines/record_failure.sql) and the daemon's (src/daemon/backoff.ts), is
+ * "equal jitter": attempt n waits min(max, base * 2^(n-1)) times a factor drawn uniformly from
+ * [1 - BACKOFF_JITTER, 1], so that replicas do not retry in step while none retries much sooner than
+ * the exponential curve says.
+ */
+export const BACKOFF_JITTER = 0.5;
 
-/** Outcomes of mvrefresh.refresh_view(). */
+/** Outcomes of mvrefresh.refresh_view() (routines/refresh_view.sql). */
 export const OUTCOMES = [
   'refreshed',
   'populated',
@@ -85,12 +100,41 @@ export const SUCCESS_OUTCOMES = [
   'populated',
   'refreshed_blocking',
 ] as const satisfies readonly CycleOutcome[];
+/** Whether a cycle's outcome recomputed the view's contents. */
+export const isSuccess = (outcome: string): boolean =>
+  (SUCCESS_OUTCOMES as readonly string[]).includes(outcome);
+
+/**
+ * What mvrefresh.check_drift() found, one kind per change it reports (its `kinds` column), and the kind
+ * label of mvrefresh_source_drift_total. The routines name each as {{DRIFT_<KIND>}}; drift_findings.kind
+ * holds the event kinds (unmarked_writes, unmarked_truncate).
+ *  - source_added, source_removed, definition: the view's sources changed;
+ *  - trigger: a table's trigger is missing, disabled or not ENABLE ALWAYS (repaired by the check);
+ *  - foreign_trigger, replica_trigger: a trigger named mvrefresh_mark that is not ours, or ENABLE REPLICA on
+ *    a table this role does not own: standing conditions only the table's owner can end, found (and their
+ *    views marked) at every check;
+ *  - unmarked_writes, unmarked_truncate: writes or a truncate that fired no trigger;
+ *  - repair_forbidden: this role may not bring a trigger in line (insufficient_privilege).
+ */
+export const DRIFT_KINDS = [
+  'source_added',
+  'source_removed',
+  'definition',
+  'trigger',
+  'foreign_trigger',
+  'replica_trigger',
+  'unmarked_writes',
+  'unmarked_truncate',
+  'repair_forbidden',
+] as const;
+export type DriftKind = (typeof DRIFT_KINDS)[number];
 
 const sqlList = (values: readonly string[]) => values.map((v) => `'${v}'`).join(', ');
 
 /** The values of the routines' {{NAME}} placeholders, as SQL literals. */
 export const sqlConstants: Readonly<Record<string, string>> = Object.freeze({
   LOCK_NAMESPACE: String(LOCK_NAMESPACE),
+  WATCH_LOCK_KEY: String(WATCH_LOCK_KEY),
   CHANNEL: `'${CHANNEL}'`,
   REPLACE_LOCK_NAMESPACE: String(REPLACE_LOCK_NAMESPACE),
   REPLACE_CHANNEL: `'${REPLACE_CHANNEL}'`,
@@ -101,5 +145,7 @@ export const sqlConstants: Readonly<Record<string, string>> = Object.freeze({
   STATS_REPORT_DELAY: `'${STATS_REPORT_DELAY_MS}ms'`,
   BACKOFF_BASE_MS: String(BACKOFF_BASE_MS),
   BACKOFF_MAX_MS: String(BACKOFF_MAX_MS),
+  BACKOFF_JITTER: String(BACKOFF_JITTER),
   SUCCESS_OUTCOMES: sqlList(SUCCESS_OUTCOMES),
+  ...Object.fromEntries(DRIFT_KINDS.map((kind) => [`DRIFT_${kind.toUpperCase()}`, `'${kind}'`])),
 });

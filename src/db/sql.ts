@@ -131,7 +131,7 @@ export const sql = {
                         CASE WHEN pg_catalog.current_setting('server_version_num')::integer >= 140000
                              THEN pg_catalog.set_config('client_connection_check_interval', $2, false) END`,
 
-  // vacuum health (mvrefresh doctor, the daemon's VacuumWatch): the catalogs that REFRESH ... CONCURRENTLY
+  // vacuum health (mvrefresh doctor, the daemon's VacuumCheck): the catalogs that REFRESH ... CONCURRENTLY
   // churns ($1) and mvrefresh's own tables
   vacuumSettings: `SELECT pg_catalog.current_setting('autovacuum') = 'on' AS autovacuum,
                           pg_catalog.current_setting('track_counts') = 'on' AS track_counts,
@@ -247,7 +247,7 @@ export const sql = {
                     FROM mvrefresh.view_state v
                    WHERE v.refresh_interval_ms IS NOT NULL AND NOT v.paused`,
   recordTargetMiss: 'SELECT mvrefresh.record_target_miss($1, $2)',
-  checkDrift: 'SELECT view_id, view, changes, triggers_synced FROM mvrefresh.check_drift($1)',
+  checkDrift: 'SELECT view_id, view, changes, kinds, triggers_synced FROM mvrefresh.check_drift($1)',
   recordDriftFailure: 'SELECT mvrefresh.record_drift_failure($1)',
   refreshView:
     'CALL mvrefresh.refresh_view($1, $2, $3, $4, $5, $6, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)',

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { AppName, callerSearchPath, connectClient, prepareAdminSession } from '../db/connect.js';
 import { PAUSE_ENV, execute, type Outcome, type Step } from './executor.js';
 import { ReplaceRefused } from './plan.js';
+import { replaceSql } from './sql.js';
 import { claim, cleanupOrphans, recordCliRequest } from './requests.js';
 
 export interface ReplaceCliOptions {
@@ -44,6 +45,7 @@ export async function replaceFromCli(
   process.on('SIGINT', onSigint);
   try {
     await prepareAdminSession(client);
+    await client.query(replaceSql.executorSession);
     await cleanupOrphans(client);
     const searchPath = callerSearchPath(client) ?? 'public';
     const id = await recordCliRequest(client, opts.view, opts.definition, searchPath, opts.lockTimeoutMs);

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { Finding } from '../commands/doctor.js';
+import { describeError } from '../db/errors.js';
 import { cleanupOrphans } from './requests.js';
 
 const present = `SELECT pg_catalog.to_regclass('mvrefresh.replace_requests') IS NOT NULL AS present`;
@@ -21,7 +22,19 @@ const strays = `
  */
 export async function replaceFindings(db: pg.ClientBase): Promise<Finding[]> {
   if (!(await db.query<{ present: boolean }>(present)).rows[0]?.present) return [];
-  const out: Finding[] = (await cleanupOrphans(db)).map((o) => ({
+  let orphans;
+  try {
+    orphans = await cleanupOrphans(db);
+  } catch (err) {
+    return [
+      {
+        level: 'problem',
+        check: 'replace',
+        message: `could not drop what an interrupted replacement left: ${describeError(err)}`,
+      },
+    ];
+  }
+  const out: Finding[] = orphans.map((o) => ({
     level: 'warn',
     check: 'replace',
     message:

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { SqlState, describeError, isPgError } from '../db/errors.js';
+import { retryOnLockTimeout } from '../db/lock-retry.js';
 import { copyIndexes, createNewVersion, populate, tempName } from './build.js';
 import { ReplaceRefused, captureRelation, qname } from './plan.js';
 import { dropHalfBuilt, fail, release, setStep, type Request } from './requests.js';
@@ -15,8 +16,6 @@ export const PAUSE_ENV = 'MVREFRESH_TEST_REPLACE_PAUSE';
 
 export const DEFAULT_LOCK_TIMEOUT_MS = 500;
 export const DEFAULT_SWAP_TIMEOUT_MS = 600_000;
-const RETRY_BASE_MS = 100;
-const RETRY_MAX_MS = 2000;
 
 export interface ExecuteOptions {
   /** The longest one swap attempt waits for a lock (readers queue behind a waiting swap that long). */
@@ -37,32 +36,39 @@ export type Outcome =
 /** A statement canceled (Ctrl-C of the CLI, a daemon stopping): pg_cancel_backend() */
 const QUERY_CANCELED = '57014';
 const RETRIED: ReadonlySet<string> = new Set([SqlState.lockNotAvailable, SqlState.deadlockDetected]);
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/**
+ * The swap, tried again with jittered backoff (retryOnLockTimeout) while an attempt fails on its
+ * lock_timeout or as a deadlock victim, until timeoutMs; then refused.
+ */
 async function swapWithRetry(
   client: pg.ClientBase,
   input: Parameters<typeof swapOnce>[1],
   timeoutMs: number,
   atStep: (step: Step) => Promise<void>,
 ): Promise<SwapResult> {
-  const deadline = Date.now() + timeoutMs;
-  for (let attempt = 1; ; attempt += 1) {
-    await client.query('BEGIN');
-    try {
-      const result = await swapOnce(client, { ...input, beforeCommit: () => atStep('swap') });
-      await client.query('COMMIT');
-      return result;
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      if (!isPgError(err) || !RETRIED.has(err.code ?? '')) throw err;
-      if (Date.now() >= deadline)
-        throw new ReplaceRefused(
-          `could not take the locks of ${qname(input.live.schema, input.live.name)} for the swap within ` +
-            `${timeoutMs} ms (${attempt} attempts of at most ${input.lockTimeoutMs} ms each); the new version was dropped`,
-        );
-      const cap = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** Math.min(attempt, 10));
-      await sleep(cap / 2 + Math.random() * (cap / 2));
-    }
+  let attempts = 0;
+  try {
+    return await retryOnLockTimeout(async () => {
+      attempts += 1;
+      const t0 = Date.now();
+      await client.query('BEGIN');
+      try {
+        const result = await swapOnce(client, { ...input, beforeCommit: () => atStep('swap') });
+        await client.query('COMMIT');
+        return { ...result, swapAttempts: attempts, swapMs: Date.now() - t0 };
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw err;
+      }
+    }, timeoutMs);
+  } catch (err) {
+    if (isPgError(err) && RETRIED.has(err.code ?? ''))
+      throw new ReplaceRefused(
+        `could not take the locks of ${qname(input.live.schema, input.live.name)} for the swap within ` +
+          `${timeoutMs} ms (${attempts} attempts of at most ${input.lockTimeoutMs} ms each); the new version was dropped`,
+      );
+    throw err;
   }
 }
 

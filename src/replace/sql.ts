@@ -97,6 +97,8 @@ export const replaceSql = {
   rewatch: `
     SELECT mvrefresh.watch(pg_catalog.format('%I.%I', $1::text, $2::text), $3, $4, $5, $6, false, $7, $8)`,
 
+  /** The build is long by nature: no role default statement_timeout cuts it (the swap has its lock_timeout). */
+  executorSession: "SELECT pg_catalog.set_config('statement_timeout', '0', false)",
   viewLock: 'SELECT pg_catalog.pg_advisory_xact_lock($1, $2)',
   notify: 'SELECT pg_catalog.pg_notify($1, $2)',
   setLockTimeout: "SELECT pg_catalog.set_config('lock_timeout', $1, true)",

@@ -37,6 +37,10 @@ export interface SwapInput {
 export interface SwapResult {
   dependants: string[];
   rewatched: string[];
+  /** Attempts of the swap transaction (each failed one waited at most lockTimeoutMs). */
+  swapAttempts: number;
+  /** How long the committed swap transaction took: about how long readers of the view waited at most. */
+  swapMs: number;
 }
 
 async function watchSettings(client: pg.ClientBase, schema: string, name: string) {
@@ -74,7 +78,10 @@ function lockSql(r: Relation): string {
  * re-syncs the triggers on its sources and marks it, so that writes committed during the build are
  * refreshed into it by the daemon at once.
  */
-export async function swapOnce(client: pg.ClientBase, input: SwapInput): Promise<SwapResult> {
+export async function swapOnce(
+  client: pg.ClientBase,
+  input: SwapInput,
+): Promise<Omit<SwapResult, 'swapAttempts' | 'swapMs'>> {
   const { live, temp } = input;
   await client.query(replaceSql.setLockTimeout, [`${input.lockTimeoutMs}ms`]);
   const settings = await watchSettings(client, live.schema, live.name);

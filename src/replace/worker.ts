@@ -4,19 +4,24 @@ import { connectClient, prepareAdminSession } from '../db/connect.js';
 import { describeError } from '../db/errors.js';
 import { REPLACE_CHANNEL } from '../db/protocol.js';
 import { scrubSecret } from '../db/url.js';
-import { execute } from './executor.js';
+import { execute, type Step } from './executor.js';
+import { replaceSql } from './sql.js';
 import { claim, cleanupOrphans } from './requests.js';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** application_name of the worker's connections (the daemon's own kinds are counted by tests and doctor). */
 const APP_NAME = 'mvrefresh:replace';
 
 export interface ReplaceWorkerOptions {
   databaseUrl: string;
-  /** Where LISTEN goes (a direct URL when databaseUrl is a transaction pooler's). */
+  /** Where LISTEN and the executor's session go (a direct URL when databaseUrl is a transaction pooler's). */
   listenUrl: string;
   logger: Logger;
   /** How often it looks for requests whose notification it missed, and for abandoned ones. */
   intervalMs: number;
+  /** Test hook: the executor waits at the start of this step until the worker is stopped. */
+  pauseAt?: Step | undefined;
 }
 
 /**
@@ -78,9 +83,12 @@ export class ReplaceWorker {
 
   private async pass(): Promise<void> {
     await this.ensureListening().catch(() => undefined);
-    const client = await connectClient(this.opts.databaseUrl, APP_NAME);
+    // a session of its own, never through a transaction pooler: the claim is a session advisory lock and
+    // the build spans transactions (listenUrl is the daemon's direct or session-mode URL)
+    const client = await connectClient(this.opts.listenUrl, APP_NAME);
     try {
       await prepareAdminSession(client);
+      await client.query(replaceSql.executorSession);
       this.executorPid = (client as pg.Client & { processID?: number }).processID;
       for (const o of await cleanupOrphans(client))
         this.opts.logger.warn(
@@ -94,7 +102,8 @@ export class ReplaceWorker {
         this.opts.logger.info({ event: 'replace_started', view, request: request.id }, 'replacing a view');
         const outcome = await execute(client, request, {
           stopping: () => this.stopped,
-          atStep: async () => {
+          atStep: async (step) => {
+            while (step === this.opts.pauseAt && !this.stopped) await sleep(50);
             if (this.stopped) throw new Error('the daemon is stopping');
           },
         });

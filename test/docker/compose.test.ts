@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../../demo/embedded.js';
+import { freePort } from '../../dev/embedded.js';
 import { packageRoot } from '../../src/paths.js';
 import { SHOP_QUERY, viewMatches } from '../support/shop.js';
 import { waitFor } from '../support/wait.js';

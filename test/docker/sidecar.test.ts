@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../../demo/embedded.js';
+import { freePort } from '../../dev/embedded.js';
 import { packageRoot } from '../../src/paths.js';
 import { useTestDatabase } from '../support/db.js';
 import { INSERT_ORDER, SHOP_QUERY, SHOP_SQL, viewMatches } from '../support/shop.js';

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, it } from 'vitest';
-import { pgbouncerBinary, startPgBouncer, type PgBouncer } from '../../demo/pgbouncer.js';
+import { pgbouncerBinary, startPgBouncer, type PgBouncer } from '../../dev/pgbouncer.js';
 import { sql } from '../../src/db/sql.js';
 import { BIN } from '../support/cli.js';
 import { useTestDatabase } from '../support/db.js';

@@ -4,8 +4,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { stopChild } from '../../demo/child-stop.js';
-import { freePort } from '../../demo/embedded.js';
+import { stopChild } from '../../dev/child-stop.js';
+import { freePort } from '../../dev/embedded.js';
 import { packageRoot } from '../../src/paths.js';
 import { waitFor } from '../support/wait.js';
 

@@ -6,7 +6,7 @@ import { startDaemon, type TestDaemon } from '../support/daemon.js';
 import { INSERT_ORDER, SHOP_SQL } from '../support/shop.js';
 import { reportRecovery } from '../support/recovery.js';
 import { delay, waitFor } from '../support/wait.js';
-import { PgCluster } from './cluster.js';
+import { PgCluster } from '../../dev/cluster.js';
 import {
   connect,
   daemonConnections,

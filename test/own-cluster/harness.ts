@@ -5,7 +5,7 @@ import { runCli, type Proc } from '../support/cli.js';
 import type { TestDaemon } from '../support/daemon.js';
 import { SHOP_QUERY, SHOP_SQL, viewMatches } from '../support/shop.js';
 import { waitFor } from '../support/wait.js';
-import type { PgCluster } from './cluster.js';
+import type { PgCluster } from '../../dev/cluster.js';
 
 export type { Proc };
 

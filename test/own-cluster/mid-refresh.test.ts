@@ -4,7 +4,7 @@ import { startDaemon } from '../support/daemon.js';
 import { INSERT_ORDER, SHOP_QUERY, viewMatches } from '../support/shop.js';
 import { reportRecovery } from '../support/recovery.js';
 import { waitFor } from '../support/wait.js';
-import { PgCluster } from './cluster.js';
+import { PgCluster } from '../../dev/cluster.js';
 import {
   connect,
   createShop,

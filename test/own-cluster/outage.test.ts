@@ -4,7 +4,7 @@ import { startDaemon, type TestDaemon } from '../support/daemon.js';
 import { INSERT_ORDER, SHOP_QUERY, viewMatches } from '../support/shop.js';
 import { reportRecovery } from '../support/recovery.js';
 import { delay, waitFor } from '../support/wait.js';
-import { PgCluster, pgBinDir, type StopMode } from './cluster.js';
+import { PgCluster, pgBinDir, type StopMode } from '../../dev/cluster.js';
 import {
   connect,
   createShop,

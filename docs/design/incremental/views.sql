@@ -1,0 +1,17 @@
+CREATE VIEW post_v AS SELECT id, community_id, created_at FROM posts WHERE title IS NOT NULL;
+CREATE MATERIALIZED VIEW mv_post_stats AS SELECT c.post_id, count(*) AS n, max(c.created_at) AS last_at, sum(c.score) AS score FROM comments c GROUP BY c.post_id WITH NO DATA;
+CREATE MATERIALIZED VIEW mv_comm_day AS SELECT p.community_id, date_trunc('day', c.created_at AT TIME ZONE 'UTC') AS day, count(*) AS n, sum(c.score) AS score FROM comments c JOIN posts p ON p.id = c.post_id GROUP BY 1, 2 WITH NO DATA;
+CREATE MATERIALIZED VIEW mv_hot AS SELECT id, post_id, score FROM comments WHERE score > 100 WITH NO DATA;
+CREATE MATERIALIZED VIEW mv_distinct AS SELECT post_id, count(DISTINCT author_id) AS authors FROM comments GROUP BY post_id WITH NO DATA;
+CREATE MATERIALIZED VIEW mv_left AS SELECT p.id, p.title, count(c.id) AS n FROM posts p LEFT JOIN comments c ON c.post_id = p.id GROUP BY p.id WITH NO DATA;
+CREATE MATERIALIZED VIEW mv_having AS SELECT post_id, sum(score) s FROM comments GROUP BY post_id HAVING count(*) > 15 WITH NO DATA;
+CREATE MATERIALIZED VIEW mv_over_view AS SELECT v.community_id, count(*) n FROM post_v v GROUP BY v.community_id WITH NO DATA;
+CREATE MATERIALIZED VIEW mv_dist AS SELECT DISTINCT author_id, post_id FROM comments WITH NO DATA;
+CREATE MATERIALIZED VIEW mv_window AS SELECT id, rank() OVER (ORDER BY score DESC) r FROM comments WHERE score > 150 WITH NO DATA;
+CREATE MATERIALIZED VIEW mv_limit AS SELECT id, score FROM comments ORDER BY score DESC LIMIT 10 WITH NO DATA;
+CREATE MATERIALIZED VIEW mv_random AS SELECT id FROM posts WHERE random() < 0.01 WITH NO DATA;
+CREATE MATERIALIZED VIEW mv_recursive AS WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM r WHERE n < 5) SELECT n FROM r WITH NO DATA;
+CREATE MATERIALIZED VIEW mv_full AS SELECT p.id, c.id AS cid FROM posts p FULL JOIN comments c ON c.post_id = p.id WITH NO DATA;
+CREATE MATERIALIZED VIEW mv_minmax AS SELECT post_id, min(score) lo, max(score) hi, avg(score) av FROM comments GROUP BY post_id WITH NO DATA;
+CREATE MATERIALIZED VIEW mv_now AS SELECT id FROM posts WHERE created_at > now() - interval '1 day' WITH NO DATA;
+CREATE MATERIALIZED VIEW mv_sub AS SELECT p.id FROM posts p WHERE EXISTS (SELECT 1 FROM comments c WHERE c.post_id = p.id AND c.score > 200) WITH NO DATA;
