@@ -1,6 +1,6 @@
 /**
  * Changing a view's definition under load (issue 26). On a private PostgreSQL cluster with production
- * settings (autovacuum on, fsync on; test/own-cluster/cluster.ts starts it), a watched view whose build
+ * settings (autovacuum on, fsync on; dev/cluster.ts starts it), a watched view whose build
  * takes tens of seconds (a GROUP BY over BENCH_ROWS events, bench/replace.sql) and two plain views over it.
  * Three phases on the same data, each under the same load: BENCH_READERS (8) readers looking up one account
  * in the view or in a dependant view in a loop, BENCH_WRITERS (8) writers inserting and updating events:
@@ -22,22 +22,21 @@ import { createInterface } from 'node:readline';
 import pg from 'pg';
 import { migrate } from '../src/db/migrate.js';
 import { packageRoot } from '../src/paths.js';
-import { PgCluster } from '../test/own-cluster/cluster.js';
-import { connect, withClient } from './db.js';
-import { writeSection } from './report.js';
+import { PgCluster } from '../dev/cluster.js';
+import { connect, serverVersion, withClient } from './support/db.js';
+import { numberEnv, percentile, writeSection } from './support/report.js';
 
-const ROWS = Number(process.env['BENCH_ROWS'] ?? 5_000_000);
-const ACCOUNTS = Number(process.env['BENCH_ACCOUNTS'] ?? 200_000);
-const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 60);
-const READERS = Number(process.env['BENCH_READERS'] ?? 8);
-const WRITERS = Number(process.env['BENCH_WRITERS'] ?? 8);
+const ROWS = numberEnv('BENCH_ROWS', 5_000_000);
+const ACCOUNTS = numberEnv('BENCH_ACCOUNTS', 200_000);
+const SECONDS = numberEnv('BENCH_SECONDS', 60);
+const READERS = numberEnv('BENCH_READERS', 8);
+const WRITERS = numberEnv('BENCH_WRITERS', 8);
 /** Each client's pause between two statements: an application's traffic, not a CPU-bound loop. */
-const PAUSE_MS = Number(process.env['BENCH_PAUSE_MS'] ?? 5);
+const PAUSE_MS = numberEnv('BENCH_PAUSE_MS', 5);
 /** Load before an operation starts (connections open, caches warm), measured in no phase. */
 const WARMUP_MS = 3000;
 /** `replace --timeout`: how long its swap is retried. */
 const SWAP_TIMEOUT = process.env['BENCH_SWAP_TIMEOUT'] ?? '3m';
-const OUT = process.env['BENCH_OUT'] ?? join(packageRoot, 'docs', 'benchmarks.md');
 const TITLE = '## Changing a view under load: `mvrefresh replace`';
 const DB = 'replace_bench';
 const VIEW = 'public.account_kind_totals';
@@ -129,11 +128,6 @@ class Load {
     this.running = false;
     await Promise.all(this.loops);
   }
-}
-
-function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
 
 interface PhaseResult {
@@ -328,8 +322,7 @@ async function main(): Promise<void> {
     const url = await setUp(cluster);
     const db = await connect(url);
     db.on('error', (err) => process.stderr.write(`bench connection: ${err.message}\n`));
-    const version = (await db.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]!
-      .v;
+    const version = await serverVersion(url);
     const build = await buildSeconds(db, NEW_QUERY);
     process.stderr.write(`one build of the new definition, no load: ${build.toFixed(1)} s\n`);
     if (process.env['BENCH_CALIBRATE'] === '1') return;
@@ -354,7 +347,7 @@ async function main(): Promise<void> {
     await db.end();
     const text = report(results, { version, started, check, build });
     console.log(text);
-    await writeSection(OUT, TITLE, text);
+    await writeSection(TITLE, text);
   } catch (err) {
     process.stderr.write(`--- server log ---\n${await cluster.logTail()}\n`);
     throw err;
