@@ -62,6 +62,13 @@ async function rewatch(client: pg.ClientBase, schema: string, name: string, s: W
   ]);
 }
 
+/** ACCESS EXCLUSIVE on a view (LOCK TABLE, which refuses materialized views: ALTER ... OWNER TO for them). */
+function lockSql(r: Relation): string {
+  return r.kind === 'v'
+    ? `LOCK TABLE ${qname(r.schema, r.name)} IN ACCESS EXCLUSIVE MODE`
+    : `ALTER MATERIALIZED VIEW ${qname(r.schema, r.name)} OWNER TO ${qi(r.owner)}`;
+}
+
 /**
  * One attempt at the swap, in the caller's open transaction, which it commits or rolls back: every lock
  * is taken under lock_timeout, so that readers never queue behind a waiting swap for longer than that.
@@ -81,6 +88,11 @@ export async function swapOnce(
   const settings = await watchSettings(client, live.schema, live.name);
   // a refresh cycle of the live view holds this lock while it runs: the swap waits for none
   if (settings) await client.query(replaceSql.viewLock, [LOCK_NAMESPACE, settings.id]);
+  // a reader of a dependant locks the dependant before the view it reads: the swap locks in the same order
+  // (outermost first), or such a reader, holding the dependant while it waits for the view, deadlocks
+  // with it and lock_timeout ends every attempt
+  for (const d of (await captureDependants(client, live.oid)).reverse())
+    await client.query(lockSql(d.relation));
   // LOCK TABLE refuses materialized views; ALTER ... OWNER TO takes ACCESS EXCLUSIVE even when the owner
   // does not change, before anything is read
   await client.query(`ALTER MATERIALIZED VIEW ${qname(live.schema, live.name)} OWNER TO ${qi(live.owner)}`);
