@@ -8,7 +8,7 @@ import { replaceSql } from './sql.js';
 import { swapOnce, type SwapResult } from './swap.js';
 
 /** The steps of a replacement, in order; a test can pause the executor at the start of any of them. */
-export const STEPS = ['plan', 'create', 'populate', 'indexes', 'swap'] as const;
+export const STEPS = ['plan', 'create', 'populate', 'indexes', 'catchup', 'swap'] as const;
 export type Step = (typeof STEPS)[number];
 
 /** Test hook: the executor stops at this step (MVREFRESH_TEST_REPLACE_PAUSE) so that a test can kill it. */
@@ -106,6 +106,11 @@ export async function execute(
     await populate(client, live.schema, temp);
     await atStep('indexes');
     const indexNames = await copyIndexes(client, live, request.id, temp);
+    // The build took as long as a refresh of the view: fill the new version once more, so that at the swap
+    // its contents are as old as one refresh, as the live view's are (writes during this catch-up are
+    // marked and refreshed after the swap). Nobody reads it yet: a plain REFRESH, no reader waits.
+    await atStep('catchup');
+    await populate(client, live.schema, temp);
     await setStep(client, request.id, 'swap');
     const result = await swapWithRetry(
       client,
