@@ -26,7 +26,7 @@ import { PgCluster } from '../dev/cluster.js';
 import { connect, serverVersion, withClient } from './support/db.js';
 import { numberEnv, percentile, writeSection } from './support/report.js';
 
-const ROWS = numberEnv('BENCH_ROWS', 5_000_000);
+const ROWS = numberEnv('BENCH_ROWS', 18_000_000);
 const ACCOUNTS = numberEnv('BENCH_ACCOUNTS', 200_000);
 const SECONDS = numberEnv('BENCH_SECONDS', 60);
 const READERS = numberEnv('BENCH_READERS', 8);
@@ -214,7 +214,7 @@ async function cliReplace(url: string, definitionFile: string): Promise<string> 
 interface Check {
   /** Rows that differ between the view and its new query right after the replace. */
   afterSwap: number;
-  /** Whether mvrefresh has the view marked dirty then (the writes committed during the build). */
+  /** Whether mvrefresh has the view marked dirty then (the writes committed since the catch-up refresh began). */
   dirty: boolean;
   afterRefresh: number;
 }
@@ -371,7 +371,7 @@ function report(
   return `${TITLE}
 
 \`npm run bench:replace\` (bench/replace.ts), ${r.started.toISOString().slice(0, 16).replace('T', ' ')} UTC, on ${cpus().length} cores
-(shared with other work), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, PostgreSQL ${r.version} on a private cluster (autovacuum on,
+(no other work running), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, PostgreSQL ${r.version} on a private cluster (autovacuum on,
 fsync on, shared_buffers 2GB, work_mem 16MB). Data (bench/replace.sql): ${ROWS.toLocaleString('en')} events of ${ACCOUNTS.toLocaleString('en')}
 accounts; the watched view \`${VIEW}\` groups them by account and kind (count, sum, count of distinct days)
 with a unique index; two plain views read it. One build of the new definition, with no load: ${r.build.toFixed(1)} s. The new definition adds a join column and an aggregate:
@@ -394,7 +394,7 @@ ${table(results)}
 - ${
     r.check
       ? `After (b), writers stopped: ${r.check.afterSwap} rows differ between the view and its new query (EXCEPT ALL
-  both ways: writes committed during the build, not yet refreshed into it), the view ${r.check.dirty ? 'marked dirty (the daemon, not running here, refreshes it next)' : 'not marked dirty'};
+  both ways: writes committed since the catch-up refresh began, not yet refreshed into it), the view ${r.check.dirty ? 'marked dirty (the daemon, not running here, refreshes it next)' : 'not marked dirty'};
   after a \`REFRESH ... CONCURRENTLY\`: ${r.check.afterRefresh} rows differ.`
       : 'No check after (b): the replace did not run or failed.'
   }
