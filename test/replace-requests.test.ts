@@ -195,6 +195,7 @@ describe('an interrupted replacement', () => {
         listenUrl: db.url,
         logger: createLogger('silent'),
         intervalMs: 60_000,
+        sessionUsable: () => true,
         pauseAt,
       });
     const stopping = worker('populate');

@@ -272,9 +272,22 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     const undeliveredReason = listenDiagnosis({ separateListenUrl, sweepIntervalMs: config.sweepIntervalMs });
     let diagnosed = false;
     listener.on('undelivered', () => metrics.listenerUndelivered.inc());
-    listener.on('delivery', ({ delivering }) => {
+    const { databaseUrl, listenUrl, sweepIntervalMs: intervalMs } = config;
+    // the replace worker's build spans transactions on one session: it runs only where LISTEN delivers
+    // (a transaction pooler does not, and would hand its session settings to other clients)
+    const replaceWorker = new ReplaceWorker({
+      databaseUrl,
+      listenUrl,
+      logger,
+      intervalMs,
+      sessionUsable: () => listener.delivering === true,
+    });
+    this.releasers.add('replace', () => replaceWorker.stop());
+    listener.on('delivery', ({ delivering, first }) => {
       if (delivering) {
-        logger.info({ event: 'listen_delivering' }, 'the LISTEN connection receives notifications again');
+        replaceWorker.kick();
+        if (!first)
+          logger.info({ event: 'listen_delivering' }, 'the LISTEN connection receives notifications again');
         return;
       }
       // error level once: the same diagnosis every heartbeat would bury everything else
@@ -355,9 +368,6 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     // the start sweep loads the views before LISTEN, so that the first notifications find them known
     await sweeper.start();
     listener.start();
-    const { databaseUrl, listenUrl, sweepIntervalMs: intervalMs } = config;
-    const replaceWorker = new ReplaceWorker({ databaseUrl, listenUrl, logger, intervalMs });
-    this.releasers.add('replace', () => replaceWorker.stop());
     replaceWorker.start();
     driftChecker.start();
     vacuumCheck.start();

@@ -20,6 +20,11 @@ export interface ReplaceWorkerOptions {
   logger: Logger;
   /** How often it looks for requests whose notification it missed, and for abandoned ones. */
   intervalMs: number;
+  /**
+   * Whether listenUrl reaches a session of its own (the LISTEN connection's heartbeat saw notifications
+   * delivered, which a transaction pooler does not): checked before every pass.
+   */
+  sessionUsable: () => boolean;
   /** Test hook: the executor waits at the start of this step until the worker is stopped. */
   pauseAt?: Step | undefined;
 }
@@ -82,6 +87,7 @@ export class ReplaceWorker {
   }
 
   private async pass(): Promise<void> {
+    if (!this.opts.sessionUsable()) return;
     await this.ensureListening().catch(() => undefined);
     // a session of its own, never through a transaction pooler: the claim is a session advisory lock and
     // the build spans transactions (listenUrl is the daemon's direct or session-mode URL)

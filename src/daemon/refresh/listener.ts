@@ -70,10 +70,11 @@ export interface ListenerEvents {
   connected: [info: { reconnect: boolean }];
   disconnected: [info: { reason: string }];
   /**
-   * A heartbeat's verdict on delivery changed: false when another session's NOTIFY did not come back although
-   * the connection answers (LISTEN through a transaction pooler); true when one came back again.
+   * A heartbeat's verdict on delivery changed (first: the first verdict): false when another session's
+   * NOTIFY did not come back although the connection answers (LISTEN through a transaction pooler); true
+   * when one came back.
    */
-  delivery: [info: { delivering: boolean }];
+  delivery: [info: { delivering: boolean; first: boolean }];
   /** A heartbeat whose notification from another session did not come back (one per heartbeat). */
   undelivered: [];
 }
@@ -360,10 +361,9 @@ export class Listener extends EventEmitter<ListenerEvents> {
 
   private verdict(delivering: boolean): void {
     if (this.deliveryVerdict === delivering) return;
-    // the first verdict is news only when it is bad
-    const news = this.deliveryVerdict !== undefined || !delivering;
+    const first = this.deliveryVerdict === undefined;
     this.deliveryVerdict = delivering;
-    if (news) this.emit('delivery', { delivering });
+    this.emit('delivery', { delivering, first });
   }
 
   /**
