@@ -2,6 +2,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from './support/cli.js';
 import { useTestDatabase } from './support/db.js';
+import { PG15, serverVersionNum } from './support/version.js';
 
 const db = useTestDatabase('replace');
 const suffix = `${process.pid}`;
@@ -88,6 +89,8 @@ async function catalogSnapshot() {
 
 beforeAll(async () => {
   for (const role of [OWNER, READER, VIEWER]) await db.sql.query(`CREATE ROLE ${role}`);
+  // security_invoker exists from PostgreSQL 15
+  const invoker = (await serverVersionNum(db.sql)) >= PG15 ? ', security_invoker = true' : '';
   await db.sql.query(`
     CREATE TABLE orders (id serial PRIMARY KEY, customer int NOT NULL, amount numeric NOT NULL);
     CREATE TABLE refunds (id serial PRIMARY KEY, customer int NOT NULL);
@@ -104,7 +107,7 @@ beforeAll(async () => {
     COMMENT ON COLUMN totals.total IS 'sum of amounts';
     GRANT SELECT ON totals TO ${READER} WITH GRANT OPTION;
     GRANT SELECT (customer) ON totals TO ${VIEWER};
-    CREATE VIEW big_customers WITH (security_barrier = true, security_invoker = true) AS
+    CREATE VIEW big_customers WITH (security_barrier = true${invoker}) AS
       SELECT customer, total FROM totals WHERE total > 30000;
     ALTER VIEW big_customers OWNER TO ${OWNER};
     COMMENT ON VIEW big_customers IS 'the big ones';
