@@ -7,6 +7,7 @@ import { scrubSecret } from '../db/url.js';
 import { execute, type Step } from './executor.js';
 import { replaceSql } from './sql.js';
 import { claim, cleanupOrphans } from './requests.js';
+import { SerialTask } from '../daemon/lib/serial-task.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -37,41 +38,28 @@ export interface ReplaceWorkerOptions {
  */
 export class ReplaceWorker {
   private listenClient: pg.Client | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private again = false;
+  private readonly task = new SerialTask<'look', void>(
+    () =>
+      this.pass().catch((err: unknown) =>
+        this.opts.logger.warn(
+          { event: 'replace_error', err: scrubSecret(describeError(err), this.opts.databaseUrl) },
+          'replace requests could not be read',
+        ),
+      ),
+    () => ({ reason: 'look', afterMs: this.opts.intervalMs }),
+  );
   private stopped = false;
   private executorPid: number | undefined;
 
   constructor(private readonly opts: ReplaceWorkerOptions) {}
 
   start(): void {
-    this.timer = setInterval(() => this.kick(), this.opts.intervalMs);
-    this.timer.unref();
-    this.kick();
+    if (this.task.start()) this.kick();
   }
 
   /** Looks for work now (or once more after the current pass). */
   kick(): void {
-    if (this.stopped) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = this.pass()
-      .catch((err: unknown) =>
-        this.opts.logger.warn(
-          { event: 'replace_error', err: scrubSecret(describeError(err), this.opts.databaseUrl) },
-          'replace requests could not be read',
-        ),
-      )
-      .finally(() => {
-        this.running = undefined;
-        if (this.again) {
-          this.again = false;
-          this.kick();
-        }
-      });
+    this.task.request('look');
   }
 
   private async ensureListening(): Promise<void> {
@@ -131,11 +119,10 @@ export class ReplaceWorker {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.timer) clearInterval(this.timer);
     const pid = this.executorPid;
     if (pid !== undefined && this.listenClient)
       await this.listenClient.query('SELECT pg_catalog.pg_cancel_backend($1)', [pid]).catch(() => undefined);
-    await this.running;
+    await this.task.stop();
     await this.listenClient?.end().catch(() => undefined);
     this.listenClient = undefined;
   }
