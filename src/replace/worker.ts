@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { Logger } from '../logger.js';
 import { connectClient, prepareAdminSession } from '../db/connect.js';
 import { describeError } from '../db/errors.js';
+import { sql } from '../db/sql.js';
 import { REPLACE_CHANNEL } from '../db/protocol.js';
 import { scrubSecret } from '../db/url.js';
 import { execute, type Step } from './executor.js';
@@ -70,7 +71,7 @@ export class ReplaceWorker {
       if (this.listenClient === client) this.listenClient = undefined;
       void client.end().catch(() => undefined);
     });
-    await client.query(`LISTEN ${REPLACE_CHANNEL}`);
+    await client.query(sql.listen(REPLACE_CHANNEL));
     this.listenClient = client;
   }
 
