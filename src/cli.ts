@@ -3,6 +3,14 @@ import type pg from 'pg';
 import { SAFE_SEARCH_PATH, callerSearchPath, connectClient, prepareAdminSession } from './db/connect.js';
 import { sql } from './db/sql.js';
 import { installDdlWatch } from './db/ddl-watch.js';
+import {
+  isIncremental,
+  unwatchAllIncremental,
+  unwatchIncremental,
+  verify,
+  watchIncremental,
+} from './incremental/commands.js';
+import { IncrementalRefused } from './incremental/convert.js';
 import { describeError } from './db/errors.js';
 import { connectionStringProblem, isPostgresUrl, redactUrl, scrubSecret } from './db/url.js';
 import { isRegularFile } from './config.js';
@@ -11,7 +19,6 @@ import {
   printable,
   runMigrate,
   setPaused,
-  unwatchAll,
   unwatchView,
   viewStatus,
   watchView,
@@ -42,7 +49,12 @@ Commands:
       --refresh-interval-ms N   also refresh every N ms (sources without triggers)
       --allow-blocking-refresh  accept a view without a unique index (plain REFRESH blocks readers)
       --with-dependencies       also watch the materialized views it reads
-  unwatch <view> | --all        remove the triggers and the registration
+      --incremental             keep it incrementally: a table under its name, changed by applying only
+                                what its sources' writes changed (refused, naming the clause, when its
+                                definition needs a full refresh; docs/operations.md)
+  unwatch <view> | --all        remove the triggers and the registration (an incremental view becomes a
+                                materialized view again first)
+  verify <view> [--no-repair]   compare an incremental view with its definition; repair a difference
   pause <view>                  stop refreshing a view (bulk loads); it keeps its marks
   resume <view>                 refresh it again (once at once if it was written meanwhile)
   status [--json]               watched views, their state, staleness and last error
@@ -84,6 +96,8 @@ const OPTIONS = {
   'refresh-interval-ms': { type: 'string' },
   'allow-blocking-refresh': { type: 'boolean' },
   'with-dependencies': { type: 'boolean' },
+  incremental: { type: 'boolean' },
+  'no-repair': { type: 'boolean' },
   all: { type: 'boolean' },
   role: { type: 'string' },
   'owner-role': { type: 'string' },
@@ -296,6 +310,19 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
           withDependencies: values['with-dependencies'] ?? false,
         };
         url = databaseUrl(values, io.env);
+        if (values.incremental) {
+          if (opts.withDependencies)
+            throw new UsageError('--incremental cannot be combined with --with-dependencies');
+          const converted = await withClient(url, (c) => watchIncremental(c, rest[0]!, opts));
+          if (values.json) io.out(JSON.stringify(converted));
+          else {
+            io.out(printable(`${converted.view} is incremental (key: ${converted.key.join(', ')})`));
+            io.out(printable(`  changes captured on: ${converted.sources.join(', ')}`));
+            if (converted.dependants.length)
+              io.out(printable(`  dependants re-created: ${converted.dependants.join(', ')}`));
+          }
+          return ExitCode.ok;
+        }
         const report = await withClient(url, (c) => watchView(c, rest[0]!, opts));
         if (values.json) io.out(JSON.stringify(report));
         else {
@@ -322,7 +349,13 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
           throw new UsageError('unwatch takes one materialized view name, or --all');
         url = databaseUrl(values, io.env);
         const reports = await withClient(url, async (c) =>
-          values.all ? unwatchAll(c) : [await unwatchView(c, rest[0]!)],
+          values.all
+            ? unwatchAllIncremental(c)
+            : [
+                (await isIncremental(c, rest[0]!))
+                  ? await unwatchIncremental(c, rest[0]!)
+                  : await unwatchView(c, rest[0]!),
+              ],
         );
         if (values.json) io.out(JSON.stringify(values.all ? reports : reports[0]));
         else if (reports.length === 0) io.out('no view was watched');
@@ -332,6 +365,24 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
               printable(`unwatched ${r.view}; triggers removed from: ${r.tables.join(', ') || '(none)'}`),
             );
         return ExitCode.ok;
+      }
+      case 'verify': {
+        if (rest.length !== 1) throw new UsageError('verify takes exactly one incremental view name');
+        url = databaseUrl(values, io.env);
+        const report = await withClient(url, (c) => verify(c, rest[0]!, !values['no-repair']));
+        if (values.json) io.out(JSON.stringify(report));
+        else
+          io.out(
+            printable(
+              `${report.view}: ${report.extra} extra, ${report.missing} missing row(s)` +
+                (report.repaired
+                  ? '; repaired'
+                  : report.extra + report.missing > 0
+                    ? '; not repaired (--no-repair)'
+                    : '; equal to its definition'),
+            ),
+          );
+        return report.extra + report.missing > 0 && !report.repaired ? ExitCode.failed : ExitCode.ok;
       }
       case 'pause':
       case 'resume': {
@@ -442,6 +493,10 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
     if (err instanceof UsageError) {
       io.err(`mvrefresh: ${err.message}\nRun 'mvrefresh --help' for usage.`);
       return ExitCode.usage;
+    }
+    if (err instanceof IncrementalRefused) {
+      io.err(`mvrefresh ${command}: ${printable(err.message)}`);
+      return ExitCode.failed;
     }
     io.err(`mvrefresh ${command}: ${printable(scrubSecret(describeError(err), url))}`);
     return ExitCode.failed;

@@ -52,7 +52,8 @@
 -- A synchronous commit waits for a flush of its own (on a busy server, behind the writers' group commits)
 -- and bought nothing: the refreshed contents are derived data that the next cycle recomputes.
 --
--- Outcomes: refreshed, populated (first, plain refresh of a view never populated), refreshed_blocking
+-- An incremental view (apply_view.sql) runs its apply as tx2, at REPEATABLE READ; the cycle is the same.
+-- Outcomes: refreshed (for an incremental view: applied), populated (first, plain refresh of a view never populated), refreshed_blocking
 -- (plain refresh allowed by the view's settings), clean (nothing to do), busy (another session holds the
 -- view's lock), paused (the view is paused: nothing changes, its marks stay), waiting (nothing new: only
 -- writers an earlier cycle gave up on are pending, and they still run), unwatched, failed. retry_in_ms,
@@ -91,6 +92,8 @@ DECLARE
     cycle_t0 pg_catalog.timestamptz := pg_catalog.clock_timestamp();
     wait_t0 pg_catalog.timestamptz;
     cleared pg_catalog.bool;
+    is_incremental pg_catalog.bool;
+    applied record;
 BEGIN
     -- every transaction of the cycle resolves names in pg_catalog first (a procedure cannot have a SET
     -- clause and COMMIT): set again after each COMMIT
@@ -180,7 +183,15 @@ BEGIN
     SELECT array_agg(x) INTO xids
       FROM unnest(COALESCE(xids, '{}') || COALESCE(old_xids, '{}')) x WHERE pg_xact_status(x) = 'in progress';
     wait_ms := extract(epoch FROM clock_timestamp() - wait_t0) * 1000;
-    COMMIT;
+    -- an incremental view's tx2 is its apply (apply_view.sql), which reads the logs and the sources in one
+    -- snapshot: REPEATABLE READ, set before the next transaction's first query
+    is_incremental := EXISTS (SELECT FROM mvrefresh.incremental i WHERE i.view_id = p_view_id AND i.state = 'active');
+    IF is_incremental THEN
+        COMMIT;
+        SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;
+    ELSE
+        COMMIT;
+    END IF;
 
     -- tx2: refresh, in a snapshot taken after the wait
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
@@ -195,7 +206,15 @@ BEGIN
     SELECT c.oid, c.relkind, c.relispopulated, c.relowner INTO rel
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE n.nspname = s.view_schema AND c.relname = s.view_name;
-    IF NOT FOUND OR rel.relkind <> 'm' THEN
+    IF FOUND AND rel.relkind = 'r' AND is_incremental THEN
+        BEGIN
+            SELECT * INTO applied FROM mvrefresh.apply_view(p_view_id, rel.oid, rel.relowner) a;
+            outcome := 'refreshed';
+            PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        EXCEPTION WHEN OTHERS OR query_canceled THEN
+            GET STACKED DIAGNOSTICS err_sqlstate = RETURNED_SQLSTATE, err_message = MESSAGE_TEXT;
+        END;
+    ELSIF NOT FOUND OR rel.relkind <> 'm' THEN
         err_sqlstate := CASE WHEN rel IS NULL THEN '42P01' ELSE '42809' END;
         err_message := format('%I.%I is %s', s.view_schema, s.view_name,
                               CASE WHEN rel IS NULL THEN 'gone: the materialized view was dropped or renamed'

@@ -22,6 +22,13 @@ BEGIN
     SELECT string_agg(format('%I.%I', v.view_schema, v.view_name), ', ') INTO readers
       FROM mvrefresh.view_deps d JOIN mvrefresh.view_state v ON v.id = d.view_id WHERE d.depends_on = vid;
     SELECT format('%I.%I', view_schema, view_name) INTO label FROM mvrefresh.view_state WHERE id = vid;
+    -- its table must become a materialized view again, and the capture of its sources be regenerated:
+    -- work for the CLI (src/incremental/revert.ts), which calls this function last
+    IF EXISTS (SELECT FROM mvrefresh.incremental i WHERE i.view_id = vid) THEN
+        RAISE EXCEPTION '% is an incremental view', label
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('Run "mvrefresh unwatch %s": it turns it back into a materialized view first.', label);
+    END IF;
     IF readers IS NOT NULL THEN
         RAISE EXCEPTION '% is read by watched view(s) %', label, readers
             USING ERRCODE = 'dependent_objects_still_exist', HINT = 'Unwatch those first.';

@@ -36,7 +36,8 @@ export interface Relation {
   oid: string;
   schema: string;
   name: string;
-  kind: 'm' | 'v';
+  /** r: an incremental view's table (src/incremental/) */
+  kind: 'm' | 'v' | 'r';
   /** schema.name as pg_get_indexdef() prints it */
   printed: string;
   owner: string;
@@ -138,7 +139,7 @@ const grantOption = (g: Grant): string => (g.grantable ? ' WITH GRANT OPTION' : 
  * and its columns') of `rel`. Column grants and comments of columns that `columns` lacks are dropped.
  */
 export function propertyStatements(rel: Relation, target: string, columns: readonly Column[]): string[] {
-  const keyword = rel.kind === 'm' ? 'MATERIALIZED VIEW' : 'VIEW';
+  const keyword = relationKeyword(rel.kind);
   const has = new Set(columns.map((c) => c.column));
   const out = [`ALTER ${keyword} ${target} OWNER TO ${qi(rel.owner)}`];
   if (rel.has_acl) {
@@ -168,6 +169,11 @@ export function indexStatement(rel: Relation, index: Index, target: string, newN
       return `CREATE ${unique}INDEX ${qi(newName)} ON ${target} ${index.def.slice(prefix.length)}`;
   }
   throw new Error(`cannot read the definition of index ${index.name}: ${index.def}`);
+}
+
+/** The keyword of ALTER / COMMENT ON for a relation kind. */
+export function relationKeyword(kind: Relation['kind']): string {
+  return kind === 'm' ? 'MATERIALIZED VIEW' : kind === 'r' ? 'TABLE' : 'VIEW';
 }
 
 /** A name as PostgreSQL prints it in messages: quoted only when it must be. */
@@ -201,11 +207,17 @@ export function tablespace(name: string | null): string {
 }
 
 /** An index's comment, tablespace and CLUSTER mark, for the index now called `indexName` on `table`. */
-export function indexExtras(index: Index, schema: string, indexName: string, table: string): string[] {
+export function indexExtras(
+  index: Index,
+  schema: string,
+  indexName: string,
+  table: string,
+  keyword = 'MATERIALIZED VIEW',
+): string[] {
   const qualified = qname(schema, indexName);
   return [
     ...(index.tablespace ? [`ALTER INDEX ${qualified} SET TABLESPACE ${qi(index.tablespace)}`] : []),
     ...(index.comment !== null ? [`COMMENT ON INDEX ${qualified} IS ${literal(index.comment)}`] : []),
-    ...(index.clustered ? [`ALTER MATERIALIZED VIEW ${table} CLUSTER ON ${qi(indexName)}`] : []),
+    ...(index.clustered ? [`ALTER ${keyword} ${table} CLUSTER ON ${qi(indexName)}`] : []),
   ];
 }

@@ -1,0 +1,165 @@
+-- The apply of an incremental view (mvrefresh watch --incremental): tx2 of refresh_view() for such a view,
+-- in place of REFRESH. Called at REPEATABLE READ, under the view's advisory lock, after the cycle's wait.
+--
+-- State: incremental.applied_snapshot (S_a), written only by the apply's own transaction (and by the
+-- transaction that populated the table at watch time).
+--  A  The table's rows equal the definition evaluated in S_a (as the view's owner).
+--  L  A log row is inserted by its writer's AFTER statement trigger, in the writer's transaction, with the
+--     writer's top-level transaction id (src/incremental/capture.ts): it commits, aborts, or is rolled back
+--     to a savepoint together with the rows it describes; a prepared transaction's rows and log rows become
+--     visible together at COMMIT PREPARED.
+--  C  An apply with snapshot S reads the sources and the logs in the one snapshot S (REPEATABLE READ). It
+--     consumes the log rows whose transaction S_a does not show (NOT pg_visible_in_snapshot(xid, S_a)); S
+--     shows only committed ones, so it consumes exactly the writes committed in S and not in S_a. The keys
+--     those rows may affect (analyze.ts: a superset of the keys whose rows differ between def(S_a) and
+--     def(S)) are recomputed from the definition in S, so the table equals def(S) afterwards, and S_a := S
+--     in the same transaction: A holds again. A failed, killed or rolled-back apply changes neither the
+--     table nor S_a; the next one does the same work again (idempotent).
+--  E  Exactly once: a transaction visible in S_a is visible in every later snapshot, and applies of one view
+--     run one at a time (advisory lock) with growing snapshots.
+--  Liveness: the write's mark (mark_table.sql, the same trigger as for any watched view) and the cycle of
+--     refresh_view.sql guarantee a tx2 whose snapshot was taken after the write committed, as for a
+--     REFRESH; that tx2 is an apply, and C consumes the write.
+--  Writes that fire no trigger (a disabled trigger, session_replication_role = replica where the trigger
+--     is not ALWAYS, an attached partition) leave no log row: check_drift() finds them as for any view and
+--     sets needs_full, and the next apply recomputes the whole view (correct from any state).
+--  TRUNCATE logs a row with mvr_trunc: the apply recomputes in full.
+--  Pruning: a log row is deleted once every incremental view reading the table has an S_a whose xmin is
+--     above its transaction id (such a row is visible in each S_a, or its writer aborted). A view being
+--     made incremental registers a snapshot taken after its capture triggers exist, before its table is
+--     populated, so no row it needs is pruned.
+-- A full recompute (TRUNCATE, needs_full, more keys than the threshold) evaluates the definition into a
+-- temporary table and rewrites only the rows that differ (like REFRESH CONCURRENTLY): readers never wait.
+-- The keys are computed and the table written as the view's owner (set_config('role')), so row-level
+-- security and grants apply as in a REFRESH by the owner; the batch is copied from the logs, which only
+-- mvrefresh's roles read, into temporary tables granted to the owner for this transaction.
+-- Returns how it applied ('keys' or 'full: <reason>') and the number of keys.
+CREATE OR REPLACE FUNCTION mvrefresh.apply_view(
+    p_view_id integer,
+    p_rel oid,
+    p_owner oid,
+    p_force_full text DEFAULT NULL,
+    OUT kind text,
+    OUT keys integer)
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    inc mvrefresh.incremental;
+    snap pg_catalog.pg_snapshot := pg_catalog.pg_current_snapshot();
+    src pg_catalog.oid;
+    owner_name pg_catalog.text := pg_catalog.pg_get_userbyid(p_owner);
+    reason pg_catalog.text := p_force_full;
+    q pg_catalog.text;
+    t0 pg_catalog.timestamptz := pg_catalog.clock_timestamp();
+    ms pg_catalog.float8;
+    view_rows pg_catalog.float8;
+    truncated pg_catalog.bool;
+    horizon pg_catalog.xid8;
+BEGIN
+    IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'repeatable read' THEN
+        RAISE EXCEPTION 'apply_view() must run at REPEATABLE READ (one snapshot for the logs and the sources)'
+            USING ERRCODE = 'active_sql_transaction';
+    END IF;
+    SELECT * INTO inc FROM mvrefresh.incremental i WHERE i.view_id OPERATOR(pg_catalog.=) p_view_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'view % is not an incremental view', p_view_id USING ERRCODE = 'undefined_object';
+    END IF;
+    PERFORM mvrefresh.begin_apply(p_rel);
+    -- a second apply in one transaction (verify's repair) starts from no temporary tables
+    DROP TABLE IF EXISTS pg_temp.mvrefresh_keys, pg_temp.mvrefresh_full;
+    IF reason IS NULL AND inc.needs_full THEN
+        reason := COALESCE(inc.full_reason, 'drift');
+    ELSIF reason IS NULL AND inc.applied_snapshot IS NULL THEN
+        reason := 'no applied snapshot';
+    END IF;
+    IF reason IS NULL THEN
+        FOREACH src IN ARRAY inc.sources LOOP
+            EXECUTE pg_catalog.format(
+                'SELECT EXISTS (SELECT FROM mvrefresh.%I l WHERE l.mvr_trunc AND l.mvr_xid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmin($1) AND NOT pg_catalog.pg_visible_in_snapshot(l.mvr_xid, $1))',
+                'log_' OPERATOR(pg_catalog.||) src) USING inc.applied_snapshot INTO truncated;
+            IF truncated THEN
+                reason := 'truncate';
+                EXIT;
+            END IF;
+        END LOOP;
+    END IF;
+    EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'keysTable';
+    EXECUTE pg_catalog.format('GRANT SELECT, INSERT ON pg_temp.mvrefresh_keys TO %I', owner_name);
+    IF reason IS NULL THEN
+        -- the batch of each source, for the owner's key queries
+        FOREACH src IN ARRAY inc.sources LOOP
+            EXECUTE pg_catalog.format('DROP TABLE IF EXISTS pg_temp.%I', 'mvr_b_' OPERATOR(pg_catalog.||) src);
+            EXECUTE pg_catalog.format('CREATE TEMP TABLE %I (LIKE mvrefresh.%I) ON COMMIT DROP',
+                                      'mvr_b_' OPERATOR(pg_catalog.||) src, 'log_' OPERATOR(pg_catalog.||) src);
+            EXECUTE pg_catalog.format(
+                'INSERT INTO pg_temp.%I SELECT * FROM mvrefresh.%I l WHERE l.mvr_xid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmin($1) AND NOT pg_catalog.pg_visible_in_snapshot(l.mvr_xid, $1)',
+                'mvr_b_' OPERATOR(pg_catalog.||) src, 'log_' OPERATOR(pg_catalog.||) src) USING inc.applied_snapshot;
+            EXECUTE pg_catalog.format('GRANT SELECT ON pg_temp.%I TO %I', 'mvr_b_' OPERATOR(pg_catalog.||) src, owner_name);
+        END LOOP;
+        PERFORM pg_catalog.set_config('role', owner_name, true);
+        FOR q IN SELECT e.value FROM pg_catalog.jsonb_each_text(inc.statements OPERATOR(pg_catalog.->) 'keys') e LOOP
+            EXECUTE q;
+        END LOOP;
+        PERFORM pg_catalog.set_config('role', 'none', true);
+        SELECT pg_catalog.count(*) INTO keys FROM (SELECT DISTINCT * FROM pg_temp.mvrefresh_keys) k;
+        -- many keys: a full recompute costs less (the measured cost per key against the last full one;
+        -- before any measurement, 5% of the view)
+        SELECT GREATEST(c.reltuples, 0) INTO view_rows FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) p_rel;
+        IF (keys OPERATOR(pg_catalog.>) 1000) AND (CASE
+               WHEN inc.est_key_ms IS NOT NULL AND inc.last_full_ms IS NOT NULL
+               THEN (inc.est_key_ms OPERATOR(pg_catalog.*) keys) OPERATOR(pg_catalog.>) (0.5 OPERATOR(pg_catalog.*) inc.last_full_ms)
+               ELSE keys OPERATOR(pg_catalog.>) (0.05 OPERATOR(pg_catalog.*) view_rows) END) THEN
+            reason := 'threshold';
+            TRUNCATE pg_temp.mvrefresh_keys;
+        END IF;
+    END IF;
+    PERFORM pg_catalog.set_config('role', owner_name, true);
+    IF reason IS NOT NULL THEN
+        EXECUTE 'CREATE TEMP TABLE mvrefresh_full ON COMMIT DROP AS ' OPERATOR(pg_catalog.||) inc.definition;
+        EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'fullKeys';
+        SELECT pg_catalog.count(*) INTO keys FROM pg_temp.mvrefresh_keys;
+        IF keys OPERATOR(pg_catalog.>) 0 THEN
+            EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'delete';
+            EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'insertFull';
+        END IF;
+        kind := 'full: ' OPERATOR(pg_catalog.||) reason;
+    ELSE
+        IF keys OPERATOR(pg_catalog.>) 0 THEN
+            EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'delete';
+            EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'insert';
+        END IF;
+        kind := 'keys';
+    END IF;
+    PERFORM pg_catalog.set_config('role', 'none', true);
+    ms := pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) t0) OPERATOR(pg_catalog.*) 1000;
+    UPDATE mvrefresh.incremental i
+       SET applied_snapshot = snap,
+           needs_full = false,
+           full_reason = NULL,
+           est_key_ms = CASE WHEN kind OPERATOR(pg_catalog.=) 'keys' AND keys OPERATOR(pg_catalog.>) 0
+                             THEN COALESCE((0.8 OPERATOR(pg_catalog.*) i.est_key_ms) OPERATOR(pg_catalog.+) (0.2 OPERATOR(pg_catalog.*) (ms OPERATOR(pg_catalog./) keys)),
+                                           ms OPERATOR(pg_catalog./) keys)
+                             ELSE i.est_key_ms END,
+           last_full_ms = CASE WHEN kind OPERATOR(pg_catalog.<>) 'keys' THEN ms ELSE i.last_full_ms END,
+           last_apply_kind = kind,
+           last_apply_keys = keys,
+           last_apply_ms = ms,
+           last_apply_at = pg_catalog.clock_timestamp()
+     WHERE i.view_id OPERATOR(pg_catalog.=) p_view_id;
+    -- prune what every view reading the source has applied; a concurrent prune of the same rows by another
+    -- view's apply (a serialization failure at this level) leaves them to the next one
+    FOREACH src IN ARRAY inc.sources LOOP
+        SELECT h.x INTO horizon
+          FROM (SELECT pg_catalog.pg_snapshot_xmin(CASE WHEN i.view_id OPERATOR(pg_catalog.=) p_view_id THEN snap
+                                                        ELSE i.applied_snapshot END) AS x
+                  FROM mvrefresh.incremental i WHERE src OPERATOR(pg_catalog.=) ANY (i.sources)) h
+         WHERE h.x IS NOT NULL ORDER BY h.x LIMIT 1;
+        BEGIN
+            EXECUTE pg_catalog.format('DELETE FROM mvrefresh.%I l WHERE l.mvr_xid OPERATOR(pg_catalog.<) $1',
+                                      'log_' OPERATOR(pg_catalog.||) src) USING horizon;
+        EXCEPTION WHEN serialization_failure OR lock_not_available THEN
+            NULL;
+        END;
+    END LOOP;
+END
+$$;

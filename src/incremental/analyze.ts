@@ -1,0 +1,474 @@
+/**
+ * Watch time: can this materialized view be kept incrementally, and with which generated SQL?
+ *
+ * The apply (routines/apply_view.sql) recomputes the view's rows by key: it deletes the rows of the
+ * affected keys and inserts them again from the definition, wrapped (`SELECT q.* FROM (<definition>) q
+ * WHERE <key matches>`), so the definition is never rewritten. Only the affected keys are found by a
+ * generated query, one per source table T: the definition with
+ *  - T replaced by the batch, the logged images (old and new) of T's changed rows,
+ *  - every other source U replaced by U's rows now and the logged images of U's batch (U as it was in the
+ *    last applied snapshot is a subset of that: its rows since deleted or updated are logged),
+ *  - outer joins with T on their nullable side made inner (a preserved row's result changes only when a
+ *    changed row of T joins it),
+ *  - the select list cut to the view's key, DISTINCT, without GROUP BY / HAVING / ORDER BY.
+ * It lists a superset of the keys whose rows differ between the two snapshots, provided that every key's
+ * row is made of source rows through joins, filters, grouping and DISTINCT only: no row may leave or join
+ * the result because of rows it does not contain (LIMIT, windows, subquery expressions, aggregates inside
+ * a subquery, NOT EXISTS...), nor because of the clock. Those clauses keep the view a full-refresh view,
+ * and `reason` names the clause. A superset is harmless: recomputing an unchanged key rewrites its row.
+ */
+import type pg from 'pg';
+import {
+  deparse,
+  nodeOf,
+  parse,
+  rangeSubselect,
+  rangeVar,
+  selectColumns,
+  unionAll,
+  walk,
+  type Node,
+} from './ast.js';
+import { incrementalSql } from './sql.js';
+
+export interface Column {
+  name: string;
+  type: string;
+}
+
+export interface Source {
+  oid: string;
+  schema: string;
+  name: string;
+  /** The columns the view reads from it (its log records these). */
+  columns: Column[];
+}
+
+export interface Statements {
+  /** CREATE TEMP TABLE mvrefresh_keys: the key columns, ON COMMIT DROP. */
+  keysTable: string;
+  /** Per source oid: INSERT INTO pg_temp.mvrefresh_keys SELECT DISTINCT ... (the batch tables exist). */
+  keys: Record<string, string>;
+  /** Delete the rows of the keys in mvrefresh_keys from the view's table. */
+  delete: string;
+  /** Insert the rows of those keys from the definition. */
+  insert: string;
+  /** Insert the rows of those keys from pg_temp.mvrefresh_full (a full recompute). */
+  insertFull: string;
+  /** Fill mvrefresh_keys with the keys whose rows differ between the table and pg_temp.mvrefresh_full. */
+  fullKeys: string;
+}
+
+export type Analysis =
+  | { incremental: true; definition: string; key: string[]; sources: Source[]; statements: Statements }
+  | { incremental: false; reason: string };
+
+/** A definition that cannot be kept incrementally: `reason` names the clause. */
+class NotIncremental extends Error {}
+
+const refuse = (reason: string): never => {
+  throw new NotIncremental(reason);
+};
+
+/** Stable functions whose result changes without any write. */
+const CLOCK_FUNCTIONS = new Set([
+  'now',
+  'statement_timestamp',
+  'transaction_timestamp',
+  'clock_timestamp',
+  'timeofday',
+  'current_setting',
+]);
+const CLOCK_VALUES = /^SVFOP_(CURRENT_DATE|CURRENT_TIME|CURRENT_TIMESTAMP|LOCALTIME|LOCALTIMESTAMP)/;
+
+interface Relation {
+  oid: string;
+  kind: string;
+  schema: string;
+  name: string;
+  /** Partitioned, or an inheritance parent. */
+  hasChildren: boolean;
+}
+
+const qi = (s: string) => `"${s.replace(/"/g, '""')}"`;
+const relKey = (schema: string, name: string) => `${schema}.${name}`;
+
+async function relations(db: pg.ClientBase, keys: string[]): Promise<Map<string, Relation>> {
+  const pairs = keys.map((k) => {
+    const dot = k.indexOf('.');
+    return [k.slice(0, dot), k.slice(dot + 1)] as const;
+  });
+  const { rows } = await db.query<Relation>(incrementalSql.relations, [
+    pairs.map((p) => p[0]),
+    pairs.map((p) => p[1]),
+  ]);
+  return new Map(rows.map((r) => [relKey(r.schema, r.name), r]));
+}
+
+/** The SelectStmt fields of a `{SelectStmt: ...}` node. */
+const selectOf = (n: unknown): Node | undefined => {
+  const x = nodeOf(n);
+  return x && x[0] === 'SelectStmt' ? x[1] : undefined;
+};
+
+/** Replaces, in place, every FROM item for which `fn` returns a node (RangeVars, recursively). */
+function mapFromItems(value: unknown, fn: (type: string, fields: Node) => Node | undefined): void {
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i += 1) {
+      const n = nodeOf(value[i]);
+      const replacement = n && fn(n[0], n[1]);
+      if (replacement) value[i] = replacement;
+      else mapFromItems(value[i], fn);
+    }
+    return;
+  }
+  if (value === null || typeof value !== 'object') return;
+  const n = nodeOf(value);
+  const fields = n ? n[1] : (value as Node);
+  for (const [k, v] of Object.entries(fields)) {
+    const child = nodeOf(v);
+    const replacement = child && fn(child[0], child[1]);
+    if (replacement) fields[k] = replacement;
+    else mapFromItems(v, fn);
+  }
+}
+
+/** The aliases (or relation names) of the FROM items under `value`. */
+function aliasesUnder(value: unknown): Set<string> {
+  const out = new Set<string>();
+  walk(value, (type, f) => {
+    if (type === 'RangeVar' || type === 'RangeSubselect') {
+      const alias = (f['alias'] as { aliasname?: string } | undefined)?.aliasname;
+      out.add(alias ?? String(f['relname'] ?? ''));
+    }
+  });
+  return out;
+}
+
+interface FunctionInfo {
+  name: string;
+  volatile: boolean;
+  builtin: boolean;
+  aggregate: boolean;
+}
+
+/** Inlines plain views (as subqueries under their alias) until only tables, CTE names and others remain. */
+async function inlineViews(
+  db: pg.ClientBase,
+  top: Node,
+  cteNames: Set<string>,
+): Promise<Map<string, Relation>> {
+  const seen = new Map<string, Relation>();
+  for (let depth = 0; depth < 32; depth += 1) {
+    const wanted = new Set<string>();
+    walk(top, (type, f) => {
+      if (type === 'WithClause')
+        for (const c of (f['ctes'] as unknown[]) ?? []) cteNames.add(String(nodeOf(c)?.[1]['ctename']));
+      if (type === 'RangeVar' && f['schemaname'])
+        wanted.add(relKey(String(f['schemaname']), String(f['relname'])));
+      if (type === 'RangeVar' && !f['schemaname'] && !cteNames.has(String(f['relname'])))
+        refuse(`reads ${String(f['relname'])}, a system catalog or an unqualified name`);
+    });
+    const missing = [...wanted].filter((k) => !seen.has(k));
+    for (const [k, r] of await relations(db, missing)) seen.set(k, r);
+    const views = [...wanted].map((k) => seen.get(k)).filter((r): r is Relation => r?.kind === 'v');
+    if (views.length === 0) return seen;
+    const defs = new Map<string, Node>();
+    for (const v of views) {
+      const { rows } = await db.query<{ def: string }>(incrementalSql.viewDefinition, [v.oid]);
+      const parsed = await parse(rows[0]!.def);
+      defs.set(relKey(v.schema, v.name), parsed.stmts[0]!.stmt);
+    }
+    mapFromItems(top, (type, f) => {
+      if (type !== 'RangeVar' || !f['schemaname']) return undefined;
+      const def = defs.get(relKey(String(f['schemaname']), String(f['relname'])));
+      if (!def) return undefined;
+      const alias = (f['alias'] as { aliasname?: string } | undefined)?.aliasname ?? String(f['relname']);
+      return rangeSubselect(structuredClone(def), alias);
+    });
+  }
+  return refuse('plain views nested more than 32 deep');
+}
+
+async function functionInfo(db: pg.ClientBase, names: string[]): Promise<Map<string, FunctionInfo>> {
+  const { rows } = await db.query<FunctionInfo>(incrementalSql.functions, [names]);
+  return new Map(rows.map((r) => [r.name, r]));
+}
+
+/** The refusals that do not depend on the key: clauses whose rows do not follow from the rows they read. */
+async function checkClauses(
+  db: pg.ClientBase,
+  top: Node,
+  rels: Map<string, Relation>,
+  cteNames: Set<string>,
+): Promise<void> {
+  const calls: string[] = [];
+  const tables = new Map<string, number>();
+  walk(top, (type, f) => {
+    switch (type) {
+      case 'SelectStmt':
+        if (f['op'] && f['op'] !== 'SETOP_NONE') refuse('UNION, INTERSECT or EXCEPT');
+        if (f['limitCount'] || f['limitOffset']) refuse('LIMIT or OFFSET');
+        if (Array.isArray(f['distinctClause']) && f['distinctClause'].some((d) => nodeOf(d) !== undefined))
+          refuse('DISTINCT ON');
+        if (Array.isArray(f['windowClause']) && f['windowClause'].length > 0) refuse('a window function');
+        if (Array.isArray(f['valuesLists'])) refuse('VALUES');
+        break;
+      case 'WithClause':
+        if (f['recursive']) refuse('WITH RECURSIVE');
+        break;
+      case 'SubLink':
+        refuse('a subquery expression (EXISTS, IN or a scalar subquery)');
+        break;
+      case 'JoinExpr':
+        if (f['jointype'] === 'JOIN_FULL') refuse('FULL JOIN');
+        if (f['isNatural']) refuse('NATURAL JOIN');
+        break;
+      case 'RangeFunction':
+        refuse('a function in FROM');
+        break;
+      case 'RangeTableSample':
+        refuse('TABLESAMPLE');
+        break;
+      case 'RangeTableFunc':
+        refuse('XMLTABLE');
+        break;
+      case 'SQLValueFunction':
+        if (CLOCK_VALUES.test(String(f['op']))) refuse('the clock (CURRENT_DATE, CURRENT_TIMESTAMP, ...)');
+        break;
+      case 'FuncCall': {
+        if (f['over']) refuse('a window function');
+        const n = (f['funcname'] as unknown[]).map((x) => String(nodeOf(x)?.[1]['sval'] ?? ''));
+        calls.push(n.join('.'));
+        break;
+      }
+      case 'RangeVar': {
+        if (!f['schemaname']) break;
+        const r = rels.get(relKey(String(f['schemaname']), String(f['relname'])));
+        if (!r)
+          refuse(`reads ${String(f['schemaname'])}.${String(f['relname'])}, which the catalog does not list`);
+        else {
+          if (r.kind === 'm')
+            refuse(`reads materialized view ${r.schema}.${r.name} (a REFRESH fires no trigger)`);
+          if (r.kind === 'f') refuse(`reads foreign table ${r.schema}.${r.name}`);
+          if (r.kind === 'p' || r.hasChildren)
+            refuse(`reads ${r.schema}.${r.name}, a partitioned or inherited table (not yet supported)`);
+          if (r.kind !== 'r') refuse(`reads ${r.schema}.${r.name}, which is not a table`);
+          tables.set(r.oid, (tables.get(r.oid) ?? 0) + 1);
+          if ((tables.get(r.oid) ?? 0) > 1) refuse(`reads ${r.schema}.${r.name} twice (a self-join)`);
+        }
+        break;
+      }
+    }
+  });
+  void cteNames;
+  const info = await functionInfo(db, [...new Set(calls)]);
+  for (const c of calls) {
+    const f = info.get(c);
+    const bare = c.split('.').pop() ?? c;
+    if (!f) refuse(`calls ${c}, which the catalog does not resolve`);
+    else if (CLOCK_FUNCTIONS.has(bare)) refuse(`the clock or a setting (${c})`);
+    else if (f.volatile) refuse(`a volatile function (${c})`);
+    else if (!f.builtin)
+      refuse(`a function that is not built in (${c}): it may read tables no trigger covers`);
+  }
+  // aggregation below the top query: a filter on a partial aggregate could drop a key from the key query
+  const top$ = selectOf(top);
+  walk(top, (type, f) => {
+    if (type === 'SelectStmt' && f !== top$) {
+      if ((f['groupClause'] as unknown[] | undefined)?.length || f['havingClause'] || f['distinctClause'])
+        refuse('grouping or DISTINCT inside a subquery or a plain view');
+      walk(f['targetList'], (t, g) => {
+        if (t === 'FuncCall') {
+          const n = (g['funcname'] as unknown[]).map((x) => String(nodeOf(x)?.[1]['sval'] ?? '')).join('.');
+          if (info.get(n)?.aggregate) refuse('an aggregate inside a subquery or a plain view');
+        }
+      });
+    }
+  });
+}
+
+interface ViewCatalog {
+  oid: string;
+  definition: string;
+  columns: Column[];
+  key: string[] | null;
+}
+
+/** The view's key expressions, checked: no aggregate, and on the preserved side of every outer join. */
+async function keyTargets(db: pg.ClientBase, top: Node, view: ViewCatalog): Promise<Node[]> {
+  if (!view.key) return refuse('no unique index on plain columns (the view key)');
+  const targets = (selectOf(top)?.['targetList'] as Node[] | undefined) ?? [];
+  if (targets.length !== view.columns.length) refuse("a select list that does not match the view's columns");
+  const nullable = new Set<string>();
+  walk(top, (type, f) => {
+    if (type !== 'JoinExpr') return;
+    if (f['jointype'] === 'JOIN_LEFT') for (const a of aliasesUnder(f['rarg'])) nullable.add(a);
+    if (f['jointype'] === 'JOIN_RIGHT') for (const a of aliasesUnder(f['larg'])) nullable.add(a);
+  });
+  const out: Node[] = [];
+  for (const k of view.key) {
+    const i = view.columns.findIndex((c) => c.name === k);
+    const t = nodeOf(targets[i])?.[1];
+    if (!t) return refuse(`the key column ${k} is not in the select list`);
+    const calls: string[] = [];
+    walk(t['val'], (type, f) => {
+      if (type === 'FuncCall')
+        calls.push((f['funcname'] as unknown[]).map((x) => String(nodeOf(x)?.[1]['sval'] ?? '')).join('.'));
+      if (type === 'ColumnRef' && nullable.size > 0) {
+        const fields = f['fields'] as unknown[];
+        const qual = fields.length > 1 ? String(nodeOf(fields[0])?.[1]['sval'] ?? '') : undefined;
+        if (qual === undefined || nullable.has(qual))
+          refuse(`an outer join with the view key (${k}) from its nullable side`);
+      }
+    });
+    const info = await functionInfo(db, calls);
+    if (calls.some((c) => info.get(c)?.aggregate)) refuse(`the key column ${k} is an aggregate`);
+    out.push(t['val'] as Node);
+  }
+  return out;
+}
+
+/** The key query of source `t`: see the header. */
+function keyQuery(top: Node, t: Source, others: Source[], keyExprs: Node[], keyNames: string[]): Node {
+  const q = structuredClone(top);
+  const s = selectOf(q)!;
+  s['targetList'] = keyExprs.map((val, i) => ({
+    ResTarget: { name: keyNames[i], val: structuredClone(val) },
+  }));
+  s['distinctClause'] = [{}];
+  for (const f of ['groupClause', 'havingClause', 'sortClause', 'windowClause', 'groupDistinct']) delete s[f];
+  // outer joins with t on their nullable side become inner
+  walk(q, (type, f) => {
+    if (type !== 'JoinExpr') return;
+    const underRight = containsRelation(f['rarg'], t);
+    const underLeft = containsRelation(f['larg'], t);
+    if ((f['jointype'] === 'JOIN_LEFT' && underRight) || (f['jointype'] === 'JOIN_RIGHT' && underLeft))
+      f['jointype'] = 'JOIN_INNER';
+  });
+  mapFromItems(q, (type, f) => {
+    if (type !== 'RangeVar' || !f['schemaname']) return undefined;
+    const alias = (f['alias'] as { aliasname?: string } | undefined)?.aliasname ?? String(f['relname']);
+    if (f['schemaname'] === t.schema && f['relname'] === t.name)
+      return rangeVar('pg_temp', batchTable(t.oid), alias);
+    const u = others.find((o) => f['schemaname'] === o.schema && f['relname'] === o.name);
+    if (!u) return undefined;
+    const cols = u.columns.map((c) => c.name);
+    return rangeSubselect(
+      unionAll(
+        selectColumns(cols, rangeVar(u.schema, u.name, u.name)),
+        selectColumns(cols, rangeVar('pg_temp', batchTable(u.oid), 'b')),
+      ),
+      alias,
+    );
+  });
+  return q;
+}
+
+function containsRelation(value: unknown, t: Source): boolean {
+  let found = false;
+  walk(value, (type, f) => {
+    if (type === 'RangeVar' && f['schemaname'] === t.schema && f['relname'] === t.name) found = true;
+  });
+  return found;
+}
+
+/** The temporary table holding one source's batch during an apply. */
+export const batchTable = (oid: string): string => `mvr_b_${oid}`;
+/** The log of one source table. */
+export const logTable = (oid: string): string => `log_${oid}`;
+
+/** `r.k` matches a key in pg_temp.mvrefresh_keys: `= ANY` (pushed into the definition's scans), NULLs apart. */
+function keyMatch(alias: string, key: string[]): string {
+  const per = key.map(
+    (k) =>
+      `(${alias}.${qi(k)} = ANY (ARRAY(SELECT k.${qi(k)} FROM pg_temp.mvrefresh_keys k)) OR (${alias}.${qi(k)} IS NULL AND EXISTS (SELECT FROM pg_temp.mvrefresh_keys k WHERE k.${qi(k)} IS NULL)))`,
+  );
+  if (key.length > 1)
+    per.push(
+      `EXISTS (SELECT FROM pg_temp.mvrefresh_keys k WHERE ${key.map((k) => `k.${qi(k)} IS NOT DISTINCT FROM ${alias}.${qi(k)}`).join(' AND ')})`,
+    );
+  return per.join('\n   AND ');
+}
+
+function statements(
+  view: { schema: string; name: string },
+  definition: string,
+  key: string[],
+  columns: Column[],
+): Omit<Statements, 'keys'> {
+  const x = `${qi(view.schema)}.${qi(view.name)}`;
+  const keyCols = key.map(qi).join(', ');
+  const keyTypes = key.map((k) => `${qi(k)} ${columns.find((c) => c.name === k)!.type}`).join(', ');
+  const sameKey = key.map((k) => `f.${qi(k)} = x.${qi(k)}`).join(' AND ');
+  return {
+    keysTable: `CREATE TEMP TABLE mvrefresh_keys (${keyTypes}) ON COMMIT DROP`,
+    delete: `DELETE FROM ${x} x WHERE ${keyMatch('x', key)}`,
+    insert: `INSERT INTO ${x} SELECT q.* FROM (${definition}) q WHERE ${keyMatch('q', key)}`,
+    insertFull: `INSERT INTO ${x} SELECT q.* FROM pg_temp.mvrefresh_full q WHERE ${keyMatch('q', key)}`,
+    fullKeys:
+      `INSERT INTO pg_temp.mvrefresh_keys (${keyCols})\n` +
+      `SELECT ${key.map((k) => `x.${qi(k)}`).join(', ')} FROM ${x} x WHERE NOT EXISTS (SELECT FROM pg_temp.mvrefresh_full f WHERE ${sameKey} AND f OPERATOR(pg_catalog.*=) x)\n` +
+      `UNION\n` +
+      `SELECT ${key.map((k) => `f.${qi(k)}`).join(', ')} FROM pg_temp.mvrefresh_full f WHERE NOT EXISTS (SELECT FROM ${x} x WHERE ${sameKey} AND x OPERATOR(pg_catalog.*=) f)`,
+  };
+}
+
+/**
+ * Analyzes the materialized view `oid` (its definition read with every name qualified) and generates the
+ * apply's statements, or says which clause keeps it a full-refresh view.
+ */
+export async function analyze(db: pg.ClientBase, oid: string): Promise<Analysis> {
+  const { rows } = await db.query<ViewCatalog & { schema: string; name: string }>(
+    incrementalSql.viewCatalog,
+    [oid],
+  );
+  const found = rows[0];
+  if (!found) throw new Error(`relation ${oid} is gone`);
+  // pg_get_viewdef() ends the query with a semicolon; the apply wraps it as a subquery
+  const view = { ...found, definition: found.definition.trim().replace(/;\s*$/, '') };
+  try {
+    const parsed = await parse(view.definition);
+    const top = parsed.stmts[0]?.stmt;
+    if (!top || !selectOf(top)) return refuse('a definition that is not a single SELECT');
+    const cteNames = new Set<string>();
+    const rels = await inlineViews(db, top, cteNames);
+    await checkClauses(db, top!, rels, cteNames);
+    const keyExprs = await keyTargets(db, top!, view);
+    const tables = [...rels.values()].filter((r) => r.kind === 'r');
+    const { rows: cols } = await db.query<{ oid: string; name: string; type: string }>(
+      incrementalSql.readColumns,
+      [oid, [...rels.values()].filter((r) => r.kind === 'v').map((r) => r.oid)],
+    );
+    const sources: Source[] = tables.map((t) => ({
+      oid: t.oid,
+      schema: t.schema,
+      name: t.name,
+      columns: cols.filter((c) => c.oid === t.oid).map((c) => ({ name: c.name, type: c.type })),
+    }));
+    if (sources.length === 0) refuse('no table to capture changes from');
+    for (const s of sources) if (s.columns.length === 0) refuse(`reads no column of ${s.schema}.${s.name}`);
+    const keys: Record<string, string> = {};
+    for (const t of sources) {
+      const q = keyQuery(
+        top!,
+        t,
+        sources.filter((s) => s !== t),
+        keyExprs,
+        view.key!,
+      );
+      keys[t.oid] =
+        `INSERT INTO pg_temp.mvrefresh_keys (${view.key!.map(qi).join(', ')})\n${await deparse(q)}`;
+    }
+    return {
+      incremental: true,
+      definition: view.definition,
+      key: view.key!,
+      sources,
+      statements: { ...statements(view, view.definition, view.key!, view.columns), keys },
+    };
+  } catch (err) {
+    if (err instanceof NotIncremental) return { incremental: false, reason: err.message };
+    throw err;
+  }
+}

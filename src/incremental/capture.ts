@@ -1,0 +1,153 @@
+/**
+ * Capture: per source table of any incremental view, a log (mvrefresh.log_<oid>) and one AFTER ... FOR
+ * EACH STATEMENT trigger per event with transition tables (PostgreSQL allows transition tables only with a
+ * single event), each one INSERT ... SELECT of the read columns of the changed rows into the log:
+ *  - INSERT logs the new rows, DELETE the old ones;
+ *  - UPDATE logs old and new images whose read columns differ (EXCEPT ALL both ways), so a statement that
+ *    changes nothing an incremental view reads records nothing;
+ *  - TRUNCATE logs one row with mvr_trunc: every view reading the table recomputes in full.
+ * The log's columns are the union of what the incremental views reading the table read, so a writing
+ * statement costs one INSERT whatever the number of views. The log row carries its writer's top-level
+ * transaction id (pg_current_xact_id() is the top-level id in a subtransaction too): it commits, aborts or
+ * is rolled back to a savepoint with the rows it describes (L in routines/apply_view.sql).
+ * The table's mark trigger (mvrefresh_mark) stays: it schedules the apply as it schedules a refresh.
+ */
+import type pg from 'pg';
+import type { Column } from './analyze.js';
+import { logTable } from './analyze.js';
+import { incrementalSql } from './sql.js';
+
+const qi = (s: string) => `"${s.replace(/"/g, '""')}"`;
+
+/** The trigger names, per event. */
+export const CAPTURE_TRIGGERS = {
+  ins: 'mvrefresh_cap_ins',
+  upd: 'mvrefresh_cap_upd',
+  del: 'mvrefresh_cap_del',
+  trunc: 'mvrefresh_cap_trunc',
+} as const;
+
+const captureFunction = (oid: string, event: 'ins' | 'upd' | 'del') =>
+  `mvrefresh.${qi(`cap_${oid}_${event}`)}`;
+
+/** The union of the columns each source's incremental views read, from their registrations. */
+export function unionOfNeeds(
+  registrations: { source_columns: Record<string, Column[]> }[],
+): Map<string, Column[]> {
+  const out = new Map<string, Column[]>();
+  for (const r of registrations)
+    for (const [oid, cols] of Object.entries(r.source_columns)) {
+      const have = out.get(oid) ?? [];
+      for (const c of cols) if (!have.some((h) => h.name === c.name)) have.push(c);
+      out.set(oid, have);
+    }
+  return out;
+}
+
+/** Whether every column's type has an equality, so that EXCEPT ALL can pair an UPDATE's images. */
+async function comparable(client: pg.ClientBase, table: string, cols: string): Promise<boolean> {
+  await client.query('SAVEPOINT mvrefresh_comparable');
+  try {
+    await client.query(`EXPLAIN SELECT ${cols} FROM ${table} EXCEPT ALL SELECT ${cols} FROM ${table}`);
+    await client.query('RELEASE SAVEPOINT mvrefresh_comparable');
+    return true;
+  } catch {
+    await client.query('ROLLBACK TO SAVEPOINT mvrefresh_comparable');
+    return false;
+  }
+}
+
+function functionSql(oid: string, event: 'ins' | 'upd' | 'del', cols: string, pairs: boolean): string {
+  const log = `mvrefresh.${qi(logTable(oid))}`;
+  const body =
+    event === 'ins'
+      ? `INSERT INTO ${log} (${cols}) SELECT ${cols} FROM n;`
+      : event === 'del'
+        ? `INSERT INTO ${log} (${cols}) SELECT ${cols} FROM o;`
+        : pairs
+          ? `INSERT INTO ${log} (${cols})
+    SELECT ${cols} FROM (SELECT ${cols} FROM o EXCEPT ALL SELECT ${cols} FROM n) changed_old
+    UNION ALL
+    SELECT ${cols} FROM (SELECT ${cols} FROM n EXCEPT ALL SELECT ${cols} FROM o) changed_new;`
+          : `INSERT INTO ${log} (${cols}) SELECT ${cols} FROM o UNION ALL SELECT ${cols} FROM n;`;
+  // SECURITY DEFINER: writers need no privilege on the log. No SET clause (a GUC nest level per call on
+  // the hot path): the only names are the qualified log and the transition tables, which resolve first.
+  return `CREATE OR REPLACE FUNCTION ${captureFunction(oid, event)}() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+AS $mvrefresh$
+BEGIN
+    ${body}
+    RETURN NULL;
+END
+$mvrefresh$`;
+}
+
+/**
+ * Brings the logs, functions and triggers in line with `needs` (source oid -> columns), in the caller's
+ * transaction. Each source is locked SHARE ROW EXCLUSIVE first: every transaction that wrote it before
+ * has ended when this one commits, and every later writer runs the functions created here.
+ */
+export async function syncCapture(
+  client: pg.ClientBase,
+  needs: ReadonlyMap<string, Column[]>,
+): Promise<void> {
+  const { rows: existing } = await client.query<{ oid: string }>(
+    `SELECT substr(c.relname, 5) AS oid FROM pg_catalog.pg_class c
+      WHERE c.relnamespace = 'mvrefresh'::pg_catalog.regnamespace AND c.relkind = 'r' AND c.relname ~ '^log_[0-9]+$'`,
+  );
+  for (const { oid } of existing) if (!needs.has(oid)) await dropCapture(client, oid);
+  for (const [oid, columns] of needs) {
+    const table = (await client.query<{ name: string }>(incrementalSql.tableName, [oid])).rows[0]!.name;
+    await client.query(incrementalSql.lockShare(table));
+    const log = `mvrefresh.${qi(logTable(oid))}`;
+    await client.query(
+      `CREATE TABLE IF NOT EXISTS ${log} (
+         mvr_xid pg_catalog.xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+         mvr_trunc boolean NOT NULL DEFAULT false
+       ) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000)`,
+    );
+    await client.query(`CREATE INDEX IF NOT EXISTS ${qi(`${logTable(oid)}_xid`)} ON ${log} (mvr_xid)`);
+    for (const c of columns)
+      await client.query(`ALTER TABLE ${log} ADD COLUMN IF NOT EXISTS ${qi(c.name)} ${c.type}`);
+    const cols = columns.map((c) => qi(c.name)).join(', ');
+    const pairs = await comparable(client, table, cols);
+    for (const event of ['ins', 'upd', 'del'] as const)
+      await client.query(functionSql(oid, event, cols, pairs));
+    const { rows: present } = await client.query<{ name: string; enabled: string }>(incrementalSql.triggers, [
+      oid,
+    ]);
+    const has = new Map(present.map((p) => [p.name, p.enabled]));
+    const create: Record<keyof typeof CAPTURE_TRIGGERS, string> = {
+      ins: `AFTER INSERT ON ${table} REFERENCING NEW TABLE AS n FOR EACH STATEMENT EXECUTE FUNCTION ${captureFunction(oid, 'ins')}()`,
+      upd: `AFTER UPDATE ON ${table} REFERENCING OLD TABLE AS o NEW TABLE AS n FOR EACH STATEMENT EXECUTE FUNCTION ${captureFunction(oid, 'upd')}()`,
+      del: `AFTER DELETE ON ${table} REFERENCING OLD TABLE AS o FOR EACH STATEMENT EXECUTE FUNCTION ${captureFunction(oid, 'del')}()`,
+      trunc: `AFTER TRUNCATE ON ${table} FOR EACH STATEMENT EXECUTE FUNCTION mvrefresh.capture_truncate()`,
+    };
+    const owned =
+      (await client.query<{ owned: boolean }>(incrementalSql.ownsTable, [oid])).rows[0]?.owned ?? false;
+    for (const [event, name] of Object.entries(CAPTURE_TRIGGERS) as [
+      keyof typeof CAPTURE_TRIGGERS,
+      string,
+    ][]) {
+      if (!has.has(name)) await client.query(`CREATE TRIGGER ${qi(name)} ${create[event]}`);
+      // changes applied by logical replication (session_replication_role = replica) are captured too
+      if (owned && has.get(name) !== 'A')
+        await client.query(`ALTER TABLE ${table} ENABLE ALWAYS TRIGGER ${qi(name)}`);
+    }
+  }
+}
+
+/** Removes a source's capture: triggers, functions and log. */
+async function dropCapture(client: pg.ClientBase, oid: string): Promise<void> {
+  const { rows } = await client.query<{ name: string | null }>(
+    `SELECT (SELECT c.oid::pg_catalog.regclass::text FROM pg_catalog.pg_class c WHERE c.oid = $1::pg_catalog.oid) AS name`,
+    [oid],
+  );
+  const table = rows[0]?.name;
+  if (table)
+    for (const name of Object.values(CAPTURE_TRIGGERS))
+      await client.query(`DROP TRIGGER IF EXISTS ${qi(name)} ON ${table}`);
+  for (const event of ['ins', 'upd', 'del'] as const)
+    await client.query(`DROP FUNCTION IF EXISTS ${captureFunction(oid, event)}()`);
+  await client.query(`DROP TABLE IF EXISTS mvrefresh.${qi(logTable(oid))}`);
+}

@@ -1,0 +1,77 @@
+/**
+ * The CLI's entry points for incremental views: `watch --incremental`, `unwatch` of an incremental view,
+ * `verify`. A name is resolved as the user's session resolves it (search_path, quoting).
+ */
+import type pg from 'pg';
+import { callerSearchPath } from '../db/connect.js';
+import { unwatchAll, unwatchView, watchView, type WatchOptions } from '../commands/admin.js';
+import { makeIncremental, makeMaterialized, IncrementalRefused, type ConvertReport } from './convert.js';
+import { verifyView, type VerifyReport } from './verify.js';
+
+async function resolve(
+  client: pg.ClientBase,
+  name: string,
+): Promise<{ schema: string; name: string } | undefined> {
+  const { rows } = await client.query<{ schema: string; name: string }>(
+    `SELECT n.nspname AS schema, c.relname AS name
+       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.oid = (mvrefresh.lookup_name($1, COALESCE($2, pg_catalog.current_setting('search_path')))).rel`,
+    [name, callerSearchPath(client)],
+  );
+  return rows[0];
+}
+
+async function resolveOrRefuse(client: pg.ClientBase, name: string) {
+  const r = await resolve(client, name);
+  if (!r)
+    throw new IncrementalRefused(
+      `no such relation: ${JSON.stringify(name)} (quote names with capitals or spaces: '"My View"')`,
+    );
+  return r;
+}
+
+/** Is `name` an incremental view (registered)? */
+export async function isIncremental(client: pg.ClientBase, name: string): Promise<boolean> {
+  const r = await resolve(client, name);
+  if (!r) return false;
+  const { rows } = await client.query(
+    `SELECT FROM mvrefresh.incremental i JOIN mvrefresh.view_state v ON v.id = i.view_id
+      WHERE v.view_schema = $1 AND v.view_name = $2`,
+    [r.schema, r.name],
+  );
+  return rows.length > 0;
+}
+
+/** Watches the view (as `watch` does), then makes it incremental; a refusal leaves it watched in full mode. */
+export async function watchIncremental(
+  client: pg.ClientBase,
+  name: string,
+  opts: WatchOptions,
+): Promise<ConvertReport> {
+  const r = await resolveOrRefuse(client, name);
+  if (await isIncremental(client, name)) throw new IncrementalRefused(`${name} is already incremental`);
+  await watchView(client, name, opts);
+  return makeIncremental(client, r.schema, r.name);
+}
+
+/** Turns an incremental view back into a materialized view, then unwatches it. */
+export async function unwatchIncremental(client: pg.ClientBase, name: string) {
+  const r = await resolveOrRefuse(client, name);
+  await makeMaterialized(client, r.schema, r.name);
+  return unwatchView(client, name);
+}
+
+export async function verify(client: pg.ClientBase, name: string, repair: boolean): Promise<VerifyReport> {
+  const r = await resolveOrRefuse(client, name);
+  return verifyView(client, r.schema, r.name, repair);
+}
+
+/** `unwatch --all`: incremental views become materialized views again first. */
+export async function unwatchAllIncremental(client: pg.ClientBase) {
+  const { rows } = await client.query<{ schema: string; name: string }>(
+    `SELECT v.view_schema AS schema, v.view_name AS name FROM mvrefresh.incremental i
+       JOIN mvrefresh.view_state v ON v.id = i.view_id ORDER BY v.depth DESC, v.id`,
+  );
+  for (const r of rows) await makeMaterialized(client, r.schema, r.name);
+  return unwatchAll(client);
+}
