@@ -1,0 +1,262 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from './support/cli.js';
+import { useTestDatabase } from './support/db.js';
+
+const db = useTestDatabase('incremental');
+
+/** Incremental views of every class the analyzer admits, over posts and comments. */
+const VIEWS: Record<string, { sql: string; key: string }> = {
+  post_stats: {
+    sql: `SELECT post_id, count(*) AS n, max(created_at) AS last_at, min(score) AS low, sum(score) AS total
+            FROM comments GROUP BY post_id`,
+    key: 'post_id',
+  },
+  community_day: {
+    sql: `SELECT p.community_id, date_trunc('day', c.created_at AT TIME ZONE 'UTC') AS day, count(*) AS n,
+                 sum(c.score) AS total
+            FROM comments c JOIN posts p ON p.id = c.post_id GROUP BY 1, 2`,
+    key: 'community_id, day',
+  },
+  top_comments: { sql: `SELECT id, post_id, score FROM comments WHERE score > 100`, key: 'id' },
+  post_commenters: {
+    sql: `SELECT post_id, count(DISTINCT author_id) AS authors FROM comments GROUP BY post_id`,
+    key: 'post_id',
+  },
+  // NULL group keys, HAVING
+  author_totals: {
+    sql: `SELECT author_id, count(*) AS n, sum(score) AS total FROM comments GROUP BY author_id HAVING count(*) > 2`,
+    key: 'author_id',
+  },
+  // an outer join keyed on the preserved side, groups that vanish to zero
+  post_counts: {
+    sql: `SELECT p.id, p.community_id, count(c.id) AS comments
+            FROM posts p LEFT JOIN comments c ON c.post_id = p.id GROUP BY p.id, p.community_id`,
+    key: 'id',
+  },
+  distinct_pairs: { sql: `SELECT DISTINCT post_id, author_id FROM comments`, key: 'post_id, author_id' },
+  // a view reading a plain view
+  hot_posts: {
+    sql: `SELECT post_id, count(*) AS n FROM hot_comments GROUP BY post_id`,
+    key: 'post_id',
+  },
+};
+
+async function count(sql: string, values: unknown[] = []): Promise<number> {
+  return Number((await db.sql.query<{ n: string }>(sql, values)).rows[0]!.n);
+}
+
+/** Rows of the view that its definition does not give, and the reverse (EXCEPT ALL both ways). */
+async function difference(view: string): Promise<[number, number]> {
+  const def = VIEWS[view]!.sql;
+  return [
+    await count(`SELECT count(*) AS n FROM (TABLE ${view} EXCEPT ALL SELECT * FROM (${def}) q) a`),
+    await count(`SELECT count(*) AS n FROM (SELECT * FROM (${def}) q EXCEPT ALL TABLE ${view}) b`),
+  ];
+}
+
+async function applyAll(): Promise<void> {
+  await db.sql.query('CALL mvrefresh.refresh_dirty()');
+}
+
+async function cli(args: string[]) {
+  const p = runCli(args, { DATABASE_URL: db.url });
+  const { code } = await p.exit;
+  return { code, text: p.text() };
+}
+
+/** One round of writes of every kind the capture must see, with a seeded generator. */
+async function writeRound(round: number): Promise<void> {
+  const s = db.sql;
+  await s.query(
+    `INSERT INTO comments (post_id, author_id, score, created_at)
+     SELECT 1 + (g * 37 + $1) % 60, CASE WHEN g % 5 = 0 THEN NULL ELSE (g + $1) % 9 END, (g * 13 + $1) % 200,
+            timestamptz '2026-01-01' + ((g + $1) % 20) * interval '1 day'
+       FROM generate_series(1, 40) g`,
+    [round],
+  );
+  await s.query(`UPDATE comments SET score = score + 60 WHERE id % 17 = $1 % 17`, [round]);
+  // rows that move between groups, and into and out of the NULL group
+  await s.query(`UPDATE comments SET post_id = 1 + (post_id + 7) % 60 WHERE id % 23 = $1 % 23`, [round]);
+  await s.query(`UPDATE comments SET author_id = NULLIF((author_id + 1) % 9, 0) WHERE id % 19 = $1 % 19`, [
+    round,
+  ]);
+  await s.query(`DELETE FROM comments WHERE id % 29 = $1 % 29`, [round]);
+  // a group that vanishes
+  await s.query(`DELETE FROM comments WHERE post_id = 1 + $1 % 60`, [round]);
+  await s.query(`UPDATE posts SET community_id = (community_id + 1) % 5 WHERE id % 11 = $1 % 11`, [round]);
+  // a column no view reads
+  await s.query(`UPDATE comments SET body = 'b' || $1 WHERE id % 3 = 0`, [round]);
+  // savepoints: the rolled-back part leaves neither rows nor log rows
+  await s.query('BEGIN');
+  await s.query(`INSERT INTO comments (post_id, author_id, score) VALUES (2, 1, 150)`);
+  await s.query('SAVEPOINT a');
+  await s.query(`INSERT INTO comments (post_id, author_id, score) VALUES (3, 2, 150)`);
+  await s.query('ROLLBACK TO SAVEPOINT a');
+  await s.query('COMMIT');
+  // REPEATABLE READ and SERIALIZABLE writers
+  for (const level of ['REPEATABLE READ', 'SERIALIZABLE']) {
+    await s.query(`BEGIN ISOLATION LEVEL ${level}`);
+    await s.query(`UPDATE comments SET score = score - 1 WHERE id % 31 = $1 % 31`, [round]);
+    await s.query('COMMIT');
+  }
+  // a rolled-back transaction
+  await s.query('BEGIN');
+  await s.query(`DELETE FROM comments WHERE post_id = 4`);
+  await s.query('ROLLBACK');
+}
+
+describe('incremental views', () => {
+  beforeAll(async () => {
+    await db.sql.query(`
+      CREATE TABLE posts (id bigint PRIMARY KEY, community_id int NOT NULL, title text);
+      CREATE TABLE comments (id bigserial PRIMARY KEY, post_id bigint NOT NULL, author_id int, score int NOT NULL,
+                             created_at timestamptz NOT NULL DEFAULT timestamptz '2026-01-05', body text);
+      CREATE INDEX ON comments (post_id);
+      INSERT INTO posts SELECT g, g % 5, 't' FROM generate_series(1, 60) g;
+      INSERT INTO comments (post_id, author_id, score, created_at)
+      SELECT 1 + g % 60, NULLIF(g % 9, 0), g % 200, timestamptz '2026-01-01' + (g % 20) * interval '1 day'
+        FROM generate_series(1, 2000) g;
+      CREATE VIEW hot_comments AS SELECT id, post_id, score FROM comments WHERE score > 50;`);
+    for (const [name, v] of Object.entries(VIEWS)) {
+      await db.sql.query(`CREATE MATERIALIZED VIEW ${name} AS ${v.sql}`);
+      await db.sql.query(`CREATE UNIQUE INDEX ON ${name} (${v.key})`);
+    }
+    await db.sql.query('CREATE VIEW busy_posts AS SELECT post_id, n FROM post_stats WHERE n > 30');
+    for (const name of Object.keys(VIEWS)) {
+      const r = await cli(['watch', name, '--incremental']);
+      expect(r.text, name).toContain('is incremental');
+      expect(r.code).toBe(0);
+    }
+  });
+
+  it('keeps every view equal to its query after each round of inserts, updates, moves, deletes and rollbacks', async () => {
+    for (let round = 1; round <= 6; round += 1) {
+      await writeRound(round);
+      await applyAll();
+      for (const view of Object.keys(VIEWS))
+        expect([view, ...(await difference(view))]).toEqual([view, 0, 0]);
+    }
+    const kinds = await db.sql.query<{ last_apply_kind: string }>(
+      'SELECT last_apply_kind FROM mvrefresh.incremental',
+    );
+    expect(kinds.rows.every((r) => r.last_apply_kind === 'keys')).toBe(true);
+  });
+
+  it('stands under the name as a table with its indexes and dependants, which readers query unchanged', async () => {
+    const rel = await db.sql.query<{ relkind: string }>(
+      `SELECT relkind FROM pg_class WHERE oid = 'post_stats'::regclass`,
+    );
+    expect(rel.rows[0]!.relkind).toBe('r');
+    expect(await count(`SELECT count(*) AS n FROM pg_indexes WHERE tablename = 'post_stats'`)).toBe(1);
+    expect(await count('SELECT count(*) AS n FROM busy_posts')).toBe(
+      await count(`SELECT count(*) AS n FROM (${VIEWS['post_stats']!.sql}) q WHERE n > 30`),
+    );
+  });
+
+  it('refuses a write by anyone but mvrefresh, naming mvrefresh, and a REFRESH of the name', async () => {
+    for (const stmt of [
+      'INSERT INTO post_stats (post_id, n) VALUES (-1, 1)',
+      'DELETE FROM post_stats',
+      'TRUNCATE post_stats',
+      `SET mvrefresh.apply = 'forged'; UPDATE post_stats SET n = 0`,
+    ])
+      await expect(db.sql.query(stmt), stmt).rejects.toThrow(/incremental view kept by mvrefresh/);
+    await db.sql.query('RESET mvrefresh.apply');
+    await expect(db.sql.query('REFRESH MATERIALIZED VIEW post_stats')).rejects.toThrow(
+      /not a materialized view/,
+    );
+  });
+
+  it('logs nothing for an update of a column no incremental view reads', async () => {
+    const log = `mvrefresh.log_${(await db.sql.query<{ oid: string }>(`SELECT 'comments'::regclass::oid AS oid`)).rows[0]!.oid}`;
+    await applyAll();
+    const before = await count(`SELECT count(*) AS n FROM ${log}`);
+    await db.sql.query(`UPDATE comments SET body = 'unread' WHERE id % 2 = 0`);
+    expect(await count(`SELECT count(*) AS n FROM ${log}`)).toBe(before);
+  });
+
+  it('recomputes in full after a TRUNCATE of a source, and prunes the applied log', async () => {
+    await db.sql.query('CREATE TABLE comments_saved AS TABLE comments');
+    await db.sql.query('TRUNCATE comments');
+    await db.sql.query('INSERT INTO comments SELECT * FROM comments_saved WHERE id % 2 = 0');
+    await applyAll();
+    for (const view of Object.keys(VIEWS)) expect([view, ...(await difference(view))]).toEqual([view, 0, 0]);
+    const kinds = await db.sql.query<{ last_apply_kind: string }>(
+      `SELECT i.last_apply_kind FROM mvrefresh.incremental i JOIN mvrefresh.view_state v ON v.id = i.view_id
+        WHERE v.view_name = 'post_stats'`,
+    );
+    expect(kinds.rows[0]!.last_apply_kind).toBe('full: truncate');
+    const oid = (await db.sql.query<{ oid: string }>(`SELECT 'comments'::regclass::oid AS oid`)).rows[0]!.oid;
+    expect(await count(`SELECT count(*) AS n FROM mvrefresh.log_${oid}`)).toBe(0);
+  });
+
+  it('verify finds a write that bypassed the capture, and repairs it', async () => {
+    await db.sql.query('ALTER TABLE comments DISABLE TRIGGER mvrefresh_cap_ins');
+    await db.sql.query(`INSERT INTO comments (post_id, author_id, score) VALUES (9, 1, 170)`);
+    await db.sql.query('ALTER TABLE comments ENABLE ALWAYS TRIGGER mvrefresh_cap_ins');
+    const found = await cli(['verify', 'top_comments', '--no-repair']);
+    expect(found.text).toContain('0 extra, 1 missing');
+    expect(found.code).toBe(1);
+    const fixed = await cli(['verify', 'top_comments']);
+    expect(fixed.text).toContain('repaired');
+    expect(await difference('top_comments')).toEqual([0, 0]);
+  });
+
+  it('refuses, naming the clause, a definition that needs a full refresh, and leaves it watched', async () => {
+    const cases: [string, string, RegExp][] = [
+      ['inc_window', 'SELECT id, rank() OVER (ORDER BY score) AS r FROM comments', /window function/],
+      ['inc_limit', 'SELECT id, score FROM comments ORDER BY score DESC LIMIT 10', /LIMIT/],
+      ['inc_clock', `SELECT id FROM comments WHERE created_at > now() - interval '1 day'`, /clock/],
+      ['inc_union', 'SELECT id FROM comments UNION SELECT id FROM posts', /UNION/],
+      [
+        'inc_self',
+        'SELECT a.id, b.id AS other FROM comments a JOIN comments b ON b.id = a.id + 1',
+        /self-join/,
+      ],
+      [
+        'inc_sub',
+        'SELECT id FROM posts p WHERE EXISTS (SELECT FROM comments c WHERE c.post_id = p.id)',
+        /subquery/,
+      ],
+      ['inc_random', 'SELECT id FROM comments WHERE random() < 0.5', /volatile/],
+    ];
+    for (const [name, sql, clause] of cases) {
+      await db.sql.query(`CREATE MATERIALIZED VIEW ${name} AS ${sql}`);
+      await db.sql.query(`CREATE UNIQUE INDEX ON ${name} (id)`);
+      const r = await cli(['watch', name, '--incremental']);
+      expect(r.code, name).toBe(1);
+      expect(r.text, name).toMatch(clause);
+      const state = await db.sql.query<{ relkind: string; mode_reason: string }>(
+        `SELECT c.relkind, v.mode_reason FROM pg_class c, mvrefresh.view_state v
+          WHERE c.oid = $1::text::regclass AND v.view_name = $1::text`,
+        [name],
+      );
+      expect(state.rows[0]!.relkind).toBe('m');
+      expect(state.rows[0]!.mode_reason).toMatch(clause);
+    }
+  });
+
+  it('unwatch turns it back into a materialized view, with its indexes and dependants, and removes its capture', async () => {
+    const r = await cli(['unwatch', 'post_stats']);
+    expect(r.code, r.text).toBe(0);
+    const rel = await db.sql.query<{ relkind: string }>(
+      `SELECT relkind FROM pg_class WHERE oid = 'post_stats'::regclass`,
+    );
+    expect(rel.rows[0]!.relkind).toBe('m');
+    expect(await count(`SELECT count(*) AS n FROM pg_indexes WHERE tablename = 'post_stats'`)).toBe(1);
+    expect(await count(`SELECT count(*) AS n FROM busy_posts`)).toBeGreaterThan(0);
+    expect(await count(`SELECT count(*) AS n FROM mvrefresh.view_state WHERE view_name = 'post_stats'`)).toBe(
+      0,
+    );
+    // comments is still read by other incremental views: its capture stays; posts by community_day and post_counts
+    expect(
+      await count(
+        `SELECT count(*) AS n FROM pg_trigger WHERE tgrelid = 'comments'::regclass AND tgname LIKE 'mvrefresh_cap_%'`,
+      ),
+    ).toBe(4);
+    for (const v of Object.keys(VIEWS).filter((v) => v !== 'post_stats'))
+      expect((await cli(['unwatch', v])).code).toBe(0);
+    expect(await count(`SELECT count(*) AS n FROM pg_trigger WHERE tgname LIKE 'mvrefresh_cap_%'`)).toBe(0);
+    expect(await count(`SELECT count(*) AS n FROM pg_class WHERE relname ~ '^log_[0-9]+$'`)).toBe(0);
+  });
+});
