@@ -25,6 +25,8 @@
 --    refreshed for, not reported; so is a write that fires no trigger within that delay, the counters
 --    cannot tell them apart. A mark of an ancestor (pg_inherits) counts as the table's: a statement
 --    addressed to a partitioned parent fires only the parent's trigger, while the partition's counters move;
+--  * a capture trigger of an incremental view's source missing or disabled (enabled again where this role
+--    owns the table); every view reported that is incremental recomputes in full at its next apply;
 --  * a table's relfilenode changed since the last check (table_files): TRUNCATE moves no counter but
 --    replaces the storage, as do VACUUM FULL, CLUSTER and rewriting ALTER TABLEs. Its views are marked
 --    unless a mark of the table or an ancestor shows its trigger fired since; it is reported as a truncate
@@ -151,6 +153,35 @@ BEGIN
         END IF;
     END LOOP;
 
+    -- the capture triggers of incremental views' sources (src/incremental/capture.ts): a missing or disabled
+    -- one lets writes through without a log row, so the views reading the table recompute in full (below);
+    -- a disabled one is enabled again where this role owns the table, a missing one needs the view to be
+    -- made incremental again (the capture's functions are generated there)
+    FOR t IN SELECT c.oid, e.name, tg.oid AS tgoid, tg.tgenabled, pg_has_role(c.relowner, 'USAGE') AS owned
+               FROM (SELECT DISTINCT unnest(i.sources) AS relid FROM mvrefresh.incremental i WHERE i.state = 'active') src
+               JOIN pg_class c ON c.oid = src.relid
+              CROSS JOIN (VALUES ('mvrefresh_cap_ins'), ('mvrefresh_cap_upd'), ('mvrefresh_cap_del'),
+                                 ('mvrefresh_cap_trunc')) e(name)
+               LEFT JOIN pg_trigger tg ON tg.tgrelid = c.oid AND tg.tgname = e.name
+              WHERE tg.oid IS NULL OR tg.tgenabled = 'D' OR (tg.tgenabled <> 'A' AND pg_has_role(c.relowner, 'USAGE'))
+              ORDER BY c.oid, e.name
+    LOOP
+        found := found || jsonb_build_object(
+            'relid', t.oid,
+            'kind', {{DRIFT_TRIGGER}},
+            'change', format('capture trigger %s %s on %s', t.name,
+                             CASE WHEN t.tgoid IS NULL THEN 'missing (run watch --incremental again)'
+                                  WHEN t.tgenabled = 'D' THEN 'disabled'
+                                  ELSE 'not ENABLE ALWAYS' END, t.oid::regclass));
+        IF t.tgoid IS NOT NULL AND t.owned THEN
+            BEGIN
+                EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', t.oid::regclass, t.name);
+            EXCEPTION WHEN lock_not_available OR insufficient_privilege THEN
+                synced := false;
+            END;
+        END IF;
+    END LOOP;
+
     -- writes counted by the statistics, and storage replaced, since the last check
     FOR t IN SELECT c.oid, c.relfilenode, c.reltuples, st.n_tup_ins + st.n_tup_upd + st.n_tup_del AS writes,
                     w.writes AS seen, w.checked_at, f.relfilenode AS seen_file, tg.tgenabled,
@@ -267,6 +298,10 @@ BEGIN
     FOR v IN SELECT s.id, format('%I.%I', s.view_schema, s.view_name) AS name, by_view -> s.id::text AS what
                FROM mvrefresh.view_state s WHERE by_view ? s.id::text ORDER BY s.id LOOP
         INSERT INTO mvrefresh.marks (view_id) VALUES (v.id);
+        -- an incremental view cannot trust its logs for what fired no trigger: its next apply recomputes in
+        -- full (routines/apply_view.sql)
+        UPDATE mvrefresh.incremental i SET needs_full = true, full_reason = 'drift'
+         WHERE i.view_id = v.id AND NOT i.needs_full;
         PERFORM pg_notify({{CHANNEL}}, v.id::text);
         view_id := v.id;
         view := v.name;
