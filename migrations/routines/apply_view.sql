@@ -24,16 +24,19 @@
 --     is not ALWAYS, an attached partition) leave no log row: check_drift() finds them as for any view and
 --     sets needs_full, and the next apply recomputes the whole view (correct from any state).
 --  TRUNCATE logs a row with mvr_trunc: the apply recomputes in full.
---  Pruning: a log row is deleted once every incremental view reading the table has an S_a whose xmin is
---     above its transaction id (such a row is visible in each S_a, or its writer aborted). A view being
---     made incremental registers a snapshot taken after its capture triggers exist, before its table is
---     populated, so no row it needs is pruned.
+--  Pruning: a log row is deleted once its transaction is visible in the S_a of every incremental view
+--     reading the table. A view being made incremental registers a snapshot taken after its capture
+--     triggers exist, before its table is populated, so no row it needs is pruned.
 -- A full recompute (TRUNCATE, needs_full, more keys than the threshold) evaluates the definition into a
 -- temporary table and rewrites only the rows that differ (like REFRESH CONCURRENTLY): readers never wait.
 -- The keys are computed and the table written as the view's owner (set_config('role')), so row-level
 -- security and grants apply as in a REFRESH by the owner; the batch is copied from the logs, which only
 -- mvrefresh's roles read, into temporary tables granted to the owner for this transaction.
--- Returns how it applied ('keys' or 'full: <reason>') and the number of keys.
+-- A delta view (src/incremental/delta.ts) adds its fact's changes to the groups instead of recomputing
+-- them; the groups other sources' changes touch, and groups with a NULL key, are recomputed by key. The
+-- delta is computed in the same snapshot S against the dimensions as they are in S, which is right for every
+-- fact row whose dimension rows did not change; the groups of the others are recomputed: C holds.
+-- Returns how it applied ('keys', 'delta' or 'full: <reason>') and the number of keys (groups).
 CREATE OR REPLACE FUNCTION mvrefresh.apply_view(
     p_view_id integer,
     p_rel oid,
@@ -54,7 +57,9 @@ DECLARE
     ms pg_catalog.float8;
     view_rows pg_catalog.float8;
     truncated pg_catalog.bool;
-    horizon pg_catalog.xid8;
+    delta pg_catalog.jsonb;
+    src_key pg_catalog.text;
+    delta_rows pg_catalog.int4 := 0;
 BEGIN
     IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'repeatable read' THEN
         RAISE EXCEPTION 'apply_view() must run at REPEATABLE READ (one snapshot for the logs and the sources)'
@@ -66,7 +71,7 @@ BEGIN
     END IF;
     PERFORM mvrefresh.begin_apply(p_rel);
     -- a second apply in one transaction (verify's repair) starts from no temporary tables
-    DROP TABLE IF EXISTS pg_temp.mvrefresh_keys, pg_temp.mvrefresh_full;
+    DROP TABLE IF EXISTS pg_temp.mvrefresh_keys, pg_temp.mvrefresh_full, pg_temp.mvrefresh_delta;
     IF reason IS NULL AND inc.needs_full THEN
         reason := COALESCE(inc.full_reason, 'drift');
     ELSIF reason IS NULL AND inc.applied_snapshot IS NULL THEN
@@ -96,12 +101,22 @@ BEGIN
                 'mvr_b_' OPERATOR(pg_catalog.||) src, 'log_' OPERATOR(pg_catalog.||) src) USING inc.applied_snapshot;
             EXECUTE pg_catalog.format('GRANT SELECT ON pg_temp.%I TO %I', 'mvr_b_' OPERATOR(pg_catalog.||) src, owner_name);
         END LOOP;
+        -- a delta view (src/incremental/delta.ts): the fact's changes become deltas, the other sources'
+        -- changes and groups with a NULL key are recomputed by key
+        delta := inc.statements OPERATOR(pg_catalog.->) 'delta';
         PERFORM pg_catalog.set_config('role', owner_name, true);
-        FOR q IN SELECT e.value FROM pg_catalog.jsonb_each_text(inc.statements OPERATOR(pg_catalog.->) 'keys') e LOOP
+        FOR src_key, q IN SELECT e.key, e.value FROM pg_catalog.jsonb_each_text(inc.statements OPERATOR(pg_catalog.->) 'keys') e LOOP
+            CONTINUE WHEN src_key OPERATOR(pg_catalog.=) (delta OPERATOR(pg_catalog.->>) 'fact');
             EXECUTE q;
         END LOOP;
+        IF delta IS NOT NULL THEN
+            EXECUTE delta OPERATOR(pg_catalog.->>) 'build';
+            EXECUTE delta OPERATOR(pg_catalog.->>) 'moveNullKeys';
+            EXECUTE delta OPERATOR(pg_catalog.->>) 'dropRecomputed';
+            SELECT pg_catalog.count(*) INTO delta_rows FROM pg_temp.mvrefresh_delta;
+        END IF;
         PERFORM pg_catalog.set_config('role', 'none', true);
-        SELECT pg_catalog.count(*) INTO keys FROM (SELECT DISTINCT * FROM pg_temp.mvrefresh_keys) k;
+        SELECT pg_catalog.count(*) OPERATOR(pg_catalog.+) delta_rows INTO keys FROM (SELECT DISTINCT * FROM pg_temp.mvrefresh_keys) k;
         -- many keys: a full recompute costs less (the measured cost per key against the last full one;
         -- before any measurement, 5% of the view)
         SELECT GREATEST(c.reltuples, 0) INTO view_rows FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) p_rel;
@@ -124,11 +139,19 @@ BEGIN
         END IF;
         kind := 'full: ' OPERATOR(pg_catalog.||) reason;
     ELSE
-        IF keys OPERATOR(pg_catalog.>) 0 THEN
+        IF EXISTS (SELECT FROM pg_temp.mvrefresh_keys) THEN
             EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'delete';
             EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'insert';
         END IF;
         kind := 'keys';
+        IF delta_rows OPERATOR(pg_catalog.>) 0 THEN
+            EXECUTE delta OPERATOR(pg_catalog.->>) 'update';
+            EXECUTE delta OPERATOR(pg_catalog.->>) 'insert';
+            EXECUTE delta OPERATOR(pg_catalog.->>) 'deleteEmpty';
+        END IF;
+        IF delta IS NOT NULL THEN
+            kind := 'delta';
+        END IF;
     END IF;
     PERFORM pg_catalog.set_config('role', 'none', true);
     ms := pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) t0) OPERATOR(pg_catalog.*) 1000;
@@ -136,27 +159,27 @@ BEGIN
        SET applied_snapshot = snap,
            needs_full = false,
            full_reason = NULL,
-           est_key_ms = CASE WHEN kind OPERATOR(pg_catalog.=) 'keys' AND keys OPERATOR(pg_catalog.>) 0
+           est_key_ms = CASE WHEN kind OPERATOR(pg_catalog.=) ANY ('{keys,delta}') AND keys OPERATOR(pg_catalog.>) 0
                              THEN COALESCE((0.8 OPERATOR(pg_catalog.*) i.est_key_ms) OPERATOR(pg_catalog.+) (0.2 OPERATOR(pg_catalog.*) (ms OPERATOR(pg_catalog./) keys)),
                                            ms OPERATOR(pg_catalog./) keys)
                              ELSE i.est_key_ms END,
-           last_full_ms = CASE WHEN kind OPERATOR(pg_catalog.<>) 'keys' THEN ms ELSE i.last_full_ms END,
+           last_full_ms = CASE WHEN kind OPERATOR(pg_catalog.<>) ALL ('{keys,delta}') THEN ms ELSE i.last_full_ms END,
            last_apply_kind = kind,
            last_apply_keys = keys,
            last_apply_ms = ms,
            last_apply_at = pg_catalog.clock_timestamp()
      WHERE i.view_id OPERATOR(pg_catalog.=) p_view_id;
-    -- prune what every view reading the source has applied; a concurrent prune of the same rows by another
-    -- view's apply (a serialization failure at this level) leaves them to the next one
+    -- prune what every view reading the source has applied (its transaction is visible in each one's S_a;
+    -- a view without one needs a full recompute and holds nothing); a concurrent prune of the same rows by
+    -- another view's apply (a serialization failure at this level) leaves them to the next one
     FOREACH src IN ARRAY inc.sources LOOP
-        SELECT h.x INTO horizon
-          FROM (SELECT pg_catalog.pg_snapshot_xmin(CASE WHEN i.view_id OPERATOR(pg_catalog.=) p_view_id THEN snap
-                                                        ELSE i.applied_snapshot END) AS x
-                  FROM mvrefresh.incremental i WHERE src OPERATOR(pg_catalog.=) ANY (i.sources)) h
-         WHERE h.x IS NOT NULL ORDER BY h.x LIMIT 1;
         BEGIN
-            EXECUTE pg_catalog.format('DELETE FROM mvrefresh.%I l WHERE l.mvr_xid OPERATOR(pg_catalog.<) $1',
-                                      'log_' OPERATOR(pg_catalog.||) src) USING horizon;
+            EXECUTE pg_catalog.format(
+                'DELETE FROM mvrefresh.%I l WHERE l.mvr_xid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmax($1) '
+                'AND NOT EXISTS (SELECT FROM mvrefresh.incremental i WHERE $2 OPERATOR(pg_catalog.=) ANY (i.sources) '
+                'AND NOT pg_catalog.pg_visible_in_snapshot(l.mvr_xid, CASE WHEN i.view_id OPERATOR(pg_catalog.=) $3 '
+                'THEN $1 ELSE i.applied_snapshot END))',
+                'log_' OPERATOR(pg_catalog.||) src) USING snap, src, p_view_id;
         EXCEPTION WHEN serialization_failure OR lock_not_available THEN
             NULL;
         END;

@@ -29,6 +29,7 @@ import {
   walk,
   type Node,
 } from './ast.js';
+import { deltaPlan } from './delta.js';
 import { incrementalSql } from './sql.js';
 
 export interface Column {
@@ -57,6 +58,22 @@ export interface Statements {
   insertFull: string;
   /** Fill mvrefresh_keys with the keys whose rows differ between the table and pg_temp.mvrefresh_full. */
   fullKeys: string;
+  /** The delta class (delta.ts): the fact's changes added to the groups, other changes recomputed. */
+  delta?: DeltaStatements;
+}
+
+export interface DeltaStatements {
+  /** The source (oid) whose changes are deltas: its key query is not run. */
+  fact: string;
+  /** CREATE TEMP TABLE mvrefresh_delta AS the deltas per group (the fact's batch tables exist). */
+  build: string;
+  /** Groups with a NULL key go to mvrefresh_keys (recomputed), then every recomputed group's delta goes. */
+  moveNullKeys: string;
+  dropRecomputed: string;
+  /** Add the deltas to existing groups, insert new groups, delete groups whose count fell to zero. */
+  update: string;
+  insert: string;
+  deleteEmpty: string;
 }
 
 export type Analysis =
@@ -414,6 +431,38 @@ function statements(
   };
 }
 
+function deltaStatements(
+  view: { schema: string; name: string },
+  key: string[],
+  columns: Column[],
+  countColumn: string,
+  fact: string,
+  select: string,
+): DeltaStatements {
+  const x = `${qi(view.schema)}.${qi(view.name)}`;
+  const keyCols = key.map(qi).join(', ');
+  const same = key.map((k) => `x.${qi(k)} = d.${qi(k)}`).join(' AND ');
+  const aggs = columns.filter((c) => !key.includes(c.name)).map((c) => qi(c.name));
+  return {
+    fact,
+    build: `CREATE TEMP TABLE mvrefresh_delta ON COMMIT DROP AS ${select}`,
+    moveNullKeys:
+      `INSERT INTO pg_temp.mvrefresh_keys (${keyCols}) SELECT ${key.map((k) => `d.${qi(k)}`).join(', ')} ` +
+      `FROM pg_temp.mvrefresh_delta d WHERE ${key.map((k) => `d.${qi(k)} IS NULL`).join(' OR ')}`,
+    dropRecomputed:
+      `DELETE FROM pg_temp.mvrefresh_delta d WHERE EXISTS (SELECT FROM pg_temp.mvrefresh_keys k WHERE ` +
+      `${key.map((k) => `k.${qi(k)} IS NOT DISTINCT FROM d.${qi(k)}`).join(' AND ')})`,
+    update:
+      `UPDATE ${x} x SET ${aggs.map((a) => `${a} = x.${a} + COALESCE(d.${a}, 0)`).join(', ')} ` +
+      `FROM pg_temp.mvrefresh_delta d WHERE ${same}`,
+    insert:
+      `INSERT INTO ${x} (${columns.map((c) => qi(c.name)).join(', ')}) ` +
+      `SELECT ${columns.map((c) => (key.includes(c.name) ? `d.${qi(c.name)}` : `COALESCE(d.${qi(c.name)}, 0)`)).join(', ')} ` +
+      `FROM pg_temp.mvrefresh_delta d WHERE d.${qi(countColumn)} > 0 AND NOT EXISTS (SELECT FROM ${x} x WHERE ${same})`,
+    deleteEmpty: `DELETE FROM ${x} x USING pg_temp.mvrefresh_delta d WHERE ${same} AND x.${qi(countColumn)} = 0`,
+  };
+}
+
 /**
  * Analyzes the materialized view `oid` (its definition read with every name qualified) and generates the
  * apply's statements, or says which clause keeps it a full-refresh view.
@@ -460,12 +509,26 @@ export async function analyze(db: pg.ClientBase, oid: string): Promise<Analysis>
       keys[t.oid] =
         `INSERT INTO pg_temp.mvrefresh_keys (${view.key!.map(qi).join(', ')})\n${await deparse(q)}`;
     }
+    const { rows: nn } = await db.query<{ c: string }>(incrementalSql.notNullColumns, [
+      sources.map((x) => x.oid),
+    ]);
+    const plan = deltaPlan(top!, view.columns, view.key!, sources, new Set(nn.map((r) => r.c)));
+    const delta = plan && {
+      delta: deltaStatements(
+        view,
+        view.key!,
+        view.columns,
+        plan.countColumn,
+        plan.fact,
+        await deparse(plan.select),
+      ),
+    };
     return {
       incremental: true,
       definition: view.definition,
       key: view.key!,
       sources,
-      statements: { ...statements(view, view.definition, view.key!, view.columns), keys },
+      statements: { ...statements(view, view.definition, view.key!, view.columns), keys, ...delta },
     };
   } catch (err) {
     if (err instanceof NotIncremental) return { incremental: false, reason: err.message };

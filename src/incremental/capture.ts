@@ -2,8 +2,8 @@
  * Capture: per source table of any incremental view, a log (mvrefresh.log_<oid>) and one AFTER ... FOR
  * EACH STATEMENT trigger per event with transition tables (PostgreSQL allows transition tables only with a
  * single event), each one INSERT ... SELECT of the read columns of the changed rows into the log:
- *  - INSERT logs the new rows, DELETE the old ones;
- *  - UPDATE logs old and new images whose read columns differ (EXCEPT ALL both ways), so a statement that
+ *  - INSERT logs the new rows (mvr_sign 1), DELETE the old ones (mvr_sign -1);
+ *  - UPDATE logs old (-1) and new (1) images whose read columns differ (EXCEPT ALL both ways), so a statement that
  *    changes nothing an incremental view reads records nothing;
  *  - TRUNCATE logs one row with mvr_trunc: every view reading the table recomputes in full.
  * The log's columns are the union of what the incremental views reading the table read, so a writing
@@ -59,17 +59,18 @@ async function comparable(client: pg.ClientBase, table: string, cols: string): P
 
 function functionSql(oid: string, event: 'ins' | 'upd' | 'del', cols: string, pairs: boolean): string {
   const log = `mvrefresh.${qi(logTable(oid))}`;
+  const into = `INSERT INTO ${log} (mvr_sign, ${cols})`;
   const body =
     event === 'ins'
-      ? `INSERT INTO ${log} (${cols}) SELECT ${cols} FROM n;`
+      ? `${into} SELECT 1, ${cols} FROM n;`
       : event === 'del'
-        ? `INSERT INTO ${log} (${cols}) SELECT ${cols} FROM o;`
+        ? `${into} SELECT -1, ${cols} FROM o;`
         : pairs
-          ? `INSERT INTO ${log} (${cols})
-    SELECT ${cols} FROM (SELECT ${cols} FROM o EXCEPT ALL SELECT ${cols} FROM n) changed_old
+          ? `${into}
+    SELECT -1, ${cols} FROM (SELECT ${cols} FROM o EXCEPT ALL SELECT ${cols} FROM n) changed_old
     UNION ALL
-    SELECT ${cols} FROM (SELECT ${cols} FROM n EXCEPT ALL SELECT ${cols} FROM o) changed_new;`
-          : `INSERT INTO ${log} (${cols}) SELECT ${cols} FROM o UNION ALL SELECT ${cols} FROM n;`;
+    SELECT 1, ${cols} FROM (SELECT ${cols} FROM n EXCEPT ALL SELECT ${cols} FROM o) changed_new;`
+          : `${into} SELECT -1, ${cols} FROM o UNION ALL SELECT 1, ${cols} FROM n;`;
   // SECURITY DEFINER: writers need no privilege on the log. No SET clause (a GUC nest level per call on
   // the hot path): the only names are the qualified log and the transition tables, which resolve first.
   return `CREATE OR REPLACE FUNCTION ${captureFunction(oid, event)}() RETURNS trigger
@@ -103,7 +104,8 @@ export async function syncCapture(
     await client.query(
       `CREATE TABLE IF NOT EXISTS ${log} (
          mvr_xid pg_catalog.xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
-         mvr_trunc boolean NOT NULL DEFAULT false
+         mvr_trunc boolean NOT NULL DEFAULT false,
+         mvr_sign pg_catalog.int2 NOT NULL DEFAULT 1
        ) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000)`,
     );
     await client.query(`CREATE INDEX IF NOT EXISTS ${qi(`${logTable(oid)}_xid`)} ON ${log} (mvr_xid)`);

@@ -50,6 +50,10 @@ export const incrementalSql = {
       JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
      WHERE r.ev_class = $1::pg_catalog.oid OR r.ev_class = ANY ($2::pg_catalog.oid[])
      ORDER BY 1, a.attnum`,
+  /** oid.column of every NOT NULL column of the given tables. */
+  notNullColumns: `
+    SELECT a.attrelid::int8::text || '.' || a.attname AS c FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = ANY ($1::pg_catalog.oid[]) AND a.attnum > 0 AND a.attnotnull AND NOT a.attisdropped`,
   /** Every incremental view's needs: the union of the columns read per source. */
   needs: `SELECT view_id, state, source_columns FROM mvrefresh.incremental`,
   incremental: `

@@ -1,0 +1,146 @@
+/**
+ * The delta class (issue 27: count / sum maintained by adding deltas where groups are large). A view
+ * qualifies when its top query is `SELECT <key columns>, <aggregates> FROM ... [WHERE ...] GROUP BY
+ * <key columns>` with inner joins only, no HAVING, no DISTINCT, its aggregates are count(*), count(col)
+ * and sum(col) of a NOT NULL integer or numeric column, all reading one source (the fact), and count(*) is
+ * among them (it tells when a group vanishes). Then a change of the fact is applied as a delta: the
+ * definition with the fact replaced by its batch of signed images (old -1, new +1; capture.ts), count(*)
+ * turned into sum(sign), count(x) into sum(sign) FILTER (WHERE x IS NOT NULL), sum(x) into sum(x * sign),
+ * added to the groups' rows. The other sources (dimensions) are read as they are now, which is right for
+ * every fact row whose dimension rows did not change in the batch; the groups a dimension change may touch
+ * are recomputed by key instead (their key queries, analyze.ts), and their deltas dropped. A group whose
+ * key has a NULL is recomputed too (`=` does not find it).
+ */
+import { nodeOf, str, walk, type Node } from './ast.js';
+import type { Column, Source } from './analyze.js';
+
+export interface DeltaPlan {
+  /** The source whose changes become deltas. */
+  fact: string;
+  /** The view's column of count(*). */
+  countColumn: string;
+  /** The SELECT computing the deltas (AST), its columns named as the view's. */
+  select: Node;
+}
+
+const INTEGRAL = /^(smallint|integer|bigint|numeric(\(.*\))?)$/;
+const funcName = (f: Node): string =>
+  ((f['funcname'] as unknown[]) ?? []).map((x) => String(nodeOf(x)?.[1]['sval'] ?? '')).pop() ?? '';
+const colRef = (alias: string, col: string): Node => ({ ColumnRef: { fields: [str(alias), str(col)] } });
+
+/** The alias and column of a qualified column reference, if `v` is one. */
+function qualified(v: unknown): [string, string] | undefined {
+  const n = nodeOf(v);
+  if (!n || n[0] !== 'ColumnRef') return undefined;
+  const fields = (n[1]['fields'] as unknown[]).map((x) => nodeOf(x)?.[1]['sval']);
+  return fields.length === 2 && typeof fields[0] === 'string' && typeof fields[1] === 'string'
+    ? [fields[0], fields[1]]
+    : undefined;
+}
+
+/**
+ * The delta plan of a view (its analyzed top query `top`, after plain views were inlined), or undefined
+ * when it does not qualify: then every key is recomputed.
+ */
+export function deltaPlan(
+  top: Node,
+  columns: Column[],
+  key: string[],
+  sources: Source[],
+  notNull: ReadonlySet<string>,
+): DeltaPlan | undefined {
+  const s = nodeOf(top)?.[1];
+  if (!s || !(s['groupClause'] as unknown[] | undefined)?.length || s['havingClause'] || s['distinctClause'])
+    return undefined;
+  let outer = false;
+  walk(s['fromClause'], (type, f) => {
+    if (type === 'JoinExpr' && f['jointype'] !== 'JOIN_INNER') outer = true;
+    if (type === 'RangeSubselect') outer = true;
+  });
+  if (outer) return undefined;
+  // top-level relations by alias
+  const aliases = new Map<string, Source>();
+  walk(s['fromClause'], (type, f) => {
+    if (type !== 'RangeVar') return;
+    const src = sources.find((x) => x.schema === f['schemaname'] && x.name === f['relname']);
+    const alias = (f['alias'] as { aliasname?: string } | undefined)?.aliasname ?? String(f['relname']);
+    if (src) aliases.set(alias, src);
+  });
+  const targets = (s['targetList'] as Node[]).map((t) => nodeOf(t)![1]);
+  let fact: string | undefined;
+  let countColumn: string | undefined;
+  const rewritten: Node[] = [];
+  for (const [i, t] of targets.entries()) {
+    const name = columns[i]!.name;
+    const val = nodeOf(t['val']);
+    if (key.includes(name)) {
+      if (val?.[0] === 'FuncCall' && ['count', 'sum'].includes(funcName(val[1]))) return undefined;
+      rewritten.push({ ResTarget: { name, val: t['val'] } });
+      continue;
+    }
+    if (!val || val[0] !== 'FuncCall') return undefined;
+    const f = val[1];
+    if (f['agg_filter'] || f['agg_distinct'] || f['agg_order'] || f['over'] || f['agg_within_group'])
+      return undefined;
+    const fn = funcName(f);
+    const args = (f['args'] as unknown[] | undefined) ?? [];
+    let alias: string | undefined;
+    if (fn === 'count' && f['agg_star']) {
+      countColumn ??= name;
+    } else if ((fn === 'count' || fn === 'sum') && args.length === 1) {
+      const ref = qualified(args[0]);
+      if (!ref) return undefined;
+      alias = ref[0];
+      const src = aliases.get(alias);
+      if (!src) return undefined;
+      if (fn === 'sum') {
+        const col = src.columns.find((c) => c.name === ref[1]);
+        if (!col || !INTEGRAL.test(col.type) || !notNull.has(`${src.oid}.${ref[1]}`)) return undefined;
+      }
+    } else return undefined;
+    if (alias !== undefined) {
+      if (fact !== undefined && fact !== alias) return undefined;
+      fact = alias;
+    }
+    rewritten.push({
+      ResTarget: { name, val: { FuncCall: { ...f, agg_star: undefined, args: [] } } },
+      marker: { fn, alias, args },
+    } as Node);
+  }
+  if (countColumn === undefined) return undefined;
+  // count(*) only: the fact is the first top-level relation
+  fact ??= [...aliases.keys()][0];
+  const factSource = fact === undefined ? undefined : aliases.get(fact);
+  if (!fact || !factSource) return undefined;
+  const sign = colRef(fact, 'mvr_sign');
+  const targetList = rewritten.map((r) => {
+    const marker = (r as { marker?: { fn: string; args: unknown[] } }).marker;
+    const rt = (r as { ResTarget: Node }).ResTarget;
+    if (!marker) return { ResTarget: rt };
+    const sum = (args: unknown[], filter?: Node): Node => ({
+      FuncCall: {
+        funcname: [str('sum')],
+        args,
+        ...(filter ? { agg_filter: filter } : {}),
+        funcformat: 'COERCE_EXPLICIT_CALL',
+      },
+    });
+    const val =
+      marker.fn === 'count' && marker.args.length === 0
+        ? sum([sign])
+        : marker.fn === 'count'
+          ? sum([sign], { NullTest: { arg: marker.args[0], nulltesttype: 'IS_NOT_NULL' } })
+          : sum([{ A_Expr: { kind: 'AEXPR_OP', name: [str('*')], lexpr: marker.args[0], rexpr: sign } }]);
+    return { ResTarget: { name: rt['name'], val } };
+  });
+  const select = structuredClone({ SelectStmt: { ...s, targetList } }) as Node;
+  // the fact read from its batch
+  walk((select as { SelectStmt: Node }).SelectStmt['fromClause'], (type, f) => {
+    if (type !== 'RangeVar' || f['schemaname'] !== factSource.schema || f['relname'] !== factSource.name)
+      return;
+    f['schemaname'] = 'pg_temp';
+    f['relname'] = `mvr_b_${factSource.oid}`;
+    f['alias'] = { aliasname: fact };
+  });
+  return { fact: factSource.oid, countColumn, select };
+}
