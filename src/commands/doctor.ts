@@ -145,6 +145,8 @@ interface ViewRow {
   last_sqlstate: string | null;
   unique_index: boolean;
   can_refresh: boolean;
+  /** An incremental view (src/incremental/): a table under the name. */
+  incremental: boolean;
 }
 
 function viewFindings(rows: ViewRow[], role: string): Finding[] {
@@ -154,7 +156,7 @@ function viewFindings(rows: ViewRow[], role: string): Finding[] {
       out.push(problem('views', `${v.view} does not exist: mvrefresh unwatch ${v.view}, or create it again`));
       continue;
     }
-    if (v.kind !== 'm') {
+    if (v.kind !== 'm' && !(v.kind === 'r' && v.incremental)) {
       out.push(problem('views', `${v.view} is no longer a materialized view`));
       continue;
     }
@@ -171,7 +173,9 @@ function viewFindings(rows: ViewRow[], role: string): Finding[] {
       out.push(
         problem(
           'privileges',
-          `${role} cannot refresh ${v.view}: it must own it (or, from 17, have MAINTAIN)`,
+          v.incremental
+            ? `${role} cannot apply changes to the incremental view ${v.view}: it must own it or be a member of its owner`
+            : `${role} cannot refresh ${v.view}: it must own it (or, from 17, have MAINTAIN)`,
         ),
       );
     if (v.populated === false)

@@ -162,9 +162,13 @@ export const sql = {
                                 WHERE i.indrelid = c.oid AND i.indisunique AND i.indisvalid
                                   AND i.indpred IS NULL AND i.indexprs IS NULL) AS unique_index,
                        c.oid IS NULL OR pg_catalog.pg_has_role($1::name, c.relowner, 'USAGE')
-                         -- MAINTAIN is unknown before 17: CASE keeps it from being evaluated there
-                         OR CASE WHEN $2::boolean THEN pg_catalog.has_table_privilege($1::name, c.oid, 'MAINTAIN')
-                                 ELSE false END AS can_refresh
+                         -- MAINTAIN is unknown before 17: CASE keeps it from being evaluated there; an
+                         -- incremental view's apply writes as its owner: MAINTAIN is not enough
+                         OR CASE WHEN $2::boolean AND c.relkind = 'm'
+                                 THEN pg_catalog.has_table_privilege($1::name, c.oid, 'MAINTAIN')
+                                 ELSE false END AS can_refresh,
+                       EXISTS (SELECT FROM mvrefresh.incremental i WHERE i.view_id = v.id AND i.state = 'active')
+                         AS incremental
                   FROM mvrefresh.view_state v
                   LEFT JOIN pg_namespace n ON n.nspname = v.view_schema
                   LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = v.view_name
