@@ -38,6 +38,16 @@ function qualified(v: unknown): [string, string] | undefined {
     : undefined;
 }
 
+/** An unqualified column reference of the only top-level relation, as [alias, column]. */
+function bare(v: unknown, aliases: ReadonlyMap<string, Source>): [string, string] | undefined {
+  const n = nodeOf(v);
+  if (!n || n[0] !== 'ColumnRef' || aliases.size !== 1) return undefined;
+  const fields = (n[1]['fields'] as unknown[]).map((x) => nodeOf(x)?.[1]['sval']);
+  return fields.length === 1 && typeof fields[0] === 'string'
+    ? [[...aliases.keys()][0]!, fields[0]]
+    : undefined;
+}
+
 /**
  * The delta plan of a view (its analyzed top query `top`, after plain views were inlined), or undefined
  * when it does not qualify: then every key is recomputed.
@@ -88,7 +98,8 @@ export function deltaPlan(
     if (fn === 'count' && f['agg_star']) {
       countColumn ??= name;
     } else if ((fn === 'count' || fn === 'sum') && args.length === 1) {
-      const ref = qualified(args[0]);
+      // PostgreSQL 16+ prints a column of a single-relation query without its relation
+      const ref = qualified(args[0]) ?? bare(args[0], aliases);
       if (!ref) return undefined;
       alias = ref[0];
       const src = aliases.get(alias);

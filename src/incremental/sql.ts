@@ -40,6 +40,22 @@ export const incrementalSql = {
         ON p.pronamespace = ns.oid
        AND p.proname = CASE WHEN pg_catalog.strpos(u.n, '.') > 0 THEN pg_catalog.split_part(u.n, '.', 2) ELSE u.n END
      GROUP BY u.n`,
+  /**
+   * The functions the rules of the given relations call: the oids of FuncExpr, OpExpr (and kin), Aggref
+   * and WindowFunc nodes in their stored query trees.
+   */
+  calledFunctions: `
+    WITH rules AS (SELECT r.ev_action::text AS tree FROM pg_catalog.pg_rewrite r WHERE r.ev_class = ANY ($1::pg_catalog.oid[])),
+    ids AS (
+      SELECT m[1]::pg_catalog.oid AS f
+        FROM rules CROSS JOIN LATERAL pg_catalog.regexp_matches(rules.tree, ':(?:funcid|opfuncid|aggfnoid|winfnoid) ([0-9]+)', 'g') m
+      UNION
+      SELECT o.oprcode::pg_catalog.oid
+        FROM rules CROSS JOIN LATERAL pg_catalog.regexp_matches(rules.tree, ':opno ([0-9]+)', 'g') m
+        JOIN pg_catalog.pg_operator o ON o.oid = m[1]::pg_catalog.oid)
+    SELECT DISTINCT pg_catalog.format('%s.%s', p.pronamespace::pg_catalog.regnamespace, p.proname) AS name,
+           p.provolatile = 'v' AS volatile, p.pronamespace = 'pg_catalog'::pg_catalog.regnamespace AS builtin
+      FROM ids JOIN pg_catalog.pg_proc p ON p.oid = ids.f`,
   /** The columns the rules of the view and of the plain views it reads depend on, per table. */
   readColumns: `
     SELECT DISTINCT d.refobjid::int8::text AS oid, a.attname::text AS name,
