@@ -209,6 +209,12 @@ export const schema = {
     default: 60_000,
     env: 'MVREFRESH_VACUUM_CHECK_INTERVAL_MS',
   },
+  incrementalVerifyIntervalMs: {
+    doc: 'Period of the verify of one incremental view (the one verified longest ago, by any replica): its table compared with its definition and repaired (log incremental_verify_mismatch, metric mvrefresh_incremental_verify_mismatch_total); a full evaluation of the view, counted in its refresh budget, on a connection of its own (mvrefresh:verify). 0: never.',
+    format: 'ms',
+    default: 21_600_000,
+    env: 'MVREFRESH_INCREMENTAL_VERIFY_INTERVAL_MS',
+  },
   concurrency: {
     doc: 'Refreshes running at once (each holds one pooled connection): the budget of all views together.',
     format: 'count',
@@ -310,6 +316,7 @@ export interface Config {
   readonly sweepIntervalMs: number;
   readonly driftCheckIntervalMs: number;
   readonly vacuumCheckIntervalMs: number;
+  readonly incrementalVerifyIntervalMs: number;
   readonly concurrency: number;
   readonly refreshConnectionMaxUses: number;
   readonly refreshConnectionMaxAgeMs: number;

@@ -373,3 +373,45 @@ describe('the per-view scheduler', () => {
     expect(vi.getTimerCount()).toBe(0);
   });
 });
+
+describe('work charged outside the refresh cycles (a verify of an incremental view)', () => {
+  it('counts in the budget in use and spaces the next refresh by its cost / budget, not in the estimate', () => {
+    const { s, due, run } = scheduler();
+    s.schedule(1, 'notify');
+    vi.advanceTimersByTime(byTarget(0));
+    run(1, 10);
+    const before = s.describe(1)!;
+    // a verify of 2 s ends now
+    vi.advanceTimersByTime(2000);
+    s.charge(1, 2000);
+    const after = s.describe(1)!;
+    expect(after.costMs).toBe(before.costMs);
+    expect(after.budgetInUse).toBeGreaterThan(before.budgetInUse);
+    const chargedAt = Date.now();
+    s.schedule(1, 'notify');
+    const jobs = due.length;
+    // the budget allows the next start 2 s / 20% = 10 s after the verify began
+    vi.advanceTimersByTime(10_000 - 2000 - 1);
+    expect(due.length).toBe(jobs);
+    vi.advanceTimersByTime(1);
+    expect(due.length).toBe(jobs + 1);
+    expect(Date.now() - chargedAt).toBe(8000);
+  });
+
+  it('plans a job already planned again', () => {
+    const { s, due, run } = scheduler();
+    s.schedule(1, 'notify');
+    vi.advanceTimersByTime(byTarget(0));
+    run(1, 10);
+    vi.advanceTimersByTime(1000);
+    s.schedule(1, 'notify');
+    const jobs = due.length;
+    // a verify of 1 s ends now: the job planned by its target alone is planned by the budget, 1 s / 20%
+    // after the verify began
+    s.charge(1, 1000);
+    vi.advanceTimersByTime(5000 - 1000 - 1);
+    expect(due.length).toBe(jobs);
+    vi.advanceTimersByTime(1);
+    expect(due.length).toBe(jobs + 1);
+  });
+});

@@ -38,8 +38,24 @@ SELECT s.id,
        -- periodic check (driftCheckIntervalMs)
        CASE WHEN (SELECT count(*) FROM pg_event_trigger e
                    WHERE e.evtname IN ('mvrefresh_ddl', 'mvrefresh_drop') AND e.evtenabled <> 'D') = 2
-            THEN 'event_trigger' ELSE 'periodic_check' END AS drift_detection
+            THEN 'event_trigger' ELSE 'periodic_check' END AS drift_detection,
+       -- how the view is kept: 'incremental' (watch --incremental), 'full' (REFRESH), or 'full: <clause>' for a
+       -- view whose --incremental was refused (mode_reason: the clause that needs a full refresh)
+       CASE WHEN i.view_id IS NOT NULL THEN 'incremental'
+            WHEN s.mode_reason IS NOT NULL THEN 'full: ' || s.mode_reason
+            ELSE 'full' END AS mode,
+       CASE WHEN i.view_id IS NULL THEN s.mode_reason END AS mode_reason,
+       -- an incremental view's last apply ('keys' or 'full: <reason>'), its keys and milliseconds, the last
+       -- full recompute's milliseconds, and the last verify (`mvrefresh verify`, the daemon's periodic one)
+       i.last_apply_kind AS incremental_last_apply_kind,
+       i.last_apply_keys AS incremental_last_apply_keys,
+       i.last_apply_ms AS incremental_last_apply_ms,
+       i.last_apply_at AS incremental_last_apply_at,
+       i.last_full_ms AS incremental_last_full_ms,
+       i.last_verify_at AS incremental_last_verify_at,
+       i.verify_mismatches AS incremental_verify_mismatches
   FROM mvrefresh.view_state s
+  LEFT JOIN mvrefresh.incremental i ON i.view_id = s.id AND i.state = 'active'
   LEFT JOIN LATERAL (SELECT min(x.marked_at) AS oldest
                        FROM (SELECT marked_at FROM mvrefresh.marks WHERE view_id = s.id
                              UNION ALL

@@ -163,6 +163,28 @@ export function printable(text: string): string {
   });
 }
 
+/**
+ * What status says under its table of a view's mode: for an incremental view its last apply and verify, for
+ * a view whose --incremental was refused the clause; nothing for a view refreshed in full by choice.
+ */
+function modeNote(r: StatusRow, now: Date): string | undefined {
+  const inc = r.incremental;
+  if (!inc)
+    return r.mode_reason === null
+      ? undefined
+      : `refreshed in full: ${r.mode_reason} needs a full refresh (watch --incremental refused)`;
+  const apply =
+    inc.last_apply_kind === null
+      ? 'no apply yet'
+      : `last apply ${inc.last_apply_kind}, ${inc.last_apply_keys ?? 0} keys in ${formatMs(inc.last_apply_ms ?? 0)}`;
+  const full = inc.last_full_ms === null ? '' : `; last full recompute ${formatMs(inc.last_full_ms)}`;
+  const verify =
+    inc.last_verify_at === null
+      ? 'never verified'
+      : `verified ${Math.round((now.getTime() - inc.last_verify_at.getTime()) / 1000)}s ago`;
+  return `incremental: ${apply}${full}; ${verify}, ${inc.verify_mismatches} mismatches found`;
+}
+
 /** What status says of a gone view: a plain sentence with the command. */
 const GONE_NOTE = (view: string) =>
   `the materialized view no longer exists (dropped or renamed); it is refreshed again if it is re-created, ` +
@@ -186,6 +208,7 @@ export function formatStatus(
   const header = [
     'VIEW',
     'STATE',
+    'MODE',
     'BLIND SPOTS',
     'STALENESS',
     'TARGET',
@@ -211,6 +234,8 @@ export function formatStatus(
     const gone = isGone(r);
     if (gone) notes.push(`${r.view}: ${GONE_NOTE(r.view)}`);
     const spots = blindSpots(r.warnings);
+    const mode = modeNote(r, now);
+    if (mode) notes.push(printable(`${r.view}: ${mode}`));
     return [
       r.view,
       r.paused
@@ -222,6 +247,7 @@ export function formatStatus(
             : r.dirty
               ? 'dirty'
               : 'fresh',
+      r.incremental ? 'incremental' : 'full',
       spots.length > 0 ? spots.join(', ') : '-',
       `${r.staleness_seconds.toFixed(1)}s`,
       `${formatMs(target)}${r.max_staleness_ms === null ? '*' : ''}`,
@@ -252,7 +278,7 @@ export function formatStatus(
     ...[header, ...lines].map((l) =>
       l.map((c, i) => (i === l.length - 1 ? c : c.padEnd(widths[i]!))).join('  '),
     ),
-    '(* the default; BLIND SPOTS: changes that no write shows, which the warnings below explain)',
+    '(* the default; BLIND SPOTS: changes that no write shows, which the warnings below explain; MODE: incremental views apply only what changed, the others are refreshed in full)',
     ...notes,
     ...locked,
     ...warnings.map(printable),

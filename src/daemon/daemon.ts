@@ -16,10 +16,12 @@ import { Sweeper } from './refresh/sweeper.js';
 import { describeConflict } from '../budget.js';
 import { BusyCheck } from './checks/busy.js';
 import { DriftChecker } from './checks/drift.js';
+import { IncrementalVerifier } from './checks/incremental-verify.js';
 import { VacuumCheck } from './checks/vacuum.js';
 import { SchemaCheck } from './checks/schema.js';
 import { SourceMap } from './refresh/sources.js';
 import { ViewList } from './refresh/view-list.js';
+import { ViewModes } from './refresh/view-modes.js';
 import { latestVersion } from '../db/migrate.js';
 import type { StartupSettingsSupport } from '../db/startup-settings.js';
 import { StartupError, checkDatabase, probeListenUrl, reportStartupSettings } from './startup.js';
@@ -54,6 +56,7 @@ export interface Running {
   sweeper: Sweeper;
   metrics: Metrics;
   driftChecker: DriftChecker;
+  incrementalVerifier: IncrementalVerifier;
 }
 
 /**
@@ -172,8 +175,22 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       }),
     );
 
+    // the periodic verify of incremental views: one connection, for as long as a refresh may take; opened
+    // only while a verify runs (the pool's idle timeout closes it)
+    const verifyPool = pool(
+      'verify pool',
+      { applicationName: AppName.verify, max: 1 },
+      config.refreshTimeoutMs,
+      sessionSettings(serverVersion, {
+        statementTimeoutMs: config.refreshTimeoutMs,
+        idleInTransactionMs: config.refreshTimeoutMs,
+        connectionCheckInterval: CONNECTION_CHECK_INTERVAL,
+      }),
+    );
+
     const metrics = new Metrics();
     const sources = new SourceMap();
+    const modes = new ViewModes();
     const schemaCheck = new SchemaCheck({ pool: controlPool, logger, knownVersion: await latestVersion() });
     const listener = new Listener({
       connectionString: config.listenUrl,
@@ -208,6 +225,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       backoffBaseMs: config.backoffBaseMs,
       backoffMaxMs: config.backoffMaxMs,
       schemaCheck,
+      modes,
     });
     this.refresher = refresher;
     this.releasers.add('refresher', () => refresher.drain(config.shutdownGraceMs));
@@ -219,7 +237,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       metrics,
       intervalMs: config.sweepIntervalMs,
       schemaCheck,
-      views: new ViewList({ pool: controlPool, scheduler, sources, metrics }),
+      views: new ViewList({ pool: controlPool, scheduler, sources, metrics, modes }),
     });
     this.releasers.add('sweeper', () => sweeper.stop());
 
@@ -229,6 +247,16 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     this.releasers.add('drift checker', () => driftChecker.stop());
     const vacuumCheck = new VacuumCheck({ ...checkWith, intervalMs: config.vacuumCheckIntervalMs });
     this.releasers.add('vacuum check', () => vacuumCheck.stop());
+    const incrementalVerifier = new IncrementalVerifier({
+      pool: verifyPool,
+      controlPool,
+      logger,
+      metrics,
+      intervalMs: config.incrementalVerifyIntervalMs,
+      // a verify evaluates the whole definition: it spaces the view's next refresh like a refresh would
+      charge: (viewId, durationMs) => scheduler.charge(viewId, durationMs),
+    });
+    this.releasers.add('incremental verifier', () => incrementalVerifier.stop());
 
     listener.on('view', (viewId) => {
       metrics.notifications.inc({ kind: scheduler.knows(viewId) ? 'view' : 'unknown' });
@@ -371,6 +399,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     replaceWorker.start();
     driftChecker.start();
     vacuumCheck.start();
+    incrementalVerifier.start();
     this.accepting = true;
     logger.info(
       {
@@ -384,7 +413,17 @@ export class Daemon extends EventEmitter<DaemonEvents> {
       },
       'mvrefresh running',
     );
-    return { port, probePort, refresher, scheduler, listener, sweeper, metrics, driftChecker };
+    return {
+      port,
+      probePort,
+      refresher,
+      scheduler,
+      listener,
+      sweeper,
+      metrics,
+      driftChecker,
+      incrementalVerifier,
+    };
   }
 
   /** Graceful stop: no new work, running refreshes get the grace period, then everything is released. */

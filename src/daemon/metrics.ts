@@ -155,6 +155,37 @@ export class Metrics {
     help: 'Successful reconnections of the LISTEN connection.',
     registers: [this.registry],
   });
+  readonly viewMode = new Gauge({
+    name: 'mvrefresh_view_mode',
+    help: "1 for the view's mode: full (REFRESH) or incremental (watch --incremental); reason: for a full view whose --incremental was refused, the clause that needs a full refresh (else empty).",
+    labelNames: ['view', 'mode', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly applyKeys = new Histogram({
+    name: 'mvrefresh_apply_keys',
+    help: "Keys recomputed by each apply of an incremental view (a full recompute counts the view's keys it rewrote).",
+    labelNames: ['view'] as const,
+    buckets: [0, 1, 10, 100, 1000, 10_000, 100_000, 1_000_000],
+    registers: [this.registry],
+  });
+  readonly incrementalFull = new Counter({
+    name: 'mvrefresh_incremental_full_total',
+    help: 'Applies of an incremental view that recomputed it in full, by reason (truncate, drift, threshold, verify, no applied snapshot, ...).',
+    labelNames: ['view', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly incrementalVerifies = new Counter({
+    name: 'mvrefresh_incremental_verifies_total',
+    help: "The daemon's periodic verifies of incremental views, by result: ok, mismatch (found different and repaired), busy (the view's lock was held: skipped), error.",
+    labelNames: ['view', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly incrementalVerifyMismatch = new Counter({
+    name: 'mvrefresh_incremental_verify_mismatch_total',
+    help: 'Verifies that found an incremental view different from its definition (error log incremental_verify_mismatch; repaired).',
+    labelNames: ['view'] as const,
+    registers: [this.registry],
+  });
 
   readonly autovacuumEnabled = new Gauge({
     name: 'mvrefresh_autovacuum_enabled',
@@ -192,5 +223,10 @@ export class Metrics {
       this.failureRecordsFailed.inc({ view }, 0);
       for (const kind of DRIFT_KINDS) this.sourceDrift.inc({ view, kind }, 0);
     }
+  }
+
+  /** Starts at 0 the verify mismatch counter of every incremental view, for increase(). Idempotent. */
+  knowIncrementalViews(views: Iterable<string>): void {
+    for (const view of views) this.incrementalVerifyMismatch.inc({ view }, 0);
   }
 }

@@ -8,6 +8,7 @@ export const AppName = {
   refresh: 'mvrefresh:refresh',
   control: 'mvrefresh:control',
   http: 'mvrefresh:http',
+  verify: 'mvrefresh:verify',
 } as const;
 
 /** Connect timeout of every connection; a server that does not answer within it counts as unreachable. */

@@ -99,7 +99,10 @@ export const sql = {
                   last_duration_ms, last_outcome, last_error, last_sqlstate, last_error_at,
                   consecutive_failures, next_attempt_at, debounce_ms, max_wait_ms, refresh_interval_ms,
                   allow_blocking_refresh, depth, sources, warnings, depends_on, max_staleness_ms,
-                  refresh_budget, paused, target_misses, last_miss_staleness_ms, drift_detection
+                  refresh_budget, paused, target_misses, last_miss_staleness_ms, drift_detection, mode,
+                  mode_reason, incremental_last_apply_kind, incremental_last_apply_keys,
+                  incremental_last_apply_ms, incremental_last_apply_at, incremental_last_full_ms,
+                  incremental_last_verify_at, incremental_verify_mismatches::float8
              FROM mvrefresh.status ORDER BY depth, view`,
   /** Sessions holding a view's advisory lock (second key: the view id), for status and /views. */
   viewLockHolders: `SELECT l.objid::bigint::integer AS view_id,
@@ -233,7 +236,7 @@ export const sql = {
                      s.last_duration_ms,
                      (extract(epoch FROM pg_catalog.clock_timestamp() - s.last_refreshed_at) * 1000)::float8
                        AS refreshed_ago_ms,
-                     v.source_relids::text[] AS source_relids
+                     v.source_relids::text[] AS source_relids, s.mode
                 FROM mvrefresh.status s JOIN mvrefresh.view_state v ON v.id = s.id ORDER BY s.depth, s.id`,
   dueViews: `SELECT view_id, reason,
                     (extract(epoch FROM pg_catalog.clock_timestamp() - dirty_since) * 1000)::float8 AS dirty_for_ms
@@ -256,6 +259,22 @@ export const sql = {
   refreshView:
     'CALL mvrefresh.refresh_view($1, $2, $3, $4, $5, $6, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)',
   recordFailure: 'SELECT mvrefresh.record_failure($1, $2, $3, $4, $5, $6) AS retry_in_ms',
+  /** What an incremental view's last apply did (apply_view.sql), read after its cycle for the log. */
+  lastApply: `SELECT last_apply_kind AS kind, last_apply_keys AS keys, last_apply_ms AS ms
+                FROM mvrefresh.incremental WHERE view_id = $1`,
+  /**
+   * The active incremental view verified longest ago (never verified first), and how long ago any was last
+   * verified by any daemon (or, for views never verified, made incremental): the periodic verify runs one
+   * view per interval across restarts and replicas.
+   */
+  nextVerify: `SELECT i.view_id, v.view_schema AS schema, v.view_name AS name,
+                      pg_catalog.format('%I.%I', v.view_schema, v.view_name) AS view,
+                      (extract(epoch FROM pg_catalog.clock_timestamp()
+                         - (SELECT pg_catalog.max(COALESCE(a.last_verify_at, a.created_at))
+                              FROM mvrefresh.incremental a WHERE a.state = 'active')) * 1000)::float8 AS since_ms
+                 FROM mvrefresh.incremental i JOIN mvrefresh.view_state v ON v.id = i.view_id
+                WHERE i.state = 'active' AND NOT v.paused
+                ORDER BY i.last_verify_at NULLS FIRST, i.view_id LIMIT 1`,
   /**
    * Ends a refresh backend at shutdown: its transaction rolls back, and nothing records a failure. Only a
    * refresh session of this role: behind a pooler the pid a client knows is the pooler's made-up key, which

@@ -32,8 +32,63 @@ export interface StatusRow {
   last_miss_staleness_ms: number | null;
   /** How changes of the sources after watch are found: at once (DDL event trigger) or periodically. */
   drift_detection: 'event_trigger' | 'periodic_check';
+  /**
+   * How the view is kept: 'incremental', 'full' (REFRESH), or 'full: <clause>' when `watch --incremental`
+   * was refused for it (mode_reason: that clause).
+   */
+  mode: string;
+  mode_reason: string | null;
+  /** An incremental view's last apply and verify (null for any other view). */
+  incremental: IncrementalStatus | null;
   /** Sessions holding the view's advisory lock: "pid N, role R, application 'A', since T" (loadStatus). */
   lock_holders: string[];
+}
+
+/** What mvrefresh.incremental says of an incremental view: its last apply and its last verify. */
+export interface IncrementalStatus {
+  /** 'keys' (recomputed by key) or 'full: <reason>' (truncate, drift, threshold, verify, ...). */
+  last_apply_kind: string | null;
+  last_apply_keys: number | null;
+  last_apply_ms: number | null;
+  last_apply_at: Date | null;
+  /** The last full recompute's milliseconds. */
+  last_full_ms: number | null;
+  last_verify_at: Date | null;
+  /** Verifies that found the view different from its definition (and repaired it). */
+  verify_mismatches: number;
+}
+
+/** The columns of sql.status as they come, before loadStatus() nests the incremental ones. */
+type StatusColumns = Omit<StatusRow, 'lock_holders' | 'incremental'> & {
+  [K in keyof IncrementalStatus as `incremental_${K}`]: IncrementalStatus[K] | null;
+};
+
+function nestIncremental(r: StatusColumns): Omit<StatusRow, 'lock_holders'> {
+  const {
+    incremental_last_apply_kind: last_apply_kind,
+    incremental_last_apply_keys: last_apply_keys,
+    incremental_last_apply_ms: last_apply_ms,
+    incremental_last_apply_at: last_apply_at,
+    incremental_last_full_ms: last_full_ms,
+    incremental_last_verify_at: last_verify_at,
+    incremental_verify_mismatches: verify_mismatches,
+    ...rest
+  } = r;
+  return {
+    ...rest,
+    incremental:
+      r.mode === 'incremental'
+        ? {
+            last_apply_kind,
+            last_apply_keys,
+            last_apply_ms,
+            last_apply_at,
+            last_full_ms,
+            last_verify_at,
+            verify_mismatches: verify_mismatches ?? 0,
+          }
+        : null,
+  };
 }
 
 /**
@@ -42,11 +97,11 @@ export interface StatusRow {
  */
 export async function loadStatus(db: pg.ClientBase | pg.Pool): Promise<StatusRow[]> {
   const [{ rows }, holders] = await Promise.all([
-    db.query<Omit<StatusRow, 'lock_holders'>>(sql.status),
+    db.query<StatusColumns>(sql.status),
     db.query<{ view_id: number; holder: string }>(sql.viewLockHolders),
   ]);
   return rows.map((r) => ({
-    ...r,
+    ...nestIncremental(r),
     lock_holders: holders.rows.filter((h) => h.view_id === r.id).map((h) => h.holder),
   }));
 }

@@ -185,6 +185,7 @@ export class HttpServer {
     // every replica reports the database's truth; views no longer watched disappear
     metrics.staleness.reset();
     metrics.consecutiveFailures.reset();
+    metrics.viewMode.reset();
     for (const g of [
       metrics.targetSeconds,
       metrics.budgetShare,
@@ -197,6 +198,10 @@ export class HttpServer {
       metrics.staleness.set({ view: r.view }, r.staleness_seconds);
       // a gone view (dropped or renamed) is not failing: it stays out of the failure alert
       metrics.consecutiveFailures.set({ view: r.view }, isGone(r) ? 0 : r.consecutive_failures);
+      metrics.viewMode.set(
+        { view: r.view, mode: r.incremental ? 'incremental' : 'full', reason: r.mode_reason ?? '' },
+        1,
+      );
       const plan = scheduler.describe(r.id);
       if (!plan) continue;
       metrics.targetSeconds.set({ view: r.view }, plan.targetMs / 1000);
@@ -330,6 +335,17 @@ export class HttpServer {
           nextAttemptAt: r.next_attempt_at,
           lockHolders: r.lock_holders,
           driftDetection: r.drift_detection,
+          mode: r.mode,
+          modeReason: r.mode_reason,
+          incremental: r.incremental && {
+            lastApplyKind: r.incremental.last_apply_kind,
+            lastApplyKeys: r.incremental.last_apply_keys,
+            lastApplyMs: r.incremental.last_apply_ms,
+            lastApplyAt: r.incremental.last_apply_at,
+            lastFullMs: r.incremental.last_full_ms,
+            lastVerifyAt: r.incremental.last_verify_at,
+            verifyMismatches: r.incremental.verify_mismatches,
+          },
           // what this process plans: the target, the budget and what it allows; the misses from view_state
           ...(plan
             ? {

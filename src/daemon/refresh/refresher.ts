@@ -15,6 +15,7 @@ import type { Scheduler } from './scheduler.js';
 import type { Metrics } from '../metrics.js';
 import type { SchemaCheck } from '../checks/schema.js';
 import { GONE_SQLSTATES } from '../../db/status.js';
+import type { ViewModes } from './view-modes.js';
 
 /** Errors of a CALL that a schema changed under a running daemon explains. */
 const SCHEMA_CHANGE_STATES: ReadonlySet<string> = new Set([
@@ -40,6 +41,16 @@ export interface CallRow {
   cycle_ms: number | null;
 }
 
+/** What an incremental view's apply did (mvrefresh.incremental, sql.lastApply). */
+interface ApplyRow {
+  kind: string | null;
+  keys: number | null;
+  ms: number | null;
+}
+
+/** How an incremental view's last apply wrote 'full: <reason>'. */
+const FULL_PREFIX = 'full: ';
+
 export interface RefresherOptions {
   /** Connections for refresh cycles (statement_timeout etc. set at connect). */
   pool: pg.Pool;
@@ -56,6 +67,8 @@ export interface RefresherOptions {
   backoffMaxMs: number;
   /** Asked before recording a failure that a schema change can explain (an undefined routine or column). */
   schemaCheck: SchemaCheck;
+  /** How each view is kept: an incremental view's successful cycle reads what its apply did. */
+  modes: ViewModes;
 }
 
 export interface RefreshReport {
@@ -77,6 +90,14 @@ export interface RefreshReport {
   error?: string;
   /** A cycle that failed on its lock timeout: who held the lock it waited for. */
   holders?: LockHolder[];
+  /** How the view is kept: 'incremental', 'full', or 'full: <clause>' (mvrefresh.status.mode). */
+  mode?: string;
+  /** An incremental view's applied cycle: 'keys' (recomputed by key) or 'full: <reason>'. */
+  applyKind?: string;
+  /** The keys that apply recomputed. */
+  keys?: number;
+  /** The apply's own time (apply_view()), within refreshMs. */
+  applyMs?: number;
 }
 
 export interface RefresherEvents {
@@ -140,8 +161,9 @@ export class Refresher extends EventEmitter<RefresherEvents> {
     let report: RefreshReport;
     let result: RunResult;
     const waited = { lockWaitMs: 0 };
+    const mode = this.opts.modes.modeOf(job.viewId);
     try {
-      const row = await this.call(job, waited);
+      const { row, apply } = await this.call(job, waited);
       this.connectionFailures.delete(job.viewId);
       const gone = row.outcome === 'failed' && GONE_SQLSTATES.has(row.err_sqlstate ?? '');
       report = {
@@ -149,6 +171,10 @@ export class Refresher extends EventEmitter<RefresherEvents> {
         view: job.name,
         cause: job.cause,
         outcome: gone ? 'gone' : row.outcome,
+        ...(mode !== undefined ? { mode } : {}),
+        ...(apply?.kind ? { applyKind: apply.kind } : {}),
+        ...(apply?.keys !== null && apply?.keys !== undefined ? { keys: apply.keys } : {}),
+        ...(apply?.ms !== null && apply?.ms !== undefined ? { applyMs: round(apply.ms) } : {}),
         durationMs: round(performance.now() - t0),
         ...(row.duration_ms !== null ? { refreshMs: round(row.duration_ms) } : {}),
         ...(row.wait_ms !== null ? { waitMs: round(row.wait_ms) } : {}),
@@ -164,8 +190,10 @@ export class Refresher extends EventEmitter<RefresherEvents> {
       );
       if (isSuccess(row.outcome) && row.duration_ms !== null)
         this.opts.metrics.refreshDuration.observe({ view: job.name }, row.duration_ms / 1000);
+      if (apply) this.countApply(job.name, apply);
     } catch (err) {
       ({ report, result } = await this.failed(job, err, performance.now() - t0));
+      if (mode !== undefined) report = { ...report, mode };
       if ('durationMs' in result)
         result = { ...result, durationMs: Math.max(0, result.durationMs - waited.lockWaitMs) };
     }
@@ -181,7 +209,16 @@ export class Refresher extends EventEmitter<RefresherEvents> {
     this.emit('report', report);
   }
 
-  private async call(job: Job, waited: { lockWaitMs: number }): Promise<CallRow> {
+  private countApply(view: string, apply: ApplyRow): void {
+    if (apply.keys !== null) this.opts.metrics.applyKeys.observe({ view }, apply.keys);
+    if (apply.kind?.startsWith(FULL_PREFIX))
+      this.opts.metrics.incrementalFull.inc({ view, reason: apply.kind.slice(FULL_PREFIX.length) });
+  }
+
+  private async call(
+    job: Job,
+    waited: { lockWaitMs: number },
+  ): Promise<{ row: CallRow; apply: ApplyRow | undefined }> {
     const client = await this.opts.pool.connect();
     let broken: Error | undefined;
     // A checked-out client has no pool error listener: a connection that drops without an ErrorResponse
@@ -207,7 +244,11 @@ export class Refresher extends EventEmitter<RefresherEvents> {
       ]);
       const row = rows[0];
       if (!row) throw new Error('mvrefresh.refresh_view() returned no row');
-      return row;
+      const apply =
+        isSuccess(row.outcome) && this.opts.modes.isIncremental(job.viewId)
+          ? await this.lastApply(client, job.viewId)
+          : undefined;
+      return { row, apply };
     } catch (err) {
       // a read-only session (default_transaction_read_only, a standby) stays read-only until it ends: a
       // new session is the only way to see the database writable again
@@ -219,6 +260,19 @@ export class Refresher extends EventEmitter<RefresherEvents> {
       this.running.delete(job.viewId);
       client.off('error', onError);
       client.release(broken);
+    }
+  }
+
+  /**
+   * What the cycle's apply did, read on its connection right after it (another replica's apply in between
+   * would be read instead: the log line is then one apply off, never wrong about the view). A failed read
+   * costs the log line its apply fields, not the cycle.
+   */
+  private async lastApply(client: pg.PoolClient, viewId: number): Promise<ApplyRow | undefined> {
+    try {
+      return (await client.query<ApplyRow>(sql.lastApply, [viewId])).rows[0];
+    } catch {
+      return undefined;
     }
   }
 

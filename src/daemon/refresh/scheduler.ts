@@ -327,6 +327,27 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     this.arm(view, next);
   }
 
+  /**
+   * Work on the view outside its refresh cycles that just ended (a verify of an incremental view, which
+   * evaluates its whole definition) counts against its budget like a cycle: in the budget in use, and as
+   * the last start and cost that space the next refresh (cost / budget). Not in the estimate of a refresh's
+   * duration, which plans against the target. A job already planned is planned again.
+   */
+  charge(viewId: number, durationMs: number): void {
+    const stats = this.stats.get(viewId);
+    const view = this.views.get(viewId);
+    if (!stats || !view || this.stopped) return;
+    const now = this.now();
+    const startedAt = now - durationMs;
+    stats.recent.push({ at: startedAt, ms: durationMs });
+    while (stats.recent.length > 0 && stats.recent[0]!.at < now - BUSY_WINDOW_MS) stats.recent.shift();
+    // cycles that started meanwhile found the view's lock held (busy) and cost next to nothing
+    stats.lastStartAt = Math.max(stats.lastStartAt ?? startedAt, startedAt);
+    stats.lastCostMs = durationMs;
+    const st = this.states.get(viewId);
+    if (st?.phase === 'planned') this.arm(view, st);
+  }
+
   /** The view's targets, budget and what its refreshes cost, for /views and the metrics. */
   describe(viewId: number): ViewSchedule | undefined {
     const view = this.views.get(viewId);

@@ -3,6 +3,7 @@ import { sql } from '../../db/sql.js';
 import type { Metrics } from '../metrics.js';
 import type { Scheduler, ViewSettings } from './scheduler.js';
 import type { SourceMap } from './sources.js';
+import { INCREMENTAL, type ViewModes } from './view-modes.js';
 
 interface ViewRow {
   id: number;
@@ -14,6 +15,7 @@ interface ViewRow {
   source_relids: string[];
   last_duration_ms: number | null;
   refreshed_ago_ms: number | null;
+  mode: string;
 }
 
 export interface ViewListOptions {
@@ -24,6 +26,8 @@ export interface ViewListOptions {
   sources: SourceMap;
   /** Starts the per-view counters of every watched view at 0. */
   metrics: Metrics;
+  /** Receives how each view is kept (full or incremental). */
+  modes: ViewModes;
 }
 
 /**
@@ -48,6 +52,8 @@ export class ViewList {
     }));
     this.opts.scheduler.setViews(views);
     this.opts.metrics.knowViews(views.map((v) => v.name));
+    this.opts.modes.replace(rows);
+    this.opts.metrics.knowIncrementalViews(rows.filter((r) => r.mode === INCREMENTAL).map((r) => r.view));
     this.opts.sources.replace(rows.map((r) => ({ id: r.id, sourceRelids: r.source_relids.map(Number) })));
     return Math.min(...rows.map((r) => r.refresh_interval_ms ?? Infinity));
   }
