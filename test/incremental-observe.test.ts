@@ -12,7 +12,7 @@ import { waitFor } from './support/wait.js';
  */
 const db = useTestDatabase('incremental_observe');
 
-const POST_STATS = `SELECT post_id, count(*) AS n, sum(score) AS total FROM comments GROUP BY post_id`;
+const POST_STATS = `SELECT post_id, count(*) AS n, sum(score) AS total, max(score) AS top FROM comments GROUP BY post_id`;
 const WINDOW_CLAUSE = /window function/;
 
 async function cli(args: string[]) {

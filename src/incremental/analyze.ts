@@ -162,6 +162,58 @@ function aliasesUnder(value: unknown): Set<string> {
   return out;
 }
 
+/** The output name of a select-list entry, when it has one. */
+function outputName(target: Node): string | undefined {
+  const t = nodeOf(target)?.[1];
+  if (!t) return undefined;
+  if (typeof t['name'] === 'string') return t['name'];
+  const ref = nodeOf(t['val']);
+  if (ref?.[0] !== 'ColumnRef') return undefined;
+  const last = (ref[1]['fields'] as unknown[]).at(-1);
+  return typeof nodeOf(last)?.[1]['sval'] === 'string' ? String(nodeOf(last)![1]['sval']) : undefined;
+}
+
+/**
+ * `SELECT a, b FROM (<query>) v` (a plain view read whole, the way many projects wrote their materialized
+ * views) is `<query>` with its select list in that order: returns that query, so that a grouping plain
+ * view is judged as if written inline; anything else is returned unchanged.
+ */
+export function flattenProjection(top: Node): Node {
+  const s = nodeOf(top)?.[1];
+  const from = s?.['fromClause'] as unknown[] | undefined;
+  if (
+    !s ||
+    from?.length !== 1 ||
+    s['whereClause'] ||
+    s['groupClause'] ||
+    s['havingClause'] ||
+    s['distinctClause']
+  )
+    return top;
+  if (s['withClause'] || s['limitCount'] || s['windowClause']) return top;
+  const sub = nodeOf(from[0]);
+  if (sub?.[0] !== 'RangeSubselect') return top;
+  const inner = nodeOf(sub[1]['subquery']);
+  if (inner?.[0] !== 'SelectStmt' || (inner[1]['op'] && inner[1]['op'] !== 'SETOP_NONE')) return top;
+  const alias = (sub[1]['alias'] as { aliasname?: string } | undefined)?.aliasname;
+  const innerTargets = (inner[1]['targetList'] as Node[] | undefined) ?? [];
+  const targets: Node[] = [];
+  for (const t of (s['targetList'] as Node[] | undefined) ?? []) {
+    const ref = nodeOf(nodeOf(t)?.[1]['val']);
+    if (ref?.[0] !== 'ColumnRef') return top;
+    const fields = (ref[1]['fields'] as unknown[]).map((x) => nodeOf(x)?.[1]['sval']);
+    if (fields.some((f) => typeof f !== 'string')) return top;
+    if (fields.length === 2 && fields[0] !== alias) return top;
+    if (fields.length > 2) return top;
+    const column = String(fields.at(-1));
+    const found = innerTargets.filter((it) => outputName(it) === column);
+    if (found.length !== 1) return top;
+    const name = outputName(t) ?? column;
+    targets.push({ ResTarget: { name, val: nodeOf(found[0])![1]['val'] } });
+  }
+  return { SelectStmt: { ...structuredClone(inner[1]), targetList: structuredClone(targets) } };
+}
+
 interface FunctionInfo {
   name: string;
   volatile: boolean;
@@ -178,9 +230,11 @@ async function inlineViews(
   const seen = new Map<string, Relation>();
   for (let depth = 0; depth < 32; depth += 1) {
     const wanted = new Set<string>();
+    // CTE names first: the parse tree lists a query's WITH clause after its FROM clause
     walk(top, (type, f) => {
-      if (type === 'WithClause')
-        for (const c of (f['ctes'] as unknown[]) ?? []) cteNames.add(String(nodeOf(c)?.[1]['ctename']));
+      if (type === 'CommonTableExpr') cteNames.add(String(f['ctename']));
+    });
+    walk(top, (type, f) => {
       if (type === 'RangeVar' && f['schemaname'])
         wanted.add(relKey(String(f['schemaname']), String(f['relname'])));
       if (type === 'RangeVar' && !f['schemaname'] && !cteNames.has(String(f['relname'])))
@@ -225,6 +279,7 @@ async function checkClauses(
   walk(top, (type, f) => {
     switch (type) {
       case 'SelectStmt':
+        if ((f['withClause'] as { recursive?: boolean } | undefined)?.recursive) refuse('WITH RECURSIVE');
         if (f['op'] && f['op'] !== 'SETOP_NONE') refuse('UNION, INTERSECT or EXCEPT');
         if (f['limitCount'] || f['limitOffset']) refuse('LIMIT or OFFSET');
         if (Array.isArray(f['distinctClause']) && f['distinctClause'].some((d) => nodeOf(d) !== undefined))
@@ -232,9 +287,7 @@ async function checkClauses(
         if (Array.isArray(f['windowClause']) && f['windowClause'].length > 0) refuse('a window function');
         if (Array.isArray(f['valuesLists'])) refuse('VALUES');
         break;
-      case 'WithClause':
-        if (f['recursive']) refuse('WITH RECURSIVE');
-        break;
+
       case 'SubLink':
         refuse('a subquery expression (EXISTS, IN or a scalar subquery)');
         break;
@@ -356,7 +409,58 @@ async function keyTargets(db: pg.ClientBase, top: Node, view: ViewCatalog): Prom
 }
 
 /** The key query of source `t`: see the header. */
+/**
+ * The alias of `t` in the query's own FROM list (not inside a subquery), when every column the key
+ * expressions read is one of t's: then t's changed rows give their keys without any join (a superset:
+ * rows the joins or filters would drop only add keys), and the key query reads the batch alone. Without
+ * this, a change of a row that many rows join (a branch joined by its accounts) would list its key once
+ * per joined row before DISTINCT.
+ */
+function ownKeyAlias(top: Node, t: Source, keyExprs: Node[]): string | undefined {
+  const s = selectOf(top)!;
+  const top$: { alias: string; src: boolean }[] = [];
+  walk(s['fromClause'], (type, f) => {
+    if (type === 'RangeSubselect') {
+      top$.push({ alias: String((f['alias'] as { aliasname?: string } | undefined)?.aliasname), src: false });
+      return false;
+    }
+    if (type === 'RangeVar') {
+      const alias = (f['alias'] as { aliasname?: string } | undefined)?.aliasname ?? String(f['relname']);
+      top$.push({ alias, src: f['schemaname'] === t.schema && f['relname'] === t.name });
+    }
+    return undefined;
+  });
+  const mine = top$.filter((x) => x.src);
+  if (mine.length !== 1) return undefined;
+  const alias = mine[0]!.alias;
+  let own = true;
+  walk(keyExprs, (type, f) => {
+    if (type === 'SubLink') own = false;
+    if (type !== 'ColumnRef') return;
+    const fields = (f['fields'] as unknown[]).map((x) => nodeOf(x)?.[1]['sval']);
+    if (!(fields.length === 2 && fields[0] === alias) && !(fields.length === 1 && top$.length === 1))
+      own = false;
+  });
+  return own ? alias : undefined;
+}
+
 function keyQuery(top: Node, t: Source, others: Source[], keyExprs: Node[], keyNames: string[]): Node {
+  const alias = ownKeyAlias(top, t, keyExprs);
+  const where = selectOf(top)!['whereClause'] as Node | undefined;
+  if (alias !== undefined)
+    return {
+      SelectStmt: {
+        targetList: keyExprs.map((val, i) => ({
+          ResTarget: { name: keyNames[i], val: structuredClone(val) },
+        })),
+        distinctClause: [{}],
+        fromClause: [rangeVar('pg_temp', batchTable(t.oid), alias)],
+        // the filter too, when it reads t alone: an image that fails it contributes to no row
+        ...(where && ownKeyAlias(top, t, [where]) === alias ? { whereClause: structuredClone(where) } : {}),
+        limitOption: 'LIMIT_OPTION_DEFAULT',
+        op: 'SETOP_NONE',
+      },
+    };
   const q = structuredClone(top);
   const s = selectOf(q)!;
   s['targetList'] = keyExprs.map((val, i) => ({
@@ -487,10 +591,11 @@ export async function analyze(db: pg.ClientBase, oid: string): Promise<Analysis>
   const view = { ...found, definition: found.definition.trim().replace(/;\s*$/, '') };
   try {
     const parsed = await parse(view.definition);
-    const top = parsed.stmts[0]?.stmt;
-    if (!top || !selectOf(top)) return refuse('a definition that is not a single SELECT');
+    const parsedTop = parsed.stmts[0]?.stmt;
+    if (!parsedTop || !selectOf(parsedTop)) return refuse('a definition that is not a single SELECT');
     const cteNames = new Set<string>();
-    const rels = await inlineViews(db, top, cteNames);
+    const rels = await inlineViews(db, parsedTop, cteNames);
+    const top = flattenProjection(parsedTop);
     await checkClauses(db, oid, top!, rels, cteNames);
     const keyExprs = await keyTargets(db, top!, view);
     const tables = [...rels.values()].filter((r) => r.kind === 'r');
