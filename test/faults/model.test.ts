@@ -101,6 +101,8 @@ const VIEWS = CHECKED.map((v) => v.name);
 const REWATCHED = ['customer_orders', 'visit_totals', 'visit0_days'] as const;
 const SHOP_TABLES = ['orders', 'order_items'];
 const SERIALIZATION_FAILURE = '40001';
+/** server_version_num of the first PostgreSQL with MERGE. */
+const MERGE_VERSION = 150000;
 /** Actions left out (comma-separated), to see what a schedule catches without the shapes of known defects. */
 const SKIPPED = new Set((process.env['MODEL_SKIP'] ?? '').split(',').filter(Boolean));
 const pooler = pgbouncerBinary();
@@ -158,7 +160,10 @@ type Action =
   | 'deleteOrder'
   | 'moveOrder'
   | 'truncateItems'
-  | 'reconvert';
+  | 'reconvert'
+  | 'renameProduct'
+  | 'upsertItem'
+  | 'mergeItems';
 /** Writes and changes for the incremental views (MODEL_INCREMENTAL=1). */
 const INCREMENTAL_ACTIONS: readonly Action[] = [
   'updateQuantity',
@@ -169,6 +174,9 @@ const INCREMENTAL_ACTIONS: readonly Action[] = [
   'moveOrder',
   'truncateItems',
   'reconvert',
+  'renameProduct',
+  'upsertItem',
+  'mergeItems',
 ];
 const BASE_ACTIONS: readonly Action[] = [
   'write',
@@ -383,6 +391,8 @@ async function runSchedule(seed: number): Promise<string[]> {
     for (const t of tables) writerOf(c)?.tables.add(t);
   };
   const tainted = new Set<string>();
+  const merge =
+    Number((await session.query<{ v: string }>('SHOW server_version_num')).rows[0]!.v) >= MERGE_VERSION;
   const unwatched = new Set<string>();
   /** Incremental views a failed conversion left in another state: converted again in the end. */
   const reconverting = new Set<string>();
@@ -854,6 +864,43 @@ async function runSchedule(seed: number): Promise<string[]> {
           wrote(session, ...SHOP_TABLES);
           break;
         }
+        case 'renameProduct':
+          // a grouping column of the joined table: every group of the product moves to another key
+          await session.query(
+            "UPDATE products SET name = 'product ' || product_id || '/' || $2 WHERE product_id = $1",
+            [1 + r.int(20), r.int(3)],
+          );
+          wrote(session, 'products');
+          committed();
+          break;
+        case 'upsertItem':
+          // INSERT ... ON CONFLICT DO UPDATE: the insert and the update statement triggers of one statement
+          await session.query(
+            `INSERT INTO order_items
+             SELECT order_id, $1, $2 FROM orders ORDER BY random() LIMIT 2
+             ON CONFLICT (order_id, product_id) DO UPDATE SET quantity = order_items.quantity % 6 + EXCLUDED.quantity`,
+            [1 + r.int(20), 1 + r.int(3)],
+          );
+          wrote(session, 'order_items');
+          committed();
+          break;
+        case 'mergeItems':
+          // MERGE (PostgreSQL 15+): insert, update and delete of one statement, each with its transition table
+          if (!merge) break;
+          await session.query(
+            `MERGE INTO order_items t
+             USING (SELECT DISTINCT ON (order_id, product_id) order_id, product_id, q
+                      FROM (SELECT o.order_id, 1 + (random() * 19)::int AS product_id, (random() * 5)::int AS q
+                              FROM (SELECT order_id FROM orders ORDER BY random() LIMIT 4) o) x
+                     ORDER BY order_id, product_id) s
+                ON t.order_id = s.order_id AND t.product_id = s.product_id
+              WHEN MATCHED AND s.q = 0 THEN DELETE
+              WHEN MATCHED THEN UPDATE SET quantity = s.q
+              WHEN NOT MATCHED AND s.q > 0 THEN INSERT VALUES (s.order_id, s.product_id, s.q)`,
+          );
+          wrote(session, 'order_items');
+          committed();
+          break;
         case 'truncateItems':
           // the incremental views reading order_items recompute in full; gives up behind the long writers
           if (await withShortLock(session, 'TRUNCATE order_items')) committed();
