@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { prepareAdminSession } from '../../src/db/connect.js';
 import { sql } from '../../src/db/sql.js';
-import { watchIncremental } from '../../src/incremental/commands.js';
+import { verify, watchIncremental } from '../../src/incremental/commands.js';
 import { APPLIED_INVARIANT_SQL, appliedDrift, appliedProblems } from '../support/applied-invariant.js';
 import { startDaemon, type TestDaemon } from '../support/daemon.js';
 import { gatedCopy, routineText } from '../support/gates.js';
@@ -409,6 +409,66 @@ describe('writers of every kind against an incremental view', () => {
   });
 });
 
+describe('a failover while an apply is under way', () => {
+  it('the standby promoted after the primary crashed mid-apply holds the view as of its last apply; a daemon there applies the rest', async () => {
+    const c = await admin.get();
+    await exec(url, 'CALL mvrefresh.refresh_dirty()');
+    await quiet(c);
+    const standby = await cluster.standby();
+    let promoted: pg.Client | undefined;
+    try {
+      await standby.start();
+      const standbyUrl = standby.url(DATABASE);
+      const onStandby = await connect(standbyUrl);
+      try {
+        // the standby has replayed everything so far
+        const lsn = (await c.query<{ l: string }>('SELECT pg_current_wal_insert_lsn()::text AS l')).rows[0]!
+          .l;
+        await waitFor('the standby to replay', async () => {
+          const { rows } = await onStandby.query<{ ok: boolean }>(
+            'SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok',
+            [lsn],
+          );
+          return rows[0]!.ok;
+        });
+      } finally {
+        await onStandby.end();
+      }
+      const d = await startDaemon(url, DAEMON_SETTINGS);
+      const gate = await holdGate();
+      try {
+        await gateApply(c);
+        await exec(url, UPDATE_ITEMS);
+        await exec(url, INSERT_ORDER);
+        await atGate(c);
+        await admin.drop();
+        await cluster.stop('immediate');
+      } finally {
+        await gate.end().catch(() => undefined);
+        await d.stop();
+      }
+      promoted = await connect(standby.url(DATABASE));
+      await promoted.query('SELECT pg_promote(true)');
+      await ungateApply(promoted);
+      // what the standby replayed is a prefix of the primary's history: the view as of an apply
+      await expectInvariantA(promoted);
+      const next = await startDaemon(standby.url(DATABASE), DAEMON_SETTINGS);
+      try {
+        for (let i = 0; i < 5; i += 1) await exec(standby.url(DATABASE), i % 2 ? UPDATE_ITEMS : INSERT_ORDER);
+        await quiet(promoted, next);
+      } finally {
+        await next.stop();
+      }
+    } finally {
+      await promoted?.end().catch(() => undefined);
+      await standby.cleanup();
+      // the other cases' cluster, as it was
+      await cluster.start();
+      await ungateApply(await admin.get());
+    }
+  });
+});
+
 describe('a TRUNCATE committed while an apply waits for its lock on the table', () => {
   /*
    * TRUNCATE is not MVCC-safe: a transaction whose snapshot predates it, reading the table after it
@@ -501,66 +561,14 @@ describe('a table rewrite (ALTER TABLE with a volatile default) committed while 
       }).toEqual({ problems: [], equal: true, dirty: false });
     } finally {
       await exec(url, 'ALTER TABLE order_items DROP COLUMN note');
-    }
-  });
-});
-
-describe('a failover while an apply is under way', () => {
-  it('the standby promoted after the primary crashed mid-apply holds the view as of its last apply; a daemon there applies the rest', async () => {
-    const c = await admin.get();
-    await exec(url, 'CALL mvrefresh.refresh_dirty()');
-    await quiet(c);
-    const standby = await cluster.standby();
-    let promoted: pg.Client | undefined;
-    try {
-      await standby.start();
-      const standbyUrl = standby.url(DATABASE);
-      const onStandby = await connect(standbyUrl);
+      // later cases start from a view equal to its query
+      const repairer = await connect(url);
       try {
-        // the standby has replayed everything so far
-        const lsn = (await c.query<{ l: string }>('SELECT pg_current_wal_insert_lsn()::text AS l')).rows[0]!
-          .l;
-        await waitFor('the standby to replay', async () => {
-          const { rows } = await onStandby.query<{ ok: boolean }>(
-            'SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok',
-            [lsn],
-          );
-          return rows[0]!.ok;
-        });
+        await prepareAdminSession(repairer);
+        await verify(repairer, INC, true);
       } finally {
-        await onStandby.end();
+        await repairer.end();
       }
-      const d = await startDaemon(url, DAEMON_SETTINGS);
-      const gate = await holdGate();
-      try {
-        await gateApply(c);
-        await exec(url, UPDATE_ITEMS);
-        await exec(url, INSERT_ORDER);
-        await atGate(c);
-        await admin.drop();
-        await cluster.stop('immediate');
-      } finally {
-        await gate.end().catch(() => undefined);
-        await d.stop();
-      }
-      promoted = await connect(standby.url(DATABASE));
-      await promoted.query('SELECT pg_promote(true)');
-      await ungateApply(promoted);
-      // what the standby replayed is a prefix of the primary's history: the view as of an apply
-      await expectInvariantA(promoted);
-      const next = await startDaemon(standby.url(DATABASE), DAEMON_SETTINGS);
-      try {
-        for (let i = 0; i < 5; i += 1) await exec(standby.url(DATABASE), i % 2 ? UPDATE_ITEMS : INSERT_ORDER);
-        await quiet(promoted, next);
-      } finally {
-        await next.stop();
-      }
-    } finally {
-      await promoted?.end().catch(() => undefined);
-      await standby.cleanup();
-      // the other cases' cluster, as it was
-      await cluster.start();
-      await ungateApply(await admin.get());
     }
   });
 });
