@@ -2,7 +2,10 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { pgbouncerBinary, startPgBouncer, type PgBouncer } from '../../dev/pgbouncer.js';
+import { prepareAdminSession } from '../../src/db/connect.js';
 import { sql } from '../../src/db/sql.js';
+import { unwatchIncremental, verify, watchIncremental } from '../../src/incremental/commands.js';
+import { APPLIED_INVARIANT_SQL, appliedDrift, appliedProblems } from '../support/applied-invariant.js';
 import { BIN } from '../support/cli.js';
 import { useTestDatabase } from '../support/db.js';
 import { startDaemon, type TestDaemon } from '../support/daemon.js';
@@ -34,6 +37,15 @@ import { delay, waitFor } from '../support/wait.js';
  * MODEL_SCHEDULES sets how many (npm test runs a few, npm run test:faults a few hundred); MODEL_SEED replays
  * one schedule. Every schedule runs even after one failed (its state repaired by forced refreshes); the
  * failures are listed at the end.
+ *
+ * With MODEL_INCREMENTAL=1 (npm run test:faults runs it as a second pass), three incremental views (issue
+ * 27) join them over the same sources: a join with sums, min/max/count by group, a filter keyed by the
+ * primary key; and actions that only they need: deletes, updates moving rows between groups and out of the
+ * filter (at every isolation level, parts rolled back to savepoints), TRUNCATE, and a conversion back to a
+ * materialized view and to incremental again. Besides the invariants above (every incremental view that
+ * differs from its query is dirty), invariant A of routines/apply_view.sql is checked at every apply, in
+ * the apply's own snapshot, and after every action (test/support/applied-invariant.ts); after the last
+ * action and quiescence, one more apply of each incremental view, which must then equal its query.
  */
 const db = useTestDatabase('faults_model');
 const SCHEDULES = Number(process.env['MODEL_SCHEDULES'] ?? 4);
@@ -56,18 +68,41 @@ const VISITS_QUERY =
 const VISITS0_QUERY = 'SELECT day, sum(n)::bigint AS total, count(*) AS rows FROM visits_0 GROUP BY day';
 /** Two definitions of the plain view between visit_totals and its partitioned table: redefine swaps them. */
 const VISITS_V = ['SELECT day, n FROM visits', 'SELECT day, n FROM visits WHERE n % 3 <> 0'] as const;
+/**
+ * MODEL_INCREMENTAL=1: every schedule also has incremental views (issue 27) over the sources of the
+ * materialized views, and writes that only they need (deletes, updates that move rows between groups and
+ * out of a filter, TRUNCATE), and their conversion back and forth.
+ */
+const INCREMENTAL = process.env['MODEL_INCREMENTAL'] === '1';
+/** Minimum and maximum after deletes and moves (recomputed groups), a count kept by deltas. */
+const INC_CUSTOMER_QUERY =
+  'SELECT customer_id, count(*) AS orders, min(order_date) AS first_order, max(order_date) AS last_order FROM orders GROUP BY customer_id';
+/** A filter keyed by the source's primary key: updates move rows in and out. */
+const INC_ITEMS_QUERY = 'SELECT order_id, product_id, quantity FROM order_items WHERE quantity > 3';
+const INCREMENTAL_VIEWS: CheckedView[] = INCREMENTAL
+  ? [
+      // the shop's join of three tables, sums by group (an update of a price moves every group of it)
+      { name: 'inc_sales', query: SHOP_QUERY },
+      { name: 'inc_customers', query: INC_CUSTOMER_QUERY },
+      { name: 'inc_items', query: INC_ITEMS_QUERY },
+    ]
+  : [];
+const INCREMENTAL_NAMES = INCREMENTAL_VIEWS.map((v) => v.name);
 const CHECKED: CheckedView[] = [
   { name: 'monthly_product_sales', query: SHOP_QUERY },
   { name: 'product_totals', query: TOTALS_QUERY, reads: ['monthly_product_sales'] },
   { name: 'customer_orders', query: CUSTOMER_QUERY },
   { name: 'visit_totals', query: VISITS_QUERY },
   { name: 'visit0_days', query: VISITS0_QUERY },
+  ...INCREMENTAL_VIEWS,
 ];
 const VIEWS = CHECKED.map((v) => v.name);
 /** Views unwatched and watched again during a schedule (product_totals stays: it reads another view). */
 const REWATCHED = ['customer_orders', 'visit_totals', 'visit0_days'] as const;
 const SHOP_TABLES = ['orders', 'order_items'];
 const SERIALIZATION_FAILURE = '40001';
+/** server_version_num of the first PostgreSQL with MERGE. */
+const MERGE_VERSION = 150000;
 /** Actions left out (comma-separated), to see what a schedule catches without the shapes of known defects. */
 const SKIPPED = new Set((process.env['MODEL_SKIP'] ?? '').split(',').filter(Boolean));
 const pooler = pgbouncerBinary();
@@ -120,8 +155,30 @@ type Action =
   | 'redefine'
   | 'rewatch'
   | 'pooledWrite'
-  | 'forgeMemo';
-const ACTION_LIST: readonly Action[] = [
+  | 'forgeMemo'
+  | 'updateQuantity'
+  | 'deleteOrder'
+  | 'moveOrder'
+  | 'truncateItems'
+  | 'reconvert'
+  | 'renameProduct'
+  | 'upsertItem'
+  | 'mergeItems';
+/** Writes and changes for the incremental views (MODEL_INCREMENTAL=1). */
+const INCREMENTAL_ACTIONS: readonly Action[] = [
+  'updateQuantity',
+  'updateQuantity',
+  'deleteOrder',
+  'deleteOrder',
+  'moveOrder',
+  'moveOrder',
+  'truncateItems',
+  'reconvert',
+  'renameProduct',
+  'upsertItem',
+  'mergeItems',
+];
+const BASE_ACTIONS: readonly Action[] = [
   'write',
   'write',
   'write',
@@ -156,6 +213,7 @@ const ACTION_LIST: readonly Action[] = [
   'pooledWrite',
   'forgeMemo',
 ];
+const ACTION_LIST: readonly Action[] = [...BASE_ACTIONS, ...(INCREMENTAL ? INCREMENTAL_ACTIONS : [])];
 /** Changes that only a repair path (drift check, event trigger) brings into the views. */
 const REPAIRED: ReadonlySet<Action> = new Set([
   'disabledTriggerWrite',
@@ -165,7 +223,13 @@ const REPAIRED: ReadonlySet<Action> = new Set([
 ]);
 /** The views each repaired change makes differ from their query without a mark, until it is repaired. */
 const TAINTS: Partial<Record<Action, string[]>> = {
-  disabledTriggerWrite: ['monthly_product_sales', 'product_totals', 'customer_orders'],
+  // the capture triggers still log the write, but nothing marks the incremental views for an apply
+  disabledTriggerWrite: [
+    'monthly_product_sales',
+    'product_totals',
+    'customer_orders',
+    ...(INCREMENTAL ? ['inc_sales', 'inc_customers'] : []),
+  ],
   attachWithRows: ['visit_totals'],
   detach: ['visit_totals'],
   redefine: ['visit_totals'],
@@ -177,7 +241,18 @@ const attached: string[] = [];
 let pool: PgBouncer | undefined;
 /** Server sessions of the pooler hold a forged setting: a new pooler for the next schedule. */
 let poolTainted = false;
-const totals = { schedules: 0, protocolOnly: 0, pooled: 0, crashable: 0, writes: 0, checks: 0, probes: 0 };
+const totals = {
+  schedules: 0,
+  protocolOnly: 0,
+  pooled: 0,
+  crashable: 0,
+  writes: 0,
+  checks: 0,
+  probes: 0,
+  applies: 0,
+};
+/** The last row of public.model_applies already judged. */
+let appliedSeen = 0;
 const shapes = new Map<string, number>();
 const count = (shape: string) => shapes.set(shape, (shapes.get(shape) ?? 0) + 1);
 
@@ -268,6 +343,29 @@ async function quiesce(
 
 class Violation extends Error {}
 
+/**
+ * Invariant A of every incremental view (test/support/applied-invariant.ts): each apply since the last
+ * check found its table equal to the definition in its snapshot, and each table is still the one its
+ * applied snapshot's check saw.
+ */
+async function checkApplied(session: pg.Client, where: string): Promise<void> {
+  const { lastId, problems } = await appliedProblems(session, appliedSeen);
+  totals.applies += lastId - appliedSeen;
+  appliedSeen = lastId;
+  const drift = await appliedDrift(session, INCREMENTAL_NAMES);
+  if (problems.length + drift.length > 0)
+    throw new Violation(
+      `${where}: invariant A of an incremental view: ${[...problems, ...drift].join('; ')}`,
+    );
+}
+
+/** A connection set up as the CLI's admin commands set theirs up (src/cli.ts withClient). */
+async function adminClient(): Promise<pg.Client> {
+  const c = await client();
+  await prepareAdminSession(c);
+  return c;
+}
+
 /** A writer session and the tables it wrote (the ones whose memo it may hold). */
 interface Writer {
   name: string;
@@ -293,7 +391,11 @@ async function runSchedule(seed: number): Promise<string[]> {
     for (const t of tables) writerOf(c)?.tables.add(t);
   };
   const tainted = new Set<string>();
+  const merge =
+    Number((await session.query<{ v: string }>('SHOW server_version_num')).rows[0]!.v) >= MERGE_VERSION;
   const unwatched = new Set<string>();
+  /** Incremental views a failed conversion left in another state: converted again in the end. */
+  const reconverting = new Set<string>();
   let forger: Writer | undefined;
   const pooled: Writer[] = [];
   let step = 0;
@@ -338,6 +440,7 @@ async function runSchedule(seed: number): Promise<string[]> {
       throw new Violation(
         `after action ${step} (${what}): ${lost.join(', ')} differ from their query and are not dirty`,
       );
+    if (INCREMENTAL) await checkApplied(session, `after action ${step} (${what})`);
   };
 
   const watchAgain = async () => {
@@ -711,6 +814,119 @@ async function runSchedule(seed: number): Promise<string[]> {
           committed();
           break;
         }
+        case 'updateQuantity':
+          // rows of order_items move in and out of inc_items' filter, and change the sums of the sales
+          await session.query(
+            `UPDATE order_items SET quantity = 1 + (quantity + $1) % 6
+              WHERE (order_id, product_id) IN (SELECT order_id, product_id FROM order_items ORDER BY random() LIMIT 3)`,
+            [r.int(6)],
+          );
+          wrote(session, 'order_items');
+          committed();
+          break;
+        case 'deleteOrder':
+        case 'moveOrder': {
+          // at any isolation level, sometimes with a part rolled back to a savepoint: groups shrink or vanish
+          // (a minimum or maximum deleted), or rows move between groups (an update of a grouping column)
+          const level = r.pick(['READ COMMITTED', 'REPEATABLE READ', 'SERIALIZABLE']);
+          const partial = r.next() < 0.3;
+          log.push(`${level}${partial ? '/savepoint' : ''}`);
+          const change = async () => {
+            const id = (
+              await session.query<{ id: number }>(
+                'SELECT order_id AS id FROM orders ORDER BY random() LIMIT 1',
+              )
+            ).rows[0]?.id;
+            if (id === undefined) return;
+            if (action === 'deleteOrder') {
+              await session.query('DELETE FROM order_items WHERE order_id = $1', [id]);
+              await session.query('DELETE FROM orders WHERE order_id = $1', [id]);
+            } else
+              await session.query(
+                'UPDATE orders SET customer_id = $2, order_date = order_date + $3::int WHERE order_id = $1',
+                [id, 1 + r.int(20), 31 * (r.int(3) - 1)],
+              );
+          };
+          try {
+            await session.query(`BEGIN ISOLATION LEVEL ${level}`);
+            await change();
+            if (partial) {
+              await session.query('SAVEPOINT s');
+              await change();
+              await session.query('ROLLBACK TO s');
+            }
+            await session.query('COMMIT');
+            committed();
+          } catch (err) {
+            await session.query('ROLLBACK');
+            if ((err as { code?: string }).code !== SERIALIZATION_FAILURE) throw err;
+          }
+          wrote(session, ...SHOP_TABLES);
+          break;
+        }
+        case 'renameProduct':
+          // a grouping column of the joined table: every group of the product moves to another key
+          await session.query(
+            "UPDATE products SET name = 'product ' || product_id || '/' || $2 WHERE product_id = $1",
+            [1 + r.int(20), r.int(3)],
+          );
+          wrote(session, 'products');
+          committed();
+          break;
+        case 'upsertItem':
+          // INSERT ... ON CONFLICT DO UPDATE: the insert and the update statement triggers of one statement
+          await session.query(
+            `INSERT INTO order_items
+             SELECT order_id, $1, $2 FROM orders ORDER BY random() LIMIT 2
+             ON CONFLICT (order_id, product_id) DO UPDATE SET quantity = order_items.quantity % 6 + EXCLUDED.quantity`,
+            [1 + r.int(20), 1 + r.int(3)],
+          );
+          wrote(session, 'order_items');
+          committed();
+          break;
+        case 'mergeItems':
+          // MERGE (PostgreSQL 15+): insert, update and delete of one statement, each with its transition table
+          if (!merge) break;
+          await session.query(
+            `MERGE INTO order_items t
+             USING (SELECT DISTINCT ON (order_id, product_id) order_id, product_id, q
+                      FROM (SELECT o.order_id, 1 + (random() * 19)::int AS product_id, (random() * 5)::int AS q
+                              FROM (SELECT order_id FROM orders ORDER BY random() LIMIT 4) o) x
+                     ORDER BY order_id, product_id) s
+                ON t.order_id = s.order_id AND t.product_id = s.product_id
+              WHEN MATCHED AND s.q = 0 THEN DELETE
+              WHEN MATCHED THEN UPDATE SET quantity = s.q
+              WHEN NOT MATCHED AND s.q > 0 THEN INSERT VALUES (s.order_id, s.product_id, s.q)`,
+          );
+          wrote(session, 'order_items');
+          committed();
+          break;
+        case 'truncateItems':
+          // the incremental views reading order_items recompute in full; gives up behind the long writers
+          if (await withShortLock(session, 'TRUNCATE order_items')) committed();
+          break;
+        case 'reconvert': {
+          // back to a materialized view and unwatched, a write no guarantee covers, then incremental again
+          // (watch, capture, population, swap) while the daemons apply the others. The capture locks the
+          // sources against writers: only while no long writer is open
+          if (open.length > 0) break;
+          const v = r.pick(INCREMENTAL_NAMES);
+          reconverting.add(v);
+          const admin = await adminClient();
+          try {
+            await unwatchIncremental(admin, v);
+            if (r.next() < 0.5) {
+              await session.query(INSERT_ORDER);
+              wrote(session, ...SHOP_TABLES);
+              committed();
+            }
+            await watchIncremental(admin, v, {});
+            reconverting.delete(v);
+          } finally {
+            await admin.end();
+          }
+          break;
+        }
         case 'refreshOne': {
           const v = r.pick(VIEWS);
           const id = await viewId(session, v);
@@ -740,6 +956,17 @@ async function runSchedule(seed: number): Promise<string[]> {
     }
     for (let tries = 0; unwatched.size > 0 && tries < 3; tries += 1) await watchAgain();
     await quiesce(session, seed, log, true, quiesceMs);
+    // writers stopped: one more apply of each incremental view (forced: nothing is due), in a snapshot
+    // that holds every write; the trigger checks it against the definition, and so does the comparison
+    for (const v of INCREMENTAL_NAMES) {
+      const id = await viewId(session, v);
+      if (id !== undefined) await session.query(sql.refreshView, [id, true, 1000, 5000, 100, 500]);
+      if (!(await viewMatches(session, v, CHECKED.find((c) => c.name === v)!.query)))
+        throw new Violation(
+          `seed ${seed}: after a last apply with the writers stopped, ${v} differs from its query`,
+        );
+    }
+    if (INCREMENTAL) await checkApplied(session, 'after the last applies');
     // every daemon is still up and listening
     for (const d of daemons) await waitFor(`seed ${seed}: a listener`, () => d.running.listener.connected);
     totals.writes += writes;
@@ -770,6 +997,7 @@ async function runSchedule(seed: number): Promise<string[]> {
     await warm.end().catch(() => undefined);
     // a view left unwatched by a failed schedule is watched again for the next one
     for (const v of unwatched) await session.query(`SELECT mvrefresh.watch('${v}')`).catch(() => undefined);
+    for (const v of reconverting) await makeIncrementalAgain(v).catch(() => undefined);
     await session.end();
   }
 }
@@ -782,7 +1010,27 @@ async function viewId(session: pg.Client, name: string): Promise<number | undefi
   return rows[0]?.id;
 }
 
-/** After a failed schedule: every view refreshed by force (in dependency order), so the next starts even. */
+/** An incremental view left half converted by a failed schedule: incremental again, whatever it is now. */
+async function makeIncrementalAgain(view: string): Promise<void> {
+  const admin = await adminClient();
+  try {
+    const { rows } = await admin.query<{ state: string | null }>(
+      `SELECT (SELECT i.state FROM mvrefresh.incremental i WHERE i.view_id = v.id) AS state
+         FROM mvrefresh.view_state v WHERE v.view_schema = 'public' AND v.view_name = $1`,
+      [view],
+    );
+    if (rows[0]?.state === 'active') return;
+    if (rows[0]?.state === 'building') await unwatchIncremental(admin, view);
+    await watchIncremental(admin, view, {});
+  } finally {
+    await admin.end();
+  }
+}
+
+/**
+ * After a failed schedule: every view refreshed by force (in dependency order), incremental views verified
+ * and repaired, so the next starts even.
+ */
 async function repair(): Promise<void> {
   const c = await client();
   try {
@@ -793,6 +1041,15 @@ async function repair(): Promise<void> {
   } finally {
     await c.end();
   }
+  for (const v of INCREMENTAL_NAMES) {
+    const admin = await adminClient();
+    try {
+      await verify(admin, v, true);
+    } finally {
+      await admin.end();
+    }
+  }
+  if (INCREMENTAL) appliedSeen = (await appliedProblems(db.sql, appliedSeen)).lastId;
 }
 
 beforeAll(async () => {
@@ -814,6 +1071,16 @@ beforeAll(async () => {
     CREATE UNIQUE INDEX ON visit0_days (day);`);
   await db.sql.query("SELECT mvrefresh.watch('visit_totals')");
   await db.sql.query("SELECT mvrefresh.watch('visit0_days')");
+  if (INCREMENTAL) {
+    await db.sql.query(APPLIED_INVARIANT_SQL);
+    await db.sql.query(`CREATE MATERIALIZED VIEW inc_sales AS ${SHOP_QUERY};
+      CREATE UNIQUE INDEX ON inc_sales (product_id, product_name, sales_month);
+      CREATE MATERIALIZED VIEW inc_customers AS ${INC_CUSTOMER_QUERY};
+      CREATE UNIQUE INDEX ON inc_customers (customer_id);
+      CREATE MATERIALIZED VIEW inc_items AS ${INC_ITEMS_QUERY};
+      CREATE UNIQUE INDEX ON inc_items (order_id, product_id);`);
+    for (const v of INCREMENTAL_NAMES) await makeIncrementalAgain(v);
+  }
 });
 
 afterAll(async () => {
@@ -843,7 +1110,7 @@ describe('randomized model check', () => {
         .map(([k, n]) => `${k} ${n}`)
         .join(', ');
       console.info(
-        `model: ${totals.schedules} schedules (${totals.protocolOnly} protocol only: no drift check, no event trigger; ${totals.pooled} with writers behind PgBouncer; ${totals.crashable} with a daemon process killed), ${totals.writes} committed write transactions, ${failures.length} schedules lost writes; invariants checked ${totals.checks} times (${totals.probes} memo probes); actions: ${shapeList}; ${Date.now() - started} ms`,
+        `model: ${totals.schedules} schedules (${totals.protocolOnly} protocol only: no drift check, no event trigger; ${totals.pooled} with writers behind PgBouncer; ${totals.crashable} with a daemon process killed), ${totals.writes} committed write transactions, ${failures.length} schedules lost writes; invariants checked ${totals.checks} times (${totals.probes} memo probes${INCREMENTAL ? `; ${INCREMENTAL_NAMES.length} incremental views, invariant A checked at ${totals.applies} applies` : ''}); actions: ${shapeList}; ${Date.now() - started} ms`,
       );
       if (failures.length > 0)
         throw new Error(`${failures.length} of ${SCHEDULES} schedules failed:\n\n${failures.join('\n\n')}`);
