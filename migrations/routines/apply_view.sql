@@ -70,6 +70,18 @@ BEGIN
         RAISE EXCEPTION 'view % is not an incremental view', p_view_id USING ERRCODE = 'undefined_object';
     END IF;
     PERFORM mvrefresh.begin_apply(p_rel);
+    -- TRUNCATE and table rewrites are not MVCC-safe: a snapshot taken before one commits sees the table
+    -- empty afterwards. This transaction's snapshot was taken before it could lock the sources, so it
+    -- locks them (after any TRUNCATE or rewrite in progress) and gives up when one was rewritten since its
+    -- snapshot: the cycle stays unfinished and is retried with a new snapshot
+    FOREACH src IN ARRAY inc.sources LOOP
+        EXECUTE pg_catalog.format('LOCK TABLE %s IN ACCESS SHARE MODE', src::pg_catalog.regclass);
+        IF pg_catalog.pg_relation_filenode(src) IS DISTINCT FROM
+           (SELECT c.relfilenode FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) src) THEN
+            RAISE EXCEPTION '% was truncated or rewritten after this apply''s snapshot was taken; retried',
+                src::pg_catalog.regclass USING ERRCODE = 'serialization_failure';
+        END IF;
+    END LOOP;
     -- a second apply in one transaction (verify's repair) starts from no temporary tables
     DROP TABLE IF EXISTS pg_temp.mvrefresh_keys, pg_temp.mvrefresh_full, pg_temp.mvrefresh_delta;
     IF reason IS NULL AND inc.needs_full THEN

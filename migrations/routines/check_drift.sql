@@ -208,6 +208,12 @@ BEGIN
                 RETURNING marks.view_id)
             SELECT marked || array_agg(added.view_id) INTO marked FROM added;
         END IF;
+        -- a rewrite (ALTER TABLE ... TYPE, a TRUNCATE that fired nothing) may change rows without a log row:
+        -- the incremental views reading the table recompute in full
+        IF t.relfilenode <> t.seen_file THEN
+            UPDATE mvrefresh.incremental i SET needs_full = true, full_reason = 'rewrite'
+             WHERE t.oid = ANY (i.sources) AND NOT i.needs_full;
+        END IF;
         ch := '[]';
         IF t.relfilenode <> t.seen_file AND t.reltuples < 0 THEN
             -- the catalog is transactional: a trigger that fired for the truncate left a mark that is still
