@@ -122,19 +122,33 @@ export function copyFileSql(file: string, rows: number): string {
 
 export const COPY_COLUMNS = '(post_id, author_id, score, created_at, body)';
 
+/**
+ * comments_plain: a twin of comments (same columns, indexes and rows) that no view reads, so that the write
+ * path can pair each round on comments with one on a table without triggers, whatever comments has.
+ */
+export const PLAIN_TWIN_SQL = `CREATE TABLE public.comments_plain (LIKE public.comments INCLUDING ALL);
+INSERT INTO public.comments_plain SELECT * FROM public.comments;
+SELECT setval(pg_get_serial_sequence('public.comments_plain', 'id'), (SELECT max(id) FROM public.comments_plain));`;
+
 const randomInt = (n: number) => Math.floor(Math.random() * n);
 const randomScore = () => SCORE_MIN + randomInt(SCORE_SPAN);
 
-/** A writer's statements; named, so that each connection prepares them once. */
-const STATEMENTS = {
-  insert: {
-    name: 'bench_insert',
-    text: `INSERT INTO public.comments (post_id, author_id, score, created_at, body) VALUES ($1, $2, $3, now(), 'w') RETURNING id`,
-  },
-  update: { name: 'bench_update', text: 'UPDATE public.comments SET score = $2 WHERE id = $1' },
-  delete: { name: 'bench_delete', text: 'DELETE FROM public.comments WHERE id = $1' },
-} as const;
-export type Op = keyof typeof STATEMENTS;
+/** The tables writers write: comments, or its twin without triggers (the write path's paired rounds). */
+export type Target = 'comments' | 'comments_plain';
+
+/** A writer's statements on `table`; named, so that each connection prepares them once. */
+function statements(table: Target) {
+  const t = `public.${pg.escapeIdentifier(table)}`;
+  return {
+    insert: {
+      name: `bench_insert_${table}`,
+      text: `INSERT INTO ${t} (post_id, author_id, score, created_at, body) VALUES ($1, $2, $3, now(), 'w') RETURNING id`,
+    },
+    update: { name: `bench_update_${table}`, text: `UPDATE ${t} SET score = $2 WHERE id = $1` },
+    delete: { name: `bench_delete_${table}`, text: `DELETE FROM ${t} WHERE id = $1` },
+  } as const;
+}
+export type Op = keyof ReturnType<typeof statements>;
 
 /** Shares of each statement: the issue's 80% inserts, 15% score updates, 5% deletes; or inserts only. */
 export type Mix = 'mixed' | 'inserts';
@@ -168,7 +182,7 @@ const MAX_PACING_LAG_MS = 1000;
 
 /**
  * `clients` connections each running one statement after another (each its own transaction) until stop():
- * with no pause, or at `rate` statements per second in all (0: no pause). Statements that complete while
+ * with no pause, or at `rate` statements per second in all (0: no pause), on comments or on `table`. Statements that complete while
  * counting is on are counted, by kind.
  */
 export class WriterLoad {
@@ -182,15 +196,20 @@ export class WriterLoad {
   /** Seconds counting was on. */
   seconds = 0;
 
+  private readonly statements: ReturnType<typeof statements>;
+
   constructor(
     private readonly url: string,
     private readonly clients: number,
     private readonly mix: Mix,
-    firstMaxId: number,
-    private readonly rate = 0,
+    opts: { firstMaxId: number; rate?: number; table?: Target },
   ) {
-    this.maxId = firstMaxId;
+    this.maxId = opts.firstMaxId;
+    this.rate = opts.rate ?? 0;
+    this.statements = statements(opts.table ?? 'comments');
   }
+
+  private readonly rate: number;
 
   async start(): Promise<void> {
     const clients = await Promise.all(
@@ -217,14 +236,14 @@ export class WriterLoad {
       try {
         if (op === 'insert') {
           const { rows } = await c.query<{ id: string }>({
-            ...STATEMENTS.insert,
+            ...this.statements.insert,
             values: [1 + randomInt(POSTS), 1 + randomInt(AUTHORS), randomScore()],
           });
           this.maxId = Math.max(this.maxId, Number(rows[0]?.id ?? 0));
         } else {
           const id = 1 + randomInt(this.maxId);
           await c.query({
-            ...STATEMENTS[op],
+            ...this.statements[op],
             values: op === 'update' ? [id, randomScore()] : [id],
           });
         }
