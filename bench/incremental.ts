@@ -12,10 +12,13 @@
  *   incremental  the same with `mvrefresh watch --incremental` ("not available" when the CLI refuses the
  *                flag; a view it refuses is watched in full, with the reason).
  * Per mode: writer TPS and its ratio to none; per view staleness p50/p99 (mvrefresh.status, sampled every
- * 200 ms, as bench/tpcb.ts), refreshes or applies; the daemon's CPU (process and backends). After the
+ * 200 ms, as bench/tpcb.ts), refreshes or applies; the daemon's CPU (process and backends); then, in the
+ * watched modes, BENCH_PACED_SECONDS (30) at BENCH_PACED_RATE (1 000) writes/s for the CPU goal. After the
  * writers stop and the daemon catches up: each view against its query, EXCEPT ALL both ways.
- * Then the write path (incremental/writes.ts): INSERT TPS with 0, 1 and 20 views' triggers, COPY times.
- * Output: markdown on stdout and the section TITLE of docs/benchmarks.md (BENCH_OUT).
+ * Then the write path (incremental/writes.ts): INSERT TPS with 1 and 20 views' triggers and COPY times,
+ * each paired with the same on a trigger-free twin of comments.
+ * Output: markdown on stdout and the section TITLE of docs/benchmarks.md (BENCH_OUT; `-`: stdout only).
+ * Settings in incremental/settings.ts and writes.ts; the daemon's MVREFRESH_* from the environment apply.
  */
 import { join } from 'node:path';
 import type pg from 'pg';
