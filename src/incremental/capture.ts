@@ -108,7 +108,8 @@ export async function syncCapture(
          mvr_sign pg_catalog.int2 NOT NULL DEFAULT 1
        ) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000)`,
     );
-    await client.query(`CREATE INDEX IF NOT EXISTS ${qi(`${logTable(oid)}_xid`)} ON ${log} (mvr_xid)`);
+    // no index: every writing statement would pay for it, and the log holds only what is not applied yet
+    // (each apply prunes it), which an apply reads whole
     for (const c of columns)
       await client.query(`ALTER TABLE ${log} ADD COLUMN IF NOT EXISTS ${qi(c.name)} ${c.type}`);
     const cols = columns.map((c) => qi(c.name)).join(', ');
