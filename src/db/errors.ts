@@ -16,6 +16,7 @@ export const SqlState = {
   invalidAuthorization: '28000',
   protocolViolation: '08P01',
   insufficientPrivilege: '42501',
+  serializationFailure: '40001',
 } as const;
 
 export interface PgErrorFields {

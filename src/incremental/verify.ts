@@ -6,13 +6,14 @@
  * are reported: row values can be sensitive.
  */
 import type pg from 'pg';
+import { SqlState, isPgError } from '../db/errors.js';
 import { LOCK_NAMESPACE } from '../db/protocol.js';
 import { qname, shownName } from '../replace/plan.js';
 import { IncrementalRefused } from './convert.js';
 import { incrementalSql } from './sql.js';
 
-/** How long verify waits for a refresh cycle holding the view's lock. */
-const VERIFY_LOCK_TIMEOUT = '30s';
+/** How long `mvrefresh verify` waits for a refresh cycle holding the view's lock. */
+export const VERIFY_LOCK_TIMEOUT_MS = 30_000;
 
 export interface VerifyReport {
   view: string;
@@ -24,11 +25,32 @@ export interface VerifyReport {
   durationMs: number;
 }
 
+/** Attempts of a verify whose apply found a source rewritten after its snapshot (40001). */
+const VERIFY_ATTEMPTS = 3;
+
 export async function verifyView(
   client: pg.ClientBase,
   schema: string,
   name: string,
   repair = true,
+  lockTimeoutMs = VERIFY_LOCK_TIMEOUT_MS,
+): Promise<VerifyReport> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await verifyOnce(client, schema, name, repair, lockTimeoutMs);
+    } catch (err) {
+      if (!(isPgError(err) && err.code === SqlState.serializationFailure) || attempt >= VERIFY_ATTEMPTS)
+        throw err;
+    }
+  }
+}
+
+async function verifyOnce(
+  client: pg.ClientBase,
+  schema: string,
+  name: string,
+  repair: boolean,
+  lockTimeoutMs: number,
 ): Promise<VerifyReport> {
   const t0 = Date.now();
   const reg = (
@@ -42,7 +64,7 @@ export async function verifyView(
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
   try {
     await client.query(incrementalSql.setSearchPath);
-    await client.query(`SELECT pg_catalog.set_config('lock_timeout', $1, true)`, [VERIFY_LOCK_TIMEOUT]);
+    await client.query(`SELECT pg_catalog.set_config('lock_timeout', $1, true)`, [`${lockTimeoutMs}ms`]);
     await client.query('SELECT pg_catalog.pg_advisory_xact_lock($1, $2)', [LOCK_NAMESPACE, reg.view_id]);
     const rel = (
       await client.query<{ oid: string; owner: string; ownerName: string }>(

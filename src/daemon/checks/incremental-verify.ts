@@ -9,6 +9,8 @@ import { SerialTask } from '../lib/serial-task.js';
 import { withTimeout } from '../lib/timers.js';
 import type { Metrics } from '../metrics.js';
 
+/** The longest the background verify waits for the view's lock (a refresh cycle holds it). */
+const VERIFY_LOCK_WAIT_MS = 1000;
 /** How long stop() waits for the verify it ended (its backend terminated) to settle. */
 const STOP_TIMEOUT_MS = 5000;
 
@@ -106,7 +108,8 @@ export class IncrementalVerifier {
     try {
       client = await this.opts.pool.connect();
       this.pid = (client as unknown as { processID: number }).processID;
-      const report = await verifyView(client, next.schema, next.name);
+      // behind a refresh cycle of the view: skipped (busy) soon rather than charged the wait
+      const report = await verifyView(client, next.schema, next.name, true, VERIFY_LOCK_WAIT_MS);
       this.reported(next, report);
     } catch (err) {
       if (isConnectionError(err)) broken = err as Error;
