@@ -1,13 +1,11 @@
 /**
- * `mvrefresh verify <view>`: compares an incremental view with its definition and repairs it. In one
- * REPEATABLE READ transaction under the view's advisory lock: an apply first (the table then equals the
- * definition in this snapshot, apply_view.sql A), then EXCEPT ALL both ways as the view's owner; on a
- * difference, a full recompute (rewriting only the rows that differ) in the same transaction. Counts only
- * are reported: row values can be sensitive.
+ * `mvrefresh verify <view>`: compares an incremental view with its definition and repairs it, through the
+ * procedure mvrefresh.verify() (routines/verify.sql: an apply, then EXCEPT ALL both ways as the owner, then
+ * the repair, in one REPEATABLE READ transaction under the view's lock), called again when its apply found a
+ * source rewritten after its snapshot. Counts only are reported: row values can be sensitive.
  */
 import type pg from 'pg';
 import { SqlState, isPgError } from '../db/errors.js';
-import { LOCK_NAMESPACE } from '../db/protocol.js';
 import { qname, shownName } from '../replace/plan.js';
 import { IncrementalRefused } from './convert.js';
 import { incrementalSql } from './sql.js';
@@ -54,61 +52,21 @@ async function verifyOnce(
 ): Promise<VerifyReport> {
   const t0 = Date.now();
   const reg = (
-    await client.query<{ view_id: number; definition: string; state: string }>(incrementalSql.incremental, [
-      schema,
-      name,
-    ])
+    await client.query<{ view_id: number; state: string }>(incrementalSql.incremental, [schema, name])
   ).rows[0];
   if (!reg || reg.state !== 'active')
     throw new IncrementalRefused(`${shownName(schema, name)} is not an incremental view`);
-  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-  try {
-    await client.query(incrementalSql.setSearchPath);
-    await client.query(`SELECT pg_catalog.set_config('lock_timeout', $1, true)`, [`${lockTimeoutMs}ms`]);
-    await client.query('SELECT pg_catalog.pg_advisory_xact_lock($1, $2)', [LOCK_NAMESPACE, reg.view_id]);
-    const rel = (
-      await client.query<{ oid: string; owner: string; ownerName: string }>(
-        `SELECT c.oid::int8::text AS oid, c.relowner::int8::text AS owner, pg_catalog.pg_get_userbyid(c.relowner) AS "ownerName"
-           FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)`,
-        [qname(schema, name)],
-      )
-    ).rows[0];
-    if (!rel) throw new IncrementalRefused(`${shownName(schema, name)} is gone`);
-    await client.query('SELECT * FROM mvrefresh.apply_view($1, $2::pg_catalog.oid, $3::pg_catalog.oid)', [
-      reg.view_id,
-      rel.oid,
-      rel.owner,
-    ]);
-    await client.query(incrementalSql.setRole, [rel.ownerName]);
-    const x = qname(schema, name);
-    const { rows } = await client.query<{ extra: string; missing: string }>(
-      `SELECT (SELECT pg_catalog.count(*) FROM (TABLE ${x} EXCEPT ALL SELECT * FROM (${reg.definition}) q) a) AS extra,
-              (SELECT pg_catalog.count(*) FROM (SELECT * FROM (${reg.definition}) q EXCEPT ALL TABLE ${x}) b) AS missing`,
-    );
-    await client.query(incrementalSql.resetRole);
-    const extra = Number(rows[0]?.extra ?? 0);
-    const missing = Number(rows[0]?.missing ?? 0);
-    const differs = extra + missing > 0;
-    if (differs && repair)
-      await client.query(
-        `SELECT * FROM mvrefresh.apply_view($1, $2::pg_catalog.oid, $3::pg_catalog.oid, 'verify')`,
-        [reg.view_id, rel.oid, rel.owner],
-      );
-    await client.query(
-      `UPDATE mvrefresh.incremental SET last_verify_at = pg_catalog.now(),
-              verify_mismatches = verify_mismatches + CASE WHEN $2 THEN 1 ELSE 0 END WHERE view_id = $1`,
-      [reg.view_id, differs],
-    );
-    await client.query('COMMIT');
-    return {
-      view: shownName(schema, name),
-      extra,
-      missing,
-      repaired: differs && repair,
-      durationMs: Date.now() - t0,
-    };
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
+  const { rows } = await client.query<{ extra: string; missing: string; repaired: boolean }>(
+    'CALL mvrefresh.verify($1, NULL, NULL, NULL, $2, $3)',
+    [qname(schema, name), repair, lockTimeoutMs],
+  );
+  const extra = Number(rows[0]?.extra ?? 0);
+  const missing = Number(rows[0]?.missing ?? 0);
+  return {
+    view: shownName(schema, name),
+    extra,
+    missing,
+    repaired: rows[0]?.repaired ?? false,
+    durationMs: Date.now() - t0,
+  };
 }
