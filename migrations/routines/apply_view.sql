@@ -60,6 +60,7 @@ DECLARE
     delta pg_catalog.jsonb;
     src_key pg_catalog.text;
     delta_rows pg_catalog.int4 := 0;
+    null_keys pg_catalog.bool;
 BEGIN
     IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'repeatable read' THEN
         RAISE EXCEPTION 'apply_view() must run at REPEATABLE READ (one snapshot for the logs and the sources)'
@@ -70,6 +71,8 @@ BEGIN
         RAISE EXCEPTION 'view % is not an incremental view', p_view_id USING ERRCODE = 'undefined_object';
     END IF;
     PERFORM mvrefresh.begin_apply(p_rel);
+    -- the temporary tables' DROP ... IF EXISTS say nothing to the caller's log
+    PERFORM pg_catalog.set_config('client_min_messages', 'warning', true);
     -- TRUNCATE and table rewrites are not MVCC-safe: a snapshot taken before one commits sees the table
     -- empty afterwards. This transaction's snapshot was taken before it could lock the sources, so it
     -- locks them (after any TRUNCATE or rewrite in progress) and gives up when one was rewritten since its
@@ -143,17 +146,40 @@ BEGIN
     PERFORM pg_catalog.set_config('role', owner_name, true);
     IF reason IS NOT NULL THEN
         EXECUTE 'CREATE TEMP TABLE mvrefresh_full ON COMMIT DROP AS ' OPERATOR(pg_catalog.||) inc.definition;
+        -- without statistics the planner takes the temporary table for a small one: nested loops
+        ANALYZE pg_temp.mvrefresh_full;
         EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'fullKeys';
         SELECT pg_catalog.count(*) INTO keys FROM pg_temp.mvrefresh_keys;
         IF keys OPERATOR(pg_catalog.>) 0 THEN
+            -- analyzed by its owner, this role
+            PERFORM pg_catalog.set_config('role', 'none', true);
+            ANALYZE pg_temp.mvrefresh_keys;
+            PERFORM pg_catalog.set_config('role', owner_name, true);
+            EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'hasNullKeys' INTO null_keys;
             EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'delete';
+            IF null_keys THEN
+                EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'deleteNull';
+            END IF;
             EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'insertFull';
+            IF null_keys THEN
+                EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'insertFullNull';
+            END IF;
         END IF;
         kind := 'full: ' OPERATOR(pg_catalog.||) reason;
     ELSE
         IF EXISTS (SELECT FROM pg_temp.mvrefresh_keys) THEN
+            PERFORM pg_catalog.set_config('role', 'none', true);
+            ANALYZE pg_temp.mvrefresh_keys;
+            PERFORM pg_catalog.set_config('role', owner_name, true);
+            EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'hasNullKeys' INTO null_keys;
             EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'delete';
+            IF null_keys THEN
+                EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'deleteNull';
+            END IF;
             EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'insert';
+            IF null_keys THEN
+                EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'insertNull';
+            END IF;
         END IF;
         kind := 'keys';
         IF delta_rows OPERATOR(pg_catalog.>) 0 THEN

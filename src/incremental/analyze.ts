@@ -50,12 +50,17 @@ export interface Statements {
   keysTable: string;
   /** Per source oid: INSERT INTO pg_temp.mvrefresh_keys SELECT DISTINCT ... (the batch tables exist). */
   keys: Record<string, string>;
+  /** Whether mvrefresh_keys holds a key with a NULL (then the *Null statements run too). */
+  hasNullKeys: string;
   /** Delete the rows of the keys in mvrefresh_keys from the view's table. */
   delete: string;
+  deleteNull: string;
   /** Insert the rows of those keys from the definition. */
   insert: string;
+  insertNull: string;
   /** Insert the rows of those keys from pg_temp.mvrefresh_full (a full recompute). */
   insertFull: string;
+  insertFullNull: string;
   /** Fill mvrefresh_keys with the keys whose rows differ between the table and pg_temp.mvrefresh_full. */
   fullKeys: string;
   /** The delta class (delta.ts): the fact's changes added to the groups, other changes recomputed. */
@@ -508,16 +513,30 @@ export const batchTable = (oid: string): string => `mvr_b_${oid}`;
 /** The log of one source table. */
 export const logTable = (oid: string): string => `log_${oid}`;
 
-/** `r.k` matches a key in pg_temp.mvrefresh_keys: `= ANY` (pushed into the definition's scans), NULLs apart. */
-function keyMatch(alias: string, key: string[]): string {
-  const per = key.map(
-    (k) =>
-      `(${alias}.${qi(k)} = ANY (ARRAY(SELECT k.${qi(k)} FROM pg_temp.mvrefresh_keys k)) OR (${alias}.${qi(k)} IS NULL AND EXISTS (SELECT FROM pg_temp.mvrefresh_keys k WHERE k.${qi(k)} IS NULL)))`,
+/** The keys without a NULL, deduplicated: joined by `=` (hash or index) and pushed into the definition. */
+function plainKeys(key: string[]): string {
+  const cols = key.map(qi).join(', ');
+  return `(SELECT DISTINCT ${cols} FROM pg_temp.mvrefresh_keys k WHERE ${key.map((k) => `k.${qi(k)} IS NOT NULL`).join(' AND ')})`;
+}
+
+/** A key of `alias`'s row equal to a key with a NULL (IS NOT DISTINCT FROM: no index, so only for those). */
+function nullMatch(alias: string, key: string[]): string {
+  return (
+    `(${key.map((k) => `${alias}.${qi(k)} IS NULL`).join(' OR ')}) AND EXISTS (SELECT FROM pg_temp.mvrefresh_keys k WHERE ` +
+    `(${key.map((k) => `k.${qi(k)} IS NULL`).join(' OR ')}) AND ` +
+    `${key.map((k) => `k.${qi(k)} IS NOT DISTINCT FROM ${alias}.${qi(k)}`).join(' AND ')})`
   );
+}
+
+/**
+ * `q.k = ANY (ARRAY(SELECT ...))` per key column: PostgreSQL pushes it into the definition's scans (an
+ * index condition on the source), which a join or IN (SELECT) above the aggregate would not be; for a
+ * composite key, the exact pairs are then checked with a hashed IN.
+ */
+function pushedKeyMatch(alias: string, key: string[]): string {
+  const per = key.map((k) => `${alias}.${qi(k)} = ANY (ARRAY(SELECT p.${qi(k)} FROM ${plainKeys(key)} p))`);
   if (key.length > 1)
-    per.push(
-      `EXISTS (SELECT FROM pg_temp.mvrefresh_keys k WHERE ${key.map((k) => `k.${qi(k)} IS NOT DISTINCT FROM ${alias}.${qi(k)}`).join(' AND ')})`,
-    );
+    per.push(`(${key.map((k) => `${alias}.${qi(k)}`).join(', ')}) IN (SELECT * FROM ${plainKeys(key)} p)`);
   return per.join('\n   AND ');
 }
 
@@ -531,11 +550,16 @@ function statements(
   const keyCols = key.map(qi).join(', ');
   const keyTypes = key.map((k) => `${qi(k)} ${columns.find((c) => c.name === k)!.type}`).join(', ');
   const sameKey = key.map((k) => `f.${qi(k)} = x.${qi(k)}`).join(' AND ');
+  const joinKey = (a: string) => key.map((k) => `${a}.${qi(k)} = p.${qi(k)}`).join(' AND ');
   return {
     keysTable: `CREATE TEMP TABLE mvrefresh_keys (${keyTypes}) ON COMMIT DROP`,
-    delete: `DELETE FROM ${x} x WHERE ${keyMatch('x', key)}`,
-    insert: `INSERT INTO ${x} SELECT q.* FROM (${definition}) q WHERE ${keyMatch('q', key)}`,
-    insertFull: `INSERT INTO ${x} SELECT q.* FROM pg_temp.mvrefresh_full q WHERE ${keyMatch('q', key)}`,
+    hasNullKeys: `SELECT EXISTS (SELECT FROM pg_temp.mvrefresh_keys k WHERE ${key.map((k) => `k.${qi(k)} IS NULL`).join(' OR ')})`,
+    delete: `DELETE FROM ${x} x USING ${plainKeys(key)} p WHERE ${joinKey('x')}`,
+    deleteNull: `DELETE FROM ${x} x WHERE ${nullMatch('x', key)}`,
+    insert: `INSERT INTO ${x} SELECT q.* FROM (${definition}) q WHERE ${pushedKeyMatch('q', key)}`,
+    insertNull: `INSERT INTO ${x} SELECT q.* FROM (${definition}) q WHERE ${nullMatch('q', key)}`,
+    insertFull: `INSERT INTO ${x} SELECT q.* FROM pg_temp.mvrefresh_full q JOIN ${plainKeys(key)} p ON ${joinKey('q')}`,
+    insertFullNull: `INSERT INTO ${x} SELECT q.* FROM pg_temp.mvrefresh_full q WHERE ${nullMatch('q', key)}`,
     fullKeys:
       `INSERT INTO pg_temp.mvrefresh_keys (${keyCols})\n` +
       `SELECT ${key.map((k) => `x.${qi(k)}`).join(', ')} FROM ${x} x WHERE NOT EXISTS (SELECT FROM pg_temp.mvrefresh_full f WHERE ${sameKey} AND f OPERATOR(pg_catalog.*=) x)\n` +
