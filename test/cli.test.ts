@@ -59,7 +59,7 @@ describe('the mvrefresh CLI', () => {
     await db.exec("INSERT INTO orders VALUES (nextval('order_ids'), 1, '2024-05-01')");
     const s = await cli(['status']);
     expect(s.code).toBe(0);
-    expect(s.stdout).toMatch(/public\.monthly_product_sales\s+dirty\s+-\s+\S+\s+2\.5 s\s+10%/);
+    expect(s.stdout).toMatch(/public\.monthly_product_sales\s+dirty\s+full\s+-\s+\S+\s+2\.5 s\s+10%/);
     const j = await cli(['status', '--json']);
     const rows = JSON.parse(j.stdout) as { view: string; dirty: boolean; max_staleness_ms: number }[];
     expect(rows).toMatchObject([

@@ -45,6 +45,7 @@ CREATE OR REPLACE FUNCTION mvrefresh.apply_view(
     OUT kind text,
     OUT keys integer)
     LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     inc mvrefresh.incremental;

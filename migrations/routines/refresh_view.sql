@@ -93,7 +93,7 @@ DECLARE
     wait_t0 pg_catalog.timestamptz;
     cleared pg_catalog.bool;
     is_incremental pg_catalog.bool;
-    applied record;
+    applied pg_catalog.record;
 BEGIN
     -- every transaction of the cycle resolves names in pg_catalog first (a procedure cannot have a SET
     -- clause and COMMIT): set again after each COMMIT
@@ -189,8 +189,10 @@ BEGIN
     IF is_incremental THEN
         COMMIT;
         SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     ELSE
         COMMIT;
+        PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     END IF;
 
     -- tx2: refresh, in a snapshot taken after the wait

@@ -15,9 +15,10 @@ AS $$
 $$;
 REVOKE ALL ON FUNCTION mvrefresh.apply_token(oid) FROM PUBLIC;
 
--- The apply's pass for p_rel in this transaction (no SET clause would restrict it: set is_local).
+-- The apply's pass for p_rel in this transaction (is_local; the SET clause restores only search_path).
 CREATE OR REPLACE FUNCTION mvrefresh.begin_apply(p_rel oid) RETURNS void
     LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.set_config('mvrefresh.apply', mvrefresh.apply_token(p_rel), true)
 $$;

@@ -12,17 +12,19 @@ CREATE OR REPLACE PROCEDURE mvrefresh.verify(
     INOUT missing bigint,
     INOUT repaired boolean,
     p_repair boolean DEFAULT true,
-    p_lock_timeout_ms integer DEFAULT 30000)
+    p_lock_timeout_ms integer DEFAULT 30000,
+    p_search_path text DEFAULT pg_catalog.current_setting('search_path'))
     LANGUAGE plpgsql
 AS $$
 DECLARE
     vid pg_catalog.int4;
-    rel record;
+    rel pg_catalog.record;
     def pg_catalog.text;
     target pg_catalog.text;
 BEGIN
-    -- the name as the caller's session resolves it, before this procedure's own settings
-    vid := mvrefresh.find_watched(p_name, pg_catalog.current_setting('search_path'));
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    -- the name as the caller's session resolves it (p_search_path: the caller's, by default)
+    vid := mvrefresh.find_watched(p_name, p_search_path);
     COMMIT;
     SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;
     PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);

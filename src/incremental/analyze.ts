@@ -30,20 +30,10 @@ import {
   type Node,
 } from './ast.js';
 import { deltaPlan } from './delta.js';
+import type { Column, Source } from './types.js';
 import { incrementalSql } from './sql.js';
 
-export interface Column {
-  name: string;
-  type: string;
-}
-
-export interface Source {
-  oid: string;
-  schema: string;
-  name: string;
-  /** The columns the view reads from it (its log records these). */
-  columns: Column[];
-}
+export type { Column, Source } from './types.js';
 
 export interface Statements {
   /** CREATE TEMP TABLE mvrefresh_keys: the key columns, ON COMMIT DROP. */

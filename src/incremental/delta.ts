@@ -12,7 +12,7 @@
  * key has a NULL is recomputed too (`=` does not find it).
  */
 import { nodeOf, str, walk, type Node } from './ast.js';
-import type { Column, Source } from './analyze.js';
+import type { Column, Source } from './types.js';
 
 export interface DeltaPlan {
   /** The source whose changes become deltas. */

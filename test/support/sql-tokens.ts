@@ -158,10 +158,11 @@ export function unqualifiedNames(prosrc: string): string[] {
 
 /**
  * A procedure's transactions each start by pinning search_path (a SET clause would forbid COMMIT): the
- * body's first statement and the first after every COMMIT must be this call.
+ * body's first statement and the first after every COMMIT must be this call (after SET TRANSACTION, which
+ * must come first in a transaction and names nothing).
  */
 export const PIN_STATEMENT =
-  /^\s*PERFORM\s+pg_catalog\.set_config\('search_path',\s*'pg_catalog, pg_temp',\s*true\)\s*;/i;
+  /^\s*(SET\s+TRANSACTION\s+ISOLATION\s+LEVEL\s+[A-Z ]+;\s*)?PERFORM\s+pg_catalog\.set_config\('search_path',\s*'pg_catalog, pg_temp',\s*true\)\s*;/i;
 
 /** The procedure body's transactions that do not begin with PIN_STATEMENT, by index (0: the first). */
 export function unpinnedTransactions(prosrc: string): number[] {
