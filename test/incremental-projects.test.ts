@@ -9,20 +9,12 @@
 import { describe, expect, it } from 'vitest';
 import { runCli } from './support/cli.js';
 import { useTestDatabase, type TestDatabase } from './support/db.js';
+import { mulberry32 } from './support/random.js';
 
 const ROUNDS = 5;
 
 /** A small seeded generator, so that a failing round can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 type Rand = () => number;
 const int = (r: Rand, lo: number, hi: number): number => lo + Math.floor(r() * (hi - lo + 1));
 

@@ -9,6 +9,7 @@ import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli } from './support/cli.js';
 import { useTestDatabase } from './support/db.js';
+import { mulberry32 } from './support/random.js';
 
 const db = useTestDatabase('incremental_tpcb');
 
@@ -74,16 +75,7 @@ async function tpcb(c: pg.Client, r: () => number, onlyBranch?: number): Promise
   await c.query('END');
 }
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 
 /** CLIENTS connections, each running `count` transactions concurrently with the others. */
 async function writers(seed: number, count: number, onlyBranch?: number): Promise<void> {

@@ -62,6 +62,7 @@ DECLARE
     src_key pg_catalog.text;
     delta_rows pg_catalog.int4 := 0;
     null_keys pg_catalog.bool;
+    rows_from pg_catalog.text;
 BEGIN
     IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'repeatable read' THEN
         RAISE EXCEPTION 'apply_view() must run at REPEATABLE READ (one snapshot for the logs and the sources)'
@@ -151,46 +152,32 @@ BEGIN
         ANALYZE pg_temp.mvrefresh_full;
         EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'fullKeys';
         SELECT pg_catalog.count(*) INTO keys FROM pg_temp.mvrefresh_keys;
-        IF keys OPERATOR(pg_catalog.>) 0 THEN
-            -- analyzed by its owner, this role
-            PERFORM pg_catalog.set_config('role', 'none', true);
-            ANALYZE pg_temp.mvrefresh_keys;
-            PERFORM pg_catalog.set_config('role', owner_name, true);
-            EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'hasNullKeys' INTO null_keys;
-            EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'delete';
-            IF null_keys THEN
-                EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'deleteNull';
-            END IF;
-            EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'insertFull';
-            IF null_keys THEN
-                EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'insertFullNull';
-            END IF;
-        END IF;
+        rows_from := 'insertFull';
         kind := 'full: ' OPERATOR(pg_catalog.||) reason;
     ELSE
-        IF EXISTS (SELECT FROM pg_temp.mvrefresh_keys) THEN
-            PERFORM pg_catalog.set_config('role', 'none', true);
-            ANALYZE pg_temp.mvrefresh_keys;
-            PERFORM pg_catalog.set_config('role', owner_name, true);
-            EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'hasNullKeys' INTO null_keys;
-            EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'delete';
-            IF null_keys THEN
-                EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'deleteNull';
-            END IF;
-            EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'insert';
-            IF null_keys THEN
-                EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'insertNull';
-            END IF;
+        rows_from := 'insert';
+        kind := CASE WHEN delta IS NULL THEN 'keys' ELSE 'delta' END;
+    END IF;
+    -- the keys' rows deleted, then inserted again: from the definition, or from the full recompute
+    IF EXISTS (SELECT FROM pg_temp.mvrefresh_keys) THEN
+        -- analyzed by its owner, this role
+        PERFORM pg_catalog.set_config('role', 'none', true);
+        ANALYZE pg_temp.mvrefresh_keys;
+        PERFORM pg_catalog.set_config('role', owner_name, true);
+        EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'hasNullKeys' INTO null_keys;
+        EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'delete';
+        IF null_keys THEN
+            EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'deleteNull';
         END IF;
-        kind := 'keys';
-        IF delta_rows OPERATOR(pg_catalog.>) 0 THEN
-            EXECUTE delta OPERATOR(pg_catalog.->>) 'update';
-            EXECUTE delta OPERATOR(pg_catalog.->>) 'insert';
-            EXECUTE delta OPERATOR(pg_catalog.->>) 'deleteEmpty';
+        EXECUTE inc.statements OPERATOR(pg_catalog.->>) rows_from;
+        IF null_keys THEN
+            EXECUTE inc.statements OPERATOR(pg_catalog.->>) (rows_from OPERATOR(pg_catalog.||) 'Null');
         END IF;
-        IF delta IS NOT NULL THEN
-            kind := 'delta';
-        END IF;
+    END IF;
+    IF reason IS NULL AND delta_rows OPERATOR(pg_catalog.>) 0 THEN
+        EXECUTE delta OPERATOR(pg_catalog.->>) 'update';
+        EXECUTE delta OPERATOR(pg_catalog.->>) 'insert';
+        EXECUTE delta OPERATOR(pg_catalog.->>) 'deleteEmpty';
     END IF;
     PERFORM pg_catalog.set_config('role', 'none', true);
     ms := pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) t0) OPERATOR(pg_catalog.*) 1000;

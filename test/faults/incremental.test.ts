@@ -109,7 +109,7 @@ async function gateApply(c: pg.ClientBase): Promise<void> {
   await c.query(
     gatedCopy(routineText('apply_view'), {
       name: 'mvrefresh.apply_view',
-      gates: [{ before: "OPERATOR(pg_catalog.->>) 'insert';", key: GATE_KEY }],
+      gates: [{ before: 'OPERATOR(pg_catalog.->>) rows_from;', key: GATE_KEY }],
     }),
   );
 }

@@ -12,6 +12,7 @@ import { startDaemon, type TestDaemon } from '../support/daemon.js';
 import { checkViews, skipsWithoutMark, uncovered, type CheckedView } from '../support/model-invariants.js';
 import { INSERT_ORDER, SHOP_QUERY, SHOP_SQL, viewMatches } from '../support/shop.js';
 import { delay, waitFor } from '../support/wait.js';
+import { mulberry32 } from '../support/random.js';
 
 /**
  * A randomized model check of guarantee 1 (no lost refresh): seeded random schedules of writes, multi-
@@ -111,16 +112,9 @@ if (!pooler && process.env['MVREFRESH_TEST_REQUIRE_PGBOUNCER'])
 if (!pooler)
   process.stderr.write('test/faults/model.test.ts: no pgbouncer binary, schedules without pooled writers\n');
 
-/** mulberry32: a small seeded generator, so that a failing schedule replays exactly. */
+/** A seeded generator (mulberry32), so that a failing schedule replays exactly. */
 function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed);
   return {
     next,
     int: (n: number) => Math.floor(next() * n),
