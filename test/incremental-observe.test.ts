@@ -72,7 +72,7 @@ describe('the mode of each view, in status', () => {
     expect(inc.mode).toBe('incremental');
     expect(inc.mode_reason).toBeNull();
     expect(inc.incremental).toMatchObject({
-      last_apply_kind: 'keys',
+      last_apply_kind: 'delta',
       last_apply_keys: 2,
       verify_mismatches: 0,
     });
@@ -96,7 +96,7 @@ describe('the mode of each view, in status', () => {
     expect(cell('public.totals')).toBe('full');
     expect(r.text).toMatch(/public\.ranked: refreshed in full: .*window function.* needs a full refresh/);
     expect(r.text).toMatch(
-      /public\.post_stats: incremental: last apply keys, 2 keys in \d+ ms; .*never verified/,
+      /public\.post_stats: incremental: last apply delta, 2 keys in \d+ ms; .*never verified/,
     );
   });
 });
@@ -147,7 +147,7 @@ describe('the daemon', () => {
     // a verify applies what is pending before it compares: none may take the refresh's keys
     await d.running.incrementalVerifier.stop();
     const from = d.logs.length;
-    // one transaction: one apply recomputes its three keys (a cycle already running may apply none first)
+    // one transaction: one apply adds its three groups' deltas (a cycle already running may apply none first)
     await db.sql.query(`INSERT INTO comments (post_id, score) VALUES (6, 1), (7, 1), (8, 1)`);
     const applied = await waitFor('an incremental apply', () =>
       d.logs
@@ -156,7 +156,7 @@ describe('the daemon', () => {
           (l) =>
             l['event'] === 'refresh' &&
             l['view'] === 'public.post_stats' &&
-            l['applyKind'] === 'keys' &&
+            l['applyKind'] === 'delta' &&
             Number(l['keys']) > 0,
         ),
     );

@@ -150,12 +150,47 @@ describe('incremental views', () => {
       `SELECT v.view_name, i.last_apply_kind FROM mvrefresh.incremental i JOIN mvrefresh.view_state v ON v.id = i.view_id
         ORDER BY 1`,
     );
-    const delta = new Set(['author_counts', 'community_day', 'post_scores']);
+    const delta = new Set(['author_counts', 'community_day', 'post_scores', 'post_stats']);
     for (const r of kinds.rows)
       expect([r.view_name, r.last_apply_kind]).toEqual([
         r.view_name,
         delta.has(r.view_name) ? 'delta' : 'keys',
       ]);
+  });
+
+  it('keeps min and max by deltas, recomputing only the groups whose extreme row went (deleted, updated, or added and removed in one batch)', async () => {
+    await applyAll();
+    const s = db.sql;
+    // post 10: a new extreme added and removed again before the apply
+    await s.query(
+      `INSERT INTO comments (id, post_id, author_id, score, created_at) VALUES (900001, 10, 1, -5, '2027-01-01')`,
+    );
+    await s.query('DELETE FROM comments WHERE id = 900001');
+    // post 11: its latest rows deleted; post 13: its latest row's score changed (old and new image alike)
+    await s.query(
+      `DELETE FROM comments WHERE post_id = 11 AND created_at = (SELECT max(created_at) FROM comments WHERE post_id = 11)`,
+    );
+    await s.query(
+      `UPDATE comments SET score = score + 1 WHERE id = (SELECT id FROM comments WHERE post_id = 13 ORDER BY created_at DESC, id LIMIT 1)`,
+    );
+    // post 12: a row inside its range added, one that is no extreme removed
+    await s.query(
+      `INSERT INTO comments (post_id, author_id, score, created_at) VALUES (12, 1, 100, '2026-01-02 12:00')`,
+    );
+    await s.query(
+      `DELETE FROM comments WHERE id = (SELECT id FROM comments c WHERE post_id = 12
+         AND created_at > (SELECT min(created_at) FROM comments WHERE post_id = 12)
+         AND created_at < (SELECT max(created_at) FROM comments WHERE post_id = 12)
+         AND score > (SELECT min(score) FROM comments WHERE post_id = 12) ORDER BY id LIMIT 1)`,
+    );
+    await applyAll();
+    expect(await difference('post_stats')).toEqual([0, 0]);
+    const { rows } = await s.query<{ last_apply_kind: string; last_apply_keys: number }>(
+      `SELECT i.last_apply_kind, i.last_apply_keys FROM mvrefresh.incremental i
+         JOIN mvrefresh.view_state v ON v.id = i.view_id WHERE v.view_name = 'post_stats'`,
+    );
+    // groups 10, 11 and 13 recomputed, 12 by its delta
+    expect(rows[0]).toEqual({ last_apply_kind: 'delta', last_apply_keys: 4 });
   });
 
   it('stands under the name as a table with its indexes and dependants, which readers query unchanged', async () => {

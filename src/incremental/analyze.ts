@@ -29,7 +29,7 @@ import {
   walk,
   type Node,
 } from './ast.js';
-import { deltaPlan } from './delta.js';
+import { deltaPlan, type Extreme } from './delta.js';
 import type { Column, Source } from './types.js';
 import { incrementalSql } from './sql.js';
 
@@ -565,26 +565,38 @@ function deltaStatements(
   countColumn: string,
   fact: string,
   select: string,
+  extremes: Extreme[],
 ): DeltaStatements {
   const x = `${qi(view.schema)}.${qi(view.name)}`;
   const keyCols = key.map(qi).join(', ');
   const same = key.map((k) => `x.${qi(k)} = d.${qi(k)}`).join(' AND ');
-  const aggs = columns.filter((c) => !key.includes(c.name)).map((c) => qi(c.name));
+  const extreme = new Map(extremes.map((e) => [e.column, e]));
+  const bound = (e: Extreme, a: string, b: string) => `${e.fn === 'max' ? 'GREATEST' : 'LEAST'}(${a}, ${b})`;
+  // delta.ts: a group whose removed extreme reaches the extreme of its rows and the added ones
+  const lost = extremes.map((e) => {
+    const [c, r] = [qi(e.column), qi(e.removed)];
+    return `d.${r} ${e.fn === 'max' ? '>=' : '<='} ${bound(e, `(SELECT x.${c} FROM ${x} x WHERE ${same})`, `d.${c}`)}`;
+  });
+  const aggs = columns.filter((c) => !key.includes(c.name)).map((c) => c.name);
+  const added = (a: string) => {
+    const e = extreme.get(a);
+    return e ? bound(e, `x.${qi(a)}`, `d.${qi(a)}`) : `x.${qi(a)} + COALESCE(d.${qi(a)}, 0)`;
+  };
   return {
     fact,
     build: `CREATE TEMP TABLE mvrefresh_delta ON COMMIT DROP AS ${select}`,
     moveNullKeys:
       `INSERT INTO pg_temp.mvrefresh_keys (${keyCols}) SELECT ${key.map((k) => `d.${qi(k)}`).join(', ')} ` +
-      `FROM pg_temp.mvrefresh_delta d WHERE ${key.map((k) => `d.${qi(k)} IS NULL`).join(' OR ')}`,
+      `FROM pg_temp.mvrefresh_delta d WHERE ${[...key.map((k) => `d.${qi(k)} IS NULL`), ...lost].join(' OR ')}`,
     dropRecomputed:
       `DELETE FROM pg_temp.mvrefresh_delta d WHERE EXISTS (SELECT FROM pg_temp.mvrefresh_keys k WHERE ` +
       `${key.map((k) => `k.${qi(k)} IS NOT DISTINCT FROM d.${qi(k)}`).join(' AND ')})`,
     update:
-      `UPDATE ${x} x SET ${aggs.map((a) => `${a} = x.${a} + COALESCE(d.${a}, 0)`).join(', ')} ` +
+      `UPDATE ${x} x SET ${aggs.map((a) => `${qi(a)} = ${added(a)}`).join(', ')} ` +
       `FROM pg_temp.mvrefresh_delta d WHERE ${same}`,
     insert:
       `INSERT INTO ${x} (${columns.map((c) => qi(c.name)).join(', ')}) ` +
-      `SELECT ${columns.map((c) => (key.includes(c.name) ? `d.${qi(c.name)}` : `COALESCE(d.${qi(c.name)}, 0)`)).join(', ')} ` +
+      `SELECT ${columns.map((c) => (key.includes(c.name) || extreme.has(c.name) ? `d.${qi(c.name)}` : `COALESCE(d.${qi(c.name)}, 0)`)).join(', ')} ` +
       `FROM pg_temp.mvrefresh_delta d WHERE d.${qi(countColumn)} > 0 AND NOT EXISTS (SELECT FROM ${x} x WHERE ${same})`,
     deleteEmpty: `DELETE FROM ${x} x USING pg_temp.mvrefresh_delta d WHERE ${same} AND x.${qi(countColumn)} = 0`,
   };
@@ -649,6 +661,7 @@ export async function analyze(db: pg.ClientBase, oid: string): Promise<Analysis>
         plan.countColumn,
         plan.fact,
         await deparse(plan.select),
+        plan.extremes,
       ),
     };
     return {

@@ -1,15 +1,22 @@
 /**
  * The delta class (issue 27: count / sum maintained by adding deltas where groups are large). A view
  * qualifies when its top query is `SELECT <key columns>, <aggregates> FROM ... [WHERE ...] GROUP BY
- * <key columns>` with inner joins only, no HAVING, no DISTINCT, its aggregates are count(*), count(col)
- * and sum(col) of a NOT NULL integer or numeric column, all reading one source (the fact), and count(*) is
- * among them (it tells when a group vanishes). Then a change of the fact is applied as a delta: the
+ * <key columns>` with inner joins only, no HAVING, no DISTINCT, its aggregates are count(*), count(col),
+ * sum(col) of a NOT NULL integer or numeric column, min(col) and max(col), all reading one source (the
+ * fact), and count(*) is among them (it tells when a group vanishes). Then a change of the fact is applied as a delta: the
  * definition with the fact replaced by its batch of signed images (old -1, new +1; capture.ts), count(*)
  * turned into sum(sign), count(x) into sum(sign) FILTER (WHERE x IS NOT NULL), sum(x) into sum(x * sign),
  * added to the groups' rows. The other sources (dimensions) are read as they are now, which is right for
  * every fact row whose dimension rows did not change in the batch; the groups a dimension change may touch
  * are recomputed by key instead (their key queries, analyze.ts), and their deltas dropped. A group whose
  * key has a NULL is recomputed too (`=` does not find it).
+ * min(col) / max(col) of the fact qualify as well: the batch gives the extreme of the added images (sign 1)
+ * and, in a hidden column, that of the removed ones (sign -1). With M the extreme of the group's rows and
+ * the added ones (GREATEST(view's value, added) for max), a removed value beyond M is impossible and one
+ * short of it leaves M in the group, so the new value is M; a removed value equal to M may have taken M's
+ * only instance (a delete, an UPDATE of that row, or an added row removed again in the same batch), and
+ * only then is the group recomputed by key (min after a delete stays right; a group of many rows rarely
+ * loses its extreme).
  */
 import { nodeOf, str, walk, type Node } from './ast.js';
 import type { Column, Source } from './types.js';
@@ -19,8 +26,16 @@ export interface DeltaPlan {
   fact: string;
   /** The view's column of count(*). */
   countColumn: string;
-  /** The SELECT computing the deltas (AST), its columns named as the view's. */
+  /** The SELECT computing the deltas (AST), its columns named as the view's, then `removed` ones. */
   select: Node;
+  /** The view's min/max columns, each with the delta's column of its removed images' extreme. */
+  extremes: Extreme[];
+}
+
+export interface Extreme {
+  column: string;
+  fn: 'min' | 'max';
+  removed: string;
 }
 
 const INTEGRAL = /^(smallint|integer|bigint|numeric(\(.*\))?)$/;
@@ -84,7 +99,8 @@ export function deltaPlan(
     const name = columns[i]!.name;
     const val = nodeOf(t['val']);
     if (key.includes(name)) {
-      if (val?.[0] === 'FuncCall' && ['count', 'sum'].includes(funcName(val[1]))) return undefined;
+      if (val?.[0] === 'FuncCall' && ['count', 'sum', 'min', 'max'].includes(funcName(val[1])))
+        return undefined;
       rewritten.push({ ResTarget: { name, val: t['val'] } });
       continue;
     }
@@ -97,7 +113,7 @@ export function deltaPlan(
     let alias: string | undefined;
     if (fn === 'count' && f['agg_star']) {
       countColumn ??= name;
-    } else if ((fn === 'count' || fn === 'sum') && args.length === 1) {
+    } else if (['count', 'sum', 'min', 'max'].includes(fn) && args.length === 1) {
       // PostgreSQL 16+ prints a column of a single-relation query without its relation
       const ref = qualified(args[0]) ?? bare(args[0], aliases);
       if (!ref) return undefined;
@@ -124,27 +140,43 @@ export function deltaPlan(
   const factSource = fact === undefined ? undefined : aliases.get(fact);
   if (!fact || !factSource) return undefined;
   const sign = colRef(fact, 'mvr_sign');
+  const signIs = (v: 1 | -1): Node => ({
+    A_Expr: { kind: 'AEXPR_OP', name: [str('=')], lexpr: sign, rexpr: { A_Const: { ival: { ival: v } } } },
+  });
+  const agg = (fn: string, args: unknown[], filter?: Node): Node => ({
+    FuncCall: {
+      funcname: [str(fn)],
+      args,
+      ...(filter ? { agg_filter: filter } : {}),
+      funcformat: 'COERCE_EXPLICIT_CALL',
+    },
+  });
+  const extremes: Extreme[] = [];
+  const hidden: Node[] = [];
   const targetList = rewritten.map((r) => {
     const marker = (r as { marker?: { fn: string; args: unknown[] } }).marker;
     const rt = (r as { ResTarget: Node }).ResTarget;
     if (!marker) return { ResTarget: rt };
-    const sum = (args: unknown[], filter?: Node): Node => ({
-      FuncCall: {
-        funcname: [str('sum')],
-        args,
-        ...(filter ? { agg_filter: filter } : {}),
-        funcformat: 'COERCE_EXPLICIT_CALL',
-      },
-    });
+    const name = String(rt['name']);
+    if (marker.fn === 'min' || marker.fn === 'max') {
+      const removed = `mvr_removed_${extremes.length}`;
+      extremes.push({ column: name, fn: marker.fn, removed });
+      hidden.push({ ResTarget: { name: removed, val: agg(marker.fn, marker.args, signIs(-1)) } });
+      return { ResTarget: { name, val: agg(marker.fn, marker.args, signIs(1)) } };
+    }
     const val =
       marker.fn === 'count' && marker.args.length === 0
-        ? sum([sign])
+        ? agg('sum', [sign])
         : marker.fn === 'count'
-          ? sum([sign], { NullTest: { arg: marker.args[0], nulltesttype: 'IS_NOT_NULL' } })
-          : sum([{ A_Expr: { kind: 'AEXPR_OP', name: [str('*')], lexpr: marker.args[0], rexpr: sign } }]);
-    return { ResTarget: { name: rt['name'], val } };
+          ? agg('sum', [sign], { NullTest: { arg: marker.args[0], nulltesttype: 'IS_NOT_NULL' } })
+          : agg('sum', [
+              { A_Expr: { kind: 'AEXPR_OP', name: [str('*')], lexpr: marker.args[0], rexpr: sign } },
+            ]);
+    return { ResTarget: { name, val } };
   });
-  const select = structuredClone({ SelectStmt: { ...s, targetList } }) as Node;
+  const select = structuredClone({
+    SelectStmt: { ...s, targetList: [...targetList, ...hidden] },
+  }) as Node;
   // the fact read from its batch
   walk((select as { SelectStmt: Node }).SelectStmt['fromClause'], (type, f) => {
     if (type !== 'RangeVar' || f['schemaname'] !== factSource.schema || f['relname'] !== factSource.name)
@@ -153,5 +185,5 @@ export function deltaPlan(
     f['relname'] = `mvr_b_${factSource.oid}`;
     f['alias'] = { aliasname: fact };
   });
-  return { fact: factSource.oid, countColumn, select };
+  return { fact: factSource.oid, countColumn, select, extremes };
 }

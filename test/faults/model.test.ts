@@ -75,7 +75,7 @@ const VISITS_V = ['SELECT day, n FROM visits', 'SELECT day, n FROM visits WHERE 
  * out of a filter, TRUNCATE), and their conversion back and forth.
  */
 const INCREMENTAL = process.env['MODEL_INCREMENTAL'] === '1';
-/** Minimum and maximum after deletes and moves (recomputed groups), a count kept by deltas. */
+/** min, max and count kept by deltas; a group whose extreme row is deleted or moved away is recomputed. */
 const INC_CUSTOMER_QUERY =
   'SELECT customer_id, count(*) AS orders, min(order_date) AS first_order, max(order_date) AS last_order FROM orders GROUP BY customer_id';
 /** A filter keyed by the source's primary key: updates move rows in and out. */
