@@ -12,6 +12,10 @@
  * round at target T lasts at least 2.5 T), BENCH_OUT (docs/benchmarks.md), BENCH_TPCB_QUICK (n: only n
  * default rounds). autovacuum is whatever the server has; every round starts with an empty history, a
  * VACUUM of the pgbench tables and a CHECKPOINT.
+ *
+ * `--incremental` (issue 27): at the default target, rounds of no views, the views refreshed in full and
+ * the views watched `--incremental` alternate (none, full, incremental, none, incremental, full, none);
+ * output: its own section of docs/benchmarks.md.
  */
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +32,7 @@ import { DisturbanceMeter, startMonitor, waitForQuiet } from './support/disturba
 import { ADMIN_URL, dbUrl, connect, dropDatabase, recreateDatabase } from './support/db.js';
 import { pgbench, pgbenchInit } from './support/pgbench.js';
 import { numberEnv, percentile, writeSection } from './support/report.js';
+import { cliOk, statusModes } from './incremental/views.js';
 
 const SECONDS = numberEnv('BENCH_TPCB_SECONDS', 20);
 const SVG = join(packageRoot, 'docs', 'tpcb-tradeoff.svg');
@@ -37,6 +42,8 @@ const CLIENTS = 8;
 const SAMPLE_MS = 150;
 const CONVERGE_LIMIT_MS = 120_000;
 const SECTION_TITLE = '## TPC-B: staleness targets and the refresh budget';
+const INCREMENTAL_TITLE = '## TPC-B with incremental views: `npm run bench:tpcb -- --incremental`';
+type Mode = 'none' | 'full' | 'incremental';
 /** Before a round, wait this long at most for the machine to be quiet (others' CPU below QUIET_SHARE). */
 const QUIET_WAIT_S = 15;
 const QUIET_SHARE = 0.05;
@@ -69,6 +76,10 @@ async function setup(): Promise<void> {
 interface Round {
   targetS: number | undefined;
   daemon: boolean;
+  mode: Mode;
+  /** Per view: how mvrefresh.status says it is kept, and its applies by kind (incremental rounds). */
+  modes: Record<string, string>;
+  applyKinds: Record<string, Record<string, number>>;
   tps: number;
   refreshes: Record<string, number>;
   refreshMs: Record<string, number[]>;
@@ -106,7 +117,11 @@ async function startDaemon(url: string, targetS: number | undefined, unmet: stri
   return local;
 }
 
-async function oneRound(targetS: number | undefined, daemon: boolean): Promise<Round> {
+async function oneRound(
+  targetS: number | undefined,
+  daemon: boolean,
+  mode: Mode = daemon ? 'full' : 'none',
+): Promise<Round> {
   const url = dbUrl(DB);
   const c = await connect(url);
   const seconds = Math.max(SECONDS, Math.ceil(2.5 * (targetS ?? 0)));
@@ -123,6 +138,9 @@ async function oneRound(targetS: number | undefined, daemon: boolean): Promise<R
   const round: Round = {
     targetS,
     daemon,
+    mode,
+    modes: {},
+    applyKinds: {},
     tps: 0,
     refreshes: {},
     refreshMs: {},
@@ -136,7 +154,10 @@ async function oneRound(targetS: number | undefined, daemon: boolean): Promise<R
   };
   let d: Awaited<ReturnType<typeof startDaemon>> | undefined;
   if (daemon) {
-    for (const name of Object.keys(VIEWS)) await c.query('SELECT mvrefresh.watch($1)', [name]);
+    for (const name of Object.keys(VIEWS))
+      if (mode === 'incremental') await cliOk(url, 'watch', name, '--incremental');
+      else await c.query('SELECT mvrefresh.watch($1)', [name]);
+    for (const [v, m] of await statusModes(c)) round.modes[v.replace(/^public\./, '')] = m;
     // every round starts from fresh views, whose last refresh tells the daemon what a refresh costs
     await c.query('CALL mvrefresh.refresh_dirty()');
     d = await startDaemon(url, targetS, round.unmet);
@@ -189,12 +210,18 @@ async function oneRound(targetS: number | undefined, daemon: boolean): Promise<R
       if (!CONCURRENT_OUTCOMES.includes(r.outcome)) continue;
       round.refreshes[name] = (round.refreshes[name] ?? 0) + 1;
       (round.refreshMs[name] ??= []).push(r.refreshMs ?? r.durationMs);
+      if (r.applyKind !== undefined) {
+        const kinds = (round.applyKinds[name] ??= {});
+        kinds[r.applyKind] = (kinds[r.applyKind] ?? 0) + 1;
+      }
     }
-    await c.query('SELECT mvrefresh.unwatch_all()');
+    // the CLI turns incremental views back into materialized views first
+    if (mode === 'incremental') await cliOk(url, 'unwatch', '--all');
+    else await c.query('SELECT mvrefresh.unwatch_all()');
   }
   await c.end();
   process.stderr.write(
-    `tpcb: ${daemon ? `daemon, target ${targetS ?? 'default'}` : 'no views'}: ${round.tps.toFixed(0)} TPS` +
+    `tpcb: ${daemon ? `daemon (${mode}), target ${targetS ?? 'default'}` : 'no views'}: ${round.tps.toFixed(0)} TPS` +
       ` (others used ${(round.othersCpu * 100).toFixed(0)}% of the CPU)\n`,
   );
   return round;
@@ -225,6 +252,12 @@ async function main(): Promise<void> {
   const admin = await connect(ADMIN_URL);
   meter = new DisturbanceMeter(admin, [DB]);
   await meter.start();
+  if (process.argv.includes('--incremental')) {
+    await incrementalRun(t0);
+    await admin.end();
+    await dropDatabase(DB);
+    return;
+  }
   // default target, interleaved with no-view rounds; the other targets of the curve in between
   // BENCH_TPCB_QUICK=n: n default rounds between n + 1 no-view rounds, no curve (for trying settings)
   const quick = Number(process.env['BENCH_TPCB_QUICK'] ?? 0);
@@ -355,6 +388,68 @@ async function main(): Promise<void> {
   await writeSection(SECTION_TITLE, section);
   await admin.end();
   await dropDatabase(DB);
+}
+
+/** `--incremental`: none / full / incremental rounds at the default target, alternating. */
+async function incrementalRun(t0: number): Promise<void> {
+  const plan: Mode[] = ['none', 'full', 'incremental', 'none', 'incremental', 'full', 'none'];
+  const rounds: Round[] = [];
+  for (const mode of plan) rounds.push(await oneRound(undefined, mode !== 'none', mode));
+  const ratio = ratios(rounds);
+  const defaults = loadConfig({ env: process.env, overrides: { databaseUrl: dbUrl(DB) } });
+  const names = Object.keys(VIEWS);
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const roundRows = rounds.map(
+    (r, i) =>
+      `| ${i + 1} | ${r.mode} | ${r.tps.toFixed(0)} | ${r.daemon ? f2(ratio.get(r)!) : '—'} | ${(r.othersCpu * 100).toFixed(0)} |`,
+  );
+  const viewRows = (['full', 'incremental'] as const).flatMap((mode) =>
+    names.map((v) => {
+      const rs = rounds.filter((r) => r.mode === mode);
+      const s = rs.flatMap((r) => r.staleness[v] ?? []);
+      const kinds = new Map<string, number>();
+      for (const r of rs)
+        for (const [k, n] of Object.entries(r.applyKinds[v] ?? {})) kinds.set(k, (kinds.get(k) ?? 0) + n);
+      return (
+        `| ${mode} | ${v} | ${[...new Set(rs.map((r) => r.modes[v] ?? '?'))].join(', ')} | ` +
+        `${rs.map((r) => r.refreshes[v] ?? 0).join(', ')} | ${[...kinds].map(([k, n]) => `${k} ${n}`).join(', ') || '—'} | ` +
+        `${f1(
+          percentile(
+            rs.flatMap((r) => r.refreshMs[v] ?? []),
+            50,
+          ),
+        )} | ${f2(percentile(s, 50))} | ${f2(percentile(s, 99))} | ` +
+        `${f2(Math.max(...s))} | ${rs.map((r) => f2((r.convergeMs[v] ?? NaN) / 1000)).join(', ')} | ` +
+        `${rs.every((r) => r.equal[v]) ? 'yes' : 'NO'} |`
+      );
+    }),
+  );
+  const minutes = (performance.now() - t0) / 60_000;
+  const modeRatio = (mode: Mode) => f2(mean(rounds.filter((r) => r.mode === mode).map((r) => ratio.get(r)!)));
+  const section = [
+    INCREMENTAL_TITLE,
+    '',
+    `Measured ${new Date().toISOString()} on ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, by`,
+    `\`npm run bench:tpcb -- --incremental\` (bench/tpcb.ts, ${minutes.toFixed(1)} min): pgbench's built-in TPC-B script,`,
+    `scale ${SCALE}, ${CLIENTS} clients, ${SECONDS} s rounds, the three views of the section above at the default target`,
+    `(${defaults.maxStalenessMs / 1000} s, budget ${Math.round(defaults.refreshBudget * 100)}% per view, concurrency ${defaults.concurrency}).`,
+    'Rounds without views, with the views refreshed in full (`watch`) and with the views watched',
+    "`--incremental` alternate; a round's ratio is its TPS over the mean of the no-view rounds next to it.",
+    'Staleness and the rest as in the section above.',
+    '',
+    `Mean ratio: full ${modeRatio('full')}, incremental ${modeRatio('incremental')}.`,
+    '',
+    '| round | views | TPS | ratio | CPU used by other processes, % of the machine |',
+    '| --- | --- | ---: | ---: | ---: |',
+    ...roundRows,
+    '',
+    '| rounds | view | kept as (mvrefresh.status) | refreshes / applies per round | applies by kind | p50 ms | staleness p50 s | p99 s | max s | clean after the writers stopped, s | equals its query |',
+    '| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | --- | --- |',
+    ...viewRows,
+    '',
+  ].join('\n');
+  console.log(section);
+  await writeSection(INCREMENTAL_TITLE, section);
 }
 
 main().catch((err: unknown) => {

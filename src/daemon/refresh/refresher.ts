@@ -92,7 +92,7 @@ export interface RefreshReport {
   holders?: LockHolder[];
   /** How the view is kept: 'incremental', 'full', or 'full: <clause>' (mvrefresh.status.mode). */
   mode?: string;
-  /** An incremental view's applied cycle: 'keys' (recomputed by key) or 'full: <reason>'. */
+  /** An incremental view's applied cycle: 'keys' (recomputed by key), 'delta' or 'full: <reason>'. */
   applyKind?: string;
   /** The keys that apply recomputed. */
   keys?: number;
