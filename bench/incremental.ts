@@ -5,15 +5,16 @@
  * Data: BENCH_POSTS posts (500 000) of 200 communities and BENCH_COMMENTS comments (5 000 000), an index
  * on comments(post_id); four materialized views over comments with a unique index each (workload.ts).
  * BENCH_WRITERS (8) writers: 80% insert a comment, 15% update a score, 5% delete a comment, each statement
- * its own transaction. Modes, in this order on the same data, each under the same load for BENCH_SECONDS
- * (60) after BENCH_WARMUP_SECONDS (10):
- *   none         no view watched, no daemon (the writers' baseline; run first and again last);
+ * its own transaction. Rounds of three modes, alternating on the same data (BENCH_MODES, settings.ts), each
+ * under the same load for BENCH_SECONDS (60) after BENCH_WARMUP_SECONDS (10):
+ *   none         no view watched, no daemon (the writers' baseline, between the watched rounds);
  *   full         the four views watched (`mvrefresh watch`, the built CLI), the daemon (`mvrefresh run`);
  *   incremental  the same with `mvrefresh watch --incremental` ("not available" when the CLI refuses the
  *                flag; a view it refuses is watched in full, with the reason).
  * Per mode: writer TPS and its ratio to none; per view staleness p50/p99 (mvrefresh.status, sampled every
  * 200 ms, as bench/tpcb.ts), refreshes or applies; the daemon's CPU (process and backends); then, in the
- * watched modes, BENCH_PACED_SECONDS (30) at BENCH_PACED_RATE (1 000) writes/s for the CPU goal. After the
+ * first round of each watched mode, BENCH_PACED_SECONDS (30) at BENCH_PACED_RATE (1 000) writes/s for the
+ * CPU goal. After the
  * writers stop and the daemon catches up: each view against its query, EXCEPT ALL both ways.
  * Then the write path (incremental/writes.ts): INSERT TPS with 1 and 20 views' triggers and COPY times,
  * each paired with the same on a trigger-free twin of comments.
@@ -32,6 +33,7 @@ import { report, type Mode, type ModeResult, type Paced } from './incremental/re
 import { startSampler, type Samples } from './incremental/sampler.js';
 import {
   CATCH_UP_LIMIT_MS,
+  MODES,
   PACED_RATE,
   PACED_SECONDS,
   SAMPLE_MS,
@@ -161,6 +163,7 @@ async function runWatched(
   db: pg.ClientBase,
   mode: 'full' | 'incremental',
   others: OtherWork,
+  withPaced: boolean,
 ): Promise<ModeResult> {
   const watched = await watchAll(url, VIEWS, mode === 'incremental');
   if (!watched) return notAvailable(mode);
@@ -174,7 +177,7 @@ async function runWatched(
     const modes = await statusModes(db);
     const full = await measuredPhase(url, db, daemon, others, 0, SECONDS);
     let paced: Paced | undefined;
-    if (PACED_RATE > 0) {
+    if (PACED_RATE > 0 && withPaced) {
       await waitClean(db, names, CATCH_UP_LIMIT_MS);
       paced = pacedOf(await measuredPhase(url, db, daemon, others, PACED_RATE, PACED_SECONDS));
     }
@@ -220,10 +223,16 @@ async function runWatched(
   return result;
 }
 
-async function runMode(url: string, db: pg.ClientBase, mode: Mode, others: OtherWork): Promise<ModeResult> {
+async function runMode(
+  url: string,
+  db: pg.ClientBase,
+  mode: Mode,
+  others: OtherWork,
+  first: boolean,
+): Promise<ModeResult> {
   await db.query('VACUUM ANALYZE public.comments, public.posts');
   await db.query('CHECKPOINT');
-  const r = mode === 'none' ? await runNone(url, db, others) : await runWatched(url, db, mode, others);
+  const r = mode === 'none' ? await runNone(url, db, others) : await runWatched(url, db, mode, others, first);
   process.stderr.write(
     `incremental: mode ${mode}: ${r.available ? `${r.tps.toFixed(0)} TPS` : 'not available'}\n`,
   );
@@ -259,8 +268,8 @@ async function main(): Promise<void> {
     admin.on('error', (err) => process.stderr.write(`bench admin connection: ${err.message}\n`));
     const others = await OtherWork.start(admin, [DB]);
     const modes: ModeResult[] = [];
-    for (const mode of ['none', 'full', 'incremental', 'none'] as const)
-      modes.push(await runMode(url, db, mode, others));
+    for (const mode of MODES)
+      modes.push(await runMode(url, db, mode, others, !modes.some((m) => m.mode === mode)));
     for (const v of VIEWS) await dropView(db, v);
     const writePath = await measureWritePath({
       url,

@@ -14,3 +14,15 @@ export const SAMPLE_MS = 200;
 export const PACED_RATE = numberEnv('BENCH_PACED_RATE', 1000);
 export const PACED_SECONDS = numberEnv('BENCH_PACED_SECONDS', 30);
 export const TITLE = '## Incremental views: `npm run bench:incremental`';
+/**
+ * The rounds, in order (BENCH_MODES, comma-separated): no-view rounds between the watched ones, so that each
+ * watched round is compared with the no-view rounds right before and after it (the data grows and ages
+ * over a run: the no-view rounds of one run differed by a third).
+ */
+export const MODES = (process.env['BENCH_MODES'] ?? 'none,full,incremental,none,incremental,full,none')
+  .split(',')
+  .map((m) => m.trim())
+  .filter((m): m is 'none' | 'full' | 'incremental' => {
+    if (m === 'none' || m === 'full' || m === 'incremental') return true;
+    throw new Error(`BENCH_MODES: unknown mode ${JSON.stringify(m)} (none, full, incremental)`);
+  });
