@@ -291,7 +291,8 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
         url = databaseUrl(values, io.env);
         await withClient(url, (c) => installDdlWatch(c));
         io.out(
-          'event triggers mvrefresh_ddl and mvrefresh_drop installed: they execute mvrefresh_ddl_watch.ddl_changed(), owned by this role',
+          'event triggers mvrefresh_ddl and mvrefresh_drop installed: they execute mvrefresh_ddl_watch.ddl_changed(), owned by this role; ' +
+            'mvrefresh_refresh (mvrefresh_ddl_watch.refresh_guard()) names mvrefresh when a REFRESH targets an incremental view',
         );
         return ExitCode.ok;
       }

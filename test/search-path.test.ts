@@ -194,9 +194,13 @@ describe('the DDL event triggers (finding 2)', () => {
       [DDL],
     );
     expect(rows).toEqual(
-      ['mvrefresh_ddl', 'mvrefresh_drop'].map((evtname) => ({
+      [
+        ['mvrefresh_ddl', 'ddl_changed'],
+        ['mvrefresh_drop', 'ddl_changed'],
+        ['mvrefresh_refresh', 'refresh_guard'],
+      ].map(([evtname, fn]) => ({
         evtname,
-        fn: 'mvrefresh_ddl_watch.ddl_changed()',
+        fn: `mvrefresh_ddl_watch.${fn}()`,
         owner: 'postgres',
         ddl_may_create: false,
         ddl_may_use: false,

@@ -13,10 +13,17 @@
 -- Not reported: what REFRESH ... CONCURRENTLY does internally (its temporary table: no command collected,
 -- temporary objects dropped), the mvrefresh schema's own objects, and the triggers sync_table_triggers()
 -- changes (it sets mvrefresh.syncing while it does): none of them changes what a view reads.
+-- The third, mvrefresh_refresh (ddl_command_start of REFRESH MATERIALIZED VIEW), gives code that still
+-- refreshes an incremental view (a table under the view's name, src/incremental/convert.ts) an error that
+-- names mvrefresh instead of PostgreSQL's "is not a materialized view". It raises only where that
+-- statement would fail anyway: no materialized view has the name, and a table of that name carries the
+-- guard trigger of an incremental view. It reads the catalog alone (the query text, pg_class, pg_trigger),
+-- never a table of schema mvrefresh, which the DDL role could replace with a view calling its own code.
 -- first, so that no statement below fires triggers that may execute a replaceable function (earlier
 -- versions executed mvrefresh.ddl_changed())
 DROP EVENT TRIGGER IF EXISTS mvrefresh_ddl;
 DROP EVENT TRIGGER IF EXISTS mvrefresh_drop;
+DROP EVENT TRIGGER IF EXISTS mvrefresh_refresh;
 CREATE SCHEMA IF NOT EXISTS mvrefresh_ddl_watch;
 DO $$
 BEGIN
@@ -65,3 +72,46 @@ CREATE EVENT TRIGGER mvrefresh_drop ON sql_drop
     WHEN TAG IN ('ALTER TABLE', 'DROP TABLE', 'DROP VIEW', 'DROP MATERIALIZED VIEW', 'DROP TRIGGER',
                  'DROP RULE', 'DROP FOREIGN TABLE')
     EXECUTE FUNCTION mvrefresh_ddl_watch.ddl_changed();
+CREATE OR REPLACE FUNCTION mvrefresh_ddl_watch.refresh_guard() RETURNS event_trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m pg_catalog.text[];
+    parts pg_catalog.text[];
+    target pg_catalog.regclass;
+BEGIN
+    FOR m IN SELECT pg_catalog.regexp_matches(pg_catalog.current_query(),
+                 '\mREFRESH\s+MATERIALIZED\s+VIEW\s+(?:CONCURRENTLY\s+)?((?:"(?:[^"]|"")+"|[[:alpha:]_][[:alnum:]_$]*)(?:\s*\.\s*(?:"(?:[^"]|"")+"|[[:alpha:]_][[:alnum:]_$]*))?)',
+                 'gi') LOOP
+        BEGIN
+            parts := pg_catalog.parse_ident(m[1]);
+        EXCEPTION WHEN OTHERS THEN
+            CONTINUE;
+        END;
+        CONTINUE WHEN EXISTS (
+            SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind = 'm' AND c.relname = parts[pg_catalog.cardinality(parts)]
+               AND (pg_catalog.cardinality(parts) = 1 OR n.nspname = parts[1]));
+        SELECT c.oid INTO target
+          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+          JOIN pg_catalog.pg_trigger t ON t.tgrelid = c.oid AND t.tgname = 'mvrefresh_guard'
+          JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid AND p.proname = 'refuse_write'
+          JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace AND pn.nspname = 'mvrefresh'
+         WHERE c.relkind = 'r' AND c.relname = parts[pg_catalog.cardinality(parts)]
+           AND (pg_catalog.cardinality(parts) = 1 OR n.nspname = parts[1])
+         LIMIT 1;
+        IF target IS NOT NULL THEN
+            RAISE EXCEPTION '% is an incremental view kept by mvrefresh, not a materialized view: it is never refreshed', target
+                USING ERRCODE = 'wrong_object_type',
+                      HINT = 'mvrefresh applies each change as it commits (mvrefresh status shows how stale the view is): '
+                             'drop the REFRESH, or make it a materialized view again with mvrefresh unwatch.';
+        END IF;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION mvrefresh_ddl_watch.refresh_guard() FROM PUBLIC;
+-- a REFRESH of an incremental view's name: an error naming mvrefresh (above)
+CREATE EVENT TRIGGER mvrefresh_refresh ON ddl_command_start
+    WHEN TAG IN ('REFRESH MATERIALIZED VIEW')
+    EXECUTE FUNCTION mvrefresh_ddl_watch.refresh_guard();

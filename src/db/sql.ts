@@ -42,7 +42,10 @@ export const sql = {
                       JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
                      WHERE e.evtname IN ('mvrefresh_ddl', 'mvrefresh_drop') AND e.evtenabled <> 'D'
                        AND n.nspname = 'mvrefresh_ddl_watch' AND p.proname = 'ddl_changed'
-                       AND n.nspowner = p.proowner AND e.evtowner = p.proowner`,
+                       AND n.nspowner = p.proowner AND e.evtowner = p.proowner
+                       AND EXISTS (SELECT FROM pg_catalog.pg_event_trigger r
+                                    WHERE r.evtname = 'mvrefresh_refresh' AND r.evtenabled <> 'D' AND r.evtfoid =
+                                          pg_catalog.to_regprocedure('mvrefresh_ddl_watch.refresh_guard()'))`,
   /**
    * A superuser about to migrate a schema that a role without superuser owns: migrate would execute that
    * role's functions (sync_table_triggers(), any routine whose recorded hash it forged) with superuser rights.
