@@ -109,17 +109,6 @@ BEGIN
     ELSIF reason IS NULL AND inc.applied_snapshot IS NULL THEN
         reason := 'no applied snapshot';
     END IF;
-    IF reason IS NULL THEN
-        FOREACH src IN ARRAY inc.sources LOOP
-            EXECUTE pg_catalog.format(
-                'SELECT EXISTS (SELECT FROM mvrefresh.%I l WHERE l.mvr_trunc AND l.mvr_xid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmin($1) AND NOT pg_catalog.pg_visible_in_snapshot(l.mvr_xid, $1))',
-                'log_' OPERATOR(pg_catalog.||) src) USING inc.applied_snapshot INTO truncated;
-            IF truncated THEN
-                reason := 'truncate';
-                EXIT;
-            END IF;
-        END LOOP;
-    END IF;
     -- the keys table: the view's key columns (statements stored before it was kept say ON COMMIT DROP)
     IF mvrefresh.temp_table_fits('pg_temp.mvrefresh_keys', p_rel, inc.key_columns) THEN
         DELETE FROM pg_temp.mvrefresh_keys;
@@ -146,16 +135,20 @@ BEGIN
                                           batch, 'log_' OPERATOR(pg_catalog.||) src);
             END IF;
             EXECUTE pg_catalog.format(
-                'INSERT INTO pg_temp.%I SELECT * FROM mvrefresh.%I l WHERE l.mvr_xid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmin($1) AND NOT pg_catalog.pg_visible_in_snapshot(l.mvr_xid, $1)',
-                batch, 'log_' OPERATOR(pg_catalog.||) src) USING inc.applied_snapshot;
-            GET DIAGNOSTICS batch_rows = ROW_COUNT;
-            IF batch_rows OPERATOR(pg_catalog.>) 0 THEN
+                'WITH b AS (INSERT INTO pg_temp.%I SELECT * FROM mvrefresh.%I l WHERE l.mvr_xid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmin($1) AND NOT pg_catalog.pg_visible_in_snapshot(l.mvr_xid, $1) RETURNING mvr_trunc) '
+                'SELECT pg_catalog.count(*), COALESCE(pg_catalog.bool_or(b.mvr_trunc), false) FROM b',
+                batch, 'log_' OPERATOR(pg_catalog.||) src) USING inc.applied_snapshot INTO batch_rows, truncated;
+            IF truncated THEN
+                reason := 'truncate';
+            ELSIF batch_rows OPERATOR(pg_catalog.>) 0 THEN
                 changed := changed OPERATOR(pg_catalog.||) src::pg_catalog.text;
             END IF;
             IF NOT pg_catalog.has_table_privilege(p_owner, ('pg_temp.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(batch))::pg_catalog.regclass, 'SELECT') THEN
                 EXECUTE pg_catalog.format('GRANT SELECT ON pg_temp.%I TO %I', batch, owner_name);
             END IF;
         END LOOP;
+    END IF;
+    IF reason IS NULL THEN
         -- a delta view (src/incremental/delta.ts): the fact's changes become deltas, the other sources'
         -- changes and groups with a NULL key are recomputed by key; a source that did not change affects
         -- no key
@@ -239,8 +232,10 @@ BEGIN
      WHERE i.view_id OPERATOR(pg_catalog.=) p_view_id;
     -- prune what every view reading the source has applied (its transaction is visible in each one's S_a;
     -- a view without one needs a full recompute and holds nothing); a concurrent prune of the same rows by
-    -- another view's apply (a serialization failure at this level) leaves them to the next one
+    -- another view's apply (a serialization failure at this level) leaves them to the next one. Moving S_a
+    -- to S makes only the batch's rows prunable: a source with an empty batch has nothing new to prune
     FOREACH src IN ARRAY inc.sources LOOP
+        CONTINUE WHEN kind OPERATOR(pg_catalog.=) ANY ('{keys,delta}') AND NOT src::pg_catalog.text OPERATOR(pg_catalog.=) ANY (changed);
         BEGIN
             EXECUTE pg_catalog.format(
                 'DELETE FROM mvrefresh.%I l WHERE l.mvr_xid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmax($1) '
@@ -257,12 +252,14 @@ $$;
 
 -- Whether the temporary table p_name exists with exactly the columns (names, types, in order) of p_like,
 -- or of its columns p_columns when given: a table kept for the session is used only in that shape.
+-- (PL/pgSQL: its plan is kept for the session, where a SQL function with a SET clause is planned per call.)
 CREATE OR REPLACE FUNCTION mvrefresh.temp_table_fits(p_name text, p_like oid, p_columns name[])
     RETURNS boolean
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT COALESCE(
+BEGIN
+    RETURN COALESCE(
         (SELECT pg_catalog.array_agg(ROW(a.attname, a.atttypid, a.atttypmod) ORDER BY a.attnum)
            FROM pg_catalog.pg_attribute a
           WHERE a.attrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(p_name)
@@ -274,6 +271,7 @@ AS $$
           WHERE a.attrelid OPERATOR(pg_catalog.=) p_like
             AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
             AND (p_columns IS NULL OR a.attname OPERATOR(pg_catalog.=) ANY (p_columns))),
-        false)
+        false);
+END
 $$;
 REVOKE ALL ON FUNCTION mvrefresh.temp_table_fits(text, oid, name[]) FROM PUBLIC;
