@@ -73,6 +73,8 @@ DECLARE
     batch pg_catalog.text;
     batch_rows pg_catalog.int8;
     changed pg_catalog.text[] := '{}';
+    key_rows pg_catalog.int8;
+    analyzed_rows pg_catalog.float4;
 BEGIN
     IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'repeatable read' THEN
         RAISE EXCEPTION 'apply_view() must run at REPEATABLE READ (one snapshot for the logs and the sources)'
@@ -194,11 +196,19 @@ BEGIN
         kind := CASE WHEN delta IS NULL THEN 'keys' ELSE 'delta' END;
     END IF;
     -- the keys' rows deleted, then inserted again: from the definition, or from the full recompute
-    IF EXISTS (SELECT FROM pg_temp.mvrefresh_keys) THEN
-        -- analyzed by its owner, this role
-        PERFORM pg_catalog.set_config('role', 'none', true);
-        ANALYZE pg_temp.mvrefresh_keys;
-        PERFORM pg_catalog.set_config('role', owner_name, true);
+    SELECT pg_catalog.count(*) INTO key_rows FROM pg_temp.mvrefresh_keys;
+    IF key_rows OPERATOR(pg_catalog.>) 0 THEN
+        -- without statistics the planner takes it for a table of 10 pages and joins it to the whole view;
+        -- statistics of a batch of about this size (within a factor of 2) serve as well as new ones, which
+        -- a large batch needs (a full recompute of 100 000 keys). Analyzed by its owner, this role
+        SELECT c.reltuples INTO analyzed_rows FROM pg_catalog.pg_class c
+         WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass('pg_temp.mvrefresh_keys');
+        IF NOT (analyzed_rows OPERATOR(pg_catalog.>=) (key_rows OPERATOR(pg_catalog./) 2.0)
+                AND analyzed_rows OPERATOR(pg_catalog.<=) (key_rows OPERATOR(pg_catalog.*) 2.0)) THEN
+            PERFORM pg_catalog.set_config('role', 'none', true);
+            ANALYZE pg_temp.mvrefresh_keys;
+            PERFORM pg_catalog.set_config('role', owner_name, true);
+        END IF;
         EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'hasNullKeys' INTO null_keys;
         EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'delete';
         IF null_keys THEN
