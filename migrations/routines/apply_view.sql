@@ -32,13 +32,15 @@
 -- The keys are computed and the table written as the view's owner (set_config('role')), so row-level
 -- security and grants apply as in a REFRESH by the owner; the batch is copied from the logs, which only
 -- mvrefresh's roles read, into temporary tables granted to the owner.
--- Those temporary tables (mvrefresh_keys, mvr_b_<source oid>) stay for the session, ON COMMIT DELETE ROWS:
--- creating and dropping them was most of a small apply's fixed cost. An apply empties them first (verify's
+-- Those temporary tables (mvrefresh_keys, mvr_b_<source oid>) stay for the session, ON COMMIT DELETE ROWS
+-- (creating, granting and dropping one cost 1-2 ms of each apply). An apply empties them first (verify's
 -- repair runs two applies in one transaction) and uses one only when its columns are the ones this view
--- needs (the view's key columns, the source's log columns), else recreates it; they are empty at every
--- commit, hold only this session's rows (no other session reads a temporary table), and the owners they
--- are granted to run nothing in this session but applies. A source without log rows in the batch has no
--- key query (its changes affect no key).
+-- needs (the view's key columns, the source's log columns), else recreates it; no row of theirs is visible
+-- once the apply's transaction ended (emptied at commit, dead after a rollback), they hold only this
+-- session's rows (no other session reads a temporary table), and the owners they
+-- are granted to run nothing in this session but applies (a grant stays for the session: DROP ROLE of
+-- such an owner needs DROP OWNED BY first, docs/operations.md). A source without log rows in the batch
+-- has no key query (its changes affect no key).
 -- A delta view (src/incremental/delta.ts) adds its fact's changes to the groups instead of recomputing
 -- them; the groups other sources' changes touch, and groups with a NULL key, are recomputed by key. The
 -- delta is computed in the same snapshot S against the dimensions as they are in S, which is right for every
