@@ -31,7 +31,16 @@
 -- temporary table and rewrites only the rows that differ (like REFRESH CONCURRENTLY): readers never wait.
 -- The keys are computed and the table written as the view's owner (set_config('role')), so row-level
 -- security and grants apply as in a REFRESH by the owner; the batch is copied from the logs, which only
--- mvrefresh's roles read, into temporary tables granted to the owner for this transaction.
+-- mvrefresh's roles read, into temporary tables granted to the owner.
+-- Those temporary tables (mvrefresh_keys, mvr_b_<source oid>) stay for the session, ON COMMIT DELETE ROWS
+-- (creating, granting and dropping one cost 1-2 ms of each apply). An apply empties them first (verify's
+-- repair runs two applies in one transaction) and uses one only when its columns are the ones this view
+-- needs (the view's key columns, the source's log columns), else recreates it; no row of theirs is visible
+-- once the apply's transaction ended (emptied at commit, dead after a rollback), they hold only this
+-- session's rows (no other session reads a temporary table), and the owners they
+-- are granted to run nothing in this session but applies (a grant stays for the session: DROP ROLE of
+-- such an owner needs DROP OWNED BY first, docs/operations.md). A source without log rows in the batch
+-- has no key query (its changes affect no key).
 -- A delta view (src/incremental/delta.ts) adds its fact's changes to the groups instead of recomputing
 -- them; the groups other sources' changes touch, and groups with a NULL key, are recomputed by key. The
 -- delta is computed in the same snapshot S against the dimensions as they are in S, which is right for every
@@ -63,6 +72,11 @@ DECLARE
     delta_rows pg_catalog.int4 := 0;
     null_keys pg_catalog.bool;
     rows_from pg_catalog.text;
+    batch pg_catalog.text;
+    batch_rows pg_catalog.int8;
+    changed pg_catalog.text[] := '{}';
+    key_rows pg_catalog.int8;
+    analyzed_rows pg_catalog.float4;
 BEGIN
     IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'repeatable read' THEN
         RAISE EXCEPTION 'apply_view() must run at REPEATABLE READ (one snapshot for the logs and the sources)'
@@ -87,47 +101,72 @@ BEGIN
                 src::pg_catalog.regclass USING ERRCODE = 'serialization_failure';
         END IF;
     END LOOP;
-    -- a second apply in one transaction (verify's repair) starts from no temporary tables
-    DROP TABLE IF EXISTS pg_temp.mvrefresh_keys, pg_temp.mvrefresh_full, pg_temp.mvrefresh_delta;
+    -- a second apply in one transaction (verify's repair) starts without the first one's tables
+    IF pg_catalog.to_regclass('pg_temp.mvrefresh_full') IS NOT NULL THEN
+        DROP TABLE pg_temp.mvrefresh_full;
+    END IF;
+    IF pg_catalog.to_regclass('pg_temp.mvrefresh_delta') IS NOT NULL THEN
+        DROP TABLE pg_temp.mvrefresh_delta;
+    END IF;
     IF reason IS NULL AND inc.needs_full THEN
         reason := COALESCE(inc.full_reason, 'drift');
     ELSIF reason IS NULL AND inc.applied_snapshot IS NULL THEN
         reason := 'no applied snapshot';
     END IF;
+    -- the keys table: the view's key columns (statements stored before it was kept say ON COMMIT DROP)
+    IF mvrefresh.temp_table_fits('pg_temp.mvrefresh_keys', p_rel, inc.key_columns) THEN
+        DELETE FROM pg_temp.mvrefresh_keys;
+    ELSE
+        DROP TABLE IF EXISTS pg_temp.mvrefresh_keys;
+        EXECUTE pg_catalog.regexp_replace(inc.statements OPERATOR(pg_catalog.->>) 'keysTable',
+                                          ' ON COMMIT DROP$', ' ON COMMIT DELETE ROWS');
+    END IF;
+    IF NOT pg_catalog.has_table_privilege(p_owner, 'pg_temp.mvrefresh_keys', 'SELECT')
+       OR NOT pg_catalog.has_table_privilege(p_owner, 'pg_temp.mvrefresh_keys', 'INSERT') THEN
+        EXECUTE pg_catalog.format('GRANT SELECT, INSERT ON pg_temp.mvrefresh_keys TO %I', owner_name);
+    END IF;
     IF reason IS NULL THEN
+        -- the batch of each source, for the owner's key queries (each key query reads every source's)
         FOREACH src IN ARRAY inc.sources LOOP
+            batch := 'mvr_b_' OPERATOR(pg_catalog.||) src;
+            IF mvrefresh.temp_table_fits('pg_temp.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(batch),
+                                         pg_catalog.format('mvrefresh.%I', 'log_' OPERATOR(pg_catalog.||) src)::pg_catalog.regclass,
+                                         NULL) THEN
+                EXECUTE pg_catalog.format('DELETE FROM pg_temp.%I', batch);
+            ELSE
+                EXECUTE pg_catalog.format('DROP TABLE IF EXISTS pg_temp.%I', batch);
+                EXECUTE pg_catalog.format('CREATE TEMP TABLE %I (LIKE mvrefresh.%I) ON COMMIT DELETE ROWS',
+                                          batch, 'log_' OPERATOR(pg_catalog.||) src);
+            END IF;
             EXECUTE pg_catalog.format(
-                'SELECT EXISTS (SELECT FROM mvrefresh.%I l WHERE l.mvr_trunc AND l.mvr_xid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmin($1) AND NOT pg_catalog.pg_visible_in_snapshot(l.mvr_xid, $1))',
-                'log_' OPERATOR(pg_catalog.||) src) USING inc.applied_snapshot INTO truncated;
+                'WITH b AS (INSERT INTO pg_temp.%I SELECT * FROM mvrefresh.%I l WHERE l.mvr_xid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmin($1) AND NOT pg_catalog.pg_visible_in_snapshot(l.mvr_xid, $1) RETURNING mvr_trunc) '
+                'SELECT pg_catalog.count(*), COALESCE(pg_catalog.bool_or(b.mvr_trunc), false) FROM b',
+                batch, 'log_' OPERATOR(pg_catalog.||) src) USING inc.applied_snapshot INTO batch_rows, truncated;
             IF truncated THEN
                 reason := 'truncate';
-                EXIT;
+            ELSIF batch_rows OPERATOR(pg_catalog.>) 0 THEN
+                changed := changed OPERATOR(pg_catalog.||) src::pg_catalog.text;
+            END IF;
+            IF NOT pg_catalog.has_table_privilege(p_owner, ('pg_temp.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(batch))::pg_catalog.regclass, 'SELECT') THEN
+                EXECUTE pg_catalog.format('GRANT SELECT ON pg_temp.%I TO %I', batch, owner_name);
             END IF;
         END LOOP;
     END IF;
-    EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'keysTable';
-    EXECUTE pg_catalog.format('GRANT SELECT, INSERT ON pg_temp.mvrefresh_keys TO %I', owner_name);
     IF reason IS NULL THEN
-        -- the batch of each source, for the owner's key queries
-        FOREACH src IN ARRAY inc.sources LOOP
-            EXECUTE pg_catalog.format('DROP TABLE IF EXISTS pg_temp.%I', 'mvr_b_' OPERATOR(pg_catalog.||) src);
-            EXECUTE pg_catalog.format('CREATE TEMP TABLE %I (LIKE mvrefresh.%I) ON COMMIT DROP',
-                                      'mvr_b_' OPERATOR(pg_catalog.||) src, 'log_' OPERATOR(pg_catalog.||) src);
-            EXECUTE pg_catalog.format(
-                'INSERT INTO pg_temp.%I SELECT * FROM mvrefresh.%I l WHERE l.mvr_xid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmin($1) AND NOT pg_catalog.pg_visible_in_snapshot(l.mvr_xid, $1)',
-                'mvr_b_' OPERATOR(pg_catalog.||) src, 'log_' OPERATOR(pg_catalog.||) src) USING inc.applied_snapshot;
-            EXECUTE pg_catalog.format('GRANT SELECT ON pg_temp.%I TO %I', 'mvr_b_' OPERATOR(pg_catalog.||) src, owner_name);
-        END LOOP;
         -- a delta view (src/incremental/delta.ts): the fact's changes become deltas, the other sources'
-        -- changes and groups with a NULL key are recomputed by key
+        -- changes and groups with a NULL key are recomputed by key; a source that did not change affects
+        -- no key
         delta := inc.statements OPERATOR(pg_catalog.->) 'delta';
         PERFORM pg_catalog.set_config('role', owner_name, true);
         FOR src_key, q IN SELECT e.key, e.value FROM pg_catalog.jsonb_each_text(inc.statements OPERATOR(pg_catalog.->) 'keys') e LOOP
-            CONTINUE WHEN src_key OPERATOR(pg_catalog.=) (delta OPERATOR(pg_catalog.->>) 'fact');
+            CONTINUE WHEN src_key OPERATOR(pg_catalog.=) (delta OPERATOR(pg_catalog.->>) 'fact')
+                       OR NOT src_key OPERATOR(pg_catalog.=) ANY (changed);
             EXECUTE q;
         END LOOP;
-        IF delta IS NOT NULL THEN
+        IF delta IS NOT NULL AND (delta OPERATOR(pg_catalog.->>) 'fact') OPERATOR(pg_catalog.=) ANY (changed) THEN
             EXECUTE delta OPERATOR(pg_catalog.->>) 'build';
+            -- without statistics the planner takes it for 1 000 rows or more and joins it to the whole view
+            ANALYZE pg_temp.mvrefresh_delta;
             EXECUTE delta OPERATOR(pg_catalog.->>) 'moveNullKeys';
             EXECUTE delta OPERATOR(pg_catalog.->>) 'dropRecomputed';
             SELECT pg_catalog.count(*) INTO delta_rows FROM pg_temp.mvrefresh_delta;
@@ -159,11 +198,19 @@ BEGIN
         kind := CASE WHEN delta IS NULL THEN 'keys' ELSE 'delta' END;
     END IF;
     -- the keys' rows deleted, then inserted again: from the definition, or from the full recompute
-    IF EXISTS (SELECT FROM pg_temp.mvrefresh_keys) THEN
-        -- analyzed by its owner, this role
-        PERFORM pg_catalog.set_config('role', 'none', true);
-        ANALYZE pg_temp.mvrefresh_keys;
-        PERFORM pg_catalog.set_config('role', owner_name, true);
+    SELECT pg_catalog.count(*) INTO key_rows FROM pg_temp.mvrefresh_keys;
+    IF key_rows OPERATOR(pg_catalog.>) 0 THEN
+        -- without statistics the planner takes it for a table of 10 pages and joins it to the whole view;
+        -- statistics of a batch of about this size (within a factor of 2) serve as well as new ones, which
+        -- a large batch needs (a full recompute of 100 000 keys). Analyzed by its owner, this role
+        SELECT c.reltuples INTO analyzed_rows FROM pg_catalog.pg_class c
+         WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass('pg_temp.mvrefresh_keys');
+        IF NOT (analyzed_rows OPERATOR(pg_catalog.>=) (key_rows OPERATOR(pg_catalog./) 2.0)
+                AND analyzed_rows OPERATOR(pg_catalog.<=) (key_rows OPERATOR(pg_catalog.*) 2.0)) THEN
+            PERFORM pg_catalog.set_config('role', 'none', true);
+            ANALYZE pg_temp.mvrefresh_keys;
+            PERFORM pg_catalog.set_config('role', owner_name, true);
+        END IF;
         EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'hasNullKeys' INTO null_keys;
         EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'delete';
         IF null_keys THEN
@@ -197,8 +244,10 @@ BEGIN
      WHERE i.view_id OPERATOR(pg_catalog.=) p_view_id;
     -- prune what every view reading the source has applied (its transaction is visible in each one's S_a;
     -- a view without one needs a full recompute and holds nothing); a concurrent prune of the same rows by
-    -- another view's apply (a serialization failure at this level) leaves them to the next one
+    -- another view's apply (a serialization failure at this level) leaves them to the next one. Moving S_a
+    -- to S makes only the batch's rows prunable: a source with an empty batch has nothing new to prune
     FOREACH src IN ARRAY inc.sources LOOP
+        CONTINUE WHEN kind OPERATOR(pg_catalog.=) ANY ('{keys,delta}') AND NOT src::pg_catalog.text OPERATOR(pg_catalog.=) ANY (changed);
         BEGIN
             EXECUTE pg_catalog.format(
                 'DELETE FROM mvrefresh.%I l WHERE l.mvr_xid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmax($1) '
@@ -212,3 +261,29 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Whether the temporary table p_name exists with exactly the columns (names, types, in order) of p_like,
+-- or of its columns p_columns when given: a table kept for the session is used only in that shape.
+-- (PL/pgSQL: its plan is kept for the session, where a SQL function with a SET clause is planned per call.)
+CREATE OR REPLACE FUNCTION mvrefresh.temp_table_fits(p_name text, p_like oid, p_columns name[])
+    RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN COALESCE(
+        (SELECT pg_catalog.array_agg(ROW(a.attname, a.atttypid, a.atttypmod) ORDER BY a.attnum)
+           FROM pg_catalog.pg_attribute a
+          WHERE a.attrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(p_name)
+            AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped)
+        OPERATOR(pg_catalog.=)
+        (SELECT pg_catalog.array_agg(ROW(a.attname, a.atttypid, a.atttypmod)
+                                     ORDER BY COALESCE(pg_catalog.array_position(p_columns, a.attname), a.attnum))
+           FROM pg_catalog.pg_attribute a
+          WHERE a.attrelid OPERATOR(pg_catalog.=) p_like
+            AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+            AND (p_columns IS NULL OR a.attname OPERATOR(pg_catalog.=) ANY (p_columns))),
+        false);
+END
+$$;
+REVOKE ALL ON FUNCTION mvrefresh.temp_table_fits(text, oid, name[]) FROM PUBLIC;

@@ -36,7 +36,7 @@ import { incrementalSql } from './sql.js';
 export type { Column, Source } from './types.js';
 
 export interface Statements {
-  /** CREATE TEMP TABLE mvrefresh_keys: the key columns, ON COMMIT DROP. */
+  /** CREATE TEMP TABLE mvrefresh_keys: the key columns, ON COMMIT DELETE ROWS (kept for the session). */
   keysTable: string;
   /** Per source oid: INSERT INTO pg_temp.mvrefresh_keys SELECT DISTINCT ... (the batch tables exist). */
   keys: Record<string, string>;
@@ -542,7 +542,7 @@ function statements(
   const sameKey = key.map((k) => `f.${qi(k)} = x.${qi(k)}`).join(' AND ');
   const joinKey = (a: string) => key.map((k) => `${a}.${qi(k)} = p.${qi(k)}`).join(' AND ');
   return {
-    keysTable: `CREATE TEMP TABLE mvrefresh_keys (${keyTypes}) ON COMMIT DROP`,
+    keysTable: `CREATE TEMP TABLE mvrefresh_keys (${keyTypes}) ON COMMIT DELETE ROWS`,
     hasNullKeys: `SELECT EXISTS (SELECT FROM pg_temp.mvrefresh_keys k WHERE ${key.map((k) => `k.${qi(k)} IS NULL`).join(' OR ')})`,
     delete: `DELETE FROM ${x} x USING ${plainKeys(key)} p WHERE ${joinKey('x')}`,
     deleteNull: `DELETE FROM ${x} x WHERE ${nullMatch('x', key)}`,
