@@ -127,13 +127,17 @@ describe('a source of an incremental view', () => {
     await writer.query('COMMIT');
     await db.sql.query('SELECT 1');
     expect(notes).toEqual([]);
-    expect((await db.sql.query('SELECT FROM mvrefresh.table_marks WHERE relid = $1', [relid])).rowCount).toBe(1);
+    expect((await db.sql.query('SELECT FROM mvrefresh.table_marks WHERE relid = $1', [relid])).rowCount).toBe(
+      1,
+    );
     await db.sql.query('CALL mvrefresh.refresh_dirty()');
     expect(await differs('inc', INC)).toBe(0);
     expect(await differs('full_v', FULL)).toBe(0);
     // TRUNCATE: the capture's truncate trigger marks too
     expect(await triggerCalls('TRUNCATE t')).toEqual({ capture_truncate: 1 });
-    expect((await db.sql.query('SELECT FROM mvrefresh.table_marks WHERE relid = $1', [relid])).rowCount).toBe(1);
+    expect((await db.sql.query('SELECT FROM mvrefresh.table_marks WHERE relid = $1', [relid])).rowCount).toBe(
+      1,
+    );
     await db.sql.query('CALL mvrefresh.refresh_dirty()');
     expect(await differs('inc', INC)).toBe(0);
     expect(await differs('full_v', FULL)).toBe(0);
@@ -167,7 +171,9 @@ describe('a source of an incremental view', () => {
     // incremental again: the capture triggers replace it
     expect((await cli(['watch', 'inc', '--incremental'])).code).toBe(0);
     expect(await triggersOn('t')).not.toContain('mvrefresh_mark');
-    const drift = await db.sql.query<{ changes: string[] }>('SELECT changes FROM mvrefresh.check_drift(1000)');
+    const drift = await db.sql.query<{ changes: string[] }>(
+      'SELECT changes FROM mvrefresh.check_drift(1000)',
+    );
     expect(drift.rows.flatMap((r) => r.changes)).toEqual([]);
   });
 });

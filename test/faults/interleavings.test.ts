@@ -8,8 +8,10 @@ import { checkViews, skipsWithoutMark, uncovered, type CheckedView } from '../su
 /**
  * Deterministic interleavings inside the write-side protocol: a refresh cycle stopped at every gap of its
  * first transaction (tx1 of routines/refresh_view.sql: claim, clear, consume the table marks) while
- * writers write, and a writer's trigger stopped at every gap of routines/mark_table.sql while whole cycles
- * run. Two views share one table, so that a cycle of one consumes marks the other needs and writers
+ * writers write, and a writer's mark step stopped at every gap of mvrefresh.mark_relid() (steps 2 and 3 of
+ * routines/mark_table.sql, the first body of that file, which gatedRoutine() gates; every trigger that marks,
+ * mvrefresh_mark or a capture trigger of an incremental view's source, runs it after its inlined step 1)
+ * while whole cycles run. Two views share one table, so that a cycle of one consumes marks the other needs and writers
  * remember marks that a cycle deletes. After every step: the invariants of test/support/model-invariants.ts
  * (no writer skips for a mark that is gone; every view that differs from its query is dirty); at the end,
  * cycles run until nothing is due, and both views must equal their queries.
@@ -17,7 +19,12 @@ import { checkViews, skipsWithoutMark, uncovered, type CheckedView } from '../su
 const db = useTestDatabase('interleavings');
 const GATE_KEY_BASE = 0x6d76_0000;
 const TX1 = gatedRoutine('refresh_view', GATE_KEY_BASE, /^ {4}COMMIT;/);
+/** Gates mark_relid(), the first body of mark_table.sql: the table's trigger mark_table() calls it. */
 const TRIGGER = gatedRoutine('mark_table', GATE_KEY_BASE + 1000);
+if (!/FUNCTION mvrefresh\.mark_relid\(/.test(TRIGGER.sql.slice(0, TRIGGER.sql.indexOf('$$'))))
+  throw new Error(
+    'mark_table.sql no longer starts with mark_relid(): gate the body that holds steps 2 and 3',
+  );
 /** A writer still running is given up on after this long: its xid is kept and the view stays due. */
 const WAIT_TIMEOUT_MS = 100;
 const CONVERGE_ROUNDS = 10;
@@ -210,7 +217,7 @@ beforeAll(async () => {
 
 afterAll(() => {
   console.info(
-    `interleavings: ${TX1.gaps.length} gaps of refresh_view's tx1, ${TRIGGER.gaps.length} of mark_table; ${stats.cases} cases, ${stats.reached} stopped at their gap, ${stats.writes} committed writes checked`,
+    `interleavings: ${TX1.gaps.length} gaps of refresh_view's tx1, ${TRIGGER.gaps.length} of mark_relid; ${stats.cases} cases, ${stats.reached} stopped at their gap, ${stats.writes} committed writes checked`,
   );
 });
 
@@ -233,7 +240,7 @@ describe("a refresh cycle stopped at every gap of refresh_view's first transacti
           tx1Case(gap, pre, script));
 });
 
-describe("a writer's trigger stopped at every gap of mark_table", () => {
+describe("a writer's mark step stopped at every gap of mark_relid", () => {
   gatedWhileDescribed('mark_table', TRIGGER);
   for (const gap of TRIGGER.gaps)
     for (const pre of ['clean', 'marked', 'remembered'] as const)
