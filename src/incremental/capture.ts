@@ -96,20 +96,30 @@ $mvrefresh$`;
 }
 
 /**
+ * The lock of watch, unwatch and the drift check (routines/watch.sql), which place mark triggers too, for
+ * the rest of the transaction. Taken before any other lock of the transaction (table locks, rows of
+ * mvrefresh.incremental, which the drift check updates), in their order, so that neither waits for the
+ * other in a circle.
+ */
+export async function lockTriggers(client: pg.ClientBase): Promise<void> {
+  await client.query('SELECT pg_catalog.pg_advisory_xact_lock($1::pg_catalog.int4, $2::pg_catalog.int4)', [
+    LOCK_NAMESPACE,
+    WATCH_LOCK_KEY,
+  ]);
+}
+
+/**
  * Brings the logs, functions and triggers in line with `needs` (source oid -> columns), and then the mark
- * triggers (sync_table_triggers()), in the caller's transaction. It takes the lock of watch, unwatch and
- * the drift check first (they place mark triggers too; taken before any table's lock, in their order).
- * Each source is locked SHARE ROW EXCLUSIVE: every transaction that wrote it before has ended when this one
- * commits, and every later writer runs the functions and triggers created here.
+ * triggers (sync_table_triggers()), in the caller's transaction, which holds lockTriggers() (taken here
+ * too, for a caller that took no other lock). Each source is locked SHARE ROW EXCLUSIVE: every transaction
+ * that wrote it before has ended when this one commits, and every later writer runs the functions and
+ * triggers created here.
  */
 export async function syncCapture(
   client: pg.ClientBase,
   needs: ReadonlyMap<string, Column[]>,
 ): Promise<void> {
-  await client.query('SELECT pg_catalog.pg_advisory_xact_lock($1::pg_catalog.int4, $2::pg_catalog.int4)', [
-    LOCK_NAMESPACE,
-    WATCH_LOCK_KEY,
-  ]);
+  await lockTriggers(client);
   const { rows: existing } = await client.query<{ oid: string }>(
     `SELECT substr(c.relname, 5) AS oid FROM pg_catalog.pg_class c
       WHERE c.relnamespace = 'mvrefresh'::pg_catalog.regnamespace AND c.relkind = 'r' AND c.relname ~ '^log_[0-9]+$'`,
