@@ -17,7 +17,8 @@
 --     table nor S_a; the next one does the same work again (idempotent).
 --  E  Exactly once: a transaction visible in S_a is visible in every later snapshot, and applies of one view
 --     run one at a time (advisory lock) with growing snapshots.
---  Liveness: the write's mark (mark_table.sql, the same trigger as for any watched view) and the cycle of
+--  Liveness: the write's mark (the mark step of mark_table.sql, which the capture trigger that logged the
+--     write runs in the same statement, as mvrefresh_mark does for any watched table) and the cycle of
 --     refresh_view.sql guarantee a tx2 whose snapshot was taken after the write committed, as for a
 --     REFRESH; that tx2 is an apply, and C consumes the write.
 --  Writes that fire no trigger (a disabled trigger, session_replication_role = replica where the trigger

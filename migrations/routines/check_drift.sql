@@ -8,7 +8,9 @@
 --    stored sources are updated and the view is refreshed: rows that arrived without DML (an attached
 --    partition) and a new definition are both reflected by a refresh that starts after this commits;
 --  * a table's trigger is missing, disabled, or no longer ENABLE ALWAYS where this role owns the table
---    (ALTER TABLE ... DISABLE / ENABLE TRIGGER ALL resets it): writes may have fired nothing;
+--    (ALTER TABLE ... DISABLE / ENABLE TRIGGER ALL resets it): writes may have fired nothing. A table's
+--    marking trigger is mvrefresh_mark, or its four capture triggers where they mark it (capture_marks.sql:
+--    a source of an incremental view has no mvrefresh_mark, routines/mark_table.sql);
 --  * conditions that a table's owner keeps and this role cannot repair, reported at every check, their
 --    views marked at every check so that none stays stale longer than driftCheckIntervalMs: a trigger
 --    named mvrefresh_mark that does not run mvrefresh.mark_table() (ours is told by its function, never by
@@ -25,8 +27,9 @@
 --    refreshed for, not reported; so is a write that fires no trigger within that delay, the counters
 --    cannot tell them apart. A mark of an ancestor (pg_inherits) counts as the table's: a statement
 --    addressed to a partitioned parent fires only the parent's trigger, while the partition's counters move;
---  * a capture trigger of an incremental view's source missing or disabled (enabled again where this role
---    owns the table); every view reported that is incremental recomputes in full at its next apply;
+--  * a capture trigger of an incremental view's source missing, disabled or ENABLE REPLICA (enabled again
+--    where this role owns the table; a missing one brings mvrefresh_mark back, sync_table_triggers()); every
+--    view reported that is incremental recomputes in full at its next apply;
 --  * a table's relfilenode changed since the last check (table_files): TRUNCATE moves no counter but
 --    replaces the storage, as do VACUUM FULL, CLUSTER and rewriting ALTER TABLEs. Its views are marked
 --    unless a mark of the table or an ancestor shows its trigger fired since; it is reported as a truncate
@@ -132,8 +135,10 @@ BEGIN
                FROM (SELECT DISTINCT unnest(s.source_relids) AS relid FROM mvrefresh.view_state s) src
                JOIN pg_class c ON c.oid = src.relid AND c.relkind IN ('r', 'p')
                LEFT JOIN pg_trigger tg ON tg.tgrelid = c.oid AND tg.tgname = 'mvrefresh_mark'
-              WHERE tg.oid IS NULL OR tg.tgfoid <> ours OR tg.tgenabled IN ('D', 'R')
-                 OR (tg.tgenabled <> 'A' AND pg_has_role(c.relowner, 'USAGE'))
+              WHERE (tg.oid IS NULL OR tg.tgfoid <> ours OR tg.tgenabled IN ('D', 'R')
+                     OR (tg.tgenabled <> 'A' AND pg_has_role(c.relowner, 'USAGE')))
+                -- marked by its capture triggers (checked below)
+                AND NOT mvrefresh.capture_marks(c.oid)
               ORDER BY c.oid
     LOOP
         IF t.tgoid IS NOT NULL AND (t.tgfoid <> ours OR (t.tgenabled = 'R' AND NOT t.owned)) THEN
@@ -153,25 +158,32 @@ BEGIN
         END IF;
     END LOOP;
 
-    -- the capture triggers of incremental views' sources (src/incremental/capture.ts): a missing or disabled
-    -- one lets writes through without a log row, so the views reading the table recompute in full (below);
-    -- a disabled one is enabled again where this role owns the table, a missing one needs the view to be
-    -- made incremental again (the capture's functions are generated there)
+    -- the capture triggers of incremental views' sources (src/incremental/capture.ts): a missing, disabled
+    -- or replica one lets writes through without a log row (nor a mark: they are the table's marking
+    -- triggers), so the views reading the table recompute in full (below); a disabled or replica one is
+    -- enabled again where this role owns the table, a missing one needs the view to be made incremental
+    -- again (the capture's functions are generated there), and meanwhile mvrefresh_mark marks the table
+    -- (sync_table_triggers(), as for a missing mvrefresh_mark)
     FOR t IN SELECT c.oid, e.name, tg.oid AS tgoid, tg.tgenabled, pg_has_role(c.relowner, 'USAGE') AS owned
                FROM (SELECT DISTINCT unnest(i.sources) AS relid FROM mvrefresh.incremental i WHERE i.state = 'active') src
                JOIN pg_class c ON c.oid = src.relid
               CROSS JOIN (VALUES ('mvrefresh_cap_ins'), ('mvrefresh_cap_upd'), ('mvrefresh_cap_del'),
                                  ('mvrefresh_cap_trunc')) e(name)
                LEFT JOIN pg_trigger tg ON tg.tgrelid = c.oid AND tg.tgname = e.name
-              WHERE tg.oid IS NULL OR tg.tgenabled = 'D' OR (tg.tgenabled <> 'A' AND pg_has_role(c.relowner, 'USAGE'))
+              WHERE tg.oid IS NULL OR tg.tgenabled IN ('D', 'R')
+                 OR (tg.tgenabled <> 'A' AND pg_has_role(c.relowner, 'USAGE'))
               ORDER BY c.oid, e.name
     LOOP
+        IF t.tgoid IS NULL THEN
+            need_sync := true;
+        END IF;
         found := found || jsonb_build_object(
             'relid', t.oid,
             'kind', {{DRIFT_TRIGGER}},
             'change', format('capture trigger %s %s on %s', t.name,
                              CASE WHEN t.tgoid IS NULL THEN 'missing (run watch --incremental again)'
                                   WHEN t.tgenabled = 'D' THEN 'disabled'
+                                  WHEN t.tgenabled = 'R' THEN 'ENABLE REPLICA (fires only under session_replication_role = replica)'
                                   ELSE 'not ENABLE ALWAYS' END, t.oid::regclass));
         IF t.tgoid IS NOT NULL AND t.owned THEN
             BEGIN
@@ -184,7 +196,14 @@ BEGIN
 
     -- writes counted by the statistics, and storage replaced, since the last check
     FOR t IN SELECT c.oid, c.relfilenode, c.reltuples, st.n_tup_ins + st.n_tup_upd + st.n_tup_del AS writes,
-                    w.writes AS seen, w.checked_at, f.relfilenode AS seen_file, tg.tgenabled,
+                    w.writes AS seen, w.checked_at, f.relfilenode AS seen_file,
+                    -- 'A' when every marking trigger of the table is ENABLE ALWAYS
+                    (SELECT CASE WHEN bool_and(tg.tgenabled = 'A') THEN 'A' END FROM pg_trigger tg
+                      WHERE tg.tgrelid = c.oid
+                        AND CASE WHEN mk.capture THEN tg.tgname LIKE 'mvrefresh\_cap\_%'
+                                 ELSE tg.tgname = 'mvrefresh_mark' AND tg.tgfoid = ours END) AS tgenabled,
+                    CASE WHEN mk.capture THEN 'mvrefresh_cap_ins, _upd, _del and _trunc' ELSE 'mvrefresh_mark' END
+                      AS trigger_names,
                     -- a statement addressed to an ancestor fires the ancestor's trigger, not this table's
                     c.oid || ARRAY(WITH RECURSIVE up(relid) AS (
                                        SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = c.oid
@@ -196,7 +215,7 @@ BEGIN
                JOIN pg_stat_user_tables st ON st.relid = c.oid
                LEFT JOIN mvrefresh.table_writes w ON w.relid = c.oid
                LEFT JOIN mvrefresh.table_files f ON f.relid = c.oid
-               LEFT JOIN pg_trigger tg ON tg.tgrelid = c.oid AND tg.tgname = 'mvrefresh_mark' AND tg.tgfoid = ours
+              CROSS JOIN LATERAL (SELECT mvrefresh.capture_marks(c.oid) AS capture) mk
     LOOP
         IF (t.seen IS NOT NULL AND t.writes > t.seen) OR t.relfilenode <> t.seen_file THEN
             WITH added AS (
@@ -224,8 +243,9 @@ BEGIN
             IF NOT evidence THEN
                 ch := ch || jsonb_build_object('relid', t.oid, 'kind', {{DRIFT_UNMARKED_TRUNCATE}}, 'change', format(
                     'truncate of %s fired no trigger (its storage was replaced and nothing marked it: TRUNCATE '
-                    'with trigger mvrefresh_mark disabled, or under session_replication_role = replica without '
-                    'ENABLE ALWAYS)', t.oid::regclass));
+                    'with trigger %s disabled, or under session_replication_role = replica without '
+                    'ENABLE ALWAYS)', t.oid::regclass,
+                    CASE WHEN t.trigger_names = 'mvrefresh_mark' THEN 'mvrefresh_mark' ELSE 'mvrefresh_cap_trunc' END));
             END IF;
         END IF;
         IF t.seen IS NOT NULL AND t.writes > t.seen THEN
@@ -236,12 +256,13 @@ BEGIN
             IF NOT evidence THEN
                 ch := ch || jsonb_build_object('relid', t.oid, 'kind', {{DRIFT_UNMARKED_WRITES}}, 'change', format(
                     'writes to %s fired no trigger (%s rows; session_replication_role = replica%s, or DISABLE '
-                    'TRIGGER while writing): %sleave trigger mvrefresh_mark enabled during imports',
+                    'TRIGGER while writing): %sleave trigger %s enabled during imports',
                     t.oid::regclass, t.writes - t.seen,
                     CASE WHEN t.tgenabled = 'A' THEN '' ELSE ' without ENABLE ALWAYS' END,
                     CASE WHEN t.tgenabled = 'A' THEN ''
-                         ELSE format('keep it enabled ALWAYS (ALTER TABLE %s ENABLE ALWAYS TRIGGER mvrefresh_mark, '
-                                     'as the table''s owner) and ', t.oid::regclass) END));
+                         ELSE format('keep it enabled ALWAYS (ALTER TABLE %s ENABLE ALWAYS TRIGGER %s, '
+                                     'as the table''s owner) and ', t.oid::regclass, t.trigger_names) END,
+                    t.trigger_names));
             END IF;
         END IF;
         -- events, kept for `doctor` by table and kind

@@ -1,6 +1,12 @@
--- The trigger, one per watched table (named mvrefresh_mark), whatever the number of views reading the
--- table. It runs in every writing statement of the application, so it does as little as it can, and only
--- once the statement has written something (the transaction has an xid).
+-- The mark step: one per writing statement on a watched table, whatever the number of views reading it.
+-- Exactly one trigger of ours fires per writing statement and runs it: mvrefresh_mark (mark_table(), below)
+-- on a table that only full-refresh views read; on a source of an incremental view, the capture trigger of
+-- the event (src/incremental/capture.ts; capture_truncate.sql for TRUNCATE), which logs the changed rows
+-- and then runs this same step, and the table keeps no mvrefresh_mark (capture_marks.sql says when,
+-- sync_table_triggers.sql places the triggers). It runs in every writing statement of the application, so
+-- it does as little as it can, and only once the statement has written something (the transaction has an
+-- xid). Step 1 is inlined in each trigger function (MARK_MEMO_HIT of src/db/protocol.ts: one text for
+-- all of them); mark_relid() holds steps 2 and 3, called only when step 1 misses.
 --
 -- In every writing statement:
 --  1. when this session remembers a committed mark of the table, found while clears_started had the value
@@ -50,13 +56,20 @@
 -- (before PostgreSQL 16 every commit that changed a setting walks all settings); the remembered mark is a
 -- session-level setting, written only when a clear made it stale.
 -- No column list in the trigger's definition: the application's migrations may alter or drop any column.
--- SECURITY DEFINER so that writers need no privileges on this schema. Without a SET clause (it would cost
--- a GUC nest level per call on the hot path), so every name is schema-qualified against what a writer can
+-- SECURITY DEFINER so that writers need no privileges on this schema (mark_relid() too: a capture function
+-- owned by another role than this schema's owner still marks). Without a SET clause (it would cost a GUC
+-- nest level per call on the hot path), so every name is schema-qualified against what a writer can
 -- create (types, functions, operators in pg_temp or in a schema it puts first in its search_path):
 -- declarations (PL/pgSQL resolves them with the caller's search_path when it compiles the function in the
 -- writer's session), casts, functions, operators as OPERATOR(pg_catalog.x), relations. The remaining
--- constructs resolve no name: IS NULL, COALESCE, AND, FILTER, INTO, literals.
-CREATE OR REPLACE FUNCTION mvrefresh.mark_table() RETURNS trigger
+-- constructs resolve no name: IS NULL, COALESCE, AND, FILTER, INTO, literals. The same holds for every
+-- trigger function that inlines step 1 and calls mark_relid() (test/search-path.test.ts,
+-- test/incremental-one-trigger.test.ts).
+-- mark_relid() comes first in this file: test/faults/interleavings.test.ts gates every gap of the first
+-- body of it, which is where steps 2 and 3 are.
+-- Steps 2 and 3 for the table p_relid, in a trigger of that table whose step 1 missed. Not a trigger
+-- function, so that the trigger functions of both kinds share it; a call is the price of a miss only.
+CREATE OR REPLACE FUNCTION mvrefresh.mark_relid(p_relid pg_catalog.oid) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
 AS $$
 DECLARE
@@ -69,17 +82,9 @@ DECLARE
     proof pg_catalog.text;
     ignored pg_catalog.text;
 BEGIN
-    -- step 1 (R, F)
-    IF pg_catalog.current_setting('mvrefresh.m' OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text, true)
-       OPERATOR(pg_catalog.=)
-       pg_catalog.sha256(('m' OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text OPERATOR(pg_catalog.||) ':'
-           OPERATOR(pg_catalog.||) pg_catalog.pg_sequence_last_value('mvrefresh.clears_started'::pg_catalog.regclass)::pg_catalog.text
-           )::pg_catalog.bytea)::pg_catalog.text THEN
-        RETURN NULL;
-    END IF;
     -- nothing written, nothing to reflect
     IF pg_catalog.pg_current_xact_id_if_assigned() IS NULL THEN
-        RETURN NULL;
+        RETURN;
     END IF;
     IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.=) 'read committed' THEN
         -- step 2 (W); S's counters are read before the probe
@@ -88,41 +93,55 @@ BEGIN
         own := pg_catalog.pg_current_xact_id()::pg_catalog.xid;
         SELECT pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE m.xmin OPERATOR(pg_catalog.<>) own)
           INTO marks, committed_marks
-          FROM mvrefresh.table_marks m WHERE m.relid OPERATOR(pg_catalog.=) TG_RELID;
+          FROM mvrefresh.table_marks m WHERE m.relid OPERATOR(pg_catalog.=) p_relid;
         IF marks OPERATOR(pg_catalog.>) 0 THEN
             -- remember (R): a committed mark, no clear in flight when the probe looked (S: settled =
-            -- started, read before it), none drawn since (started unchanged after it)
+            -- started, read before it), none drawn since (started unchanged after it); step 1
+            -- (MARK_MEMO_HIT) reads this memo
             IF committed_marks OPERATOR(pg_catalog.>) 0 AND started OPERATOR(pg_catalog.=) settled
                AND pg_catalog.pg_sequence_last_value('mvrefresh.clears_started'::pg_catalog.regclass)
                    OPERATOR(pg_catalog.=) started THEN
                 ignored := pg_catalog.set_config(
-                    'mvrefresh.m' OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text,
-                    pg_catalog.sha256(('m' OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text
+                    'mvrefresh.m' OPERATOR(pg_catalog.||) p_relid::pg_catalog.text,
+                    pg_catalog.sha256(('m' OPERATOR(pg_catalog.||) p_relid::pg_catalog.text
                         OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) started::pg_catalog.text
                         )::pg_catalog.bytea)::pg_catalog.text,
                     false);
             END IF;
-            RETURN NULL;
+            RETURN;
         END IF;
     ELSE
         -- one mark per transaction and table: the memo binds the transaction's id (F)
-        memo := 'mvrefresh.t' OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text;
-        proof := pg_catalog.sha256(('t' OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text
+        memo := 'mvrefresh.t' OPERATOR(pg_catalog.||) p_relid::pg_catalog.text;
+        proof := pg_catalog.sha256(('t' OPERATOR(pg_catalog.||) p_relid::pg_catalog.text
             OPERATOR(pg_catalog.||) ':'
             OPERATOR(pg_catalog.||) pg_catalog.pg_sequence_last_value('mvrefresh.clears_started'::pg_catalog.regclass)::pg_catalog.text
             OPERATOR(pg_catalog.||) ':'
             OPERATOR(pg_catalog.||) pg_catalog.pg_current_xact_id()::pg_catalog.text)::pg_catalog.bytea)::pg_catalog.text;
         IF pg_catalog.current_setting(memo, true) OPERATOR(pg_catalog.=) proof THEN
-            RETURN NULL;
+            RETURN;
         END IF;
         ignored := pg_catalog.set_config(memo, proof, true);
     END IF;
     -- step 3: a mark, visible to every cycle that starts after this transaction commits
-    INSERT INTO mvrefresh.table_marks (relid) VALUES (TG_RELID);
+    INSERT INTO mvrefresh.table_marks (relid) VALUES (p_relid);
     -- a writer that may not notify (two-phase commit) leaves its mark to the daemon's sweep
     IF COALESCE(pg_catalog.current_setting('mvrefresh.notify', true), '') OPERATOR(pg_catalog.<>) 'off' THEN
-        PERFORM pg_catalog.pg_notify({{CHANNEL}}, 't' OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text);
+        PERFORM pg_catalog.pg_notify({{CHANNEL}}, 't' OPERATOR(pg_catalog.||) p_relid::pg_catalog.text);
     END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION mvrefresh.mark_relid(pg_catalog.oid) FROM PUBLIC;
+-- The trigger mvrefresh_mark, on a watched table without capture triggers: step 1, then mark_relid().
+CREATE OR REPLACE FUNCTION mvrefresh.mark_table() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+AS $$
+BEGIN
+    -- step 1 (R, F)
+    IF {{MARK_MEMO_HIT}} THEN
+        RETURN NULL;
+    END IF;
+    PERFORM mvrefresh.mark_relid(TG_RELID);
     RETURN NULL;
 END
 $$;

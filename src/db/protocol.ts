@@ -129,6 +129,20 @@ export const DRIFT_KINDS = [
 ] as const;
 export type DriftKind = (typeof DRIFT_KINDS)[number];
 
+/**
+ * Step 1 of the mark step (routines/mark_table.sql): whether this session remembers a committed mark of
+ * the trigger's table (TG_RELID), found while clears_started had the value it still has. One expression,
+ * no query; every name qualified (the trigger functions that inline it have no SET clause). Inlined by
+ * every trigger function that marks (mark_table(), capture_truncate(), the generated capture functions of
+ * src/incremental/capture.ts), which call mvrefresh.mark_relid() only when it is false: this constant is
+ * the one text of the check, so the memo that mark_relid() writes and the check that reads it cannot part.
+ */
+export const MARK_MEMO_HIT = `pg_catalog.current_setting('mvrefresh.m' OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text, true)
+       OPERATOR(pg_catalog.=)
+       pg_catalog.sha256(('m' OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text OPERATOR(pg_catalog.||) ':'
+           OPERATOR(pg_catalog.||) pg_catalog.pg_sequence_last_value('mvrefresh.clears_started'::pg_catalog.regclass)::pg_catalog.text
+           )::pg_catalog.bytea)::pg_catalog.text`;
+
 const sqlList = (values: readonly string[]) => values.map((v) => `'${v}'`).join(', ');
 
 /** The values of the routines' {{NAME}} placeholders, as SQL literals. */
@@ -147,5 +161,6 @@ export const sqlConstants: Readonly<Record<string, string>> = Object.freeze({
   BACKOFF_MAX_MS: String(BACKOFF_MAX_MS),
   BACKOFF_JITTER: String(BACKOFF_JITTER),
   SUCCESS_OUTCOMES: sqlList(SUCCESS_OUTCOMES),
+  MARK_MEMO_HIT,
   ...Object.fromEntries(DRIFT_KINDS.map((kind) => [`DRIFT_${kind.toUpperCase()}`, `'${kind}'`])),
 });

@@ -182,6 +182,9 @@ export const sql = {
   /**
    * Tables a watched view reads whose mvrefresh_mark trigger is missing, disabled, ENABLE REPLICA (fires only
    * under session_replication_role = replica), or not ours (another function behind our trigger's name).
+   * A source of an incremental view whose four capture triggers are there has none: they mark it
+   * (routines/mark_table.sql, capture_marks.sql); the drift check reports a capture trigger that is missing,
+   * disabled or ENABLE REPLICA.
    */
   doctorTriggers: `SELECT DISTINCT r.relid::regclass::text AS table,
                           t.tgenabled::text AS enabled,
@@ -191,8 +194,12 @@ export const sql = {
                      FROM mvrefresh.view_state v CROSS JOIN LATERAL pg_catalog.unnest(v.source_relids) AS r(relid)
                      JOIN pg_class c ON c.oid = r.relid AND c.relkind IN ('r', 'p')
                      LEFT JOIN pg_trigger t ON t.tgrelid = r.relid AND t.tgname = 'mvrefresh_mark'
-                    WHERE t.oid IS NULL OR t.tgenabled IN ('D', 'R')
-                       OR t.tgfoid <> 'mvrefresh.mark_table()'::pg_catalog.regprocedure
+                    WHERE (t.oid IS NULL OR t.tgenabled IN ('D', 'R')
+                           OR t.tgfoid <> 'mvrefresh.mark_table()'::pg_catalog.regprocedure)
+                      AND (SELECT pg_catalog.count(*) FROM pg_trigger ct
+                            WHERE ct.tgrelid = r.relid
+                              AND ct.tgname IN ('mvrefresh_cap_ins', 'mvrefresh_cap_upd', 'mvrefresh_cap_del',
+                                                'mvrefresh_cap_trunc')) OPERATOR(pg_catalog.<>) 4
                     ORDER BY 1`,
   /** Whether the schema has the drift check's state (version 10 on). */
   doctorDriftPresent: `SELECT pg_catalog.to_regclass('mvrefresh.drift_check_state') IS NOT NULL AS present`,

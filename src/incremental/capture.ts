@@ -10,10 +10,16 @@
  * statement costs one INSERT whatever the number of views. The log row carries its writer's top-level
  * transaction id (pg_current_xact_id() is the top-level id in a subtransaction too): it commits, aborts or
  * is rolled back to a savepoint with the rows it describes (L in routines/apply_view.sql).
- * The table's mark trigger (mvrefresh_mark) stays: it schedules the apply as it schedules a refresh.
+ * Each capture function then runs the mark step of routines/mark_table.sql (step 1 inlined, mark_relid()
+ * when it misses), so that a writing statement fires one trigger of ours, not two: a table whose four capture
+ * triggers mark it (routines/capture_marks.sql) keeps no mvrefresh_mark, whatever views, incremental or not,
+ * read it. syncCapture() ends with sync_table_triggers(), in the same transaction, which drops mvrefresh_mark
+ * where the capture now marks and creates it again where the capture is dropped and a watched view still
+ * reads the table: no commit leaves a watched table's writes without a marking trigger.
  */
 import type pg from 'pg';
 import type { Column } from './analyze.js';
+import { LOCK_NAMESPACE, MARK_MEMO_HIT, WATCH_LOCK_KEY } from '../db/protocol.js';
 import { logTable } from './analyze.js';
 import { incrementalSql } from './sql.js';
 
@@ -72,26 +78,48 @@ function functionSql(oid: string, event: 'ins' | 'upd' | 'del', cols: string, pa
     SELECT 1, ${cols} FROM (SELECT ${cols} FROM n EXCEPT ALL SELECT ${cols} FROM o) changed_new;`
           : `${into} SELECT -1, ${cols} FROM o UNION ALL SELECT 1, ${cols} FROM n;`;
   // SECURITY DEFINER: writers need no privilege on the log. No SET clause (a GUC nest level per call on
-  // the hot path): the only names are the qualified log and the transition tables, which resolve first.
+  // the hot path): the names are the qualified log, the transition tables, which resolve first, and those
+  // of the mark step, qualified as in routines/mark_table.sql.
   return `CREATE OR REPLACE FUNCTION ${captureFunction(oid, event)}() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
 AS $mvrefresh$
 BEGIN
     ${body}
+    -- the mark step (routines/mark_table.sql): step 1, then mark_relid() when it misses
+    IF ${MARK_MEMO_HIT} THEN
+        RETURN NULL;
+    END IF;
+    PERFORM mvrefresh.mark_relid(TG_RELID);
     RETURN NULL;
 END
 $mvrefresh$`;
 }
 
 /**
- * Brings the logs, functions and triggers in line with `needs` (source oid -> columns), in the caller's
- * transaction. Each source is locked SHARE ROW EXCLUSIVE first: every transaction that wrote it before
- * has ended when this one commits, and every later writer runs the functions created here.
+ * The lock of watch, unwatch and the drift check (routines/watch.sql), which place mark triggers too, for
+ * the rest of the transaction. Taken before any other lock of the transaction (table locks, rows of
+ * mvrefresh.incremental, which the drift check updates), in their order, so that neither waits for the
+ * other in a circle.
+ */
+export async function lockTriggers(client: pg.ClientBase): Promise<void> {
+  await client.query('SELECT pg_catalog.pg_advisory_xact_lock($1::pg_catalog.int4, $2::pg_catalog.int4)', [
+    LOCK_NAMESPACE,
+    WATCH_LOCK_KEY,
+  ]);
+}
+
+/**
+ * Brings the logs, functions and triggers in line with `needs` (source oid -> columns), and then the mark
+ * triggers (sync_table_triggers()), in the caller's transaction, which holds lockTriggers() (taken here
+ * too, for a caller that took no other lock). Each source is locked SHARE ROW EXCLUSIVE: every transaction
+ * that wrote it before has ended when this one commits, and every later writer runs the functions and
+ * triggers created here.
  */
 export async function syncCapture(
   client: pg.ClientBase,
   needs: ReadonlyMap<string, Column[]>,
 ): Promise<void> {
+  await lockTriggers(client);
   const { rows: existing } = await client.query<{ oid: string }>(
     `SELECT substr(c.relname, 5) AS oid FROM pg_catalog.pg_class c
       WHERE c.relnamespace = 'mvrefresh'::pg_catalog.regnamespace AND c.relkind = 'r' AND c.relname ~ '^log_[0-9]+$'`,
@@ -138,6 +166,7 @@ export async function syncCapture(
         await client.query(`ALTER TABLE ${table} ENABLE ALWAYS TRIGGER ${qi(name)}`);
     }
   }
+  await client.query('SELECT mvrefresh.sync_table_triggers()');
 }
 
 /** Removes a source's capture: triggers, functions and log. */

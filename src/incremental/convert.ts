@@ -31,7 +31,7 @@ import {
 } from '../replace/plan.js';
 import { replaceSql } from '../replace/sql.js';
 import { analyze, type Column } from './analyze.js';
-import { syncCapture, unionOfNeeds } from './capture.js';
+import { lockTriggers, syncCapture, unionOfNeeds } from './capture.js';
 import { incrementalSql } from './sql.js';
 
 /** The longest one swap attempt waits for a lock; readers queue behind a waiting swap that long. */
@@ -177,6 +177,7 @@ export async function makeIncremental(
           await client.query(`SELECT pg_catalog.set_config('lock_timeout', $1, true)`, [
             CAPTURE_LOCK_TIMEOUT,
           ]);
+          await lockTriggers(client);
           await client.query(incrementalSql.register, [
             viewId,
             analysis.definition,
@@ -272,6 +273,7 @@ async function undoBuilding(
     () =>
       tx(client, async () => {
         await client.query(`SELECT pg_catalog.set_config('lock_timeout', $1, true)`, [CAPTURE_LOCK_TIMEOUT]);
+        await lockTriggers(client);
         await client.query(`DELETE FROM mvrefresh.incremental WHERE view_id = $1 AND state = 'building'`, [
           viewId,
         ]);

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from '../../src/db/sql.js';
+import { watchIncremental } from '../../src/incremental/commands.js';
 import { useTestDatabase } from '../support/db.js';
 import { Gate, gatedRoutine, routineText, type Gap, type GatedRoutine } from '../support/gates.js';
 import { checkViews, skipsWithoutMark, uncovered, type CheckedView } from '../support/model-invariants.js';
@@ -8,16 +9,24 @@ import { checkViews, skipsWithoutMark, uncovered, type CheckedView } from '../su
 /**
  * Deterministic interleavings inside the write-side protocol: a refresh cycle stopped at every gap of its
  * first transaction (tx1 of routines/refresh_view.sql: claim, clear, consume the table marks) while
- * writers write, and a writer's trigger stopped at every gap of routines/mark_table.sql while whole cycles
- * run. Two views share one table, so that a cycle of one consumes marks the other needs and writers
- * remember marks that a cycle deletes. After every step: the invariants of test/support/model-invariants.ts
+ * writers write, and a writer's mark step stopped at every gap of mvrefresh.mark_relid() (steps 2 and 3 of
+ * routines/mark_table.sql, the first body of that file, which gatedRoutine() gates; every trigger that marks,
+ * mvrefresh_mark or a capture trigger of an incremental view's source, runs it after its inlined step 1)
+ * while whole cycles run, on a table of two full-refresh views (trigger mvrefresh_mark) and on a table of an
+ * incremental and a full-refresh view (its capture triggers mark it). Two views share each table, so that a
+ * cycle of one consumes marks the other needs and writers remember marks that a cycle deletes. After every step: the invariants of test/support/model-invariants.ts
  * (no writer skips for a mark that is gone; every view that differs from its query is dirty); at the end,
  * cycles run until nothing is due, and both views must equal their queries.
  */
 const db = useTestDatabase('interleavings');
 const GATE_KEY_BASE = 0x6d76_0000;
 const TX1 = gatedRoutine('refresh_view', GATE_KEY_BASE, /^ {4}COMMIT;/);
+/** Gates mark_relid(), the first body of mark_table.sql, which every trigger that marks calls. */
 const TRIGGER = gatedRoutine('mark_table', GATE_KEY_BASE + 1000);
+if (!/FUNCTION mvrefresh\.mark_relid\(/.test(TRIGGER.sql.slice(0, TRIGGER.sql.indexOf('$$'))))
+  throw new Error(
+    'mark_table.sql no longer starts with mark_relid(): gate the body that holds steps 2 and 3',
+  );
 /** A writer still running is given up on after this long: its xid is kept and the view stays due. */
 const WAIT_TIMEOUT_MS = 100;
 const CONVERGE_ROUNDS = 10;
@@ -26,6 +35,26 @@ const VIEWS: CheckedView[] = [
   { name: 'v_sum', query: 'SELECT k, sum(n)::bigint AS total FROM t GROUP BY k' },
 ];
 const WRITE = 'INSERT INTO t VALUES (1 + (random() * 4)::int, 1 + (random() * 9)::int)';
+
+/**
+ * A table, its writers' statement, and the two views reading it, cycled in this order. T: two full-refresh
+ * views, so the writers' trigger is mvrefresh_mark; U: an incremental and a full-refresh view, so it is the
+ * capture trigger, which logs the row and runs the same mark step (the table has no mvrefresh_mark).
+ */
+interface Subject {
+  table: string;
+  write: string;
+  views: CheckedView[];
+}
+const T: Subject = { table: 't', write: WRITE, views: [VIEWS[1]!, VIEWS[0]!] };
+const U: Subject = {
+  table: 'u',
+  write: 'INSERT INTO u VALUES (1 + (random() * 4)::int, 1 + (random() * 9)::int)',
+  views: [
+    { name: 'u_inc', query: 'SELECT k, count(*) AS n, sum(n)::bigint AS total FROM u GROUP BY k' },
+    { name: 'u_max', query: 'SELECT k, max(n) AS top FROM u GROUP BY k' },
+  ],
+};
 
 let ids: Record<string, number> = {};
 const stats = { cases: 0, reached: 0, writes: 0 };
@@ -41,28 +70,31 @@ function cycle(c: pg.ClientBase, view: string): Promise<pg.QueryResult<{ outcome
 }
 
 /** Both invariants now; `step` names where the case was. */
-async function checkInvariants(where: string, writers: pg.Client[], step: string): Promise<void> {
+async function checkInvariants(
+  where: string,
+  writers: pg.Client[],
+  step: string,
+  subject: Subject = T,
+): Promise<void> {
   for (const [i, w] of writers.entries()) {
-    const bare = await skipsWithoutMark(w, ['t']);
+    const bare = await skipsWithoutMark(w, [subject.table]);
     expect(
       bare,
       `${where}: after ${step}, writer ${i + 1} would skip its next write of ${bare.join(', ')} with no mark`,
     ).toEqual([]);
   }
-  const lost = uncovered(await checkViews(db.sql, VIEWS));
+  const lost = uncovered(await checkViews(db.sql, subject.views));
   expect(lost, `${where}: after ${step}, differ from their query and are not dirty`).toEqual([]);
 }
 
 /** Cycles of both views until nothing is due, then both must equal their queries. */
-async function converge(where: string, c: pg.Client): Promise<void> {
+async function converge(where: string, c: pg.Client, subject: Subject = T): Promise<void> {
   for (let round = 0; round < CONVERGE_ROUNDS; round += 1) {
-    const outcomes = [
-      (await cycle(c, 'v_count')).rows[0]!.outcome,
-      (await cycle(c, 'v_sum')).rows[0]!.outcome,
-    ];
+    const outcomes: string[] = [];
+    for (const v of subject.views) outcomes.push((await cycle(c, v.name)).rows[0]!.outcome);
     if (outcomes.every((o) => o === 'clean')) break;
   }
-  const end = await checkViews(db.sql, VIEWS);
+  const end = await checkViews(db.sql, subject.views);
   expect(
     end.filter((v) => v.differs).map((v) => v.view),
     `${where}: once no cycle has anything to do, differ from their query`,
@@ -80,8 +112,8 @@ async function withWriters(n: number, fn: (ws: pg.Client[]) => Promise<void>): P
   }
 }
 
-async function write(c: pg.Client): Promise<void> {
-  await c.query(WRITE);
+async function write(c: pg.Client, subject: Subject = T): Promise<void> {
+  await c.query(subject.write);
   stats.writes += 1;
 }
 
@@ -148,39 +180,43 @@ type TriggerPre = 'clean' | 'marked' | 'remembered';
  * W1's write stopped at `gap` of its trigger while a cycle of each view runs to its end (giving up on W1
  * after the wait timeout); then W1's statement goes on and commits, and W1 writes again.
  */
-async function triggerCase(gap: Gap, pre: TriggerPre, isolation: 'read committed' | 'repeatable read') {
-  const where = `trigger gap ${gap.key - GATE_KEY_BASE - 1000} (after "${gap.after}", mark_table.sql:${gap.line}), ${pre}, ${isolation}`;
+async function triggerCase(
+  gap: Gap,
+  pre: TriggerPre,
+  isolation: 'read committed' | 'repeatable read',
+  subject: Subject,
+) {
+  const where = `trigger gap ${gap.key - GATE_KEY_BASE - 1000} (after "${gap.after}", mark_table.sql:${gap.line}), table ${subject.table}, ${pre}, ${isolation}`;
   stats.cases += 1;
   await withWriters(2, async ([w1, w2]) => {
     const runner = await client();
     try {
-      if (pre !== 'clean') await write(w2!);
-      if (pre === 'remembered') await write(w1!);
+      if (pre !== 'clean') await write(w2!, subject);
+      if (pre === 'remembered') await write(w1!, subject);
       const gate = await Gate.hold(db.url, gap.key);
       let writing: Promise<unknown>;
       try {
         await w1!.query(`BEGIN ISOLATION LEVEL ${isolation.toUpperCase()}`);
-        writing = w1!.query(WRITE);
+        writing = w1!.query(subject.write);
         if (!(await gate.reached(writing))) {
           await writing;
           await w1!.query('ROLLBACK');
           return;
         }
         stats.reached += 1;
-        await cycle(runner, 'v_sum');
-        await cycle(runner, 'v_count');
+        for (const v of subject.views) await cycle(runner, v.name);
         // no writer is probed while the gate is closed: the probe runs the trigger, and would stop there
-        await checkInvariants(where, [], 'cycles while the trigger waits');
+        await checkInvariants(where, [], 'cycles while the trigger waits', subject);
       } finally {
         await gate.end();
       }
       await writing;
       await w1!.query('COMMIT');
       stats.writes += 1;
-      await checkInvariants(where, [w1!, w2!], 'the writer committed');
-      await write(w1!);
-      await checkInvariants(where, [w1!, w2!], 'writing again');
-      await converge(where, runner);
+      await checkInvariants(where, [w1!, w2!], 'the writer committed', subject);
+      await write(w1!, subject);
+      await checkInvariants(where, [w1!, w2!], 'writing again', subject);
+      await converge(where, runner, subject);
     } finally {
       await runner.end();
     }
@@ -195,7 +231,24 @@ beforeAll(async () => {
     CREATE MATERIALIZED VIEW v_sum AS ${VIEWS[1]!.query};
     CREATE UNIQUE INDEX ON v_sum (k);
     SELECT mvrefresh.watch('v_count');
-    SELECT mvrefresh.watch('v_sum');`);
+    SELECT mvrefresh.watch('v_sum');
+    CREATE TABLE u (k int NOT NULL, n int NOT NULL);
+    INSERT INTO u SELECT g % 5, g FROM generate_series(1, 20) g;
+    CREATE MATERIALIZED VIEW u_inc AS ${U.views[0]!.query};
+    CREATE UNIQUE INDEX ON u_inc (k);
+    CREATE MATERIALIZED VIEW u_max AS ${U.views[1]!.query};
+    CREATE UNIQUE INDEX ON u_max (k);
+    SELECT mvrefresh.watch('u_max');`);
+  const admin = await client();
+  try {
+    await watchIncremental(admin, 'u_inc', {});
+  } finally {
+    await admin.end();
+  }
+  const marking = await db.sql.query<{ tgname: string }>(
+    "SELECT tgname FROM pg_trigger WHERE tgrelid = 'u'::regclass AND tgname IN ('mvrefresh_mark', 'mvrefresh_cap_ins')",
+  );
+  expect(marking.rows.map((r) => r.tgname)).toEqual(['mvrefresh_cap_ins']);
   const { rows } = await db.sql.query<{ view_name: string; id: number }>(
     'SELECT view_name, id FROM mvrefresh.view_state',
   );
@@ -203,6 +256,7 @@ beforeAll(async () => {
   const c = await client();
   try {
     await converge('setup', c);
+    await converge('setup', c, U);
   } finally {
     await c.end();
   }
@@ -210,7 +264,7 @@ beforeAll(async () => {
 
 afterAll(() => {
   console.info(
-    `interleavings: ${TX1.gaps.length} gaps of refresh_view's tx1, ${TRIGGER.gaps.length} of mark_table; ${stats.cases} cases, ${stats.reached} stopped at their gap, ${stats.writes} committed writes checked`,
+    `interleavings: ${TX1.gaps.length} gaps of refresh_view's tx1, ${TRIGGER.gaps.length} of mark_relid; ${stats.cases} cases, ${stats.reached} stopped at their gap, ${stats.writes} committed writes checked`,
   );
 });
 
@@ -233,11 +287,12 @@ describe("a refresh cycle stopped at every gap of refresh_view's first transacti
           tx1Case(gap, pre, script));
 });
 
-describe("a writer's trigger stopped at every gap of mark_table", () => {
+describe("a writer's mark step stopped at every gap of mark_relid", () => {
   gatedWhileDescribed('mark_table', TRIGGER);
   for (const gap of TRIGGER.gaps)
     for (const pre of ['clean', 'marked', 'remembered'] as const)
       for (const isolation of ['read committed', 'repeatable read'] as const)
-        it(`gap ${gap.key - GATE_KEY_BASE - 1000} after "${gap.after}" (line ${gap.line}), table ${pre}, writer at ${isolation}: no write lost`, () =>
-          triggerCase(gap, pre, isolation));
+        for (const subject of [T, U])
+          it(`gap ${gap.key - GATE_KEY_BASE - 1000} after "${gap.after}" (line ${gap.line}), table ${subject.table} ${pre}, writer at ${isolation}: no write lost`, () =>
+            triggerCase(gap, pre, isolation, subject));
 });

@@ -661,7 +661,18 @@ async function runSchedule(seed: number): Promise<string[]> {
           break;
         case 'disabledTriggerWrite':
           // an import with the trigger disabled: only the drift check's write counters can find it. ALTER
-          // TABLE waits for the long writers this schedule holds open: give up rather than wait for them
+          // TABLE waits for the long writers this schedule holds open: give up rather than wait for them.
+          // With incremental views orders has no mvrefresh_mark: its capture triggers mark it
+          // (routines/mark_table.sql), and a write with those disabled is neither logged nor marked, which
+          // the drift check cannot tell from a marked one when a mark of the table is there (not modelled)
+          if (
+            (
+              await session.query(
+                "SELECT FROM pg_trigger WHERE tgrelid = 'orders'::regclass AND tgname = 'mvrefresh_mark'",
+              )
+            ).rowCount === 0
+          )
+            break;
           await session.query('BEGIN');
           try {
             await session.query("SET LOCAL lock_timeout = '500ms'");
