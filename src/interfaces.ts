@@ -56,7 +56,11 @@ export interface Job {
 
 /** How a job ended, as far as scheduling cares; durationMs is the cycle's cost, counted in the budget. */
 export type RunResult =
-  | { kind: 'done'; refreshed: boolean; durationMs: number }
+  /**
+   * oneOff: a full recompute of an incremental view (a TRUNCATE, drift, a batch beyond the threshold): it
+   * counts in the budget, but the applies after it are small again, so it is no estimate of their cost.
+   */
+  | { kind: 'done'; refreshed: boolean; durationMs: number; oneOff?: boolean }
   /** failed: the refresh itself failed (not busy, not waiting): a change of the sources may fix it. */
   | { kind: 'retry'; afterMs: number; durationMs: number; failed?: boolean }
   | { kind: 'paused' }

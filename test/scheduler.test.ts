@@ -415,3 +415,37 @@ describe('work charged outside the refresh cycles (a verify of an incremental vi
     expect(due.length).toBe(jobs + 1);
   });
 });
+
+describe('a one-off full recompute of an incremental view (TRUNCATE, drift, a batch beyond the threshold)', () => {
+  it('spaces the next apply once by its cost / budget, and leaves the estimate of the applies after it alone', () => {
+    const { s, due, run } = scheduler();
+    s.schedule(1, 'notify');
+    vi.advanceTimersByTime(byTarget(0));
+    run(1, 10);
+    const before = s.describe(1)!;
+    const planned = due.length;
+    s.schedule(1, 'notify');
+    vi.advanceTimersByTime(TARGET);
+    expect(due.length).toBe(planned + 1);
+    s.started(due.at(-1)!);
+    vi.advanceTimersByTime(4000);
+    s.finished(1, { kind: 'done', refreshed: true, durationMs: 4000, oneOff: true });
+    const after = s.describe(1)!;
+    expect([after.costMs, after.expectedMs]).toEqual([before.costMs, before.expectedMs]);
+    // its own payback: the next start 4 s / 20% = 20 s after it began
+    const ended = Date.now();
+    s.schedule(1, 'notify');
+    const jobs = due.length;
+    vi.advanceTimersByTime(20_000 - 4000 - 1);
+    expect(due.length).toBe(jobs);
+    vi.advanceTimersByTime(1);
+    expect(due.length).toBe(jobs + 1);
+    expect(Date.now() - ended).toBe(16_000);
+    // then the small applies again: spaced by their own cost (10 ms / 20% = 50 ms), planned by the target
+    run(1, 10);
+    const next = due.length;
+    s.schedule(1, 'notify');
+    vi.advanceTimersByTime(TARGET);
+    expect(due.length).toBe(next + 1);
+  });
+});

@@ -175,12 +175,13 @@ BEGIN
         PERFORM pg_catalog.set_config('role', 'none', true);
         SELECT pg_catalog.count(*) OPERATOR(pg_catalog.+) delta_rows INTO keys FROM (SELECT DISTINCT * FROM pg_temp.mvrefresh_keys) k;
         -- many keys: a full recompute costs less (the measured cost per key against the last full one;
-        -- before any measurement, 5% of the view)
+        -- before any measurement, 5% of the view, or half of it for a delta view, whose groups cost a
+        -- row update each where a full recompute evaluates the whole definition)
         SELECT GREATEST(c.reltuples, 0) INTO view_rows FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) p_rel;
         IF (keys OPERATOR(pg_catalog.>) 1000) AND (CASE
                WHEN inc.est_key_ms IS NOT NULL AND inc.last_full_ms IS NOT NULL
                THEN (inc.est_key_ms OPERATOR(pg_catalog.*) keys) OPERATOR(pg_catalog.>) (0.5 OPERATOR(pg_catalog.*) inc.last_full_ms)
-               ELSE keys OPERATOR(pg_catalog.>) (0.05 OPERATOR(pg_catalog.*) view_rows) END) THEN
+               ELSE keys OPERATOR(pg_catalog.>) (CASE WHEN delta IS NULL THEN 0.05 ELSE 0.5 END OPERATOR(pg_catalog.*) view_rows) END) THEN
             reason := 'threshold';
             TRUNCATE pg_temp.mvrefresh_keys;
         END IF;

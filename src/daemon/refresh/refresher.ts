@@ -191,6 +191,8 @@ export class Refresher extends EventEmitter<RefresherEvents> {
       if (isSuccess(row.outcome) && row.duration_ms !== null)
         this.opts.metrics.refreshDuration.observe({ view: job.name }, row.duration_ms / 1000);
       if (apply) this.countApply(job.name, apply);
+      if (result.kind === 'done' && apply?.kind?.startsWith(FULL_PREFIX))
+        result = { ...result, oneOff: true };
     } catch (err) {
       ({ report, result } = await this.failed(job, err, performance.now() - t0));
       if (mode !== undefined) report = { ...report, mode };

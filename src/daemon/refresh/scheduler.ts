@@ -294,7 +294,9 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       return;
     }
     if (result.refreshed) {
-      stats.estimate.add(result.durationMs);
+      // a one-off full recompute spaces the next start once (lastCostMs), never the estimate of the
+      // applies after it (20 of them would otherwise plan against it)
+      if (!result.oneOff) stats.estimate.add(result.durationMs);
       this.checkConflict(view, stats);
       const targetMs = this.targetOf(view);
       const stalenessMs = now - st.dirtySince;
