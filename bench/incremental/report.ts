@@ -311,8 +311,8 @@ watched round's ratio is to the mean of the none rounds right before and after i
 \`mvrefresh.status.staleness_seconds\` (the age of the oldest write a view does not show yet, as bench/tpcb.ts
 reads it), sampled every ${SAMPLE_MS} ms during the measured seconds. Daemon CPU: user + system time of the
 daemon's process and of its backends (application_name \`mvrefresh:*\`, where REFRESH and the apply run) over
-the measured seconds, as a share of one core. Then, in the first round of each watched mode, with the daemon
-still running and the views clean again, the same writers at ${PACED_RATE} writes/s in all for ${PACED_SECONDS} s (after the same warm-up): the daemon's CPU at the
+the measured seconds, as a share of one core. Before that, in the first round of each watched mode, with the
+daemon running and the views clean, the same writers at ${PACED_RATE} writes/s in all for ${PACED_SECONDS} s (after the same warm-up): the daemon's CPU at the
 rate of the issue's goal (without that phase, the no-pause share scaled linearly). After the
 writers stop, the daemon makes every view clean, then each view is compared with its query, EXCEPT ALL both
 ways (a materialized view with \`pg_get_viewdef\`, an incremental view's table with the definition above).
