@@ -573,10 +573,12 @@ function deltaStatements(
   const extreme = new Map(extremes.map((e) => [e.column, e]));
   const bound = (e: Extreme, a: string, b: string) => `${e.fn === 'max' ? 'GREATEST' : 'LEAST'}(${a}, ${b})`;
   // delta.ts: a group whose removed extreme reaches the extreme of its rows and the added ones
+  // (the group's row joined once, by its key: none for a new group or a NULL key)
   const lost = extremes.map((e) => {
     const [c, r] = [qi(e.column), qi(e.removed)];
-    return `d.${r} ${e.fn === 'max' ? '>=' : '<='} ${bound(e, `(SELECT x.${c} FROM ${x} x WHERE ${same})`, `d.${c}`)}`;
+    return `d.${r} ${e.fn === 'max' ? '>=' : '<='} ${bound(e, `x.${c}`, `d.${c}`)}`;
   });
+  const groupRow = extremes.length > 0 ? ` LEFT JOIN ${x} x ON ${same}` : '';
   const aggs = columns.filter((c) => !key.includes(c.name)).map((c) => c.name);
   const added = (a: string) => {
     const e = extreme.get(a);
@@ -587,7 +589,7 @@ function deltaStatements(
     build: `CREATE TEMP TABLE mvrefresh_delta ON COMMIT DROP AS ${select}`,
     moveNullKeys:
       `INSERT INTO pg_temp.mvrefresh_keys (${keyCols}) SELECT ${key.map((k) => `d.${qi(k)}`).join(', ')} ` +
-      `FROM pg_temp.mvrefresh_delta d WHERE ${[...key.map((k) => `d.${qi(k)} IS NULL`), ...lost].join(' OR ')}`,
+      `FROM pg_temp.mvrefresh_delta d${groupRow} WHERE ${[...key.map((k) => `d.${qi(k)} IS NULL`), ...lost].join(' OR ')}`,
     dropRecomputed:
       `DELETE FROM pg_temp.mvrefresh_delta d WHERE EXISTS (SELECT FROM pg_temp.mvrefresh_keys k WHERE ` +
       `${key.map((k) => `k.${qi(k)} IS NOT DISTINCT FROM d.${qi(k)}`).join(' AND ')})`,
