@@ -48,6 +48,15 @@ function scheduler(views: ViewSettings[] = [view(1), view(2, { maxStalenessMs: 1
   return { s, due, unknown, misses, targets, run };
 }
 
+/** Advances the clock by ms: no job becomes due before its last millisecond, exactly one at it. */
+function expectOneDueAfter(due: unknown[], ms: number) {
+  const before = due.length;
+  vi.advanceTimersByTime(ms - 1);
+  expect(due).toHaveLength(before);
+  vi.advanceTimersByTime(1);
+  expect(due).toHaveLength(before + 1);
+}
+
 /** `count` NOTIFY events for view 1, one every `periodMs`. */
 function notifyEvery(s: Scheduler, periodMs: number, count: number) {
   for (let i = 0; i < count; i += 1) {
@@ -176,10 +185,8 @@ describe('the per-view scheduler', () => {
     vi.advanceTimersByTime(290);
     s.finished(1, { kind: 'done', refreshed: true, durationMs: 300 });
     // target: start + 10 + 850 - 300 = start + 560; budget: start + 300 / 0.2 = start + 1500: the budget wins
-    vi.advanceTimersByTime(start + 1500 - Date.now() - 1);
     expect(due).toHaveLength(1);
-    vi.advanceTimersByTime(1);
-    expect(due).toHaveLength(2);
+    expectOneDueAfter(due, start + 1500 - Date.now());
     run(1, 300);
     vi.advanceTimersByTime(60_000);
     expect(due).toHaveLength(2);
@@ -230,10 +237,8 @@ describe('the per-view scheduler', () => {
     const now = Date.now();
     s.schedule(1, 'sweep', now - 3000);
     // overdue by its target, but the budget allows the next start 4 s after the last one (1.8 s ago)
-    vi.advanceTimersByTime(now - 1800 + 4000 - Date.now() - 1);
     expect(due).toHaveLength(0);
-    vi.advanceTimersByTime(1);
-    expect(due).toHaveLength(1);
+    expectOneDueAfter(due, now - 1800 + 4000 - Date.now());
     s.stop();
   });
 
@@ -389,12 +394,8 @@ describe('work charged outside the refresh cycles (a verify of an incremental vi
     expect(after.budgetInUse).toBeGreaterThan(before.budgetInUse);
     const chargedAt = Date.now();
     s.schedule(1, 'notify');
-    const jobs = due.length;
     // the budget allows the next start 2 s / 20% = 10 s after the verify began
-    vi.advanceTimersByTime(10_000 - 2000 - 1);
-    expect(due.length).toBe(jobs);
-    vi.advanceTimersByTime(1);
-    expect(due.length).toBe(jobs + 1);
+    expectOneDueAfter(due, 10_000 - 2000);
     expect(Date.now() - chargedAt).toBe(8000);
   });
 
@@ -405,14 +406,10 @@ describe('work charged outside the refresh cycles (a verify of an incremental vi
     run(1, 10);
     vi.advanceTimersByTime(1000);
     s.schedule(1, 'notify');
-    const jobs = due.length;
     // a verify of 1 s ends now: the job planned by its target alone is planned by the budget, 1 s / 20%
     // after the verify began
     s.charge(1, 1000);
-    vi.advanceTimersByTime(5000 - 1000 - 1);
-    expect(due.length).toBe(jobs);
-    vi.advanceTimersByTime(1);
-    expect(due.length).toBe(jobs + 1);
+    expectOneDueAfter(due, 5000 - 1000);
   });
 });
 
@@ -435,11 +432,7 @@ describe('a one-off full recompute of an incremental view (TRUNCATE, drift, a ba
     // its own payback: the next start 4 s / 20% = 20 s after it began
     const ended = Date.now();
     s.schedule(1, 'notify');
-    const jobs = due.length;
-    vi.advanceTimersByTime(20_000 - 4000 - 1);
-    expect(due.length).toBe(jobs);
-    vi.advanceTimersByTime(1);
-    expect(due.length).toBe(jobs + 1);
+    expectOneDueAfter(due, 20_000 - 4000);
     expect(Date.now() - ended).toBe(16_000);
     // then the small applies again: spaced by their own cost (10 ms / 20% = 50 ms), planned by the target
     run(1, 10);
