@@ -59,8 +59,10 @@ export type RunResult =
   /**
    * oneOff: a full recompute of an incremental view (a TRUNCATE, drift, a batch beyond the threshold): it
    * counts in the budget, but the applies after it are small again, so it is no estimate of their cost.
+   * proportional: an incremental view's apply by key or delta, whose cost grows with the writes it covered
+   * (spaced by the budget in use, plan.ts).
    */
-  | { kind: 'done'; refreshed: boolean; durationMs: number; oneOff?: boolean }
+  | { kind: 'done'; refreshed: boolean; durationMs: number; oneOff?: boolean; proportional?: boolean }
   /** failed: the refresh itself failed (not busy, not waiting): a change of the sources may fix it. */
   | { kind: 'retry'; afterMs: number; durationMs: number; failed?: boolean }
   | { kind: 'paused' }

@@ -442,3 +442,40 @@ describe('a one-off full recompute of an incremental view (TRUNCATE, drift, a ba
     expect(due.length).toBe(next + 1);
   });
 });
+
+describe('an incremental view, whose applies cost in proportion to the writes they cover', () => {
+  it('is planned by its target after a slow apply while its applies used at most its budget of the window', () => {
+    // a 5 s catch-up apply that began 5 s ago, remembered by the mean: a fixed-cost view would wait 25 s
+    const slow = { targetMs: TARGET, expectedMs: 300, costMs: 3000, lastStartAt: -5000, lastCostMs: 5000 };
+    expect(plan(slow).at).toBe(-5000 + 5000 / BUDGET);
+    expect(plan({ ...slow, windowBusyMs: 5000 }).at).toBe(TARGET * TARGET_HEADROOM - 300);
+    // beyond the budget's share of the window (20% of 60 s): the last apply is paid back, by its own cost
+    expect(plan({ ...slow, windowBusyMs: 12_001 }).at).toBe(-5000 + 5000 / BUDGET);
+    expect(plan({ ...slow, lastStartAt: 200, lastCostMs: 100, windowBusyMs: 12_001 }).at).toBe(
+      200 + 100 / BUDGET,
+    );
+  });
+
+  it('keeps its applies after a catch-up at the target, and spaces them by cost / budget once the window is spent', () => {
+    const { s, due } = scheduler();
+    const apply = (ms: number) => {
+      s.started(due.at(-1)!);
+      vi.advanceTimersByTime(ms);
+      s.finished(1, { kind: 'done', refreshed: true, durationMs: ms, proportional: true });
+    };
+    s.schedule(1, 'notify');
+    vi.advanceTimersByTime(byTarget(0));
+    apply(6000);
+    // the next write is applied by the target (6 s of 12 s in the window; the p90 expects 6 s: at once),
+    // not 30 s after the catch-up
+    s.schedule(1, 'notify');
+    vi.advanceTimersByTime(0);
+    expect(due).toHaveLength(2);
+    apply(6500);
+    // 12.5 s in the window: the last apply is paid back, 6.5 s / 20% after it began
+    const began = Date.now() - 6500;
+    s.schedule(1, 'notify');
+    expectOneDueAfter(due, began + 6500 / BUDGET - Date.now());
+    s.stop();
+  });
+});

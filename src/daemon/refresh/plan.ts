@@ -9,6 +9,15 @@
  * expected is pessimistic (a p90), so that the target is met when a refresh is slow; cost is the mean (an
  * EWMA), since the budget is a share of time: spacing refreshes by a p90 would spend less than the budget,
  * a cheap view's rare slow refresh (a descheduled backend on a busy server) spacing all the others.
+ *
+ * An incremental view's apply costs in proportion to the writes it covers, not a fixed price: spacing its
+ * next apply by its last cost / budget makes that apply cover more writes and cost more in turn, so one
+ * slow apply (a catch-up after an overload, a backend descheduled on a busy server) stretches the next
+ * several intervals far past the target while the budget is hardly used. Such a view is spaced by the budget
+ * in use instead: while its applies kept the database busy for at most its budget's share of the last
+ * BUDGET_WINDOW_MS, the target alone plans the next one; above that share, the last apply is paid back
+ * (its own cost / budget, not the mean: the mean remembers backlogs that are gone). Over any window the
+ * applies then keep to about the budget, and a burst within it is allowed.
  */
 
 import { minInterval } from '../../budget.js';
@@ -25,6 +34,8 @@ export const LONG_REFRESH_SHARE = 0.1;
 /** Durations remembered per view for the estimate. */
 const HISTORY = 20;
 const EWMA_WEIGHT = 0.3;
+/** The window over which the budget in use is measured (/views, metrics, and the spacing of applies). */
+export const BUDGET_WINDOW_MS = 60_000;
 
 export interface PlanInput {
   now: number;
@@ -39,6 +50,11 @@ export interface PlanInput {
   lastStartAt: number | undefined;
   /** What that previous cycle cost, when known (a failed or slow cycle counts in the budget too). */
   lastCostMs?: number | undefined;
+  /**
+   * For a view whose last cycle applied changes (an incremental view's apply by key or delta): its cycles'
+   * time within the last BUDGET_WINDOW_MS. Undefined: a cycle of a fixed cost (REFRESH, a full recompute).
+   */
+  windowBusyMs?: number | undefined;
 }
 
 export interface Plan {
@@ -57,7 +73,11 @@ export function planRefresh(p: PlanInput): Plan {
   const byBudget =
     p.lastStartAt === undefined
       ? -Infinity
-      : p.lastStartAt + minInterval(Math.max(p.costMs, p.lastCostMs ?? 0), p.budget);
+      : p.windowBusyMs === undefined
+        ? p.lastStartAt + minInterval(Math.max(p.costMs, p.lastCostMs ?? 0), p.budget)
+        : p.windowBusyMs <= p.budget * BUDGET_WINDOW_MS
+          ? p.lastStartAt + (p.lastCostMs ?? p.costMs)
+          : p.lastStartAt + minInterval(p.lastCostMs ?? p.costMs, p.budget);
   const byTarget =
     p.dirtySince === undefined ? -Infinity : p.dirtySince + p.targetMs * TARGET_HEADROOM - p.expectedMs;
   const achievableMs = minIntervalMs + p.expectedMs;

@@ -193,6 +193,7 @@ export class Refresher extends EventEmitter<RefresherEvents> {
       if (apply) this.countApply(job.name, apply);
       if (result.kind === 'done' && apply?.kind?.startsWith(FULL_PREFIX))
         result = { ...result, oneOff: true };
+      else if (result.kind === 'done' && apply?.kind) result = { ...result, proportional: true };
     } catch (err) {
       ({ report, result } = await this.failed(job, err, performance.now() - t0));
       if (mode !== undefined) report = { ...report, mode };

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../../logger.js';
 import type { Cause, Job, RunResult } from '../../interfaces.js';
-import { DurationEstimate, LONG_REFRESH_SHARE, planRefresh, type Plan } from './plan.js';
+import { BUDGET_WINDOW_MS, DurationEstimate, LONG_REFRESH_SHARE, planRefresh, type Plan } from './plan.js';
 import { EARLY_RETRY_MS } from '../../db/protocol.js';
 
 /** The longest delay a Node timer waits (2^31 - 1 ms); a longer one fires at once. */
@@ -77,8 +77,6 @@ export interface ViewSchedule {
   phase: 'idle' | JobState['phase'];
   nextRefreshAt: number | undefined;
 }
-
-const BUSY_WINDOW_MS = 60_000;
 
 /**
  * Decides when each view is refreshed; the refresher (refresher.ts), built with this scheduler, runs what
@@ -269,7 +267,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     if (result.kind === 'done' || result.kind === 'retry') {
       stats.lastCostMs = result.durationMs;
       stats.recent.push({ at: st.startedAt ?? now, ms: result.durationMs });
-      while (stats.recent.length > 0 && stats.recent[0]!.at < now - BUSY_WINDOW_MS) stats.recent.shift();
+      while (stats.recent.length > 0 && stats.recent[0]!.at < now - BUDGET_WINDOW_MS) stats.recent.shift();
     }
     if (result.kind === 'paused') {
       stats.paused = true;
@@ -297,6 +295,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       // a one-off full recompute spaces the next start once (lastCostMs), never the estimate of the
       // applies after it (20 of them would otherwise plan against it)
       if (!result.oneOff) stats.estimate.add(result.durationMs);
+      stats.proportional = result.proportional === true;
       this.checkConflict(view, stats);
       const targetMs = this.targetOf(view);
       const stalenessMs = now - st.dirtySince;
@@ -342,7 +341,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const now = this.now();
     const startedAt = now - durationMs;
     stats.recent.push({ at: startedAt, ms: durationMs });
-    while (stats.recent.length > 0 && stats.recent[0]!.at < now - BUSY_WINDOW_MS) stats.recent.shift();
+    while (stats.recent.length > 0 && stats.recent[0]!.at < now - BUDGET_WINDOW_MS) stats.recent.shift();
     // cycles that started meanwhile found the view's lock held (busy) and cost next to nothing
     stats.lastStartAt = Math.max(stats.lastStartAt ?? startedAt, startedAt);
     stats.lastCostMs = durationMs;
@@ -358,8 +357,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const now = this.now();
     const plan = this.plan(view, stats, undefined, now);
     const st = this.states.get(viewId);
-    const window = Math.min(BUSY_WINDOW_MS, Math.max(1000, now - stats.since));
-    const busy = stats.recent.filter((r) => r.at >= now - window).reduce((sum, r) => sum + r.ms, 0);
+    const window = Math.min(BUDGET_WINDOW_MS, Math.max(1000, now - stats.since));
+    const busy = this.busyMs(stats, now, window);
     return {
       targetMs: this.targetOf(view),
       budget: this.budgetOf(view),
@@ -409,7 +408,13 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       costMs: stats.estimate.meanMs,
       lastStartAt: stats.lastStartAt,
       lastCostMs: stats.lastCostMs,
+      windowBusyMs: stats.proportional ? this.busyMs(stats, now, BUDGET_WINDOW_MS) : undefined,
     });
+  }
+
+  /** The view's cycle time (and charged work) that started within the last windowMs. */
+  private busyMs(stats: ViewStats, now: number, windowMs: number): number {
+    return stats.recent.filter((r) => r.at >= now - windowMs).reduce((sum, r) => sum + r.ms, 0);
   }
 
   private checkConflict(view: ViewSettings, stats: ViewStats): void {
@@ -514,8 +519,10 @@ interface ViewStats {
   estimate: DurationEstimate;
   lastStartAt?: number;
   lastCostMs?: number;
-  /** Cycles started within the last BUSY_WINDOW_MS: the budget in use. */
+  /** Cycles started within the last BUDGET_WINDOW_MS: the budget in use. */
   recent: { at: number; ms: number }[];
+  /** The last cycle applied changes: its cost grows with the writes it covered (plan.ts). */
+  proportional?: boolean;
   /** The budget does not allow the target (the last `target` event said met: false). */
   conflict: boolean;
   since: number;
