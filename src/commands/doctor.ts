@@ -261,8 +261,20 @@ async function driftFindings(db: pg.ClientBase): Promise<Finding[]> {
 }
 
 async function triggerFindings(db: pg.ClientBase): Promise<Finding[]> {
-  const { rows } = await db.query<TriggerRow>(sql.doctorTriggers);
+  const captureMarks =
+    (await db.query<{ present: boolean }>(sql.doctorCaptureMarks)).rows[0]?.present ?? false;
+  const { rows } = await db.query<TriggerRow>(sql.doctorTriggers(captureMarks));
   const out = rows.map(triggerFinding);
+  const capture = await db.query<{ table: string; trigger: string; enabled: string; owner: string }>(
+    sql.doctorCaptureTriggers,
+  );
+  for (const r of capture.rows)
+    out.push(
+      warn(
+        'triggers',
+        `${r.table}: capture trigger ${r.trigger} ${r.enabled === 'R' ? 'is ENABLE REPLICA (fires only under session_replication_role = replica)' : 'disabled'}: the writes it misses are logged for no incremental view; the drift check finds them and recomputes the views reading ${r.table} in full, and enables the trigger again where the daemon owns the table (else its owner, ${r.owner}, must run ALTER TABLE ${r.table} ENABLE ALWAYS TRIGGER ${r.trigger})`,
+      ),
+    );
   const events = (await db.query<{ enabled: number }>(sql.doctorEventTriggers)).rows[0]?.enabled ?? 0;
   out.push(
     events === 2

@@ -182,11 +182,12 @@ export const sql = {
   /**
    * Tables a watched view reads whose mvrefresh_mark trigger is missing, disabled, ENABLE REPLICA (fires only
    * under session_replication_role = replica), or not ours (another function behind our trigger's name).
-   * A source of an incremental view whose four capture triggers are there has none: they mark it
-   * (routines/mark_table.sql, capture_marks.sql); the drift check reports a capture trigger that is missing,
-   * disabled or ENABLE REPLICA.
+   * A source of an incremental view whose four capture triggers mark it (capture_marks.sql) has none; one
+   * whose capture functions are of a generation that did not mark keeps mvrefresh_mark and is listed when
+   * that trigger is not right. A schema migrated by a build without capture_marks() (doctorCaptureMarks says)
+   * counts the four capture triggers by name instead.
    */
-  doctorTriggers: `SELECT DISTINCT r.relid::regclass::text AS table,
+  doctorTriggers: (captureMarks: boolean) => `SELECT DISTINCT r.relid::regclass::text AS table,
                           t.tgenabled::text AS enabled,
                           t.oid IS NOT NULL AND t.tgfoid OPERATOR(pg_catalog.<>) 'mvrefresh.mark_table()'::pg_catalog.regprocedure AS foreign,
                           t.tgfoid::pg_catalog.regprocedure::text AS function,
@@ -196,11 +197,27 @@ export const sql = {
                      LEFT JOIN pg_trigger t ON t.tgrelid = r.relid AND t.tgname = 'mvrefresh_mark'
                     WHERE (t.oid IS NULL OR t.tgenabled IN ('D', 'R')
                            OR t.tgfoid <> 'mvrefresh.mark_table()'::pg_catalog.regprocedure)
-                      AND (SELECT pg_catalog.count(*) FROM pg_trigger ct
+                      AND ${
+                        captureMarks
+                          ? 'NOT mvrefresh.capture_marks(r.relid)'
+                          : `(SELECT pg_catalog.count(*) FROM pg_trigger ct
                             WHERE ct.tgrelid = r.relid
                               AND ct.tgname IN ('mvrefresh_cap_ins', 'mvrefresh_cap_upd', 'mvrefresh_cap_del',
-                                                'mvrefresh_cap_trunc')) OPERATOR(pg_catalog.<>) 4
+                                                'mvrefresh_cap_trunc')) OPERATOR(pg_catalog.<>) 4`
+                      }
                     ORDER BY 1`,
+  /** Whether the schema has capture_marks() (routines of version 15 since the capture marks). */
+  doctorCaptureMarks: `SELECT pg_catalog.to_regprocedure('mvrefresh.capture_marks(pg_catalog.oid)') IS NOT NULL AS present`,
+  /**
+   * Capture triggers of incremental views' sources that do not fire for ordinary writes (disabled, ENABLE
+   * REPLICA): those writes log nothing until the drift check enables them again and recomputes the views.
+   */
+  doctorCaptureTriggers: `SELECT t.tgrelid::regclass::text AS table, t.tgname::text AS trigger, t.tgenabled::text AS enabled,
+                                 c.relowner::pg_catalog.regrole::text AS owner
+                            FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+                           WHERE t.tgname IN ('mvrefresh_cap_ins', 'mvrefresh_cap_upd', 'mvrefresh_cap_del', 'mvrefresh_cap_trunc')
+                             AND t.tgenabled IN ('D', 'R')
+                           ORDER BY 1, 2`,
   /** Whether the schema has the drift check's state (version 10 on). */
   doctorDriftPresent: `SELECT pg_catalog.to_regclass('mvrefresh.drift_check_state') IS NOT NULL AS present`,
   /** The drift check's last success and failure (routines/check_drift.sql, record_drift_failure.sql). */
