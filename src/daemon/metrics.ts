@@ -225,8 +225,14 @@ export class Metrics {
     }
   }
 
-  /** Starts at 0 the verify mismatch counter of every incremental view, for increase(). Idempotent. */
+  /**
+   * Starts at 0 the counters of every incremental view that alerts read through increase()
+   * (MvrefreshIncrementalMismatch, MvrefreshIncrementalMostlyFull). Idempotent.
+   */
   knowIncrementalViews(views: Iterable<string>): void {
-    for (const view of views) this.incrementalVerifyMismatch.inc({ view }, 0);
+    for (const view of views) {
+      this.incrementalVerifyMismatch.inc({ view }, 0);
+      this.incrementalFull.inc({ view, reason: 'threshold' }, 0);
+    }
   }
 }

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packageRoot } from '../../src/paths.js';
+import { runCli } from '../support/cli.js';
 import { useTestDatabase } from '../support/db.js';
 import { startDaemon, type TestDaemon } from '../support/daemon.js';
 import { INSERT_ORDER, SHOP_SQL } from '../support/shop.js';
@@ -39,6 +40,7 @@ const VIEWS = {
   failing: 'public.ops_dup',
   tight: 'public.ops_orders_per_customer',
   drifting: 'public.ops_sales_by_region',
+  incremental: 'public.ops_customer_totals',
 };
 /** Alerts the scenario makes true: their expressions must return series (the others may be empty). */
 const TRUE_IN_SCENARIO = new Set(['MvrefreshRefreshFailing', 'MvrefreshTargetUnmet']);
@@ -110,7 +112,12 @@ describe.skipIf(!prometheus)('the dashboard and the alert rules against Promethe
       SELECT mvrefresh.watch('ops_dup');
       -- a 1 ms target that no refresh can meet, at a 5% budget: misses, and an unmet target
       SELECT mvrefresh.watch('ops_orders_per_customer', p_max_staleness_ms => 1, p_refresh_budget => 0.05);
-      SELECT mvrefresh.watch('ops_sales_by_region');`);
+      SELECT mvrefresh.watch('ops_sales_by_region');
+      CREATE MATERIALIZED VIEW ops_customer_totals AS
+        SELECT customer_id, count(*) AS orders FROM orders GROUP BY customer_id;
+      CREATE UNIQUE INDEX ON ops_customer_totals (customer_id);`);
+    const watched = runCli(['watch', VIEWS.incremental, '--incremental'], { DATABASE_URL: db.url });
+    expect((await watched.exit).code, watched.text()).toBe(0);
     d = await startDaemon(db.url, { vacuumCheckIntervalMs: 2000, driftCheckIntervalMs: 2000 });
     prom = await startPrometheus(prometheus!, [`127.0.0.1:${d.running.port}`]);
     writer = startWriter();
@@ -128,6 +135,9 @@ describe.skipIf(!prometheus)('the dashboard and the alert rules against Promethe
     // (its series start at 0 when the view is loaded: a repair is an increment)
     await waitFor('the drift repair in the scrape', () =>
       has(`mvrefresh_source_drift_total{view="${VIEWS.drifting}"} > 0`),
+    );
+    await waitFor('an apply of the incremental view in the scrape', () =>
+      has(`mvrefresh_apply_keys_count{view="${VIEWS.incremental}"} > 0`),
     );
     await waitFor('target misses in the scrape', () =>
       has(`mvrefresh_view_target_misses_total{view="${VIEWS.tight}"}`),
