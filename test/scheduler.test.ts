@@ -39,11 +39,11 @@ function scheduler(views: ViewSettings[] = [view(1), view(2, { maxStalenessMs: 1
   s.on('unknown', (id) => unknown.push(id));
   s.on('miss', (m) => misses.push(m));
   s.on('target', (c) => targets.push(c));
-  /** Runs the job that is due now for viewId, taking durationMs. */
-  const run = (viewId: number, durationMs: number) => {
+  /** Runs the job that is due now for viewId, taking durationMs (an incremental apply: proportional). */
+  const run = (viewId: number, durationMs: number, extra: { proportional?: boolean } = {}) => {
     s.started(due.filter((j) => j.viewId === viewId).at(-1)!);
     vi.advanceTimersByTime(durationMs);
-    s.finished(viewId, { kind: 'done', refreshed: true, durationMs });
+    s.finished(viewId, { kind: 'done', refreshed: true, durationMs, ...extra });
   };
   return { s, due, unknown, misses, targets, run };
 }
@@ -457,12 +457,8 @@ describe('an incremental view, whose applies cost in proportion to the writes th
   });
 
   it('keeps its applies after a catch-up at the target, and spaces them by cost / budget once the window is spent', () => {
-    const { s, due } = scheduler();
-    const apply = (ms: number) => {
-      s.started(due.at(-1)!);
-      vi.advanceTimersByTime(ms);
-      s.finished(1, { kind: 'done', refreshed: true, durationMs: ms, proportional: true });
-    };
+    const { s, due, run } = scheduler();
+    const apply = (ms: number) => run(1, ms, { proportional: true });
     s.schedule(1, 'notify');
     vi.advanceTimersByTime(byTarget(0));
     apply(6000);

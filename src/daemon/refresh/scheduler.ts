@@ -266,8 +266,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     }
     if (result.kind === 'done' || result.kind === 'retry') {
       stats.lastCostMs = result.durationMs;
-      stats.recent.push({ at: st.startedAt ?? now, ms: result.durationMs });
-      while (stats.recent.length > 0 && stats.recent[0]!.at < now - BUDGET_WINDOW_MS) stats.recent.shift();
+      this.addBusy(stats, st.startedAt ?? now, result.durationMs, now);
     }
     if (result.kind === 'paused') {
       stats.paused = true;
@@ -340,8 +339,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     if (!stats || !view || this.stopped) return;
     const now = this.now();
     const startedAt = now - durationMs;
-    stats.recent.push({ at: startedAt, ms: durationMs });
-    while (stats.recent.length > 0 && stats.recent[0]!.at < now - BUDGET_WINDOW_MS) stats.recent.shift();
+    this.addBusy(stats, startedAt, durationMs, now);
     // cycles that started meanwhile found the view's lock held (busy) and cost next to nothing
     stats.lastStartAt = Math.max(stats.lastStartAt ?? startedAt, startedAt);
     stats.lastCostMs = durationMs;
@@ -410,6 +408,12 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       lastCostMs: stats.lastCostMs,
       windowBusyMs: stats.proportional ? this.busyMs(stats, now, BUDGET_WINDOW_MS) : undefined,
     });
+  }
+
+  /** Records a cycle (or charged work) in the budget in use, forgetting what left the window. */
+  private addBusy(stats: ViewStats, at: number, ms: number, now: number): void {
+    stats.recent.push({ at, ms });
+    while (stats.recent.length > 0 && stats.recent[0]!.at < now - BUDGET_WINDOW_MS) stats.recent.shift();
   }
 
   /** The view's cycle time (and charged work) that started within the last windowMs. */
