@@ -193,6 +193,37 @@ describe('incremental views', () => {
     expect(rows[0]).toEqual({ last_apply_kind: 'delta', last_apply_keys: 4 });
   });
 
+  it('applies a delta view registered by an earlier version (separate update, insert and deleteEmpty statements)', async () => {
+    const s = db.sql;
+    await applyAll();
+    const { rows } = await s.query<{ view_id: number; x: string }>(
+      `SELECT i.view_id, format('%I.%I', v.view_schema, v.view_name) AS x FROM mvrefresh.incremental i
+         JOIN mvrefresh.view_state v ON v.id = i.view_id WHERE v.view_name = 'author_counts'`,
+    );
+    const { view_id: id, x } = rows[0]!;
+    const earlier = {
+      update: `UPDATE ${x} x SET "n" = x."n" + COALESCE(d."n", 0), "total" = x."total" + COALESCE(d."total", 0) FROM pg_temp.mvrefresh_delta d WHERE x."author_id" = d."author_id"`,
+      insert: `INSERT INTO ${x} ("author_id", "n", "total") SELECT d."author_id", COALESCE(d."n", 0), COALESCE(d."total", 0) FROM pg_temp.mvrefresh_delta d WHERE d."n" > 0 AND NOT EXISTS (SELECT FROM ${x} x WHERE x."author_id" = d."author_id")`,
+      deleteEmpty: `DELETE FROM ${x} x USING pg_temp.mvrefresh_delta d WHERE x."author_id" = d."author_id" AND x."n" = 0`,
+    };
+    await s.query(
+      `UPDATE mvrefresh.incremental SET statements = jsonb_set(statements, '{delta}', (statements -> 'delta') - 'upsert' || $2::jsonb)
+        WHERE view_id = $1`,
+      [id, JSON.stringify(earlier)],
+    );
+    // a new group, groups that grow and shrink, and one that vanishes
+    await s.query(`INSERT INTO comments (post_id, author_id, score) VALUES (5, 777, 3), (6, 777, 4)`);
+    await s.query(`DELETE FROM comments WHERE author_id = 3`);
+    await s.query(`UPDATE comments SET author_id = 4 WHERE author_id = 5 AND id % 2 = 0`);
+    await applyAll();
+    expect(await difference('author_counts')).toEqual([0, 0]);
+    const after = await s.query<{ kind: string; upsert: boolean }>(
+      `SELECT last_apply_kind AS kind, statements -> 'delta' ? 'upsert' AS upsert FROM mvrefresh.incremental WHERE view_id = $1`,
+      [id],
+    );
+    expect(after.rows[0]).toEqual({ kind: 'delta', upsert: false });
+  });
+
   it('stands under the name as a table with its indexes and dependants, which readers query unchanged', async () => {
     const rel = await db.sql.query<{ relkind: string }>(
       `SELECT relkind FROM pg_class WHERE oid = 'post_stats'::regclass`,

@@ -224,9 +224,14 @@ BEGIN
         END IF;
     END IF;
     IF reason IS NULL AND delta_rows OPERATOR(pg_catalog.>) 0 THEN
-        EXECUTE delta OPERATOR(pg_catalog.->>) 'update';
-        EXECUTE delta OPERATOR(pg_catalog.->>) 'insert';
-        EXECUTE delta OPERATOR(pg_catalog.->>) 'deleteEmpty';
+        IF delta OPERATOR(pg_catalog.?) 'upsert' THEN
+            EXECUTE delta OPERATOR(pg_catalog.->>) 'upsert';
+        ELSE
+            -- registered by an earlier version (analyze.ts, DeltaStatements)
+            EXECUTE delta OPERATOR(pg_catalog.->>) 'update';
+            EXECUTE delta OPERATOR(pg_catalog.->>) 'insert';
+            EXECUTE delta OPERATOR(pg_catalog.->>) 'deleteEmpty';
+        END IF;
     END IF;
     PERFORM pg_catalog.set_config('role', 'none', true);
     ms := pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) t0) OPERATOR(pg_catalog.*) 1000;

@@ -65,10 +65,12 @@ export interface DeltaStatements {
   /** Groups with a NULL key go to mvrefresh_keys (recomputed), then every recomputed group's delta goes. */
   moveNullKeys: string;
   dropRecomputed: string;
-  /** Add the deltas to existing groups, insert new groups, delete groups whose count fell to zero. */
-  update: string;
-  insert: string;
-  deleteEmpty: string;
+  /**
+   * One statement: add the deltas to existing groups, delete groups whose count falls to zero, insert new
+   * groups (each group's row found once). A view registered by an earlier version has update, insert
+   * and deleteEmpty instead, which apply_view() still runs.
+   */
+  upsert: string;
 }
 
 export type Analysis =
@@ -578,29 +580,41 @@ function deltaStatements(
     const [c, r] = [qi(e.column), qi(e.removed)];
     return `d.${r} ${e.fn === 'max' ? '>=' : '<='} ${bound(e, `x.${c}`, `d.${c}`)}`;
   });
-  const groupRow = extremes.length > 0 ? ` LEFT JOIN ${x} x ON ${same}` : '';
+  // only a group with a NULL key or a removed extreme can need it: the others skip the join
+  const mayLose = [
+    ...key.map((k) => `d.${qi(k)} IS NULL`),
+    ...extremes.map((e) => `d.${qi(e.removed)} IS NOT NULL`),
+  ];
+  const deltaRows =
+    extremes.length > 0
+      ? `(SELECT * FROM pg_temp.mvrefresh_delta d WHERE ${mayLose.join(' OR ')}) d LEFT JOIN ${x} x ON ${same}`
+      : 'pg_temp.mvrefresh_delta d';
   const aggs = columns.filter((c) => !key.includes(c.name)).map((c) => c.name);
   const added = (a: string) => {
     const e = extreme.get(a);
     return e ? bound(e, `x.${qi(a)}`, `d.${qi(a)}`) : `x.${qi(a)} + COALESCE(d.${qi(a)}, 0)`;
   };
+  const count = qi(countColumn);
+  // a group's count falls to zero only when its delta is negative; the groups the UPDATE found are the
+  // ones that exist, so the INSERT takes the others (the delta has no NULL key left: moveNullKeys)
+  const sameU = key.map((k) => `u.${qi(k)} = d.${qi(k)}`).join(' AND ');
   return {
     fact,
     build: `CREATE TEMP TABLE mvrefresh_delta ON COMMIT DROP AS ${select}`,
     moveNullKeys:
       `INSERT INTO pg_temp.mvrefresh_keys (${keyCols}) SELECT ${key.map((k) => `d.${qi(k)}`).join(', ')} ` +
-      `FROM pg_temp.mvrefresh_delta d${groupRow} WHERE ${[...key.map((k) => `d.${qi(k)} IS NULL`), ...lost].join(' OR ')}`,
+      `FROM ${deltaRows} WHERE ${[...key.map((k) => `d.${qi(k)} IS NULL`), ...lost].join(' OR ')}`,
     dropRecomputed:
       `DELETE FROM pg_temp.mvrefresh_delta d WHERE EXISTS (SELECT FROM pg_temp.mvrefresh_keys k WHERE ` +
       `${key.map((k) => `k.${qi(k)} IS NOT DISTINCT FROM d.${qi(k)}`).join(' AND ')})`,
-    update:
-      `UPDATE ${x} x SET ${aggs.map((a) => `${qi(a)} = ${added(a)}`).join(', ')} ` +
-      `FROM pg_temp.mvrefresh_delta d WHERE ${same}`,
-    insert:
+    upsert:
+      `WITH u AS (UPDATE ${x} x SET ${aggs.map((a) => `${qi(a)} = ${added(a)}`).join(', ')} ` +
+      `FROM pg_temp.mvrefresh_delta d WHERE ${same} AND x.${count} + d.${count} <> 0 ` +
+      `RETURNING ${key.map((k) => `x.${qi(k)}`).join(', ')}), ` +
+      `e AS (DELETE FROM ${x} x USING pg_temp.mvrefresh_delta d WHERE ${same} AND d.${count} < 0 AND x.${count} + d.${count} = 0) ` +
       `INSERT INTO ${x} (${columns.map((c) => qi(c.name)).join(', ')}) ` +
       `SELECT ${columns.map((c) => (key.includes(c.name) || extreme.has(c.name) ? `d.${qi(c.name)}` : `COALESCE(d.${qi(c.name)}, 0)`)).join(', ')} ` +
-      `FROM pg_temp.mvrefresh_delta d WHERE d.${qi(countColumn)} > 0 AND NOT EXISTS (SELECT FROM ${x} x WHERE ${same})`,
-    deleteEmpty: `DELETE FROM ${x} x USING pg_temp.mvrefresh_delta d WHERE ${same} AND x.${qi(countColumn)} = 0`,
+      `FROM pg_temp.mvrefresh_delta d WHERE d.${count} > 0 AND NOT EXISTS (SELECT FROM u WHERE ${sameU})`,
   };
 }
 
