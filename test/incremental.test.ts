@@ -44,6 +44,16 @@ const VIEWS: Record<string, { sql: string; key: string }> = {
             FROM comments c GROUP BY c.post_id`,
     key: 'post_id',
   },
+  // count(DISTINCT) by its multiset: of a nullable column beside count(*), and of a NOT NULL one alone
+  post_authors: {
+    sql: `SELECT post_id, count(*) AS n, count(DISTINCT author_id) AS authors, sum(score) AS total
+            FROM comments GROUP BY post_id`,
+    key: 'post_id',
+  },
+  post_scorers: {
+    sql: `SELECT c.post_id, count(DISTINCT c.score) AS scores FROM comments c WHERE c.score > 20 GROUP BY c.post_id`,
+    key: 'post_id',
+  },
   // a view reading a plain view
   hot_posts: {
     sql: `SELECT post_id, count(*) AS n FROM hot_comments GROUP BY post_id`,
@@ -61,6 +71,25 @@ async function difference(view: string): Promise<[number, number]> {
   return [
     await count(`SELECT count(*) AS n FROM (TABLE ${view} EXCEPT ALL SELECT * FROM (${def}) q) a`),
     await count(`SELECT count(*) AS n FROM (SELECT * FROM (${def}) q EXCEPT ALL TABLE ${view}) b`),
+  ];
+}
+
+/** The count(DISTINCT) views' multisets (mvrefresh.distinct_<view id>) as their definitions give them. */
+const MULTISETS: Record<string, string> = {
+  post_authors: `SELECT post_id, author_id, count(*) FROM comments WHERE author_id IS NOT NULL GROUP BY 1, 2`,
+  post_scorers: `SELECT post_id, score, count(*) FROM comments WHERE score > 20 GROUP BY 1, 2`,
+};
+
+/** Entries of a view's multiset that its definition does not give, and the reverse. */
+async function multisetDifference(view: string): Promise<[number, number]> {
+  const { rows } = await db.sql.query<{ t: string }>(
+    `SELECT format('mvrefresh.%I', 'distinct_' || id) AS t FROM mvrefresh.view_state WHERE view_name = $1`,
+    [view],
+  );
+  const [t, def] = [rows[0]!.t, MULTISETS[view]!];
+  return [
+    await count(`SELECT count(*) AS n FROM (TABLE ${t} EXCEPT ALL SELECT * FROM (${def}) q) a`),
+    await count(`SELECT count(*) AS n FROM (SELECT * FROM (${def}) q EXCEPT ALL TABLE ${t}) b`),
   ];
 }
 
@@ -140,17 +169,27 @@ describe('incremental views', () => {
   });
 
   it('keeps every view equal to its query after each round of inserts, updates, moves, deletes and rollbacks', async () => {
+    expect(await count(`SELECT count(*) AS n FROM pg_class WHERE relname ~ '^distinct_[0-9]+$'`)).toBe(2);
     for (let round = 1; round <= 6; round += 1) {
       await writeRound(round);
       await applyAll();
       for (const view of Object.keys(VIEWS))
         expect([view, ...(await difference(view))]).toEqual([view, 0, 0]);
+      for (const view of Object.keys(MULTISETS))
+        expect([view, ...(await multisetDifference(view))]).toEqual([view, 0, 0]);
     }
     const kinds = await db.sql.query<{ view_name: string; last_apply_kind: string }>(
       `SELECT v.view_name, i.last_apply_kind FROM mvrefresh.incremental i JOIN mvrefresh.view_state v ON v.id = i.view_id
         ORDER BY 1`,
     );
-    const delta = new Set(['author_counts', 'community_day', 'post_scores', 'post_stats']);
+    const delta = new Set([
+      'author_counts',
+      'community_day',
+      'post_authors',
+      'post_scorers',
+      'post_scores',
+      'post_stats',
+    ]);
     for (const r of kinds.rows)
       expect([r.view_name, r.last_apply_kind]).toEqual([
         r.view_name,
@@ -283,6 +322,8 @@ describe('incremental views', () => {
     await db.sql.query('INSERT INTO comments SELECT * FROM comments_saved WHERE id % 2 = 0');
     await applyAll();
     for (const view of Object.keys(VIEWS)) expect([view, ...(await difference(view))]).toEqual([view, 0, 0]);
+    for (const view of Object.keys(MULTISETS))
+      expect([view, ...(await multisetDifference(view))]).toEqual([view, 0, 0]);
     const kinds = await db.sql.query<{ last_apply_kind: string }>(
       `SELECT i.last_apply_kind FROM mvrefresh.incremental i JOIN mvrefresh.view_state v ON v.id = i.view_id
         WHERE v.view_name = 'post_stats'`,
@@ -302,6 +343,10 @@ describe('incremental views', () => {
     const fixed = await cli(['verify', 'top_comments']);
     expect(fixed.text).toContain('repaired');
     expect(await difference('top_comments')).toEqual([0, 0]);
+    // a count(DISTINCT) view: its multiset is rebuilt with it
+    expect((await cli(['verify', 'post_authors'])).text).toContain('repaired');
+    expect(await difference('post_authors')).toEqual([0, 0]);
+    expect(await multisetDifference('post_authors')).toEqual([0, 0]);
   });
 
   it('check_drift finds a disabled capture trigger, enables it again, and the next apply recomputes in full', async () => {
@@ -384,5 +429,6 @@ describe('incremental views', () => {
       expect((await cli(['unwatch', v])).code).toBe(0);
     expect(await count(`SELECT count(*) AS n FROM pg_trigger WHERE tgname LIKE 'mvrefresh_cap_%'`)).toBe(0);
     expect(await count(`SELECT count(*) AS n FROM pg_class WHERE relname ~ '^log_[0-9]+$'`)).toBe(0);
+    expect(await count(`SELECT count(*) AS n FROM pg_class WHERE relname ~ '^distinct_[0-9]+$'`)).toBe(0);
   });
 });

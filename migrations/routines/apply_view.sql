@@ -166,7 +166,13 @@ BEGIN
         END LOOP;
         IF delta IS NOT NULL AND (delta OPERATOR(pg_catalog.->>) 'fact') OPERATOR(pg_catalog.=) ANY (changed) THEN
             EXECUTE delta OPERATOR(pg_catalog.->>) 'build';
+            IF delta OPERATOR(pg_catalog.?) 'distinct' THEN
+                -- the owner may not use mvrefresh's schema: the call is mvrefresh's, and returns as the owner
+                PERFORM pg_catalog.set_config('role', 'none', true);
+                PERFORM mvrefresh.apply_distinct(delta OPERATOR(pg_catalog.->) 'distinct', owner_name, false);
+            END IF;
             -- without statistics the planner takes it for 1 000 rows or more and joins it to the whole view
+            -- (analyzed once complete: with the distinct column's changes)
             ANALYZE pg_temp.mvrefresh_delta;
             EXECUTE delta OPERATOR(pg_catalog.->>) 'moveNullKeys';
             EXECUTE delta OPERATOR(pg_catalog.->>) 'dropRecomputed';
@@ -191,6 +197,10 @@ BEGIN
         EXECUTE 'CREATE TEMP TABLE mvrefresh_full ON COMMIT DROP AS ' OPERATOR(pg_catalog.||) inc.definition;
         -- without statistics the planner takes the temporary table for a small one: nested loops
         ANALYZE pg_temp.mvrefresh_full;
+        IF inc.statements OPERATOR(pg_catalog.->) 'delta' OPERATOR(pg_catalog.?) 'distinct' THEN
+            PERFORM pg_catalog.set_config('role', 'none', true);
+            PERFORM mvrefresh.apply_distinct(inc.statements OPERATOR(pg_catalog.#>) '{delta,distinct}', owner_name, true);
+        END IF;
         EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'fullKeys';
         SELECT pg_catalog.count(*) INTO keys FROM pg_temp.mvrefresh_keys;
         rows_from := 'insertFull';
@@ -268,6 +278,52 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- The multiset of a count(DISTINCT) delta view (src/incremental/delta.ts, analyze.ts DistinctStatements),
+-- called by apply_view() as the view's owner p_owner, in whose role it returns. mvrefresh's role creates
+-- the temporary tables and writes the multiset; the owner computes what goes in (as it computes the
+-- delta), into those tables granted to it. p_full: rebuild it from the definition (a full recompute, in the
+-- apply's snapshot), else add the batch (pg_temp.mvr_b_*) to it and set the distinct column of
+-- pg_temp.mvrefresh_delta to each group's change.
+CREATE OR REPLACE FUNCTION mvrefresh.apply_distinct(p_st jsonb, p_owner text, p_full boolean)
+    RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q pg_catalog.text;
+BEGIN
+    PERFORM pg_catalog.set_config('role', 'none', true);
+    DROP TABLE IF EXISTS pg_temp.mvrefresh_dd, pg_temp.mvrefresh_dc, pg_temp.mvrefresh_dfull;
+    IF p_full THEN
+        EXECUTE p_st OPERATOR(pg_catalog.->>) 'fullTable';
+        EXECUTE pg_catalog.format('GRANT INSERT ON pg_temp.mvrefresh_dfull TO %I', p_owner);
+        PERFORM pg_catalog.set_config('role', p_owner, true);
+        EXECUTE p_st OPERATOR(pg_catalog.->>) 'full';
+        PERFORM pg_catalog.set_config('role', 'none', true);
+        FOR q IN SELECT pg_catalog.jsonb_array_elements_text(p_st OPERATOR(pg_catalog.->) 'replace') LOOP
+            EXECUTE q;
+        END LOOP;
+    ELSE
+        FOR q IN SELECT pg_catalog.jsonb_array_elements_text(p_st OPERATOR(pg_catalog.->) 'batchTables') LOOP
+            EXECUTE q;
+        END LOOP;
+        EXECUTE pg_catalog.format('GRANT INSERT ON pg_temp.mvrefresh_dd TO %I', p_owner);
+        EXECUTE pg_catalog.format('GRANT SELECT ON pg_temp.mvrefresh_dc TO %I', p_owner);
+        PERFORM pg_catalog.set_config('role', p_owner, true);
+        EXECUTE p_st OPERATOR(pg_catalog.->>) 'batch';
+        PERFORM pg_catalog.set_config('role', 'none', true);
+        -- without statistics the planner joins it to the whole multiset
+        ANALYZE pg_temp.mvrefresh_dd;
+        EXECUTE p_st OPERATOR(pg_catalog.->>) 'add';
+        EXECUTE p_st OPERATOR(pg_catalog.->>) 'dropZero';
+        PERFORM pg_catalog.set_config('role', p_owner, true);
+        EXECUTE p_st OPERATOR(pg_catalog.->>) 'setDelta';
+    END IF;
+    PERFORM pg_catalog.set_config('role', p_owner, true);
+END
+$$;
+REVOKE ALL ON FUNCTION mvrefresh.apply_distinct(jsonb, text, boolean) FROM PUBLIC;
 
 -- Whether the temporary table p_name exists with exactly the columns (names, types, in order) of p_like,
 -- or of its columns p_columns when given: a table kept for the session is used only in that shape.

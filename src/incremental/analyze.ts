@@ -71,6 +71,33 @@ export interface DeltaStatements {
    * and deleteEmpty instead, which apply_view() still runs.
    */
   upsert: string;
+  /** A view with count(DISTINCT col) (delta.ts): its hidden multiset table and what keeps it. */
+  distinct?: DistinctStatements;
+}
+
+/**
+ * The multiset of a count(DISTINCT col) delta view, mvrefresh.distinct_<view id>: per group and non-NULL
+ * value, how many rows hold it. Written by mvrefresh's roles only; the view's owner computes what goes in
+ * (RLS and grants as in a REFRESH) into temporary tables that mvrefresh's role created and granted.
+ */
+export interface DistinctStatements {
+  /** The table's qualified name. */
+  table: string;
+  create: string;
+  /** pg_temp.mvrefresh_dd (keys, value, net count of the batch) and pg_temp.mvrefresh_dc (keys, change). */
+  batchTables: string[];
+  /** The owner's part: the batch's net counts into mvrefresh_dd. */
+  batch: string;
+  /** Adds them to the table; each group's change of its distinct count into mvrefresh_dc. */
+  add: string;
+  /** Drops the values whose count fell to 0. */
+  dropZero: string;
+  /** The owner's part: the distinct column of mvrefresh_delta from mvrefresh_dc. */
+  setDelta: string;
+  /** A full recompute: pg_temp.mvrefresh_dfull, the owner's INSERT of the whole multiset into it, the swap. */
+  fullTable: string;
+  full: string;
+  replace: string[];
 }
 
 export type Analysis =
@@ -568,6 +595,7 @@ function deltaStatements(
   fact: string,
   select: string,
   extremes: Extreme[],
+  distinct?: { column: string; valueType: string; batch: string; full: string; table: string },
 ): DeltaStatements {
   const x = `${qi(view.schema)}.${qi(view.name)}`;
   const keyCols = key.map(qi).join(', ');
@@ -615,14 +643,82 @@ function deltaStatements(
       `INSERT INTO ${x} (${columns.map((c) => qi(c.name)).join(', ')}) ` +
       `SELECT ${columns.map((c) => (key.includes(c.name) || extreme.has(c.name) ? `d.${qi(c.name)}` : `COALESCE(d.${qi(c.name)}, 0)`)).join(', ')} ` +
       `FROM pg_temp.mvrefresh_delta d WHERE d.${count} > 0 AND NOT EXISTS (SELECT FROM u WHERE ${sameU})`,
+    ...(distinct && { distinct: distinctStatements(key, columns, distinct) }),
   };
 }
+
+/**
+ * Whether a count(DISTINCT) view keeps a multiset (delta.ts) rather than recomputing its groups by key,
+ * from the fact's rows and the view's (its groups) when it is made incremental. A group recomputed by key
+ * costs a read of each of its rows (about 3 µs each through an index, measured: docs/benchmarks.md), the
+ * multiset about 20 µs per changed row and a table of one row per group and value: worth it for groups of
+ * MULTISET_MIN_ROWS_PER_GROUP rows or more on average, and for any fact under MULTISET_SMALL_FACT rows.
+ */
+export function keepsMultiset(factRows: number, groups: number): boolean {
+  return factRows < MULTISET_SMALL_FACT || factRows / Math.max(1, groups) >= MULTISET_MIN_ROWS_PER_GROUP;
+}
+export const MULTISET_MIN_ROWS_PER_GROUP = 32;
+export const MULTISET_SMALL_FACT = 10_000;
+
+/** A relation's rows: the planner's count, or counted when it was never counted. */
+async function rowCount(db: pg.ClientBase, rel: string): Promise<number> {
+  const n = (await db.query<{ n: number }>(incrementalSql.reltuples, [rel])).rows[0]?.n ?? -1;
+  if (n >= 0) return n;
+  const name = (await db.query<{ name: string }>(incrementalSql.tableName, [rel])).rows[0]!.name;
+  return (await db.query<{ n: number }>(incrementalSql.countRows(name))).rows[0]!.n;
+}
+
+/**
+ * Room left on each page of a multiset table: an apply changes a count in place (a HOT update, no new index
+ * entry) where the page has room for the new version.
+ */
+const MULTISET_FILLFACTOR = 80;
+
+function distinctStatements(
+  key: string[],
+  columns: Column[],
+  d: { column: string; valueType: string; batch: string; full: string; table: string },
+): DistinctStatements {
+  const t = d.table;
+  const keyDefs = key.map((k) => `${qi(k)} ${columns.find((c) => c.name === k)!.type}`);
+  const multiset = [...keyDefs, `mvr_value ${d.valueType}`, 'mvr_n bigint'].join(', ');
+  const entry = [...key.map(qi), 'mvr_value'];
+  const on = (a: string, b: string) => entry.map((c) => `${a}.${c} = ${b}.${c}`).join(' AND ');
+  const sameKey = key.map((k) => `m.${qi(k)} = dd.${qi(k)}`).join(' AND ');
+  // a value new to its group (its count was 0: the count is now the batch's) adds 1, a value gone (count
+  // 0 now) takes 1 away
+  const change = 'CASE WHEN m.mvr_n = dd.mvr_n THEN 1 WHEN m.mvr_n = 0 THEN -1 ELSE 0 END';
+  return {
+    table: t,
+    create: `CREATE TABLE ${t} (${[...keyDefs, `mvr_value ${d.valueType}`, 'mvr_n bigint NOT NULL'].join(', ')}, PRIMARY KEY (${entry.join(', ')})) WITH (fillfactor = ${MULTISET_FILLFACTOR})`,
+    batchTables: [
+      `CREATE TEMP TABLE mvrefresh_dd (${multiset}) ON COMMIT DROP`,
+      `CREATE TEMP TABLE mvrefresh_dc (${[...keyDefs, 'mvr_dc bigint'].join(', ')}) ON COMMIT DROP`,
+    ],
+    batch: `INSERT INTO pg_temp.mvrefresh_dd (${entry.join(', ')}, mvr_n) ${d.batch}`,
+    add:
+      `WITH m AS (INSERT INTO ${t} AS t (${entry.join(', ')}, mvr_n) SELECT ${entry.join(', ')}, mvr_n FROM pg_temp.mvrefresh_dd ` +
+      `ON CONFLICT (${entry.join(', ')}) DO UPDATE SET mvr_n = t.mvr_n + excluded.mvr_n RETURNING t.*) ` +
+      `INSERT INTO pg_temp.mvrefresh_dc SELECT ${key.map((k) => `m.${qi(k)}`).join(', ')}, sum(${change}) ` +
+      `FROM m JOIN pg_temp.mvrefresh_dd dd ON ${sameKey} AND m.mvr_value = dd.mvr_value GROUP BY ${key.map((k) => `m.${qi(k)}`).join(', ')}`,
+    dropZero: `DELETE FROM ${t} m USING pg_temp.mvrefresh_dd dd WHERE ${on('m', 'dd')} AND dd.mvr_n < 0 AND m.mvr_n = 0`,
+    setDelta:
+      `UPDATE pg_temp.mvrefresh_delta d SET ${qi(d.column)} = dc.mvr_dc FROM pg_temp.mvrefresh_dc dc ` +
+      `WHERE ${key.map((k) => `d.${qi(k)} = dc.${qi(k)}`).join(' AND ')}`,
+    fullTable: `CREATE TEMP TABLE mvrefresh_dfull (${multiset}) ON COMMIT DROP`,
+    full: `INSERT INTO pg_temp.mvrefresh_dfull (${entry.join(', ')}, mvr_n) ${d.full}`,
+    replace: [`DELETE FROM ${t}`, `INSERT INTO ${t} SELECT * FROM pg_temp.mvrefresh_dfull`],
+  };
+}
+
+/** The hidden multiset table of the incremental view `viewId` (delta.ts, count(DISTINCT)). */
+export const distinctTable = (viewId: number): string => `mvrefresh.${qi(`distinct_${viewId}`)}`;
 
 /**
  * Analyzes the materialized view `oid` (its definition read with every name qualified) and generates the
  * apply's statements, or says which clause keeps it a full-refresh view.
  */
-export async function analyze(db: pg.ClientBase, oid: string): Promise<Analysis> {
+export async function analyze(db: pg.ClientBase, oid: string, viewId: number): Promise<Analysis> {
   const { rows } = await db.query<ViewCatalog & { schema: string; name: string }>(
     incrementalSql.viewCatalog,
     [oid],
@@ -668,7 +764,9 @@ export async function analyze(db: pg.ClientBase, oid: string): Promise<Analysis>
     const { rows: nn } = await db.query<{ c: string }>(incrementalSql.notNullColumns, [
       sources.map((x) => x.oid),
     ]);
-    const plan = deltaPlan(top!, view.columns, view.key!, sources, new Set(nn.map((r) => r.c)));
+    let plan = deltaPlan(top!, view.columns, view.key!, sources, new Set(nn.map((r) => r.c)));
+    if (plan?.distinct && !keepsMultiset(await rowCount(db, plan.fact), await rowCount(db, oid)))
+      plan = undefined;
     const delta = plan && {
       delta: deltaStatements(
         view,
@@ -678,6 +776,13 @@ export async function analyze(db: pg.ClientBase, oid: string): Promise<Analysis>
         plan.fact,
         await deparse(plan.select),
         plan.extremes,
+        plan.distinct && {
+          column: plan.distinct.column,
+          valueType: plan.distinct.valueType,
+          batch: await deparse(plan.distinct.batch),
+          full: await deparse(plan.distinct.full),
+          table: distinctTable(viewId),
+        },
       ),
     };
     return {

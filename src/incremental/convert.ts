@@ -30,7 +30,7 @@ import {
   type Relation,
 } from '../replace/plan.js';
 import { replaceSql } from '../replace/sql.js';
-import { analyze, type Column } from './analyze.js';
+import { analyze, type Column, type DistinctStatements } from './analyze.js';
 import { lockTriggers, syncCapture, unionOfNeeds } from './capture.js';
 import { incrementalSql } from './sql.js';
 
@@ -69,6 +69,24 @@ const tempName = (view: string, suffix: string): string => {
 async function regenerateCapture(client: pg.ClientBase): Promise<void> {
   const { rows } = await client.query<{ source_columns: Record<string, Column[]> }>(incrementalSql.needs);
   await syncCapture(client, unionOfNeeds(rows));
+  // the multisets of views no longer registered (unwatched, undone, or dropped by their owner)
+  const { rows: orphans } = await client.query<{ name: string }>(incrementalSql.orphanMultisets);
+  for (const { name } of orphans) await client.query(`DROP TABLE ${name}`);
+}
+
+/**
+ * Creates the multiset of a count(DISTINCT) view (DistinctStatements) and fills it in the caller's
+ * snapshot, its rows computed as the view's owner, as the table is.
+ */
+async function buildMultiset(client: pg.ClientBase, d: DistinctStatements, owner: string): Promise<void> {
+  await client.query(`DROP TABLE IF EXISTS ${d.table}`);
+  await client.query(d.create);
+  await client.query(d.fullTable);
+  await client.query(`GRANT INSERT ON pg_temp.mvrefresh_dfull TO ${qi(owner)}`);
+  await client.query(incrementalSql.setRole, [owner]);
+  await client.query(d.full);
+  await client.query(incrementalSql.resetRole);
+  for (const q of d.replace) await client.query(q);
 }
 
 async function relationOid(
@@ -161,7 +179,7 @@ export async function makeIncremental(
   if (found.kind !== 'm') throw new IncrementalRefused(`${shown} is not a materialized view`);
   const viewId = (await client.query<{ id: number }>(incrementalSql.watchedId, [schema, name])).rows[0]?.id;
   if (viewId === undefined) throw new IncrementalRefused(`${shown} is not watched`);
-  const analysis = await tx(client, () => analyze(client, found.oid));
+  const analysis = await tx(client, () => analyze(client, found.oid, viewId));
   if (!analysis.incremental) {
     await client.query(incrementalSql.setModeReason, [viewId, analysis.reason]);
     throw new IncrementalRefused(`${shown} cannot be incremental: ${analysis.reason} needs a full refresh`);
@@ -200,6 +218,8 @@ export async function makeIncremental(
         await client.query(incrementalSql.setRole, [live.owner]);
         await client.query(`INSERT INTO ${target} SELECT q.* FROM (${analysis.definition}) q`);
         await client.query(incrementalSql.resetRole);
+        const multiset = analysis.statements.delta?.distinct;
+        if (multiset) await buildMultiset(client, multiset, live.owner);
         const names = await copyIndexes(
           client,
           { ...live, printed: live.printed },

@@ -17,6 +17,11 @@
  * only instance (a delete, an UPDATE of that row, or an added row removed again in the same batch), and
  * only then is the group recomputed by key (min after a delete stays right; a group of many rows rarely
  * loses its extreme).
+ * count(DISTINCT col) of the fact qualifies in a view that reads the fact alone (no join), once per view:
+ * a hidden table (mvrefresh.distinct_<view id>, analyze.ts) keeps how many of the group's rows hold each
+ * non-NULL value of col (a multiset, as pg_ivm keeps DISTINCT); the batch's net count per group and value
+ * is added to it, and a value whose count leaves 0 adds 1 to the group's distinct count, one whose count
+ * falls to 0 takes 1 away. With col NOT NULL it also tells when a group vanishes, in place of count(*).
  */
 import { nodeOf, str, walk, type Node } from './ast.js';
 import type { Column, Source } from './types.js';
@@ -30,6 +35,21 @@ export interface DeltaPlan {
   select: Node;
   /** The view's min/max columns, each with the delta's column of its removed images' extreme. */
   extremes: Extreme[];
+  /** The view's count(DISTINCT col) column, if it has one. */
+  distinct?: DistinctPlan;
+}
+
+export interface DistinctPlan {
+  column: string;
+  /** The type of col, as format_type prints it. */
+  valueType: string;
+  /**
+   * SELECT of the view's keys, col as mvr_value and the net count as mvr_n per group and value of the
+   * batch (`batch`), or of the fact itself (`full`, the hidden table's contents), NULL keys and values
+   * left out.
+   */
+  batch: Node;
+  full: Node;
 }
 
 export interface Extreme {
@@ -77,6 +97,8 @@ export function deltaPlan(
   const s = nodeOf(top)?.[1];
   if (!s || !(s['groupClause'] as unknown[] | undefined)?.length || s['havingClause'] || s['distinctClause'])
     return undefined;
+  const from = (s['fromClause'] as unknown[] | undefined) ?? [];
+  const single = from.length === 1 && nodeOf(from[0])?.[0] === 'RangeVar';
   let outer = false;
   walk(s['fromClause'], (type, f) => {
     if (type === 'JoinExpr' && f['jointype'] !== 'JOIN_INNER') outer = true;
@@ -94,6 +116,7 @@ export function deltaPlan(
   const targets = (s['targetList'] as Node[]).map((t) => nodeOf(t)![1]);
   let fact: string | undefined;
   let countColumn: string | undefined;
+  let distinct: { column: string; arg: Node; type: string; notNull: boolean } | undefined;
   const rewritten: Node[] = [];
   for (const [i, t] of targets.entries()) {
     const name = columns[i]!.name;
@@ -106,12 +129,26 @@ export function deltaPlan(
     }
     if (!val || val[0] !== 'FuncCall') return undefined;
     const f = val[1];
-    if (f['agg_filter'] || f['agg_distinct'] || f['agg_order'] || f['over'] || f['agg_within_group'])
-      return undefined;
+    if (f['agg_filter'] || f['agg_order'] || f['over'] || f['agg_within_group']) return undefined;
     const fn = funcName(f);
     const args = (f['args'] as unknown[] | undefined) ?? [];
     let alias: string | undefined;
-    if (fn === 'count' && f['agg_star']) {
+    if (f['agg_distinct']) {
+      // a GROUP BY by position would name another column once the multiset's columns are listed
+      const byPosition = (s['groupClause'] as unknown[]).some((g) => nodeOf(g)?.[0] === 'A_Const');
+      if (fn !== 'count' || args.length !== 1 || !single || distinct || byPosition) return undefined;
+      const ref = qualified(args[0]) ?? bare(args[0], aliases);
+      const src = ref && aliases.get(ref[0]);
+      const col = src?.columns.find((c) => c.name === ref![1]);
+      if (!ref || !src || !col) return undefined;
+      alias = ref[0];
+      distinct = {
+        column: name,
+        arg: args[0] as Node,
+        type: col.type,
+        notNull: notNull.has(`${src.oid}.${ref[1]}`),
+      };
+    } else if (fn === 'count' && f['agg_star']) {
       countColumn ??= name;
     } else if (['count', 'sum', 'min', 'max'].includes(fn) && args.length === 1) {
       // PostgreSQL 16+ prints a column of a single-relation query without its relation
@@ -134,6 +171,8 @@ export function deltaPlan(
       marker: { fn, alias, args },
     } as Node);
   }
+  // a group exists while it has a row: count(*), or the distinct count of a column no row leaves NULL
+  if (countColumn === undefined && distinct?.notNull) countColumn = distinct.column;
   if (countColumn === undefined) return undefined;
   // count(*) only: the fact is the first top-level relation
   fact ??= [...aliases.keys()][0];
@@ -158,6 +197,8 @@ export function deltaPlan(
     const rt = (r as { ResTarget: Node }).ResTarget;
     if (!marker) return { ResTarget: rt };
     const name = String(rt['name']);
+    // the distinct count's delta comes from the hidden table (apply_view.sql): 0 until then
+    if (name === distinct?.column) return { ResTarget: { name, val: ZERO } };
     if (marker.fn === 'min' || marker.fn === 'max') {
       const removed = `mvr_removed_${extremes.length}`;
       extremes.push({ column: name, fn: marker.fn, removed });
@@ -185,5 +226,57 @@ export function deltaPlan(
     f['relname'] = `mvr_b_${factSource.oid}`;
     f['alias'] = { aliasname: fact };
   });
-  return { fact: factSource.oid, countColumn, select, extremes };
+  return {
+    fact: factSource.oid,
+    countColumn,
+    select,
+    extremes,
+    ...(distinct && {
+      distinct: {
+        column: distinct.column,
+        valueType: distinct.type,
+        batch: multisetSelect(select, rewritten, distinct.arg, agg('sum', [sign]), true),
+        full: multisetSelect({ SelectStmt: s }, rewritten, distinct.arg, { FuncCall: COUNT_STAR }, false),
+      },
+    }),
+  };
+}
+
+/** `0::bigint`, the distinct column's place in the delta. */
+const ZERO: Node = {
+  TypeCast: {
+    arg: { A_Const: { ival: {} } },
+    typeName: { names: [str('pg_catalog'), str('int8')], typemod: -1 },
+  },
+};
+const COUNT_STAR: Node = { funcname: [str('count')], agg_star: true, funcformat: 'COERCE_EXPLICIT_CALL' };
+
+/**
+ * The multiset of a count(DISTINCT arg) view (DistinctPlan): `top`'s keys, arg and `n` per group and value,
+ * its WHERE with NULL keys and values left out; with `net`, only where n is not 0.
+ */
+function multisetSelect(top: Node, targets: Node[], arg: Node, n: Node, net: boolean): Node {
+  const s = structuredClone(nodeOf(top)![1]);
+  const keys = targets.filter((t) => !(t as { marker?: unknown }).marker).map((t) => nodeOf(t)![1]);
+  const notNull = (v: unknown): Node => ({ NullTest: { arg: v, nulltesttype: 'IS_NOT_NULL' } });
+  const conditions = [
+    ...(s['whereClause'] ? [s['whereClause']] : []),
+    ...keys.map((k) => notNull(k['val'])),
+    notNull(arg),
+  ];
+  return {
+    SelectStmt: {
+      ...s,
+      targetList: [
+        ...keys.map((k) => ({ ResTarget: { name: k['name'], val: k['val'] } })),
+        { ResTarget: { name: 'mvr_value', val: arg } },
+        { ResTarget: { name: 'mvr_n', val: n } },
+      ],
+      whereClause: { BoolExpr: { boolop: 'AND_EXPR', args: conditions } },
+      groupClause: [...(s['groupClause'] as unknown[]), arg],
+      havingClause: net
+        ? { A_Expr: { kind: 'AEXPR_OP', name: [str('<>')], lexpr: n, rexpr: { A_Const: { ival: {} } } } }
+        : undefined,
+    },
+  };
 }

@@ -97,6 +97,14 @@ export const incrementalSql = {
       FROM pg_catalog.pg_trigger tg WHERE tg.tgrelid = $1::pg_catalog.oid AND tg.tgname LIKE 'mvrefresh\\_cap\\_%'`,
   ownsTable: `SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE') AS owned FROM pg_catalog.pg_class c WHERE c.oid = $1::pg_catalog.oid`,
   tableName: `SELECT $1::pg_catalog.oid::pg_catalog.regclass::text AS name`,
+  /** The planner's row count of a relation (-1: never counted). */
+  reltuples: `SELECT c.reltuples::pg_catalog.float8 AS n FROM pg_catalog.pg_class c WHERE c.oid = $1::pg_catalog.oid`,
+  countRows: (table: string) => `SELECT pg_catalog.count(*)::pg_catalog.float8 AS n FROM ${table}`,
+  /** The multiset tables (analyze.ts, DistinctStatements) of views no longer registered. */
+  orphanMultisets: `
+    SELECT pg_catalog.format('%I.%I', 'mvrefresh', c.relname) AS name FROM pg_catalog.pg_class c
+     WHERE c.relnamespace = 'mvrefresh'::pg_catalog.regnamespace AND c.relkind = 'r' AND c.relname ~ '^distinct_[0-9]+$'
+       AND NOT EXISTS (SELECT FROM mvrefresh.incremental i WHERE 'distinct_' || i.view_id = c.relname)`,
   setRole: `SELECT pg_catalog.set_config('role', $1, true)`,
   resetRole: `SELECT pg_catalog.set_config('role', 'none', true)`,
 } as const;

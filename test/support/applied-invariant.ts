@@ -7,7 +7,8 @@ import pg from 'pg';
  * PostgreSQL cannot evaluate a query in an old snapshot, so A is checked where that snapshot is the current
  * one: in the transaction that stores it. A row trigger on mvrefresh.incremental (UPDATE OF
  * applied_snapshot: an apply, or the population at watch time) compares, in that transaction and so in
- * that snapshot, the table with the definition (EXCEPT ALL both ways), and records the outcome and a digest
+ * that snapshot, the table with the definition (EXCEPT ALL both ways), and a count(DISTINCT) view's multiset
+ * (mvrefresh.distinct_<view id>) with its own (the statement that rebuilds it), and records the outcome and a digest
  * of the table in public.model_applies, which commits or rolls back with the apply. It also records as a
  * problem an applied snapshot that is not the transaction's own (A would then be about another snapshot),
  * and one that does not contain the previous applied snapshot (E: each write consumed once). Between
@@ -35,6 +36,7 @@ DECLARE
     missing text;
     problem text;
     digest text;
+    multiset text;
 BEGIN
     SELECT * INTO v FROM mvrefresh.view_state s WHERE s.id = NEW.view_id;
     -- while building, the table stands beside the view (src/incremental/convert.ts, step B); the
@@ -68,6 +70,20 @@ BEGIN
         problem := pg_catalog.concat_ws('; ', problem, pg_catalog.format(
             'A: the table differs from its definition in the applied snapshot %s (last_apply_kind %s): rows the definition does not give: %s; rows missing: %s',
             NEW.applied_snapshot, NEW.last_apply_kind, pg_catalog.left(extra, 400), pg_catalog.left(missing, 400)));
+    END IF;
+    -- the multiset's definition: the SELECT of the statement that rebuilds it (analyze.ts, DistinctStatements)
+    multiset := pg_catalog.regexp_replace(NEW.statements #>> '{delta,distinct,full}',
+                                          '^INSERT INTO pg_temp\\.mvrefresh_dfull \\([^)]*\\) ', '');
+    IF multiset IS NOT NULL THEN
+        EXECUTE pg_catalog.format(
+            'SELECT pg_catalog.string_agg(t::text, '' '' ORDER BY t::text) FROM ((TABLE %s EXCEPT ALL %s) UNION ALL (%s EXCEPT ALL TABLE %s)) t',
+            NEW.statements #>> '{delta,distinct,table}', multiset, multiset, NEW.statements #>> '{delta,distinct,table}')
+            INTO extra;
+        IF extra IS NOT NULL THEN
+            problem := pg_catalog.concat_ws('; ', problem, pg_catalog.format(
+                'A: the multiset differs from its definition in the applied snapshot %s (last_apply_kind %s): %s',
+                NEW.applied_snapshot, NEW.last_apply_kind, pg_catalog.left(extra, 400)));
+        END IF;
     END IF;
     EXECUTE pg_catalog.format(
         'SELECT pg_catalog.md5(COALESCE(pg_catalog.string_agg(t::text, E''\\n'' ORDER BY t::text), '''')) FROM %s t', rel)
