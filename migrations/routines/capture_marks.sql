@@ -11,10 +11,10 @@ CREATE OR REPLACE FUNCTION mvrefresh.capture_marks(p_relid oid) RETURNS boolean
     SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT count(*) = 4
-      FROM (VALUES ('mvrefresh_cap_ins', format('cap_%s_ins', p_relid)),
-                   ('mvrefresh_cap_upd', format('cap_%s_upd', p_relid)),
-                   ('mvrefresh_cap_del', format('cap_%s_del', p_relid)),
-                   ('mvrefresh_cap_trunc', 'capture_truncate')) e(tgname, proname)
+      FROM (VALUES ({{CAPTURE_INS}}, format('cap_%s_ins', p_relid)),
+                   ({{CAPTURE_UPD}}, format('cap_%s_upd', p_relid)),
+                   ({{CAPTURE_DEL}}, format('cap_%s_del', p_relid)),
+                   ({{CAPTURE_TRUNC}}, 'capture_truncate')) e(tgname, proname)
       JOIN pg_trigger tg ON tg.tgrelid = p_relid AND tg.tgname = e.tgname
       JOIN pg_proc p ON p.oid = tg.tgfoid AND p.proname = e.proname
                     AND p.pronamespace = 'mvrefresh'::regnamespace AND p.pronargs = 0

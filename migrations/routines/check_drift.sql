@@ -167,8 +167,8 @@ BEGIN
     FOR t IN SELECT c.oid, e.name, tg.oid AS tgoid, tg.tgenabled, pg_has_role(c.relowner, 'USAGE') AS owned
                FROM (SELECT DISTINCT unnest(i.sources) AS relid FROM mvrefresh.incremental i WHERE i.state = 'active') src
                JOIN pg_class c ON c.oid = src.relid
-              CROSS JOIN (VALUES ('mvrefresh_cap_ins'), ('mvrefresh_cap_upd'), ('mvrefresh_cap_del'),
-                                 ('mvrefresh_cap_trunc')) e(name)
+              CROSS JOIN (VALUES ({{CAPTURE_INS}}), ({{CAPTURE_UPD}}), ({{CAPTURE_DEL}}),
+                                 ({{CAPTURE_TRUNC}})) e(name)
                LEFT JOIN pg_trigger tg ON tg.tgrelid = c.oid AND tg.tgname = e.name
               WHERE tg.oid IS NULL OR tg.tgenabled IN ('D', 'R')
                  OR (tg.tgenabled <> 'A' AND pg_has_role(c.relowner, 'USAGE'))

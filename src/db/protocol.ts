@@ -143,7 +143,18 @@ export const MARK_MEMO_HIT = `pg_catalog.current_setting('mvrefresh.m' OPERATOR(
            OPERATOR(pg_catalog.||) pg_catalog.pg_sequence_last_value('mvrefresh.clears_started'::pg_catalog.regclass)::pg_catalog.text
            )::pg_catalog.bytea)::pg_catalog.text`;
 
-const sqlList = (values: readonly string[]) => values.map((v) => `'${v}'`).join(', ');
+/**
+ * The capture triggers of an incremental view's source, per event (src/incremental/capture.ts); doctor,
+ * the drift check and capture_marks() look for them by these names.
+ */
+export const CAPTURE_TRIGGERS = {
+  ins: 'mvrefresh_cap_ins',
+  upd: 'mvrefresh_cap_upd',
+  del: 'mvrefresh_cap_del',
+  trunc: 'mvrefresh_cap_trunc',
+} as const;
+
+export const sqlList = (values: readonly string[]) => values.map((v) => `'${v}'`).join(', ');
 
 /** The values of the routines' {{NAME}} placeholders, as SQL literals. */
 export const sqlConstants: Readonly<Record<string, string>> = Object.freeze({
@@ -162,5 +173,9 @@ export const sqlConstants: Readonly<Record<string, string>> = Object.freeze({
   BACKOFF_JITTER: String(BACKOFF_JITTER),
   SUCCESS_OUTCOMES: sqlList(SUCCESS_OUTCOMES),
   MARK_MEMO_HIT,
+  CAPTURE_INS: `'${CAPTURE_TRIGGERS.ins}'`,
+  CAPTURE_UPD: `'${CAPTURE_TRIGGERS.upd}'`,
+  CAPTURE_DEL: `'${CAPTURE_TRIGGERS.del}'`,
+  CAPTURE_TRUNC: `'${CAPTURE_TRIGGERS.trunc}'`,
   ...Object.fromEntries(DRIFT_KINDS.map((kind) => [`DRIFT_${kind.toUpperCase()}`, `'${kind}'`])),
 });

@@ -1,10 +1,13 @@
 import pg from 'pg';
-import { LOCK_NAMESPACE, MIGRATION_LOCK_KEY } from './protocol.js';
+import { CAPTURE_TRIGGERS, LOCK_NAMESPACE, MIGRATION_LOCK_KEY, sqlList } from './protocol.js';
 
 const { escapeIdentifier } = pg;
 
 /** How much of a lock holder's current query a report shows. */
 const LOCK_HOLDER_QUERY_CHARS = 200;
+
+/** The capture triggers' names as an SQL list. */
+const CAPTURE_LIST = sqlList(Object.values(CAPTURE_TRIGGERS));
 
 /**
  * Every SQL statement the TypeScript side sends, in one place. Identifiers never come from input: view
@@ -202,8 +205,7 @@ export const sql = {
                           ? 'NOT mvrefresh.capture_marks(r.relid)'
                           : `(SELECT pg_catalog.count(*) FROM pg_trigger ct
                             WHERE ct.tgrelid = r.relid
-                              AND ct.tgname IN ('mvrefresh_cap_ins', 'mvrefresh_cap_upd', 'mvrefresh_cap_del',
-                                                'mvrefresh_cap_trunc')) OPERATOR(pg_catalog.<>) 4`
+                              AND ct.tgname IN (${CAPTURE_LIST})) OPERATOR(pg_catalog.<>) 4`
                       }
                     ORDER BY 1`,
   /** Whether the schema has capture_marks() (routines of version 15 since the capture marks). */
@@ -215,7 +217,7 @@ export const sql = {
   doctorCaptureTriggers: `SELECT t.tgrelid::regclass::text AS table, t.tgname::text AS trigger, t.tgenabled::text AS enabled,
                                  c.relowner::pg_catalog.regrole::text AS owner
                             FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-                           WHERE t.tgname IN ('mvrefresh_cap_ins', 'mvrefresh_cap_upd', 'mvrefresh_cap_del', 'mvrefresh_cap_trunc')
+                           WHERE t.tgname IN (${CAPTURE_LIST})
                              AND t.tgenabled IN ('D', 'R')
                            ORDER BY 1, 2`,
   /** Whether the schema has the drift check's state (version 10 on). */

@@ -19,19 +19,11 @@
  */
 import type pg from 'pg';
 import type { Column } from './analyze.js';
-import { LOCK_NAMESPACE, MARK_MEMO_HIT, WATCH_LOCK_KEY } from '../db/protocol.js';
+import { CAPTURE_TRIGGERS, LOCK_NAMESPACE, MARK_MEMO_HIT, WATCH_LOCK_KEY } from '../db/protocol.js';
 import { logTable } from './analyze.js';
 import { incrementalSql } from './sql.js';
 
 const qi = (s: string) => `"${s.replace(/"/g, '""')}"`;
-
-/** The trigger names, per event. */
-export const CAPTURE_TRIGGERS = {
-  ins: 'mvrefresh_cap_ins',
-  upd: 'mvrefresh_cap_upd',
-  del: 'mvrefresh_cap_del',
-  trunc: 'mvrefresh_cap_trunc',
-} as const;
 
 const captureFunction = (oid: string, event: 'ins' | 'upd' | 'del') =>
   `mvrefresh.${qi(`cap_${oid}_${event}`)}`;

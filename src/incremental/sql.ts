@@ -1,3 +1,5 @@
+import { CAPTURE_TRIGGERS, sqlList } from '../db/protocol.js';
+
 /**
  * The statements of incremental views (src/incremental/). Names built into statements are quoted with
  * pg.escapeIdentifier; values are bound. The sessions that run them have search_path = pg_catalog, pg_temp,
@@ -94,7 +96,7 @@ export const incrementalSql = {
   lockShare: (table: string) => `LOCK TABLE ${table} IN SHARE ROW EXCLUSIVE MODE`,
   triggers: `
     SELECT tg.tgname AS name, tg.tgenabled AS enabled
-      FROM pg_catalog.pg_trigger tg WHERE tg.tgrelid = $1::pg_catalog.oid AND tg.tgname LIKE 'mvrefresh\\_cap\\_%'`,
+      FROM pg_catalog.pg_trigger tg WHERE tg.tgrelid = $1::pg_catalog.oid AND tg.tgname IN (${sqlList(Object.values(CAPTURE_TRIGGERS))})`,
   ownsTable: `SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE') AS owned FROM pg_catalog.pg_class c WHERE c.oid = $1::pg_catalog.oid`,
   tableName: `SELECT $1::pg_catalog.oid::pg_catalog.regclass::text AS name`,
   /** The planner's row count of a relation (-1: never counted). */
