@@ -76,17 +76,14 @@ async function regenerateCapture(client: pg.ClientBase): Promise<void> {
 
 /**
  * Creates the multiset of a count(DISTINCT) view (DistinctStatements) and fills it in the caller's
- * snapshot, its rows computed as the view's owner, as the table is.
+ * snapshot, its rows computed as the view's owner, as the table is: by the rebuild of a full recompute
+ * (routines/apply_view.sql, apply_distinct()).
  */
 async function buildMultiset(client: pg.ClientBase, d: DistinctStatements, owner: string): Promise<void> {
   await client.query(`DROP TABLE IF EXISTS ${d.table}`);
   await client.query(d.create);
-  await client.query(d.fullTable);
-  await client.query(`GRANT INSERT ON pg_temp.mvrefresh_dfull TO ${qi(owner)}`);
-  await client.query(incrementalSql.setRole, [owner]);
-  await client.query(d.full);
+  await client.query(incrementalSql.rebuildMultiset, [JSON.stringify(d), owner]);
   await client.query(incrementalSql.resetRole);
-  for (const q of d.replace) await client.query(q);
 }
 
 async function relationOid(

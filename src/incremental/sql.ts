@@ -102,6 +102,8 @@ export const incrementalSql = {
   /** The planner's row count of a relation (-1: never counted). */
   reltuples: `SELECT c.reltuples::pg_catalog.float8 AS n FROM pg_catalog.pg_class c WHERE c.oid = $1::pg_catalog.oid`,
   countRows: (table: string) => `SELECT pg_catalog.count(*)::pg_catalog.float8 AS n FROM ${table}`,
+  /** Fills a multiset (analyze.ts, DistinctStatements) from its definition; returns in the owner's role. */
+  rebuildMultiset: `SELECT mvrefresh.apply_distinct($1::pg_catalog.jsonb, $2, true)`,
   /** The multiset tables (analyze.ts, DistinctStatements) of views no longer registered. */
   orphanMultisets: `
     SELECT pg_catalog.format('%I.%I', 'mvrefresh', c.relname) AS name FROM pg_catalog.pg_class c
