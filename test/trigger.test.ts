@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { unwatchView, watchView } from '../src/commands/admin.js';
 import { sql } from '../src/db/sql.js';
 import { useTestDatabase } from './support/db.js';
 import { notificationsDuring } from './support/notify.js';
@@ -339,6 +340,31 @@ describe('writers', () => {
       await refresh(view);
       await write('INSERT INTO src VALUES (513, 1)');
       await w.query('INSERT INTO src VALUES (514, 1)');
+      expect(await memo()).toBe(await started());
+    });
+
+    it("is trusted again right after an unwatch that deleted another table's marks (the command settles its clear)", async () => {
+      await db.sql.query(`CREATE TABLE lone (id int PRIMARY KEY);
+        CREATE MATERIALIZED VIEW mv_lone AS SELECT id FROM lone; CREATE UNIQUE INDEX ON mv_lone (id)`);
+      const admin = new pg.Client({ connectionString: db.url });
+      await admin.connect();
+      try {
+        await watchView(admin, 'mv_lone', {});
+        await write('INSERT INTO lone VALUES (1)'); // a mark of lone, which the unwatch deletes
+        await refresh(view);
+        await refresh(other);
+        await write('INSERT INTO src VALUES (530, 1)'); // a committed mark of src
+        await unwatchView(admin, 'mv_lone');
+      } finally {
+        await admin.end();
+      }
+      const { rows } = await db.sql.query<{ settled: boolean }>(
+        `SELECT pg_sequence_last_value('mvrefresh.clears_started')
+                = pg_sequence_last_value('mvrefresh.clears_settled') AS settled`,
+      );
+      expect(rows[0]!.settled).toBe(true);
+      // without the settle, every statement would probe (step 2) until a daemon's next clear
+      await w.query('INSERT INTO src VALUES (531, 1)');
       expect(await memo()).toBe(await started());
     });
 

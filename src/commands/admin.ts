@@ -4,6 +4,7 @@ import { migrate } from '../db/migrate.js';
 import { requirePrimary } from '../db/primary.js';
 import { requireSchema } from '../db/schema-version.js';
 import { sql } from '../db/sql.js';
+import { settleClears } from '../db/clears.js';
 import { retryOnLockTimeout } from '../db/lock-retry.js';
 import { describeConflict, minInterval } from '../budget.js';
 import { formatMs } from '../duration.js';
@@ -88,10 +89,11 @@ export async function watchView(db: pg.ClientBase, name: string, opts: WatchOpti
 /**
  * Tells running daemons that the views or their settings changed (after the change committed, so that
  * their reload sees it): they reload at once instead of at their next sweep. A lost notification costs
- * only that wait, so a failure here is not the command's.
+ * only that wait, so a failure here is not the command's. Settles the clear the change may have drawn.
  */
 async function announceViewsChanged(db: pg.ClientBase): Promise<void> {
   await db.query(sql.notify, [CHANNEL, VIEWS_CHANGED]).catch(() => undefined);
+  await settleClears(db);
 }
 
 export async function unwatchView(

@@ -11,6 +11,7 @@ import { SqlState, isPgError } from './errors.js';
 import { LockHeldError, lockHolders } from './lock-holders.js';
 import { retryOnLockTimeout } from './lock-retry.js';
 import { sql } from './sql.js';
+import { settleClears } from './clears.js';
 
 /**
  * How long migrate waits for a lock before it rolls back and tries again (src/db/lock-retry.ts): shorter
@@ -185,6 +186,8 @@ async function migrateOnce(
     // where this role may create event triggers, DDL on the sources is reported to daemons at once
     await tryInstallDdlWatch(db, dir);
     await db.query('COMMIT');
+    // sync_table_triggers() may have drawn a clear (routines/settle_clears.sql); best effort
+    await settleClears(db);
   } catch (err) {
     await db.query('ROLLBACK').catch(() => undefined);
     throw err;

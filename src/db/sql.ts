@@ -36,6 +36,7 @@ export const sql = {
                   ON CONFLICT (name) DO UPDATE SET sha256 = EXCLUDED.sha256, applied_at = pg_catalog.now()`,
   notify: 'SELECT pg_catalog.pg_notify($1, $2)',
   syncTableTriggers: 'SELECT mvrefresh.sync_table_triggers()',
+  settleClears: 'SELECT mvrefresh.settle_clears()',
   /**
    * Whether both DDL event triggers are enabled and execute the function that migrations/ddl-watch/install.sql
    * creates, in the schema the installer owns (not a function of schema mvrefresh, which the DDL role owns).

@@ -5,6 +5,7 @@
 import type pg from 'pg';
 import { callerSearchPath } from '../db/connect.js';
 import { unwatchAll, unwatchView, watchView, type WatchOptions } from '../commands/admin.js';
+import { settleClears } from '../db/clears.js';
 import { makeIncremental, makeMaterialized, IncrementalRefused, type ConvertReport } from './convert.js';
 import { verifyView, type VerifyReport } from './verify.js';
 
@@ -51,7 +52,9 @@ export async function watchIncremental(
   const r = await resolveOrRefuse(client, name);
   if (await isIncremental(client, name)) throw new IncrementalRefused(`${name} is already incremental`);
   await watchView(client, name, opts);
-  return makeIncremental(client, r.schema, r.name);
+  const report = await makeIncremental(client, r.schema, r.name);
+  await settleClears(client);
+  return report;
 }
 
 /** Turns an incremental view back into a materialized view, then unwatches it. */

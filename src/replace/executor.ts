@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { settleClears } from '../db/clears.js';
 import { SqlState, describeError, isPgError } from '../db/errors.js';
 import { retryOnLockTimeout } from '../db/lock-retry.js';
 import { copyIndexes, createNewVersion, populate, tempName } from './build.js';
@@ -124,6 +125,8 @@ export async function execute(
       opts.swapTimeoutMs ?? DEFAULT_SWAP_TIMEOUT_MS,
       atStep,
     );
+    // watching the new version again ran sync_table_triggers(), which may have drawn a clear
+    if (result.rewatched.length > 0) await settleClears(client);
     return { status: 'done', durationMs: Date.now() - t0, ...result };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);

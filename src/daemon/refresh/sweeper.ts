@@ -108,6 +108,9 @@ export class Sweeper {
       if (!(await this.opts.schemaCheck.check())) return;
       if (reason !== 'connect' || !this.loaded) await this.reload();
       const { rows } = await this.opts.pool.query<DueRow>(sql.dueViews);
+      // a clear drawn outside a refresh cycle (the drift check's trigger sync, a command whose own call
+      // failed) leaves every writer probing until settled (routines/settle_clears.sql)
+      await this.opts.pool.query(sql.settleClears);
       const now = Date.now();
       // the database's dirty_since keeps the staleness clock across restarts and missed notifications
       for (const r of rows)
