@@ -308,6 +308,26 @@ describe('incremental views', () => {
     }
   });
 
+  it('costs a view no key for an update of a column only other incremental views read', async () => {
+    await applyAll();
+    // score: read by post_stats and community_day, not by distinct_pairs nor post_counts (a join)
+    await db.sql.query(
+      'UPDATE comments SET score = score + 1 WHERE id IN (SELECT id FROM comments ORDER BY id LIMIT 5)',
+    );
+    await applyAll();
+    const { rows } = await db.sql.query<{ view_name: string; last_apply_keys: number }>(
+      `SELECT v.view_name, i.last_apply_keys FROM mvrefresh.incremental i
+         JOIN mvrefresh.view_state v ON v.id = i.view_id
+        WHERE v.view_name IN ('distinct_pairs', 'post_counts', 'post_stats') ORDER BY v.view_name`,
+    );
+    expect(rows.map((r) => [r.view_name, r.last_apply_keys > 0])).toEqual([
+      ['distinct_pairs', false],
+      ['post_counts', false],
+      ['post_stats', true],
+    ]);
+    for (const view of Object.keys(VIEWS)) expect([view, await difference(view)]).toEqual([view, [0, 0]]);
+  });
+
   it('logs nothing for an update of a column no incremental view reads', async () => {
     const log = `mvrefresh.log_${(await db.sql.query<{ oid: string }>(`SELECT 'comments'::regclass::oid AS oid`)).rows[0]!.oid}`;
     await applyAll();

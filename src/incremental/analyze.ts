@@ -468,7 +468,16 @@ function ownKeyAlias(top: Node, t: Source, keyExprs: Node[]): string | undefined
   return own ? alias : undefined;
 }
 
-function keyQuery(top: Node, t: Source, others: Source[], keyExprs: Node[], keyNames: string[]): Node {
+function keyQuery(
+  top: Node,
+  t: Source,
+  others: Source[],
+  keyExprs: Node[],
+  keyNames: string[],
+  netted: Node | undefined,
+): Node {
+  const batch = (alias: string) =>
+    netted ? rangeSubselect(structuredClone(netted), alias) : rangeVar('pg_temp', batchTable(t.oid), alias);
   const alias = ownKeyAlias(top, t, keyExprs);
   const where = selectOf(top)!['whereClause'] as Node | undefined;
   if (alias !== undefined)
@@ -478,7 +487,7 @@ function keyQuery(top: Node, t: Source, others: Source[], keyExprs: Node[], keyN
           ResTarget: { name: keyNames[i], val: structuredClone(val) },
         })),
         distinctClause: [{}],
-        fromClause: [rangeVar('pg_temp', batchTable(t.oid), alias)],
+        fromClause: [batch(alias)],
         // the filter too, when it reads t alone: an image that fails it contributes to no row
         ...(where && ownKeyAlias(top, t, [where]) === alias ? { whereClause: structuredClone(where) } : {}),
         limitOption: 'LIMIT_OPTION_DEFAULT',
@@ -503,8 +512,7 @@ function keyQuery(top: Node, t: Source, others: Source[], keyExprs: Node[], keyN
   mapFromItems(q, (type, f) => {
     if (type !== 'RangeVar' || !f['schemaname']) return undefined;
     const alias = (f['alias'] as { aliasname?: string } | undefined)?.aliasname ?? String(f['relname']);
-    if (f['schemaname'] === t.schema && f['relname'] === t.name)
-      return rangeVar('pg_temp', batchTable(t.oid), alias);
+    if (f['schemaname'] === t.schema && f['relname'] === t.name) return batch(alias);
     const u = others.find((o) => f['schemaname'] === o.schema && f['relname'] === o.name);
     if (!u) return undefined;
     const cols = u.columns.map((c) => c.name);
@@ -525,6 +533,42 @@ function containsRelation(value: unknown, t: Source): boolean {
     if (type === 'RangeVar' && f['schemaname'] === t.schema && f['relname'] === t.name) found = true;
   });
   return found;
+}
+
+/**
+ * Whether every column's type has an equality (EXPLAIN of an EXCEPT ALL, which needs one, succeeds), so that
+ * images can be paired or grouped; in the caller's transaction, under a savepoint.
+ */
+export async function comparable(db: pg.ClientBase, table: string, cols: string): Promise<boolean> {
+  await db.query('SAVEPOINT mvrefresh_comparable');
+  try {
+    await db.query(`EXPLAIN SELECT ${cols} FROM ${table} EXCEPT ALL SELECT ${cols} FROM ${table}`);
+    await db.query('RELEASE SAVEPOINT mvrefresh_comparable');
+    return true;
+  } catch {
+    await db.query('ROLLBACK TO SAVEPOINT mvrefresh_comparable');
+    return false;
+  }
+}
+
+/**
+ * Source t's batch as the view's key query reads it: the images of the columns this view reads whose count
+ * the batch changed. The log holds the columns of every incremental view reading the table, so an UPDATE of
+ * a column another view reads logs an old and a new image that are equal in this view's columns: they
+ * cancel out here, and the update costs this view no key (post_commenters does not recompute a post whose
+ * comment's score changed). Exact: the definition reads t only through these columns, and the batch is every
+ * change between the two snapshots. Values equal by their type's equality but written differently (numeric
+ * 1.0 and 1.00) count as unchanged, as in the capture's pairing of an UPDATE's images. Undefined (the batch
+ * as it is) when a column's type has no equality.
+ */
+async function nettedBatch(db: pg.ClientBase, t: Source): Promise<Node | undefined> {
+  const cols = t.columns.map((c) => qi(c.name)).join(', ');
+  if (!(await comparable(db, `${qi(t.schema)}.${qi(t.name)}`, cols))) return undefined;
+  const parsed = await parse(
+    `SELECT ${cols} FROM pg_temp.${qi(batchTable(t.oid))} GROUP BY ${cols} ` +
+      'HAVING pg_catalog.sum(mvr_sign) OPERATOR(pg_catalog.<>) 0',
+  );
+  return parsed.stmts[0]!.stmt;
 }
 
 /** The temporary table holding one source's batch during an apply. */
@@ -757,6 +801,7 @@ export async function analyze(db: pg.ClientBase, oid: string, viewId: number): P
         sources.filter((s) => s !== t),
         keyExprs,
         view.key!,
+        await nettedBatch(db, t),
       );
       keys[t.oid] =
         `INSERT INTO pg_temp.mvrefresh_keys (${view.key!.map(qi).join(', ')})\n${await deparse(q)}`;

@@ -20,7 +20,7 @@
 import type pg from 'pg';
 import type { Column } from './analyze.js';
 import { CAPTURE_TRIGGERS, LOCK_NAMESPACE, MARK_MEMO_HIT, WATCH_LOCK_KEY } from '../db/protocol.js';
-import { logTable } from './analyze.js';
+import { comparable, logTable } from './analyze.js';
 import { incrementalSql } from './sql.js';
 
 const qi = (s: string) => `"${s.replace(/"/g, '""')}"`;
@@ -40,19 +40,6 @@ export function unionOfNeeds(
       out.set(oid, have);
     }
   return out;
-}
-
-/** Whether every column's type has an equality, so that EXCEPT ALL can pair an UPDATE's images. */
-async function comparable(client: pg.ClientBase, table: string, cols: string): Promise<boolean> {
-  await client.query('SAVEPOINT mvrefresh_comparable');
-  try {
-    await client.query(`EXPLAIN SELECT ${cols} FROM ${table} EXCEPT ALL SELECT ${cols} FROM ${table}`);
-    await client.query('RELEASE SAVEPOINT mvrefresh_comparable');
-    return true;
-  } catch {
-    await client.query('ROLLBACK TO SAVEPOINT mvrefresh_comparable');
-    return false;
-  }
 }
 
 function functionSql(oid: string, event: 'ins' | 'upd' | 'del', cols: string, pairs: boolean): string {
