@@ -232,7 +232,7 @@ describe('incremental views', () => {
     expect(rows[0]).toEqual({ last_apply_kind: 'delta', last_apply_keys: 4 });
   });
 
-  it('applies a delta view registered by an earlier version (separate update, insert and deleteEmpty statements)', async () => {
+  it('applies a delta view registered by an earlier version (separate update, insert and deleteEmpty statements, one keys table for all views)', async () => {
     const s = db.sql;
     await applyAll();
     const { rows } = await s.query<{ view_id: number; x: string }>(
@@ -250,6 +250,19 @@ describe('incremental views', () => {
         WHERE view_id = $1`,
       [id, JSON.stringify(earlier)],
     );
+    // and the keys table all views shared (pg_temp.mvrefresh_keys), without keysName
+    await s.query(
+      `UPDATE mvrefresh.incremental
+          SET statements = replace(statements::text, 'mvrefresh_keys_' || $1 || '\\"', 'mvrefresh_keys\\"')::jsonb - 'keysName'
+        WHERE view_id = $1`,
+      [id],
+    );
+    const shared = await s.query<{ text: string }>(
+      'SELECT statements::text AS text FROM mvrefresh.incremental WHERE view_id = $1',
+      [id],
+    );
+    expect(shared.rows[0]!.text).not.toContain(`mvrefresh_keys_${id}`);
+    expect(shared.rows[0]!.text).toContain('mvrefresh_keys');
     // a new group, groups that grow and shrink, and one that vanishes
     await s.query(`INSERT INTO comments (post_id, author_id, score) VALUES (5, 777, 3), (6, 777, 4)`);
     await s.query(`DELETE FROM comments WHERE author_id = 3`);

@@ -33,8 +33,10 @@
 -- The keys are computed and the table written as the view's owner (set_config('role')), so row-level
 -- security and grants apply as in a REFRESH by the owner; the batch is copied from the logs, which only
 -- mvrefresh's roles read, into temporary tables granted to the owner.
--- Those temporary tables (mvrefresh_keys, mvr_b_<source oid>) stay for the session, ON COMMIT DELETE ROWS
--- (creating, granting and dropping one cost 1-2 ms of each apply). An apply empties them first (verify's
+-- Those temporary tables (the view's keys table mvrefresh_keys_<view id>, one per view so that views of
+-- different keys applied in one session do not replace each other's; mvr_b_<source oid>) stay for the
+-- session, ON COMMIT DELETE ROWS (creating, granting, analyzing and dropping one cost 1-2 ms of each
+-- apply). An apply empties them first (verify's
 -- repair runs two applies in one transaction) and uses one only when its columns are the ones this view
 -- needs (the view's key columns, the source's log columns), else recreates it; no row of theirs is visible
 -- once the apply's transaction ended (emptied at commit, dead after a rollback), they hold only this
@@ -79,6 +81,7 @@ DECLARE
     key_rows pg_catalog.int8;
     analyzed_rows pg_catalog.float4;
     rpc pg_catalog.text;
+    keys_table pg_catalog.text;
 BEGIN
     IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'repeatable read' THEN
         RAISE EXCEPTION 'apply_view() must run at REPEATABLE READ (one snapshot for the logs and the sources)'
@@ -116,16 +119,19 @@ BEGIN
         reason := 'no applied snapshot';
     END IF;
     -- the keys table: the view's key columns (statements stored before it was kept say ON COMMIT DROP)
-    IF mvrefresh.temp_table_fits('pg_temp.mvrefresh_keys', p_rel, inc.key_columns) THEN
-        DELETE FROM pg_temp.mvrefresh_keys;
+    -- one per view (statements' keysName); registrations of earlier versions share mvrefresh_keys
+    keys_table := 'pg_temp.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(
+        COALESCE(inc.statements OPERATOR(pg_catalog.->>) 'keysName', 'mvrefresh_keys'));
+    IF mvrefresh.temp_table_fits(keys_table, p_rel, inc.key_columns) THEN
+        EXECUTE 'DELETE FROM ' OPERATOR(pg_catalog.||) keys_table;
     ELSE
-        DROP TABLE IF EXISTS pg_temp.mvrefresh_keys;
+        EXECUTE 'DROP TABLE IF EXISTS ' OPERATOR(pg_catalog.||) keys_table;
         EXECUTE pg_catalog.regexp_replace(inc.statements OPERATOR(pg_catalog.->>) 'keysTable',
                                           ' ON COMMIT DROP$', ' ON COMMIT DELETE ROWS');
     END IF;
-    IF NOT pg_catalog.has_table_privilege(p_owner, 'pg_temp.mvrefresh_keys', 'SELECT')
-       OR NOT pg_catalog.has_table_privilege(p_owner, 'pg_temp.mvrefresh_keys', 'INSERT') THEN
-        EXECUTE pg_catalog.format('GRANT SELECT, INSERT ON pg_temp.mvrefresh_keys TO %I', owner_name);
+    IF NOT pg_catalog.has_table_privilege(p_owner, keys_table, 'SELECT')
+       OR NOT pg_catalog.has_table_privilege(p_owner, keys_table, 'INSERT') THEN
+        EXECUTE pg_catalog.format('GRANT SELECT, INSERT ON %s TO %I', keys_table, owner_name);
     END IF;
     IF reason IS NULL THEN
         -- the batch of each source, for the owner's key queries (each key query reads every source's)
@@ -180,7 +186,8 @@ BEGIN
             SELECT pg_catalog.count(*) INTO delta_rows FROM pg_temp.mvrefresh_delta;
         END IF;
         PERFORM pg_catalog.set_config('role', 'none', true);
-        SELECT pg_catalog.count(*) OPERATOR(pg_catalog.+) delta_rows INTO keys FROM (SELECT DISTINCT * FROM pg_temp.mvrefresh_keys) k;
+        EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) OPERATOR(pg_catalog.+) $1 FROM (SELECT DISTINCT * FROM %s) k', keys_table)
+            USING delta_rows INTO keys;
         -- many keys: a full recompute costs less (the measured cost per key against the last full one;
         -- before any measurement, 5% of the view, or half of it for a delta view, whose groups cost a
         -- row update each where a full recompute evaluates the whole definition)
@@ -190,7 +197,7 @@ BEGIN
                THEN (inc.est_key_ms OPERATOR(pg_catalog.*) keys) OPERATOR(pg_catalog.>) (0.5 OPERATOR(pg_catalog.*) inc.last_full_ms)
                ELSE keys OPERATOR(pg_catalog.>) (CASE WHEN delta IS NULL THEN 0.05 ELSE 0.5 END OPERATOR(pg_catalog.*) view_rows) END) THEN
             reason := 'threshold';
-            TRUNCATE pg_temp.mvrefresh_keys;
+            EXECUTE 'TRUNCATE ' OPERATOR(pg_catalog.||) keys_table;
         END IF;
     END IF;
     PERFORM pg_catalog.set_config('role', owner_name, true);
@@ -203,7 +210,7 @@ BEGIN
             PERFORM mvrefresh.apply_distinct(inc.statements OPERATOR(pg_catalog.#>) '{delta,distinct}', owner_name, true);
         END IF;
         EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'fullKeys';
-        SELECT pg_catalog.count(*) INTO keys FROM pg_temp.mvrefresh_keys;
+        EXECUTE 'SELECT pg_catalog.count(*) FROM ' OPERATOR(pg_catalog.||) keys_table INTO keys;
         rows_from := 'insertFull';
         kind := 'full: ' OPERATOR(pg_catalog.||) reason;
     ELSE
@@ -211,17 +218,17 @@ BEGIN
         kind := CASE WHEN delta IS NULL THEN 'keys' ELSE 'delta' END;
     END IF;
     -- the keys' rows deleted, then inserted again: from the definition, or from the full recompute
-    SELECT pg_catalog.count(*) INTO key_rows FROM pg_temp.mvrefresh_keys;
+    EXECUTE 'SELECT pg_catalog.count(*) FROM ' OPERATOR(pg_catalog.||) keys_table INTO key_rows;
     IF key_rows OPERATOR(pg_catalog.>) 0 THEN
         -- without statistics the planner takes it for a table of 10 pages and joins it to the whole view;
         -- statistics of a batch of about this size (within a factor of 2) serve as well as new ones, which
         -- a large batch needs (a full recompute of 100 000 keys). Analyzed by its owner, this role
         SELECT c.reltuples INTO analyzed_rows FROM pg_catalog.pg_class c
-         WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass('pg_temp.mvrefresh_keys');
+         WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(keys_table);
         IF NOT (analyzed_rows OPERATOR(pg_catalog.>=) (key_rows OPERATOR(pg_catalog./) 2.0)
                 AND analyzed_rows OPERATOR(pg_catalog.<=) (key_rows OPERATOR(pg_catalog.*) 2.0)) THEN
             PERFORM pg_catalog.set_config('role', 'none', true);
-            ANALYZE pg_temp.mvrefresh_keys;
+            EXECUTE 'ANALYZE ' OPERATOR(pg_catalog.||) keys_table;
             PERFORM pg_catalog.set_config('role', owner_name, true);
         END IF;
         EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'hasNullKeys' INTO null_keys;

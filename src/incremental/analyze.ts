@@ -36,13 +36,18 @@ import { incrementalSql } from './sql.js';
 export type { Column, Source } from './types.js';
 
 export interface Statements {
-  /** CREATE TEMP TABLE mvrefresh_keys: the key columns, ON COMMIT DELETE ROWS (kept for the session). */
+  /**
+   * The view's keys table (keysTableName()); absent in registrations of earlier versions, whose statements
+   * use mvrefresh_keys, shared by all views.
+   */
+  keysName: string;
+  /** CREATE TEMP TABLE <keysName>: the key columns, ON COMMIT DELETE ROWS (kept for the session). */
   keysTable: string;
-  /** Per source oid: INSERT INTO pg_temp.mvrefresh_keys SELECT DISTINCT ... (the batch tables exist). */
+  /** Per source oid: INSERT INTO the keys table SELECT DISTINCT ... (the batch tables exist). */
   keys: Record<string, string>;
-  /** Whether mvrefresh_keys holds a key with a NULL (then the *Null statements run too). */
+  /** Whether the keys table holds a key with a NULL (then the *Null statements run too). */
   hasNullKeys: string;
-  /** Delete the rows of the keys in mvrefresh_keys from the view's table. */
+  /** Delete the rows of the keys in the keys table from the view's table. */
   delete: string;
   deleteNull: string;
   /** Insert the rows of those keys from the definition. */
@@ -51,7 +56,7 @@ export interface Statements {
   /** Insert the rows of those keys from pg_temp.mvrefresh_full (a full recompute). */
   insertFull: string;
   insertFullNull: string;
-  /** Fill mvrefresh_keys with the keys whose rows differ between the table and pg_temp.mvrefresh_full. */
+  /** Fill the keys table with the keys whose rows differ between the table and pg_temp.mvrefresh_full. */
   fullKeys: string;
   /** The delta class (delta.ts): the fact's changes added to the groups, other changes recomputed. */
   delta?: DeltaStatements;
@@ -62,7 +67,7 @@ export interface DeltaStatements {
   fact: string;
   /** CREATE TEMP TABLE mvrefresh_delta AS the deltas per group (the fact's batch tables exist). */
   build: string;
-  /** Groups with a NULL key go to mvrefresh_keys (recomputed), then every recomputed group's delta goes. */
+  /** Groups with a NULL key go to the keys table (recomputed), then every recomputed group's delta goes. */
   moveNullKeys: string;
   dropRecomputed: string;
   /**
@@ -571,21 +576,27 @@ async function nettedBatch(db: pg.ClientBase, t: Source): Promise<Node | undefin
   return parsed.stmts[0]!.stmt;
 }
 
+/**
+ * The temporary table of the keys an apply recomputes, one per view, kept for the session: views of
+ * different keys sharing one table would drop and create it again whenever the pool's session served
+ * another view last (a catalog write, a grant and an ANALYZE per apply).
+ */
+export const keysTableName = (viewId: number): string => `mvrefresh_keys_${viewId}`;
 /** The temporary table holding one source's batch during an apply. */
 export const batchTable = (oid: string): string => `mvr_b_${oid}`;
 /** The log of one source table. */
 export const logTable = (oid: string): string => `log_${oid}`;
 
 /** The keys without a NULL, deduplicated: joined by `=` (hash or index) and pushed into the definition. */
-function plainKeys(key: string[]): string {
+function plainKeys(keys: string, key: string[]): string {
   const cols = key.map(qi).join(', ');
-  return `(SELECT DISTINCT ${cols} FROM pg_temp.mvrefresh_keys k WHERE ${key.map((k) => `k.${qi(k)} IS NOT NULL`).join(' AND ')})`;
+  return `(SELECT DISTINCT ${cols} FROM ${keys} k WHERE ${key.map((k) => `k.${qi(k)} IS NOT NULL`).join(' AND ')})`;
 }
 
 /** A key of `alias`'s row equal to a key with a NULL (IS NOT DISTINCT FROM: no index, so only for those). */
-function nullMatch(alias: string, key: string[]): string {
+function nullMatch(keys: string, alias: string, key: string[]): string {
   return (
-    `(${key.map((k) => `${alias}.${qi(k)} IS NULL`).join(' OR ')}) AND EXISTS (SELECT FROM pg_temp.mvrefresh_keys k WHERE ` +
+    `(${key.map((k) => `${alias}.${qi(k)} IS NULL`).join(' OR ')}) AND EXISTS (SELECT FROM ${keys} k WHERE ` +
     `(${key.map((k) => `k.${qi(k)} IS NULL`).join(' OR ')}) AND ` +
     `${key.map((k) => `k.${qi(k)} IS NOT DISTINCT FROM ${alias}.${qi(k)}`).join(' AND ')})`
   );
@@ -596,10 +607,14 @@ function nullMatch(alias: string, key: string[]): string {
  * index condition on the source), which a join or IN (SELECT) above the aggregate would not be; for a
  * composite key, the exact pairs are then checked with a hashed IN.
  */
-function pushedKeyMatch(alias: string, key: string[]): string {
-  const per = key.map((k) => `${alias}.${qi(k)} = ANY (ARRAY(SELECT p.${qi(k)} FROM ${plainKeys(key)} p))`);
+function pushedKeyMatch(keys: string, alias: string, key: string[]): string {
+  const per = key.map(
+    (k) => `${alias}.${qi(k)} = ANY (ARRAY(SELECT p.${qi(k)} FROM ${plainKeys(keys, key)} p))`,
+  );
   if (key.length > 1)
-    per.push(`(${key.map((k) => `${alias}.${qi(k)}`).join(', ')}) IN (SELECT * FROM ${plainKeys(key)} p)`);
+    per.push(
+      `(${key.map((k) => `${alias}.${qi(k)}`).join(', ')}) IN (SELECT * FROM ${plainKeys(keys, key)} p)`,
+    );
   return per.join('\n   AND ');
 }
 
@@ -608,23 +623,26 @@ function statements(
   definition: string,
   key: string[],
   columns: Column[],
+  keysName: string,
 ): Omit<Statements, 'keys'> {
+  const keys = `pg_temp.${qi(keysName)}`;
   const x = `${qi(view.schema)}.${qi(view.name)}`;
   const keyCols = key.map(qi).join(', ');
   const keyTypes = key.map((k) => `${qi(k)} ${columns.find((c) => c.name === k)!.type}`).join(', ');
   const sameKey = key.map((k) => `f.${qi(k)} = x.${qi(k)}`).join(' AND ');
   const joinKey = (a: string) => key.map((k) => `${a}.${qi(k)} = p.${qi(k)}`).join(' AND ');
   return {
-    keysTable: `CREATE TEMP TABLE mvrefresh_keys (${keyTypes}) ON COMMIT DELETE ROWS`,
-    hasNullKeys: `SELECT EXISTS (SELECT FROM pg_temp.mvrefresh_keys k WHERE ${key.map((k) => `k.${qi(k)} IS NULL`).join(' OR ')})`,
-    delete: `DELETE FROM ${x} x USING ${plainKeys(key)} p WHERE ${joinKey('x')}`,
-    deleteNull: `DELETE FROM ${x} x WHERE ${nullMatch('x', key)}`,
-    insert: `INSERT INTO ${x} SELECT q.* FROM (${definition}) q WHERE ${pushedKeyMatch('q', key)}`,
-    insertNull: `INSERT INTO ${x} SELECT q.* FROM (${definition}) q WHERE ${nullMatch('q', key)}`,
-    insertFull: `INSERT INTO ${x} SELECT q.* FROM pg_temp.mvrefresh_full q JOIN ${plainKeys(key)} p ON ${joinKey('q')}`,
-    insertFullNull: `INSERT INTO ${x} SELECT q.* FROM pg_temp.mvrefresh_full q WHERE ${nullMatch('q', key)}`,
+    keysName,
+    keysTable: `CREATE TEMP TABLE ${qi(keysName)} (${keyTypes}) ON COMMIT DELETE ROWS`,
+    hasNullKeys: `SELECT EXISTS (SELECT FROM ${keys} k WHERE ${key.map((k) => `k.${qi(k)} IS NULL`).join(' OR ')})`,
+    delete: `DELETE FROM ${x} x USING ${plainKeys(keys, key)} p WHERE ${joinKey('x')}`,
+    deleteNull: `DELETE FROM ${x} x WHERE ${nullMatch(keys, 'x', key)}`,
+    insert: `INSERT INTO ${x} SELECT q.* FROM (${definition}) q WHERE ${pushedKeyMatch(keys, 'q', key)}`,
+    insertNull: `INSERT INTO ${x} SELECT q.* FROM (${definition}) q WHERE ${nullMatch(keys, 'q', key)}`,
+    insertFull: `INSERT INTO ${x} SELECT q.* FROM pg_temp.mvrefresh_full q JOIN ${plainKeys(keys, key)} p ON ${joinKey('q')}`,
+    insertFullNull: `INSERT INTO ${x} SELECT q.* FROM pg_temp.mvrefresh_full q WHERE ${nullMatch(keys, 'q', key)}`,
     fullKeys:
-      `INSERT INTO pg_temp.mvrefresh_keys (${keyCols})\n` +
+      `INSERT INTO ${keys} (${keyCols})\n` +
       `SELECT ${key.map((k) => `x.${qi(k)}`).join(', ')} FROM ${x} x WHERE NOT EXISTS (SELECT FROM pg_temp.mvrefresh_full f WHERE ${sameKey} AND f OPERATOR(pg_catalog.*=) x)\n` +
       `UNION\n` +
       `SELECT ${key.map((k) => `f.${qi(k)}`).join(', ')} FROM pg_temp.mvrefresh_full f WHERE NOT EXISTS (SELECT FROM ${x} x WHERE ${sameKey} AND x OPERATOR(pg_catalog.*=) f)`,
@@ -633,6 +651,7 @@ function statements(
 
 function deltaStatements(
   view: { schema: string; name: string },
+  keys: string,
   key: string[],
   columns: Column[],
   countColumn: string,
@@ -674,10 +693,10 @@ function deltaStatements(
     fact,
     build: `CREATE TEMP TABLE mvrefresh_delta ON COMMIT DROP AS ${select}`,
     moveNullKeys:
-      `INSERT INTO pg_temp.mvrefresh_keys (${keyCols}) SELECT ${key.map((k) => `d.${qi(k)}`).join(', ')} ` +
+      `INSERT INTO ${keys} (${keyCols}) SELECT ${key.map((k) => `d.${qi(k)}`).join(', ')} ` +
       `FROM ${deltaRows} WHERE ${[...key.map((k) => `d.${qi(k)} IS NULL`), ...lost].join(' OR ')}`,
     dropRecomputed:
-      `DELETE FROM pg_temp.mvrefresh_delta d WHERE EXISTS (SELECT FROM pg_temp.mvrefresh_keys k WHERE ` +
+      `DELETE FROM pg_temp.mvrefresh_delta d WHERE EXISTS (SELECT FROM ${keys} k WHERE ` +
       `${key.map((k) => `k.${qi(k)} IS NOT DISTINCT FROM d.${qi(k)}`).join(' AND ')})`,
     upsert:
       `WITH u AS (UPDATE ${x} x SET ${aggs.map((a) => `${qi(a)} = ${added(a)}`).join(', ')} ` +
@@ -804,7 +823,7 @@ export async function analyze(db: pg.ClientBase, oid: string, viewId: number): P
         await nettedBatch(db, t),
       );
       keys[t.oid] =
-        `INSERT INTO pg_temp.mvrefresh_keys (${view.key!.map(qi).join(', ')})\n${await deparse(q)}`;
+        `INSERT INTO pg_temp.${qi(keysTableName(viewId))} (${view.key!.map(qi).join(', ')})\n${await deparse(q)}`;
     }
     const { rows: nn } = await db.query<{ c: string }>(incrementalSql.notNullColumns, [
       sources.map((x) => x.oid),
@@ -815,6 +834,7 @@ export async function analyze(db: pg.ClientBase, oid: string, viewId: number): P
     const delta = plan && {
       delta: deltaStatements(
         view,
+        `pg_temp.${qi(keysTableName(viewId))}`,
         view.key!,
         view.columns,
         plan.countColumn,
@@ -835,7 +855,11 @@ export async function analyze(db: pg.ClientBase, oid: string, viewId: number): P
       definition: view.definition,
       key: view.key!,
       sources,
-      statements: { ...statements(view, view.definition, view.key!, view.columns), keys, ...delta },
+      statements: {
+        ...statements(view, view.definition, view.key!, view.columns, keysTableName(viewId)),
+        keys,
+        ...delta,
+      },
     };
   } catch (err) {
     if (err instanceof NotIncremental) return { incremental: false, reason: err.message };
