@@ -217,7 +217,7 @@ BEGIN
         rows_from := 'insert';
         kind := CASE WHEN delta IS NULL THEN 'keys' ELSE 'delta' END;
     END IF;
-    -- the keys' rows deleted, then inserted again: from the definition, or from the full recompute
+    -- the keys' rows replaced: from the definition, or from the full recompute
     EXECUTE 'SELECT pg_catalog.count(*) FROM ' OPERATOR(pg_catalog.||) keys_table INTO key_rows;
     IF key_rows OPERATOR(pg_catalog.>) 0 THEN
         -- without statistics the planner takes it for a table of 10 pages and joins it to the whole view;
@@ -232,13 +232,32 @@ BEGIN
             PERFORM pg_catalog.set_config('role', owner_name, true);
         END IF;
         EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'hasNullKeys' INTO null_keys;
-        EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'delete';
-        IF null_keys THEN
-            EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'deleteNull';
-        END IF;
-        EXECUTE inc.statements OPERATOR(pg_catalog.->>) rows_from;
-        IF null_keys THEN
-            EXECUTE inc.statements OPERATOR(pg_catalog.->>) (rows_from OPERATOR(pg_catalog.||) 'Null');
+        -- by key from the definition: one statement that writes only the rows that changed (analyze.ts,
+        -- replaceStatement()), unless a unique index of the table reads a column that is not a key column
+        -- (an update in place could break it for a moment) or the view was registered without it
+        IF rows_from OPERATOR(pg_catalog.=) 'insert' AND inc.statements OPERATOR(pg_catalog.?) 'replace'
+           AND NOT EXISTS (
+               SELECT FROM pg_catalog.pg_index i
+                WHERE i.indrelid OPERATOR(pg_catalog.=) p_rel AND i.indisunique
+                  AND (i.indexprs IS NOT NULL OR EXISTS (
+                       SELECT FROM pg_catalog.pg_attribute a
+                        WHERE a.attrelid OPERATOR(pg_catalog.=) p_rel
+                          AND a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey::pg_catalog.int2[])
+                          AND NOT a.attname OPERATOR(pg_catalog.=) ANY (inc.key_columns)))) THEN
+            EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'replace';
+            IF null_keys THEN
+                EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'deleteNull';
+                EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'insertNull';
+            END IF;
+        ELSE
+            EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'delete';
+            IF null_keys THEN
+                EXECUTE inc.statements OPERATOR(pg_catalog.->>) 'deleteNull';
+            END IF;
+            EXECUTE inc.statements OPERATOR(pg_catalog.->>) rows_from;
+            IF null_keys THEN
+                EXECUTE inc.statements OPERATOR(pg_catalog.->>) (rows_from OPERATOR(pg_catalog.||) 'Null');
+            END IF;
         END IF;
     END IF;
     IF reason IS NULL AND delta_rows OPERATOR(pg_catalog.>) 0 THEN

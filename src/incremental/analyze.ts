@@ -52,6 +52,11 @@ export interface Statements {
   deleteNull: string;
   /** Insert the rows of those keys from the definition. */
   insert: string;
+  /**
+   * delete and insert of the keys without a NULL in one statement that writes only what changed
+   * (replaceStatement()); absent where a column's name clashes, and in registrations of earlier versions.
+   */
+  replace?: string;
   insertNull: string;
   /** Insert the rows of those keys from pg_temp.mvrefresh_full (a full recompute). */
   insertFull: string;
@@ -618,6 +623,40 @@ function pushedKeyMatch(keys: string, alias: string, key: string[]): string {
   return per.join('\n   AND ');
 }
 
+/** Columns replaceStatement() adds to the definition's rows: a view with a column of such a name has none. */
+const REPLACE_COLUMNS = ['mvr_ctid', 'mvr_same'];
+
+/**
+ * The keys' rows rewritten in one statement, in place of delete and insert: each key's new row (from the
+ * definition) is joined to its row in the table once, by the key's index; a row that differs (binary, as
+ * REFRESH CONCURRENTLY compares) is updated where it is (found by its ctid, no second probe; a HOT update
+ * when its page has room, so the key index gains no entry), a key without a row is inserted, a row whose
+ * key the definition no longer has is deleted, and a row that did not change is not written. Keys with a
+ * NULL are left to deleteNull and insertNull. apply_view() runs it only while every unique index of the
+ * table is on key columns alone: an update that moves a value of another unique column to a row whose old
+ * value is updated later in the statement would break that index for a moment, which delete then insert
+ * never does.
+ */
+function replaceStatement(
+  x: string,
+  keys: string,
+  definition: string,
+  key: string[],
+  columns: Column[],
+): string {
+  const cols = columns.map((c) => qi(c.name));
+  const onKey = key.map((k) => `x.${qi(k)} = n.${qi(k)}`).join(' AND ');
+  const joinKey = key.map((k) => `x.${qi(k)} = p.${qi(k)}`).join(' AND ');
+  const keyCols = key.map(qi).join(', ');
+  return (
+    `WITH n AS MATERIALIZED (SELECT q.* FROM (${definition}) q WHERE ${pushedKeyMatch(keys, 'q', key)}),\n` +
+    `e AS MATERIALIZED (SELECT n.*, x.ctid AS mvr_ctid, x.* OPERATOR(pg_catalog.*=) n.* AS mvr_same FROM n LEFT JOIN ${x} x ON ${onKey}),\n` +
+    `u AS (UPDATE ${x} x SET ${cols.map((c) => `${c} = e.${c}`).join(', ')} FROM e WHERE x.ctid = e.mvr_ctid AND NOT e.mvr_same),\n` +
+    `d AS (DELETE FROM ${x} x USING (SELECT ${keyCols} FROM ${plainKeys(keys, key)} k EXCEPT SELECT ${keyCols} FROM n) p WHERE ${joinKey})\n` +
+    `INSERT INTO ${x} (${cols.join(', ')}) SELECT ${cols.map((c) => `e.${c}`).join(', ')} FROM e WHERE e.mvr_ctid IS NULL`
+  );
+}
+
 function statements(
   view: { schema: string; name: string },
   definition: string,
@@ -638,14 +677,17 @@ function statements(
     delete: `DELETE FROM ${x} x USING ${plainKeys(keys, key)} p WHERE ${joinKey('x')}`,
     deleteNull: `DELETE FROM ${x} x WHERE ${nullMatch(keys, 'x', key)}`,
     insert: `INSERT INTO ${x} SELECT q.* FROM (${definition}) q WHERE ${pushedKeyMatch(keys, 'q', key)}`,
+    ...(columns.some((c) => REPLACE_COLUMNS.includes(c.name))
+      ? {}
+      : { replace: replaceStatement(x, keys, definition, key, columns) }),
     insertNull: `INSERT INTO ${x} SELECT q.* FROM (${definition}) q WHERE ${nullMatch(keys, 'q', key)}`,
     insertFull: `INSERT INTO ${x} SELECT q.* FROM pg_temp.mvrefresh_full q JOIN ${plainKeys(keys, key)} p ON ${joinKey('q')}`,
     insertFullNull: `INSERT INTO ${x} SELECT q.* FROM pg_temp.mvrefresh_full q WHERE ${nullMatch(keys, 'q', key)}`,
     fullKeys:
       `INSERT INTO ${keys} (${keyCols})\n` +
-      `SELECT ${key.map((k) => `x.${qi(k)}`).join(', ')} FROM ${x} x WHERE NOT EXISTS (SELECT FROM pg_temp.mvrefresh_full f WHERE ${sameKey} AND f OPERATOR(pg_catalog.*=) x)\n` +
+      `SELECT ${key.map((k) => `x.${qi(k)}`).join(', ')} FROM ${x} x WHERE NOT EXISTS (SELECT FROM pg_temp.mvrefresh_full f WHERE ${sameKey} AND f.* OPERATOR(pg_catalog.*=) x.*)\n` +
       `UNION\n` +
-      `SELECT ${key.map((k) => `f.${qi(k)}`).join(', ')} FROM pg_temp.mvrefresh_full f WHERE NOT EXISTS (SELECT FROM ${x} x WHERE ${sameKey} AND x OPERATOR(pg_catalog.*=) f)`,
+      `SELECT ${key.map((k) => `f.${qi(k)}`).join(', ')} FROM pg_temp.mvrefresh_full f WHERE NOT EXISTS (SELECT FROM ${x} x WHERE ${sameKey} AND x.* OPERATOR(pg_catalog.*=) f.*)`,
   };
 }
 
