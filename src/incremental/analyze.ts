@@ -1,9 +1,9 @@
 /**
  * Watch time: can this materialized view be kept incrementally, and with which generated SQL?
  *
- * The apply (routines/apply_view.sql) recomputes the view's rows by key: it deletes the rows of the
- * affected keys and inserts them again from the definition, wrapped (`SELECT q.* FROM (<definition>) q
- * WHERE <key matches>`), so the definition is never rewritten. Only the affected keys are found by a
+ * The apply (routines/apply_view.sql) recomputes the view's rows by key: it replaces the rows of the
+ * affected keys with the definition's, wrapped (`SELECT q.* FROM (<definition>) q WHERE <key matches>`),
+ * so the definition is never rewritten (the statements themselves: statements.ts). Only the affected keys are found by a
  * generated query, one per source table T: the definition with
  *  - T replaced by the batch, the logged images (old and new) of T's changed rows,
  *  - every other source U replaced by U's rows now and the logged images of U's batch (U as it was in the
@@ -29,86 +29,19 @@ import {
   walk,
   type Node,
 } from './ast.js';
-import { deltaPlan, type Extreme } from './delta.js';
+import { deltaPlan } from './delta.js';
 import type { Column, Source } from './types.js';
 import { incrementalSql } from './sql.js';
+import {
+  batchTable,
+  deltaStatements,
+  distinctTable,
+  keysTableName,
+  statements,
+  type Statements,
+} from './statements.js';
 
 export type { Column, Source } from './types.js';
-
-export interface Statements {
-  /**
-   * The view's keys table (keysTableName()); absent in registrations of earlier versions, whose statements
-   * use mvrefresh_keys, shared by all views.
-   */
-  keysName: string;
-  /** CREATE TEMP TABLE <keysName>: the key columns, ON COMMIT DELETE ROWS (kept for the session). */
-  keysTable: string;
-  /** Per source oid: INSERT INTO the keys table SELECT DISTINCT ... (the batch tables exist). */
-  keys: Record<string, string>;
-  /** Whether the keys table holds a key with a NULL (then the *Null statements run too). */
-  hasNullKeys: string;
-  /** Delete the rows of the keys in the keys table from the view's table. */
-  delete: string;
-  deleteNull: string;
-  /** Insert the rows of those keys from the definition. */
-  insert: string;
-  /**
-   * delete and insert of the keys without a NULL in one statement that writes only what changed
-   * (replaceStatement()); absent where a column's name clashes, and in registrations of earlier versions.
-   */
-  replace?: string;
-  insertNull: string;
-  /** Insert the rows of those keys from pg_temp.mvrefresh_full (a full recompute). */
-  insertFull: string;
-  insertFullNull: string;
-  /** Fill the keys table with the keys whose rows differ between the table and pg_temp.mvrefresh_full. */
-  fullKeys: string;
-  /** The delta class (delta.ts): the fact's changes added to the groups, other changes recomputed. */
-  delta?: DeltaStatements;
-}
-
-export interface DeltaStatements {
-  /** The source (oid) whose changes are deltas: its key query is not run. */
-  fact: string;
-  /** CREATE TEMP TABLE mvrefresh_delta AS the deltas per group (the fact's batch tables exist). */
-  build: string;
-  /** Groups with a NULL key go to the keys table (recomputed), then every recomputed group's delta goes. */
-  moveNullKeys: string;
-  dropRecomputed: string;
-  /**
-   * One statement: add the deltas to existing groups, delete groups whose count falls to zero, insert new
-   * groups (each group's row found once). A view registered by an earlier version has update, insert
-   * and deleteEmpty instead, which apply_view() still runs.
-   */
-  upsert: string;
-  /** A view with count(DISTINCT col) (delta.ts): its hidden multiset table and what keeps it. */
-  distinct?: DistinctStatements;
-}
-
-/**
- * The multiset of a count(DISTINCT col) delta view, mvrefresh.distinct_<view id>: per group and non-NULL
- * value, how many rows hold it. Written by mvrefresh's roles only; the view's owner computes what goes in
- * (RLS and grants as in a REFRESH) into temporary tables that mvrefresh's role created and granted.
- */
-export interface DistinctStatements {
-  /** The table's qualified name. */
-  table: string;
-  create: string;
-  /** pg_temp.mvrefresh_dd (keys, value, net count of the batch) and pg_temp.mvrefresh_dc (keys, change). */
-  batchTables: string[];
-  /** The owner's part: the batch's net counts into mvrefresh_dd. */
-  batch: string;
-  /** Adds them to the table; each group's change of its distinct count into mvrefresh_dc. */
-  add: string;
-  /** Drops the values whose count fell to 0. */
-  dropZero: string;
-  /** The owner's part: the distinct column of mvrefresh_delta from mvrefresh_dc. */
-  setDelta: string;
-  /** A full recompute: pg_temp.mvrefresh_dfull, the owner's INSERT of the whole multiset into it, the swap. */
-  fullTable: string;
-  full: string;
-  replace: string[];
-}
 
 export type Analysis =
   | { incremental: true; definition: string; key: string[]; sources: Source[]; statements: Statements }
@@ -582,177 +515,6 @@ async function nettedBatch(db: pg.ClientBase, t: Source): Promise<Node | undefin
 }
 
 /**
- * The temporary table of the keys an apply recomputes, one per view, kept for the session: views of
- * different keys sharing one table would drop and create it again whenever the pool's session served
- * another view last (a catalog write, a grant and an ANALYZE per apply).
- */
-export const keysTableName = (viewId: number): string => `mvrefresh_keys_${viewId}`;
-/** The temporary table holding one source's batch during an apply. */
-export const batchTable = (oid: string): string => `mvr_b_${oid}`;
-/** The log of one source table. */
-export const logTable = (oid: string): string => `log_${oid}`;
-
-/** The keys without a NULL, deduplicated: joined by `=` (hash or index) and pushed into the definition. */
-function plainKeys(keys: string, key: string[]): string {
-  const cols = key.map(qi).join(', ');
-  return `(SELECT DISTINCT ${cols} FROM ${keys} k WHERE ${key.map((k) => `k.${qi(k)} IS NOT NULL`).join(' AND ')})`;
-}
-
-/** A key of `alias`'s row equal to a key with a NULL (IS NOT DISTINCT FROM: no index, so only for those). */
-function nullMatch(keys: string, alias: string, key: string[]): string {
-  return (
-    `(${key.map((k) => `${alias}.${qi(k)} IS NULL`).join(' OR ')}) AND EXISTS (SELECT FROM ${keys} k WHERE ` +
-    `(${key.map((k) => `k.${qi(k)} IS NULL`).join(' OR ')}) AND ` +
-    `${key.map((k) => `k.${qi(k)} IS NOT DISTINCT FROM ${alias}.${qi(k)}`).join(' AND ')})`
-  );
-}
-
-/**
- * `q.k = ANY (ARRAY(SELECT ...))` per key column: PostgreSQL pushes it into the definition's scans (an
- * index condition on the source), which a join or IN (SELECT) above the aggregate would not be; for a
- * composite key, the exact pairs are then checked with a hashed IN.
- */
-function pushedKeyMatch(keys: string, alias: string, key: string[]): string {
-  const per = key.map(
-    (k) => `${alias}.${qi(k)} = ANY (ARRAY(SELECT p.${qi(k)} FROM ${plainKeys(keys, key)} p))`,
-  );
-  if (key.length > 1)
-    per.push(
-      `(${key.map((k) => `${alias}.${qi(k)}`).join(', ')}) IN (SELECT * FROM ${plainKeys(keys, key)} p)`,
-    );
-  return per.join('\n   AND ');
-}
-
-/** Columns replaceStatement() adds to the definition's rows: a view with a column of such a name has none. */
-const REPLACE_COLUMNS = ['mvr_ctid', 'mvr_same'];
-
-/**
- * The keys' rows rewritten in one statement, in place of delete and insert: each key's new row (from the
- * definition) is joined to its row in the table once, by the key's index; a row that differs (binary, as
- * REFRESH CONCURRENTLY compares) is updated where it is (found by its ctid, no second probe; a HOT update
- * when its page has room, so the key index gains no entry), a key without a row is inserted, a row whose
- * key the definition no longer has is deleted, and a row that did not change is not written. Keys with a
- * NULL are left to deleteNull and insertNull. apply_view() runs it only while every unique index of the
- * table is on key columns alone: an update that moves a value of another unique column to a row whose old
- * value is updated later in the statement would break that index for a moment, which delete then insert
- * never does.
- */
-function replaceStatement(
-  x: string,
-  keys: string,
-  definition: string,
-  key: string[],
-  columns: Column[],
-): string {
-  const cols = columns.map((c) => qi(c.name));
-  const onKey = key.map((k) => `x.${qi(k)} = n.${qi(k)}`).join(' AND ');
-  const joinKey = key.map((k) => `x.${qi(k)} = p.${qi(k)}`).join(' AND ');
-  const keyCols = key.map(qi).join(', ');
-  return (
-    `WITH n AS MATERIALIZED (SELECT q.* FROM (${definition}) q WHERE ${pushedKeyMatch(keys, 'q', key)}),\n` +
-    `e AS MATERIALIZED (SELECT n.*, x.ctid AS mvr_ctid, x.* OPERATOR(pg_catalog.*=) n.* AS mvr_same FROM n LEFT JOIN ${x} x ON ${onKey}),\n` +
-    `u AS (UPDATE ${x} x SET ${cols.map((c) => `${c} = e.${c}`).join(', ')} FROM e WHERE x.ctid = e.mvr_ctid AND NOT e.mvr_same),\n` +
-    `d AS (DELETE FROM ${x} x USING (SELECT ${keyCols} FROM ${plainKeys(keys, key)} k EXCEPT SELECT ${keyCols} FROM n) p WHERE ${joinKey})\n` +
-    `INSERT INTO ${x} (${cols.join(', ')}) SELECT ${cols.map((c) => `e.${c}`).join(', ')} FROM e WHERE e.mvr_ctid IS NULL`
-  );
-}
-
-function statements(
-  view: { schema: string; name: string },
-  definition: string,
-  key: string[],
-  columns: Column[],
-  keysName: string,
-): Omit<Statements, 'keys'> {
-  const keys = `pg_temp.${qi(keysName)}`;
-  const x = `${qi(view.schema)}.${qi(view.name)}`;
-  const keyCols = key.map(qi).join(', ');
-  const keyTypes = key.map((k) => `${qi(k)} ${columns.find((c) => c.name === k)!.type}`).join(', ');
-  const sameKey = key.map((k) => `f.${qi(k)} = x.${qi(k)}`).join(' AND ');
-  const joinKey = (a: string) => key.map((k) => `${a}.${qi(k)} = p.${qi(k)}`).join(' AND ');
-  return {
-    keysName,
-    keysTable: `CREATE TEMP TABLE ${qi(keysName)} (${keyTypes}) ON COMMIT DELETE ROWS`,
-    hasNullKeys: `SELECT EXISTS (SELECT FROM ${keys} k WHERE ${key.map((k) => `k.${qi(k)} IS NULL`).join(' OR ')})`,
-    delete: `DELETE FROM ${x} x USING ${plainKeys(keys, key)} p WHERE ${joinKey('x')}`,
-    deleteNull: `DELETE FROM ${x} x WHERE ${nullMatch(keys, 'x', key)}`,
-    insert: `INSERT INTO ${x} SELECT q.* FROM (${definition}) q WHERE ${pushedKeyMatch(keys, 'q', key)}`,
-    ...(columns.some((c) => REPLACE_COLUMNS.includes(c.name))
-      ? {}
-      : { replace: replaceStatement(x, keys, definition, key, columns) }),
-    insertNull: `INSERT INTO ${x} SELECT q.* FROM (${definition}) q WHERE ${nullMatch(keys, 'q', key)}`,
-    insertFull: `INSERT INTO ${x} SELECT q.* FROM pg_temp.mvrefresh_full q JOIN ${plainKeys(keys, key)} p ON ${joinKey('q')}`,
-    insertFullNull: `INSERT INTO ${x} SELECT q.* FROM pg_temp.mvrefresh_full q WHERE ${nullMatch(keys, 'q', key)}`,
-    fullKeys:
-      `INSERT INTO ${keys} (${keyCols})\n` +
-      `SELECT ${key.map((k) => `x.${qi(k)}`).join(', ')} FROM ${x} x WHERE NOT EXISTS (SELECT FROM pg_temp.mvrefresh_full f WHERE ${sameKey} AND f.* OPERATOR(pg_catalog.*=) x.*)\n` +
-      `UNION\n` +
-      `SELECT ${key.map((k) => `f.${qi(k)}`).join(', ')} FROM pg_temp.mvrefresh_full f WHERE NOT EXISTS (SELECT FROM ${x} x WHERE ${sameKey} AND x.* OPERATOR(pg_catalog.*=) f.*)`,
-  };
-}
-
-function deltaStatements(
-  view: { schema: string; name: string },
-  keys: string,
-  key: string[],
-  columns: Column[],
-  countColumn: string,
-  fact: string,
-  select: string,
-  extremes: Extreme[],
-  distinct?: { column: string; valueType: string; batch: string; full: string; table: string },
-): DeltaStatements {
-  const x = `${qi(view.schema)}.${qi(view.name)}`;
-  const keyCols = key.map(qi).join(', ');
-  const same = key.map((k) => `x.${qi(k)} = d.${qi(k)}`).join(' AND ');
-  const extreme = new Map(extremes.map((e) => [e.column, e]));
-  const bound = (e: Extreme, a: string, b: string) => `${e.fn === 'max' ? 'GREATEST' : 'LEAST'}(${a}, ${b})`;
-  // delta.ts: a group whose removed extreme reaches the extreme of its rows and the added ones
-  // (the group's row joined once, by its key: none for a new group or a NULL key)
-  const lost = extremes.map((e) => {
-    const [c, r] = [qi(e.column), qi(e.removed)];
-    return `d.${r} ${e.fn === 'max' ? '>=' : '<='} ${bound(e, `x.${c}`, `d.${c}`)}`;
-  });
-  // only a group with a NULL key or a removed extreme can need it: the others skip the join
-  const mayLose = [
-    ...key.map((k) => `d.${qi(k)} IS NULL`),
-    ...extremes.map((e) => `d.${qi(e.removed)} IS NOT NULL`),
-  ];
-  const deltaRows =
-    extremes.length > 0
-      ? `(SELECT * FROM pg_temp.mvrefresh_delta d WHERE ${mayLose.join(' OR ')}) d LEFT JOIN ${x} x ON ${same}`
-      : 'pg_temp.mvrefresh_delta d';
-  const aggs = columns.filter((c) => !key.includes(c.name)).map((c) => c.name);
-  const added = (a: string) => {
-    const e = extreme.get(a);
-    return e ? bound(e, `x.${qi(a)}`, `d.${qi(a)}`) : `x.${qi(a)} + COALESCE(d.${qi(a)}, 0)`;
-  };
-  const count = qi(countColumn);
-  // a group's count falls to zero only when its delta is negative; the groups the UPDATE found are the
-  // ones that exist, so the INSERT takes the others (the delta has no NULL key left: moveNullKeys)
-  const sameU = key.map((k) => `u.${qi(k)} = d.${qi(k)}`).join(' AND ');
-  return {
-    fact,
-    build: `CREATE TEMP TABLE mvrefresh_delta ON COMMIT DROP AS ${select}`,
-    moveNullKeys:
-      `INSERT INTO ${keys} (${keyCols}) SELECT ${key.map((k) => `d.${qi(k)}`).join(', ')} ` +
-      `FROM ${deltaRows} WHERE ${[...key.map((k) => `d.${qi(k)} IS NULL`), ...lost].join(' OR ')}`,
-    dropRecomputed:
-      `DELETE FROM pg_temp.mvrefresh_delta d WHERE EXISTS (SELECT FROM ${keys} k WHERE ` +
-      `${key.map((k) => `k.${qi(k)} IS NOT DISTINCT FROM d.${qi(k)}`).join(' AND ')})`,
-    upsert:
-      `WITH u AS (UPDATE ${x} x SET ${aggs.map((a) => `${qi(a)} = ${added(a)}`).join(', ')} ` +
-      `FROM pg_temp.mvrefresh_delta d WHERE ${same} AND x.${count} + d.${count} <> 0 ` +
-      `RETURNING ${key.map((k) => `x.${qi(k)}`).join(', ')}), ` +
-      `e AS (DELETE FROM ${x} x USING pg_temp.mvrefresh_delta d WHERE ${same} AND d.${count} < 0 AND x.${count} + d.${count} = 0) ` +
-      `INSERT INTO ${x} (${columns.map((c) => qi(c.name)).join(', ')}) ` +
-      `SELECT ${columns.map((c) => (key.includes(c.name) || extreme.has(c.name) ? `d.${qi(c.name)}` : `COALESCE(d.${qi(c.name)}, 0)`)).join(', ')} ` +
-      `FROM pg_temp.mvrefresh_delta d WHERE d.${count} > 0 AND NOT EXISTS (SELECT FROM u WHERE ${sameU})`,
-    ...(distinct && { distinct: distinctStatements(key, columns, distinct) }),
-  };
-}
-
-/**
  * Whether a count(DISTINCT) view keeps a multiset (delta.ts) rather than recomputing its groups by key,
  * from the fact's rows and the view's (its groups) when it is made incremental. A group recomputed by key
  * costs a read of each of its rows (about 3 µs each through an index, measured: docs/benchmarks.md), the
@@ -772,52 +534,6 @@ async function rowCount(db: pg.ClientBase, rel: string): Promise<number> {
   const name = (await db.query<{ name: string }>(incrementalSql.tableName, [rel])).rows[0]!.name;
   return (await db.query<{ n: number }>(incrementalSql.countRows(name))).rows[0]!.n;
 }
-
-/**
- * Room left on each page of a multiset table: an apply changes a count in place (a HOT update, no new index
- * entry) where the page has room for the new version.
- */
-const MULTISET_FILLFACTOR = 80;
-
-function distinctStatements(
-  key: string[],
-  columns: Column[],
-  d: { column: string; valueType: string; batch: string; full: string; table: string },
-): DistinctStatements {
-  const t = d.table;
-  const keyDefs = key.map((k) => `${qi(k)} ${columns.find((c) => c.name === k)!.type}`);
-  const multiset = [...keyDefs, `mvr_value ${d.valueType}`, 'mvr_n bigint'].join(', ');
-  const entry = [...key.map(qi), 'mvr_value'];
-  const on = (a: string, b: string) => entry.map((c) => `${a}.${c} = ${b}.${c}`).join(' AND ');
-  const sameKey = key.map((k) => `m.${qi(k)} = dd.${qi(k)}`).join(' AND ');
-  // a value new to its group (its count was 0: the count is now the batch's) adds 1, a value gone (count
-  // 0 now) takes 1 away
-  const change = 'CASE WHEN m.mvr_n = dd.mvr_n THEN 1 WHEN m.mvr_n = 0 THEN -1 ELSE 0 END';
-  return {
-    table: t,
-    create: `CREATE TABLE ${t} (${[...keyDefs, `mvr_value ${d.valueType}`, 'mvr_n bigint NOT NULL'].join(', ')}, PRIMARY KEY (${entry.join(', ')})) WITH (fillfactor = ${MULTISET_FILLFACTOR})`,
-    batchTables: [
-      `CREATE TEMP TABLE mvrefresh_dd (${multiset}) ON COMMIT DROP`,
-      `CREATE TEMP TABLE mvrefresh_dc (${[...keyDefs, 'mvr_dc bigint'].join(', ')}) ON COMMIT DROP`,
-    ],
-    batch: `INSERT INTO pg_temp.mvrefresh_dd (${entry.join(', ')}, mvr_n) ${d.batch}`,
-    add:
-      `WITH m AS (INSERT INTO ${t} AS t (${entry.join(', ')}, mvr_n) SELECT ${entry.join(', ')}, mvr_n FROM pg_temp.mvrefresh_dd ` +
-      `ON CONFLICT (${entry.join(', ')}) DO UPDATE SET mvr_n = t.mvr_n + excluded.mvr_n RETURNING t.*) ` +
-      `INSERT INTO pg_temp.mvrefresh_dc SELECT ${key.map((k) => `m.${qi(k)}`).join(', ')}, sum(${change}) ` +
-      `FROM m JOIN pg_temp.mvrefresh_dd dd ON ${sameKey} AND m.mvr_value = dd.mvr_value GROUP BY ${key.map((k) => `m.${qi(k)}`).join(', ')}`,
-    dropZero: `DELETE FROM ${t} m USING pg_temp.mvrefresh_dd dd WHERE ${on('m', 'dd')} AND dd.mvr_n < 0 AND m.mvr_n = 0`,
-    setDelta:
-      `UPDATE pg_temp.mvrefresh_delta d SET ${qi(d.column)} = dc.mvr_dc FROM pg_temp.mvrefresh_dc dc ` +
-      `WHERE ${key.map((k) => `d.${qi(k)} = dc.${qi(k)}`).join(' AND ')}`,
-    fullTable: `CREATE TEMP TABLE mvrefresh_dfull (${multiset}) ON COMMIT DROP`,
-    full: `INSERT INTO pg_temp.mvrefresh_dfull (${entry.join(', ')}, mvr_n) ${d.full}`,
-    replace: [`DELETE FROM ${t}`, `INSERT INTO ${t} SELECT * FROM pg_temp.mvrefresh_dfull`],
-  };
-}
-
-/** The hidden multiset table of the incremental view `viewId` (delta.ts, count(DISTINCT)). */
-export const distinctTable = (viewId: number): string => `mvrefresh.${qi(`distinct_${viewId}`)}`;
 
 /**
  * Analyzes the materialized view `oid` (its definition read with every name qualified) and generates the

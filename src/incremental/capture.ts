@@ -20,7 +20,8 @@
 import type pg from 'pg';
 import type { Column } from './analyze.js';
 import { CAPTURE_TRIGGERS, LOCK_NAMESPACE, MARK_MEMO_HIT, WATCH_LOCK_KEY } from '../db/protocol.js';
-import { comparable, logTable } from './analyze.js';
+import { comparable } from './analyze.js';
+import { logTable } from './statements.js';
 import { incrementalSql } from './sql.js';
 
 const qi = (s: string) => `"${s.replace(/"/g, '""')}"`;

@@ -30,7 +30,8 @@ import {
   type Relation,
 } from '../replace/plan.js';
 import { replaceSql } from '../replace/sql.js';
-import { analyze, type Column, type DistinctStatements } from './analyze.js';
+import { analyze, type Column } from './analyze.js';
+import type { DistinctStatements } from './statements.js';
 import { lockTriggers, syncCapture, unionOfNeeds } from './capture.js';
 import { incrementalSql } from './sql.js';
 
