@@ -14,6 +14,7 @@
  * Per mode: writer TPS and its ratio to none; per view staleness p50/p99 (mvrefresh.status, sampled every
  * 200 ms, as bench/tpcb.ts), refreshes or applies; the daemon's CPU (process and backends); before that,
  * in the first round of each watched mode, BENCH_PACED_SECONDS (30) at BENCH_PACED_RATE (1 000) writes/s
+ * (after BENCH_PACED_WARMUP_SECONDS, BENCH_WARMUP_SECONDS by default)
  * for the CPU goal. After the
  * writers stop and the daemon catches up: each view against its query, EXCEPT ALL both ways.
  * Then the write path (incremental/writes.ts): INSERT TPS with 1 and 20 views' triggers and COPY times,
@@ -36,6 +37,7 @@ import {
   MODES,
   PACED_RATE,
   PACED_SECONDS,
+  PACED_WARMUP_S,
   SAMPLE_MS,
   SECONDS,
   TITLE,
@@ -129,12 +131,13 @@ async function measuredPhase(
   others: OtherWork,
   rate: number,
   seconds: number,
+  warmupS: number,
 ): Promise<Phase> {
   await others.waitQuiet();
   const load = new WriterLoad(url, WRITERS, 'mixed', { firstMaxId: await maxCommentId(db), rate });
   await load.start();
   try {
-    await sleep(WARMUP_S * 1000);
+    await sleep(warmupS * 1000);
     const from = Date.now();
     const watch = others.watch();
     const sampler = startSampler(db, daemon.pid, SAMPLE_MS);
@@ -179,10 +182,12 @@ async function runWatched(
     // applies space the next ones by the budget for a while)
     let paced: Paced | undefined;
     if (PACED_RATE > 0 && withPaced) {
-      paced = pacedOf(await measuredPhase(url, db, daemon, others, PACED_RATE, PACED_SECONDS));
+      paced = pacedOf(
+        await measuredPhase(url, db, daemon, others, PACED_RATE, PACED_SECONDS, PACED_WARMUP_S),
+      );
       await waitClean(db, names, CATCH_UP_LIMIT_MS);
     }
-    const full = await measuredPhase(url, db, daemon, others, 0, SECONDS);
+    const full = await measuredPhase(url, db, daemon, others, 0, SECONDS, WARMUP_S);
     const stopped = performance.now();
     const clean = await waitClean(db, names, CATCH_UP_LIMIT_MS);
     const catchUpS = clean.size === names.length ? (performance.now() - stopped) / 1000 : undefined;

@@ -6,6 +6,7 @@ import {
   MODES,
   PACED_RATE,
   PACED_SECONDS,
+  PACED_WARMUP_S,
   SAMPLE_MS,
   SECONDS,
   TITLE,
@@ -286,6 +287,7 @@ export function report(r: {
     `BENCH_COPY_ROWS=${COPY_ROWS}`,
     `BENCH_PACED_RATE=${PACED_RATE}`,
     `BENCH_PACED_SECONDS=${PACED_SECONDS}`,
+    ...(PACED_WARMUP_S !== WARMUP_S ? [`BENCH_PACED_WARMUP_SECONDS=${PACED_WARMUP_S}`] : []),
     `BENCH_MODES=${MODES.join(',')}`,
   ].join(' ');
   const errors = r.modes.flatMap((m) => m.errors.map((e) => `- ${m.mode}: \`${e}\``));
@@ -312,7 +314,7 @@ watched round's ratio is to the mean of the none rounds right before and after i
 reads it), sampled every ${SAMPLE_MS} ms during the measured seconds. Daemon CPU: user + system time of the
 daemon's process and of its backends (application_name \`mvrefresh:*\`, where REFRESH and the apply run) over
 the measured seconds, as a share of one core. Before that, in the first round of each watched mode, with the
-daemon running and the views clean, the same writers at ${PACED_RATE} writes/s in all for ${PACED_SECONDS} s (after the same warm-up): the daemon's CPU at the
+daemon running and the views clean, the same writers at ${PACED_RATE} writes/s in all for ${PACED_SECONDS} s (after ${PACED_WARMUP_S === WARMUP_S ? 'the same warm-up' : `${PACED_WARMUP_S} s of warm-up`}): the daemon's CPU at the
 rate of the issue's goal (without that phase, the no-pause share scaled linearly). After the
 writers stop, the daemon makes every view clean, then each view is compared with its query, EXCEPT ALL both
 ways (a materialized view with \`pg_get_viewdef\`, an incremental view's table with the definition above).

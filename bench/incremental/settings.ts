@@ -13,6 +13,12 @@ export const SAMPLE_MS = 200;
  */
 export const PACED_RATE = numberEnv('BENCH_PACED_RATE', 1000);
 export const PACED_SECONDS = numberEnv('BENCH_PACED_SECONDS', 30);
+/**
+ * The fixed-rate phase's warm-up (BENCH_PACED_WARMUP_SECONDS; BENCH_WARMUP_SECONDS by default). The phase
+ * comes right after the views were watched: a longer warm-up measures the views' steady state rather than
+ * their first minute (freshly written tables: every page full, none touched since the conversion).
+ */
+export const PACED_WARMUP_S = numberEnv('BENCH_PACED_WARMUP_SECONDS', WARMUP_S);
 export const TITLE = '## Incremental views: `npm run bench:incremental`';
 /**
  * The rounds, in order (BENCH_MODES, comma-separated): no-view rounds between the watched ones, so that each
