@@ -24,7 +24,7 @@ import {
 
 /**
  * Incremental views (issue 27) through the faults that need a server of their own: an apply stopped
- * between its DELETE and its INSERT (a gate in a copy of routines/apply_view.sql put in its place) and
+ * once it wrote the keys' rows, before it commits (a gate in a copy of routines/apply_view.sql put in its place) and
  * then its backend terminated, the server crashed, or its daemon killed; prepared transactions committed
  * or rolled back after an apply; savepoints, REPEATABLE READ and SERIALIZABLE writers under a running
  * daemon; two daemons on one database; TRUNCATE; and a failover to a promoted standby while an apply is
@@ -104,12 +104,19 @@ async function expectInvariantA(c: pg.ClientBase): Promise<void> {
   expect(await appliedDrift(c, [INC])).toEqual([]);
 }
 
-/** Puts a copy of apply_view with a gate before its INSERT by key (after its DELETE) in place of it. */
+/**
+ * Puts a copy of apply_view in place of it with a gate once the keys' rows are written in its transaction:
+ * after the one statement that rewrites them (replace), or, where apply_view deletes and then inserts
+ * (another unique index, an earlier registration), between the two.
+ */
 async function gateApply(c: pg.ClientBase): Promise<void> {
   await c.query(
     gatedCopy(routineText('apply_view'), {
       name: 'mvrefresh.apply_view',
-      gates: [{ before: 'OPERATOR(pg_catalog.->>) rows_from;', key: GATE_KEY }],
+      gates: [
+        { after: "OPERATOR(pg_catalog.->>) 'replace';", key: GATE_KEY },
+        { before: 'OPERATOR(pg_catalog.->>) rows_from;', key: GATE_KEY },
+      ],
     }),
   );
 }
@@ -125,10 +132,10 @@ async function holdGate(): Promise<pg.Client> {
   return c;
 }
 
-/** The backend stopped at the gate: an apply between its DELETE and its INSERT. */
+/** The backend stopped at the gate: an apply that wrote the keys' rows and has not committed. */
 async function atGate(c: pg.ClientBase): Promise<number> {
   let pid: number | undefined;
-  await waitFor('an apply at the gate between its DELETE and INSERT', async () => {
+  await waitFor('an apply at the gate, its rows written, not committed', async () => {
     const { rows } = await c.query<{ pid: number }>(
       `SELECT pid FROM pg_locks
         WHERE locktype = 'advisory' AND NOT granted AND objsubid = 1
@@ -174,7 +181,7 @@ afterAll(async () => {
   await cluster?.cleanup();
 });
 
-describe('an incremental view whose apply is stopped between its DELETE and its INSERT', () => {
+describe('an incremental view whose apply is stopped after it wrote its rows, before it commits', () => {
   it('keeps its rows for readers meanwhile; the backend terminated, nothing of the apply is left, and the next apply makes it right', async () => {
     const c = await admin.get();
     await exec(url, 'CALL mvrefresh.refresh_dirty()');
@@ -187,7 +194,7 @@ describe('an incremental view whose apply is stopped between its DELETE and its 
       await exec(url, UPDATE_ITEMS);
       const running = cycle(runner).catch((err: { code?: string }) => err.code);
       const pid = await atGate(c);
-      // the apply has deleted the changed groups in its transaction: readers still see all of them
+      // the apply has rewritten the changed groups in its transaction: readers still see the old ones
       expect(await applied(c)).toEqual(before);
       await c.query('SELECT pg_terminate_backend($1)', [pid]);
       expect(await running).toBe(ADMIN_SHUTDOWN);
