@@ -37,6 +37,7 @@ import {
   deltaStatements,
   distinctTable,
   keysTableName,
+  keysTableRef,
   statements,
   type Statements,
 } from './statements.js';
@@ -570,6 +571,8 @@ export async function analyze(db: pg.ClientBase, oid: string, viewId: number): P
     }));
     if (sources.length === 0) refuse('no table to capture changes from');
     for (const s of sources) if (s.columns.length === 0) refuse(`reads no column of ${s.schema}.${s.name}`);
+    const keysName = keysTableName(viewId);
+    const keysRef = keysTableRef(keysName);
     const keys: Record<string, string> = {};
     for (const t of sources) {
       const q = keyQuery(
@@ -580,8 +583,7 @@ export async function analyze(db: pg.ClientBase, oid: string, viewId: number): P
         view.key!,
         await nettedBatch(db, t),
       );
-      keys[t.oid] =
-        `INSERT INTO pg_temp.${qi(keysTableName(viewId))} (${view.key!.map(qi).join(', ')})\n${await deparse(q)}`;
+      keys[t.oid] = `INSERT INTO ${keysRef} (${view.key!.map(qi).join(', ')})\n${await deparse(q)}`;
     }
     const { rows: nn } = await db.query<{ c: string }>(incrementalSql.notNullColumns, [
       sources.map((x) => x.oid),
@@ -592,7 +594,7 @@ export async function analyze(db: pg.ClientBase, oid: string, viewId: number): P
     const delta = plan && {
       delta: deltaStatements(
         view,
-        `pg_temp.${qi(keysTableName(viewId))}`,
+        keysRef,
         view.key!,
         view.columns,
         plan.countColumn,
@@ -614,7 +616,7 @@ export async function analyze(db: pg.ClientBase, oid: string, viewId: number): P
       key: view.key!,
       sources,
       statements: {
-        ...statements(view, view.definition, view.key!, view.columns, keysTableName(viewId)),
+        ...statements(view, view.definition, view.key!, view.columns, keysName),
         keys,
         ...delta,
       },

@@ -91,6 +91,8 @@ export interface DistinctStatements {
  * another view last (a catalog write, a grant and an ANALYZE per apply).
  */
 export const keysTableName = (viewId: number): string => `mvrefresh_keys_${viewId}`;
+/** The keys table as the statements name it. */
+export const keysTableRef = (keysName: string): string => `pg_temp.${qi(keysName)}`;
 /** The temporary table holding one source's batch during an apply. */
 export const batchTable = (oid: string): string => `mvr_b_${oid}`;
 /** The log of one source table. */
@@ -168,7 +170,7 @@ export function statements(
   columns: Column[],
   keysName: string,
 ): Omit<Statements, 'keys'> {
-  const keys = `pg_temp.${qi(keysName)}`;
+  const keys = keysTableRef(keysName);
   const x = `${qi(view.schema)}.${qi(view.name)}`;
   const keyCols = key.map(qi).join(', ');
   const keyTypes = key.map((k) => `${qi(k)} ${columns.find((c) => c.name === k)!.type}`).join(', ');
