@@ -161,6 +161,15 @@ BEGIN
         END LOOP;
     END IF;
     IF reason IS NULL THEN
+        -- by key, every statement reads a batch's share of the sources and of the view through indexes that
+        -- every apply touches (the view's key, the sources' keys and join columns): priced as reads from
+        -- disk, the planner hashes a whole table instead (community_day's delta: all 500 000 posts hashed,
+        -- 59-180 ms, against 21 ms for 3 500 probes of their key; its upsert: the whole view against a few
+        -- hundred probes). Priced as cached reads, it still hashes for a batch that is a large share of a
+        -- table. A full recompute keeps the session's setting
+        rpc := pg_catalog.current_setting('random_page_cost');
+        PERFORM pg_catalog.set_config('random_page_cost',
+            LEAST(rpc::pg_catalog.float8, {{APPLY_RANDOM_PAGE_COST}})::pg_catalog.text, true);
         -- a delta view (src/incremental/delta.ts): the fact's changes become deltas, the other sources'
         -- changes and groups with a NULL key are recomputed by key; a source that did not change affects
         -- no key
@@ -201,6 +210,9 @@ BEGIN
         END IF;
     END IF;
     PERFORM pg_catalog.set_config('role', owner_name, true);
+    IF reason IS NOT NULL AND rpc IS NOT NULL THEN
+        PERFORM pg_catalog.set_config('random_page_cost', rpc, true);
+    END IF;
     IF reason IS NOT NULL THEN
         EXECUTE 'CREATE TEMP TABLE mvrefresh_full ON COMMIT DROP AS ' OPERATOR(pg_catalog.||) inc.definition;
         -- without statistics the planner takes the temporary table for a small one: nested loops
@@ -262,15 +274,7 @@ BEGIN
     END IF;
     IF reason IS NULL AND delta_rows OPERATOR(pg_catalog.>) 0 THEN
         IF delta OPERATOR(pg_catalog.?) 'upsert' THEN
-            -- each group's row is found by its key. Priced as a read from disk per probe, the planner hashes
-            -- the whole view instead as soon as it is small (community_day, 36 000 groups: 11 ms to hash it
-            -- against 2 ms for 340 probes of an index that every apply keeps in memory); priced as a cached
-            -- read, it still hashes for a batch that is a large share of the view
-            rpc := pg_catalog.current_setting('random_page_cost');
-            PERFORM pg_catalog.set_config('random_page_cost',
-                LEAST(rpc::pg_catalog.float8, {{APPLY_RANDOM_PAGE_COST}})::pg_catalog.text, true);
             EXECUTE delta OPERATOR(pg_catalog.->>) 'upsert';
-            PERFORM pg_catalog.set_config('random_page_cost', rpc, true);
         ELSE
             -- registered by an earlier version (analyze.ts, DeltaStatements)
             EXECUTE delta OPERATOR(pg_catalog.->>) 'update';
@@ -279,6 +283,9 @@ BEGIN
         END IF;
     END IF;
     PERFORM pg_catalog.set_config('role', 'none', true);
+    IF rpc IS NOT NULL THEN
+        PERFORM pg_catalog.set_config('random_page_cost', rpc, true);
+    END IF;
     ms := pg_catalog.date_part('epoch', pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) t0) OPERATOR(pg_catalog.*) 1000;
     UPDATE mvrefresh.incremental i
        SET applied_snapshot = snap,

@@ -70,9 +70,10 @@ export const RETRY_MS = 1000;
  */
 export const EARLY_RETRY_MS = 500;
 /**
- * The random_page_cost (at most) of a delta view's upsert (routines/apply_view.sql): the view's key index,
- * which every apply probes, is in memory, and a page read at the default 4 makes the planner hash the whole
- * view for a batch of a few hundred groups. 1.1, the usual figure for data in memory or on SSD.
+ * The random_page_cost (at most) of an apply by key (routines/apply_view.sql): the indexes its statements
+ * probe (the view's key, the sources' keys and join columns) are touched by every apply and stay in memory,
+ * and a page read at the default 4 makes the planner hash a whole table for a batch of a few thousand rows.
+ * 1.1, the usual figure for data in memory or on SSD. A full recompute keeps the session's setting.
  */
 export const APPLY_RANDOM_PAGE_COST = 1.1;
 
