@@ -9,6 +9,7 @@ export const AppName = {
   control: 'mvrefresh:control',
   http: 'mvrefresh:http',
   verify: 'mvrefresh:verify',
+  replace: 'mvrefresh:replace',
 } as const;
 
 /** Connect timeout of every connection; a server that does not answer within it counts as unreachable. */

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { Logger } from '../logger.js';
-import { connectClient, prepareAdminSession } from '../db/connect.js';
+import { AppName, connectClient, prepareAdminSession } from '../db/connect.js';
 import { describeError } from '../db/errors.js';
 import { sql } from '../db/sql.js';
 import { REPLACE_CHANNEL } from '../db/protocol.js';
@@ -13,7 +13,6 @@ import { SerialTask } from '../daemon/lib/serial-task.js';
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** application_name of the worker's connections (the daemon's own kinds are counted by tests and doctor). */
-const APP_NAME = 'mvrefresh:replace';
 
 export interface ReplaceWorkerOptions {
   databaseUrl: string;
@@ -65,7 +64,7 @@ export class ReplaceWorker {
 
   private async ensureListening(): Promise<void> {
     if (this.listenClient) return;
-    const client = await connectClient(this.opts.listenUrl, APP_NAME);
+    const client = await connectClient(this.opts.listenUrl, AppName.replace);
     client.on('notification', () => this.kick());
     client.on('error', () => {
       if (this.listenClient === client) this.listenClient = undefined;
@@ -80,7 +79,7 @@ export class ReplaceWorker {
     await this.ensureListening().catch(() => undefined);
     // a session of its own, never through a transaction pooler: the claim is a session advisory lock and
     // the build spans transactions (listenUrl is the daemon's direct or session-mode URL)
-    const client = await connectClient(this.opts.listenUrl, APP_NAME);
+    const client = await connectClient(this.opts.listenUrl, AppName.replace);
     try {
       await prepareAdminSession(client);
       await client.query(replaceSql.executorSession);

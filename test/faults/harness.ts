@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { expect } from 'vitest';
+import { AppName } from '../../src/db/connect.js';
 import { migrate } from '../../src/db/migrate.js';
 import { runCli, type Proc } from '../support/cli.js';
 import type { TestDaemon } from '../support/daemon.js';
@@ -135,12 +136,23 @@ export async function readyz(port: number): Promise<number> {
   }
 }
 
-/** Connections of the daemon (application_name mvrefresh:*) to the database, by application_name. */
+/** Every kind of connection a running daemon holds (src/db/connect.ts). */
+const DAEMON_APP_NAMES = [
+  AppName.listen,
+  AppName.refresh,
+  AppName.control,
+  AppName.http,
+  AppName.verify,
+  AppName.replace,
+];
+
+/** Connections of the daemon to the database, by application_name. */
 export async function daemonConnections(client: pg.ClientBase): Promise<string[]> {
   const { rows } = await client.query<{ application_name: string }>(
     `SELECT application_name FROM pg_stat_activity
-      WHERE datname = current_database() AND application_name IN ('mvrefresh:listen', 'mvrefresh:refresh', 'mvrefresh:control', 'mvrefresh:http')
+      WHERE datname = current_database() AND application_name = ANY($1::text[])
       ORDER BY 1`,
+    [DAEMON_APP_NAMES],
   );
   return rows.map((r) => r.application_name);
 }
