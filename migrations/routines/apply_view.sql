@@ -304,9 +304,18 @@ BEGIN
     -- prune what every view reading the source has applied (its transaction is visible in each one's S_a;
     -- a view without one needs a full recompute and holds nothing); a concurrent prune of the same rows by
     -- another view's apply (a serialization failure at this level) leaves them to the next one. Moving S_a
-    -- to S makes only the batch's rows prunable: a source with an empty batch has nothing new to prune
+    -- to S makes only the batch's rows prunable: a source with an empty batch has nothing new to prune.
+    -- Nor has an apply while another view of the source is behind it: a snapshot with a smaller xmax was
+    -- taken earlier, so it shows none of the batch's transactions (not shown by the old S_a, a later
+    -- snapshot); that view's apply prunes them. Every view of a source applies its batch (a write marks
+    -- them all), so the one furthest behind prunes for all of them
     FOREACH src IN ARRAY inc.sources LOOP
         CONTINUE WHEN kind OPERATOR(pg_catalog.=) ANY ('{keys,delta}') AND NOT src::pg_catalog.text OPERATOR(pg_catalog.=) ANY (changed);
+        CONTINUE WHEN EXISTS (
+            SELECT FROM mvrefresh.incremental i
+             WHERE src OPERATOR(pg_catalog.=) ANY (i.sources) AND i.view_id OPERATOR(pg_catalog.<>) p_view_id
+               AND pg_catalog.pg_snapshot_xmax(i.applied_snapshot) OPERATOR(pg_catalog.<)
+                   pg_catalog.pg_snapshot_xmax(inc.applied_snapshot));
         BEGIN
             EXECUTE pg_catalog.format(
                 'DELETE FROM mvrefresh.%I l WHERE l.mvr_xid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmax($1) '
