@@ -14,7 +14,7 @@ import {
   WRITERS,
 } from './settings.js';
 import type { Difference } from './views.js';
-import { COMMENTS, POSTS, VIEWS, type LoadCounts } from './workload.js';
+import { COMMENTS, COMMENTS_INDEX, POSTS, VIEWS, type LoadCounts } from './workload.js';
 import {
   COPY_ROWS,
   INSERT_ROUNDS,
@@ -288,6 +288,7 @@ export function report(r: {
     `BENCH_PACED_RATE=${PACED_RATE}`,
     `BENCH_PACED_SECONDS=${PACED_SECONDS}`,
     ...(PACED_WARMUP_S !== WARMUP_S ? [`BENCH_PACED_WARMUP_SECONDS=${PACED_WARMUP_S}`] : []),
+    ...(COMMENTS_INDEX.length > 1 ? [`BENCH_COMMENTS_INDEX=${COMMENTS_INDEX.join(',')}`] : []),
     `BENCH_MODES=${MODES.join(',')}`,
   ].join(' ');
   const errors = r.modes.flatMap((m) => m.errors.map((e) => `- ${m.mode}: \`${e}\``));
@@ -297,7 +298,7 @@ export function report(r: {
 ${minutes.toFixed(1)} min, on ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, PostgreSQL ${r.version} on a private cluster (dev/cluster.ts:
 autovacuum on, fsync on, shared_buffers 2GB, work_mem 16MB). Data: ${POSTS.toLocaleString('en')} posts of 200 communities
 and ${COMMENTS.toLocaleString('en')} comments (post_id, author_id, score, created_at) spread over half a year, an index on
-comments(post_id). Four materialized views over comments, each with a unique index on its key:
+comments(${COMMENTS_INDEX.join(', ')}). Four materialized views over comments, each with a unique index on its key:
 
 \`\`\`sql
 ${VIEWS.map((v) => `-- ${v.name}, key (${v.key.join(', ')})\n${v.query};`).join('\n')}
