@@ -15,9 +15,9 @@ export const VERIFY_LOCK_TIMEOUT_MS = 30_000;
 
 export interface VerifyReport {
   view: string;
-  /** Rows in the table that the definition does not give. */
+  /** Rows in the table that the definition does not give (and entries of its hidden multiset, if any). */
   extra: number;
-  /** Rows the definition gives that the table lacks. */
+  /** Rows the definition gives that the table lacks (and entries its hidden multiset lacks). */
   missing: number;
   repaired: boolean;
   durationMs: number;
