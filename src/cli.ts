@@ -317,6 +317,7 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
           const converted = await withClient(url, (c) => watchIncremental(c, rest[0]!, opts));
           if (values.json) io.out(JSON.stringify(converted));
           else {
+            for (const h of converted.hints) io.err(printable(`hint: ${h}`));
             io.out(printable(`${converted.view} is incremental (key: ${converted.key.join(', ')})`));
             io.out(printable(`  changes captured on: ${converted.sources.join(', ')}`));
             if (converted.dependants.length)

@@ -33,6 +33,7 @@ import { replaceSql } from '../replace/sql.js';
 import { analyze, type Column } from './analyze.js';
 import type { DistinctStatements } from './statements.js';
 import { lockTriggers, syncCapture, unionOfNeeds } from './capture.js';
+import { recomputeHints } from './hints.js';
 import { incrementalSql } from './sql.js';
 
 /** The longest one swap attempt waits for a lock; readers queue behind a waiting swap that long. */
@@ -158,6 +159,8 @@ export interface ConvertReport {
   key: string[];
   dependants: string[];
   swapMs: number;
+  /** Advice on the view's cost (hints.ts), for the user to act on or not. */
+  hints: string[];
 }
 
 /**
@@ -271,6 +274,7 @@ export async function makeIncremental(
       key: analysis.key,
       dependants: dependants.map((d) => shownName(d.relation.schema, d.relation.name)),
       swapMs: Date.now() - t0,
+      hints: analysis.statements.delta ? [] : await recomputeHints(client, { schema, name, ...analysis }),
     };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);

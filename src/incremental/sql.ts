@@ -111,4 +111,16 @@ export const incrementalSql = {
        AND NOT EXISTS (SELECT FROM mvrefresh.incremental i WHERE 'distinct_' || i.view_id = c.relname)`,
   setRole: `SELECT pg_catalog.set_config('role', $1, true)`,
   resetRole: `SELECT pg_catalog.set_config('role', 'none', true)`,
+  /** The setting an apply by key is planned with (routines/apply_view.sql), for a plan shown as it would be. */
+  applyPlanning: `SELECT pg_catalog.set_config('random_page_cost',
+      LEAST(pg_catalog.current_setting('random_page_cost')::pg_catalog.float8, $1::pg_catalog.float8)::pg_catalog.text, true)`,
+  /** A key of the view, one of its rows (`table`, `key`: quoted): the recompute's plan needs real values. */
+  sampleKey: (table: string, key: string[]) =>
+    `SELECT ${key.join(', ')} FROM ${table} WHERE ${key.map((k) => `${k} IS NOT NULL`).join(' AND ')} LIMIT 1`,
+  /** The plan of recomputing one key from the definition, as an apply by key does (statements.ts `insert`); VERBOSE names each scanned relation's schema. */
+  explainRecompute: (definition: string, key: string[]) =>
+    `EXPLAIN (FORMAT JSON, VERBOSE) SELECT q.* FROM (${definition}) q WHERE ${key.map((k, i) => `q.${k} = $${i + 1}`).join(' AND ')}`,
+  /** Estimated rows of tables (pg_class.reltuples; -1 before the first ANALYZE or VACUUM). */
+  tableRows: `SELECT c.oid::pg_catalog.int8::pg_catalog.text AS oid, c.reltuples::pg_catalog.float8 AS n
+      FROM pg_catalog.pg_class c WHERE c.oid = ANY ($1::pg_catalog.oid[])`,
 } as const;
