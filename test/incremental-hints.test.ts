@@ -8,7 +8,7 @@ import { useTestDatabase } from './support/db.js';
  */
 const db = useTestDatabase('incremental_hints');
 
-async function watchIncremental(view: string): Promise<{ code: number; text: string }> {
+async function watchIncremental(view: string): Promise<{ code: number | null; text: string }> {
   const p = runCli(['watch', view, '--incremental'], { DATABASE_URL: db.url });
   const { code } = await p.exit;
   return { code, text: p.text() };

@@ -44,6 +44,20 @@ const VIEWS: Record<string, { sql: string; key: string }> = {
             FROM comments c GROUP BY c.post_id`,
     key: 'post_id',
   },
+  // avg beside sum and a count of the same column: set from them; avg alone: recomputed
+  post_means: {
+    sql: `SELECT post_id, count(*) AS n, sum(score) AS total, avg(score) AS mean FROM comments GROUP BY post_id`,
+    key: 'post_id',
+  },
+  author_means: {
+    sql: `SELECT author_id, count(score) AS scored, avg(score) AS mean, sum(score) AS total, count(*) AS n
+            FROM comments GROUP BY author_id`,
+    key: 'author_id',
+  },
+  post_mean_only: {
+    sql: `SELECT post_id, count(*) AS n, avg(score) AS mean FROM comments GROUP BY post_id`,
+    key: 'post_id',
+  },
   // count(DISTINCT) by its multiset: of a nullable column beside count(*), and of a NOT NULL one alone
   post_authors: {
     sql: `SELECT post_id, count(*) AS n, count(DISTINCT author_id) AS authors, sum(score) AS total
@@ -190,6 +204,8 @@ describe('incremental views', () => {
     );
     const delta = new Set([
       'author_counts',
+      'author_means',
+      'post_means',
       'community_day',
       'post_authors',
       'post_scorers',

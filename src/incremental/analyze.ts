@@ -601,6 +601,7 @@ export async function analyze(db: pg.ClientBase, oid: string, viewId: number): P
         plan.fact,
         await deparse(plan.select),
         plan.extremes,
+        plan.averages,
         plan.distinct && {
           column: plan.distinct.column,
           valueType: plan.distinct.valueType,

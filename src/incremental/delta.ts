@@ -17,6 +17,10 @@
  * only instance (a delete, an UPDATE of that row, or an added row removed again in the same batch), and
  * only then is the group recomputed by key (min after a delete stays right; a group of many rows rarely
  * loses its extreme).
+ * avg(col) of the fact qualifies beside sum(col) and a count of col's rows (count(col), or count(*) with col
+ * NOT NULL) in the same view: PostgreSQL's avg of an integer or numeric column is exactly
+ * sum::numeric / count::numeric (int8_avg, numeric_avg), so the upsert sets it from the group's new sum and
+ * count; it has no delta of its own (0 in the delta).
  * count(DISTINCT col) of the fact qualifies in a view that reads the fact alone (no join), once per view:
  * a hidden table (mvrefresh.distinct_<view id>, analyze.ts) keeps how many of the group's rows hold each
  * non-NULL value of col (a multiset, as pg_ivm keeps DISTINCT); the batch's net count per group and value
@@ -37,6 +41,14 @@ export interface DeltaPlan {
   extremes: Extreme[];
   /** The view's count(DISTINCT col) column, if it has one. */
   distinct?: DistinctPlan;
+  /** The view's avg(col) columns, each with the view's columns of sum(col) and of col's count. */
+  averages: Average[];
+}
+
+export interface Average {
+  column: string;
+  sum: string;
+  count: string;
 }
 
 export interface DistinctPlan {
@@ -150,14 +162,14 @@ export function deltaPlan(
       };
     } else if (fn === 'count' && f['agg_star']) {
       countColumn ??= name;
-    } else if (['count', 'sum', 'min', 'max'].includes(fn) && args.length === 1) {
+    } else if (['count', 'sum', 'min', 'max', 'avg'].includes(fn) && args.length === 1) {
       // PostgreSQL 16+ prints a column of a single-relation query without its relation
       const ref = qualified(args[0]) ?? bare(args[0], aliases);
       if (!ref) return undefined;
       alias = ref[0];
       const src = aliases.get(alias);
       if (!src) return undefined;
-      if (fn === 'sum') {
+      if (fn === 'sum' || fn === 'avg') {
         const col = src.columns.find((c) => c.name === ref[1]);
         if (!col || !INTEGRAL.test(col.type) || !notNull.has(`${src.oid}.${ref[1]}`)) return undefined;
       }
@@ -171,6 +183,8 @@ export function deltaPlan(
       marker: { fn, alias, args },
     } as Node);
   }
+  const averages = averagesOf(rewritten, countColumn);
+  if (!averages) return undefined;
   // a group exists while it has a row: count(*), or the distinct count of a column no row leaves NULL
   if (countColumn === undefined && distinct?.notNull) countColumn = distinct.column;
   if (countColumn === undefined) return undefined;
@@ -197,8 +211,10 @@ export function deltaPlan(
     const rt = (r as { ResTarget: Node }).ResTarget;
     if (!marker) return { ResTarget: rt };
     const name = String(rt['name']);
-    // the distinct count's delta comes from the hidden table (apply_view.sql): 0 until then
-    if (name === distinct?.column) return { ResTarget: { name, val: ZERO } };
+    // the distinct count's delta comes from the hidden table (apply_view.sql): 0 until then; an average
+    // is set from the group's sum and count (deltaStatements)
+    if (name === distinct?.column || averages.some((a) => a.column === name))
+      return { ResTarget: { name, val: ZERO } };
     if (marker.fn === 'min' || marker.fn === 'max') {
       const removed = `mvr_removed_${extremes.length}`;
       extremes.push({ column: name, fn: marker.fn, removed });
@@ -231,6 +247,7 @@ export function deltaPlan(
     countColumn,
     select,
     extremes,
+    averages,
     ...(distinct && {
       distinct: {
         column: distinct.column,
@@ -240,6 +257,32 @@ export function deltaPlan(
       },
     }),
   };
+}
+
+/** An aggregate's argument without the parser's positions, to compare two of them. */
+const argText = (args: unknown[]): string =>
+  JSON.stringify(args, (k, v: unknown) => (k === 'location' ? undefined : v));
+
+/**
+ * Each avg(arg) column of the view with its sum(arg) column and a count of arg's rows: count(arg), or the
+ * view's count(*) (avg and sum qualify only for NOT NULL columns); undefined when one lacks either.
+ */
+function averagesOf(targets: Node[], countStar: string | undefined): Average[] | undefined {
+  type Marked = { ResTarget: Node; marker?: { fn: string; args: unknown[] } };
+  const marked = (targets as Marked[]).filter((t) => t.marker);
+  const find = (fn: string, args: unknown[]) =>
+    marked.find((t) => t.marker!.fn === fn && argText(t.marker!.args) === argText(args));
+  const out: Average[] = [];
+  for (const t of marked) {
+    if (t.marker!.fn !== 'avg') continue;
+    const sum = find('sum', t.marker!.args);
+    if (!sum) return undefined;
+    const count = find('count', t.marker!.args);
+    const countName = count ? String(count.ResTarget['name']) : countStar;
+    if (countName === undefined) return undefined;
+    out.push({ column: String(t.ResTarget['name']), sum: String(sum.ResTarget['name']), count: countName });
+  }
+  return out;
 }
 
 /** `0::bigint`, the distinct column's place in the delta. */

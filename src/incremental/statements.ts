@@ -5,7 +5,7 @@
  * count(DISTINCT) multiset's. A registration keeps its statements until the view is made incremental again,
  * so apply_view() runs the ones of earlier versions too (the optional fields below say which).
  */
-import type { Extreme } from './delta.js';
+import type { Average, Extreme } from './delta.js';
 import type { Column } from './types.js';
 
 const qi = (s: string) => `"${s.replace(/"/g, '""')}"`;
@@ -206,6 +206,7 @@ export function deltaStatements(
   fact: string,
   select: string,
   extremes: Extreme[],
+  averages: Average[],
   distinct?: { column: string; valueType: string; batch: string; full: string; table: string },
 ): DeltaStatements {
   const x = `${qi(view.schema)}.${qi(view.name)}`;
@@ -229,9 +230,24 @@ export function deltaStatements(
       ? `(SELECT * FROM pg_temp.mvrefresh_delta d WHERE ${mayLose.join(' OR ')}) d LEFT JOIN ${x} x ON ${same}`
       : 'pg_temp.mvrefresh_delta d';
   const aggs = columns.filter((c) => !key.includes(c.name)).map((c) => c.name);
+  const average = new Map(averages.map((a) => [a.column, a]));
+  // avg as PostgreSQL computes it from a group's sum and count (delta.ts), NULL without rows
+  const mean = (sum: string, count: string) =>
+    `(${sum})::pg_catalog.numeric / NULLIF(${count}, 0)::pg_catalog.numeric`;
   const added = (a: string) => {
     const e = extreme.get(a);
+    const m = average.get(a);
+    if (m)
+      return mean(
+        `x.${qi(m.sum)} + COALESCE(d.${qi(m.sum)}, 0)`,
+        `x.${qi(m.count)} + COALESCE(d.${qi(m.count)}, 0)`,
+      );
     return e ? bound(e, `x.${qi(a)}`, `d.${qi(a)}`) : `x.${qi(a)} + COALESCE(d.${qi(a)}, 0)`;
+  };
+  const inserted = (c: string) => {
+    const m = average.get(c);
+    if (m) return mean(`COALESCE(d.${qi(m.sum)}, 0)`, `COALESCE(d.${qi(m.count)}, 0)`);
+    return key.includes(c) || extreme.has(c) ? `d.${qi(c)}` : `COALESCE(d.${qi(c)}, 0)`;
   };
   const count = qi(countColumn);
   // a group's count falls to zero only when its delta is negative; the groups the UPDATE found are the
@@ -252,7 +268,7 @@ export function deltaStatements(
       `RETURNING ${key.map((k) => `x.${qi(k)}`).join(', ')}), ` +
       `e AS (DELETE FROM ${x} x USING pg_temp.mvrefresh_delta d WHERE ${same} AND d.${count} < 0 AND x.${count} + d.${count} = 0) ` +
       `INSERT INTO ${x} (${columns.map((c) => qi(c.name)).join(', ')}) ` +
-      `SELECT ${columns.map((c) => (key.includes(c.name) || extreme.has(c.name) ? `d.${qi(c.name)}` : `COALESCE(d.${qi(c.name)}, 0)`)).join(', ')} ` +
+      `SELECT ${columns.map((c) => inserted(c.name)).join(', ')} ` +
       `FROM pg_temp.mvrefresh_delta d WHERE d.${count} > 0 AND NOT EXISTS (SELECT FROM u WHERE ${sameU})`,
     ...(distinct && { distinct: distinctStatements(key, columns, distinct) }),
   };
