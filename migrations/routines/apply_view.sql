@@ -345,13 +345,9 @@ DECLARE
     q pg_catalog.text;
 BEGIN
     PERFORM pg_catalog.set_config('role', 'none', true);
-    DROP TABLE IF EXISTS pg_temp.mvrefresh_dd, pg_temp.mvrefresh_dc, pg_temp.mvrefresh_dfull;
+    DROP TABLE IF EXISTS pg_temp.mvrefresh_dd, pg_temp.mvrefresh_dc;
     IF p_full THEN
-        EXECUTE p_st OPERATOR(pg_catalog.->>) 'fullTable';
-        EXECUTE pg_catalog.format('GRANT INSERT ON pg_temp.mvrefresh_dfull TO %I', p_owner);
-        PERFORM pg_catalog.set_config('role', p_owner, true);
-        EXECUTE p_st OPERATOR(pg_catalog.->>) 'full';
-        PERFORM pg_catalog.set_config('role', 'none', true);
+        PERFORM mvrefresh.distinct_from_definition(p_st, p_owner);
         FOR q IN SELECT pg_catalog.jsonb_array_elements_text(p_st OPERATOR(pg_catalog.->) 'replace') LOOP
             EXECUTE q;
         END LOOP;
@@ -375,6 +371,26 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION mvrefresh.apply_distinct(jsonb, text, boolean) FROM PUBLIC;
+
+-- The multiset of a count(DISTINCT) delta view as its definition gives it (p_st: its DistinctStatements),
+-- into pg_temp.mvrefresh_dfull (ON COMMIT DROP), computed as the view's owner p_owner (RLS and grants as in a
+-- REFRESH) into the table mvrefresh's role created: for apply_distinct()'s rebuild and for verify.sql's
+-- comparison. Called and returns with no role set.
+CREATE OR REPLACE FUNCTION mvrefresh.distinct_from_definition(p_st jsonb, p_owner text)
+    RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DROP TABLE IF EXISTS pg_temp.mvrefresh_dfull;
+    EXECUTE p_st OPERATOR(pg_catalog.->>) 'fullTable';
+    EXECUTE pg_catalog.format('GRANT INSERT ON pg_temp.mvrefresh_dfull TO %I', p_owner);
+    PERFORM pg_catalog.set_config('role', p_owner, true);
+    EXECUTE p_st OPERATOR(pg_catalog.->>) 'full';
+    PERFORM pg_catalog.set_config('role', 'none', true);
+END
+$$;
+REVOKE ALL ON FUNCTION mvrefresh.distinct_from_definition(jsonb, text) FROM PUBLIC;
 
 -- Whether the temporary table p_name exists with exactly the columns (names, types, in order) of p_like,
 -- or of its columns p_columns when given: a table kept for the session is used only in that shape.

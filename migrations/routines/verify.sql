@@ -54,13 +54,7 @@ BEGIN
        INTO extra, missing;
     PERFORM set_config('role', 'none', true);
     IF dist IS NOT NULL THEN
-        -- the multiset as the definition gives it, computed as the owner (as apply_distinct() does)
-        DROP TABLE IF EXISTS pg_temp.mvrefresh_dfull;
-        EXECUTE dist ->> 'fullTable';
-        EXECUTE format('GRANT INSERT ON pg_temp.mvrefresh_dfull TO %I', rel.owner_name);
-        PERFORM set_config('role', rel.owner_name, true);
-        EXECUTE dist ->> 'full';
-        PERFORM set_config('role', 'none', true);
+        PERFORM mvrefresh.distinct_from_definition(dist, rel.owner_name);
         EXECUTE format('SELECT (SELECT count(*) FROM (TABLE %s EXCEPT ALL TABLE pg_temp.mvrefresh_dfull) a), '
                        '(SELECT count(*) FROM (TABLE pg_temp.mvrefresh_dfull EXCEPT ALL TABLE %s) b)',
                        dist ->> 'table', dist ->> 'table')

@@ -9,6 +9,7 @@ export const AppName = {
   control: 'mvrefresh:control',
   http: 'mvrefresh:http',
   verify: 'mvrefresh:verify',
+  /** the replace worker's listen and executor sessions (src/replace/worker.ts) */
   replace: 'mvrefresh:replace',
 } as const;
 

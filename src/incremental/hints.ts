@@ -8,7 +8,7 @@
  */
 import type pg from 'pg';
 import { APPLY_RANDOM_PAGE_COST } from '../db/protocol.js';
-import { qname } from '../replace/plan.js';
+import { qi, qname } from '../replace/plan.js';
 import { incrementalSql } from './sql.js';
 import type { Source } from './types.js';
 
@@ -27,8 +27,6 @@ function seqScans(node: PlanNode, out: { schema: string; name: string }[]): void
     out.push({ schema: node.Schema, name: node['Relation Name'] });
   for (const child of node.Plans ?? []) seqScans(child, out);
 }
-
-const qi = (s: string) => `"${s.replace(/"/g, '""')}"`;
 
 export async function recomputeHints(
   client: pg.ClientBase,

@@ -12,8 +12,6 @@ import { SerialTask } from '../daemon/lib/serial-task.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** application_name of the worker's connections (the daemon's own kinds are counted by tests and doctor). */
-
 export interface ReplaceWorkerOptions {
   databaseUrl: string;
   /** Where LISTEN and the executor's session go (a direct URL when databaseUrl is a transaction pooler's). */
