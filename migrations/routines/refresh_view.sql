@@ -251,29 +251,42 @@ BEGIN
     END IF;
     duration_ms := extract(epoch FROM clock_timestamp() - t0) * 1000;
 
+    -- At REPEATABLE READ (an incremental view's tx2) the view's row cannot be updated once another
+    -- transaction (another replica's or caller's tx1, the drift check, a target miss) updated it after the
+    -- apply's snapshot. The apply is kept all the same (A holds by itself) and the cycle's row left as it
+    -- was, as if the cycle had not run: unfinished (done_gen unchanged), so the view stays due, and the next
+    -- cycle, whose apply finds only what came since, finishes it. Writes are not lost: done_gen does not move
     IF err_sqlstate IS NOT NULL THEN
         outcome := 'failed';
-        retry_in_ms := mvrefresh.record_failure(p_view_id, err_sqlstate, err_message, duration_ms,
-                                                p_backoff_base_ms, p_backoff_cap_ms);
+        BEGIN
+            retry_in_ms := mvrefresh.record_failure(p_view_id, err_sqlstate, err_message, duration_ms,
+                                                    p_backoff_base_ms, p_backoff_cap_ms);
+        EXCEPTION WHEN serialization_failure THEN
+            retry_in_ms := {{RETRY_MS}};
+        END;
         cycle_ms := extract(epoch FROM clock_timestamp() - cycle_t0) * 1000;
         COMMIT;
         RETURN;
     END IF;
 
-    UPDATE mvrefresh.view_state
-       SET done_gen = CASE WHEN xids IS NULL THEN GREATEST(done_gen, gen) ELSE done_gen END,
-           wait_xids = xids,
-           wait_gen = gen,
-           cycle_since = CASE WHEN xids IS NULL THEN NULL ELSE cycle_since END,
-           cycle_started_at = NULL,
-           last_refreshed_at = clock_timestamp(),
-           last_duration_ms = duration_ms,
-           last_outcome = outcome,
-           last_error = NULL,
-           last_sqlstate = NULL,
-           consecutive_failures = 0,
-           next_attempt_at = NULL
-     WHERE id = p_view_id;
+    BEGIN
+        UPDATE mvrefresh.view_state
+           SET done_gen = CASE WHEN xids IS NULL THEN GREATEST(done_gen, gen) ELSE done_gen END,
+               wait_xids = xids,
+               wait_gen = gen,
+               cycle_since = CASE WHEN xids IS NULL THEN NULL ELSE cycle_since END,
+               cycle_started_at = NULL,
+               last_refreshed_at = clock_timestamp(),
+               last_duration_ms = duration_ms,
+               last_outcome = outcome,
+               last_error = NULL,
+               last_sqlstate = NULL,
+               consecutive_failures = 0,
+               next_attempt_at = NULL
+         WHERE id = p_view_id;
+    EXCEPTION WHEN serialization_failure THEN
+        retry_in_ms := {{RETRY_MS}};
+    END;
     IF xids IS NOT NULL THEN
         retry_in_ms := {{RETRY_MS}};
     END IF;
