@@ -68,6 +68,17 @@ const VIEWS: Record<string, { sql: string; key: string }> = {
     sql: `SELECT c.post_id, count(DISTINCT c.score) AS scores FROM comments c WHERE c.score > 20 GROUP BY c.post_id`,
     key: 'post_id',
   },
+  // count(DISTINCT) by probes of an index leading with its columns (comments (created_at, post_id)): beside
+  // count(*) and sum, and of a NOT NULL column alone under a WHERE
+  post_days: {
+    sql: `SELECT post_id, count(*) AS n, count(DISTINCT created_at) AS days, sum(score) AS total
+            FROM comments GROUP BY post_id`,
+    key: 'post_id',
+  },
+  busy_days: {
+    sql: `SELECT c.post_id, count(DISTINCT c.created_at) AS days FROM comments c WHERE c.score > 20 GROUP BY c.post_id`,
+    key: 'post_id',
+  },
   // columns named like the aliases of the apply's statements (x, f, n, p, k, e)
   aliases: {
     sql: `SELECT c.id AS x, c.post_id AS f, c.score AS n, c.author_id AS p, c.score + 1 AS k, 1 AS e
@@ -171,6 +182,7 @@ describe('incremental views', () => {
       CREATE TABLE comments (id bigserial PRIMARY KEY, post_id bigint NOT NULL, author_id int, score int NOT NULL,
                              created_at timestamptz NOT NULL DEFAULT timestamptz '2026-01-05', body text);
       CREATE INDEX ON comments (post_id);
+      CREATE INDEX ON comments (created_at, post_id);
       INSERT INTO posts SELECT g, g % 5, 't' FROM generate_series(1, 60) g;
       INSERT INTO comments (post_id, author_id, score, created_at)
       SELECT 1 + g % 60, NULLIF(g % 9, 0), g % 200, timestamptz '2026-01-01' + (g % 20) * interval '1 day'
@@ -190,6 +202,11 @@ describe('incremental views', () => {
 
   it('keeps every view equal to its query after each round of inserts, updates, moves, deletes and rollbacks', async () => {
     expect(await count(`SELECT count(*) AS n FROM pg_class WHERE relname ~ '^distinct_[0-9]+$'`)).toBe(2);
+    const probed = await db.sql.query<{ view_name: string }>(
+      `SELECT v.view_name FROM mvrefresh.incremental i JOIN mvrefresh.view_state v ON v.id = i.view_id
+        WHERE i.statements -> 'delta' ? 'probe' ORDER BY 1`,
+    );
+    expect(probed.rows.map((r) => r.view_name)).toEqual(['busy_days', 'post_days']);
     for (let round = 1; round <= 6; round += 1) {
       await writeRound(round);
       await applyAll();
@@ -211,6 +228,8 @@ describe('incremental views', () => {
       'post_scorers',
       'post_scores',
       'post_stats',
+      'post_days',
+      'busy_days',
     ]);
     for (const r of kinds.rows)
       expect([r.view_name, r.last_apply_kind]).toEqual([

@@ -186,6 +186,9 @@ BEGIN
                 -- the owner may not use mvrefresh's schema: the call is mvrefresh's, and returns as the owner
                 PERFORM pg_catalog.set_config('role', 'none', true);
                 PERFORM mvrefresh.apply_distinct(delta OPERATOR(pg_catalog.->) 'distinct', owner_name, false);
+            ELSIF delta OPERATOR(pg_catalog.?) 'probe' THEN
+                PERFORM pg_catalog.set_config('role', 'none', true);
+                PERFORM mvrefresh.apply_probe(delta OPERATOR(pg_catalog.->) 'probe', owner_name);
             END IF;
             -- without statistics the planner takes it for 1 000 rows or more and joins it to the whole view
             -- (analyzed once complete: with the distinct column's changes)
@@ -371,6 +374,33 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION mvrefresh.apply_distinct(jsonb, text, boolean) FROM PUBLIC;
+
+-- The change of a count(DISTINCT) delta view's distinct count per group of the batch, by probes of its fact
+-- (statements.ts ProbeStatements: exact without a multiset), called like apply_distinct() and returning as
+-- the owner p_owner: mvrefresh's role creates the temporary tables, the owner fills them, reading the batch
+-- and the fact as in a REFRESH, and sets the distinct column of pg_temp.mvrefresh_delta.
+CREATE OR REPLACE FUNCTION mvrefresh.apply_probe(p_st jsonb, p_owner text)
+    RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q pg_catalog.text;
+BEGIN
+    PERFORM pg_catalog.set_config('role', 'none', true);
+    DROP TABLE IF EXISTS pg_temp.mvrefresh_dd, pg_temp.mvrefresh_dc;
+    FOR q IN SELECT pg_catalog.jsonb_array_elements_text(p_st OPERATOR(pg_catalog.->) 'batchTables') LOOP
+        EXECUTE q;
+    END LOOP;
+    EXECUTE pg_catalog.format('GRANT SELECT, INSERT ON pg_temp.mvrefresh_dd TO %I', p_owner);
+    EXECUTE pg_catalog.format('GRANT SELECT, INSERT ON pg_temp.mvrefresh_dc TO %I', p_owner);
+    PERFORM pg_catalog.set_config('role', p_owner, true);
+    EXECUTE p_st OPERATOR(pg_catalog.->>) 'batch';
+    EXECUTE p_st OPERATOR(pg_catalog.->>) 'probe';
+    EXECUTE p_st OPERATOR(pg_catalog.->>) 'setDelta';
+END
+$$;
+REVOKE ALL ON FUNCTION mvrefresh.apply_probe(jsonb, text) FROM PUBLIC;
 
 -- The multiset of a count(DISTINCT) delta view as its definition gives it (p_st: its DistinctStatements),
 -- into pg_temp.mvrefresh_dfull (ON COMMIT DROP), computed as the view's owner p_owner (RLS and grants as in a

@@ -528,6 +528,17 @@ export function keepsMultiset(factRows: number, groups: number): boolean {
 export const MULTISET_MIN_ROWS_PER_GROUP = 32;
 export const MULTISET_SMALL_FACT = 10_000;
 
+/**
+ * Whether a count(DISTINCT) view probes its fact (statements.ts ProbeStatements) instead of keeping a
+ * multiset or recomputing its groups: when an index of the fact leads with the keys' and the value's
+ * columns, a probe reads only the rows of one group holding one value (for a new comment, its own row)
+ * where a recompute reads every row of the group, and nothing is kept beside the view. Without such an
+ * index a probe would read the group's rows once per value: keepsMultiset() decides.
+ */
+async function hasProbeIndex(db: pg.ClientBase, fact: string, columns: string[]): Promise<boolean> {
+  return (await db.query<{ found: boolean }>(incrementalSql.probeIndex, [fact, columns])).rows[0]!.found;
+}
+
 /** A relation's rows: the planner's count, or counted when it was never counted. */
 async function rowCount(db: pg.ClientBase, rel: string): Promise<number> {
   const n = (await db.query<{ n: number }>(incrementalSql.reltuples, [rel])).rows[0]?.n ?? -1;
@@ -589,7 +600,10 @@ export async function analyze(db: pg.ClientBase, oid: string, viewId: number): P
       sources.map((x) => x.oid),
     ]);
     let plan = deltaPlan(top!, view.columns, view.key!, sources, new Set(nn.map((r) => r.c)));
-    if (plan?.distinct && !keepsMultiset(await rowCount(db, plan.fact), await rowCount(db, oid)))
+    const probeColumns = plan?.distinct?.probeColumns;
+    const probed =
+      plan !== undefined && probeColumns !== undefined && (await hasProbeIndex(db, plan.fact, probeColumns));
+    if (plan?.distinct && !probed && !keepsMultiset(await rowCount(db, plan.fact), await rowCount(db, oid)))
       plan = undefined;
     const delta = plan && {
       delta: deltaStatements(
@@ -602,13 +616,23 @@ export async function analyze(db: pg.ClientBase, oid: string, viewId: number): P
         await deparse(plan.select),
         plan.extremes,
         plan.averages,
-        plan.distinct && {
-          column: plan.distinct.column,
-          valueType: plan.distinct.valueType,
-          batch: await deparse(plan.distinct.batch),
-          full: await deparse(plan.distinct.full),
-          table: distinctTable(viewId),
-        },
+        plan.distinct && !probed
+          ? {
+              column: plan.distinct.column,
+              valueType: plan.distinct.valueType,
+              batch: await deparse(plan.distinct.batch),
+              full: await deparse(plan.distinct.full),
+              table: distinctTable(viewId),
+            }
+          : undefined,
+        plan.distinct && probed
+          ? {
+              column: plan.distinct.column,
+              valueType: plan.distinct.valueType,
+              batch: await deparse(plan.distinct.batch),
+              probe: await deparse(plan.distinct.probe),
+            }
+          : undefined,
       ),
     };
     return {

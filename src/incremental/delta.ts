@@ -62,7 +62,18 @@ export interface DistinctPlan {
    */
   batch: Node;
   full: Node;
+  /**
+   * The fact's columns that the keys and col are (undefined when a key is an expression), and `SELECT
+   * count(*)` of the fact's rows of one group and value under the view's WHERE, the group and value read
+   * from the outer `mvr_dd` (PROBE_ALIAS): counted through an index on those columns, a probe reads only
+   * the rows holding that value.
+   */
+  probeColumns?: string[];
+  probe: Node;
 }
+
+/** The alias of the batch's net counts (pg_temp.mvrefresh_dd) in a probe (DistinctPlan.probe). */
+export const PROBE_ALIAS = 'mvr_dd';
 
 export interface Extreme {
   column: string;
@@ -254,9 +265,54 @@ export function deltaPlan(
         valueType: distinct.type,
         batch: multisetSelect(select, rewritten, distinct.arg, agg('sum', [sign]), true),
         full: multisetSelect({ SelectStmt: s }, rewritten, distinct.arg, { FuncCall: COUNT_STAR }, false),
+        probe: probeSelect(s, rewritten, distinct.arg),
+        ...probeColumnsOf(rewritten, distinct.arg, fact, aliases),
       },
     }),
   };
+}
+
+/** The fact's columns the keys and `arg` read, when each is a column of the fact (`alias`) itself. */
+function probeColumnsOf(
+  targets: Node[],
+  arg: Node,
+  alias: string,
+  aliases: ReadonlyMap<string, Source>,
+): { probeColumns: string[] } | Record<string, never> {
+  const keys = targets.filter((t) => !(t as { marker?: unknown }).marker).map((t) => nodeOf(t)![1]['val']);
+  const out: string[] = [];
+  for (const v of [...keys, arg]) {
+    const ref = qualified(v) ?? bare(v, aliases);
+    if (!ref || ref[0] !== alias) return {};
+    out.push(ref[1]);
+  }
+  return { probeColumns: out };
+}
+
+/**
+ * DistinctPlan.probe: the fact's rows of the group and value of the outer PROBE_ALIAS row, under `s`'s
+ * WHERE, counted. The keys' expressions and `arg` compared with `=`, the equality GROUP BY and DISTINCT
+ * use for these types (a NULL key or value is never probed: the batch leaves them out).
+ */
+function probeSelect(s: Node, targets: Node[], arg: Node): Node {
+  const keys = targets.filter((t) => !(t as { marker?: unknown }).marker).map((t) => nodeOf(t)![1]);
+  const eq = (l: unknown, col: string): Node => ({
+    A_Expr: { kind: 'AEXPR_OP', name: [str('=')], lexpr: l, rexpr: colRef(PROBE_ALIAS, col) },
+  });
+  const conditions = [
+    ...(s['whereClause'] ? [s['whereClause']] : []),
+    ...keys.map((k) => eq(k['val'], String(k['name']))),
+    eq(arg, 'mvr_value'),
+  ];
+  return structuredClone({
+    SelectStmt: {
+      targetList: [{ ResTarget: { val: { FuncCall: COUNT_STAR } } }],
+      fromClause: s['fromClause'],
+      whereClause: { BoolExpr: { boolop: 'AND_EXPR', args: conditions } },
+      limitOption: 'LIMIT_OPTION_DEFAULT',
+      op: 'SETOP_NONE',
+    },
+  }) as Node;
 }
 
 /** An aggregate's argument without the parser's positions, to compare two of them. */

@@ -68,6 +68,22 @@ export const incrementalSql = {
       JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
      WHERE r.ev_class = $1::pg_catalog.oid OR r.ev_class = ANY ($2::pg_catalog.oid[])
      ORDER BY 1, a.attnum`,
+  /**
+   * Whether the table has a valid btree index, without predicate or expression before its n-th column,
+   * whose first n columns are the n given ones in any order (a probe of them reads only matching rows).
+   */
+  probeIndex: `
+    SELECT EXISTS (
+      SELECT FROM pg_catalog.pg_index i
+        JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+        JOIN pg_catalog.pg_am am ON am.oid = c.relam AND am.amname = 'btree'
+       WHERE i.indrelid = $1::pg_catalog.oid AND i.indisvalid AND i.indpred IS NULL
+         AND i.indnkeyatts >= pg_catalog.cardinality($2::pg_catalog.text[])
+         AND (SELECT pg_catalog.array_agg(a.attname::pg_catalog.text ORDER BY a.attname)
+                FROM pg_catalog.unnest((i.indkey::pg_catalog.int2[])[0:pg_catalog.cardinality($2::pg_catalog.text[]) - 1]) k(attnum)
+                JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum)
+             = (SELECT pg_catalog.array_agg(x ORDER BY x) FROM pg_catalog.unnest($2::pg_catalog.text[]) x)
+    ) AS found`,
   /** oid.column of every NOT NULL column of the given tables. */
   notNullColumns: `
     SELECT a.attrelid::int8::text || '.' || a.attname AS c FROM pg_catalog.pg_attribute a

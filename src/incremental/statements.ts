@@ -5,7 +5,7 @@
  * count(DISTINCT) multiset's. A registration keeps its statements until the view is made incremental again,
  * so apply_view() runs the ones of earlier versions too (the optional fields below say which).
  */
-import type { Average, Extreme } from './delta.js';
+import { PROBE_ALIAS, type Average, type Extreme } from './delta.js';
 import type { Column } from './types.js';
 
 const qi = (s: string) => `"${s.replace(/"/g, '""')}"`;
@@ -58,6 +58,27 @@ export interface DeltaStatements {
   upsert: string;
   /** A view with count(DISTINCT col) (delta.ts): its hidden multiset table and what keeps it. */
   distinct?: DistinctStatements;
+  /** Or, where an index of the fact leads with the keys and col: the probes that replace the multiset. */
+  probe?: ProbeStatements;
+}
+
+/**
+ * A count(DISTINCT col) delta view without a multiset (delta.ts): per group and value of the batch, the
+ * fact's rows holding it now are counted through an index (n), and the batch's net count d gives how many
+ * held it before (n - d); the value joined the group when only n is positive, left it when only n - d is.
+ * Exact for the same reason as the multiset: in the apply's snapshot the fact holds the rows of S, the batch
+ * is the change from S_a to S. Nothing is kept between applies, so a full recompute and verify have no
+ * hidden state to rebuild or compare.
+ */
+export interface ProbeStatements {
+  /** pg_temp.mvrefresh_dd and pg_temp.mvrefresh_dc, as DistinctStatements'. */
+  batchTables: string[];
+  /** The owner's part: the batch's net counts into mvrefresh_dd. */
+  batch: string;
+  /** The owner's part: each group's change of its distinct count into mvrefresh_dc, by the probes. */
+  probe: string;
+  /** The owner's part: the distinct column of mvrefresh_delta from mvrefresh_dc. */
+  setDelta: string;
 }
 
 /**
@@ -208,6 +229,7 @@ export function deltaStatements(
   extremes: Extreme[],
   averages: Average[],
   distinct?: { column: string; valueType: string; batch: string; full: string; table: string },
+  probe?: { column: string; valueType: string; batch: string; probe: string },
 ): DeltaStatements {
   const x = `${qi(view.schema)}.${qi(view.name)}`;
   const keyCols = key.map(qi).join(', ');
@@ -271,6 +293,7 @@ export function deltaStatements(
       `SELECT ${columns.map((c) => inserted(c.name)).join(', ')} ` +
       `FROM pg_temp.mvrefresh_delta d WHERE d.${count} > 0 AND NOT EXISTS (SELECT FROM u WHERE ${sameU})`,
     ...(distinct && { distinct: distinctStatements(key, columns, distinct) }),
+    ...(probe && { probe: probeStatements(key, columns, probe) }),
   };
 }
 
@@ -279,6 +302,45 @@ export function deltaStatements(
  * entry) where the page has room for the new version.
  */
 const MULTISET_FILLFACTOR = 80;
+
+/** What a multiset and probes share: the batch's net counts (dd), the groups' changes (dc), the delta's. */
+function distinctBatch(
+  key: string[],
+  columns: Column[],
+  d: { column: string; valueType: string; batch: string },
+): Pick<DistinctStatements, 'batchTables' | 'batch' | 'setDelta'> {
+  const keyDefs = key.map((k) => `${qi(k)} ${columns.find((c) => c.name === k)!.type}`);
+  const entry = [...key.map(qi), 'mvr_value'];
+  return {
+    batchTables: [
+      `CREATE TEMP TABLE mvrefresh_dd (${[...keyDefs, `mvr_value ${d.valueType}`, 'mvr_n bigint'].join(', ')}) ON COMMIT DROP`,
+      `CREATE TEMP TABLE mvrefresh_dc (${[...keyDefs, 'mvr_dc bigint'].join(', ')}) ON COMMIT DROP`,
+    ],
+    batch: `INSERT INTO pg_temp.mvrefresh_dd (${entry.join(', ')}, mvr_n) ${d.batch}`,
+    setDelta:
+      `UPDATE pg_temp.mvrefresh_delta d SET ${qi(d.column)} = dc.mvr_dc FROM pg_temp.mvrefresh_dc dc ` +
+      `WHERE ${key.map((k) => `d.${qi(k)} = dc.${qi(k)}`).join(' AND ')}`,
+  };
+}
+
+function probeStatements(
+  key: string[],
+  columns: Column[],
+  d: { column: string; valueType: string; batch: string; probe: string },
+): ProbeStatements {
+  const keyCols = key.map(qi).join(', ');
+  // n: the rows holding the value now, n - mvr_n: before the batch (ProbeStatements)
+  const change =
+    'CASE WHEN p.mvr_now > 0 AND p.mvr_now - p.mvr_n <= 0 THEN 1 ' +
+    'WHEN p.mvr_now = 0 AND p.mvr_now - p.mvr_n > 0 THEN -1 ELSE 0 END';
+  return {
+    ...distinctBatch(key, columns, d),
+    probe:
+      `INSERT INTO pg_temp.mvrefresh_dc (${keyCols}, mvr_dc) SELECT ${key.map((k) => `p.${qi(k)}`).join(', ')}, sum(${change}) ` +
+      `FROM (SELECT ${key.map((k) => `${PROBE_ALIAS}.${qi(k)}`).join(', ')}, ${PROBE_ALIAS}.mvr_n, (${d.probe}) AS mvr_now ` +
+      `FROM pg_temp.mvrefresh_dd ${PROBE_ALIAS}) p GROUP BY ${key.map((k) => `p.${qi(k)}`).join(', ')}`,
+  };
+}
 
 function distinctStatements(
   key: string[],
@@ -295,22 +357,15 @@ function distinctStatements(
   // 0 now) takes 1 away
   const change = 'CASE WHEN m.mvr_n = dd.mvr_n THEN 1 WHEN m.mvr_n = 0 THEN -1 ELSE 0 END';
   return {
+    ...distinctBatch(key, columns, d),
     table: t,
     create: `CREATE TABLE ${t} (${[...keyDefs, `mvr_value ${d.valueType}`, 'mvr_n bigint NOT NULL'].join(', ')}, PRIMARY KEY (${entry.join(', ')})) WITH (fillfactor = ${MULTISET_FILLFACTOR})`,
-    batchTables: [
-      `CREATE TEMP TABLE mvrefresh_dd (${multiset}) ON COMMIT DROP`,
-      `CREATE TEMP TABLE mvrefresh_dc (${[...keyDefs, 'mvr_dc bigint'].join(', ')}) ON COMMIT DROP`,
-    ],
-    batch: `INSERT INTO pg_temp.mvrefresh_dd (${entry.join(', ')}, mvr_n) ${d.batch}`,
     add:
       `WITH m AS (INSERT INTO ${t} AS t (${entry.join(', ')}, mvr_n) SELECT ${entry.join(', ')}, mvr_n FROM pg_temp.mvrefresh_dd ` +
       `ON CONFLICT (${entry.join(', ')}) DO UPDATE SET mvr_n = t.mvr_n + excluded.mvr_n RETURNING t.*) ` +
       `INSERT INTO pg_temp.mvrefresh_dc SELECT ${key.map((k) => `m.${qi(k)}`).join(', ')}, sum(${change}) ` +
       `FROM m JOIN pg_temp.mvrefresh_dd dd ON ${sameKey} AND m.mvr_value = dd.mvr_value GROUP BY ${key.map((k) => `m.${qi(k)}`).join(', ')}`,
     dropZero: `DELETE FROM ${t} m USING pg_temp.mvrefresh_dd dd WHERE ${on('m', 'dd')} AND dd.mvr_n < 0 AND m.mvr_n = 0`,
-    setDelta:
-      `UPDATE pg_temp.mvrefresh_delta d SET ${qi(d.column)} = dc.mvr_dc FROM pg_temp.mvrefresh_dc dc ` +
-      `WHERE ${key.map((k) => `d.${qi(k)} = dc.${qi(k)}`).join(' AND ')}`,
     fullTable: `CREATE TEMP TABLE mvrefresh_dfull (${multiset}) ON COMMIT DROP`,
     full: `INSERT INTO pg_temp.mvrefresh_dfull (${entry.join(', ')}, mvr_n) ${d.full}`,
     replace: [`DELETE FROM ${t}`, `INSERT INTO ${t} SELECT * FROM pg_temp.mvrefresh_dfull`],
