@@ -45,7 +45,15 @@ import {
 export type { Column, Source } from './types.js';
 
 export type Analysis =
-  | { incremental: true; definition: string; key: string[]; sources: Source[]; statements: Statements }
+  | {
+      incremental: true;
+      definition: string;
+      key: string[];
+      sources: Source[];
+      statements: Statements;
+      /** Advice on the view's cost that the analysis found (an index that would make it cheaper). */
+      advice: string[];
+    }
   | { incremental: false; reason: string };
 
 /** A definition that cannot be kept incrementally: `reason` names the clause. */
@@ -539,6 +547,20 @@ async function hasProbeIndex(db: pg.ClientBase, fact: string, columns: string[])
   return (await db.query<{ found: boolean }>(incrementalSql.probeIndex, [fact, columns])).rows[0]!.found;
 }
 
+/** What a count(DISTINCT) view recomputed by key would gain from an index its probes could use. */
+function probeAdvice(
+  view: { schema: string; name: string },
+  fact: Source,
+  column: string,
+  columns: string[],
+): string {
+  return (
+    `${column} of ${view.schema}.${view.name} (a count(DISTINCT)) is recomputed from every row of each changed group: ` +
+    `an index on ${fact.schema}.${fact.name} (${columns.join(', ')}) would let an apply count each change with one probe of it instead ` +
+    `(watch the view again once it exists)`
+  );
+}
+
 /** A relation's rows: the planner's count, or counted when it was never counted. */
 async function rowCount(db: pg.ClientBase, rel: string): Promise<number> {
   const n = (await db.query<{ n: number }>(incrementalSql.reltuples, [rel])).rows[0]?.n ?? -1;
@@ -603,8 +625,19 @@ export async function analyze(db: pg.ClientBase, oid: string, viewId: number): P
     const probeColumns = plan?.distinct?.probeColumns;
     const probed =
       plan !== undefined && probeColumns !== undefined && (await hasProbeIndex(db, plan.fact, probeColumns));
-    if (plan?.distinct && !probed && !keepsMultiset(await rowCount(db, plan.fact), await rowCount(db, oid)))
+    const advice: string[] = [];
+    if (plan?.distinct && !probed && !keepsMultiset(await rowCount(db, plan.fact), await rowCount(db, oid))) {
+      if (probeColumns)
+        advice.push(
+          probeAdvice(
+            view,
+            sources.find((x) => x.oid === plan!.fact)!,
+            plan.distinct.column,
+            probeColumns,
+          ),
+        );
       plan = undefined;
+    }
     const delta = plan && {
       delta: deltaStatements(
         view,
@@ -645,6 +678,7 @@ export async function analyze(db: pg.ClientBase, oid: string, viewId: number): P
         keys,
         ...delta,
       },
+      advice,
     };
   } catch (err) {
     if (err instanceof NotIncremental) return { incremental: false, reason: err.message };

@@ -274,7 +274,10 @@ export async function makeIncremental(
       key: analysis.key,
       dependants: dependants.map((d) => shownName(d.relation.schema, d.relation.name)),
       swapMs: Date.now() - t0,
-      hints: analysis.statements.delta ? [] : await recomputeHints(client, { schema, name, ...analysis }),
+      hints: [
+        ...analysis.advice,
+        ...(analysis.statements.delta ? [] : await recomputeHints(client, { schema, name, ...analysis })),
+      ],
     };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
