@@ -133,6 +133,16 @@ BEGIN
        OR NOT pg_catalog.has_table_privilege(p_owner, keys_table, 'INSERT') THEN
         EXECUTE pg_catalog.format('GRANT SELECT, INSERT ON %s TO %I', keys_table, owner_name);
     END IF;
+    -- a delta adds every change the log holds; under a row-level security policy the owner sees some rows
+    -- only, which only a recompute as the owner gives (a view made incremental under the policy has no
+    -- delta plan: analyze.ts): a policy that came later makes every apply a full recompute
+    IF reason IS NULL AND inc.statements OPERATOR(pg_catalog.?) 'delta' THEN
+        PERFORM pg_catalog.set_config('role', owner_name, true);
+        IF EXISTS (SELECT FROM pg_catalog.unnest(inc.sources) s(oid) WHERE pg_catalog.row_security_active(s.oid::pg_catalog.regclass)) THEN
+            reason := 'row-level security';
+        END IF;
+        PERFORM pg_catalog.set_config('role', 'none', true);
+    END IF;
     IF reason IS NULL THEN
         -- the batch of each source, for the owner's key queries (each key query reads every source's)
         FOREACH src IN ARRAY inc.sources LOOP
@@ -186,9 +196,6 @@ BEGIN
                 -- the owner may not use mvrefresh's schema: the call is mvrefresh's, and returns as the owner
                 PERFORM pg_catalog.set_config('role', 'none', true);
                 PERFORM mvrefresh.apply_distinct(delta OPERATOR(pg_catalog.->) 'distinct', owner_name, false);
-            ELSIF delta OPERATOR(pg_catalog.?) 'probe' THEN
-                PERFORM pg_catalog.set_config('role', 'none', true);
-                PERFORM mvrefresh.apply_probe(delta OPERATOR(pg_catalog.->) 'probe', owner_name);
             END IF;
             -- without statistics the planner takes it for 1 000 rows or more and joins it to the whole view
             -- (analyzed once complete: with the distinct column's changes)
@@ -276,6 +283,12 @@ BEGIN
         END IF;
     END IF;
     IF reason IS NULL AND delta_rows OPERATOR(pg_catalog.>) 0 THEN
+        -- the probes' distinct counts (not needed before: no other step reads them), once the batch is known
+        -- not to become a full recompute, whose probes would be wasted
+        IF delta OPERATOR(pg_catalog.?) 'probe' THEN
+            PERFORM pg_catalog.set_config('role', 'none', true);
+            PERFORM mvrefresh.apply_probe(delta OPERATOR(pg_catalog.->) 'probe', owner_name);
+        END IF;
         IF delta OPERATOR(pg_catalog.?) 'upsert' THEN
             EXECUTE delta OPERATOR(pg_catalog.->>) 'upsert';
         ELSE

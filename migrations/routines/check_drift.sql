@@ -57,6 +57,7 @@ DECLARE
     rel regclass;
     new_relids oid[];
     fp text;
+    inc_sources oid[];
     ch jsonb;
     -- what the check found, in the order found: {kind, change} with the view's id ("view") or the table's
     -- oid ("relid", for every view that reads it)
@@ -95,6 +96,24 @@ BEGIN
                FROM mvrefresh.view_state s LEFT JOIN mvrefresh.source_fingerprints f ON f.view_id = s.id
               ORDER BY s.id LOOP
         rel := to_regclass(format('%I.%I', v.view_schema, v.view_name));
+        -- an incremental view: its own fingerprint (routines/source_fingerprint.sql), stored when it was made
+        -- incremental (one made so by an earlier version: stored at the first check, not reported); the first
+        -- check after it is a materialized view again only stores that one's. Reported, it recomputes in full
+        inc_sources := (SELECT i.sources FROM mvrefresh.incremental i WHERE i.view_id = v.id AND i.state = 'active');
+        IF rel IS NOT NULL AND inc_sources IS NOT NULL THEN
+            fp := mvrefresh.incremental_fingerprint(inc_sources);
+            CONTINUE WHEN fp = v.source_fingerprint;
+            INSERT INTO mvrefresh.source_fingerprints (view_id, fingerprint) VALUES (v.id, fp)
+            ON CONFLICT ON CONSTRAINT source_fingerprints_pkey DO UPDATE SET fingerprint = EXCLUDED.fingerprint;
+            IF v.source_fingerprint LIKE 'incremental:%' THEN
+                found := found || jsonb_build_object('view', v.id, 'kind', {{DRIFT_DEFINITION}}, 'change',
+                                                     'row-level security of a source changed');
+            END IF;
+            CONTINUE;
+        END IF;
+        IF v.source_fingerprint LIKE 'incremental:%' THEN
+            v.source_fingerprint := NULL;
+        END IF;
         -- gone or replaced by something else: the refresh records why
         CONTINUE WHEN rel IS NULL OR (SELECT c.relkind FROM pg_class c WHERE c.oid = rel) <> 'm';
         new_relids := ARRAY(SELECT s.relid FROM mvrefresh.view_sources(rel) s ORDER BY s.relid);

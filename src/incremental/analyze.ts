@@ -621,7 +621,14 @@ export async function analyze(db: pg.ClientBase, oid: string, viewId: number): P
     const { rows: nn } = await db.query<{ c: string }>(incrementalSql.notNullColumns, [
       sources.map((x) => x.oid),
     ]);
-    let plan = deltaPlan(top!, view.columns, view.key!, sources, new Set(nn.map((r) => r.c)));
+    // deltas add up every change the log holds; under a policy the owner sees some rows only, which a
+    // recompute as the owner gives (apply_view.sql recomputes in full a delta view a policy applies to later)
+    const underPolicy = (
+      await db.query<{ found: boolean }>(incrementalSql.ownerUnderPolicy, [oid, sources.map((x) => x.oid)])
+    ).rows[0]!.found;
+    let plan = underPolicy
+      ? undefined
+      : deltaPlan(top!, view.columns, view.key!, sources, new Set(nn.map((r) => r.c)));
     const probeColumns = plan?.distinct?.probeColumns;
     const probed =
       plan !== undefined && probeColumns !== undefined && (await hasProbeIndex(db, plan.fact, probeColumns));

@@ -260,6 +260,7 @@ export async function makeIncremental(
           await client.query(`ALTER TABLE ${target} ENABLE ALWAYS TRIGGER ${GUARD_TRIGGER}`);
           await recreate();
           await client.query(incrementalSql.activate, [viewId]);
+          await client.query(incrementalSql.storeFingerprint, [viewId]);
           await client.query(incrementalSql.setModeReason, [viewId, null]);
           await client.query(incrementalSql.mark, [viewId]);
           await client.query(replaceSql.notify, [CHANNEL, String(viewId)]);

@@ -84,6 +84,19 @@ export const incrementalSql = {
                 JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum)
              = (SELECT pg_catalog.array_agg(x ORDER BY x) FROM pg_catalog.unnest($2::pg_catalog.text[]) x)
     ) AS found`,
+  /**
+   * Whether a row-level security policy of one of the tables applies to the owner of the view $1 (as
+   * check_enable_rls() decides it for that role: not a superuser or BYPASSRLS role, and not the table's
+   * owner unless the table forces it).
+   */
+  ownerUnderPolicy: `
+    SELECT EXISTS (
+      SELECT FROM pg_catalog.pg_class v JOIN pg_catalog.pg_roles r ON r.oid = v.relowner,
+                  pg_catalog.pg_class t
+       WHERE v.oid = $1::pg_catalog.oid AND t.oid = ANY ($2::pg_catalog.oid[]) AND t.relrowsecurity
+         AND NOT r.rolsuper AND NOT r.rolbypassrls
+         AND (t.relforcerowsecurity OR NOT pg_catalog.pg_has_role(v.relowner, t.relowner, 'USAGE'))
+    ) AS found`,
   /** oid.column of every NOT NULL column of the given tables. */
   notNullColumns: `
     SELECT a.attrelid::int8::text || '.' || a.attname AS c FROM pg_catalog.pg_attribute a
@@ -105,6 +118,8 @@ export const incrementalSql = {
            applied_snapshot = EXCLUDED.applied_snapshot, needs_full = false, full_reason = NULL`,
   populated: `UPDATE mvrefresh.incremental SET applied_snapshot = pg_catalog.pg_current_snapshot() WHERE view_id = $1`,
   activate: `UPDATE mvrefresh.incremental SET state = 'active' WHERE view_id = $1`,
+  /** The baseline of check_drift()'s comparison for an incremental view (routines/check_drift.sql). */
+  storeFingerprint: `SELECT mvrefresh.store_incremental_fingerprint($1)`,
   forget: `DELETE FROM mvrefresh.incremental WHERE view_id = $1`,
   setModeReason: `UPDATE mvrefresh.view_state SET mode_reason = $2 WHERE id = $1`,
   watchedId: `SELECT id FROM mvrefresh.view_state WHERE view_schema = $1 AND view_name = $2`,
