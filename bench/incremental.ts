@@ -3,7 +3,7 @@
  * on a private PostgreSQL cluster with production settings (autovacuum on, fsync on; dev/cluster.ts).
  *
  * Data: BENCH_POSTS posts (500 000) of 200 communities and BENCH_COMMENTS comments (5 000 000), an index
- * on comments(post_id) (BENCH_COMMENTS_INDEX: its columns, workload.ts); four materialized views over comments with a unique index each (workload.ts).
+ * on comments(post_id, author_id) (BENCH_COMMENTS_INDEX: its columns, workload.ts); four materialized views over comments with a unique index each (workload.ts).
  * BENCH_WRITERS (8) writers: 80% insert a comment, 15% update a score, 5% delete a comment, each statement
  * its own transaction. Rounds of three modes, alternating on the same data (BENCH_MODES, settings.ts), each
  * under the same load for BENCH_SECONDS (60) after BENCH_WARMUP_SECONDS (10):

@@ -288,7 +288,7 @@ export function report(r: {
     `BENCH_PACED_RATE=${PACED_RATE}`,
     `BENCH_PACED_SECONDS=${PACED_SECONDS}`,
     ...(PACED_WARMUP_S !== WARMUP_S ? [`BENCH_PACED_WARMUP_SECONDS=${PACED_WARMUP_S}`] : []),
-    ...(COMMENTS_INDEX.length > 1 ? [`BENCH_COMMENTS_INDEX=${COMMENTS_INDEX.join(',')}`] : []),
+    `BENCH_COMMENTS_INDEX=${COMMENTS_INDEX.join(',')}`,
     `BENCH_MODES=${MODES.join(',')}`,
   ].join(' ');
   const errors = r.modes.flatMap((m) => m.errors.map((e) => `- ${m.mode}: \`${e}\``));
