@@ -54,6 +54,23 @@ async function write(round: number): Promise<void> {
   await db.sql.query('DELETE FROM ledger WHERE id % 11 = $1 % 11', [round]);
 }
 
+/** Rounds first..last of writes, each applied and every view compared with its definition as the owner. */
+async function writeApplyAndCompare(first: number, last: number): Promise<void> {
+  for (let round = first; round <= last; round += 1) {
+    await write(round);
+    await db.sql.query('CALL mvrefresh.refresh_dirty()');
+    for (const v of Object.keys(VIEWS)) expect([v, round, await differs(v)]).toEqual([v, round, 0]);
+  }
+}
+
+/** How the views' last applies went (mvrefresh.incremental.last_apply_kind), each kind once. */
+async function applyKinds(): Promise<string[]> {
+  const { rows } = await db.sql.query<{ kind: string }>(
+    'SELECT DISTINCT last_apply_kind AS kind FROM mvrefresh.incremental',
+  );
+  return rows.map((r) => r.kind);
+}
+
 describe("an incremental view whose owner is subject to a source's row-level security policy", () => {
   beforeAll(async () => {
     await db.sql.query(`
@@ -85,10 +102,7 @@ describe("an incremental view whose owner is subject to a source's row-level sec
     await write(1);
     await db.sql.query('CALL mvrefresh.refresh_dirty()');
     for (const v of Object.keys(VIEWS)) expect([v, await differs(v)]).toEqual([v, 0]);
-    const kinds = await db.sql.query<{ kind: string }>(
-      'SELECT DISTINCT last_apply_kind AS kind FROM mvrefresh.incremental',
-    );
-    expect(kinds.rows.map((r) => r.kind)).toEqual(['delta']);
+    expect(await applyKinds()).toEqual(['delta']);
   });
 
   it('recomputes in full once a policy hides rows from the owner, and stays equal to its definition', async () => {
@@ -99,15 +113,8 @@ describe("an incremental view whose owner is subject to a source's row-level sec
       'SELECT view FROM mvrefresh.check_drift(1000) ORDER BY 1',
     );
     expect(drift.rows.map((r) => r.view)).toEqual(['public.accounts', 'public.by_group']);
-    for (let round = 2; round <= 4; round += 1) {
-      await write(round);
-      await db.sql.query('CALL mvrefresh.refresh_dirty()');
-      for (const v of Object.keys(VIEWS)) expect([v, round, await differs(v)]).toEqual([v, round, 0]);
-    }
-    const kinds = await db.sql.query<{ kind: string }>(
-      'SELECT DISTINCT last_apply_kind AS kind FROM mvrefresh.incremental',
-    );
-    expect(kinds.rows.map((r) => r.kind)).toEqual(['full: row-level security']);
+    await writeApplyAndCompare(2, 4);
+    expect(await applyKinds()).toEqual(['full: row-level security']);
   });
 
   it('is kept by recomputing its groups as the owner when watched again under the policy', async () => {
@@ -116,14 +123,7 @@ describe("an incremental view whose owner is subject to a source's row-level sec
       expect((await p.exit).code).toBe(0);
       await watch(v);
     }
-    for (let round = 5; round <= 7; round += 1) {
-      await write(round);
-      await db.sql.query('CALL mvrefresh.refresh_dirty()');
-      for (const v of Object.keys(VIEWS)) expect([v, round, await differs(v)]).toEqual([v, round, 0]);
-    }
-    const kinds = await db.sql.query<{ kind: string }>(
-      'SELECT DISTINCT last_apply_kind AS kind FROM mvrefresh.incremental',
-    );
-    expect(kinds.rows.map((r) => r.kind)).toEqual(['keys']);
+    await writeApplyAndCompare(5, 7);
+    expect(await applyKinds()).toEqual(['keys']);
   });
 });

@@ -360,20 +360,14 @@ DECLARE
     q pg_catalog.text;
 BEGIN
     PERFORM pg_catalog.set_config('role', 'none', true);
-    DROP TABLE IF EXISTS pg_temp.mvrefresh_dd, pg_temp.mvrefresh_dc;
     IF p_full THEN
+        DROP TABLE IF EXISTS pg_temp.mvrefresh_dd, pg_temp.mvrefresh_dc;
         PERFORM mvrefresh.distinct_from_definition(p_st, p_owner);
         FOR q IN SELECT pg_catalog.jsonb_array_elements_text(p_st OPERATOR(pg_catalog.->) 'replace') LOOP
             EXECUTE q;
         END LOOP;
     ELSE
-        FOR q IN SELECT pg_catalog.jsonb_array_elements_text(p_st OPERATOR(pg_catalog.->) 'batchTables') LOOP
-            EXECUTE q;
-        END LOOP;
-        EXECUTE pg_catalog.format('GRANT INSERT ON pg_temp.mvrefresh_dd TO %I', p_owner);
-        EXECUTE pg_catalog.format('GRANT SELECT ON pg_temp.mvrefresh_dc TO %I', p_owner);
-        PERFORM pg_catalog.set_config('role', p_owner, true);
-        EXECUTE p_st OPERATOR(pg_catalog.->>) 'batch';
+        PERFORM mvrefresh.distinct_batch(p_st, p_owner, 'INSERT', 'SELECT');
         PERFORM pg_catalog.set_config('role', 'none', true);
         -- without statistics the planner joins it to the whole multiset
         ANALYZE pg_temp.mvrefresh_dd;
@@ -396,23 +390,37 @@ CREATE OR REPLACE FUNCTION mvrefresh.apply_probe(p_st jsonb, p_owner text)
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    q pg_catalog.text;
 BEGIN
-    PERFORM pg_catalog.set_config('role', 'none', true);
-    DROP TABLE IF EXISTS pg_temp.mvrefresh_dd, pg_temp.mvrefresh_dc;
-    FOR q IN SELECT pg_catalog.jsonb_array_elements_text(p_st OPERATOR(pg_catalog.->) 'batchTables') LOOP
-        EXECUTE q;
-    END LOOP;
-    EXECUTE pg_catalog.format('GRANT SELECT, INSERT ON pg_temp.mvrefresh_dd TO %I', p_owner);
-    EXECUTE pg_catalog.format('GRANT SELECT, INSERT ON pg_temp.mvrefresh_dc TO %I', p_owner);
-    PERFORM pg_catalog.set_config('role', p_owner, true);
-    EXECUTE p_st OPERATOR(pg_catalog.->>) 'batch';
+    PERFORM mvrefresh.distinct_batch(p_st, p_owner, 'SELECT, INSERT', 'SELECT, INSERT');
     EXECUTE p_st OPERATOR(pg_catalog.->>) 'probe';
     EXECUTE p_st OPERATOR(pg_catalog.->>) 'setDelta';
 END
 $$;
 REVOKE ALL ON FUNCTION mvrefresh.apply_probe(jsonb, text) FROM PUBLIC;
+
+-- What apply_distinct() and apply_probe() share: pg_temp.mvrefresh_dd and mvrefresh_dc created afresh by
+-- mvrefresh's role (p_st's batchTables), granted to the owner p_owner with the privileges each caller's
+-- statements need (p_dd, p_dc: a GRANT's privilege list), and the batch's net counts written into dd as
+-- the owner. Called with no role set; returns as the owner.
+CREATE OR REPLACE FUNCTION mvrefresh.distinct_batch(p_st jsonb, p_owner text, p_dd text, p_dc text)
+    RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q pg_catalog.text;
+BEGIN
+    DROP TABLE IF EXISTS pg_temp.mvrefresh_dd, pg_temp.mvrefresh_dc;
+    FOR q IN SELECT pg_catalog.jsonb_array_elements_text(p_st OPERATOR(pg_catalog.->) 'batchTables') LOOP
+        EXECUTE q;
+    END LOOP;
+    EXECUTE pg_catalog.format('GRANT %s ON pg_temp.mvrefresh_dd TO %I', p_dd, p_owner);
+    EXECUTE pg_catalog.format('GRANT %s ON pg_temp.mvrefresh_dc TO %I', p_dc, p_owner);
+    PERFORM pg_catalog.set_config('role', p_owner, true);
+    EXECUTE p_st OPERATOR(pg_catalog.->>) 'batch';
+END
+$$;
+REVOKE ALL ON FUNCTION mvrefresh.distinct_batch(jsonb, text, text, text) FROM PUBLIC;
 
 -- The multiset of a count(DISTINCT) delta view as its definition gives it (p_st: its DistinctStatements),
 -- into pg_temp.mvrefresh_dfull (ON COMMIT DROP), computed as the view's owner p_owner (RLS and grants as in a
