@@ -73,3 +73,48 @@ describe('the plans of an apply by key', () => {
     expect(await viewMatches(db.sql, 'community_day', VIEW)).toBe(true);
   });
 });
+
+/**
+ * A delta view drops from its delta the groups it recomputes by key (a NULL key, a removed extreme): by
+ * equality, hashed, not by IS NOT DISTINCT FROM, which the planner compares pair by pair (a batch of 3 000
+ * groups against 500 recomputed keys: 1.5 million comparisons).
+ */
+describe('the plan that drops recomputed groups from a delta', () => {
+  const LAST = `SELECT c.post_id, max(c.created_at) AS last_at, count(*) AS n FROM comments c GROUP BY c.post_id`;
+  beforeAll(async () => {
+    await db.sql.query(`CREATE MATERIALIZED VIEW post_last AS ${LAST};
+                        CREATE UNIQUE INDEX ON post_last (post_id);`);
+    const p = runCli(['watch', 'post_last', '--incremental'], { DATABASE_URL: db.url });
+    expect(await p.exit).toMatchObject({ code: 0 });
+  });
+
+  it('hashes the recomputed keys instead of comparing every group with every key', async () => {
+    // new comments on 2 000 posts, and the latest comment of 400 others deleted (their max is recomputed)
+    await db.sql.query(`
+      INSERT INTO comments (post_id, score, created_at)
+      SELECT 1 + g, 1, timestamptz '2026-03-01' FROM generate_series(1, 2000) g;
+      DELETE FROM comments c WHERE c.id IN (
+        SELECT DISTINCT ON (post_id) id FROM comments WHERE post_id BETWEEN 2001 AND 2400
+         ORDER BY post_id, created_at DESC)`);
+    await db.sql.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+    try {
+      const { rows } = await db.sql.query<{ kind: string; keys: number; drop: string }>(
+        `SELECT a.kind, a.keys, i.statements #>> '{delta,dropRecomputed}' AS drop
+           FROM mvrefresh.view_state v JOIN mvrefresh.incremental i ON i.view_id = v.id, pg_class c,
+                mvrefresh.apply_view(v.id, c.oid, c.relowner) a
+          WHERE v.view_name = 'post_last' AND c.oid = 'post_last'::regclass`,
+      );
+      expect(rows[0]).toMatchObject({ kind: 'delta' });
+      // the apply's own delta and keys tables, as they were when it ran the statement
+      const plan = await db.sql.query<{ 'QUERY PLAN': unknown }>(`EXPLAIN (FORMAT JSON) ${rows[0]!.drop}`);
+      const text = JSON.stringify(plan.rows[0]!['QUERY PLAN']);
+      expect(text).not.toContain('Nested Loop');
+      expect(text).toContain('(hashed SubPlan');
+      await db.sql.query('COMMIT');
+    } catch (err) {
+      await db.sql.query('ROLLBACK');
+      throw err;
+    }
+    expect(await viewMatches(db.sql, 'post_last', LAST)).toBe(true);
+  });
+});

@@ -281,9 +281,11 @@ export function deltaStatements(
     moveNullKeys:
       `INSERT INTO ${keys} (${keyCols}) SELECT ${key.map((k) => `d.${qi(k)}`).join(', ')} ` +
       `FROM ${deltaRows} WHERE ${[...key.map((k) => `d.${qi(k)} IS NULL`), ...lost].join(' OR ')}`,
+    // IN, which the planner hashes (IS NOT DISTINCT FROM is compared pair by pair: 3 000 groups against 500
+    // keys, 1.5 million comparisons, 172 ms); a group with a NULL key is among the keys (moveNullKeys)
     dropRecomputed:
-      `DELETE FROM pg_temp.mvrefresh_delta d WHERE EXISTS (SELECT FROM ${keys} k WHERE ` +
-      `${key.map((k) => `k.${qi(k)} IS NOT DISTINCT FROM d.${qi(k)}`).join(' AND ')})`,
+      `DELETE FROM pg_temp.mvrefresh_delta d WHERE ${key.map((k) => `d.${qi(k)} IS NULL`).join(' OR ')} ` +
+      `OR (${key.map((k) => `d.${qi(k)}`).join(', ')}) IN (SELECT ${key.map((k) => `k.${qi(k)}`).join(', ')} FROM ${keys} k)`,
     upsert:
       `WITH u AS (UPDATE ${x} x SET ${aggs.map((a) => `${qi(a)} = ${added(a)}`).join(', ')} ` +
       `FROM pg_temp.mvrefresh_delta d WHERE ${same} AND x.${count} + d.${count} <> 0 ` +
