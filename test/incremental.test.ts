@@ -175,6 +175,17 @@ async function writeRound(round: number): Promise<void> {
   await s.query('ROLLBACK');
 }
 
+/** post_stats's storage parameters, which it keeps as an incremental view and back. */
+const STORAGE = ['fillfactor=70', 'autovacuum_vacuum_scale_factor=0.02'];
+
+async function storage(name: string): Promise<string[]> {
+  const { rows } = await db.sql.query<{ options: string[] }>(
+    `SELECT COALESCE(c.reloptions, '{}') AS options FROM pg_class c WHERE c.oid = $1::regclass`,
+    [name],
+  );
+  return rows[0]!.options;
+}
+
 describe('incremental views', () => {
   beforeAll(async () => {
     await db.sql.query(`
@@ -193,6 +204,7 @@ describe('incremental views', () => {
       await db.sql.query(`CREATE UNIQUE INDEX ON ${name} (${v.key})`);
     }
     await db.sql.query('CREATE VIEW busy_posts AS SELECT post_id, n FROM post_stats WHERE n > 30');
+    await db.sql.query(`ALTER MATERIALIZED VIEW post_stats SET (${STORAGE.join(', ')})`);
     for (const name of Object.keys(VIEWS)) {
       const r = await cli(['watch', name, '--incremental']);
       expect(r.text, name).toContain('is incremental');
@@ -345,11 +357,12 @@ describe('incremental views', () => {
     expect(after.rows[0]).toEqual({ kind: 'delta', upsert: false });
   });
 
-  it('stands under the name as a table with its indexes and dependants, which readers query unchanged', async () => {
+  it('stands under the name as a table with its indexes, storage parameters and dependants, which readers query unchanged', async () => {
     const rel = await db.sql.query<{ relkind: string }>(
       `SELECT relkind FROM pg_class WHERE oid = 'post_stats'::regclass`,
     );
     expect(rel.rows[0]!.relkind).toBe('r');
+    expect(await storage('post_stats')).toEqual(STORAGE);
     expect(await count(`SELECT count(*) AS n FROM pg_indexes WHERE tablename = 'post_stats'`)).toBe(1);
     expect(await count('SELECT count(*) AS n FROM busy_posts')).toBe(
       await count(`SELECT count(*) AS n FROM (${VIEWS['post_stats']!.sql}) q WHERE n > 30`),
@@ -557,13 +570,14 @@ describe('incremental views', () => {
     }
   });
 
-  it('unwatch turns it back into a materialized view, with its indexes and dependants, and removes its capture', async () => {
+  it('unwatch turns it back into a materialized view, with its indexes, storage parameters and dependants, and removes its capture', async () => {
     const r = await cli(['unwatch', 'post_stats']);
     expect(r.code, r.text).toBe(0);
     const rel = await db.sql.query<{ relkind: string }>(
       `SELECT relkind FROM pg_class WHERE oid = 'post_stats'::regclass`,
     );
     expect(rel.rows[0]!.relkind).toBe('m');
+    expect(await storage('post_stats')).toEqual(STORAGE);
     expect(await count(`SELECT count(*) AS n FROM pg_indexes WHERE tablename = 'post_stats'`)).toBe(1);
     expect(await count(`SELECT count(*) AS n FROM busy_posts`)).toBe(
       await count(`SELECT count(*) AS n FROM post_stats WHERE n > 30`),

@@ -17,6 +17,7 @@ import type pg from 'pg';
 import { CHANNEL, LOCK_NAMESPACE, VIEWS_CHANGED } from '../db/protocol.js';
 import { retryOnLockTimeout } from '../db/lock-retry.js';
 import {
+  accessMethod,
   captureDependants,
   captureRelation,
   indexExtras,
@@ -26,6 +27,8 @@ import {
   qname,
   recreateStatements,
   shownName,
+  tablespace,
+  withOptions,
   type Dependant,
   type Relation,
 } from '../replace/plan.js';
@@ -214,7 +217,11 @@ export async function makeIncremental(
       client,
       async () => {
         const target = qname(schema, temp);
-        await client.query(`CREATE TABLE ${target} (LIKE ${qname(schema, name)})`);
+        // the materialized view's access method, storage parameters (fillfactor, autovacuum's) and tablespace
+        await client.query(
+          `CREATE TABLE ${target} (LIKE ${qname(schema, name)})${accessMethod(live)}` +
+            `${withOptions(live.reloptions, live.toast_options)}${tablespace(live.tablespace)}`,
+        );
         await client.query(`ALTER TABLE ${target} OWNER TO ${qi(live.owner)}`);
         await client.query(incrementalSql.setRole, [live.owner]);
         await client.query(`INSERT INTO ${target} SELECT q.* FROM (${analysis.definition}) q`);
@@ -333,7 +340,10 @@ export async function makeMaterialized(client: pg.ClientBase, schema: string, na
   const target = qname(schema, temp);
   try {
     const indexNames = await tx(client, async () => {
-      await client.query(`CREATE MATERIALIZED VIEW ${target} AS ${reg.definition} WITH NO DATA`);
+      await client.query(
+        `CREATE MATERIALIZED VIEW ${target}${accessMethod(live)}${withOptions(live.reloptions, live.toast_options)}` +
+          `${tablespace(live.tablespace)} AS ${reg.definition} WITH NO DATA`,
+      );
       await client.query(`ALTER MATERIALIZED VIEW ${target} OWNER TO ${qi(live.owner)}`);
       await client.query(`REFRESH MATERIALIZED VIEW ${target}`);
       return copyIndexes(client, live, target, `mvr_mv_${reg.view_id}`, 'MATERIALIZED VIEW');
