@@ -209,6 +209,12 @@ export const schema = {
     default: 60_000,
     env: 'MVREFRESH_VACUUM_CHECK_INTERVAL_MS',
   },
+  logVacuumIntervalMs: {
+    doc: "Period of the look at the change logs of incremental views: a log with at least 1 000 dead rows, more than its live ones, is vacuumed (VACUUM (SKIP_LOCKED), log log_vacuum at debug, metric mvrefresh_log_vacuums_total), so that each apply's scans of it stay short between autovacuum's visits (autovacuum_naptime). Needs the log's owner's rights (MAINTAIN from PostgreSQL 17), else log log_vacuum_forbidden once. 0: never.",
+    format: 'ms',
+    default: 2_000,
+    env: 'MVREFRESH_LOG_VACUUM_INTERVAL_MS',
+  },
   incrementalVerifyIntervalMs: {
     doc: 'Period of the verify of one incremental view (the one verified longest ago, by any replica): its table compared with its definition and repaired (log incremental_verify_mismatch, metric mvrefresh_incremental_verify_mismatch_total); a full evaluation of the view, counted in its refresh budget, on a connection of its own (mvrefresh:verify). 0: never.',
     format: 'ms',
@@ -316,6 +322,7 @@ export interface Config {
   readonly sweepIntervalMs: number;
   readonly driftCheckIntervalMs: number;
   readonly vacuumCheckIntervalMs: number;
+  readonly logVacuumIntervalMs: number;
   readonly incrementalVerifyIntervalMs: number;
   readonly concurrency: number;
   readonly refreshConnectionMaxUses: number;

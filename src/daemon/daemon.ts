@@ -17,6 +17,7 @@ import { describeConflict } from '../budget.js';
 import { BusyCheck } from './checks/busy.js';
 import { DriftChecker } from './checks/drift.js';
 import { IncrementalVerifier } from './checks/incremental-verify.js';
+import { LogVacuum } from './checks/log-vacuum.js';
 import { VacuumCheck } from './checks/vacuum.js';
 import { SchemaCheck } from './checks/schema.js';
 import { SourceMap } from './refresh/sources.js';
@@ -247,6 +248,8 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     this.releasers.add('drift checker', () => driftChecker.stop());
     const vacuumCheck = new VacuumCheck({ ...checkWith, intervalMs: config.vacuumCheckIntervalMs });
     this.releasers.add('vacuum check', () => vacuumCheck.stop());
+    const logVacuum = new LogVacuum({ ...checkWith, intervalMs: config.logVacuumIntervalMs });
+    this.releasers.add('log vacuum', () => logVacuum.stop());
     const incrementalVerifier = new IncrementalVerifier({
       pool: verifyPool,
       controlPool,
@@ -399,6 +402,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     replaceWorker.start();
     driftChecker.start();
     vacuumCheck.start();
+    logVacuum.start();
     incrementalVerifier.start();
     this.accepting = true;
     logger.info(

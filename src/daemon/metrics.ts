@@ -187,6 +187,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly logVacuums = new Counter({
+    name: 'mvrefresh_log_vacuums_total',
+    help: "VACUUMs of an incremental view's change log by the daemon (log_vacuum), by log table.",
+    labelNames: ['table'] as const,
+    registers: [this.registry],
+  });
+
   readonly autovacuumEnabled = new Gauge({
     name: 'mvrefresh_autovacuum_enabled',
     help: '1 when the server runs autovacuum (autovacuum and track_counts on), 0 when not.',

@@ -158,6 +158,18 @@ export const sql = {
                  WHERE s.relid = ANY ($1::regclass[]::oid[]) OR (s.schemaname = 'mvrefresh' AND c.relkind = 'r')
                  ORDER BY 1`,
 
+  // the daemon's LogVacuum: incremental views' change logs with at least $1 dead rows, more than their live
+  // ones; allowed: whether this role may VACUUM it (PostgreSQL 17: MAINTAIN; before: the owner's rights)
+  logVacuumCandidates: `SELECT pg_catalog.format('%I.%I', s.schemaname, s.relname) AS log,
+                               s.n_dead_tup::float8 AS dead, s.n_live_tup::float8 AS live,
+                               CASE WHEN pg_catalog.current_setting('server_version_num')::integer >= 170000
+                                    THEN pg_catalog.has_table_privilege(s.relid, 'MAINTAIN')
+                                    ELSE pg_catalog.pg_has_role(c.relowner, 'USAGE') END AS allowed
+                          FROM pg_stat_all_tables s JOIN pg_class c ON c.oid = s.relid
+                         WHERE s.schemaname = 'mvrefresh' AND c.relkind = 'r' AND s.relname ~ '^log_[0-9]+$'
+                           AND s.n_dead_tup >= $1 AND s.n_dead_tup > s.n_live_tup
+                         ORDER BY s.n_dead_tup DESC`,
+
   // mvrefresh doctor
   doctorServer: `SELECT pg_catalog.current_setting('server_version_num')::integer AS version_num,
                         pg_catalog.current_setting('server_version') AS version, pg_catalog.pg_is_in_recovery() AS in_recovery,
