@@ -96,6 +96,11 @@ export function grantsSql(opts: GrantsOptions): string {
     if (t.maintain) {
       lines.push('-- REFRESH (PostgreSQL 17+): MAINTAIN on each view; watch checks it for its caller too');
       for (const view of t.views) lines.push(`GRANT MAINTAIN ON TABLE ${view} TO ${ddl}, ${run};`);
+      lines.push(
+        "-- the daemon vacuums incremental views' change logs, which watch creates (PostgreSQL 17+)",
+        `ALTER DEFAULT PRIVILEGES FOR ROLE ${ddl} IN SCHEMA mvrefresh GRANT MAINTAIN ON TABLES TO ${run};`,
+        `GRANT MAINTAIN ON ALL TABLES IN SCHEMA mvrefresh TO ${run};`,
+      );
     }
   }
   if (!t?.maintain) {
