@@ -118,3 +118,30 @@ describe('the plan that drops recomputed groups from a delta', () => {
     expect(await viewMatches(db.sql, 'post_last', LAST)).toBe(true);
   });
 });
+
+describe('a view made incremental before version 16', () => {
+  it("gets this version's statement for dropping its recomputed groups from migration 16", async () => {
+    const stored = async () =>
+      (
+        await db.sql.query<{ s: string }>(
+          `SELECT i.statements #>> '{delta,dropRecomputed}' AS s FROM mvrefresh.incremental i
+             JOIN mvrefresh.view_state v ON v.id = i.view_id WHERE v.view_name = 'post_last'`,
+        )
+      ).rows[0]!.s;
+    const current = await stored();
+    const keys = /FROM (pg_temp\.\S+) k\)$/.exec(current)?.[1];
+    expect(keys).toBeDefined();
+    // as version 15 wrote it
+    await db.sql.query(
+      `UPDATE mvrefresh.incremental i SET statements = jsonb_set(i.statements, '{delta,dropRecomputed}', to_jsonb($1::text))
+         FROM mvrefresh.view_state v WHERE v.id = i.view_id AND v.view_name = 'post_last'`,
+      [
+        `DELETE FROM pg_temp.mvrefresh_delta d WHERE EXISTS (SELECT FROM ${keys} k WHERE k."post_id" IS NOT DISTINCT FROM d."post_id")`,
+      ],
+    );
+    await db.sql.query('DELETE FROM mvrefresh.migrations WHERE version = 16');
+    const p = runCli(['migrate'], { DATABASE_URL: db.url });
+    expect(await p.exit).toMatchObject({ code: 0 });
+    expect(await stored()).toBe(current);
+  });
+});
