@@ -34,6 +34,7 @@ import { report, type Mode, type ModeResult, type Paced } from './incremental/re
 import { startSampler, type Samples } from './incremental/sampler.js';
 import {
   CATCH_UP_LIMIT_MS,
+  CLUSTER_SETTINGS,
   MODES,
   PACED_RATE,
   PACED_SECONDS,
@@ -65,14 +66,6 @@ import {
 import { measureWritePath } from './incremental/writes.js';
 
 const DB = 'incremental_bench';
-const CLUSTER_SETTINGS = {
-  autovacuum: 'on',
-  fsync: 'on',
-  shared_buffers: "'2GB'",
-  work_mem: "'16MB'",
-  maintenance_work_mem: "'256MB'",
-  max_wal_size: "'4GB'",
-};
 /** Outcomes of a cycle that changed a view's contents: a REFRESH, or (logged by the incremental engine) an apply. */
 const CHANGED_OUTCOMES: readonly string[] = [...SUCCESS_OUTCOMES, 'applied', 'applied_full'];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
