@@ -5,7 +5,7 @@ import { sql } from '../../db/sql.js';
 import type { Metrics } from '../metrics.js';
 
 /**
- * A log with fewer dead rows is left to autovacuum (the logs' own threshold, migrations' capture.ts: 1 000).
+ * A log with fewer dead rows is left to autovacuum (the logs' own autovacuum threshold, capture.ts: 1 000).
  */
 export const LOG_VACUUM_MIN_DEAD = 1000;
 
@@ -24,8 +24,9 @@ export interface LogVacuumOptions {
  * apply's copy of its batch and every prune read whole (no index: writers would pay for it). Every
  * intervalMs the statistics (no table is read) name the logs with more dead rows than live ones, and each
  * is vacuumed with SKIP_LOCKED: a replica's or autovacuum's VACUUM in progress is not waited for.
- * A log this role may not vacuum is logged once (log_vacuum_forbidden) and left to autovacuum; a failed
- * look or VACUUM is logged at debug only (the refreshes report a database that is away).
+ * A log this role may not vacuum is logged once (log_vacuum_forbidden, info: nothing is wrong, only slower)
+ * and left to autovacuum; a failed look or VACUUM is logged at debug only (the refreshes report a database
+ * that is away).
  */
 export class LogVacuum {
   private timer: NodeJS.Timeout | undefined;
@@ -74,9 +75,9 @@ export class LogVacuum {
       if (this.stopped) return;
       if (!l.allowed) {
         if (!this.forbidden.has(l.log))
-          logger.warn(
+          logger.info(
             { event: 'log_vacuum_forbidden', table: l.log, deadRows: l.dead },
-            `${l.log} may not be vacuumed by this role (it needs the rights of the log's owner, the DDL role, or MAINTAIN from PostgreSQL 17): applies read its dead rows until autovacuum's next visit; see docs/operations.md`,
+            `${l.log} may not be vacuumed by this role (MAINTAIN from PostgreSQL 17, else the rights of its owner, the DDL role): autovacuum alone keeps it, and applies read its dead rows until its next visit (autovacuum_naptime); see docs/operations.md`,
           );
         this.forbidden.add(l.log);
         continue;
