@@ -17,7 +17,6 @@ import type pg from 'pg';
 import { CHANNEL, LOCK_NAMESPACE, VIEWS_CHANGED } from '../db/protocol.js';
 import { retryOnLockTimeout } from '../db/lock-retry.js';
 import {
-  accessMethod,
   captureDependants,
   captureRelation,
   indexExtras,
@@ -27,8 +26,7 @@ import {
   qname,
   recreateStatements,
   shownName,
-  tablespace,
-  withOptions,
+  storageClauses,
   type Dependant,
   type Relation,
 } from '../replace/plan.js';
@@ -218,10 +216,7 @@ export async function makeIncremental(
       async () => {
         const target = qname(schema, temp);
         // the materialized view's access method, storage parameters (fillfactor, autovacuum's) and tablespace
-        await client.query(
-          `CREATE TABLE ${target} (LIKE ${qname(schema, name)})${accessMethod(live)}` +
-            `${withOptions(live.reloptions, live.toast_options)}${tablespace(live.tablespace)}`,
-        );
+        await client.query(`CREATE TABLE ${target} (LIKE ${qname(schema, name)})${storageClauses(live)}`);
         await client.query(`ALTER TABLE ${target} OWNER TO ${qi(live.owner)}`);
         await client.query(incrementalSql.setRole, [live.owner]);
         await client.query(`INSERT INTO ${target} SELECT q.* FROM (${analysis.definition}) q`);
@@ -341,8 +336,7 @@ export async function makeMaterialized(client: pg.ClientBase, schema: string, na
   try {
     const indexNames = await tx(client, async () => {
       await client.query(
-        `CREATE MATERIALIZED VIEW ${target}${accessMethod(live)}${withOptions(live.reloptions, live.toast_options)}` +
-          `${tablespace(live.tablespace)} AS ${reg.definition} WITH NO DATA`,
+        `CREATE MATERIALIZED VIEW ${target}${storageClauses(live)} AS ${reg.definition} WITH NO DATA`,
       );
       await client.query(`ALTER MATERIALIZED VIEW ${target} OWNER TO ${qi(live.owner)}`);
       await client.query(`REFRESH MATERIALIZED VIEW ${target}`);

@@ -2,7 +2,6 @@ import type pg from 'pg';
 import { describeError, isPgError } from '../db/errors.js';
 import {
   ReplaceRefused,
-  accessMethod,
   captureRelation,
   checkDependantColumns,
   indexExtras,
@@ -10,8 +9,7 @@ import {
   propertyStatements,
   qi,
   qname,
-  tablespace,
-  withOptions,
+  storageClauses,
   type Relation,
 } from './plan.js';
 import { replaceSql } from './sql.js';
@@ -70,8 +68,7 @@ export async function createNewVersion(
     await client.query(replaceSql.setSearchPath, [searchPath]);
     try {
       await client.query(
-        `CREATE MATERIALIZED VIEW ${target}${accessMethod(live)}${withOptions(live.reloptions, live.toast_options)}` +
-          `${tablespace(live.tablespace)} AS ${normalizeDefinition(definition)}\nWITH NO DATA`,
+        `CREATE MATERIALIZED VIEW ${target}${storageClauses(live)} AS ${normalizeDefinition(definition)}\nWITH NO DATA`,
       );
     } catch (err) {
       if (isPgError(err) && !['55P03', '40P01', '57014'].includes(err.code ?? ''))

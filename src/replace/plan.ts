@@ -188,22 +188,27 @@ export function recreateStatements(rel: Relation): string[] {
   const out =
     rel.kind === 'v'
       ? [`CREATE VIEW ${target}${withOptions(rel.reloptions)} AS ${definition}`]
-      : [
-          `CREATE MATERIALIZED VIEW ${target}${accessMethod(rel)}${withOptions(rel.reloptions, rel.toast_options)}` +
-            `${tablespace(rel.tablespace)} AS ${definition} WITH DATA`,
-        ];
+      : [`CREATE MATERIALIZED VIEW ${target}${storageClauses(rel)} AS ${definition} WITH DATA`];
   for (const index of rel.indexes) out.push(index.def, ...indexExtras(index, rel.schema, index.name, target));
   out.push(...rel.triggers);
   out.push(...propertyStatements(rel, target, rel.columns));
   return out;
 }
 
-export function accessMethod(rel: Relation): string {
+function accessMethod(rel: Relation): string {
   return rel.access_method && rel.access_method !== 'heap' ? ` USING ${qi(rel.access_method)}` : '';
 }
 
-export function tablespace(name: string | null): string {
+function tablespace(name: string | null): string {
   return name ? ` TABLESPACE ${qi(name)}` : '';
+}
+
+/**
+ * A relation's storage as CREATE TABLE and CREATE MATERIALIZED VIEW write it after the name (or the column
+ * list): its access method, storage parameters (its TOAST table's too) and tablespace, or ''.
+ */
+export function storageClauses(rel: Relation): string {
+  return `${accessMethod(rel)}${withOptions(rel.reloptions, rel.toast_options)}${tablespace(rel.tablespace)}`;
 }
 
 /** An index's comment, tablespace and CLUSTER mark, for the index now called `indexName` on `table`. */
