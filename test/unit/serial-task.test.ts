@@ -57,6 +57,27 @@ describe('SerialTask', () => {
     await task.stop();
   });
 
+  it('requestAfter runs once the delay passes, unless a request runs first, and says when it is stopped', async () => {
+    vi.useFakeTimers();
+    const { task, runs, endRun } = gatedTask();
+    expect(task.stopped).toBe(true);
+    task.start();
+    expect(task.stopped).toBe(false);
+    task.requestAfter('later', 500);
+    await vi.advanceTimersByTimeAsync(499);
+    expect(runs).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(runs).toEqual(['later']);
+    await endRun();
+    task.requestAfter('again', 500);
+    task.request('now');
+    await vi.advanceTimersByTimeAsync(500);
+    expect(runs).toEqual(['later', 'now']);
+    await endRun();
+    await task.stop();
+    expect(task.stopped).toBe(true);
+  });
+
   it('ignores requests before start and after stop, and stop waits for the run in progress', async () => {
     vi.useFakeTimers();
     const { task, runs, endRun } = gatedTask();

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { Logger } from '../../logger.js';
 import { describeError } from '../../db/errors.js';
 import { sql } from '../../db/sql.js';
+import { SerialTask } from '../lib/serial-task.js';
 import type { Metrics } from '../metrics.js';
 
 /**
@@ -29,34 +30,23 @@ export interface LogVacuumOptions {
  * that is away).
  */
 export class LogVacuum {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private stopped = true;
+  private readonly task = new SerialTask<'look', void>(
+    () => this.look(),
+    () => ({ reason: 'look', afterMs: this.opts.intervalMs }),
+  );
   private readonly forbidden = new Set<string>();
 
   constructor(private readonly opts: LogVacuumOptions) {}
 
   /** Looks every intervalMs (never with 0). Idempotent. */
   start(): void {
-    if (!this.stopped || this.opts.intervalMs <= 0) return;
-    this.stopped = false;
-    this.schedule();
+    if (this.opts.intervalMs <= 0 || !this.task.start()) return;
+    this.task.requestAfter('look', this.opts.intervalMs);
   }
 
   /** Idempotent; waits for a look or VACUUM in progress. */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    await this.running;
-  }
-
-  private schedule(): void {
-    this.timer = setTimeout(() => {
-      this.running = this.look().finally(() => {
-        this.running = undefined;
-        if (!this.stopped) this.schedule();
-      });
-    }, this.opts.intervalMs);
+  stop(): Promise<void> {
+    return this.task.stop();
   }
 
   private async look(): Promise<void> {
@@ -72,7 +62,7 @@ export class LogVacuum {
       return;
     }
     for (const l of logs) {
-      if (this.stopped) return;
+      if (this.task.stopped) return;
       if (!l.allowed) {
         if (!this.forbidden.has(l.log))
           logger.info(

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { Logger } from '../../logger.js';
 import { describeError } from '../../db/errors.js';
 import { describeBloat, isBloated, vacuumHealth } from '../../db/vacuum.js';
+import { SerialTask } from '../lib/serial-task.js';
 import type { Metrics } from '../metrics.js';
 
 export interface VacuumCheckOptions {
@@ -19,9 +20,10 @@ export interface VacuumCheckOptions {
  * refreshes already report a database that is away.
  */
 export class VacuumCheck {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private stopped = true;
+  private readonly task = new SerialTask<'look', void>(
+    () => this.check(),
+    () => ({ reason: 'look', afterMs: this.opts.intervalMs }),
+  );
   private autovacuumOff = false;
   private readonly bloated = new Set<string>();
 
@@ -29,25 +31,12 @@ export class VacuumCheck {
 
   /** Looks at once, then every intervalMs. Idempotent. */
   start(): void {
-    if (!this.stopped) return;
-    this.stopped = false;
-    this.schedule(0);
+    if (this.task.start()) this.task.request('look');
   }
 
   /** Idempotent; waits for a look in progress. */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    await this.running;
-  }
-
-  private schedule(ms: number): void {
-    this.timer = setTimeout(() => {
-      this.running = this.check().finally(() => {
-        this.running = undefined;
-        if (!this.stopped) this.schedule(this.opts.intervalMs);
-      });
-    }, ms);
+  stop(): Promise<void> {
+    return this.task.stop();
   }
 
   private async check(): Promise<void> {

@@ -7,7 +7,7 @@ export class SerialTask<Reason, Result> {
   private running: Promise<void> | undefined;
   private again: Reason | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private stopped = true;
+  private off = true;
 
   constructor(
     private readonly task: (reason: Reason) => Promise<Result>,
@@ -16,14 +16,14 @@ export class SerialTask<Reason, Result> {
 
   /** Accepts requests from now on; false when it already did. */
   start(): boolean {
-    if (!this.stopped) return false;
-    this.stopped = false;
+    if (!this.off) return false;
+    this.off = false;
     return true;
   }
 
   /** Runs now, or right after the run in progress. */
   request(reason: Reason): void {
-    if (this.stopped) return;
+    if (this.off) return;
     if (this.running) {
       this.again = reason;
       return;
@@ -31,13 +31,25 @@ export class SerialTask<Reason, Result> {
     clearTimeout(this.timer);
     this.running = this.task(reason).then((result) => {
       this.running = undefined;
-      if (this.stopped) return;
+      if (this.off) return;
       const again = this.again;
       this.again = undefined;
       if (again !== undefined) return this.request(again);
       const { reason: nextReason, afterMs } = this.next(result);
-      this.timer = setTimeout(() => this.request(nextReason), afterMs);
+      this.requestAfter(nextReason, afterMs);
     });
+  }
+
+  /** Runs after afterMs, unless a request runs it first (which re-arms the timer by `next`). */
+  requestAfter(reason: Reason, afterMs: number): void {
+    if (this.off || this.running) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.request(reason), afterMs);
+  }
+
+  /** True before start() and from stop() on: a run in progress may check it to end early. */
+  get stopped(): boolean {
+    return this.off;
   }
 
   /** The run in progress, if any. */
@@ -47,7 +59,7 @@ export class SerialTask<Reason, Result> {
 
   /** Idempotent; waits for the run in progress. */
   async stop(): Promise<void> {
-    this.stopped = true;
+    this.off = true;
     clearTimeout(this.timer);
     await this.running;
   }
