@@ -338,15 +338,13 @@ BEGIN
              WHERE src OPERATOR(pg_catalog.=) ANY (i.sources) AND i.view_id OPERATOR(pg_catalog.<>) p_view_id
                AND pg_catalog.pg_snapshot_xmax(i.applied_snapshot) OPERATOR(pg_catalog.<)
                    pg_catalog.pg_snapshot_xmax(inc.applied_snapshot));
-        -- (ORDER BY, not min(): PostgreSQL 14 has no min(xid8))
-        SELECT pg_catalog.pg_snapshot_xmin(v.s) INTO below FROM (
-            SELECT CASE WHEN i.view_id OPERATOR(pg_catalog.=) p_view_id THEN snap ELSE i.applied_snapshot END
-              FROM mvrefresh.incremental i WHERE src OPERATOR(pg_catalog.=) ANY (i.sources)) v(s)
-         WHERE v.s IS NOT NULL ORDER BY 1 LIMIT 1;
-        SELECT pg_catalog.pg_snapshot_xmax(v.s) INTO above FROM (
-            SELECT CASE WHEN i.view_id OPERATOR(pg_catalog.=) p_view_id THEN snap ELSE i.applied_snapshot END
-              FROM mvrefresh.incremental i WHERE src OPERATOR(pg_catalog.=) ANY (i.sources)) v(s)
-         WHERE v.s IS NOT NULL ORDER BY 1 LIMIT 1;
+        -- (the first of each sorted array, not min(): PostgreSQL 14 has no min(xid8))
+        SELECT (pg_catalog.array_agg(pg_catalog.pg_snapshot_xmin(v.s) ORDER BY pg_catalog.pg_snapshot_xmin(v.s)))[1],
+               (pg_catalog.array_agg(pg_catalog.pg_snapshot_xmax(v.s) ORDER BY pg_catalog.pg_snapshot_xmax(v.s)))[1]
+          INTO below, above
+          FROM (SELECT CASE WHEN i.view_id OPERATOR(pg_catalog.=) p_view_id THEN snap ELSE i.applied_snapshot END
+                  FROM mvrefresh.incremental i WHERE src OPERATOR(pg_catalog.=) ANY (i.sources)) v(s)
+         WHERE v.s IS NOT NULL;
         BEGIN
             EXECUTE pg_catalog.format(
                 'DELETE FROM mvrefresh.%I l WHERE l.mvr_xid OPERATOR(pg_catalog.<) $4 '
