@@ -10,12 +10,12 @@
  * size of each source's log, sampled. Markdown on stdout only.
  */
 import type pg from 'pg';
-import { PgCluster } from '../dev/cluster.js';
+import { PRODUCTION_SETTINGS, withCluster } from './support/cluster.js';
 import { DaemonProcess } from './support/daemon.js';
 import { connect, serverVersion, withClient } from './support/db.js';
 import { numberEnv, percentile } from './support/report.js';
 import { startSampler } from './incremental/sampler.js';
-import { CLUSTER_SETTINGS, PACED_RATE, SAMPLE_MS, WRITERS } from './incremental/settings.js';
+import { PACED_RATE, SAMPLE_MS, WRITERS } from './incremental/settings.js';
 import { cliOk, waitClean, watchAll } from './incremental/views.js';
 import { COMMENTS, POSTS, VIEWS, WriterLoad, createViewSql, schemaSql } from './incremental/workload.js';
 
@@ -72,16 +72,16 @@ function sampleLogs(db: pg.ClientBase): { stop: () => Promise<{ pages: number[];
 }
 
 const cell = (s: string) => s.replace(/\|/g, '\\|');
+/** pg_stat_statements counting the statements inside routines too. */
+const PROFILE_SETTINGS = {
+  ...PRODUCTION_SETTINGS,
+  shared_preload_libraries: "'pg_stat_statements'",
+  'pg_stat_statements.track': 'all',
+  'pg_stat_statements.max': '10000',
+};
 
 async function main(): Promise<void> {
-  const cluster = await PgCluster.create({
-    ...CLUSTER_SETTINGS,
-    shared_preload_libraries: "'pg_stat_statements'",
-    'pg_stat_statements.track': 'all',
-    'pg_stat_statements.max': '10000',
-  });
-  try {
-    await cluster.start();
+  await withCluster(PROFILE_SETTINGS, async (cluster) => {
     await withClient(cluster.url(), (c) => c.query(`CREATE DATABASE ${DB}`));
     const url = cluster.url(DB);
     await withClient(url, async (c) => {
@@ -156,12 +156,7 @@ async function main(): Promise<void> {
       if (code !== 0) process.stderr.write(`incremental-profile: the daemon exited with ${code}\n`);
       await db.end();
     }
-  } catch (err) {
-    process.stderr.write(`--- server log ---\n${await cluster.logTail()}\n`);
-    throw err;
-  } finally {
-    await cluster.cleanup();
-  }
+  });
 }
 
 await main();

@@ -25,7 +25,8 @@
 import { join } from 'node:path';
 import type pg from 'pg';
 import { SUCCESS_OUTCOMES } from '../src/db/protocol.js';
-import { PgCluster } from '../dev/cluster.js';
+import type { PgCluster } from '../dev/cluster.js';
+import { PRODUCTION_SETTINGS, withCluster } from './support/cluster.js';
 import { DaemonProcess } from './support/daemon.js';
 import { connect, serverVersion, withClient } from './support/db.js';
 import { percentile, writeSection } from './support/report.js';
@@ -34,7 +35,6 @@ import { report, type Mode, type ModeResult, type Paced } from './incremental/re
 import { startSampler, type Samples } from './incremental/sampler.js';
 import {
   CATCH_UP_LIMIT_MS,
-  CLUSTER_SETTINGS,
   MODES,
   PACED_RATE,
   PACED_SECONDS,
@@ -257,9 +257,7 @@ async function setUp(cluster: PgCluster): Promise<string> {
 
 async function main(): Promise<void> {
   const started = new Date();
-  const cluster = await PgCluster.create(CLUSTER_SETTINGS);
-  try {
-    await cluster.start();
+  await withCluster(PRODUCTION_SETTINGS, async (cluster) => {
     const url = await setUp(cluster);
     const db = await connect(url);
     db.on('error', (err) => process.stderr.write(`bench connection: ${err.message}\n`));
@@ -284,12 +282,7 @@ async function main(): Promise<void> {
     const text = report({ modes, writePath, version, started, url });
     console.log(text);
     await writeSection(TITLE, text);
-  } catch (err) {
-    process.stderr.write(`--- server log ---\n${await cluster.logTail()}\n`);
-    throw err;
-  } finally {
-    await cluster.cleanup();
-  }
+  });
 }
 
 await main();

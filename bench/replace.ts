@@ -22,7 +22,8 @@ import { createInterface } from 'node:readline';
 import pg from 'pg';
 import { migrate } from '../src/db/migrate.js';
 import { packageRoot } from '../src/paths.js';
-import { PgCluster } from '../dev/cluster.js';
+import type { PgCluster } from '../dev/cluster.js';
+import { PRODUCTION_SETTINGS, withCluster } from './support/cluster.js';
 import { connect, serverVersion, withClient } from './support/db.js';
 import { numberEnv, percentile, writeSection } from './support/report.js';
 
@@ -309,16 +310,7 @@ function table(results: PhaseResult[]): string {
 
 async function main(): Promise<void> {
   const started = new Date();
-  const cluster = await PgCluster.create({
-    autovacuum: 'on',
-    fsync: 'on',
-    shared_buffers: "'2GB'",
-    work_mem: "'16MB'",
-    maintenance_work_mem: "'256MB'",
-    max_wal_size: "'4GB'",
-  });
-  try {
-    await cluster.start();
+  await withCluster(PRODUCTION_SETTINGS, async (cluster) => {
     const url = await setUp(cluster);
     const db = await connect(url);
     db.on('error', (err) => process.stderr.write(`bench connection: ${err.message}\n`));
@@ -348,12 +340,7 @@ async function main(): Promise<void> {
     const text = report(results, { version, started, check, build });
     console.log(text);
     await writeSection(TITLE, text);
-  } catch (err) {
-    process.stderr.write(`--- server log ---\n${await cluster.logTail()}\n`);
-    throw err;
-  } finally {
-    await cluster.cleanup();
-  }
+  });
 }
 
 function report(

@@ -32,13 +32,3 @@ export const MODES = (process.env['BENCH_MODES'] ?? 'none,full,incremental,none,
     if (m === 'none' || m === 'full' || m === 'incremental') return true;
     throw new Error(`BENCH_MODES: unknown mode ${JSON.stringify(m)} (none, full, incremental)`);
   });
-
-/** The private cluster's settings: production-like (autovacuum on, fsync on; dev/cluster.ts). */
-export const CLUSTER_SETTINGS: Record<string, string> = {
-  autovacuum: 'on',
-  fsync: 'on',
-  shared_buffers: "'2GB'",
-  work_mem: "'16MB'",
-  maintenance_work_mem: "'256MB'",
-  max_wal_size: "'4GB'",
-};
