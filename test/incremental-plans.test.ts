@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from './support/cli.js';
-import { useTestDatabase } from './support/db.js';
+import { inRepeatableRead, useTestDatabase } from './support/db.js';
 import { viewMatches } from './support/shop.js';
 
 /**
@@ -49,8 +49,7 @@ describe('the plans of an apply by key', () => {
           `SELECT s.seq_scan, s.idx_scan FROM pg_stat_xact_user_tables s WHERE s.relid = 'posts'::regclass`,
         )
       ).rows[0]!;
-    await db.sql.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-    try {
+    await inRepeatableRead(db.sql, async () => {
       await db.sql.query('SET LOCAL random_page_cost = 4');
       const before = await postScans();
       const { rows } = await db.sql.query<{ kind: string }>(
@@ -65,11 +64,7 @@ describe('the plans of an apply by key', () => {
         rpc: rpc.rows[0]!.rpc,
       }).toEqual({ seqScans: 0, rpc: '4' });
       expect(Number(after.idx_scan) - Number(before.idx_scan)).toBeGreaterThan(0);
-      await db.sql.query('COMMIT');
-    } catch (err) {
-      await db.sql.query('ROLLBACK');
-      throw err;
-    }
+    });
     expect(await viewMatches(db.sql, 'community_day', VIEW)).toBe(true);
   });
 });
@@ -96,8 +91,7 @@ describe('the plan that drops recomputed groups from a delta', () => {
       DELETE FROM comments c WHERE c.id IN (
         SELECT DISTINCT ON (post_id) id FROM comments WHERE post_id BETWEEN 2001 AND 2400
          ORDER BY post_id, created_at DESC)`);
-    await db.sql.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-    try {
+    await inRepeatableRead(db.sql, async () => {
       const { rows } = await db.sql.query<{ kind: string; keys: number; drop: string }>(
         `SELECT a.kind, a.keys, i.statements #>> '{delta,dropRecomputed}' AS drop
            FROM mvrefresh.view_state v JOIN mvrefresh.incremental i ON i.view_id = v.id, pg_class c,
@@ -110,11 +104,7 @@ describe('the plan that drops recomputed groups from a delta', () => {
       const text = JSON.stringify(plan.rows[0]!['QUERY PLAN']);
       expect(text).not.toContain('Nested Loop');
       expect(text).toContain('(hashed SubPlan');
-      await db.sql.query('COMMIT');
-    } catch (err) {
-      await db.sql.query('ROLLBACK');
-      throw err;
-    }
+    });
     expect(await viewMatches(db.sql, 'post_last', LAST)).toBe(true);
   });
 });

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from './support/cli.js';
-import { useTestDatabase } from './support/db.js';
+import { inRepeatableRead, useTestDatabase } from './support/db.js';
 import { viewMatches } from './support/shop.js';
 
 /**
@@ -26,19 +26,14 @@ async function connect(name: string): Promise<pg.Client> {
 
 /** One apply of `view` in its own REPEATABLE READ transaction on `c`, as tx2 of a cycle runs it. */
 async function apply(c: pg.ClientBase, view: keyof typeof VIEWS): Promise<string> {
-  await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-  try {
+  return inRepeatableRead(c, async () => {
     const { rows } = await c.query<{ kind: string }>(
       `SELECT a.kind FROM mvrefresh.view_state v, pg_class c, mvrefresh.apply_view(v.id, c.oid, c.relowner) a
         WHERE v.view_name = $1 AND c.oid = $1::regclass`,
       [view],
     );
-    await c.query('COMMIT');
     return rows[0]!.kind;
-  } catch (err) {
-    await c.query('ROLLBACK');
-    throw err;
-  }
+  });
 }
 
 describe('pruning the log of a source read by two incremental views', () => {

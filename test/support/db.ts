@@ -97,3 +97,16 @@ export function useTestDatabase(label: string): TestDatabase {
   });
   return db;
 }
+
+/** Runs `fn` in a REPEATABLE READ transaction on `c` (an apply's level): committed, or rolled back when it throws. */
+export async function inRepeatableRead<T>(c: pg.ClientBase, fn: () => Promise<T>): Promise<T> {
+  await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+  try {
+    const result = await fn();
+    await c.query('COMMIT');
+    return result;
+  } catch (err) {
+    await c.query('ROLLBACK');
+    throw err;
+  }
+}
