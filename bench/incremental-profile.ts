@@ -28,6 +28,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Statement {
   ms: number;
+  planMs: number;
+  plans: number;
   calls: number;
   rows: number;
   query: string;
@@ -35,11 +37,11 @@ interface Statement {
 
 async function statements(db: pg.ClientBase): Promise<Statement[]> {
   const { rows } = await db.query<Statement>(
-    `SELECT sum(s.total_exec_time)::float8 AS ms, sum(s.calls)::float8 AS calls, sum(s.rows)::float8 AS rows,
+    `SELECT sum(s.total_exec_time)::float8 AS ms, sum(s.total_plan_time)::float8 AS "planMs", sum(s.plans)::float8 AS plans, sum(s.calls)::float8 AS calls, sum(s.rows)::float8 AS rows,
             left(regexp_replace(s.query, '\\s+', ' ', 'g'), 120) AS query
        FROM pg_stat_statements s
       WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND NOT s.toplevel
-      GROUP BY 4 ORDER BY 1 DESC LIMIT $1`,
+      GROUP BY 6 ORDER BY 1 DESC LIMIT $1`,
     [TOP],
   );
   return rows;
@@ -78,6 +80,7 @@ const PROFILE_SETTINGS = {
   shared_preload_libraries: "'pg_stat_statements'",
   'pg_stat_statements.track': 'all',
   'pg_stat_statements.max': '10000',
+  'pg_stat_statements.track_planning': 'on',
 };
 
 async function main(): Promise<void> {
@@ -143,11 +146,13 @@ async function main(): Promise<void> {
           return `| ${v.name} | ${mine.length} | ${ms.length ? percentile(ms, 50).toFixed(1) : '-'} | ${percentile(samples.staleness.get(v.name) ?? [], 99).toFixed(2)} |`;
         }),
         '',
-        '| total ms | calls | ms per call | rows | statement (nested) |',
-        '| ---: | ---: | ---: | ---: | --- |',
+        `Planning of the nested statements: ${top.reduce((a, s) => a + s.planMs, 0).toFixed(0)} ms in all.`,
+        '',
+        '| total ms | planning ms | plans | calls | ms per call | rows | statement (nested) |',
+        '| ---: | ---: | ---: | ---: | ---: | ---: | --- |',
         ...top.map(
           (s) =>
-            `| ${s.ms.toFixed(0)} | ${s.calls} | ${(s.ms / s.calls).toFixed(2)} | ${s.rows} | \`${cell(s.query)}\` |`,
+            `| ${s.ms.toFixed(0)} | ${s.planMs.toFixed(0)} | ${s.plans} | ${s.calls} | ${(s.ms / s.calls).toFixed(2)} | ${s.rows} | \`${cell(s.query)}\` |`,
         ),
       ];
       console.log(out.join('\n'));

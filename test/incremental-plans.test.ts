@@ -109,6 +109,58 @@ describe('the plan that drops recomputed groups from a delta', () => {
   });
 });
 
+/**
+ * A batch whose groups alone pass the threshold (a bulk load) is recomputed in full without first running
+ * the work that grows with it: a count(DISTINCT) view kept by probes counted each group and value of the
+ * batch through the index (a million index scans after a COPY of a million rows) before finding that a full
+ * recompute was cheaper. Counted by the index's scans in the apply's transaction.
+ */
+describe('a bulk batch of a view kept by probes', () => {
+  const COMMENTERS = `SELECT r.post_id, count(DISTINCT r.author_id) AS commenters FROM replies r GROUP BY r.post_id`;
+  beforeAll(async () => {
+    await db.sql.query(`
+      CREATE TABLE replies (id bigserial PRIMARY KEY, post_id bigint NOT NULL, author_id int NOT NULL);
+      CREATE INDEX replies_post_author ON replies (post_id, author_id);
+      INSERT INTO replies (post_id, author_id) SELECT 1 + g % 1500, g FROM generate_series(1, 3000) g;
+      ANALYZE replies;
+      CREATE MATERIALIZED VIEW reply_commenters AS ${COMMENTERS};
+      CREATE UNIQUE INDEX ON reply_commenters (post_id);`);
+    const p = runCli(['watch', 'reply_commenters', '--incremental'], { DATABASE_URL: db.url });
+    expect(await p.exit).toMatchObject({ code: 0 });
+    const { rows } = await db.sql.query<{ probed: boolean }>(
+      `SELECT i.statements -> 'delta' ? 'probe' AS probed FROM mvrefresh.incremental i
+         JOIN mvrefresh.view_state v ON v.id = i.view_id WHERE v.view_name = 'reply_commenters'`,
+    );
+    expect(rows[0]?.probed).toBe(true);
+  });
+
+  it('recomputes in full without probing each group and value of the batch', async () => {
+    // a new author on each of 1 200 of the 1 500 posts: more than 1 000 groups and half the view
+    await db.sql.query(
+      `INSERT INTO replies (post_id, author_id) SELECT g, 100000 + g FROM generate_series(1, 1200) g`,
+    );
+    const indexScans = async () =>
+      Number(
+        (
+          await db.sql.query<{ n: string }>(
+            `SELECT pg_stat_get_xact_numscans('replies_post_author'::regclass) AS n`,
+          )
+        ).rows[0]!.n,
+      );
+    await inRepeatableRead(db.sql, async () => {
+      const before = await indexScans();
+      const { rows } = await db.sql.query<{ kind: string }>(
+        `SELECT a.kind FROM mvrefresh.view_state v, pg_class c, mvrefresh.apply_view(v.id, c.oid, c.relowner) a
+          WHERE v.view_name = 'reply_commenters' AND c.oid = 'reply_commenters'::regclass`,
+      );
+      expect(rows[0]?.kind).toBe('full: threshold');
+      // the probes scanned it once per group and value: 1 200 times
+      expect(await indexScans()).toBeLessThan(before + 100);
+    });
+    expect(await viewMatches(db.sql, 'reply_commenters', COMMENTERS)).toBe(true);
+  });
+});
+
 describe('a view made incremental before version 16', () => {
   it("gets this version's statement for dropping its recomputed groups from migration 16", async () => {
     const stored = async () =>

@@ -194,6 +194,20 @@ BEGIN
         END LOOP;
         IF delta IS NOT NULL AND (delta OPERATOR(pg_catalog.->>) 'fact') OPERATOR(pg_catalog.=) ANY (changed) THEN
             EXECUTE delta OPERATOR(pg_catalog.->>) 'build';
+            -- every group of the delta ends in it or in the keys table (moveNullKeys, dropRecomputed): the
+            -- apply has at least as many keys as the delta has groups. When the groups alone pass the
+            -- threshold, the apply recomputes in full as it would after the rest, which is skipped: the work
+            -- that grows with the batch (the multiset, the probes: an index scan per group and value, a
+            -- million of them after a bulk load)
+            SELECT pg_catalog.count(*) INTO delta_rows FROM pg_temp.mvrefresh_delta;
+            PERFORM pg_catalog.set_config('role', 'none', true);
+            SELECT GREATEST(c.reltuples, 0) INTO view_rows FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) p_rel;
+            IF mvrefresh.apply_over_threshold(delta_rows, inc.est_key_ms, inc.last_full_ms, view_rows, true) THEN
+                reason := 'threshold';
+            END IF;
+            PERFORM pg_catalog.set_config('role', owner_name, true);
+        END IF;
+        IF reason IS NULL AND delta IS NOT NULL AND (delta OPERATOR(pg_catalog.->>) 'fact') OPERATOR(pg_catalog.=) ANY (changed) THEN
             IF delta OPERATOR(pg_catalog.?) 'distinct' THEN
                 -- the owner may not use mvrefresh's schema: the call is mvrefresh's, and returns as the owner
                 PERFORM pg_catalog.set_config('role', 'none', true);
@@ -212,17 +226,15 @@ BEGIN
             SELECT pg_catalog.count(*) INTO delta_rows FROM pg_temp.mvrefresh_delta;
         END IF;
         PERFORM pg_catalog.set_config('role', 'none', true);
-        EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) OPERATOR(pg_catalog.+) $1 FROM (SELECT DISTINCT * FROM %s) k', keys_table)
-            USING delta_rows INTO keys;
-        -- many keys: a full recompute costs less (the measured cost per key against the last full one;
-        -- before any measurement, 5% of the view, or half of it for a delta view, whose groups cost a
-        -- row update each where a full recompute evaluates the whole definition)
-        SELECT GREATEST(c.reltuples, 0) INTO view_rows FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) p_rel;
-        IF (keys OPERATOR(pg_catalog.>) 1000) AND (CASE
-               WHEN inc.est_key_ms IS NOT NULL AND inc.last_full_ms IS NOT NULL
-               THEN (inc.est_key_ms OPERATOR(pg_catalog.*) keys) OPERATOR(pg_catalog.>) (0.5 OPERATOR(pg_catalog.*) inc.last_full_ms)
-               ELSE keys OPERATOR(pg_catalog.>) (CASE WHEN delta IS NULL THEN 0.05 ELSE 0.5 END OPERATOR(pg_catalog.*) view_rows) END) THEN
-            reason := 'threshold';
+        IF reason IS NULL THEN
+            EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) OPERATOR(pg_catalog.+) $1 FROM (SELECT DISTINCT * FROM %s) k', keys_table)
+                USING delta_rows INTO keys;
+            SELECT GREATEST(c.reltuples, 0) INTO view_rows FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) p_rel;
+            IF mvrefresh.apply_over_threshold(keys, inc.est_key_ms, inc.last_full_ms, view_rows, delta IS NOT NULL) THEN
+                reason := 'threshold';
+            END IF;
+        END IF;
+        IF reason IS NOT NULL THEN
             EXECUTE 'TRUNCATE ' OPERATOR(pg_catalog.||) keys_table;
         END IF;
     END IF;
@@ -456,6 +468,27 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION mvrefresh.distinct_from_definition(jsonb, text) FROM PUBLIC;
+
+-- Whether an apply of p_keys keys (groups, for a delta view: p_delta) costs more than a full recompute of
+-- the view (p_view_rows rows): past 1 000 keys, the measured cost per key (p_est_key_ms, a moving average of
+-- the applies by key) against the last full recompute's (p_last_full_ms); before any measurement, 5% of the
+-- view, or half of it for a delta view, whose groups cost a row update each where a full recompute
+-- evaluates the whole definition. Grows with p_keys: a lower bound that passes it, the true count passes it.
+CREATE OR REPLACE FUNCTION mvrefresh.apply_over_threshold(
+    p_keys bigint, p_est_key_ms double precision, p_last_full_ms double precision,
+    p_view_rows double precision, p_delta boolean)
+    RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN p_keys OPERATOR(pg_catalog.>) 1000 AND CASE
+        WHEN p_est_key_ms IS NOT NULL AND p_last_full_ms IS NOT NULL
+        THEN (p_est_key_ms OPERATOR(pg_catalog.*) p_keys) OPERATOR(pg_catalog.>) (0.5 OPERATOR(pg_catalog.*) p_last_full_ms)
+        ELSE p_keys OPERATOR(pg_catalog.>) (CASE WHEN p_delta THEN 0.5 ELSE 0.05 END OPERATOR(pg_catalog.*) p_view_rows) END;
+END
+$$;
+REVOKE ALL ON FUNCTION mvrefresh.apply_over_threshold(bigint, double precision, double precision, double precision, boolean) FROM PUBLIC;
 
 -- Whether the temporary table p_name exists with exactly the columns (names, types, in order) of p_like,
 -- or of its columns p_columns when given: a table kept for the session is used only in that shape.
