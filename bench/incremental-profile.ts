@@ -47,6 +47,19 @@ async function statements(db: pg.ClientBase): Promise<Statement[]> {
   return rows;
 }
 
+/** Each view's table: rows updated, of them HOT, and its size (pg_stat_user_tables: the backends' reports, at most a second old). */
+async function viewUpdates(
+  db: pg.ClientBase,
+): Promise<Map<string, { upd: number; hot: number; bytes: number }>> {
+  const { rows } = await db.query<{ name: string; upd: number; hot: number; bytes: number }>(
+    `SELECT s.relname AS name, s.n_tup_upd::float8 AS upd, s.n_tup_hot_upd::float8 AS hot,
+            pg_relation_size(s.relid)::float8 AS bytes
+       FROM pg_stat_user_tables s WHERE s.schemaname = 'public' AND s.relname = ANY ($1)`,
+    [VIEWS.map((v) => v.name)],
+  );
+  return new Map(rows.map((r) => [r.name, r]));
+}
+
 /** The pages and dead rows of each source's log, every SAMPLE_MS until stopped. */
 function sampleLogs(db: pg.ClientBase): { stop: () => Promise<{ pages: number[]; dead: number[] }> } {
   const pages: number[] = [];
@@ -114,6 +127,7 @@ async function main(): Promise<void> {
       await load.start();
       await sleep(WARMUP_S * 1000);
       await db.query('SELECT pg_stat_statements_reset()');
+      const updatesBefore = await viewUpdates(db);
       const from = Date.now();
       const logsDb = await connect(url);
       const logs = sampleLogs(logsDb);
@@ -127,6 +141,7 @@ async function main(): Promise<void> {
       await load.stop();
       const to = Date.now();
       const top = await statements(db);
+      const updatesAfter = await viewUpdates(db);
       const out = [
         `PostgreSQL ${await serverVersion(url)}, ${POSTS} posts, ${COMMENTS} comments, ${WRITERS} writers at ${PACED_RATE} writes/s ` +
           `(achieved ${load.tps.toFixed(0)}), ${SECONDS} s measured after ${WARMUP_S} s.`,
@@ -136,14 +151,21 @@ async function main(): Promise<void> {
         `Logs: ${percentile(sizes.pages, 50).toFixed(0)} pages at p50, ${Math.max(...sizes.pages).toFixed(0)} at most; ` +
           `dead rows ${percentile(sizes.dead, 50).toFixed(0)} at p50, ${Math.max(...sizes.dead).toFixed(0)} at most.`,
         '',
-        '| view | applies | p50 ms | staleness p99 s |',
-        '| --- | ---: | ---: | ---: |',
+        '| view | applies | p50 ms | staleness p99 s | rows updated | of them HOT | table MB |',
+        '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
         ...VIEWS.map((v) => {
           const mine = daemon.refreshes.filter(
             (r) => r.view === `public.${v.name}` && r.at >= from && r.at <= to,
           );
           const ms = mine.map((r) => r.refreshMs ?? r.durationMs ?? Number.NaN);
-          return `| ${v.name} | ${mine.length} | ${ms.length ? percentile(ms, 50).toFixed(1) : '-'} | ${percentile(samples.staleness.get(v.name) ?? [], 99).toFixed(2)} |`;
+          const a = updatesAfter.get(v.name);
+          const b = updatesBefore.get(v.name);
+          const upd = a && b ? a.upd - b.upd : Number.NaN;
+          const hot = a && b ? a.hot - b.hot : Number.NaN;
+          return (
+            `| ${v.name} | ${mine.length} | ${ms.length ? percentile(ms, 50).toFixed(1) : '-'} | ${percentile(samples.staleness.get(v.name) ?? [], 99).toFixed(2)} ` +
+            `| ${upd} | ${upd > 0 ? `${((100 * hot) / upd).toFixed(0)}%` : '-'} | ${a ? (a.bytes / 2 ** 20).toFixed(0) : '-'} |`
+          );
         }),
         '',
         `Planning of the nested statements: ${top.reduce((a, s) => a + s.planMs, 0).toFixed(0)} ms in all.`,

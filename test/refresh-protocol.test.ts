@@ -112,6 +112,17 @@ describe('refresh_view outcomes', () => {
     expect(await due(id)).toEqual([]);
   });
 
+  it("leaves the caller's session settings as they were (the wait's plan_cache_mode is its transaction's)", async () => {
+    const id = await watchedView('settings');
+    await db.exec('INSERT INTO settings_src VALUES (2, 2)');
+    const c = await session('settings');
+    await c.query(`SET plan_cache_mode = force_custom_plan`);
+    expect(await refreshView(id, { client: c })).toMatchObject({ outcome: 'refreshed' });
+    const { rows } = await c.query<{ mode: string }>(`SELECT current_setting('plan_cache_mode') AS mode`);
+    expect(rows[0]?.mode).toBe('force_custom_plan');
+    expect(await matches('settings')).toBe(true);
+  });
+
   it('reports clean, and starts no cycle, when nothing is due; refreshes anyway when forced', async () => {
     const id = await watchedView('idle');
     await refreshView(id);

@@ -105,10 +105,24 @@ export const SMALL_VIEWS: readonly ViewSpec[] = SMALL_AGGREGATES.flatMap((aggreg
   }),
 );
 
+/**
+ * The views' fillfactor (BENCH_VIEW_FILLFACTOR, 10-100), a storage parameter that `watch --incremental`
+ * keeps on the table; unset by default, as PostgreSQL creates a materialized view (100).
+ */
+const VIEW_FILLFACTOR = process.env['BENCH_VIEW_FILLFACTOR']
+  ? numberEnv('BENCH_VIEW_FILLFACTOR', 100)
+  : undefined;
+if (
+  VIEW_FILLFACTOR !== undefined &&
+  !(Number.isInteger(VIEW_FILLFACTOR) && VIEW_FILLFACTOR >= 10 && VIEW_FILLFACTOR <= 100)
+)
+  throw new Error(`BENCH_VIEW_FILLFACTOR: ${VIEW_FILLFACTOR} is not an integer from 10 to 100`);
+
 /** `CREATE MATERIALIZED VIEW` of a view and its unique index (REFRESH CONCURRENTLY needs one). */
 export function createViewSql(v: ViewSpec): string {
   const name = pg.escapeIdentifier(v.name);
-  return `CREATE MATERIALIZED VIEW public.${name} AS ${v.query};
+  const storage = VIEW_FILLFACTOR === undefined ? '' : ` WITH (fillfactor = ${VIEW_FILLFACTOR})`;
+  return `CREATE MATERIALIZED VIEW public.${name}${storage} AS ${v.query};
 CREATE UNIQUE INDEX ${pg.escapeIdentifier(`${v.name}_key`)} ON public.${name} (${v.key.map((k) => pg.escapeIdentifier(k)).join(', ')});`;
 }
 
