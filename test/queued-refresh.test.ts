@@ -37,7 +37,7 @@ afterAll(async () => {
 describe('a manual refresh of a view whose job is queued', () => {
   it('runs that job forced: a clean view is refreshed, not answered clean', async () => {
     const { scheduler, refresher } = d.running;
-    const before = d.reports.length;
+    let before = d.reports.length;
     await db.sql.query('SELECT pg_advisory_lock($1)', [GATE]);
     try {
       scheduler.schedule(ids['public.gated']!, 'manual');
@@ -56,6 +56,9 @@ describe('a manual refresh of a view whose job is queued', () => {
         headers: { authorization: `Bearer ${TOKEN}` },
       });
       expect(res.status).toBe(202);
+      // from here on the one slot is the gated refresh's: the next report of the quick view is its queued
+      // job's (one of the daemon's own sweeps may have refreshed it, clean, before the gated job started)
+      before = d.reports.length;
     } finally {
       await db.sql.query('SELECT pg_advisory_unlock($1)', [GATE]);
     }
