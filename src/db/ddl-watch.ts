@@ -6,6 +6,7 @@ import { SAFE_SEARCH_PATH } from './connect.js';
 import { SqlState, isPgError } from './errors.js';
 import { expandRoutine } from './placeholders.js';
 import { sql } from './sql.js';
+import { inTransaction } from './transaction.js';
 
 /**
  * The DDL event triggers (migrations/ddl-watch/install.sql): installed by a role that may create event
@@ -30,15 +31,10 @@ export async function ddlWatchInPlace(db: pg.ClientBase): Promise<boolean> {
  */
 export async function installDdlWatch(db: pg.ClientBase, dir: string = migrationsDir): Promise<void> {
   const text = await installSql(dir);
-  await db.query('BEGIN');
-  try {
+  await inTransaction(db, async () => {
     await db.query(sql.pinSearchPath, [SAFE_SEARCH_PATH, true]);
     await db.query(text);
-    await db.query('COMMIT');
-  } catch (err) {
-    await db.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
+  });
 }
 
 /**

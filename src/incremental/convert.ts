@@ -16,6 +16,7 @@
 import type pg from 'pg';
 import { CHANNEL, LOCK_NAMESPACE, VIEWS_CHANGED } from '../db/protocol.js';
 import { retryOnLockTimeout } from '../db/lock-retry.js';
+import { inTransaction } from '../db/transaction.js';
 import {
   captureDependants,
   captureRelation,
@@ -50,17 +51,15 @@ export class IncrementalRefused extends Error {
   override name = 'IncrementalRefused';
 }
 
-async function tx<T>(client: pg.ClientBase, fn: () => Promise<T>, begin = 'BEGIN'): Promise<T> {
-  await client.query(begin);
-  try {
-    await client.query(incrementalSql.setSearchPath);
-    const result = await fn();
-    await client.query('COMMIT');
-    return result;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
+function tx<T>(client: pg.ClientBase, fn: () => Promise<T>, begin = 'BEGIN'): Promise<T> {
+  return inTransaction(
+    client,
+    async () => {
+      await client.query(incrementalSql.setSearchPath);
+      return fn();
+    },
+    begin,
+  );
 }
 
 const tempName = (view: string, suffix: string): string => {

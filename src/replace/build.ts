@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { describeError, isPgError } from '../db/errors.js';
+import { inTransaction } from '../db/transaction.js';
 import {
   ReplaceRefused,
   captureRelation,
@@ -32,18 +33,6 @@ export function tempName(view: string, id: string): string {
 
 /** A temporary name of the new version's index number n (the live view's indexes keep theirs until the swap). */
 export const tempIndexName = (id: string, n: number): string => `mvr_replace_${id}_${n}`;
-
-async function inTransaction<T>(client: pg.ClientBase, fn: () => Promise<T>): Promise<T> {
-  await client.query('BEGIN');
-  try {
-    const result = await fn();
-    await client.query('COMMIT');
-    return result;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
-}
 
 /** Strips what a definition file may add around its query: blanks and a final semicolon. */
 export function normalizeDefinition(text: string): string {

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { settleClears } from '../db/clears.js';
 import { SqlState, describeError, isPgError } from '../db/errors.js';
 import { retryOnLockTimeout } from '../db/lock-retry.js';
+import { inTransaction } from '../db/transaction.js';
 import { copyIndexes, createNewVersion, populate, tempName } from './build.js';
 import { ReplaceRefused, captureRelation, shownName } from './plan.js';
 import { dropHalfBuilt, fail, release, setStep, type Request } from './requests.js';
@@ -53,15 +54,10 @@ async function swapWithRetry(
     return await retryOnLockTimeout(async () => {
       attempts += 1;
       const t0 = Date.now();
-      await client.query('BEGIN');
-      try {
-        const result = await swapOnce(client, { ...input, beforeCommit: () => atStep('swap') });
-        await client.query('COMMIT');
-        return { ...result, swapAttempts: attempts, swapMs: Date.now() - t0 };
-      } catch (err) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw err;
-      }
+      const result = await inTransaction(client, () =>
+        swapOnce(client, { ...input, beforeCommit: () => atStep('swap') }),
+      );
+      return { ...result, swapAttempts: attempts, swapMs: Date.now() - t0 };
     }, timeoutMs);
   } catch (err) {
     if (isPgError(err) && RETRIED.has(err.code ?? ''))

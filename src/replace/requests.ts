@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { REPLACE_LOCK_NAMESPACE } from '../db/protocol.js';
+import { inTransaction } from '../db/transaction.js';
 import { qname } from './plan.js';
 import { replaceSql } from './sql.js';
 
@@ -40,8 +41,7 @@ export async function recordCliRequest(
   searchPath: string,
   lockTimeoutMs: number | undefined,
 ): Promise<string> {
-  await client.query('BEGIN');
-  try {
+  return inTransaction(client, async () => {
     const { rows } = await client.query<{ id: string }>(replaceSql.requestReplace, [
       view,
       definition,
@@ -50,12 +50,8 @@ export async function recordCliRequest(
     ]);
     const id = rows[0]!.id;
     await client.query(replaceSql.markCli, [id]);
-    await client.query('COMMIT');
     return id;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
+  });
 }
 
 /** Drops what an interrupted executor of `orphan` left: its half-built version (and with it its indexes). */
@@ -83,46 +79,41 @@ export async function claim(
   claimedBy: string,
 ): Promise<Request | null> {
   for (;;) {
-    await client.query('BEGIN');
-    let claimed: Request | null = null;
-    let abandoned: Request | null = null;
-    try {
-      const { rows } = await client.query<Request>(replaceSql.candidates, [
-        filter.id ?? null,
-        filter.origins ?? null,
-        filter.view?.schema ?? null,
-        filter.view?.name ?? null,
-      ]);
-      for (const r of rows) {
-        const { rows: lock } = await client.query<{ locked: boolean }>(replaceSql.tryLock, [
-          REPLACE_LOCK_NAMESPACE,
-          r.id,
+    const found = await inTransaction(
+      client,
+      async (): Promise<{ claimed?: Request; abandoned?: Request }> => {
+        const { rows } = await client.query<Request>(replaceSql.candidates, [
+          filter.id ?? null,
+          filter.origins ?? null,
+          filter.view?.schema ?? null,
+          filter.view?.name ?? null,
         ]);
-        if (!lock[0]?.locked) continue;
-        if (r.status === 'running') await dropHalfBuilt(client, r);
-        if (r.status === 'running' && r.origin === 'cli' && r.id !== filter.id) {
-          await client.query(replaceSql.finish, [
+        for (const r of rows) {
+          const { rows: lock } = await client.query<{ locked: boolean }>(replaceSql.tryLock, [
+            REPLACE_LOCK_NAMESPACE,
             r.id,
-            'failed',
-            'interrupted: the process carrying it out ended',
           ]);
-          abandoned = r;
-          break;
+          if (!lock[0]?.locked) continue;
+          if (r.status === 'running') await dropHalfBuilt(client, r);
+          if (r.status === 'running' && r.origin === 'cli' && r.id !== filter.id) {
+            await client.query(replaceSql.finish, [
+              r.id,
+              'failed',
+              'interrupted: the process carrying it out ended',
+            ]);
+            return { abandoned: r };
+          }
+          await client.query(replaceSql.start, [r.id, claimedBy]);
+          return { claimed: { ...r, temp_name: null } };
         }
-        await client.query(replaceSql.start, [r.id, claimedBy]);
-        claimed = { ...r, temp_name: null };
-        break;
-      }
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    }
-    if (abandoned) {
-      await release(client, abandoned.id);
+        return {};
+      },
+    );
+    if (found.abandoned) {
+      await release(client, found.abandoned.id);
       continue;
     }
-    return claimed;
+    return found.claimed ?? null;
   }
 }
 

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, inject } from 'vitest';
+import { inTransaction } from '../../src/db/transaction.js';
 import { databaseUrl } from './urls.js';
 import { delay } from './wait.js';
 
@@ -99,14 +100,6 @@ export function useTestDatabase(label: string): TestDatabase {
 }
 
 /** Runs `fn` in a REPEATABLE READ transaction on `c` (an apply's level): committed, or rolled back when it throws. */
-export async function inRepeatableRead<T>(c: pg.ClientBase, fn: () => Promise<T>): Promise<T> {
-  await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-  try {
-    const result = await fn();
-    await c.query('COMMIT');
-    return result;
-  } catch (err) {
-    await c.query('ROLLBACK');
-    throw err;
-  }
+export function inRepeatableRead<T>(c: pg.ClientBase, fn: () => Promise<T>): Promise<T> {
+  return inTransaction(c, fn, 'BEGIN ISOLATION LEVEL REPEATABLE READ');
 }
