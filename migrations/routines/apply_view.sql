@@ -186,6 +186,8 @@ BEGIN
         -- changes and groups with a NULL key are recomputed by key; a source that did not change affects
         -- no key
         delta := inc.statements OPERATOR(pg_catalog.->) 'delta';
+        -- the view's size, for the threshold (apply_over_threshold(), looked at once or twice below)
+        SELECT GREATEST(c.reltuples, 0) INTO view_rows FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) p_rel;
         PERFORM pg_catalog.set_config('role', owner_name, true);
         FOR src_key, q IN SELECT e.key, e.value FROM pg_catalog.jsonb_each_text(inc.statements OPERATOR(pg_catalog.->) 'keys') e LOOP
             CONTINUE WHEN src_key OPERATOR(pg_catalog.=) (delta OPERATOR(pg_catalog.->>) 'fact')
@@ -201,35 +203,32 @@ BEGIN
             -- million of them after a bulk load)
             SELECT pg_catalog.count(*) INTO delta_rows FROM pg_temp.mvrefresh_delta;
             PERFORM pg_catalog.set_config('role', 'none', true);
-            SELECT GREATEST(c.reltuples, 0) INTO view_rows FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) p_rel;
             IF mvrefresh.apply_over_threshold(delta_rows, inc.est_key_ms, inc.last_full_ms, view_rows, true) THEN
                 reason := 'threshold';
+            ELSE
+                PERFORM pg_catalog.set_config('role', owner_name, true);
+                IF delta OPERATOR(pg_catalog.?) 'distinct' THEN
+                    -- the owner may not use mvrefresh's schema: the call is mvrefresh's, and returns as the owner
+                    PERFORM pg_catalog.set_config('role', 'none', true);
+                    PERFORM mvrefresh.apply_distinct(delta OPERATOR(pg_catalog.->) 'distinct', owner_name, false);
+                ELSIF delta OPERATOR(pg_catalog.?) 'probe' THEN
+                    -- before the ANALYZE, like the multiset's: analyzed with the distinct column still 0, the
+                    -- upsert took no group for new (count > 0) and anti-joined them row by row (22 000 groups: 21 s)
+                    PERFORM pg_catalog.set_config('role', 'none', true);
+                    PERFORM mvrefresh.apply_probe(delta OPERATOR(pg_catalog.->) 'probe', owner_name);
+                END IF;
+                -- without statistics the planner takes it for 1 000 rows or more and joins it to the whole view
+                -- (analyzed once complete: with the distinct column's changes)
+                ANALYZE pg_temp.mvrefresh_delta;
+                EXECUTE delta OPERATOR(pg_catalog.->>) 'moveNullKeys';
+                EXECUTE delta OPERATOR(pg_catalog.->>) 'dropRecomputed';
+                SELECT pg_catalog.count(*) INTO delta_rows FROM pg_temp.mvrefresh_delta;
             END IF;
-            PERFORM pg_catalog.set_config('role', owner_name, true);
-        END IF;
-        IF reason IS NULL AND delta IS NOT NULL AND (delta OPERATOR(pg_catalog.->>) 'fact') OPERATOR(pg_catalog.=) ANY (changed) THEN
-            IF delta OPERATOR(pg_catalog.?) 'distinct' THEN
-                -- the owner may not use mvrefresh's schema: the call is mvrefresh's, and returns as the owner
-                PERFORM pg_catalog.set_config('role', 'none', true);
-                PERFORM mvrefresh.apply_distinct(delta OPERATOR(pg_catalog.->) 'distinct', owner_name, false);
-            ELSIF delta OPERATOR(pg_catalog.?) 'probe' THEN
-                -- before the ANALYZE, like the multiset's: analyzed with the distinct column still 0, the
-                -- upsert took no group for new (count > 0) and anti-joined them row by row (22 000 groups: 21 s)
-                PERFORM pg_catalog.set_config('role', 'none', true);
-                PERFORM mvrefresh.apply_probe(delta OPERATOR(pg_catalog.->) 'probe', owner_name);
-            END IF;
-            -- without statistics the planner takes it for 1 000 rows or more and joins it to the whole view
-            -- (analyzed once complete: with the distinct column's changes)
-            ANALYZE pg_temp.mvrefresh_delta;
-            EXECUTE delta OPERATOR(pg_catalog.->>) 'moveNullKeys';
-            EXECUTE delta OPERATOR(pg_catalog.->>) 'dropRecomputed';
-            SELECT pg_catalog.count(*) INTO delta_rows FROM pg_temp.mvrefresh_delta;
         END IF;
         PERFORM pg_catalog.set_config('role', 'none', true);
         IF reason IS NULL THEN
             EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) OPERATOR(pg_catalog.+) $1 FROM (SELECT DISTINCT * FROM %s) k', keys_table)
                 USING delta_rows INTO keys;
-            SELECT GREATEST(c.reltuples, 0) INTO view_rows FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) p_rel;
             IF mvrefresh.apply_over_threshold(keys, inc.est_key_ms, inc.last_full_ms, view_rows, delta IS NOT NULL) THEN
                 reason := 'threshold';
             END IF;
