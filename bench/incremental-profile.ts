@@ -168,7 +168,7 @@ async function main(): Promise<void> {
           );
         }),
         '',
-        `Planning of the nested statements: ${top.reduce((a, s) => a + s.planMs, 0).toFixed(0)} ms in all.`,
+        `Planning of the ${top.length} nested statements below: ${top.reduce((a, s) => a + s.planMs, 0).toFixed(0)} ms.`,
         '',
         '| total ms | planning ms | plans | calls | ms per call | rows | statement (nested) |',
         '| ---: | ---: | ---: | ---: | ---: | ---: | --- |',
