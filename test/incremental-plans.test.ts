@@ -161,13 +161,73 @@ describe('a bulk batch of a view kept by probes', () => {
   });
 });
 
+describe('a group whose extreme row changes in another column', () => {
+  const NOTES_LAST = `SELECT n.post_id, count(*) AS notes, max(n.created_at) AS last_at, sum(n.score) AS score
+    FROM notes n GROUP BY n.post_id`;
+  beforeAll(async () => {
+    await db.sql.query(`
+      CREATE TABLE notes (id bigserial PRIMARY KEY, post_id bigint NOT NULL, score int NOT NULL,
+                          created_at timestamptz NOT NULL);
+      CREATE INDEX notes_post_id ON notes (post_id);
+      INSERT INTO notes (post_id, score, created_at)
+      SELECT 1 + g % 200, g % 50, timestamptz '2026-01-01' + g * interval '1 minute' FROM generate_series(1, 4000) g;
+      ANALYZE notes;
+      CREATE MATERIALIZED VIEW note_last AS ${NOTES_LAST};
+      CREATE UNIQUE INDEX ON note_last (post_id);`);
+    const p = runCli(['watch', 'note_last', '--incremental'], { DATABASE_URL: db.url });
+    expect(await p.exit).toMatchObject({ code: 0 });
+  });
+
+  /** Applies the batch; returns how, and how often it read notes by post (a group recomputed by key). */
+  const apply = () =>
+    inRepeatableRead(db.sql, async () => {
+      const scans = async () =>
+        Number(
+          (
+            await db.sql.query<{ n: string }>(
+              `SELECT pg_stat_get_xact_numscans('notes_post_id'::regclass) AS n`,
+            )
+          ).rows[0]!.n,
+        );
+      const before = await scans();
+      const { rows } = await db.sql.query<{ kind: string }>(
+        `SELECT a.kind FROM mvrefresh.view_state v, pg_class c, mvrefresh.apply_view(v.id, c.oid, c.relowner) a
+          WHERE v.view_name = 'note_last' AND c.oid = 'note_last'::regclass`,
+      );
+      return { kind: rows[0]?.kind, scans: (await scans()) - before };
+    });
+  const latest = `(SELECT DISTINCT ON (post_id) id FROM notes WHERE post_id <= 50 ORDER BY post_id, created_at DESC, id)`;
+
+  it('keeps it by its delta when the update leaves the extreme column alone (the old and new images net out)', async () => {
+    await db.sql.query(`UPDATE notes SET score = score + 7 WHERE id IN ${latest}`);
+    // before: the 50 groups recomputed, each read by post_id
+    expect(await apply()).toEqual({ kind: 'delta', scans: 0 });
+    expect(await viewMatches(db.sql, 'note_last', NOTES_LAST)).toBe(true);
+  });
+
+  it('keeps it by its delta when a new extreme is added and removed again in one batch', async () => {
+    await db.sql.query(`INSERT INTO notes (post_id, score, created_at) VALUES (3, 1, '2030-01-01')`);
+    await db.sql.query(`DELETE FROM notes WHERE created_at = '2030-01-01'`);
+    expect(await apply()).toEqual({ kind: 'delta', scans: 0 });
+    expect(await viewMatches(db.sql, 'note_last', NOTES_LAST)).toBe(true);
+  });
+
+  it('recomputes the groups whose extreme value itself went', async () => {
+    await db.sql.query(`UPDATE notes SET created_at = created_at - interval '1 year' WHERE id IN ${latest}`);
+    const { kind, scans } = await apply();
+    expect(kind).toBe('delta');
+    expect(scans).toBeGreaterThan(0);
+    expect(await viewMatches(db.sql, 'note_last', NOTES_LAST)).toBe(true);
+  });
+});
+
 describe('a view made incremental before version 16', () => {
   it("gets this version's statement for dropping its recomputed groups from migration 16", async () => {
     const stored = async () =>
       (
         await db.sql.query<{ s: string }>(
           `SELECT i.statements #>> '{delta,dropRecomputed}' AS s FROM mvrefresh.incremental i
-             JOIN mvrefresh.view_state v ON v.id = i.view_id WHERE v.view_name = 'post_last'`,
+             JOIN mvrefresh.view_state v ON v.id = i.view_id WHERE v.view_name = 'note_last'`,
         )
       ).rows[0]!.s;
     const current = await stored();
@@ -176,7 +236,7 @@ describe('a view made incremental before version 16', () => {
     // as version 15 wrote it
     await db.sql.query(
       `UPDATE mvrefresh.incremental i SET statements = jsonb_set(i.statements, '{delta,dropRecomputed}', to_jsonb($1::text))
-         FROM mvrefresh.view_state v WHERE v.id = i.view_id AND v.view_name = 'post_last'`,
+         FROM mvrefresh.view_state v WHERE v.id = i.view_id AND v.view_name = 'note_last'`,
       [
         `DELETE FROM pg_temp.mvrefresh_delta d WHERE EXISTS (SELECT FROM ${keys} k WHERE k."post_id" IS NOT DISTINCT FROM d."post_id")`,
       ],

@@ -11,12 +11,13 @@
  * are recomputed by key instead (their key queries, analyze.ts), and their deltas dropped. A group whose
  * key has a NULL is recomputed too (`=` does not find it).
  * min(col) / max(col) of the fact qualify as well: the batch gives the extreme of the added images (sign 1)
- * and, in a hidden column, that of the removed ones (sign -1). With M the extreme of the group's rows and
- * the added ones (GREATEST(view's value, added) for max), a removed value beyond M is impossible and one
+ * and, in a hidden column, that of the removed ones (sign -1), each counting only the values the batch adds
+ * more often than it removes, or the reverse, in the same group (netted(): an UPDATE of another column, or
+ * a row added and removed again, leaves col's values as they were). With M the extreme of the group's rows
+ * and the added ones (GREATEST(view's value, added) for max), a removed value beyond M is impossible and one
  * short of it leaves M in the group, so the new value is M; a removed value equal to M may have taken M's
- * only instance (a delete, an UPDATE of that row, or an added row removed again in the same batch), and
- * only then is the group recomputed by key (min after a delete stays right; a group of many rows rarely
- * loses its extreme).
+ * only instance (a delete, an UPDATE of col or of the row's group), and only then is the group recomputed
+ * by key (min after a delete stays right; a group of many rows rarely loses its extreme).
  * avg(col) of the fact qualifies beside sum(col) and a count of col's rows (count(col), or count(*) with col
  * NOT NULL) in the same view: PostgreSQL's avg of an integer or numeric column is exactly
  * sum::numeric / count::numeric (int8_avg, numeric_avg), so the upsert sets it from the group's new sum and
@@ -27,7 +28,7 @@
  * is added to it, and a value whose count leaves 0 adds 1 to the group's distinct count, one whose count
  * falls to 0 takes 1 away. With col NOT NULL it also tells when a group vanishes, in place of count(*).
  */
-import { nodeOf, str, walk, type Node } from './ast.js';
+import { nodeOf, rangeSubselect, rangeVar, str, walk, type Node } from './ast.js';
 import type { Column, Source } from './types.js';
 
 export interface DeltaPlan {
@@ -217,6 +218,15 @@ export function deltaPlan(
   });
   const extremes: Extreme[] = [];
   const hidden: Node[] = [];
+  // the fact's columns that place a row in its group (or leave it out), for netting each extreme's values
+  const placing = placingColumns(s, rewritten, fact, aliases);
+  const extremeArgs = (rewritten as { marker?: { fn: string; args: unknown[] } }[])
+    .filter((r) => r.marker?.fn === 'min' || r.marker?.fn === 'max')
+    .map((r) => qualified(r.marker!.args[0]) ?? bare(r.marker!.args[0], aliases));
+  const nets =
+    placing !== undefined && extremeArgs.length > 0 && extremeArgs.every((r) => r?.[0] === fact)
+      ? extremeArgs.map((r) => r![1])
+      : undefined;
   const targetList = rewritten.map((r) => {
     const marker = (r as { marker?: { fn: string; args: unknown[] } }).marker;
     const rt = (r as { ResTarget: Node }).ResTarget;
@@ -227,10 +237,13 @@ export function deltaPlan(
     if (name === distinct?.column || averages.some((a) => a.column === name))
       return { ResTarget: { name, val: ZERO } };
     if (marker.fn === 'min' || marker.fn === 'max') {
-      const removed = `mvr_removed_${extremes.length}`;
+      const i = extremes.length;
+      const removed = `mvr_removed_${i}`;
+      const netted = (v: 1 | -1): Node =>
+        nets ? { BoolExpr: { boolop: 'AND_EXPR', args: [signIs(v), netOf(fact, i, v)] } } : signIs(v);
       extremes.push({ column: name, fn: marker.fn, removed });
-      hidden.push({ ResTarget: { name: removed, val: agg(marker.fn, marker.args, signIs(-1)) } });
-      return { ResTarget: { name, val: agg(marker.fn, marker.args, signIs(1)) } };
+      hidden.push({ ResTarget: { name: removed, val: agg(marker.fn, marker.args, netted(-1)) } });
+      return { ResTarget: { name, val: agg(marker.fn, marker.args, netted(1)) } };
     }
     const val =
       marker.fn === 'count' && marker.args.length === 0
@@ -245,13 +258,13 @@ export function deltaPlan(
   const select = structuredClone({
     SelectStmt: { ...s, targetList: [...targetList, ...hidden] },
   }) as Node;
-  // the fact read from its batch
-  walk((select as { SelectStmt: Node }).SelectStmt['fromClause'], (type, f) => {
+  // the fact read from its batch (with each extreme's net count of its value beside each row, when it has extremes)
+  walk((select as { SelectStmt: Node }).SelectStmt['fromClause'], (type, f, node) => {
     if (type !== 'RangeVar' || f['schemaname'] !== factSource.schema || f['relname'] !== factSource.name)
       return;
-    f['schemaname'] = 'pg_temp';
-    f['relname'] = `mvr_b_${factSource.oid}`;
-    f['alias'] = { aliasname: fact };
+    const batch = rangeVar('pg_temp', `mvr_b_${factSource.oid}`, nets ? BATCH_ALIAS : fact);
+    delete node['RangeVar'];
+    Object.assign(node, nets ? rangeSubselect(netted(batch, placing!, nets), fact) : batch);
   });
   return {
     fact: factSource.oid,
@@ -270,6 +283,89 @@ export function deltaPlan(
       },
     }),
   };
+}
+
+/** The alias of the batch inside the netted subselect (netted()). */
+const BATCH_ALIAS = 'mvr_b';
+
+/**
+ * `<alias>.mvr_net_<i> > 0` (v 1) or `< 0` (v -1): the batch adds more images of the row's value of extreme
+ * i than it takes away, or fewer.
+ */
+function netOf(alias: string, i: number, v: 1 | -1): Node {
+  return {
+    A_Expr: {
+      kind: 'AEXPR_OP',
+      name: [str(v === 1 ? '>' : '<')],
+      lexpr: colRef(alias, `mvr_net_${i}`),
+      rexpr: { A_Const: { ival: {} } },
+    },
+  };
+}
+
+/**
+ * The batch with, for each extreme i over column nets[i], `mvr_net_<i>`: the sum of the signs of the images
+ * that agree with the row on the placing columns and on that column, so the same group (same placing
+ * columns, same dimension rows in the apply's snapshot) and value. Net 0: the group holds that value as
+ * often after the batch as before, so it neither loses nor gains it (an UPDATE of another column: the old
+ * and the new image alike in those columns; a row added and removed again). Only a value with a net below
+ * 0 may have left the group's extreme (recomputed when it reaches it), only one above 0 is in it now.
+ * Finer than the group (a value moved between two rows of one group counts as lost): never less safe.
+ */
+function netted(batch: Node, placing: readonly string[], nets: readonly string[]): Node {
+  const col = (c: string): Node => colRef(BATCH_ALIAS, c);
+  return {
+    SelectStmt: {
+      targetList: [
+        { ResTarget: { val: { ColumnRef: { fields: [str(BATCH_ALIAS), { A_Star: {} }] } } } },
+        ...nets.map((c, i) => ({
+          ResTarget: {
+            name: `mvr_net_${i}`,
+            val: {
+              FuncCall: {
+                funcname: [str('sum')],
+                args: [col('mvr_sign')],
+                over: { partitionClause: [...placing, c].map(col), frameOptions: FRAME_DEFAULT },
+                funcformat: 'COERCE_EXPLICIT_CALL',
+              },
+            },
+          },
+        })),
+      ],
+      fromClause: [batch],
+      limitOption: 'LIMIT_OPTION_DEFAULT',
+      op: 'SETOP_NONE',
+    },
+  };
+}
+
+/** PostgreSQL's default window frame (FRAMEOPTION_DEFAULTS): with no ORDER BY, the whole partition. */
+const FRAME_DEFAULT = 1058;
+
+/**
+ * The fact's columns that decide a row's group and whether it counts at all: those the keys, the WHERE,
+ * the join conditions and the GROUP BY read. Undefined when one of those reads the fact otherwise than
+ * by a column (a whole-row reference): then nothing is netted.
+ */
+function placingColumns(
+  s: Node,
+  targets: Node[],
+  fact: string | undefined,
+  aliases: ReadonlyMap<string, Source>,
+): string[] | undefined {
+  if (fact === undefined) return undefined;
+  const keys = targets.filter((t) => !(t as { marker?: unknown }).marker).map((t) => nodeOf(t)![1]['val']);
+  const out = new Set<string>();
+  let whole = false;
+  walk([keys, s['whereClause'], s['fromClause'], s['groupClause']], (type, _f, node) => {
+    if (type !== 'ColumnRef') return;
+    const ref = qualified(node) ?? bare(node, aliases);
+    // a reference it cannot place (a whole row, an unqualified name beside several relations) nets nothing
+    if (!ref || !aliases.has(ref[0])) whole = true;
+    else if (ref[0] === fact) out.add(ref[1]);
+    return false;
+  });
+  return whole ? undefined : [...out];
 }
 
 /** The fact's columns the keys and `arg` read, when each is a column of the fact (`alias`) itself. */
