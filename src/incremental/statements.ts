@@ -275,6 +275,12 @@ export function deltaStatements(
   // a group's count falls to zero only when its delta is negative; the groups the UPDATE found are the
   // ones that exist, so the INSERT takes the others (the delta has no NULL key left: moveNullKeys)
   const sameU = key.map((k) => `u.${qi(k)} = d.${qi(k)}`).join(' AND ');
+  // a group whose delta changes nothing (an UPDATE of columns only other views read, a count(DISTINCT)
+  // value that another of the group's rows still holds) is left as it is: rewriting it costs what a real
+  // change costs (a row version, WAL, an index probe). An average follows its sum and count
+  const changes = aggs
+    .filter((a) => !average.has(a))
+    .map((a) => (extreme.has(a) ? `d.${qi(a)} IS NOT NULL` : `d.${qi(a)} <> 0`));
   return {
     fact,
     build: `CREATE TEMP TABLE mvrefresh_delta ON COMMIT DROP AS ${select}`,
@@ -288,7 +294,7 @@ export function deltaStatements(
       `OR (${key.map((k) => `d.${qi(k)}`).join(', ')}) IN (SELECT ${key.map((k) => `k.${qi(k)}`).join(', ')} FROM ${keys} k)`,
     upsert:
       `WITH u AS (UPDATE ${x} x SET ${aggs.map((a) => `${qi(a)} = ${added(a)}`).join(', ')} ` +
-      `FROM pg_temp.mvrefresh_delta d WHERE ${same} AND x.${count} + d.${count} <> 0 ` +
+      `FROM pg_temp.mvrefresh_delta d WHERE ${same} AND x.${count} + d.${count} <> 0 AND (${changes.join(' OR ')}) ` +
       `RETURNING ${key.map((k) => `x.${qi(k)}`).join(', ')}), ` +
       `e AS (DELETE FROM ${x} x USING pg_temp.mvrefresh_delta d WHERE ${same} AND d.${count} < 0 AND x.${count} + d.${count} = 0) ` +
       `INSERT INTO ${x} (${columns.map((c) => qi(c.name)).join(', ')}) ` +
