@@ -134,6 +134,31 @@ describe('a bulk batch of a view kept by probes', () => {
     expect(rows[0]?.probed).toBe(true);
   });
 
+  it('probes the index once per group and value of the batch', async () => {
+    await db.sql.query(
+      `INSERT INTO replies (post_id, author_id) SELECT g, 200000 + g FROM generate_series(1, 20) g`,
+    );
+    await inRepeatableRead(db.sql, async () => {
+      const scans = async () =>
+        Number(
+          (
+            await db.sql.query<{ n: string }>(
+              `SELECT pg_stat_get_xact_numscans('replies_post_author'::regclass) AS n`,
+            )
+          ).rows[0]!.n,
+        );
+      const before = await scans();
+      const { rows } = await db.sql.query<{ kind: string }>(
+        `SELECT a.kind FROM mvrefresh.view_state v, pg_class c, mvrefresh.apply_view(v.id, c.oid, c.relowner) a
+          WHERE v.view_name = 'reply_commenters' AND c.oid = 'reply_commenters'::regclass`,
+      );
+      expect(rows[0]?.kind).toBe('delta');
+      // pulled up into the CASE that reads it, the probe ran twice per group and value: 40 times
+      expect((await scans()) - before).toBe(20);
+    });
+    expect(await viewMatches(db.sql, 'reply_commenters', COMMENTERS)).toBe(true);
+  });
+
   it('recomputes in full without probing each group and value of the batch', async () => {
     // a new author on each of 1 200 of the 1 500 posts: more than 1 000 groups and half the view
     await db.sql.query(

@@ -337,7 +337,9 @@ function probeStatements(
   d: { column: string; valueType: string; batch: string; probe: string },
 ): ProbeStatements {
   const keyCols = key.map(qi).join(', ');
-  // n: the rows holding the value now, n - mvr_n: before the batch (ProbeStatements)
+  // n: the rows holding the value now, n - mvr_n: before the batch (ProbeStatements). OFFSET 0 keeps the
+  // probe in its subquery: pulled up, it was copied into each of the CASE's four references and run
+  // twice per group and value
   const change =
     'CASE WHEN p.mvr_now > 0 AND p.mvr_now - p.mvr_n <= 0 THEN 1 ' +
     'WHEN p.mvr_now = 0 AND p.mvr_now - p.mvr_n > 0 THEN -1 ELSE 0 END';
@@ -346,7 +348,7 @@ function probeStatements(
     probe:
       `INSERT INTO pg_temp.mvrefresh_dc (${keyCols}, mvr_dc) SELECT ${key.map((k) => `p.${qi(k)}`).join(', ')}, sum(${change}) ` +
       `FROM (SELECT ${key.map((k) => `${PROBE_ALIAS}.${qi(k)}`).join(', ')}, ${PROBE_ALIAS}.mvr_n, (${d.probe}) AS mvr_now ` +
-      `FROM pg_temp.mvrefresh_dd ${PROBE_ALIAS}) p GROUP BY ${key.map((k) => `p.${qi(k)}`).join(', ')}`,
+      `FROM pg_temp.mvrefresh_dd ${PROBE_ALIAS} OFFSET 0) p GROUP BY ${key.map((k) => `p.${qi(k)}`).join(', ')}`,
   };
 }
 
