@@ -265,13 +265,37 @@ describe('a group whose extreme row changes in another column', () => {
   });
 });
 
+describe('a delta view joined with USING', () => {
+  const TEAMS = `SELECT a.team, count(*) AS edits, max(e.at) AS last_at FROM edits e JOIN authors a USING (author_id) GROUP BY a.team`;
+  it('recomputes the group a row leaves with its extreme, though the old and new images hold the same value', async () => {
+    await db.sql.query(`
+      CREATE TABLE authors (author_id int PRIMARY KEY, team int NOT NULL);
+      INSERT INTO authors VALUES (1, 1), (2, 2);
+      CREATE TABLE edits (id int PRIMARY KEY, author_id int NOT NULL, at timestamptz NOT NULL);
+      INSERT INTO edits VALUES (1, 1, '2026-01-01'), (2, 1, '2026-02-01'), (3, 2, '2026-01-15');
+      CREATE MATERIALIZED VIEW team_edits AS ${TEAMS};
+      CREATE UNIQUE INDEX ON team_edits (team);`);
+    const p = runCli(['watch', 'team_edits', '--incremental'], { DATABASE_URL: db.url });
+    expect(await p.exit).toMatchObject({ code: 0 });
+    // team 1's latest edit moves to team 2: the same "at" leaves one group and joins another
+    await db.sql.query('UPDATE edits SET author_id = 2 WHERE id = 2');
+    await inRepeatableRead(db.sql, () =>
+      db.sql.query(
+        `SELECT a.kind FROM mvrefresh.view_state v, pg_class c, mvrefresh.apply_view(v.id, c.oid, c.relowner) a
+          WHERE v.view_name = 'team_edits' AND c.oid = 'team_edits'::regclass`,
+      ),
+    );
+    expect(await viewMatches(db.sql, 'team_edits', TEAMS)).toBe(true);
+  });
+});
+
 describe('a view made incremental before version 16', () => {
   it("gets this version's statement for dropping its recomputed groups from migration 16", async () => {
     const stored = async () =>
       (
         await db.sql.query<{ s: string }>(
           `SELECT i.statements #>> '{delta,dropRecomputed}' AS s FROM mvrefresh.incremental i
-             JOIN mvrefresh.view_state v ON v.id = i.view_id WHERE v.view_name = 'note_last'`,
+             JOIN mvrefresh.view_state v ON v.id = i.view_id WHERE v.view_name = 'post_last'`,
         )
       ).rows[0]!.s;
     const current = await stored();
@@ -280,7 +304,7 @@ describe('a view made incremental before version 16', () => {
     // as version 15 wrote it
     await db.sql.query(
       `UPDATE mvrefresh.incremental i SET statements = jsonb_set(i.statements, '{delta,dropRecomputed}', to_jsonb($1::text))
-         FROM mvrefresh.view_state v WHERE v.id = i.view_id AND v.view_name = 'note_last'`,
+         FROM mvrefresh.view_state v WHERE v.id = i.view_id AND v.view_name = 'post_last'`,
       [
         `DELETE FROM pg_temp.mvrefresh_delta d WHERE EXISTS (SELECT FROM ${keys} k WHERE k."post_id" IS NOT DISTINCT FROM d."post_id")`,
       ],
@@ -289,5 +313,51 @@ describe('a view made incremental before version 16', () => {
     const p = runCli(['migrate'], { DATABASE_URL: db.url });
     expect(await p.exit).toMatchObject({ code: 0 });
     expect(await stored()).toBe(current);
+  });
+});
+
+describe('views made incremental before version 17', () => {
+  it("get this version's upsert and probe from migration 17", async () => {
+    const s = db.sql;
+    await s.query(`CREATE MATERIALIZED VIEW note_means AS
+        SELECT n.post_id, count(*) AS notes, sum(n.score) AS score, avg(n.score) AS mean FROM notes n GROUP BY n.post_id;
+      CREATE UNIQUE INDEX ON note_means (post_id);`);
+    const p = runCli(['watch', 'note_means', '--incremental'], { DATABASE_URL: db.url });
+    expect(await p.exit).toMatchObject({ code: 0 });
+    const stored = async (view: string, path: string) =>
+      (
+        await s.query<{ s: string }>(
+          `SELECT i.statements #>> $2 AS s FROM mvrefresh.incremental i
+             JOIN mvrefresh.view_state v ON v.id = i.view_id WHERE v.view_name = $1`,
+          [view, path],
+        )
+      ).rows[0]!.s;
+    const store = (view: string, path: string, text: string) =>
+      s.query(
+        `UPDATE mvrefresh.incremental i SET statements = jsonb_set(i.statements, $2, to_jsonb($3::text))
+           FROM mvrefresh.view_state v WHERE v.id = i.view_id AND v.view_name = $1`,
+        [view, path, text],
+      );
+    const cases: [string, string, (t: string) => string][] = [
+      // as version 16 wrote them
+      ['note_last', '{delta,upsert}', (t) => t.replace(/ AND \([^)]*\) RETURNING /, ' RETURNING ')],
+      ['note_means', '{delta,upsert}', (t) => t.replace(/ AND \([^)]*\) RETURNING /, ' RETURNING ')],
+      [
+        'reply_commenters',
+        '{delta,probe,probe}',
+        (t) => t.replace(' OFFSET 0) p GROUP BY ', ') p GROUP BY '),
+      ],
+    ];
+    const current: string[] = [];
+    for (const [view, path, older] of cases) {
+      const now = await stored(view, path);
+      current.push(now);
+      expect(older(now)).not.toBe(now);
+      await store(view, path, older(now));
+    }
+    await s.query('DELETE FROM mvrefresh.migrations WHERE version = 17');
+    const m = runCli(['migrate'], { DATABASE_URL: db.url });
+    expect(await m.exit).toMatchObject({ code: 0 });
+    for (const [i, [view, path]] of cases.entries()) expect(await stored(view, path)).toBe(current[i]);
   });
 });

@@ -345,7 +345,7 @@ const FRAME_DEFAULT = 1058;
 /**
  * The fact's columns that decide a row's group and whether it counts at all: those the keys, the WHERE,
  * the join conditions and the GROUP BY read. Undefined when one of those reads the fact otherwise than
- * by a column (a whole-row reference): then nothing is netted.
+ * by a column (a whole-row reference, a join's USING list): then nothing is netted.
  */
 function placingColumns(
   s: Node,
@@ -357,7 +357,9 @@ function placingColumns(
   const keys = targets.filter((t) => !(t as { marker?: unknown }).marker).map((t) => nodeOf(t)![1]['val']);
   const out = new Set<string>();
   let whole = false;
-  walk([keys, s['whereClause'], s['fromClause'], s['groupClause']], (type, _f, node) => {
+  walk([keys, s['whereClause'], s['fromClause'], s['groupClause']], (type, f, node) => {
+    // JOIN ... USING names its columns without a relation
+    if (type === 'JoinExpr' && (f['usingClause'] || f['isNatural'])) whole = true;
     if (type !== 'ColumnRef') return;
     const ref = qualified(node) ?? bare(node, aliases);
     // a reference it cannot place (a whole row, an unqualified name beside several relations) nets nothing
