@@ -157,6 +157,8 @@ export function deltaPlan(
     const fn = funcName(f);
     const args = (f['args'] as unknown[] | undefined) ?? [];
     let alias: string | undefined;
+    // the fact's column a one-argument aggregate reads
+    let column: string | undefined;
     if (f['agg_distinct']) {
       // a GROUP BY by position would name another column once the multiset's columns are listed
       const byPosition = (s['groupClause'] as unknown[]).some((g) => nodeOf(g)?.[0] === 'A_Const');
@@ -178,7 +180,7 @@ export function deltaPlan(
       // PostgreSQL 16+ prints a column of a single-relation query without its relation
       const ref = qualified(args[0]) ?? bare(args[0], aliases);
       if (!ref) return undefined;
-      alias = ref[0];
+      [alias, column] = ref;
       const src = aliases.get(alias);
       if (!src) return undefined;
       if (fn === 'sum' || fn === 'avg') {
@@ -192,7 +194,7 @@ export function deltaPlan(
     }
     rewritten.push({
       ResTarget: { name, val: { FuncCall: { ...f, agg_star: undefined, args: [] } } },
-      marker: { fn, alias, args },
+      marker: { fn, alias, args, column },
     } as Node);
   }
   const averages = averagesOf(rewritten, countColumn);
@@ -220,13 +222,11 @@ export function deltaPlan(
   const hidden: Node[] = [];
   // the fact's columns that place a row in its group (or leave it out), for netting each extreme's values
   const placing = placingColumns(s, rewritten, fact, aliases);
-  const extremeArgs = (rewritten as { marker?: { fn: string; args: unknown[] } }[])
+  // (every aggregate reads the fact: checked above)
+  const extremeColumns = (rewritten as { marker?: { fn: string; column?: string } }[])
     .filter((r) => r.marker?.fn === 'min' || r.marker?.fn === 'max')
-    .map((r) => qualified(r.marker!.args[0]) ?? bare(r.marker!.args[0], aliases));
-  const nets =
-    placing !== undefined && extremeArgs.length > 0 && extremeArgs.every((r) => r?.[0] === fact)
-      ? extremeArgs.map((r) => r![1])
-      : undefined;
+    .map((r) => r.marker!.column!);
+  const nets = placing !== undefined && extremeColumns.length > 0 ? extremeColumns : undefined;
   const targetList = rewritten.map((r) => {
     const marker = (r as { marker?: { fn: string; args: unknown[] } }).marker;
     const rt = (r as { ResTarget: Node }).ResTarget;
