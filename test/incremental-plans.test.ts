@@ -13,6 +13,24 @@ import { viewMatches } from './support/shop.js';
  */
 const db = useTestDatabase('incremental_plans');
 
+/** Applies an incremental view's batch in the caller's REPEATABLE READ transaction; returns how. */
+async function applyKind(view: string): Promise<string | undefined> {
+  const { rows } = await db.sql.query<{ kind: string }>(
+    `SELECT a.kind FROM mvrefresh.view_state v, pg_class c, mvrefresh.apply_view(v.id, c.oid, c.relowner) a
+      WHERE v.view_name = $1 AND c.oid = $1::regclass`,
+    [view],
+  );
+  return rows[0]?.kind;
+}
+
+/** The scans of an index so far in this transaction. */
+async function indexScans(index: string): Promise<number> {
+  const { rows } = await db.sql.query<{ n: string }>('SELECT pg_stat_get_xact_numscans($1::regclass) AS n', [
+    index,
+  ]);
+  return Number(rows[0]!.n);
+}
+
 const VIEW = `SELECT p.community_id, date_trunc('day', c.created_at AT TIME ZONE 'UTC') AS day,
        count(*) AS comments, sum(c.score) AS score
   FROM comments c JOIN posts p ON p.id = c.post_id
@@ -52,11 +70,7 @@ describe('the plans of an apply by key', () => {
     await inRepeatableRead(db.sql, async () => {
       await db.sql.query('SET LOCAL random_page_cost = 4');
       const before = await postScans();
-      const { rows } = await db.sql.query<{ kind: string }>(
-        `SELECT a.kind FROM mvrefresh.view_state v, pg_class c, mvrefresh.apply_view(v.id, c.oid, c.relowner) a
-          WHERE v.view_name = 'community_day' AND c.oid = 'community_day'::regclass`,
-      );
-      expect(rows[0]?.kind).toBe('delta');
+      expect(await applyKind('community_day')).toBe('delta');
       const after = await postScans();
       const rpc = await db.sql.query<{ rpc: string }>(`SELECT current_setting('random_page_cost') AS rpc`);
       expect({
@@ -139,22 +153,10 @@ describe('a bulk batch of a view kept by probes', () => {
       `INSERT INTO replies (post_id, author_id) SELECT g, 200000 + g FROM generate_series(1, 20) g`,
     );
     await inRepeatableRead(db.sql, async () => {
-      const scans = async () =>
-        Number(
-          (
-            await db.sql.query<{ n: string }>(
-              `SELECT pg_stat_get_xact_numscans('replies_post_author'::regclass) AS n`,
-            )
-          ).rows[0]!.n,
-        );
-      const before = await scans();
-      const { rows } = await db.sql.query<{ kind: string }>(
-        `SELECT a.kind FROM mvrefresh.view_state v, pg_class c, mvrefresh.apply_view(v.id, c.oid, c.relowner) a
-          WHERE v.view_name = 'reply_commenters' AND c.oid = 'reply_commenters'::regclass`,
-      );
-      expect(rows[0]?.kind).toBe('delta');
+      const before = await indexScans('replies_post_author');
+      expect(await applyKind('reply_commenters')).toBe('delta');
       // pulled up into the CASE that reads it, the probe ran twice per group and value: 40 times
-      expect((await scans()) - before).toBe(20);
+      expect((await indexScans('replies_post_author')) - before).toBe(20);
     });
     expect(await viewMatches(db.sql, 'reply_commenters', COMMENTERS)).toBe(true);
   });
@@ -164,23 +166,11 @@ describe('a bulk batch of a view kept by probes', () => {
     await db.sql.query(
       `INSERT INTO replies (post_id, author_id) SELECT g, 100000 + g FROM generate_series(1, 1200) g`,
     );
-    const indexScans = async () =>
-      Number(
-        (
-          await db.sql.query<{ n: string }>(
-            `SELECT pg_stat_get_xact_numscans('replies_post_author'::regclass) AS n`,
-          )
-        ).rows[0]!.n,
-      );
     await inRepeatableRead(db.sql, async () => {
-      const before = await indexScans();
-      const { rows } = await db.sql.query<{ kind: string }>(
-        `SELECT a.kind FROM mvrefresh.view_state v, pg_class c, mvrefresh.apply_view(v.id, c.oid, c.relowner) a
-          WHERE v.view_name = 'reply_commenters' AND c.oid = 'reply_commenters'::regclass`,
-      );
-      expect(rows[0]?.kind).toBe('full: threshold');
+      const before = await indexScans('replies_post_author');
+      expect(await applyKind('reply_commenters')).toBe('full: threshold');
       // the probes scanned it once per group and value: 1 200 times
-      expect(await indexScans()).toBeLessThan(before + 100);
+      expect(await indexScans('replies_post_author')).toBeLessThan(before + 100);
     });
     expect(await viewMatches(db.sql, 'reply_commenters', COMMENTERS)).toBe(true);
   });
@@ -213,23 +203,21 @@ describe('a group whose extreme row changes in another column', () => {
    */
   const apply = () =>
     inRepeatableRead(db.sql, async () => {
-      const counts = async () =>
-        (
-          await db.sql.query<{ scans: string; updated: string }>(
-            `SELECT pg_stat_get_xact_numscans('notes_post_id'::regclass) AS scans,
-                    pg_stat_get_xact_tuples_updated('note_last'::regclass) AS updated`,
-          )
-        ).rows[0]!;
-      const before = await counts();
-      const { rows } = await db.sql.query<{ kind: string }>(
-        `SELECT a.kind FROM mvrefresh.view_state v, pg_class c, mvrefresh.apply_view(v.id, c.oid, c.relowner) a
-          WHERE v.view_name = 'note_last' AND c.oid = 'note_last'::regclass`,
-      );
-      const after = await counts();
+      const updated = async () =>
+        Number(
+          (
+            await db.sql.query<{ n: string }>(
+              `SELECT pg_stat_get_xact_tuples_updated('note_last'::regclass) AS n`,
+            )
+          ).rows[0]!.n,
+        );
+      const scansBefore = await indexScans('notes_post_id');
+      const updatedBefore = await updated();
+      const kind = await applyKind('note_last');
       return {
-        kind: rows[0]?.kind,
-        scans: Number(after.scans) - Number(before.scans),
-        updated: Number(after.updated) - Number(before.updated),
+        kind,
+        scans: (await indexScans('notes_post_id')) - scansBefore,
+        updated: (await updated()) - updatedBefore,
       };
     });
   const latest = `(SELECT DISTINCT ON (post_id) id FROM notes WHERE post_id <= 50 ORDER BY post_id, created_at DESC, id)`;
@@ -279,12 +267,7 @@ describe('a delta view joined with USING', () => {
     expect(await p.exit).toMatchObject({ code: 0 });
     // team 1's latest edit moves to team 2: the same "at" leaves one group and joins another
     await db.sql.query('UPDATE edits SET author_id = 2 WHERE id = 2');
-    await inRepeatableRead(db.sql, () =>
-      db.sql.query(
-        `SELECT a.kind FROM mvrefresh.view_state v, pg_class c, mvrefresh.apply_view(v.id, c.oid, c.relowner) a
-          WHERE v.view_name = 'team_edits' AND c.oid = 'team_edits'::regclass`,
-      ),
-    );
+    await inRepeatableRead(db.sql, () => applyKind('team_edits'));
     expect(await viewMatches(db.sql, 'team_edits', TEAMS)).toBe(true);
   });
 });
