@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { doctor } from '../src/commands/doctor.js';
+import { MARK_MEMO_HIT, markMemoHitOf } from '../src/db/protocol.js';
 import { runCli } from './support/cli.js';
 import { useTestDatabase } from './support/db.js';
 import { unqualifiedNames } from './support/sql-tokens.js';
@@ -164,6 +165,61 @@ describe('a source of an incremental view', () => {
         r.name,
       ).toEqual([]);
     }
+  });
+
+  it("skips the mark step on the memo mark_relid() left, with its table's oid written out in the check; migration 18 writes it out in capture functions generated before", async () => {
+    const relid = (await db.sql.query<{ oid: string }>("SELECT 't'::regclass::oid AS oid")).rows[0]!.oid;
+    const captureSources = async () =>
+      (
+        await db.sql.query<{ name: string; src: string }>(
+          `SELECT proname AS name, prosrc AS src FROM pg_proc
+            WHERE pronamespace = 'mvrefresh'::regnamespace AND proname ~ '^cap_[0-9]+_' ORDER BY 1`,
+        )
+      ).rows;
+    /** Calls of mark_relid() by one INSERT of the writer, in a transaction of its own. */
+    const markCalls = async () => {
+      const calls = async () =>
+        Number(
+          (
+            await writer.query<{ n: string | null }>(
+              `SELECT (SELECT f.calls FROM pg_stat_xact_user_functions f
+                        WHERE f.funcid = 'mvrefresh.mark_relid(oid)'::regprocedure) AS n`,
+            )
+          ).rows[0]!.n ?? 0,
+        );
+      await writer.query('BEGIN');
+      const before = await calls();
+      await writer.query('INSERT INTO t (g, v) VALUES (3, 1)');
+      const after = await calls();
+      await writer.query('COMMIT');
+      return after - before;
+    };
+    /** From a table without marks: the first write marks, the second finds the mark and remembers it, the third skips. */
+    const memoRounds = async () => {
+      await db.sql.query('CALL mvrefresh.refresh_dirty()');
+      return [await markCalls(), await markCalls(), await markCalls()];
+    };
+    for (const f of await captureSources()) {
+      expect(f.src, f.name).toContain(markMemoHitOf(relid));
+      expect(f.src, f.name).not.toContain(MARK_MEMO_HIT);
+    }
+    expect(await memoRounds()).toEqual([1, 1, 0]);
+    // as version 17 generated them: the check built from TG_RELID
+    for (const f of await captureSources())
+      await db.sql.query(
+        `CREATE OR REPLACE FUNCTION mvrefresh.${pg.escapeIdentifier(f.name)}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS ${pg.escapeLiteral(f.src.replace(markMemoHitOf(relid), MARK_MEMO_HIT))}`,
+      );
+    for (const f of await captureSources()) expect(f.src, f.name).toContain(MARK_MEMO_HIT);
+    expect(await memoRounds()).toEqual([1, 1, 0]);
+    await db.sql.query('DELETE FROM mvrefresh.migrations WHERE version = 18');
+    expect((await cli(['migrate'])).code).toBe(0);
+    for (const f of await captureSources()) {
+      expect(f.src, f.name).toContain(markMemoHitOf(relid));
+      expect(f.src, f.name).not.toContain(MARK_MEMO_HIT);
+    }
+    expect(await memoRounds()).toEqual([1, 1, 0]);
+    await db.sql.query('CALL mvrefresh.refresh_dirty()');
+    expect(await differs('inc', INC)).toBe(0);
   });
 
   it('gets mvrefresh_mark back when its last incremental view is turned back while a full view still reads it', async () => {

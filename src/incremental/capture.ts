@@ -10,16 +10,16 @@
  * statement costs one INSERT whatever the number of views. The log row carries its writer's top-level
  * transaction id (pg_current_xact_id() is the top-level id in a subtransaction too): it commits, aborts or
  * is rolled back to a savepoint with the rows it describes (L in routines/apply_view.sql).
- * Each capture function then runs the mark step of routines/mark_table.sql (step 1 inlined, mark_relid()
- * when it misses), so that a writing statement fires one trigger of ours, not two: a table whose four capture
- * triggers mark it (routines/capture_marks.sql) keeps no mvrefresh_mark, whatever views, incremental or not,
- * read it. syncCapture() ends with sync_table_triggers(), in the same transaction, which drops mvrefresh_mark
+ * Each capture function then runs the mark step of routines/mark_table.sql (step 1 inlined with the table's
+ * oid written out, markMemoHitOf(); mark_relid() when it misses), so that a writing statement fires one
+ * trigger of ours, not two: a table whose four capture triggers mark it (routines/capture_marks.sql) keeps
+ * no mvrefresh_mark, whatever views, incremental or not, read it. syncCapture() ends with sync_table_triggers(), in the same transaction, which drops mvrefresh_mark
  * where the capture now marks and creates it again where the capture is dropped and a watched view still
  * reads the table: no commit leaves a watched table's writes without a marking trigger.
  */
 import type pg from 'pg';
 import type { Column } from './analyze.js';
-import { CAPTURE_TRIGGERS, LOCK_NAMESPACE, MARK_MEMO_HIT, WATCH_LOCK_KEY } from '../db/protocol.js';
+import { CAPTURE_TRIGGERS, LOCK_NAMESPACE, WATCH_LOCK_KEY, markMemoHitOf } from '../db/protocol.js';
 import { comparable } from './analyze.js';
 import { logTable } from './statements.js';
 import { incrementalSql } from './sql.js';
@@ -66,7 +66,7 @@ AS $mvrefresh$
 BEGIN
     ${body}
     -- the mark step (routines/mark_table.sql): step 1, then mark_relid() when it misses
-    IF ${MARK_MEMO_HIT} THEN
+    IF ${markMemoHitOf(oid)} THEN
         RETURN NULL;
     END IF;
     PERFORM mvrefresh.mark_relid(TG_RELID);
