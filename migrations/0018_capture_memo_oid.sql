@@ -3,8 +3,8 @@
 -- (markMemoHitOf() of src/db/protocol.ts) instead of building the setting's name and the hash's prefix
 -- from TG_RELID in every writing statement. Only the check's text changes: the memo is the same, so a
 -- session's memo stays valid across the rewrite. A function whose check is not this version's generic
--- one, or that another role owns (CREATE OR REPLACE needs its owner), is left as it was (right, only
--- dearer); watching or unwatching any incremental view generates them all again.
+-- one, or whose owner this role does not have the privileges of (CREATE OR REPLACE needs them), is left
+-- as it was (right, only dearer); watching or unwatching any incremental view generates them all again.
 -- compatibility: keeps older daemons working
 
 DO $$
@@ -21,7 +21,7 @@ BEGIN
          WHERE p.pronamespace OPERATOR(pg_catalog.=) 'mvrefresh'::pg_catalog.regnamespace
            AND p.proname OPERATOR(pg_catalog.~) '^cap_[0-9]+_(ins|upd|del)$'
            AND p.pronargs OPERATOR(pg_catalog.=) 0
-           AND p.proowner OPERATOR(pg_catalog.=) (SELECT u.usesysid FROM pg_catalog.pg_user u WHERE u.usename OPERATOR(pg_catalog.=) CURRENT_USER)
+           AND pg_catalog.pg_has_role(p.proowner, 'USAGE')
            AND pg_catalog.strpos(p.prosrc, generic) OPERATOR(pg_catalog.>) 0
     LOOP
         own := pg_catalog.replace(
