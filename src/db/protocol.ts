@@ -137,18 +137,28 @@ export const DRIFT_KINDS = [
 export type DriftKind = (typeof DRIFT_KINDS)[number];
 
 /**
+ * Step 1's expression for a memo whose setting is named by the SQL expression `name` and whose hash input
+ * starts with the SQL expression `prefix` (the table's part of it).
+ */
+const memoHit = (name: string, prefix: string) => `pg_catalog.current_setting(${name}, true)
+       OPERATOR(pg_catalog.=)
+       pg_catalog.sha256((${prefix}
+           OPERATOR(pg_catalog.||) pg_catalog.pg_sequence_last_value('mvrefresh.clears_started'::pg_catalog.regclass)::pg_catalog.text
+           )::pg_catalog.bytea)::pg_catalog.text`;
+
+/** The memo's setting name and the hash's prefix of the trigger's table, built from TG_RELID. */
+const MEMO_NAME_OF_TRIGGER = `'mvrefresh.m' OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text`;
+const MEMO_PREFIX_OF_TRIGGER = `'m' OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text OPERATOR(pg_catalog.||) ':'`;
+
+/**
  * Step 1 of the mark step (routines/mark_table.sql): whether this session remembers a committed mark of
  * the trigger's table (TG_RELID), found while clears_started had the value it still has. One expression,
  * no query; every name qualified (the trigger functions that inline it have no SET clause). Inlined by
  * every trigger function that marks (mark_table(), capture_truncate(), the generated capture functions of
- * src/incremental/capture.ts), which call mvrefresh.mark_relid() only when it is false: this constant is
+ * src/incremental/capture.ts), which call mvrefresh.mark_relid() only when it is false: memoHit() is
  * the one text of the check, so the memo that mark_relid() writes and the check that reads it cannot part.
  */
-export const MARK_MEMO_HIT = `pg_catalog.current_setting('mvrefresh.m' OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text, true)
-       OPERATOR(pg_catalog.=)
-       pg_catalog.sha256(('m' OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text OPERATOR(pg_catalog.||) ':'
-           OPERATOR(pg_catalog.||) pg_catalog.pg_sequence_last_value('mvrefresh.clears_started'::pg_catalog.regclass)::pg_catalog.text
-           )::pg_catalog.bytea)::pg_catalog.text`;
+export const MARK_MEMO_HIT = memoHit(MEMO_NAME_OF_TRIGGER, MEMO_PREFIX_OF_TRIGGER);
 
 /**
  * MARK_MEMO_HIT for a trigger function of one table only (a capture function of src/incremental/capture.ts,
@@ -158,15 +168,7 @@ export const MARK_MEMO_HIT = `pg_catalog.current_setting('mvrefresh.m' OPERATOR(
  */
 export function markMemoHitOf(relid: string): string {
   if (!/^[0-9]+$/.test(relid)) throw new Error(`markMemoHitOf: not an oid: ${JSON.stringify(relid)}`);
-  const hit = MARK_MEMO_HIT.replace(
-    `'mvrefresh.m' OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text`,
-    `'mvrefresh.m${relid}'`,
-  ).replace(
-    `'m' OPERATOR(pg_catalog.||) TG_RELID::pg_catalog.text OPERATOR(pg_catalog.||) ':'`,
-    `'m${relid}:'`,
-  );
-  if (hit.includes('TG_RELID')) throw new Error('markMemoHitOf: MARK_MEMO_HIT changed shape');
-  return hit;
+  return memoHit(`'mvrefresh.m${relid}'`, `'m${relid}:'`);
 }
 
 /**
@@ -200,6 +202,8 @@ export const sqlConstants: Readonly<Record<string, string>> = Object.freeze({
   BACKOFF_JITTER: String(BACKOFF_JITTER),
   SUCCESS_OUTCOMES: sqlList(SUCCESS_OUTCOMES),
   MARK_MEMO_HIT,
+  MEMO_NAME_OF_TRIGGER,
+  MEMO_PREFIX_OF_TRIGGER,
   CAPTURE_INS: `'${CAPTURE_TRIGGERS.ins}'`,
   CAPTURE_UPD: `'${CAPTURE_TRIGGERS.upd}'`,
   CAPTURE_DEL: `'${CAPTURE_TRIGGERS.del}'`,

@@ -13,9 +13,10 @@
  * Each capture function then runs the mark step of routines/mark_table.sql (step 1 inlined with the table's
  * oid written out, markMemoHitOf(); mark_relid() when it misses), so that a writing statement fires one
  * trigger of ours, not two: a table whose four capture triggers mark it (routines/capture_marks.sql) keeps
- * no mvrefresh_mark, whatever views, incremental or not, read it. syncCapture() ends with sync_table_triggers(), in the same transaction, which drops mvrefresh_mark
- * where the capture now marks and creates it again where the capture is dropped and a watched view still
- * reads the table: no commit leaves a watched table's writes without a marking trigger.
+ * no mvrefresh_mark, whatever views, incremental or not, read it. syncCapture() ends with
+ * sync_table_triggers(), in the same transaction, which drops mvrefresh_mark where the capture now marks
+ * and creates it again where the capture is dropped and a watched view still reads the table: no commit
+ * leaves a watched table's writes without a marking trigger.
  */
 import type pg from 'pg';
 import type { Column } from './analyze.js';
