@@ -19,11 +19,12 @@ import { cpus } from 'node:os';
 import type pg from 'pg';
 import { PRODUCTION_SETTINGS, withCluster } from './support/cluster.js';
 import { DaemonProcess } from './support/daemon.js';
-import { connect, serverVersion, withClient } from './support/db.js';
+import { connect, serverVersion } from './support/db.js';
 import { numberEnv } from './support/report.js';
 import { startRoleSampler, type RoleCpu } from './incremental/cpu-by-role.js';
 import { cliOk, waitClean, watchAll } from './incremental/views.js';
-import { COMMENTS, POSTS, VIEWS, WriterLoad, createViewSql, schemaSql } from './incremental/workload.js';
+import { COMMENTS, POSTS, VIEWS, WriterLoad } from './incremental/workload.js';
+import { createBenchDatabase, maxCommentId } from './incremental/database.js';
 
 const DB = 'attribution_bench';
 const SECONDS = numberEnv('BENCH_SECONDS', 30);
@@ -60,11 +61,6 @@ function startBurner(percent: number): ChildProcess {
   const script = `const nap = new Int32Array(new SharedArrayBuffer(4));
 for (;;) { const t = Date.now(); while (Date.now() - t < ${busy}); Atomics.wait(nap, 0, 0, ${BURNER_PERIOD_MS - busy}); }`;
   return spawn(process.execPath, ['-e', script], { stdio: 'ignore' });
-}
-
-async function maxCommentId(db: pg.ClientBase): Promise<number> {
-  const { rows } = await db.query<{ id: string | null }>('SELECT max(id) AS id FROM public.comments');
-  return Number(rows[0]?.id ?? COMMENTS);
 }
 
 const daemonShare = (r: Result) =>
@@ -160,14 +156,7 @@ ${waitLines.join('\n')}
 async function main(): Promise<void> {
   const started = new Date();
   await withCluster(PRODUCTION_SETTINGS, async (cluster) => {
-    await withClient(cluster.url(), (c) => c.query(`CREATE DATABASE ${DB}`));
-    const url = cluster.url(DB);
-    await withClient(url, async (c) => {
-      await c.query(schemaSql());
-      for (const v of VIEWS) await c.query(createViewSql(v));
-      await c.query('VACUUM ANALYZE');
-    });
-    await cliOk(url, 'migrate');
+    const url = await createBenchDatabase(cluster, DB);
     const db = await connect(url);
     db.on('error', (err) => process.stderr.write(`bench connection: ${err.message}\n`));
     const results: Result[] = [];

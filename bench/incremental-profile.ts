@@ -12,12 +12,13 @@
 import type pg from 'pg';
 import { PRODUCTION_SETTINGS, withCluster } from './support/cluster.js';
 import { DaemonProcess } from './support/daemon.js';
-import { connect, serverVersion, withClient } from './support/db.js';
+import { connect, serverVersion } from './support/db.js';
 import { numberEnv, percentile } from './support/report.js';
 import { startSampler } from './incremental/sampler.js';
 import { PACED_RATE, SAMPLE_MS, WRITERS } from './incremental/settings.js';
-import { cliOk, waitClean, watchAll } from './incremental/views.js';
-import { COMMENTS, POSTS, VIEWS, WriterLoad, createViewSql, schemaSql } from './incremental/workload.js';
+import { waitClean, watchAll } from './incremental/views.js';
+import { COMMENTS, POSTS, VIEWS, WriterLoad } from './incremental/workload.js';
+import { createBenchDatabase, maxCommentId } from './incremental/database.js';
 
 const DB = 'incremental_profile';
 const SECONDS = numberEnv('BENCH_PACED_SECONDS', 60);
@@ -98,15 +99,7 @@ const PROFILE_SETTINGS = {
 
 async function main(): Promise<void> {
   await withCluster(PROFILE_SETTINGS, async (cluster) => {
-    await withClient(cluster.url(), (c) => c.query(`CREATE DATABASE ${DB}`));
-    const url = cluster.url(DB);
-    await withClient(url, async (c) => {
-      await c.query(schemaSql());
-      for (const v of VIEWS) await c.query(createViewSql(v));
-      await c.query('CREATE EXTENSION pg_stat_statements');
-      await c.query('VACUUM ANALYZE');
-    });
-    await cliOk(url, 'migrate');
+    const url = await createBenchDatabase(cluster, DB, ['CREATE EXTENSION pg_stat_statements']);
     const watched = await watchAll(url, VIEWS, true);
     if (!watched) throw new Error('watch --incremental is not available');
     const db = await connect(url);
@@ -119,9 +112,8 @@ async function main(): Promise<void> {
         VIEWS.map((v) => v.name),
         CATCH_UP_MS,
       );
-      const { rows } = await db.query<{ id: string }>('SELECT max(id) AS id FROM public.comments');
       const load = new WriterLoad(url, WRITERS, 'mixed', {
-        firstMaxId: Number(rows[0]?.id),
+        firstMaxId: await maxCommentId(db),
         rate: PACED_RATE,
       });
       await load.start();

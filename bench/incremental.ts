@@ -28,7 +28,7 @@ import { SUCCESS_OUTCOMES } from '../src/db/protocol.js';
 import type { PgCluster } from '../dev/cluster.js';
 import { PRODUCTION_SETTINGS, withCluster } from './support/cluster.js';
 import { DaemonProcess } from './support/daemon.js';
-import { connect, serverVersion, withClient } from './support/db.js';
+import { connect, serverVersion } from './support/db.js';
 import { percentile, writeSection } from './support/report.js';
 import { OtherWork } from './incremental/others.js';
 import { report, type Mode, type ModeResult, type Paced } from './incremental/report.js';
@@ -54,15 +54,8 @@ import {
   watchAll,
   type Watched,
 } from './incremental/views.js';
-import {
-  COMMENTS,
-  POSTS,
-  VIEWS,
-  WriterLoad,
-  createViewSql,
-  schemaSql,
-  type LoadCounts,
-} from './incremental/workload.js';
+import { COMMENTS, POSTS, VIEWS, WriterLoad, type LoadCounts } from './incremental/workload.js';
+import { createBenchDatabase, maxCommentId } from './incremental/database.js';
 import { measureWritePath } from './incremental/writes.js';
 
 const DB = 'incremental_bench';
@@ -73,11 +66,6 @@ const NO_COUNTS: LoadCounts = { insert: 0, update: 0, delete: 0, errors: 0 };
 
 function notAvailable(mode: Mode): ModeResult {
   return { mode, available: false, tps: Number.NaN, counts: NO_COUNTS, seconds: 0, errors: [], views: [] };
-}
-
-async function maxCommentId(db: pg.ClientBase): Promise<number> {
-  const { rows } = await db.query<{ id: string | null }>('SELECT max(id) AS id FROM public.comments');
-  return Number(rows[0]?.id ?? COMMENTS);
 }
 
 /** The load alone, no daemon. */
@@ -240,15 +228,8 @@ async function runMode(
 }
 
 async function setUp(cluster: PgCluster): Promise<string> {
-  await withClient(cluster.url(), (c) => c.query(`CREATE DATABASE ${DB}`));
-  const url = cluster.url(DB);
   const t0 = performance.now();
-  await withClient(url, async (c) => {
-    await c.query(schemaSql());
-    for (const v of VIEWS) await c.query(createViewSql(v));
-    await c.query('VACUUM ANALYZE');
-  });
-  await cliOk(url, 'migrate');
+  const url = await createBenchDatabase(cluster, DB);
   process.stderr.write(
     `incremental: loaded ${POSTS} posts, ${COMMENTS} comments and the views in ${((performance.now() - t0) / 1000).toFixed(0)} s\n`,
   );

@@ -6,23 +6,13 @@
  */
 import { readFileSync } from 'node:fs';
 import type pg from 'pg';
+import { cpuSeconds } from '../support/disturbance.js';
 
-/** Jiffies per second of /proc's CPU times (USER_HZ, 100 on Linux). */
+/** Jiffies per second of /proc/stat's CPU times (USER_HZ, 100 on Linux). */
 const USER_HZ = 100;
 /** pg_stat_activity is read this often for wait events, and every CPU_EVERY-th time for CPU times too. */
 const WAIT_SAMPLE_MS = 100;
 const CPU_EVERY = 5;
-
-/** A process's user + system CPU seconds (NaN once it has ended). */
-function processCpu(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / USER_HZ;
-  } catch {
-    return Number.NaN;
-  }
-}
 
 /** The machine's idle and total CPU seconds, all cores. */
 function machineCpu(): { idle: number; total: number } {
@@ -71,7 +61,7 @@ export function startRoleSampler(
 ): { stop: () => Promise<RoleCpu> } {
   const t0 = performance.now();
   const m0 = machineCpu();
-  const own0 = { writer: processCpu(writerPid), daemon: daemonPid ? processCpu(daemonPid) : 0 };
+  const own0 = Promise.all([cpuSeconds(writerPid), daemonPid ? cpuSeconds(daemonPid) : 0]);
   const seen = new Map<number, { role: string; first: number; last: number }>();
   const waits = new Map<string, number>();
   let stopped = false;
@@ -92,7 +82,7 @@ export function startRoleSampler(
           waits.set(wait, (waits.get(wait) ?? 0) + 1);
         }
         if (i % CPU_EVERY !== 0) continue;
-        const cpu = processCpu(r.pid);
+        const cpu = await cpuSeconds(r.pid);
         if (Number.isNaN(cpu)) continue;
         const s = seen.get(r.pid);
         if (s) s.last = cpu;
@@ -107,10 +97,11 @@ export function startRoleSampler(
       await loop;
       const seconds = (performance.now() - t0) / 1000;
       const m1 = machineCpu();
+      const [writer0, daemon0] = await own0;
       const secondsBy: Record<string, number> = {
-        'writers (client)': processCpu(writerPid) - own0.writer,
+        'writers (client)': (await cpuSeconds(writerPid)) - writer0,
       };
-      if (daemonPid) secondsBy['daemon (process)'] = processCpu(daemonPid) - own0.daemon;
+      if (daemonPid) secondsBy['daemon (process)'] = (await cpuSeconds(daemonPid)) - daemon0;
       for (const s of seen.values()) secondsBy[s.role] = (secondsBy[s.role] ?? 0) + (s.last - s.first);
       const byRole = Object.fromEntries(
         Object.entries(secondsBy).map(([role, s]) => [role, (100 * s) / seconds]),
