@@ -215,6 +215,12 @@ export const schema = {
     default: 2_000,
     env: 'MVREFRESH_LOG_VACUUM_INTERVAL_MS',
   },
+  logPollIntervalMs: {
+    doc: 'Period of the look at the change logs of incremental views for committed writes that a view does not show yet (mvrefresh.log_due()): a table that only incremental views read has no mark trigger and sends no notification, so its writes make a view due at this look (the staleness clock starts at the write all the same). Only views this daemon has no refresh planned or running for are looked at.',
+    format: 'positive-ms',
+    default: 100,
+    env: 'MVREFRESH_LOG_POLL_INTERVAL_MS',
+  },
   incrementalVerifyIntervalMs: {
     doc: 'Period of the verify of one incremental view (the one verified longest ago, by any replica): its table compared with its definition and repaired (log incremental_verify_mismatch, metric mvrefresh_incremental_verify_mismatch_total); a full evaluation of the view, counted in its refresh budget, on a connection of its own (mvrefresh:verify). 0: never.',
     format: 'ms',
@@ -323,6 +329,7 @@ export interface Config {
   readonly driftCheckIntervalMs: number;
   readonly vacuumCheckIntervalMs: number;
   readonly logVacuumIntervalMs: number;
+  readonly logPollIntervalMs: number;
   readonly incrementalVerifyIntervalMs: number;
   readonly concurrency: number;
   readonly refreshConnectionMaxUses: number;

@@ -34,11 +34,15 @@ import type { CycleOutcome } from './db/protocol.js';
 export type Outcome = CycleOutcome | 'gone' | 'error';
 
 /**
- * What made a view due: a notification (a write to a source, an upstream view's refresh, watch), the
+ * What made a view due: a notification (a write to a source, an upstream view's refresh, watch), a log
+ * poll (a write to a source that only incremental views read: src/daemon/refresh/log-poller.ts), the
  * sweep, an operator, a periodic interval, a retry after a failure. (Not an SQL trigger: those only mark
  * views dirty and notify.)
  */
-export type Cause = 'notify' | 'sweep' | 'manual' | 'interval' | 'retry';
+export type Cause = 'notify' | 'log' | 'sweep' | 'manual' | 'interval' | 'retry';
+
+/** Causes that report a write: a later, more specific cause replaces them in a planned job. */
+export const isWriteCause = (cause: Cause): boolean => cause === 'notify' || cause === 'log';
 
 /** One refresh of one view, as the scheduler hands it to the refresher. */
 export interface Job {

@@ -9,8 +9,9 @@
 --    partition) and a new definition are both reflected by a refresh that starts after this commits;
 --  * a table's trigger is missing, disabled, or no longer ENABLE ALWAYS where this role owns the table
 --    (ALTER TABLE ... DISABLE / ENABLE TRIGGER ALL resets it): writes may have fired nothing. A table's
---    marking trigger is mvrefresh_mark, or its four capture triggers where they mark it (capture_marks.sql:
---    a source of an incremental view has no mvrefresh_mark, routines/mark_table.sql);
+--    marking trigger is mvrefresh_mark, or, for a table only incremental views read (logged_only(),
+--    routines/capture_logs.sql: it has no mvrefresh_mark), its four capture triggers; a table that no longer
+--    needs its mvrefresh_mark has it dropped (not reported);
 --  * conditions that a table's owner keeps and this role cannot repair, reported at every check, their
 --    views marked at every check so that none stays stale longer than driftCheckIntervalMs: a trigger
 --    named mvrefresh_mark that does not run mvrefresh.mark_table() (ours is told by its function, never by
@@ -156,8 +157,8 @@ BEGIN
                LEFT JOIN pg_trigger tg ON tg.tgrelid = c.oid AND tg.tgname = 'mvrefresh_mark'
               WHERE (tg.oid IS NULL OR tg.tgfoid <> ours OR tg.tgenabled IN ('D', 'R')
                      OR (tg.tgenabled <> 'A' AND pg_has_role(c.relowner, 'USAGE')))
-                -- marked by its capture triggers (checked below)
-                AND NOT mvrefresh.capture_marks(c.oid)
+                -- read through its log only (its capture triggers are checked below)
+                AND NOT mvrefresh.logged_only(c.oid)
               ORDER BY c.oid
     LOOP
         IF t.tgoid IS NOT NULL AND (t.tgfoid <> ours OR (t.tgenabled = 'R' AND NOT t.owned)) THEN
@@ -176,6 +177,13 @@ BEGIN
                           END || t.oid::regclass::text);
         END IF;
     END LOOP;
+
+    -- an mvrefresh_mark that no view needs any more (the last materialized view reading the table became
+    -- incremental, and the conversion's own sync of the triggers did not get the table's lock)
+    IF EXISTS (SELECT FROM pg_trigger tg WHERE tg.tgname = 'mvrefresh_mark' AND tg.tgfoid = ours
+                                          AND mvrefresh.logged_only(tg.tgrelid)) THEN
+        need_sync := true;
+    END IF;
 
     -- the capture triggers of incremental views' sources (src/incremental/capture.ts): a missing, disabled
     -- or replica one lets writes through without a log row (nor a mark: they are the table's marking
@@ -215,7 +223,7 @@ BEGIN
 
     -- writes counted by the statistics, and storage replaced, since the last check
     FOR t IN SELECT c.oid, c.relfilenode, c.reltuples, st.n_tup_ins + st.n_tup_upd + st.n_tup_del AS writes,
-                    w.writes AS seen, w.checked_at, f.relfilenode AS seen_file,
+                    w.writes AS seen, w.checked_at, f.relfilenode AS seen_file, mk.capture,
                     -- 'A' when every marking trigger of the table is ENABLE ALWAYS
                     (SELECT CASE WHEN bool_and(tg.tgenabled = 'A') THEN 'A' END FROM pg_trigger tg
                       WHERE tg.tgrelid = c.oid
@@ -228,13 +236,17 @@ BEGIN
                                        SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = c.oid
                                        UNION
                                        SELECT i.inhparent FROM up JOIN pg_inherits i ON i.inhrelid = up.relid)
-                                   SELECT up.relid FROM up) AS marked_by
+                                   SELECT up.relid FROM up) AS marked_by,
+                    -- the log's INSERTs, the evidence that a logged-only table's capture triggers fired
+                    (SELECT ls.n_tup_ins FROM pg_stat_user_tables ls
+                      WHERE ls.relid = to_regclass(format('mvrefresh.%I', 'log_' || c.oid))) AS logged,
+                    w.logged AS seen_logged
                FROM (SELECT DISTINCT unnest(s.source_relids) AS relid FROM mvrefresh.view_state s) src
                JOIN pg_class c ON c.oid = src.relid AND c.relkind = 'r'
                JOIN pg_stat_user_tables st ON st.relid = c.oid
                LEFT JOIN mvrefresh.table_writes w ON w.relid = c.oid
                LEFT JOIN mvrefresh.table_files f ON f.relid = c.oid
-              CROSS JOIN LATERAL (SELECT mvrefresh.capture_marks(c.oid) AS capture) mk
+              CROSS JOIN LATERAL (SELECT mvrefresh.logged_only(c.oid) AS capture) mk
     LOOP
         IF (t.seen IS NOT NULL AND t.writes > t.seen) OR t.relfilenode <> t.seen_file THEN
             WITH added AS (
@@ -258,7 +270,9 @@ BEGIN
             -- there or was consumed after the last check read the old relfilenode
             evidence := EXISTS (SELECT FROM mvrefresh.table_marks m WHERE m.relid = ANY (t.marked_by))
                      OR EXISTS (SELECT FROM mvrefresh.table_writes w
-                                 WHERE w.relid = ANY (t.marked_by) AND w.last_mark_at >= t.checked_at);
+                                 WHERE w.relid = ANY (t.marked_by) AND w.last_mark_at >= t.checked_at)
+                     -- a logged-only table: its TRUNCATE trigger logged a row
+                     OR (t.capture AND (t.seen_logged IS NULL OR t.logged > t.seen_logged));
             IF NOT evidence THEN
                 ch := ch || jsonb_build_object('relid', t.oid, 'kind', {{DRIFT_UNMARKED_TRUNCATE}}, 'change', format(
                     'truncate of %s fired no trigger (its storage was replaced and nothing marked it: TRUNCATE '
@@ -271,7 +285,10 @@ BEGIN
             evidence := EXISTS (SELECT FROM mvrefresh.table_marks m WHERE m.relid = ANY (t.marked_by))
                      OR EXISTS (SELECT FROM mvrefresh.table_writes w
                                  WHERE w.relid = ANY (t.marked_by)
-                                   AND w.last_mark_at >= t.checked_at - stats_delay);
+                                   AND w.last_mark_at >= t.checked_at - stats_delay)
+                     -- a logged-only table: its capture triggers logged rows since the last check (both
+                     -- counters are reported by the writer's backend at the same time)
+                     OR (t.capture AND (t.seen_logged IS NULL OR t.logged > t.seen_logged));
             IF NOT evidence THEN
                 ch := ch || jsonb_build_object('relid', t.oid, 'kind', {{DRIFT_UNMARKED_WRITES}}, 'change', format(
                     'writes to %s fired no trigger (%s rows; session_replication_role = replica%s, or DISABLE '
@@ -292,10 +309,11 @@ BEGIN
         -- a reading below the baseline: `watch` counted its session's writes that are not reported yet, or
         -- the statistics were reset. The baseline is kept while it may be the former, so that those writes,
         -- once reported, are not counted again
-        INSERT INTO mvrefresh.table_writes AS w (relid, writes, checked_at, last_mark_at)
+        INSERT INTO mvrefresh.table_writes AS w (relid, writes, checked_at, last_mark_at, logged)
         VALUES (t.oid, t.writes, now(),
-                (SELECT CASE WHEN mvrefresh.writes_may_be_unreported() THEN now() END))
-        ON CONFLICT (relid) DO UPDATE SET writes = EXCLUDED.writes, checked_at = EXCLUDED.checked_at
+                (SELECT CASE WHEN mvrefresh.writes_may_be_unreported() THEN now() END), t.logged)
+        ON CONFLICT (relid) DO UPDATE SET writes = EXCLUDED.writes, checked_at = EXCLUDED.checked_at,
+                                          logged = EXCLUDED.logged
          WHERE NOT (EXCLUDED.writes < w.writes AND w.checked_at >= now() - stats_delay);
         INSERT INTO mvrefresh.table_files AS f (relid, relfilenode) VALUES (t.oid, t.relfilenode)
         ON CONFLICT (relid) DO UPDATE SET relfilenode = EXCLUDED.relfilenode

@@ -1,8 +1,7 @@
 -- The mark step: one per writing statement on a watched table, whatever the number of views reading it.
--- Exactly one trigger of ours fires per writing statement and runs it: mvrefresh_mark (mark_table(), below)
--- on a table that only full-refresh views read; on a source of an incremental view, the capture trigger of
--- the event (src/incremental/capture.ts; capture_truncate.sql for TRUNCATE), which logs the changed rows
--- and then runs this same step, and the table keeps no mvrefresh_mark (capture_marks.sql says when,
+-- mvrefresh_mark (mark_table(), below) runs it on every table a materialized view reads. A table that
+-- only incremental views read has no mark step: its capture triggers (src/incremental/capture.ts) write
+-- its log, from which those views are due (routines/capture_logs.sql, logged_only();
 -- sync_table_triggers.sql places the triggers). It runs in every writing statement of the application, so
 -- it does as little as it can, and only once the statement has written something (the transaction has an
 -- xid). Step 1 is inlined in each trigger function (MARK_MEMO_HIT of src/db/protocol.ts: one text for
@@ -57,14 +56,12 @@
 -- session-level setting, written only when a clear made it stale.
 -- No column list in the trigger's definition: the application's migrations may alter or drop any column.
 -- SECURITY DEFINER so that writers need no privileges on this schema (mark_relid() too: a capture function
--- owned by another role than this schema's owner still marks). Without a SET clause (it would cost a GUC
+-- of versions 15 to 18 that migration 19 could not rewrite, owned by another role, still marks). Without a SET clause (it would cost a GUC
 -- nest level per call on the hot path), so every name is schema-qualified against what a writer can
 -- create (types, functions, operators in pg_temp or in a schema it puts first in its search_path):
 -- declarations (PL/pgSQL resolves them with the caller's search_path when it compiles the function in the
 -- writer's session), casts, functions, operators as OPERATOR(pg_catalog.x), relations. The remaining
--- constructs resolve no name: IS NULL, COALESCE, AND, FILTER, INTO, literals. The same holds for every
--- trigger function that inlines step 1 and calls mark_relid() (test/search-path.test.ts,
--- test/incremental-one-trigger.test.ts).
+-- constructs resolve no name: IS NULL, COALESCE, AND, FILTER, INTO, literals (test/search-path.test.ts).
 -- mark_relid() comes first in this file: test/faults/interleavings.test.ts gates every gap of the first
 -- body of it, which is where steps 2 and 3 are.
 -- Steps 2 and 3 for the table p_relid, in a trigger of that table whose step 1 missed. Not a trigger
@@ -132,7 +129,7 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION mvrefresh.mark_relid(pg_catalog.oid) FROM PUBLIC;
--- The trigger mvrefresh_mark, on a watched table without capture triggers: step 1, then mark_relid().
+-- The trigger mvrefresh_mark, on a table a materialized view reads: step 1, then mark_relid().
 CREATE OR REPLACE FUNCTION mvrefresh.mark_table() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
 AS $$

@@ -2,7 +2,9 @@
 -- daemon and by refresh_dirty().
 --
 -- A view is dirty while it has rows in mvrefresh.marks, while a table it reads has rows in
--- mvrefresh.table_marks, or while a cycle is unfinished (below). Writers only ever INSERT table marks, never
+-- mvrefresh.table_marks, while a cycle is unfinished (below), or (an incremental view) while its logs hold
+-- a committed row its applied snapshot does not show (routines/capture_logs.sql: a table that only
+-- incremental views read has no marks; what follows about marks concerns the others). Writers only ever INSERT table marks, never
 -- UPDATE a shared row: no writer waits for another writer, for a long transaction that marked the table
 -- first, or for the daemon. One trigger per table (routines/mark_table.sql), whatever the number of views.
 --
@@ -117,6 +119,9 @@ BEGIN
     -- clean view costs one index scan).
     cleared := mvrefresh.clear_table_marks(s.source_relids);
     has_marks := EXISTS (SELECT FROM mvrefresh.marks WHERE view_id = p_view_id);
+    -- an incremental view is also due from its logs (routines/capture_logs.sql): a committed log row its
+    -- applied snapshot does not show, seen in this statement's snapshot, is in tx2's, taken later
+    has_marks := has_marks OR mvrefresh.log_behind(p_view_id) IS NOT NULL;
     IF NOT (p_force OR has_marks OR s.started_gen > s.done_gen) THEN
         outcome := 'clean';
     ELSE

@@ -56,7 +56,10 @@ SELECT s.id,
        i.verify_mismatches AS incremental_verify_mismatches
   FROM mvrefresh.view_state s
   LEFT JOIN mvrefresh.incremental i ON i.view_id = s.id AND i.state = 'active'
-  LEFT JOIN LATERAL (SELECT min(x.marked_at) AS oldest
+  -- the oldest write the view does not show: a mark of it or of a table it reads, or (an incremental
+  -- view) a committed log row its applied snapshot does not show (routines/capture_logs.sql)
+  LEFT JOIN LATERAL (SELECT LEAST(min(x.marked_at),
+                                  CASE WHEN i.view_id IS NOT NULL THEN mvrefresh.log_behind(s.id) END) AS oldest
                        FROM (SELECT marked_at FROM mvrefresh.marks WHERE view_id = s.id
                              UNION ALL
                              SELECT marked_at FROM mvrefresh.table_marks WHERE relid = ANY (s.source_relids)) x

@@ -1,8 +1,8 @@
 -- Brings the triggers in line with the watched views: one trigger, mvrefresh_mark, on every table or
--- partition a watched view reads (view_state.source_relids), except where the table's capture triggers
--- mark it (capture_marks.sql: a source of an incremental view, one trigger of ours per writing statement,
--- routines/mark_table.sql), none on tables no watched view reads any more, and no table marks left for
--- such tables. Idempotent; `watch`, `unwatch`, `migrate` and the capture of incremental views
+-- partition a watched view reads (view_state.source_relids), except where every watched view reading it
+-- is an incremental view kept from the table's log (logged_only(), routines/capture_logs.sql: such a view
+-- is due from its log, and the table's writers pay for the log's INSERT alone), none on tables no watched
+-- view reads any more, and no table marks left for such tables. Idempotent; `watch`, `unwatch`, `migrate` and the capture of incremental views
 -- (src/incremental/capture.ts, after it created or dropped capture triggers, in the same transaction) run
 -- it. Returns the tables whose trigger it removed because no watched view reads them.
 --
@@ -36,10 +36,10 @@ BEGIN
         EXECUTE format('DROP TRIGGER mvrefresh_mark ON %s', t.tgrelid::regclass);
         dropped := dropped || t.tgrelid::regclass::text;
     END LOOP;
-    -- the capture triggers mark these tables: a second trigger would mark each statement twice
+    -- every view reading these tables is due from their logs: a mark would be paid for and read by nobody
     FOR t IN SELECT tg.tgrelid FROM pg_trigger tg
               WHERE tg.tgname = 'mvrefresh_mark' AND tg.tgfoid = 'mvrefresh.mark_table()'::regprocedure
-                AND mvrefresh.capture_marks(tg.tgrelid)
+                AND mvrefresh.logged_only(tg.tgrelid)
     LOOP
         EXECUTE format('DROP TRIGGER mvrefresh_mark ON %s', t.tgrelid::regclass);
     END LOOP;
@@ -84,8 +84,8 @@ BEGIN
     LOOP
         -- not ours: reported by check_drift() and watch()
         CONTINUE WHEN t.tgfoid IS NOT NULL AND t.tgfoid <> 'mvrefresh.mark_table()'::regprocedure;
-        -- marked by its capture triggers (dropped above)
-        CONTINUE WHEN mvrefresh.capture_marks(t.oid);
+        -- read through its log only (dropped above)
+        CONTINUE WHEN mvrefresh.logged_only(t.oid);
         IF t.tgfoid IS NULL THEN
             EXECUTE format('CREATE TRIGGER mvrefresh_mark AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s '
                            'FOR EACH STATEMENT EXECUTE FUNCTION mvrefresh.mark_table()', t.oid::regclass);

@@ -1,7 +1,7 @@
 -- What is wrong with a table's marking trigger that this role cannot repair, worded for the view's
 -- warnings, or NULL when nothing is. The marking trigger is mvrefresh_mark, or the four capture triggers
--- where they mark the table (capture_marks.sql: a source of an incremental view keeps no mvrefresh_mark,
--- routines/mark_table.sql). For mvrefresh_mark: a trigger of that name that does not run
+-- of a table that only incremental views read (logged_only(), routines/capture_logs.sql: it has no
+-- mvrefresh_mark). For mvrefresh_mark: a trigger of that name that does not run
 -- mvrefresh.mark_table(), one that is ENABLE REPLICA, one not ENABLE ALWAYS (which only the table's owner
 -- can change). For capture triggers: one not ENABLE ALWAYS (missing, disabled or ENABLE REPLICA ones are
 -- reported by check_drift() as capture triggers). watch() and check_drift() word their warnings here;
@@ -11,7 +11,7 @@ CREATE OR REPLACE FUNCTION mvrefresh.trigger_warning(p_relid oid) RETURNS text
     LANGUAGE sql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN mvrefresh.capture_marks(c.oid)
+    SELECT CASE WHEN mvrefresh.logged_only(c.oid)
                 THEN CASE WHEN EXISTS (SELECT FROM pg_trigger tg
                                         WHERE tg.tgrelid = c.oid AND tg.tgname LIKE 'mvrefresh\_cap\_%'
                                           AND tg.tgenabled NOT IN ('A', 'D', 'R'))

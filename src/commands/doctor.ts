@@ -261,9 +261,9 @@ async function driftFindings(db: pg.ClientBase): Promise<Finding[]> {
 }
 
 async function triggerFindings(db: pg.ClientBase): Promise<Finding[]> {
-  const captureMarks =
-    (await db.query<{ present: boolean }>(sql.doctorCaptureMarks)).rows[0]?.present ?? false;
-  const { rows } = await db.query<TriggerRow>(sql.doctorTriggers(captureMarks));
+  const routines = (await db.query<{ logged: boolean; marks: boolean }>(sql.doctorMarkRule)).rows[0];
+  const rule = routines?.logged ? 'logged' : routines?.marks ? 'marks' : 'count';
+  const { rows } = await db.query<TriggerRow>(sql.doctorTriggers(rule));
   const out = rows.map(triggerFinding);
   const capture = await db.query<{ table: string; trigger: string; enabled: string; owner: string }>(
     sql.doctorCaptureTriggers,

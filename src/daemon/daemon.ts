@@ -23,6 +23,7 @@ import { SchemaCheck } from './checks/schema.js';
 import { SourceMap } from './refresh/sources.js';
 import { ViewList } from './refresh/view-list.js';
 import { ViewModes } from './refresh/view-modes.js';
+import { LogPoller } from './refresh/log-poller.js';
 import { latestVersion } from '../db/migrate.js';
 import type { StartupSettingsSupport } from '../db/startup-settings.js';
 import { StartupError, checkDatabase, probeListenUrl, reportStartupSettings } from './startup.js';
@@ -242,6 +243,16 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     });
     this.releasers.add('sweeper', () => sweeper.stop());
 
+    // writes to tables that only incremental views read notify nothing: their logs are polled
+    const logPoller = new LogPoller({
+      pool: controlPool,
+      scheduler,
+      modes,
+      logger,
+      intervalMs: config.logPollIntervalMs,
+    });
+    this.releasers.add('log poller', () => logPoller.stop());
+
     // the periodic checks read the catalog through the control pool and report through the metrics
     const checkWith = { pool: controlPool, logger, metrics };
     const driftChecker = new DriftChecker({ ...checkWith, intervalMs: config.driftCheckIntervalMs });
@@ -399,6 +410,7 @@ export class Daemon extends EventEmitter<DaemonEvents> {
     // the start sweep loads the views before LISTEN, so that the first notifications find them known
     await sweeper.start();
     listener.start();
+    logPoller.start();
     replaceWorker.start();
     driftChecker.start();
     vacuumCheck.start();

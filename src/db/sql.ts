@@ -32,6 +32,12 @@ export const sql = {
   appliedMigrations: 'SELECT version FROM mvrefresh.migrations ORDER BY version',
   recordMigration: 'INSERT INTO mvrefresh.migrations (version, name, breaking) VALUES ($1, $2, $3)',
   appliedRoutines: 'SELECT name, sha256 FROM mvrefresh.routines',
+  /**
+   * The given incremental views that their logs show behind (routines/capture_logs.sql), with how long ago
+   * the oldest write they do not show began (ms).
+   */
+  logDue: `SELECT view_id, (extract(epoch FROM pg_catalog.clock_timestamp() - dirty_since) * 1000)::float8 AS dirty_for_ms
+             FROM mvrefresh.log_due($1::pg_catalog.int4[])`,
   recordRoutine: `INSERT INTO mvrefresh.routines (name, sha256) VALUES ($1, $2)
                   ON CONFLICT (name) DO UPDATE SET sha256 = EXCLUDED.sha256, applied_at = pg_catalog.now()`,
   notify: 'SELECT pg_catalog.pg_notify($1, $2)',
@@ -198,12 +204,11 @@ export const sql = {
   /**
    * Tables a watched view reads whose mvrefresh_mark trigger is missing, disabled, ENABLE REPLICA (fires only
    * under session_replication_role = replica), or not ours (another function behind our trigger's name).
-   * A source of an incremental view whose four capture triggers mark it (capture_marks.sql) has none; one
-   * whose capture functions are of a generation that did not mark keeps mvrefresh_mark and is listed when
-   * that trigger is not right. A schema migrated by a build without capture_marks() (doctorCaptureMarks says)
-   * counts the four capture triggers by name instead.
+   * A table that only incremental views read has none (logged_only(), routines/capture_logs.sql). A schema
+   * of versions 15 to 18 (doctorMarkRule says which) has capture_marks() instead, true where the capture
+   * triggers marked the table; one older still counts the four capture triggers by name.
    */
-  doctorTriggers: (captureMarks: boolean) => `SELECT DISTINCT r.relid::regclass::text AS table,
+  doctorTriggers: (rule: 'logged' | 'marks' | 'count') => `SELECT DISTINCT r.relid::regclass::text AS table,
                           t.tgenabled::text AS enabled,
                           t.oid IS NOT NULL AND t.tgfoid OPERATOR(pg_catalog.<>) 'mvrefresh.mark_table()'::pg_catalog.regprocedure AS foreign,
                           t.tgfoid::pg_catalog.regprocedure::text AS function,
@@ -214,15 +219,18 @@ export const sql = {
                     WHERE (t.oid IS NULL OR t.tgenabled IN ('D', 'R')
                            OR t.tgfoid <> 'mvrefresh.mark_table()'::pg_catalog.regprocedure)
                       AND ${
-                        captureMarks
-                          ? 'NOT mvrefresh.capture_marks(r.relid)'
-                          : `(SELECT pg_catalog.count(*) FROM pg_trigger ct
+                        rule === 'logged'
+                          ? 'NOT mvrefresh.logged_only(r.relid)'
+                          : rule === 'marks'
+                            ? 'NOT mvrefresh.capture_marks(r.relid)'
+                            : `(SELECT pg_catalog.count(*) FROM pg_trigger ct
                             WHERE ct.tgrelid = r.relid
                               AND ct.tgname IN (${CAPTURE_LIST})) OPERATOR(pg_catalog.<>) 4`
                       }
                     ORDER BY 1`,
-  /** Whether the schema has capture_marks() (routines of version 15 since the capture marks). */
-  doctorCaptureMarks: `SELECT pg_catalog.to_regprocedure('mvrefresh.capture_marks(pg_catalog.oid)') IS NOT NULL AS present`,
+  /** Which rule says where mvrefresh_mark belongs: logged_only() (version 19), capture_marks() (15 to 18). */
+  doctorMarkRule: `SELECT pg_catalog.to_regprocedure('mvrefresh.logged_only(pg_catalog.oid)') IS NOT NULL AS logged,
+                          pg_catalog.to_regprocedure('mvrefresh.capture_marks(pg_catalog.oid)') IS NOT NULL AS marks`,
   /**
    * Capture triggers of incremental views' sources that do not fire for ordinary writes (disabled, ENABLE
    * REPLICA): those writes log nothing until the drift check enables them again and recomputes the views.

@@ -10,17 +10,17 @@
  * statement costs one INSERT whatever the number of views. The log row carries its writer's top-level
  * transaction id (pg_current_xact_id() is the top-level id in a subtransaction too): it commits, aborts or
  * is rolled back to a savepoint with the rows it describes (L in routines/apply_view.sql).
- * Each capture function then runs the mark step of routines/mark_table.sql (step 1 inlined with the table's
- * oid written out, markMemoHitOf(); mark_relid() when it misses), so that a writing statement fires one
- * trigger of ours, not two: a table whose four capture triggers mark it (routines/capture_marks.sql) keeps
- * no mvrefresh_mark, whatever views, incremental or not, read it. syncCapture() ends with
- * sync_table_triggers(), in the same transaction, which drops mvrefresh_mark where the capture now marks
- * and creates it again where the capture is dropped and a watched view still reads the table: no commit
- * leaves a watched table's writes without a marking trigger.
+ * The log row also carries mvr_at, its writer's transaction start: the staleness clock.
+ * The capture functions do nothing else: an incremental view is due while its logs hold a committed row its
+ * applied snapshot does not show (routines/capture_logs.sql), which the daemon polls for, so a table that
+ * only incremental views read has no mark step at all (mvrefresh.logged_only()). A table that a
+ * materialized view (or an incremental view still being built) reads too keeps mvrefresh_mark beside
+ * them. syncCapture() ends with sync_table_triggers(), in the same transaction, which places or drops
+ * mvrefresh_mark by that rule: no commit leaves a watched table's writes reaching neither a log nor a mark.
  */
 import type pg from 'pg';
 import type { Column } from './analyze.js';
-import { CAPTURE_TRIGGERS, LOCK_NAMESPACE, WATCH_LOCK_KEY, markMemoHitOf } from '../db/protocol.js';
+import { CAPTURE_TRIGGERS, LOCK_NAMESPACE, WATCH_LOCK_KEY } from '../db/protocol.js';
 import { comparable } from './analyze.js';
 import { logTable } from './statements.js';
 import { incrementalSql } from './sql.js';
@@ -59,18 +59,12 @@ function functionSql(oid: string, event: 'ins' | 'upd' | 'del', cols: string, pa
     SELECT 1, ${cols} FROM (SELECT ${cols} FROM n EXCEPT ALL SELECT ${cols} FROM o) changed_new;`
           : `${into} SELECT -1, ${cols} FROM o UNION ALL SELECT 1, ${cols} FROM n;`;
   // SECURITY DEFINER: writers need no privilege on the log. No SET clause (a GUC nest level per call on
-  // the hot path): the names are the qualified log, the transition tables, which resolve first, and those
-  // of the mark step, qualified as in routines/mark_table.sql.
+  // the hot path): the names are the qualified log and the transition tables, which resolve first.
   return `CREATE OR REPLACE FUNCTION ${captureFunction(oid, event)}() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
 AS $mvrefresh$
 BEGIN
     ${body}
-    -- the mark step (routines/mark_table.sql): step 1, then mark_relid() when it misses
-    IF ${markMemoHitOf(oid)} THEN
-        RETURN NULL;
-    END IF;
-    PERFORM mvrefresh.mark_relid(TG_RELID);
     RETURN NULL;
 END
 $mvrefresh$`;
@@ -114,7 +108,8 @@ export async function syncCapture(
       `CREATE TABLE IF NOT EXISTS ${log} (
          mvr_xid pg_catalog.xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
          mvr_trunc boolean NOT NULL DEFAULT false,
-         mvr_sign pg_catalog.int2 NOT NULL DEFAULT 1
+         mvr_sign pg_catalog.int2 NOT NULL DEFAULT 1,
+         mvr_at pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now()
        ) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000)`,
     );
     // no index: every writing statement would pay for it, and the log holds only what is not applied yet

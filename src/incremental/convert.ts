@@ -10,11 +10,14 @@
  *  C. the swap, one short transaction under lock_timeout, retried: the view's dependants dropped, the view
  *     dropped, the table renamed to its name, with the view's indexes' names, owner, grants and comments,
  *     the guard trigger (refuse_write.sql), the dependants created again; the view is marked, so that the
- *     writes since S0 are applied at once.
+ *     writes since S0 are applied at once;
+ *  D. the triggers brought in line (sync_table_triggers()): a source that only incremental views read now
+ *     loses its mvrefresh_mark, their views being due from its log (routines/capture_logs.sql).
  * Readers wait only for C; writers never wait for more than A's lock.
  */
 import type pg from 'pg';
-import { CHANNEL, LOCK_NAMESPACE, VIEWS_CHANGED } from '../db/protocol.js';
+import { CHANNEL, DDL_LOCK_TIMEOUT_MS, LOCK_NAMESPACE, VIEWS_CHANGED } from '../db/protocol.js';
+import { sql } from '../db/sql.js';
 import { retryOnLockTimeout } from '../db/lock-retry.js';
 import { inTransaction } from '../db/transaction.js';
 import {
@@ -270,6 +273,21 @@ export async function makeIncremental(
         }),
       RETRY_DEADLINE_MS,
     );
+    // D: a source that no materialized view reads any more loses its mvrefresh_mark (its views are due
+    // from its log). DROP TRIGGER locks the table against its writers: a short lock, tried until the
+    // deadline; a mark trigger left in place costs writers its mark step and nothing else, and the daemon's
+    // drift check drops it later
+    await retryOnLockTimeout(
+      () =>
+        tx(client, async () => {
+          await client.query(`SELECT pg_catalog.set_config('lock_timeout', $1, true)`, [
+            `${DDL_LOCK_TIMEOUT_MS}ms`,
+          ]);
+          await lockTriggers(client);
+          await client.query(sql.syncTableTriggers);
+        }),
+      RETRY_DEADLINE_MS,
+    ).catch(() => undefined);
     return {
       view: shown,
       sources: analysis.sources.map((s) => shownName(s.schema, s.name)),

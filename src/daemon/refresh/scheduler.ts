@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../../logger.js';
-import type { Cause, Job, RunResult } from '../../interfaces.js';
+import { isWriteCause, type Cause, type Job, type RunResult } from '../../interfaces.js';
 import { BUDGET_WINDOW_MS, DurationEstimate, LONG_REFRESH_SHARE, planRefresh, type Plan } from './plan.js';
 import { EARLY_RETRY_MS } from '../../db/protocol.js';
 
@@ -175,6 +175,11 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     return this.views.size;
   }
 
+  /** Whether the view is known and has no job planned, queued or running. */
+  isIdle(viewId: number): boolean {
+    return this.views.has(viewId) && !this.states.has(viewId);
+  }
+
   /** Views planned (waiting for their time or a retry), not yet handed to the queue. */
   get waitingCount(): number {
     let n = 0;
@@ -214,15 +219,15 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
           // after a failure, the first write may have fixed it (duplicate rows removed): retry soon
           // instead of when the backoff ends, once per failed attempt and never after an attempt that was
           // itself such an early one, so writes at most double the attempts
-          if (!st.failed || st.afterEarly || st.early || cause !== 'notify') return;
+          if (!st.failed || st.afterEarly || st.early || !isWriteCause(cause)) return;
           st.early = true;
           st.retryAt = Math.min(st.retryAt, now + EARLY_RETRY_MS);
-        } else if (cause !== 'notify') st.cause = cause;
+        } else if (!isWriteCause(cause)) st.cause = cause;
         this.arm(view, st);
         return;
       case 'queued':
         st.force ||= force;
-        if (cause !== 'notify') st.cause = cause;
+        if (!isWriteCause(cause)) st.cause = cause;
         return;
       case 'running':
         st.rerun ??= { dirtySince: since, cause, force };

@@ -19,6 +19,13 @@ export class ViewModes {
   isIncremental(viewId: number): boolean {
     return this.modes.get(viewId) === INCREMENTAL;
   }
+
+  /** The ids of the incremental views. */
+  incrementalIds(): number[] {
+    const ids: number[] = [];
+    for (const [id, mode] of this.modes) if (mode === INCREMENTAL) ids.push(id);
+    return ids;
+  }
 }
 
 export const INCREMENTAL = 'incremental';

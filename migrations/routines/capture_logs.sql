@@ -1,0 +1,85 @@
+-- Dueness from the logs (docs/design/incremental.md 10.1): an incremental view is behind while a log of a
+-- source it reads holds a committed row whose transaction its applied snapshot (S_a) does not show. Such a
+-- view needs no mark: a table that only incremental views read has no mvrefresh_mark (logged_only()), and
+-- its capture functions write the log row alone. The daemon polls log_due() (src/daemon/refresh/
+-- log-poller.ts); due_views() (the sweep, refresh_dirty()), status and the cycle's tx1 (refresh_view.sql)
+-- read log_behind(). This file sorts before the routines whose SQL bodies call these.
+--
+-- What must hold (with L, C and pruning of apply_view.sql):
+--  Liveness: a committed write w left a log row (L). Until an apply whose snapshot shows w commits, S_a
+--     does not show w and the row is not pruned (pruning needs it visible in every S_a), so every look
+--     that starts after w committed finds the view behind; the cycle it starts takes its apply's snapshot
+--     after that look, so the apply shows w and C consumes it. Nothing is cleared, so no writer skips
+--     anything and W, D, S and R of mark_table.sql have nothing to guard.
+--  A look runs in its own statement's snapshot: a row it sees is committed (an uncommitted writer's row is
+--     invisible, and its commit is seen by the next look).
+-- The clock: mvr_at, the writer's transaction start (now(), as a mark's marked_at): never later than the
+-- write's commit, so the age it gives is an upper bound.
+
+-- The oldest unapplied committed write of an active incremental view (the least mvr_at of its sources'
+-- log rows that its S_a does not show), or NULL when it is not behind by its logs.
+CREATE OR REPLACE FUNCTION mvrefresh.log_behind(p_view_id integer) RETURNS timestamptz
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    inc record;
+    src oid;
+    oldest timestamptz;
+    here timestamptz;
+BEGIN
+    SELECT i.sources, i.applied_snapshot INTO inc
+      FROM mvrefresh.incremental i WHERE i.view_id = p_view_id AND i.state = 'active';
+    IF NOT FOUND OR inc.applied_snapshot IS NULL THEN
+        RETURN NULL;
+    END IF;
+    FOREACH src IN ARRAY inc.sources LOOP
+        CONTINUE WHEN to_regclass(format('mvrefresh.%I', 'log_' || src)) IS NULL;
+        EXECUTE format('SELECT min(l.mvr_at) FROM mvrefresh.%I l WHERE NOT pg_visible_in_snapshot(l.mvr_xid, $1)',
+                       'log_' || src)
+           INTO here USING inc.applied_snapshot;
+        oldest := LEAST(oldest, here);
+    END LOOP;
+    RETURN oldest;
+END
+$$;
+
+-- log_behind() of each of the given views that may run a cycle now (not paused, not backing off): the
+-- daemon's poll, which passes the views it holds no job for.
+CREATE OR REPLACE FUNCTION mvrefresh.log_due(p_view_ids integer[])
+    RETURNS TABLE (view_id integer, dirty_since timestamptz)
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT b.id, b.since
+      FROM (SELECT s.id, mvrefresh.log_behind(s.id) AS since
+              FROM mvrefresh.view_state s JOIN mvrefresh.incremental i ON i.view_id = s.id
+             WHERE s.id = ANY (p_view_ids) AND i.state = 'active' AND NOT s.paused
+               AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= now())) b
+     WHERE b.since IS NOT NULL
+     ORDER BY b.id;
+END;
+
+-- Whether the table's writes reach every watched view reading it through its log: its four capture
+-- triggers are ours, and every watched view that reads it is an active incremental view with the table
+-- among its sources. Such a table needs no mvrefresh_mark (sync_table_triggers.sql); a table also read by
+-- a materialized view (or by an incremental view still being built) keeps it, beside the capture triggers.
+CREATE OR REPLACE FUNCTION mvrefresh.logged_only(p_relid oid) RETURNS boolean
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT (SELECT count(*)
+              FROM (VALUES ({{CAPTURE_INS}}, format('cap_%s_ins', p_relid)),
+                           ({{CAPTURE_UPD}}, format('cap_%s_upd', p_relid)),
+                           ({{CAPTURE_DEL}}, format('cap_%s_del', p_relid)),
+                           ({{CAPTURE_TRUNC}}, 'capture_truncate')) e(tgname, proname)
+              JOIN pg_trigger tg ON tg.tgrelid = p_relid AND tg.tgname = e.tgname
+              JOIN pg_proc p ON p.oid = tg.tgfoid AND p.proname = e.proname
+                            AND p.pronamespace = 'mvrefresh'::regnamespace AND p.pronargs = 0) = 4
+       AND EXISTS (SELECT FROM mvrefresh.view_state v WHERE p_relid = ANY (v.source_relids))
+       AND NOT EXISTS (SELECT FROM mvrefresh.view_state v
+                        WHERE p_relid = ANY (v.source_relids)
+                          AND NOT EXISTS (SELECT FROM mvrefresh.incremental i
+                                           WHERE i.view_id = v.id AND i.state = 'active'
+                                             AND p_relid = ANY (i.sources)));
+END;
