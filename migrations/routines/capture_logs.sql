@@ -2,8 +2,8 @@
 -- source it reads holds a committed row whose transaction its applied snapshot (S_a) does not show. Such a
 -- view needs no mark: a table that only incremental views read has no mvrefresh_mark (logged_only()), and
 -- its capture functions write the log row alone. The daemon polls log_due() (src/daemon/refresh/
--- log-poller.ts); due_views() (the sweep, refresh_dirty()), status and the cycle's tx1 (refresh_view.sql)
--- read log_behind(). This file sorts before the routines whose SQL bodies call these.
+-- log-poller.ts); due_views() (the sweep, refresh_dirty()) and status read log_behind(), the cycle's
+-- tx1 (refresh_view.sql) log_pending(). This file sorts before the routines whose SQL bodies call these.
 --
 -- What must hold (with L, C and pruning of apply_view.sql):
 --  Liveness: a committed write w left a log row (L). Until an apply whose snapshot shows w commits, S_a
@@ -41,6 +41,34 @@ BEGIN
         oldest := LEAST(oldest, here);
     END LOOP;
     RETURN oldest;
+END
+$$;
+
+-- Whether log_behind() is not NULL, without reading the logs whole: the cycle's tx1 (refresh_view.sql).
+CREATE OR REPLACE FUNCTION mvrefresh.log_pending(p_view_id integer) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    inc record;
+    src oid;
+    found_one boolean;
+BEGIN
+    SELECT i.sources, i.applied_snapshot INTO inc
+      FROM mvrefresh.incremental i WHERE i.view_id = p_view_id AND i.state = 'active';
+    IF NOT FOUND OR inc.applied_snapshot IS NULL THEN
+        RETURN false;
+    END IF;
+    FOREACH src IN ARRAY inc.sources LOOP
+        CONTINUE WHEN to_regclass(format('mvrefresh.%I', 'log_' || src)) IS NULL;
+        EXECUTE format('SELECT EXISTS (SELECT FROM mvrefresh.%I l WHERE NOT pg_visible_in_snapshot(l.mvr_xid, $1))',
+                       'log_' || src)
+           INTO found_one USING inc.applied_snapshot;
+        IF found_one THEN
+            RETURN true;
+        END IF;
+    END LOOP;
+    RETURN false;
 END
 $$;
 

@@ -121,7 +121,7 @@ BEGIN
     has_marks := EXISTS (SELECT FROM mvrefresh.marks WHERE view_id = p_view_id);
     -- an incremental view is also due from its logs (routines/capture_logs.sql): a committed log row its
     -- applied snapshot does not show, seen in this statement's snapshot, is in tx2's, taken later
-    has_marks := has_marks OR mvrefresh.log_behind(p_view_id) IS NOT NULL;
+    has_marks := has_marks OR mvrefresh.log_pending(p_view_id);
     IF NOT (p_force OR has_marks OR s.started_gen > s.done_gen) THEN
         outcome := 'clean';
     ELSE

@@ -8,7 +8,8 @@ import pg from 'pg';
  *
  * Coverage: every committed write is covered. A watched view whose rows differ from its query is dirty by
  * the protocol's own definition (mvrefresh.status.dirty: view marks, table marks of its sources, an
- * unfinished cycle), or a view it reads is. Evaluated in one statement, so in one snapshot: a cycle's
+ * unfinished cycle, an incremental view's committed log rows its applied snapshot does not show), or a
+ * view it reads is. Evaluated in one statement, so in one snapshot: a cycle's
  * refresh and its done_gen commit together, and so do a writer's rows and its mark.
  *
  * Remembered marks: a writer session that would skip its next write to a table (a memo it holds, honest or
@@ -68,9 +69,9 @@ export function uncovered(checks: readonly ViewCheck[], ignore: ReadonlySet<stri
 
 /**
  * The tables (of `tables`, unqualified names) whose next write by this session would be skipped although
- * no mark of the table exists. Only sources of a watched view with an enabled marking trigger for the
- * probe's DELETE (mvrefresh_mark, or the capture trigger mvrefresh_cap_del of a source of an incremental
- * view, which runs the same mark step) are probed (a write to a table no view reads is nobody's loss) (a memo's
+ * no mark of the table exists. Only sources of a watched view with an enabled mvrefresh_mark are probed (a
+ * write to a table no view reads is nobody's loss; a table that only incremental views read has no mark
+ * step, its views being due from its log, which the coverage invariant judges) (a memo's
  * setting cannot be listed: placeholder settings are left out of pg_settings, and its name is the
  * trigger's business). Must be called on an idle session (no open transaction); through a transaction
  * pooler it probes the server session the transaction lands on.
@@ -93,7 +94,7 @@ export async function skipsWithoutMark(client: pg.ClientBase, tables: readonly s
        FROM unnest(ARRAY[${names}]::text[]) AS t(name)
        JOIN pg_class c ON c.oid = to_regclass(pg_catalog.quote_ident(t.name))
       WHERE EXISTS (SELECT FROM pg_trigger tg WHERE tg.tgrelid = c.oid
-                      AND tg.tgname IN ('mvrefresh_mark', 'mvrefresh_cap_del') AND tg.tgenabled <> 'D')
+                      AND tg.tgname = 'mvrefresh_mark' AND tg.tgenabled <> 'D')
         AND EXISTS (SELECT FROM mvrefresh.view_state v WHERE c.oid = ANY (v.source_relids))
         AND NOT EXISTS (SELECT FROM mvrefresh.table_marks m WHERE m.relid = c.oid);
      ROLLBACK`,
