@@ -13,8 +13,11 @@ import { checkViews, skipsWithoutMark, uncovered, type CheckedView } from '../su
  * routines/mark_table.sql, the first body of that file, which gatedRoutine() gates; every trigger that marks,
  * mvrefresh_mark or a capture trigger of an incremental view's source, runs it after its inlined step 1)
  * while whole cycles run, on a table of two full-refresh views (trigger mvrefresh_mark) and on a table of an
- * incremental and a full-refresh view (its capture triggers mark it). Two views share each table, so that a
- * cycle of one consumes marks the other needs and writers remember marks that a cycle deletes. After every step: the invariants of test/support/model-invariants.ts
+ * incremental and a full-refresh view (mvrefresh_mark beside its capture triggers). The cycles stopped in
+ * tx1 run on the first table, and on a table that only two incremental views read, whose writes mark
+ * nothing (their views are due from its log, routines/capture_logs.sql). Two views share each table, so
+ * that a cycle of one consumes marks (or log rows) the other needs and writers remember marks that a cycle
+ * deletes. After every step: the invariants of test/support/model-invariants.ts
  * (no writer skips for a mark that is gone; every view that differs from its query is dirty); at the end,
  * cycles run until nothing is due, and both views must equal their queries.
  */
@@ -38,8 +41,9 @@ const WRITE = 'INSERT INTO t VALUES (1 + (random() * 4)::int, 1 + (random() * 9)
 
 /**
  * A table, its writers' statement, and the two views reading it, cycled in this order. T: two full-refresh
- * views, so the writers' trigger is mvrefresh_mark; U: an incremental and a full-refresh view, so it is the
- * capture trigger, which logs the row and runs the same mark step (the table has no mvrefresh_mark).
+ * views, so the writers' trigger is mvrefresh_mark; U: an incremental and a full-refresh view, so the
+ * capture trigger logs the row and mvrefresh_mark marks the table; L: two incremental views, so the capture
+ * trigger logs the row and nothing marks the table.
  */
 interface Subject {
   table: string;
@@ -53,6 +57,14 @@ const U: Subject = {
   views: [
     { name: 'u_inc', query: 'SELECT k, count(*) AS n, sum(n)::bigint AS total FROM u GROUP BY k' },
     { name: 'u_max', query: 'SELECT k, max(n) AS top FROM u GROUP BY k' },
+  ],
+};
+const L: Subject = {
+  table: 'l',
+  write: 'INSERT INTO l VALUES (1 + (random() * 4)::int, 1 + (random() * 9)::int)',
+  views: [
+    { name: 'l_sum', query: 'SELECT k, count(*) AS n, sum(n)::bigint AS total FROM l GROUP BY k' },
+    { name: 'l_max', query: 'SELECT k, max(n) AS top FROM l GROUP BY k' },
   ],
 };
 
@@ -121,21 +133,22 @@ type Pre = 'clean' | 'marked';
 type TxScript = 'remembered' | 'long and repeatable read';
 
 /**
- * A cycle of v_sum stopped at `gap` of tx1; meanwhile, by script: W2 commits a write (a table mark) and W1
- * writes (finds that mark, remembers it), or W3 opens a READ COMMITTED writer and W1 commits a REPEATABLE
- * READ one. Then the cycle goes on, W3 commits, W1 and W2 write again.
+ * A cycle of the subject's first view stopped at `gap` of tx1; meanwhile, by script: W2 commits a write (a
+ * table mark, or a log row) and W1 writes (finds that mark, remembers it), or W3 opens a READ COMMITTED
+ * writer and W1 commits a REPEATABLE READ one. Then the cycle goes on, W3 commits, W1 and W2 write again.
  */
-async function tx1Case(gap: Gap, pre: Pre, script: TxScript): Promise<void> {
-  const where = `tx1 gap ${gap.key - GATE_KEY_BASE} (after "${gap.after}", refresh_view.sql:${gap.line}), ${pre}, ${script}`;
+async function tx1Case(gap: Gap, pre: Pre, script: TxScript, subject: Subject): Promise<void> {
+  const where = `tx1 gap ${gap.key - GATE_KEY_BASE} (after "${gap.after}", refresh_view.sql:${gap.line}), table ${subject.table}, ${pre}, ${script}`;
+  const [first, second] = subject.views;
   stats.cases += 1;
   await withWriters(3, async ([w1, w2, w3]) => {
     const runner = await client();
     try {
-      if (pre === 'marked') await write(w2!);
+      if (pre === 'marked') await write(w2!, subject);
       const gate = await Gate.hold(db.url, gap.key);
       let running: Promise<unknown>;
       try {
-        running = cycle(runner, 'v_sum');
+        running = cycle(runner, first!.name);
         // a gap on a path this state does not take is the interleaving without a gate: nothing new
         if (!(await gate.reached(running))) {
           await running;
@@ -143,31 +156,31 @@ async function tx1Case(gap: Gap, pre: Pre, script: TxScript): Promise<void> {
         }
         stats.reached += 1;
         if (script === 'remembered') {
-          await write(w2!);
-          await write(w1!);
+          await write(w2!, subject);
+          await write(w1!, subject);
         } else {
           await w3!.query('BEGIN');
-          await write(w3!);
+          await write(w3!, subject);
           await w1!.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-          await w1!.query('SELECT count(*) FROM t');
-          await write(w1!);
+          await w1!.query(`SELECT count(*) FROM ${subject.table}`);
+          await write(w1!, subject);
           await w1!.query('COMMIT');
         }
       } finally {
         await gate.end();
       }
       await running;
-      await checkInvariants(where, script === 'remembered' ? [w1!, w2!] : [w1!], 'the cycle');
+      await checkInvariants(where, script === 'remembered' ? [w1!, w2!] : [w1!], 'the cycle', subject);
       if (script !== 'remembered') {
         await w3!.query('COMMIT');
-        await checkInvariants(where, [w1!, w3!], 'the long writer committed');
+        await checkInvariants(where, [w1!, w3!], 'the long writer committed', subject);
       }
-      await write(w1!);
-      await write(w2!);
-      await checkInvariants(where, [w1!, w2!], 'writing again');
-      await cycle(runner, 'v_count');
-      await checkInvariants(where, [w1!, w2!], 'a cycle of the other view');
-      await converge(where, runner);
+      await write(w1!, subject);
+      await write(w2!, subject);
+      await checkInvariants(where, [w1!, w2!], 'writing again', subject);
+      await cycle(runner, second!.name);
+      await checkInvariants(where, [w1!, w2!], 'a cycle of the other view', subject);
+      await converge(where, runner, subject);
     } finally {
       await runner.end();
     }
@@ -238,17 +251,29 @@ beforeAll(async () => {
     CREATE UNIQUE INDEX ON u_inc (k);
     CREATE MATERIALIZED VIEW u_max AS ${U.views[1]!.query};
     CREATE UNIQUE INDEX ON u_max (k);
-    SELECT mvrefresh.watch('u_max');`);
+    SELECT mvrefresh.watch('u_max');
+    CREATE TABLE l (k int NOT NULL, n int NOT NULL);
+    INSERT INTO l SELECT g % 5, g FROM generate_series(1, 20) g;
+    CREATE MATERIALIZED VIEW l_sum AS ${L.views[0]!.query};
+    CREATE UNIQUE INDEX ON l_sum (k);
+    CREATE MATERIALIZED VIEW l_max AS ${L.views[1]!.query};
+    CREATE UNIQUE INDEX ON l_max (k);`);
   const admin = await client();
   try {
-    await watchIncremental(admin, 'u_inc', {});
+    for (const v of ['u_inc', 'l_sum', 'l_max']) await watchIncremental(admin, v, {});
   } finally {
     await admin.end();
   }
-  const marking = await db.sql.query<{ tgname: string }>(
-    "SELECT tgname FROM pg_trigger WHERE tgrelid = 'u'::regclass AND tgname IN ('mvrefresh_mark', 'mvrefresh_cap_ins')",
+  const marking = await db.sql.query<{ rel: string; tgname: string }>(
+    `SELECT tgrelid::regclass::text AS rel, tgname FROM pg_trigger
+      WHERE tgrelid IN ('u'::regclass, 'l'::regclass) AND tgname IN ('mvrefresh_mark', 'mvrefresh_cap_ins')
+      ORDER BY 1, 2`,
   );
-  expect(marking.rows.map((r) => r.tgname)).toEqual(['mvrefresh_cap_ins']);
+  expect(marking.rows.map((r) => `${r.rel}.${r.tgname}`)).toEqual([
+    'l.mvrefresh_cap_ins',
+    'u.mvrefresh_cap_ins',
+    'u.mvrefresh_mark',
+  ]);
   const { rows } = await db.sql.query<{ view_name: string; id: number }>(
     'SELECT view_name, id FROM mvrefresh.view_state',
   );
@@ -257,6 +282,7 @@ beforeAll(async () => {
   try {
     await converge('setup', c);
     await converge('setup', c, U);
+    await converge('setup', c, L);
   } finally {
     await c.end();
   }
@@ -283,8 +309,9 @@ describe("a refresh cycle stopped at every gap of refresh_view's first transacti
   for (const gap of TX1.gaps)
     for (const pre of ['clean', 'marked'] as const)
       for (const script of ['remembered', 'long and repeatable read'] as const)
-        it(`gap ${gap.key - GATE_KEY_BASE} after "${gap.after}" (line ${gap.line}), table ${pre}: writers ${script}: no write lost`, () =>
-          tx1Case(gap, pre, script));
+        for (const subject of [T, L])
+          it(`gap ${gap.key - GATE_KEY_BASE} after "${gap.after}" (line ${gap.line}), table ${subject.table} ${pre}: writers ${script}: no write lost`, () =>
+            tx1Case(gap, pre, script, subject));
 });
 
 describe("a writer's mark step stopped at every gap of mark_relid", () => {

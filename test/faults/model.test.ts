@@ -339,11 +339,13 @@ async function quiesce(
   log: string[],
   clean: boolean,
   timeoutMs: number,
+  unjudged: ReadonlySet<string> = new Set(),
 ): Promise<void> {
   await waitFor(
     `seed ${seed}: views equal to their queries${clean ? ' and clean' : ''} (${log.join(' ')})`,
     async () => {
-      for (const v of CHECKED) if (!(await viewMatches(session, v.name, v.query))) return false;
+      for (const v of CHECKED)
+        if (!unjudged.has(v.name) && !(await viewMatches(session, v.name, v.query))) return false;
       return (
         !clean ||
         (await session.query<{ n: string }>('SELECT count(*) AS n FROM mvrefresh.status WHERE dirty')).rows[0]
@@ -506,9 +508,13 @@ async function runSchedule(seed: number): Promise<string[]> {
     }
     for (let i = 0, n = 1 + r.int(3); i < n; i += 1) await startInProcess();
     if (logOnly)
-      for (const v of LOG_ONLY_UNWATCHED)
-        if (!(await withShortLock(session, `SELECT mvrefresh.unwatch('${v}')`)))
-          throw new Error(`seed ${seed}: could not unwatch ${v}`);
+      for (const v of LOG_ONLY_UNWATCHED) {
+        let done = false;
+        // a daemon's cycle may hold the tables' locks a moment: DROP TRIGGER gives up after 500 ms
+        for (let tries = 0; !done && tries < 5; tries += 1)
+          done = await withShortLock(session, `SELECT mvrefresh.unwatch('${v}')`);
+        if (!done) throw new Error(`seed ${seed}: could not unwatch ${v}`);
+      }
     const actions = ACTION_LIST.filter(
       (a) =>
         !(protocolOnly && REPAIRED.has(a)) &&
@@ -693,9 +699,8 @@ async function runSchedule(seed: number): Promise<string[]> {
         case 'disabledTriggerWrite':
           // an import with the trigger disabled: only the drift check's write counters can find it. ALTER
           // TABLE waits for the long writers this schedule holds open: give up rather than wait for them.
-          // With incremental views orders has no mvrefresh_mark: its capture triggers mark it
-          // (routines/mark_table.sql), and a write with those disabled is neither logged nor marked, which
-          // the drift check cannot tell from a marked one when a mark of the table is there (not modelled)
+          // orders keeps mvrefresh_mark beside its capture triggers (customer_orders, a materialized view,
+          // reads it): the write is logged for the incremental views, and marked for none
           if (
             (
               await session.query(
@@ -988,14 +993,18 @@ async function runSchedule(seed: number): Promise<string[]> {
     // commit the writers still open one at a time, each followed by quiescence: a refresh prompted by one
     // writer's mark must not hide another writer whose write was never marked
     await watchAgain();
-    for (const c of open.splice(0)) {
-      await quiesce(session, seed, log, false, quiesceMs);
+    // each stays in `open` until it ended, so that a failed schedule's end closes the rest
+    // the views a logOnly schedule unwatched are watched again once no writer holds their tables
+    const unjudged = new Set<string>(logOnly ? LOG_ONLY_UNWATCHED : []);
+    for (let c = open[0]; c !== undefined; c = open[0]) {
+      await quiesce(session, seed, log, false, quiesceMs, unjudged);
       try {
         await c.query('COMMIT');
         committed();
       } catch (err) {
         if ((err as { code?: string }).code !== SERIALIZATION_FAILURE) throw err;
       }
+      open.shift();
       const w = writerOf(c);
       if (w) w.busy = false;
       if (c !== warm) await c.end();
@@ -1028,11 +1037,17 @@ async function runSchedule(seed: number): Promise<string[]> {
     const marks = await session.query(
       'SELECT view_id, NULL AS relid, marked_at FROM mvrefresh.marks UNION ALL SELECT NULL, relid, marked_at FROM mvrefresh.table_marks',
     );
+    const differing: string[] = [];
+    for (const v of CHECKED)
+      if (!(await viewMatches(session, v.name, v.query).catch(() => true))) differing.push(v.name);
+    const running = await session.query(
+      'SELECT backend_xid, state, left(query, 80) AS query FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND datname = current_database()',
+    );
     const recent = daemons.flatMap((d) =>
       d.reports.slice(-8).map((x) => `${x.view}:${x.cause}:${x.outcome}`),
     );
     const error = new Error(
-      `${(err as Error).message}\nactions: ${log.join(' ')}\nstatus: ${JSON.stringify(state.rows)}\nstate: ${JSON.stringify(raw.rows)}\nlast cycles: ${recent.join(', ')}\nmarks: ${JSON.stringify(marks.rows)}`,
+      `${(err as Error).message}\nactions: ${log.join(' ')}\nstatus: ${JSON.stringify(state.rows)}\nstate: ${JSON.stringify(raw.rows)}\nlast cycles: ${recent.join(', ')}\nmarks: ${JSON.stringify(marks.rows)}\ndiffer: ${differing.join(', ')}\nrunning: ${JSON.stringify(running.rows)}`,
     );
     (error as Error & { violation?: boolean }).violation = err instanceof Violation;
     totals.writes += writes;
@@ -1046,7 +1061,14 @@ async function runSchedule(seed: number): Promise<string[]> {
     await warm.end().catch(() => undefined);
     // a view left unwatched by a failed schedule is watched again for the next one
     for (const v of unwatched) await session.query(`SELECT mvrefresh.watch('${v}')`).catch(() => undefined);
-    for (const v of reconverting) await makeIncrementalAgain(v).catch(() => undefined);
+    if (logOnly)
+      await session
+        .query(`SELECT mvrefresh.watch('${LOG_ONLY_UNWATCHED[0]}', p_with_dependencies => true)`)
+        .catch(() => undefined);
+    for (const v of reconverting)
+      await makeIncrementalAgain(v).catch((err: unknown) =>
+        process.stderr.write(`model: ${v} not made incremental again: ${(err as Error).message}\n`),
+      );
     await session.end();
   }
 }
@@ -1094,6 +1116,9 @@ async function repair(): Promise<void> {
     const admin = await adminClient();
     try {
       await verify(admin, v, true);
+    } catch (err) {
+      // a view the failed schedule left half converted, which its end could not convert again: reported
+      process.stderr.write(`model: repair could not verify ${v}: ${(err as Error).message}\n`);
     } finally {
       await admin.end();
     }
