@@ -11,6 +11,10 @@
 --    mvrefresh.logged_only() (routines/capture_logs.sql) says which tables need no mvrefresh_mark;
 --  * table_writes.logged: a log's insert counter at the last drift check, the evidence that writes to a
 --    table without mvrefresh_mark fired its capture triggers (routines/check_drift.sql).
+-- A daemon of version 18 keeps working, and loses nothing: due_views(), which its sweep reads, counts the
+-- logs; but it does not poll them, so writes to a table only incremental views read reach its views at its
+-- next sweep (sweepIntervalMs, 30 s by default) instead of within their staleness target. Upgrade the
+-- daemons with the schema.
 -- compatibility: keeps older daemons working
 
 ALTER TABLE mvrefresh.table_writes ADD COLUMN logged bigint;

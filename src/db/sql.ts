@@ -32,12 +32,6 @@ export const sql = {
   appliedMigrations: 'SELECT version FROM mvrefresh.migrations ORDER BY version',
   recordMigration: 'INSERT INTO mvrefresh.migrations (version, name, breaking) VALUES ($1, $2, $3)',
   appliedRoutines: 'SELECT name, sha256 FROM mvrefresh.routines',
-  /**
-   * The given incremental views that their logs show behind (routines/capture_logs.sql), with how long ago
-   * the oldest write they do not show began (ms).
-   */
-  logDue: `SELECT view_id, (extract(epoch FROM pg_catalog.clock_timestamp() - dirty_since) * 1000)::float8 AS dirty_for_ms
-             FROM mvrefresh.log_due($1::pg_catalog.int4[])`,
   recordRoutine: `INSERT INTO mvrefresh.routines (name, sha256) VALUES ($1, $2)
                   ON CONFLICT (name) DO UPDATE SET sha256 = EXCLUDED.sha256, applied_at = pg_catalog.now()`,
   notify: 'SELECT pg_catalog.pg_notify($1, $2)',
@@ -291,6 +285,12 @@ export const sql = {
   dueViews: `SELECT view_id, reason,
                     (extract(epoch FROM pg_catalog.clock_timestamp() - dirty_since) * 1000)::float8 AS dirty_for_ms
                FROM mvrefresh.due_views()`,
+  /**
+   * The given incremental views that their logs show behind (routines/capture_logs.sql), with how long ago
+   * the oldest write they do not show began (ms).
+   */
+  logDue: `SELECT view_id, (extract(epoch FROM pg_catalog.clock_timestamp() - dirty_since) * 1000)::float8 AS dirty_for_ms
+             FROM mvrefresh.log_due($1::pg_catalog.int4[])`,
   /**
    * In how many ms each periodic view's next refresh falls due (negative: due already; NULL: never
    * refreshed), counted from the start of its last REFRESH, or its retry after a failure, whichever is later.
