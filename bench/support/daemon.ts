@@ -88,7 +88,14 @@ export class DaemonProcess {
   async started(): Promise<void> {
     const deadline = Date.now() + WAIT_MS.start;
     while (!this.events.some((e) => e['event'] === 'started')) {
-      if (this.child.exitCode !== null) throw new Error(`the daemon exited with ${this.child.exitCode}`);
+      // its last log lines say why (a start that fails logs its reason as JSON on stdout)
+      if (this.child.exitCode !== null)
+        throw new Error(
+          `the daemon exited with ${this.child.exitCode}: ${this.events
+            .slice(-3)
+            .map((e) => JSON.stringify(e))
+            .join(' ')}`,
+        );
       if (Date.now() > deadline) throw new Error('the daemon did not start');
       await new Promise((r) => setTimeout(r, WAIT_MS.startPoll));
     }
