@@ -16,9 +16,10 @@
 -- The clock: mvr_at, the writer's transaction start (now(), as a mark's marked_at): never later than the
 -- write's commit, so the age it gives is an upper bound.
 
--- The oldest unapplied committed write of an active incremental view (the least mvr_at of its sources'
--- log rows that its S_a does not show), or NULL when it is not behind by its logs.
-CREATE OR REPLACE FUNCTION mvrefresh.log_behind(p_view_id integer) RETURNS timestamptz
+-- The start of an unapplied committed write of an active incremental view: with p_first, of the first
+-- such log row found (each log read only up to it), else the least mvr_at of all of them (every log read
+-- whole); NULL when it is not behind by its logs.
+CREATE OR REPLACE FUNCTION mvrefresh.log_scan(p_view_id integer, p_first boolean) RETURNS timestamptz
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
 AS $$
@@ -35,42 +36,37 @@ BEGIN
     END IF;
     FOREACH src IN ARRAY inc.sources LOOP
         CONTINUE WHEN to_regclass(format('mvrefresh.%I', 'log_' || src)) IS NULL;
-        EXECUTE format('SELECT min(l.mvr_at) FROM mvrefresh.%I l WHERE NOT pg_visible_in_snapshot(l.mvr_xid, $1)',
-                       'log_' || src)
+        EXECUTE format(CASE WHEN p_first
+                            THEN 'SELECT l.mvr_at FROM mvrefresh.%I l WHERE NOT pg_visible_in_snapshot(l.mvr_xid, $1) LIMIT 1'
+                            ELSE 'SELECT min(l.mvr_at) FROM mvrefresh.%I l WHERE NOT pg_visible_in_snapshot(l.mvr_xid, $1)'
+                       END, 'log_' || src)
            INTO here USING inc.applied_snapshot;
+        IF p_first AND here IS NOT NULL THEN
+            RETURN here;
+        END IF;
         oldest := LEAST(oldest, here);
     END LOOP;
     RETURN oldest;
 END
 $$;
 
--- Whether log_behind() is not NULL, without reading the logs whole: the cycle's tx1 (refresh_view.sql).
-CREATE OR REPLACE FUNCTION mvrefresh.log_pending(p_view_id integer) RETURNS boolean
-    LANGUAGE plpgsql STABLE
+-- The oldest unapplied committed write of an active incremental view (the least mvr_at of its sources'
+-- log rows that its S_a does not show), or NULL when it is not behind by its logs.
+CREATE OR REPLACE FUNCTION mvrefresh.log_behind(p_view_id integer) RETURNS timestamptz
+    LANGUAGE sql STABLE
     SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    inc record;
-    src oid;
-    found_one boolean;
-BEGIN
-    SELECT i.sources, i.applied_snapshot INTO inc
-      FROM mvrefresh.incremental i WHERE i.view_id = p_view_id AND i.state = 'active';
-    IF NOT FOUND OR inc.applied_snapshot IS NULL THEN
-        RETURN false;
-    END IF;
-    FOREACH src IN ARRAY inc.sources LOOP
-        CONTINUE WHEN to_regclass(format('mvrefresh.%I', 'log_' || src)) IS NULL;
-        EXECUTE format('SELECT EXISTS (SELECT FROM mvrefresh.%I l WHERE NOT pg_visible_in_snapshot(l.mvr_xid, $1))',
-                       'log_' || src)
-           INTO found_one USING inc.applied_snapshot;
-        IF found_one THEN
-            RETURN true;
-        END IF;
-    END LOOP;
-    RETURN false;
-END
-$$;
+BEGIN ATOMIC
+    SELECT mvrefresh.log_scan(p_view_id, false);
+END;
+
+-- Whether log_behind() is not NULL, without reading the logs whole: the cycle's tx1 (refresh_view.sql),
+-- and due_views() deciding which views are due.
+CREATE OR REPLACE FUNCTION mvrefresh.log_pending(p_view_id integer) RETURNS boolean
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT mvrefresh.log_scan(p_view_id, true) IS NOT NULL;
+END;
 
 -- log_behind() of each of the given views that may run a cycle now (not paused, not backing off): the
 -- daemon's poll, which passes the views it holds no job for.

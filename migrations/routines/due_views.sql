@@ -24,7 +24,7 @@ BEGIN ATOMIC
               JOIN mvrefresh.view_state v ON t.relid = ANY (v.source_relids)
             UNION
             SELECT i.view_id, 'dirty' FROM mvrefresh.incremental i
-             WHERE i.state = 'active' AND mvrefresh.log_behind(i.view_id) IS NOT NULL
+             WHERE i.state = 'active' AND mvrefresh.log_pending(i.view_id)
             UNION ALL
             SELECT v.id, 'interval' FROM mvrefresh.view_state v
              WHERE v.refresh_interval_ms IS NOT NULL
