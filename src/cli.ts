@@ -8,21 +8,14 @@ import {
   unwatchAllIncremental,
   unwatchIncremental,
   verify,
-  watchIncremental,
+  watchCommand,
 } from './incremental/commands.js';
 import { IncrementalRefused } from './incremental/convert.js';
 import { describeError } from './db/errors.js';
 import { connectionStringProblem, isPostgresUrl, redactUrl, scrubSecret } from './db/url.js';
 import { isRegularFile } from './config.js';
-import {
-  formatStatus,
-  printable,
-  runMigrate,
-  setPaused,
-  unwatchView,
-  viewStatus,
-  watchView,
-} from './commands/admin.js';
+import { formatStatus, printable, runMigrate, setPaused, unwatchView, viewStatus } from './commands/admin.js';
+import { watchLines } from './commands/watch-output.js';
 import { PACKAGE_VERSION } from './version.js';
 import { doctor, formatFindings } from './commands/doctor.js';
 import { grantsSql, resolveTargets } from './commands/grants.js';
@@ -311,38 +304,16 @@ export async function main(argv: string[], io: CliIo = defaultIo): Promise<numbe
           withDependencies: values['with-dependencies'] ?? false,
         };
         url = databaseUrl(values, io.env);
-        if (values.incremental) {
-          if (opts.withDependencies)
-            throw new UsageError('--incremental cannot be combined with --with-dependencies');
-          const converted = await withClient(url, (c) => watchIncremental(c, rest[0]!, opts));
-          if (values.json) io.out(JSON.stringify(converted));
-          else {
-            for (const h of converted.hints) io.err(printable(`hint: ${h}`));
-            io.out(printable(`${converted.view} is incremental (key: ${converted.key.join(', ')})`));
-            io.out(printable(`  changes captured on: ${converted.sources.join(', ')}`));
-            if (converted.dependants.length)
-              io.out(printable(`  dependants re-created: ${converted.dependants.join(', ')}`));
-          }
-          return ExitCode.ok;
-        }
-        const report = await withClient(url, (c) => watchView(c, rest[0]!, opts));
-        if (values.json) io.out(JSON.stringify(report));
-        else {
-          // warnings first: on a terminal stderr is not interleaved with stdout in the order written
-          const added = report.added ?? [];
-          for (const a of added) for (const w of a.warnings) io.err(printable(`warning: ${w}`));
-          for (const w of report.warnings) io.err(printable(`warning: ${w}`));
-          for (const a of added)
-            io.out(
-              printable(
-                `watching dependency ${a.view}; triggers on: ${a.tables.length ? a.tables.join(', ') : '(none)'}`,
-              ),
-            );
-          io.out(printable(`${report.created ? 'watching' : 'updated'} ${report.view} (id ${report.id})`));
-          io.out(printable(`  triggers on: ${report.tables.length ? report.tables.join(', ') : '(none)'}`));
-          if (report.dependencies.length)
-            io.out(printable(`  reads watched materialized views: ${report.dependencies.join(', ')}`));
-        }
+        if (values.incremental && opts.withDependencies)
+          throw new UsageError('--incremental cannot be combined with --with-dependencies');
+        const outcome = await withClient(url, (c) =>
+          watchCommand(c, rest[0]!, opts, values.incremental ?? false),
+        );
+        if (values.json) io.out(JSON.stringify(outcome.report));
+        else
+          for (const line of watchLines(outcome))
+            if (line.err) io.err(printable(line.text));
+            else io.out(printable(line.text));
         return ExitCode.ok;
       }
       case 'unwatch': {

@@ -428,3 +428,82 @@ END`,
     expect(await differs('inc', INC)).toBe(0);
   });
 });
+
+describe('the looks at a log', () => {
+  it('read it by its mvr_xid index from the applied snapshot, not whole, while a slower view holds old rows in it', async () => {
+    await db.sql.query(`CREATE TABLE w (id serial PRIMARY KEY, g int NOT NULL, v int NOT NULL);
+      INSERT INTO w (g, v) SELECT g % 5, g FROM generate_series(1, 50) g;
+      CREATE MATERIALIZED VIEW inc_w1 AS SELECT g, count(*) AS n FROM w GROUP BY g;
+      CREATE UNIQUE INDEX ON inc_w1 (g);
+      CREATE MATERIALIZED VIEW inc_w2 AS SELECT g, sum(v) AS s FROM w GROUP BY g;
+      CREATE UNIQUE INDEX ON inc_w2 (g);`);
+    for (const args of [
+      ['watch', 'inc_w1', '--incremental'],
+      ['watch', 'inc_w2', '--incremental'],
+      ['pause', 'inc_w2'],
+    ]) {
+      const r = await cli(args);
+      expect(r.code, r.text).toBe(0);
+    }
+    // a bulk load: inc_w1 applies it, paused inc_w2 does not, so the log keeps it
+    await writer.query('INSERT INTO w (g, v) SELECT g % 7, g FROM generate_series(1, 3000) g');
+    await db.sql.query('CALL mvrefresh.refresh_dirty()');
+    const log = `log_${(await db.sql.query<{ oid: string }>("SELECT 'w'::regclass::oid AS oid")).rows[0]!.oid}`;
+    const { rows: held } = await db.sql.query<{ n: string }>(
+      `SELECT count(*) AS n FROM mvrefresh.${pg.escapeIdentifier(log)}`,
+    );
+    expect(Number(held[0]!.n)).toBeGreaterThanOrEqual(3000);
+    await writer.query('INSERT INTO w (g, v) VALUES (1, 1)');
+    // the scans of the log in one transaction (pg_stat_xact_user_tables counts them at once)
+    const looker = new pg.Client({ connectionString: db.url });
+    await looker.connect();
+    try {
+      await looker.query('BEGIN');
+      const { rows } = await looker.query<{
+        pending: boolean;
+        behind: Date | null;
+        seq: string;
+        fetched: string;
+        polled: string;
+      }>(
+        `SELECT mvrefresh.log_pending(v.id) AS pending, mvrefresh.log_behind(v.id) AS behind,
+                (SELECT count(*) FROM mvrefresh.log_due(ARRAY[v.id])) AS polled,
+                (SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relid = $1::regclass) AS seq,
+                (SELECT idx_tup_fetch FROM pg_stat_xact_user_tables WHERE relid = $1::regclass) AS fetched
+           FROM mvrefresh.view_state v WHERE v.id = mvrefresh.watched_id('public.inc_w1'::regclass)`,
+        [`mvrefresh.${log}`],
+      );
+      await looker.query('COMMIT');
+      expect(rows[0]).toMatchObject({ pending: true, polled: '1', seq: '0' });
+      expect(rows[0]!.behind).not.toBeNull();
+      // the new row, seen by each of the three looks; not the 3000 that inc_w1 has applied
+      expect(Number(rows[0]!.fetched)).toBeLessThan(30);
+    } finally {
+      await looker.end();
+    }
+    expect((await cli(['resume', 'inc_w2'])).code).toBe(0);
+    await db.sql.query('CALL mvrefresh.refresh_dirty()');
+    expect(await differs('inc_w1', 'SELECT g, count(*) AS n FROM w GROUP BY g')).toBe(0);
+    expect(await differs('inc_w2', 'SELECT g, sum(v) AS s FROM w GROUP BY g')).toBe(0);
+  });
+
+  it('have their index on every log after migration 20, on logs created before it too', async () => {
+    const logs = async () =>
+      (
+        await db.sql.query<{ log: string; indexed: boolean }>(
+          `SELECT c.relname AS log, EXISTS (SELECT FROM pg_index i JOIN pg_attribute a ON a.attrelid = c.oid
+                                              AND a.attnum = i.indkey[0] AND a.attname = 'mvr_xid'
+                                             WHERE i.indrelid = c.oid AND i.indnatts = 1) AS indexed
+             FROM pg_class c WHERE c.relnamespace = 'mvrefresh'::regnamespace AND c.relname ~ '^log_[0-9]+$' ORDER BY 1`,
+        )
+      ).rows;
+    const before = await logs();
+    expect(before.length).toBeGreaterThanOrEqual(2);
+    expect(before.every((l) => l.indexed)).toBe(true);
+    for (const l of before) await db.sql.query(`DROP INDEX mvrefresh.${pg.escapeIdentifier(`${l.log}_xid`)}`);
+    await db.sql.query('DELETE FROM mvrefresh.migrations WHERE version = 20');
+    expect((await logs()).some((l) => l.indexed)).toBe(false);
+    expect((await cli(['migrate'])).code).toBe(0);
+    expect(await logs()).toEqual(before);
+  });
+});

@@ -17,10 +17,10 @@
 --     table nor S_a; the next one does the same work again (idempotent).
 --  E  Exactly once: a transaction visible in S_a is visible in every later snapshot, and applies of one view
 --     run one at a time (advisory lock) with growing snapshots.
---  Liveness: the write's mark (the mark step of mark_table.sql, which the capture trigger that logged the
---     write runs in the same statement, as mvrefresh_mark does for any watched table) and the cycle of
---     refresh_view.sql guarantee a tx2 whose snapshot was taken after the write committed, as for a
---     REFRESH; that tx2 is an apply, and C consumes the write.
+--  Liveness: the write's log row keeps the view behind until an apply shows it (capture_logs.sql: the
+--     daemon's poll, due_views() and the cycle's tx1 look for it), and the cycle of refresh_view.sql it
+--     starts runs a tx2 whose snapshot was taken after the write committed, as for a REFRESH; that tx2
+--     is an apply, and C consumes the write.
 --  Writes that fire no trigger (a disabled trigger, session_replication_role = replica where the trigger
 --     is not ALWAYS, an attached partition) leave no log row: check_drift() finds them as for any view and
 --     sets needs_full, and the next apply recomputes the whole view (correct from any state).

@@ -17,11 +17,17 @@
 -- write's commit, so the age it gives is an upper bound.
 
 -- The start of an unapplied committed write of an active incremental view: with p_first, of the first
--- such log row found (each log read only up to it), else the least mvr_at of all of them (every log read
--- whole); NULL when it is not behind by its logs.
+-- such log row found, else the least mvr_at of all of them; NULL when it is not behind by its logs.
+-- A transaction id below a snapshot's xmin is visible in it, so only the log rows at or above
+-- xmin(S_a) can be unapplied: each look is a range scan of the log's index on mvr_xid (migration 20),
+-- bounded by what is new to the view (and by the transactions running when S_a was taken), not by
+-- what slower views reading the table have left in the log. enable_seqscan is off because the planner's
+-- statistics of a log are those of before its last bulk load until autovacuum analyzes it, and would
+-- then read the load whole; a range that is most of the log still gets a bitmap scan.
 CREATE OR REPLACE FUNCTION mvrefresh.log_scan(p_view_id integer, p_first boolean) RETURNS timestamptz
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp
+    SET enable_seqscan = off
 AS $$
 DECLARE
     inc record;
@@ -37,8 +43,8 @@ BEGIN
     FOREACH src IN ARRAY inc.sources LOOP
         CONTINUE WHEN to_regclass(format('mvrefresh.%I', 'log_' || src)) IS NULL;
         EXECUTE format(CASE WHEN p_first
-                            THEN 'SELECT l.mvr_at FROM mvrefresh.%I l WHERE NOT pg_visible_in_snapshot(l.mvr_xid, $1) LIMIT 1'
-                            ELSE 'SELECT min(l.mvr_at) FROM mvrefresh.%I l WHERE NOT pg_visible_in_snapshot(l.mvr_xid, $1)'
+                            THEN 'SELECT l.mvr_at FROM mvrefresh.%I l WHERE l.mvr_xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(l.mvr_xid, $1) ORDER BY l.mvr_xid LIMIT 1'
+                            ELSE 'SELECT min(l.mvr_at) FROM mvrefresh.%I l WHERE l.mvr_xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(l.mvr_xid, $1)'
                        END, 'log_' || src)
            INTO here USING inc.applied_snapshot;
         IF p_first AND here IS NOT NULL THEN

@@ -1,6 +1,6 @@
--- Pauses or resumes a watched view (bulk loads). A paused view keeps its marks, so writers neither add
--- marks nor notify while it is paused, and no cycle refreshes it (refresh_view answers 'paused',
--- due_views() leaves it out). Resuming a dirty view notifies the daemons, which refresh it once.
+-- Pauses or resumes a watched view (bulk loads), materialized or incremental. A paused view keeps its
+-- marks (an incremental view its logs), so writers neither add marks nor notify while it is paused, and no
+-- cycle refreshes it (refresh_view answers 'paused', due_views() and log_due() leave it out). Resuming a dirty view notifies the daemons, which refresh it once.
 -- Returns a report: id, view, paused, changed, dirty. p_search_path: as in watch().
 CREATE OR REPLACE FUNCTION mvrefresh.set_paused(
     p_name text,
@@ -19,7 +19,7 @@ BEGIN
     IF p_paused IS NULL THEN
         RAISE EXCEPTION 'p_paused must be true or false' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    rel := mvrefresh.resolve_view(p_name, p_search_path);
+    rel := mvrefresh.resolve_watched(p_name, p_search_path);
     SELECT v.* INTO s FROM mvrefresh.view_state v WHERE v.id = mvrefresh.watched_id(rel) FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION '% is not watched', rel USING ERRCODE = 'undefined_object';
@@ -27,7 +27,8 @@ BEGIN
     was := s.paused;
     UPDATE mvrefresh.view_state SET paused = p_paused WHERE id = s.id;
     is_dirty := s.started_gen > s.done_gen OR EXISTS (SELECT FROM mvrefresh.marks WHERE view_id = s.id)
-                OR EXISTS (SELECT FROM mvrefresh.table_marks WHERE relid = ANY (s.source_relids));
+                OR EXISTS (SELECT FROM mvrefresh.table_marks WHERE relid = ANY (s.source_relids))
+                OR mvrefresh.log_pending(s.id);
     IF was AND NOT p_paused AND is_dirty THEN
         PERFORM pg_notify({{CHANNEL}}, s.id::text);
     END IF;

@@ -147,6 +147,36 @@ export async function setPaused(db: pg.ClientBase, name: string, paused: boolean
   return rows[0]!.report;
 }
 
+export interface SettingsReport {
+  id: number;
+  view: string;
+  refresh_interval_ms: number | null;
+  max_staleness_ms: number | null;
+  refresh_budget: number | null;
+}
+
+/**
+ * `watch` of a view that is already incremental: its settings alone (routines/set_settings.sql), as a
+ * re-watch replaces a materialized view's; an option left out is the daemon's default again.
+ */
+export async function setIncrementalSettings(
+  db: pg.ClientBase,
+  name: string,
+  opts: WatchOptions,
+): Promise<SettingsReport> {
+  await requirePrimary(db, 'watch');
+  await requireSchema(db);
+  const { rows } = await db.query<{ report: SettingsReport }>(sql.setSettings, [
+    name,
+    opts.refreshIntervalMs ?? null,
+    opts.maxStalenessMs ?? null,
+    opts.refreshBudget ?? null,
+    callerSearchPath(db),
+  ]);
+  await announceViewsChanged(db);
+  return rows[0]!.report;
+}
+
 export async function viewStatus(db: pg.ClientBase | pg.Pool): Promise<StatusRow[]> {
   await requireSchema(db);
   return loadStatus(db);

@@ -17,6 +17,8 @@ export const SqlState = {
   protocolViolation: '08P01',
   insufficientPrivilege: '42501',
   serializationFailure: '40001',
+  invalidName: '42602',
+  invalidParameterValue: '22023',
 } as const;
 
 export interface PgErrorFields {

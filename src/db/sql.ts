@@ -98,6 +98,8 @@ export const sql = {
   // the last argument: the search_path in which the user's name ($1) is looked up; NULL: this session's
   watch: `SELECT mvrefresh.watch($1, $2, $3, $4, $5, $6, $7, $8,
                                  COALESCE($9, pg_catalog.current_setting('search_path'))) AS report`,
+  setSettings: `SELECT mvrefresh.set_settings($1, $2, $3, $4, COALESCE($5, pg_catalog.current_setting('search_path')))
+                  AS report`,
   setPaused: `SELECT mvrefresh.set_paused($1, $2, COALESCE($3, pg_catalog.current_setting('search_path')))
                 AS report`,
   unwatch: "SELECT mvrefresh.unwatch($1, COALESCE($2, pg_catalog.current_setting('search_path'))) AS report",

@@ -112,8 +112,10 @@ export async function syncCapture(
          mvr_at pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now()
        ) WITH (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000)`,
     );
-    // no index: every writing statement would pay for it, and the log holds only what is not applied yet
-    // (each apply prunes it), which an apply reads whole
+    // the index on mvr_xid bounds every look at the log by what is new (capture_logs.sql, the apply's
+    // batch copy): without it each look read the log whole, which after a bulk load holds the load until
+    // the slowest view has applied it. Its price on the writers: docs/design/incremental.md 10.2.
+    await client.query(`CREATE INDEX IF NOT EXISTS ${qi(`${logTable(oid)}_xid`)} ON ${log} (mvr_xid)`);
     for (const c of columns)
       await client.query(`ALTER TABLE ${log} ADD COLUMN IF NOT EXISTS ${qi(c.name)} ${c.type}`);
     const cols = columns.map((c) => qi(c.name)).join(', ');

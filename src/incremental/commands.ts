@@ -4,7 +4,16 @@
  */
 import type pg from 'pg';
 import { callerSearchPath } from '../db/connect.js';
-import { unwatchAll, unwatchView, watchView, type WatchOptions } from '../commands/admin.js';
+import { SqlState, isPgError } from '../db/errors.js';
+import {
+  setIncrementalSettings,
+  unwatchAll,
+  unwatchView,
+  watchView,
+  type SettingsReport,
+  type WatchOptions,
+  type WatchReport,
+} from '../commands/admin.js';
 import { settleClears } from '../db/clears.js';
 import { makeIncremental, makeMaterialized, IncrementalRefused, type ConvertReport } from './convert.js';
 import { verifyView, type VerifyReport } from './verify.js';
@@ -31,9 +40,16 @@ async function resolveOrRefuse(client: pg.ClientBase, name: string) {
   return r;
 }
 
-/** Is `name` an incremental view (registered)? */
+/**
+ * Is `name` an incremental view (registered)? A malformed name is not: the command it was given to
+ * reports it (resolve_view() explains how to quote it).
+ */
 export async function isIncremental(client: pg.ClientBase, name: string): Promise<boolean> {
-  const r = await resolve(client, name);
+  const r = await resolve(client, name).catch((err: unknown) => {
+    if (isPgError(err) && (err.code === SqlState.invalidName || err.code === SqlState.invalidParameterValue))
+      return undefined;
+    throw err;
+  });
   if (!r) return false;
   const { rows } = await client.query(
     `SELECT FROM mvrefresh.incremental i JOIN mvrefresh.view_state v ON v.id = i.view_id
@@ -55,6 +71,32 @@ export async function watchIncremental(
   const report = await makeIncremental(client, r.schema, r.name);
   await settleClears(client);
   return report;
+}
+
+export type WatchOutcome =
+  | { kind: 'settings'; report: SettingsReport }
+  | { kind: 'incremental'; report: ConvertReport }
+  | { kind: 'watched'; report: WatchReport };
+
+/**
+ * `watch`: a view that is already incremental gets the settings given (with or without --incremental: it
+ * stays incremental, and `unwatch` turns it back); any other is watched, then made incremental when asked.
+ */
+export async function watchCommand(
+  client: pg.ClientBase,
+  name: string,
+  opts: WatchOptions,
+  incremental: boolean,
+): Promise<WatchOutcome> {
+  if (await isIncremental(client, name)) {
+    if (opts.withDependencies)
+      throw new IncrementalRefused(
+        `${name} is an incremental view: --with-dependencies does not apply (watch the views it reads by name)`,
+      );
+    return { kind: 'settings', report: await setIncrementalSettings(client, name, opts) };
+  }
+  if (incremental) return { kind: 'incremental', report: await watchIncremental(client, name, opts) };
+  return { kind: 'watched', report: await watchView(client, name, opts) };
 }
 
 /** Turns an incremental view back into a materialized view, then unwatches it. */
