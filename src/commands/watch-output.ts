@@ -21,7 +21,10 @@ export function watchLines(outcome: WatchOutcome): OutputLine[] {
       const r = outcome.report;
       const setting = (value: string | undefined) => value ?? "the daemon's default";
       return [
-        out(`updated ${r.view} (id ${r.id}); it stays incremental (unwatch turns it back)`),
+        out(
+          `updated ${r.view} (id ${r.id}); it stays incremental, with the plan made when it was made ` +
+            'incremental (unwatch, then watch --incremental, plans it again: after adding an index)',
+        ),
         out(
           `  staleness target: ${setting(r.max_staleness_ms === null ? undefined : formatMs(r.max_staleness_ms))}; ` +
             `refresh budget: ${setting(r.refresh_budget === null ? undefined : `${Number((r.refresh_budget * 100).toPrecision(6))}%`)}` +

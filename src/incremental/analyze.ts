@@ -557,7 +557,7 @@ function probeAdvice(
   return (
     `${column} of ${view.schema}.${view.name} (a count(DISTINCT)) is recomputed from every row of each changed group: ` +
     `an index on ${fact.schema}.${fact.name} (${columns.join(', ')}) would let an apply count each change with one probe of it instead ` +
-    `(watch the view again once it exists)`
+    `(once it exists, make the view incremental again: unwatch, then watch --incremental)`
   );
 }
 
