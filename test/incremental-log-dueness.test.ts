@@ -481,6 +481,16 @@ describe('the looks at a log', () => {
     } finally {
       await looker.end();
     }
+    // the poll's one query per log for all the views gives each view's log_behind()
+    const { rows: both } = await db.sql.query<{ same: boolean; behind: Date | null }>(
+      `SELECT l.since IS NOT DISTINCT FROM mvrefresh.log_behind(v.id) AS same, mvrefresh.log_behind(v.id) AS behind
+         FROM mvrefresh.view_state v
+         LEFT JOIN (SELECT view_id, min(since) AS since FROM mvrefresh.log_since(ARRAY(SELECT id FROM mvrefresh.view_state))
+                     GROUP BY view_id) l ON l.view_id = v.id
+        WHERE v.view_name IN ('inc_w1', 'inc_w2')`,
+    );
+    expect(both.map((r) => r.same)).toEqual([true, true]);
+    expect(both.every((r) => r.behind !== null)).toBe(true);
     expect((await cli(['resume', 'inc_w2'])).code).toBe(0);
     await db.sql.query('CALL mvrefresh.refresh_dirty()');
     expect(await differs('inc_w1', 'SELECT g, count(*) AS n FROM w GROUP BY g')).toBe(0);

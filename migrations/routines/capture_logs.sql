@@ -74,6 +74,34 @@ BEGIN ATOMIC
     SELECT mvrefresh.log_scan(p_view_id, true) IS NOT NULL;
 END;
 
+-- log_behind() of each of the given views, per source log: one query of each log for all of them (the
+-- daemon's poll looks at every idle incremental view every logPollIntervalMs; a query per view and source,
+-- each planned afresh by EXECUTE, grew with the views reading a table). NULL for a view the log shows
+-- nothing unapplied of. Same range and planner setting as log_scan().
+CREATE OR REPLACE FUNCTION mvrefresh.log_since(p_view_ids integer[])
+    RETURNS TABLE (view_id integer, since timestamptz)
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+    SET enable_seqscan = off
+AS $$
+DECLARE
+    src record;
+BEGIN
+    FOR src IN
+        SELECT s.oid, array_agg(i.view_id) AS ids, array_agg(i.applied_snapshot) AS snaps
+          FROM mvrefresh.incremental i, unnest(i.sources) s(oid)
+         WHERE i.view_id = ANY (p_view_ids) AND i.state = 'active' AND i.applied_snapshot IS NOT NULL
+           AND to_regclass(format('mvrefresh.%I', 'log_' || s.oid)) IS NOT NULL
+         GROUP BY s.oid
+    LOOP
+        RETURN QUERY EXECUTE format(
+            'SELECT v.id, (SELECT min(l.mvr_at) FROM mvrefresh.%I l WHERE l.mvr_xid >= pg_snapshot_xmin(v.snap) '
+            'AND NOT pg_visible_in_snapshot(l.mvr_xid, v.snap)) FROM unnest($1, $2) v(id, snap)', 'log_' || src.oid)
+            USING src.ids, src.snaps;
+    END LOOP;
+END
+$$;
+
 -- log_behind() of each of the given views that may run a cycle now (not paused, not backing off): the
 -- daemon's poll, which passes the views it holds no job for.
 CREATE OR REPLACE FUNCTION mvrefresh.log_due(p_view_ids integer[])
@@ -81,13 +109,14 @@ CREATE OR REPLACE FUNCTION mvrefresh.log_due(p_view_ids integer[])
     LANGUAGE sql STABLE
     SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
-    SELECT b.id, b.since
-      FROM (SELECT s.id, mvrefresh.log_behind(s.id) AS since
-              FROM mvrefresh.view_state s JOIN mvrefresh.incremental i ON i.view_id = s.id
-             WHERE s.id = ANY (p_view_ids) AND i.state = 'active' AND NOT s.paused
-               AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= now())) b
-     WHERE b.since IS NOT NULL
-     ORDER BY b.id;
+    SELECT l.view_id, min(l.since)
+      FROM mvrefresh.log_since(ARRAY(
+               SELECT s.id FROM mvrefresh.view_state s
+                WHERE s.id = ANY (p_view_ids) AND NOT s.paused
+                  AND (s.next_attempt_at IS NULL OR s.next_attempt_at <= now()))) l
+     GROUP BY l.view_id
+    HAVING min(l.since) IS NOT NULL
+     ORDER BY l.view_id;
 END;
 
 -- Whether the table's writes reach every watched view reading it through its log: its four capture
