@@ -1,6 +1,8 @@
 import { describe, expect, it, beforeAll } from 'vitest';
 import { runCli } from './support/cli.js';
 import { useTestDatabase } from './support/db.js';
+import { startDaemon } from './support/daemon.js';
+import { delay, waitFor } from './support/wait.js';
 
 /**
  * The commands that name a watched view accept an incremental view, whose name a table stands under:
@@ -9,6 +11,7 @@ import { useTestDatabase } from './support/db.js';
  */
 const db = useTestDatabase('inc_watch_again');
 const DEF = 'SELECT g, count(*) AS n FROM t GROUP BY g';
+const TOKEN = 'watch-again-admin-token';
 
 async function cli(...args: string[]) {
   const p = runCli(args, { DATABASE_URL: db.url });
@@ -122,6 +125,35 @@ describe('pause and resume of an incremental view', () => {
     await db.sql.query('UNLISTEN mvrefresh');
     await db.sql.query('CALL mvrefresh.refresh_dirty()');
     expect(await differs()).toBe(0);
+  });
+
+  it('over HTTP too: POST /views/<id>/pause holds its applies, /resume lets the daemon apply what was written', async () => {
+    const d = await startDaemon(db.url, { 'http.adminToken': TOKEN });
+    try {
+      const id = (
+        await db.sql.query<{ id: number }>(
+          "SELECT id FROM mvrefresh.view_state WHERE view_schema = 'public' AND view_name = 'inc'",
+        )
+      ).rows[0]!.id;
+      const post = (action: string) =>
+        fetch(`http://127.0.0.1:${d.running.port}/views/${id}/${action}`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${TOKEN}` },
+        });
+      await waitFor('the view applied', async () => (await differs()) === 0);
+      const paused = await post('pause');
+      expect(paused.status).toBe(200);
+      expect(await paused.json()).toMatchObject({ paused: true, changed: true });
+      await db.sql.query('INSERT INTO t (g) VALUES (2), (11)');
+      // ten of the daemon's looks at the logs later, nothing was applied
+      await delay(1000);
+      expect(await differs()).toBeGreaterThan(0);
+      const resumed = await post('resume');
+      expect(await resumed.json()).toMatchObject({ paused: false, changed: true, dirty: true });
+      await waitFor('the writes made while paused applied', async () => (await differs()) === 0);
+    } finally {
+      await d.stop();
+    }
   });
 
   it('names the object when the name is a table that is not an incremental view', async () => {

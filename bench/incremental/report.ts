@@ -316,7 +316,9 @@ reads it), sampled every ${SAMPLE_MS} ms during the measured seconds. Daemon CPU
 daemon's process and of its backends (application_name \`mvrefresh:*\`, where REFRESH and the apply run) over
 the measured seconds, as a share of one core. Before that, in the first round of each watched mode, with the
 daemon running and the views clean, the same writers at ${PACED_RATE} writes/s in all for ${PACED_SECONDS} s (after ${PACED_WARMUP_S === WARMUP_S ? 'the same warm-up' : `${PACED_WARMUP_S} s of warm-up`}): the daemon's CPU at the
-rate of the issue's goal (without that phase, the no-pause share scaled linearly). After the
+rate of the issue's goal (without that phase, the no-pause share scaled linearly); in the later rounds of the
+mode, the same writers at that rate for as long, unmeasured, so that every round's no-pause phase starts as
+long after the views were watched (tables just made incremental apply slower for minutes). After the
 writers stop, the daemon makes every view clean, then each view is compared with its query, EXCEPT ALL both
 ways (a materialized view with \`pg_get_viewdef\`, an incremental view's table with the definition above).
 Every measured phase first waits up to 15 s for other processes to leave the CPU alone (bench/support/disturbance.ts)

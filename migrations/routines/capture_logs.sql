@@ -13,11 +13,14 @@
 --     anything and W, D, S and R of mark_table.sql have nothing to guard.
 --  A look runs in its own statement's snapshot: a row it sees is committed (an uncommitted writer's row is
 --     invisible, and its commit is seen by the next look).
--- The clock: mvr_at, the writer's transaction start (now(), as a mark's marked_at): never later than the
--- write's commit, so the age it gives is an upper bound.
+-- The clock: mvr_at, the writer's transaction start (now(), as a mark's marked_at), of the unapplied row
+-- with the least transaction id. An upper bound of the age of every unapplied write: a transaction gets
+-- its id at its first write, after its start, and commits after that, so a write whose id is the same or
+-- greater committed after that start. (The least mvr_at of all unapplied rows would need them all read:
+-- after a bulk load, the whole load, at every look at a view behind it, status and the sweep included.)
 
--- The start of an unapplied committed write of an active incremental view: with p_first, of the first
--- such log row found, else the least mvr_at of all of them; NULL when it is not behind by its logs.
+-- The clock of an active incremental view (above): with p_first, that of the first source log found
+-- with an unapplied row, else the least of its sources' logs'; NULL when it is not behind by its logs.
 -- A transaction id below a snapshot's xmin is visible in it, so only the log rows at or above
 -- xmin(S_a) can be unapplied: each look is a range scan of the log's index on mvr_xid (migration 20),
 -- bounded by what is new to the view (and by the transactions running when S_a was taken), not by
@@ -42,10 +45,8 @@ BEGIN
     END IF;
     FOREACH src IN ARRAY inc.sources LOOP
         CONTINUE WHEN to_regclass(format('mvrefresh.%I', 'log_' || src)) IS NULL;
-        EXECUTE format(CASE WHEN p_first
-                            THEN 'SELECT l.mvr_at FROM mvrefresh.%I l WHERE l.mvr_xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(l.mvr_xid, $1) ORDER BY l.mvr_xid LIMIT 1'
-                            ELSE 'SELECT min(l.mvr_at) FROM mvrefresh.%I l WHERE l.mvr_xid >= pg_snapshot_xmin($1) AND NOT pg_visible_in_snapshot(l.mvr_xid, $1)'
-                       END, 'log_' || src)
+        EXECUTE format('SELECT l.mvr_at FROM mvrefresh.%I l WHERE l.mvr_xid >= pg_snapshot_xmin($1) '
+                       'AND NOT pg_visible_in_snapshot(l.mvr_xid, $1) ORDER BY l.mvr_xid LIMIT 1', 'log_' || src)
            INTO here USING inc.applied_snapshot;
         IF p_first AND here IS NOT NULL THEN
             RETURN here;
@@ -56,8 +57,8 @@ BEGIN
 END
 $$;
 
--- The oldest unapplied committed write of an active incremental view (the least mvr_at of its sources'
--- log rows that its S_a does not show), or NULL when it is not behind by its logs.
+-- The clock of an active incremental view (above): the start of its oldest unapplied committed write, or
+-- one before it; NULL when it is not behind by its logs.
 CREATE OR REPLACE FUNCTION mvrefresh.log_behind(p_view_id integer) RETURNS timestamptz
     LANGUAGE sql STABLE
     SET search_path = pg_catalog, pg_temp
@@ -95,8 +96,9 @@ BEGIN
          GROUP BY s.oid
     LOOP
         RETURN QUERY EXECUTE format(
-            'SELECT v.id, (SELECT min(l.mvr_at) FROM mvrefresh.%I l WHERE l.mvr_xid >= pg_snapshot_xmin(v.snap) '
-            'AND NOT pg_visible_in_snapshot(l.mvr_xid, v.snap)) FROM unnest($1, $2) v(id, snap)', 'log_' || src.oid)
+            'SELECT v.id, (SELECT l.mvr_at FROM mvrefresh.%I l WHERE l.mvr_xid >= pg_snapshot_xmin(v.snap) '
+            'AND NOT pg_visible_in_snapshot(l.mvr_xid, v.snap) ORDER BY l.mvr_xid LIMIT 1) '
+            'FROM unnest($1, $2) v(id, snap)', 'log_' || src.oid)
             USING src.ids, src.snaps;
     END LOOP;
 END
