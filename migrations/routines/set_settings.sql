@@ -18,14 +18,7 @@ DECLARE
     rel regclass;
     vid integer;
 BEGIN
-    IF p_refresh_interval_ms <= 0 OR p_max_staleness_ms <= 0 THEN
-        RAISE EXCEPTION 'the refresh interval and the staleness target must be > 0 (milliseconds)'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF p_refresh_budget <= 0 OR p_refresh_budget > 1 THEN
-        RAISE EXCEPTION 'the refresh budget is a share of time: more than 0, at most 1 (got %)', p_refresh_budget
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM mvrefresh.check_settings(p_refresh_interval_ms, p_max_staleness_ms, p_refresh_budget);
     rel := mvrefresh.resolve_watched(p_name, p_search_path);
     UPDATE mvrefresh.view_state v
        SET refresh_interval_ms = p_refresh_interval_ms, max_staleness_ms = p_max_staleness_ms,

@@ -39,14 +39,10 @@ BEGIN
         RAISE EXCEPTION 'the database is a standby (in recovery): watch needs the primary'
             USING ERRCODE = 'read_only_sql_transaction';
     END IF;
-    IF p_debounce_ms < 0 OR p_max_wait_ms < 0 OR p_refresh_interval_ms <= 0 OR p_max_staleness_ms <= 0 THEN
-        RAISE EXCEPTION 'debounce and max wait must be >= 0, the refresh interval and the staleness target > 0 (milliseconds)'
-            USING ERRCODE = 'invalid_parameter_value';
+    IF p_debounce_ms < 0 OR p_max_wait_ms < 0 THEN
+        RAISE EXCEPTION 'debounce and max wait must be >= 0 (milliseconds)' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF p_refresh_budget <= 0 OR p_refresh_budget > 1 THEN
-        RAISE EXCEPTION 'the refresh budget is a share of time: more than 0, at most 1 (got %)', p_refresh_budget
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM mvrefresh.check_settings(p_refresh_interval_ms, p_max_staleness_ms, p_refresh_budget);
     PERFORM pg_advisory_xact_lock({{LOCK_NAMESPACE}}, {{WATCH_LOCK_KEY}});
     rel := mvrefresh.resolve_view(p_name, p_search_path);
     SELECT n.nspname, c.relname INTO schema_name, rel_name
