@@ -1,6 +1,7 @@
 -- Pauses or resumes a watched view (bulk loads), materialized or incremental. A paused view keeps its
 -- marks (an incremental view its logs), so writers neither add marks nor notify while it is paused, and no
--- cycle refreshes it (refresh_view answers 'paused', due_views() and log_due() leave it out). Resuming a dirty view notifies the daemons, which refresh it once.
+-- cycle refreshes it (refresh_view answers 'paused', due_views() and log_due() leave it out). Resuming a
+-- dirty view notifies the daemons, which refresh it once.
 -- Returns a report: id, view, paused, changed, dirty. p_search_path: as in watch().
 CREATE OR REPLACE FUNCTION mvrefresh.set_paused(
     p_name text,

@@ -19,15 +19,16 @@ export function watchLines(outcome: WatchOutcome): OutputLine[] {
   switch (outcome.kind) {
     case 'settings': {
       const r = outcome.report;
-      const setting = (value: string | undefined) => value ?? "the daemon's default";
+      const setting = (value: number | null, shown: (v: number) => string) =>
+        value === null ? "the daemon's default" : shown(value);
       return [
         out(
           `updated ${r.view} (id ${r.id}); it stays incremental, with the plan made when it was made ` +
             'incremental (unwatch, then watch --incremental, plans it again: after adding an index)',
         ),
         out(
-          `  staleness target: ${setting(r.max_staleness_ms === null ? undefined : formatMs(r.max_staleness_ms))}; ` +
-            `refresh budget: ${setting(r.refresh_budget === null ? undefined : `${Number((r.refresh_budget * 100).toPrecision(6))}%`)}` +
+          `  staleness target: ${setting(r.max_staleness_ms, formatMs)}; ` +
+            `refresh budget: ${setting(r.refresh_budget, (b) => `${Number((b * 100).toPrecision(6))}%`)}` +
             (r.refresh_interval_ms === null ? '' : `; also every ${formatMs(r.refresh_interval_ms)}`),
         ),
       ];

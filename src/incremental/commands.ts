@@ -65,8 +65,13 @@ export async function watchIncremental(
   name: string,
   opts: WatchOptions,
 ): Promise<ConvertReport> {
-  const r = await resolveOrRefuse(client, name);
   if (await isIncremental(client, name)) throw new IncrementalRefused(`${name} is already incremental`);
+  return convert(client, name, opts);
+}
+
+/** watchIncremental() of a view known not to be incremental yet. */
+async function convert(client: pg.ClientBase, name: string, opts: WatchOptions): Promise<ConvertReport> {
+  const r = await resolveOrRefuse(client, name);
   await watchView(client, name, opts);
   const report = await makeIncremental(client, r.schema, r.name);
   await settleClears(client);
@@ -95,7 +100,7 @@ export async function watchCommand(
       );
     return { kind: 'settings', report: await setIncrementalSettings(client, name, opts) };
   }
-  if (incremental) return { kind: 'incremental', report: await watchIncremental(client, name, opts) };
+  if (incremental) return { kind: 'incremental', report: await convert(client, name, opts) };
   return { kind: 'watched', report: await watchView(client, name, opts) };
 }
 
