@@ -9,7 +9,9 @@
  *   incremental  the same with the daemon applying (as bench:incremental's incremental rounds);
  *   burner       no view, and a process that keeps a core busy for the share the daemon (process and
  *                backends) used in the last incremental round: what the daemon's CPU alone costs the
- *                writers, whatever it does with it.
+ *                writers, whatever it does with it;
+ *   unlogged     as incremental, with every log made UNLOGGED before the daemon starts: what the logs'
+ *                WAL costs (docs/design/incremental.md 10.4; mvrefresh keeps its logs logged).
  * Per round: writer TPS and its ratio to the mean of the none rounds; CPU by role (writers' client and
  * backends, daemon, autovacuum, the server's auxiliary processes) and the machine's idle share; what the
  * writers' backends wait for (bench/incremental/cpu-by-role.ts). Markdown on stdout.
@@ -31,7 +33,7 @@ const SECONDS = numberEnv('BENCH_SECONDS', 30);
 const WARMUP_S = numberEnv('BENCH_WARMUP_SECONDS', 10);
 const WRITERS = numberEnv('BENCH_WRITERS', 8);
 const CATCH_UP_LIMIT_MS = 300_000;
-const ROUND_KINDS = ['none', 'capture', 'incremental', 'burner'] as const;
+const ROUND_KINDS = ['none', 'capture', 'incremental', 'burner', 'unlogged'] as const;
 type Round = (typeof ROUND_KINDS)[number];
 const ROUNDS = (process.env['BENCH_ATTRIBUTION_ROUNDS'] ?? 'none,capture,incremental,burner,none')
   .split(',')
@@ -63,6 +65,15 @@ for (;;) { const t = Date.now(); while (Date.now() - t < ${busy}); Atomics.wait(
   return spawn(process.execPath, ['-e', script], { stdio: 'ignore' });
 }
 
+/** The unlogged round's logs: no WAL for their rows, emptied by a crash (not what mvrefresh does). */
+async function unlogLogs(db: pg.ClientBase): Promise<void> {
+  const { rows } = await db.query<{ log: string }>(
+    `SELECT c.oid::pg_catalog.regclass::text AS log FROM pg_catalog.pg_class c
+      WHERE c.relnamespace = 'mvrefresh'::pg_catalog.regnamespace AND c.relkind = 'r' AND c.relname ~ '^log_[0-9]+$'`,
+  );
+  for (const { log } of rows) await db.query(`ALTER TABLE ${log} SET UNLOGGED`);
+}
+
 const daemonShare = (r: Result) =>
   (r.cpu.byRole['daemon (process)'] ?? 0) + (r.cpu.byRole['daemon (backends)'] ?? 0);
 
@@ -78,9 +89,11 @@ async function runRound(url: string, db: pg.ClientBase, round: Round, burnerShar
     await waitClean(db, names, CATCH_UP_LIMIT_MS);
     return d;
   };
+  const watched = round === 'capture' || round === 'incremental' || round === 'unlogged';
   try {
-    if (round === 'capture' || round === 'incremental') await watchAll(url, VIEWS, true);
-    if (round === 'incremental') daemon = await startDaemon();
+    if (watched) await watchAll(url, VIEWS, true);
+    if (round === 'unlogged') await unlogLogs(db);
+    if (round === 'incremental' || round === 'unlogged') daemon = await startDaemon();
     if (round === 'burner') burner = startBurner(burnerShare);
     const load = new WriterLoad(url, WRITERS, 'mixed', { firstMaxId: await maxCommentId(db) });
     await load.start();
@@ -111,7 +124,7 @@ async function runRound(url: string, db: pg.ClientBase, round: Round, burnerShar
       const code = await daemon.stop();
       if (code !== 0) process.stderr.write(`attribution: the daemon exited with ${code}\n`);
     }
-    if (round === 'capture' || round === 'incremental') await cliOk(url, 'unwatch', '--all');
+    if (watched) await cliOk(url, 'unwatch', '--all');
   }
 }
 
@@ -162,7 +175,7 @@ async function main(): Promise<void> {
     const results: Result[] = [];
     try {
       for (const round of ROUNDS) {
-        const last = [...results].reverse().find((r) => r.round === 'incremental');
+        const last = [...results].reverse().find((r) => r.round === 'incremental' || r.round === 'unlogged');
         results.push(await runRound(url, db, round, last ? daemonShare(last) : 25));
       }
     } finally {
