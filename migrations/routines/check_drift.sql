@@ -4,7 +4,8 @@
 -- DDL (routines/ddl_changed.sql). Returns one row per view it marked dirty, with what it found: changes
 -- (for people) and kinds (the kind of each change, one of src/db/protocol.ts's DRIFT_KINDS, for programs):
 --  * the sources changed: a partition attached, detached, created or dropped, an inheritance child, a
---    plain view redefined, the view re-created (source_fingerprint() differs from the stored one). The
+--    plain view redefined, the view re-created, or one of those undone before this check, after a refresh
+--    read it (source_fingerprint() differs from the stored one: it counts the catalog rows' xmin). The
 --    stored sources are updated and the view is refreshed: rows that arrived without DML (an attached
 --    partition) and a new definition are both reflected by a refresh that starts after this commits;
 --  * a table's trigger is missing, disabled, or no longer ENABLE ALWAYS where this role owns the table
@@ -120,6 +121,12 @@ BEGIN
         new_relids := ARRAY(SELECT s.relid FROM mvrefresh.view_sources(rel) s ORDER BY s.relid);
         fp := mvrefresh.source_fingerprint(rel, new_relids);
         CONTINUE WHEN fp = v.source_fingerprint;
+        -- stored by an earlier version, in its form: nothing changed when that form agrees
+        IF v.source_fingerprint NOT LIKE 'v2:%'
+           AND v.source_fingerprint = mvrefresh.source_fingerprint_v1(rel, new_relids) THEN
+            UPDATE mvrefresh.source_fingerprints f SET fingerprint = fp WHERE f.view_id = v.id;
+            CONTINUE;
+        END IF;
         ch := COALESCE((SELECT jsonb_agg(x.f ORDER BY x.added DESC, x.r) FROM (
                   SELECT r, true AS added, jsonb_build_object('view', v.id, 'kind', {{DRIFT_SOURCE_ADDED}},
                                                               'change', 'source added: ' || r::regclass::text) AS f

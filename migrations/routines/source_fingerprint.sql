@@ -6,8 +6,35 @@
 -- result without any write, so it counts even when the view reads the same tables. The row-level security
 -- part is appended only for tables that have it, so that the fingerprints of views without it stay as they
 -- were. check_drift() compares it with what was stored at the last watch or check.
+-- Each rule and each inheritance link counts with its catalog row's xmin (the transaction that wrote it,
+-- kept when the row is frozen): a plain view redefined and then given back its definition, or a partition
+-- detached and attached again, between two checks, is a change all the same. A refresh in between read
+-- the other definition, or missed the partition's rows, and the text alone would show nothing to repair
+-- (the model check's seed 24379 on 2026-12-08: redefine, a refresh, redefine back). A catalog rewritten
+-- by a dump and restore or pg_upgrade changes every xmin: each view is refreshed once for it. The 'v2:'
+-- prefix tells these from the fingerprints of earlier versions (source_fingerprint_v1(), below).
 -- PL/pgSQL so that it does not depend on the order in which routines are applied.
 CREATE OR REPLACE FUNCTION mvrefresh.source_fingerprint(p_view regclass, p_source_relids oid[])
+    RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    security text := mvrefresh.source_security(p_source_relids);
+BEGIN
+    RETURN 'v2:' || md5(p_source_relids::text || '|' || COALESCE((
+        SELECT string_agg(format('%s<%s@%s', i.inhrelid, i.inhparent, i.xmin), ';' ORDER BY i.inhrelid, i.inhparent)
+          FROM pg_inherits i WHERE i.inhrelid = ANY (p_source_relids)), '')
+        || '|' || COALESCE((
+        SELECT string_agg(format('%s:%s@%s', r.ev_class, md5(r.action), rw.xmin), ';' ORDER BY r.ev_class, r.rule_oid)
+          FROM mvrefresh.view_rules(p_view) r JOIN pg_rewrite rw ON rw.oid = r.rule_oid), '')
+        || COALESCE('|rls:' || security, ''));
+END
+$$;
+
+-- The fingerprint as versions before 21 computed it (no xmin, no prefix): check_drift() compares a
+-- fingerprint stored by one of them with it, and stores the new one silently when they agree.
+CREATE OR REPLACE FUNCTION mvrefresh.source_fingerprint_v1(p_view regclass, p_source_relids oid[])
     RETURNS text
     LANGUAGE plpgsql STABLE
     SET search_path = pg_catalog, pg_temp

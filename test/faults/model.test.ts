@@ -1046,8 +1046,19 @@ async function runSchedule(seed: number): Promise<string[]> {
     const recent = daemons.flatMap((d) =>
       d.reports.slice(-8).map((x) => `${x.view}:${x.cause}:${x.outcome}`),
     );
+    // what the repair paths did: the drift check's state, and the daemons' last drift and sweep lines
+    const driftState = await session
+      .query('SELECT * FROM mvrefresh.drift_check_state')
+      .then((q) => q.rows)
+      .catch((e: unknown) => String(e));
+    const repairLines = daemons.flatMap((d) =>
+      d.logs
+        .filter((l) => /drift|sweep_failed|refresh_failed|trigger/.test(String(l['event'])))
+        .slice(-12)
+        .map((l) => JSON.stringify(l)),
+    );
     const error = new Error(
-      `${(err as Error).message}\nactions: ${log.join(' ')}\nstatus: ${JSON.stringify(state.rows)}\nstate: ${JSON.stringify(raw.rows)}\nlast cycles: ${recent.join(', ')}\nmarks: ${JSON.stringify(marks.rows)}\ndiffer: ${differing.join(', ')}\nrunning: ${JSON.stringify(running.rows)}`,
+      `${(err as Error).message}\nactions: ${log.join(' ')}\nstatus: ${JSON.stringify(state.rows)}\nstate: ${JSON.stringify(raw.rows)}\nlast cycles: ${recent.join(', ')}\nmarks: ${JSON.stringify(marks.rows)}\ndiffer: ${differing.join(', ')}\nrunning: ${JSON.stringify(running.rows)}\ndrift check: ${JSON.stringify(driftState)}\nrepair log lines:\n${repairLines.join('\n')}`,
     );
     (error as Error & { violation?: boolean }).violation = err instanceof Violation;
     totals.writes += writes;
