@@ -8,7 +8,8 @@ import { viewMatches } from './support/shop.js';
  * seed 24379 of 2026-12-08: a plain view redefined, the view refreshed for another reason, the plain view
  * given back its definition): the refresh read the other definition, so the view differs from its query
  * although the definition's text is what the last check stored. check_drift() must still mark the view
- * (routines/source_fingerprint.sql: each rule and inheritance link counts with its catalog row's xmin).
+ * (routines/source_fingerprint.sql: each rule and inheritance link counts with its catalog row's xmin; a
+ * policy altered and altered back: test/rls-policy-sources.test.ts).
  * No daemon: each step is a call, in the order that lost the change.
  */
 const db = useTestDatabase('drift_aba');

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useTestDatabase } from './support/db.js';
+import { sql } from '../src/db/sql.js';
 import { testRoles } from './support/roles.js';
 import { viewDirty, viewSources } from './support/drift.js';
 
@@ -90,6 +91,26 @@ describe('a view whose owner is subject to a row-level security policy of a tabl
     await db.sql.query('CALL mvrefresh.refresh_dirty()');
     await db.sql.query('INSERT INTO hidden_groups VALUES (2)');
     expect(await dirty('public.docs_by_group')).toBe(true);
+    await db.sql.query('CALL mvrefresh.refresh_dirty()');
+    expect(await fresh('docs_by_group')).toBe(true);
+  });
+  it('is refreshed by the drift check when the policy is altered and altered back between two checks, with a refresh in between', async () => {
+    await db.sql.query('CALL mvrefresh.refresh_dirty()');
+    await db.sql.query('SELECT count(*) FROM mvrefresh.check_drift(1000)');
+    expect(await fresh('docs_by_group')).toBe(true);
+    const { rows } = await db.sql.query<{ qual: string; id: number }>(
+      `SELECT pg_get_expr(p.polqual, p.polrelid) AS qual,
+              (SELECT id FROM mvrefresh.view_state WHERE view_name = 'docs_by_group') AS id
+         FROM pg_policy p WHERE p.polname = 'readers'`,
+    );
+    await db.sql.query('ALTER POLICY readers ON docs USING (true)');
+    await db.sql.query(sql.refreshView, [rows[0]!.id, true, 1000, 5000, 100, 500]);
+    await db.sql.query(`ALTER POLICY readers ON docs USING (${rows[0]!.qual})`);
+    expect(await fresh('docs_by_group')).toBe(false);
+    const { rows: drift } = await db.sql.query<{ view: string }>(
+      'SELECT view FROM mvrefresh.check_drift(1000)',
+    );
+    expect(drift.map((r) => r.view)).toEqual(['public.docs_by_group']);
     await db.sql.query('CALL mvrefresh.refresh_dirty()');
     expect(await fresh('docs_by_group')).toBe(true);
   });

@@ -6,9 +6,10 @@
 -- result without any write, so it counts even when the view reads the same tables. The row-level security
 -- part is appended only for tables that have it, so that the fingerprints of views without it stay as they
 -- were. check_drift() compares it with what was stored at the last watch or check.
--- Each rule and each inheritance link counts with its catalog row's xmin (the transaction that wrote it,
--- kept when the row is frozen): a plain view redefined and then given back its definition, or a partition
--- detached and attached again, between two checks, is a change all the same. A refresh in between read
+-- Each rule, inheritance link and policy counts with its catalog row's xmin (the transaction that wrote
+-- it, kept when the row is frozen): a plain view redefined and then given back its definition, a partition
+-- detached and attached again, or a policy altered and altered back, between two checks, is a change all
+-- the same. A refresh in between read
 -- the other definition, or missed the partition's rows, and the text alone would show nothing to repair
 -- (the model check's seed 24379 on 2026-12-08: redefine, a refresh, redefine back). A catalog rewritten
 -- by a dump and restore or pg_upgrade changes every xmin: each view is refreshed once for it. The 'v2:'
@@ -28,7 +29,9 @@ BEGIN
         || '|' || COALESCE((
         SELECT string_agg(format('%s:%s@%s', r.ev_class, md5(r.action), rw.xmin), ';' ORDER BY r.ev_class, r.rule_oid)
           FROM mvrefresh.view_rules(p_view) r JOIN pg_rewrite rw ON rw.oid = r.rule_oid), '')
-        || COALESCE('|rls:' || security, ''));
+        || COALESCE('|rls:' || security || '|' || COALESCE((
+        SELECT string_agg(format('%s@%s', p.oid, p.xmin), ';' ORDER BY p.oid)
+          FROM pg_policy p WHERE p.polrelid = ANY (p_source_relids)), ''), ''));
 END
 $$;
 
