@@ -137,10 +137,10 @@ function report(results: Result[], version: string, started: Date): string {
     .filter((role) => results.some((r) => (r.cpu.byRole[role] ?? 0) >= 0.5))
     .sort();
   const waits = [...new Set(results.flatMap((r) => r.cpu.waits.slice(0, 5).map(([w]) => w)))];
-  const head = `| round | writer TPS | ratio to the none rounds' mean | errors | ${roles.join(' | ')} | idle (machine) |`;
+  const head = `| round | writer TPS | ratio to the none rounds' mean | errors | ${roles.join(' | ')} | idle (machine) | of it, I/O wait |`;
   const lines = results.map(
     (r, i) =>
-      `| ${i + 1}. ${r.round}${r.burner === undefined ? '' : ` (${r.burner.toFixed(0)}% of a core)`} | ${r.tps.toFixed(0)} | ${(r.tps / base).toFixed(2)} | ${r.errors} | ${roles.map((role) => pct(r.cpu.byRole[role])).join(' | ')} | ${pct(r.cpu.idle)} |`,
+      `| ${i + 1}. ${r.round}${r.burner === undefined ? '' : ` (${r.burner.toFixed(0)}% of a core)`} | ${r.tps.toFixed(0)} | ${(r.tps / base).toFixed(2)} | ${r.errors} | ${roles.map((role) => pct(r.cpu.byRole[role])).join(' | ')} | ${pct(r.cpu.idle)} | ${pct(r.cpu.ioWait)} |`,
   );
   const waitLines = results.map(
     (r, i) =>
@@ -155,7 +155,7 @@ production settings; ${POSTS.toLocaleString('en')} posts, ${COMMENTS.toLocaleStr
 CPU, % of one core (of ${100 * cpus().length} for the machine), by role:
 
 ${head}
-| --- | ---: | ---: | ---: | ${roles.map(() => '---:').join(' | ')} | ---: |
+| --- | ---: | ---: | ---: | ${roles.map(() => '---:').join(' | ')} | ---: | ---: |
 ${lines.join('\n')}
 
 What the writers' backends were doing (share of samples every 100 ms; idle: waiting for their client):

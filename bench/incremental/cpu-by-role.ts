@@ -14,15 +14,19 @@ const USER_HZ = 100;
 const WAIT_SAMPLE_MS = 100;
 const CPU_EVERY = 5;
 
-/** The machine's idle and total CPU seconds, all cores. */
-function machineCpu(): { idle: number; total: number } {
+/** The machine's idle (I/O wait included) and I/O wait and total CPU seconds, all cores. */
+function machineCpu(): { idle: number; ioWait: number; total: number } {
   const fields = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '')
     .split(/\s+/)
     .slice(1)
     .map(Number)
     .filter((n) => Number.isFinite(n));
   const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
-  return { idle: idle / USER_HZ, total: fields.reduce((a, b) => a + b, 0) / USER_HZ };
+  return {
+    idle: idle / USER_HZ,
+    ioWait: (fields[4] ?? 0) / USER_HZ,
+    total: fields.reduce((a, b) => a + b, 0) / USER_HZ,
+  };
 }
 
 export interface RoleCpu {
@@ -30,6 +34,11 @@ export interface RoleCpu {
   byRole: Record<string, number>;
   /** The machine's idle share, percent of one core (all cores: up to 100 x cores). */
   idle: number;
+  /**
+   * Of it, the time idle with I/O outstanding (/proc/stat's iowait): high when the writers wait for their
+   * commits' flush rather than for a core, which changes what the daemon's CPU costs them (design 10.4).
+   */
+  ioWait: number;
   /** Share of the writers' backends' samples per wait (event type:event, CPU, idle), percent. */
   waits: [string, number][];
 }
@@ -110,6 +119,7 @@ export function startRoleSampler(
       return {
         byRole,
         idle: (100 * (m1.idle - m0.idle)) / seconds,
+        ioWait: (100 * (m1.ioWait - m0.ioWait)) / seconds,
         waits: [...waits.entries()]
           .sort((a, b) => b[1] - a[1])
           .map(([w, n]): [string, number] => [w, (100 * n) / total]),

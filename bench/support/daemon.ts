@@ -50,6 +50,9 @@ export class DaemonProcess {
         ...(opts.inheritEnv ? process.env : { PATH: process.env['PATH'] ?? '/usr/bin:/bin' }),
         DATABASE_URL: databaseUrl,
         MVREFRESH_HTTP_PORT: String(this.port),
+        // any free port: "auto" is the HTTP port + 1, which another process may hold (the soak's start
+        // failed on it in CI: a free port was found for the HTTP port only)
+        MVREFRESH_PROBE_PORT: '0',
         MVREFRESH_HTTP_HOST: '127.0.0.1',
         ...opts.settings,
       },
