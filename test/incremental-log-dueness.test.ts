@@ -492,15 +492,15 @@ describe('the looks at a log', () => {
       await looker.query('COMMIT');
       expect(rows[0]).toMatchObject({ pending: true, polled: '1', seq: '0' });
       expect(rows[0]!.behind).not.toBeNull();
-      // the new row, seen by each of the three looks; not the 3000 that inc_w1 has applied. The range
-      // starts at the xmin of inc_w1's applied snapshot, which a transaction of another test file running
-      // when it was taken holds back (the cluster's, CI's PostgreSQL 16 run): the looks read that range
+      // the new row, seen by each of the three looks; not the 3000 that inc_w1 has applied. Each look reads
+      // the rows from the xmin of inc_w1's applied snapshot on, which a transaction of another test file,
+      // running in the cluster when that snapshot was taken, holds back (CI's PostgreSQL 16 run)
       const { rows: range } = await db.sql.query<{ n: string }>(
         `SELECT count(*) AS n FROM mvrefresh.${log} l, mvrefresh.incremental i
           WHERE i.view_id = mvrefresh.watched_id('public.inc_w1'::regclass)
             AND l.mvr_xid >= pg_snapshot_xmin(i.applied_snapshot)`,
       );
-      expect(Number(rows[0]!.fetched)).toBeLessThanOrEqual(3 * Math.max(Number(range[0]!.n), 10));
+      expect(Number(rows[0]!.fetched)).toBeLessThanOrEqual(3 * Number(range[0]!.n));
     } finally {
       await looker.end();
     }
