@@ -74,6 +74,9 @@ async function unlogLogs(db: pg.ClientBase): Promise<void> {
   for (const { log } of rows) await db.query(`ALTER TABLE ${log} SET UNLOGGED`);
 }
 
+/** The rounds with the daemon applying the views' logs. */
+const applying = (round: Round) => round === 'incremental' || round === 'unlogged';
+
 const daemonShare = (r: Result) =>
   (r.cpu.byRole['daemon (process)'] ?? 0) + (r.cpu.byRole['daemon (backends)'] ?? 0);
 
@@ -93,7 +96,7 @@ async function runRound(url: string, db: pg.ClientBase, round: Round, burnerShar
   try {
     if (watched) await watchAll(url, VIEWS, true);
     if (round === 'unlogged') await unlogLogs(db);
-    if (round === 'incremental' || round === 'unlogged') daemon = await startDaemon();
+    if (applying(round)) daemon = await startDaemon();
     if (round === 'burner') burner = startBurner(burnerShare);
     const load = new WriterLoad(url, WRITERS, 'mixed', { firstMaxId: await maxCommentId(db) });
     await load.start();
@@ -175,7 +178,7 @@ async function main(): Promise<void> {
     const results: Result[] = [];
     try {
       for (const round of ROUNDS) {
-        const last = [...results].reverse().find((r) => r.round === 'incremental' || r.round === 'unlogged');
+        const last = [...results].reverse().find((r) => applying(r.round));
         results.push(await runRound(url, db, round, last ? daemonShare(last) : 25));
       }
     } finally {

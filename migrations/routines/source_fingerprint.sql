@@ -4,16 +4,16 @@
 -- tables, and the row-level security of its tables (ENABLE / FORCE, each policy's roles and expressions).
 -- A plain view redefined with CREATE OR REPLACE VIEW, or a policy altered, changes the materialized view's
 -- result without any write, so it counts even when the view reads the same tables. The row-level security
--- part is appended only for tables that have it, so that the fingerprints of views without it stay as they
--- were. check_drift() compares it with what was stored at the last watch or check.
+-- part is appended only for tables that have it. check_drift() compares it with what was stored at the
+-- last watch or check.
 -- Each rule, inheritance link and policy counts with its catalog row's xmin (the transaction that wrote
 -- it, kept when the row is frozen): a plain view redefined and then given back its definition, a partition
 -- detached and attached again, or a policy altered and altered back, between two checks, is a change all
--- the same. A refresh in between read
--- the other definition, or missed the partition's rows, and the text alone would show nothing to repair
--- (the model check's seed 24379 on 2026-12-08: redefine, a refresh, redefine back). A catalog rewritten
--- by a dump and restore or pg_upgrade changes every xmin: each view is refreshed once for it. The 'v2:'
--- prefix tells these from the fingerprints of earlier versions (source_fingerprint_v1(), below).
+-- the same. A refresh in between read the other definition, or missed the partition's rows, and the text
+-- alone would show nothing to repair (the model check's seed 24379 on 2026-12-08: redefine, a refresh,
+-- redefine back). A catalog rewritten by a dump and restore or pg_upgrade changes every xmin: each view is
+-- refreshed once for it. The 'v2:' prefix tells these from the fingerprints of earlier releases
+-- (source_fingerprint_v1(), below).
 -- PL/pgSQL so that it does not depend on the order in which routines are applied.
 CREATE OR REPLACE FUNCTION mvrefresh.source_fingerprint(p_view regclass, p_source_relids oid[])
     RETURNS text
@@ -35,7 +35,7 @@ BEGIN
 END
 $$;
 
--- The fingerprint as versions before 21 computed it (no xmin, no prefix): check_drift() compares a
+-- The fingerprint as earlier releases computed it (no xmin, no prefix): check_drift() compares a
 -- fingerprint stored by one of them with it, and stores the new one silently when they agree.
 CREATE OR REPLACE FUNCTION mvrefresh.source_fingerprint_v1(p_view regclass, p_source_relids oid[])
     RETURNS text
